@@ -1,0 +1,27 @@
+"""mqtt_v5: an MQTT v5 client for MicroPython and CPython.
+
+Names are imported lazily, so ``import mqtt_v5`` costs little heap and a
+device pays only for the parts it uses.
+"""
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "MqttError": "errors",
+    "UsageError": "errors",
+    "ProtocolError": "errors",
+    "NetworkError": "errors",
+    "ConnectRefused": "errors",
+    "PublishFailed": "errors",
+    "SubscribeFailed": "errors",
+    "MqttTimeout": "errors",
+    "QueueFull": "errors",
+}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(name)
+    mod = __import__("mqtt_v5." + module, None, None, (name,))
+    return getattr(mod, name)

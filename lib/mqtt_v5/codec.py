@@ -1,0 +1,997 @@
+"""MQTT 5.0 packets <-> bytes, for both directions, with no I/O and no clock.
+
+Theory of operation
+-------------------
+Encoding: every ``encode_*`` function sizes the packet first, checks that it
+fits the caller's ``bytearray`` (allocated once, at connect) and serialises
+into it from offset 0, returning the packet length. Nothing else is allocated
+when the arguments are bytes-like and no property dict is given. PUBLISH has
+``encode_publish_header`` so a large payload can be written after the header
+without being copied; ``encode_publish`` copies a small payload behind the
+header so the packet leaves in one write.
+
+Decoding: ``PacketReader`` owns the receive buffer. The driver reads socket
+bytes into ``reader.free()`` and calls ``reader.wrote(n)``; ``next()`` then
+frames one packet at a time, returning its first byte and leaving the body's
+bounds in ``body_start``/``body_end``. A packet announcing a Remaining Length
+over our Maximum Packet Size is refused (0x95) from its fixed header alone,
+before its body is buffered. Offsets handed out are valid until the next call
+to ``next()``, which may move unread bytes to the front of the buffer.
+
+Hot-path decoders (``decode_publish_into``, ``decode_ack_into``) fill
+preallocated objects with offsets into the buffer; the cold-path ``decode``
+builds a packet object with str/bytes/dict fields.
+
+Every decoder is strict and raises only ``ProtocolError`` carrying the
+reason code to DISCONNECT with: 0x81 Malformed Packet, 0x82 Protocol Error,
+0x84 Unsupported Protocol Version, 0x90 Topic Name invalid, 0x95 Packet too
+large. Encoders raise ``UsageError`` for arguments MQTT does not allow.
+"""
+
+from ._compat import const
+from .errors import ProtocolError, UsageError
+from . import properties as _p
+from .properties import Reader, vbi_size, write_bin, write_u16, write_vbi
+from .topic import filter_ok, topic_name_ok
+
+CONNECT = const(1)
+CONNACK = const(2)
+PUBLISH = const(3)
+PUBACK = const(4)
+PUBREC = const(5)
+PUBREL = const(6)
+PUBCOMP = const(7)
+SUBSCRIBE = const(8)
+SUBACK = const(9)
+UNSUBSCRIBE = const(10)
+UNSUBACK = const(11)
+PINGREQ = const(12)
+PINGRESP = const(13)
+DISCONNECT = const(14)
+AUTH = const(15)
+
+PACKET_NAMES = (
+    "RESERVED", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL",
+    "PUBCOMP", "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ",
+    "PINGRESP", "DISCONNECT", "AUTH",
+)
+
+RC_SUCCESS = const(0x00)
+RC_GRANTED_QOS_1 = const(0x01)
+RC_GRANTED_QOS_2 = const(0x02)
+RC_DISCONNECT_WITH_WILL = const(0x04)
+RC_NO_MATCHING_SUBSCRIBERS = const(0x10)
+RC_NO_SUBSCRIPTION_EXISTED = const(0x11)
+RC_CONTINUE_AUTHENTICATION = const(0x18)
+RC_REAUTHENTICATE = const(0x19)
+RC_UNSPECIFIED_ERROR = const(0x80)
+RC_MALFORMED_PACKET = const(0x81)
+RC_PROTOCOL_ERROR = const(0x82)
+RC_IMPLEMENTATION_SPECIFIC_ERROR = const(0x83)
+RC_UNSUPPORTED_PROTOCOL_VERSION = const(0x84)
+RC_CLIENT_IDENTIFIER_NOT_VALID = const(0x85)
+RC_BAD_USER_NAME_OR_PASSWORD = const(0x86)
+RC_NOT_AUTHORIZED = const(0x87)
+RC_SERVER_UNAVAILABLE = const(0x88)
+RC_SERVER_BUSY = const(0x89)
+RC_BANNED = const(0x8A)
+RC_SERVER_SHUTTING_DOWN = const(0x8B)
+RC_BAD_AUTHENTICATION_METHOD = const(0x8C)
+RC_KEEP_ALIVE_TIMEOUT = const(0x8D)
+RC_SESSION_TAKEN_OVER = const(0x8E)
+RC_TOPIC_FILTER_INVALID = const(0x8F)
+RC_TOPIC_NAME_INVALID = const(0x90)
+RC_PACKET_IDENTIFIER_IN_USE = const(0x91)
+RC_PACKET_IDENTIFIER_NOT_FOUND = const(0x92)
+RC_RECEIVE_MAXIMUM_EXCEEDED = const(0x93)
+RC_TOPIC_ALIAS_INVALID = const(0x94)
+RC_PACKET_TOO_LARGE = const(0x95)
+RC_MESSAGE_RATE_TOO_HIGH = const(0x96)
+RC_QUOTA_EXCEEDED = const(0x97)
+RC_ADMINISTRATIVE_ACTION = const(0x98)
+RC_PAYLOAD_FORMAT_INVALID = const(0x99)
+RC_RETAIN_NOT_SUPPORTED = const(0x9A)
+RC_QOS_NOT_SUPPORTED = const(0x9B)
+RC_USE_ANOTHER_SERVER = const(0x9C)
+RC_SERVER_MOVED = const(0x9D)
+RC_SHARED_SUBSCRIPTIONS_NOT_SUPPORTED = const(0x9E)
+RC_CONNECTION_RATE_EXCEEDED = const(0x9F)
+RC_MAXIMUM_CONNECT_TIME = const(0xA0)
+RC_SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED = const(0xA1)
+RC_WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED = const(0xA2)
+
+# The reason codes each packet may carry (MQTT 5.0, 3.2.2.2, 3.4.2.1, ...).
+_RC_CONNACK = b"\x00\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8a\x8c\x90\x95\x97\x99\x9a\x9b\x9c\x9d\x9f"
+_RC_PUBACK = b"\x00\x10\x80\x83\x87\x90\x91\x97\x99"  # PUBACK and PUBREC
+_RC_PUBREL = b"\x00\x92"  # PUBREL and PUBCOMP
+_RC_SUBACK = b"\x00\x01\x02\x80\x83\x87\x8f\x91\x97\x9e\xa1\xa2"
+_RC_UNSUBACK = b"\x00\x11\x80\x83\x87\x8f\x91"
+_RC_DISCONNECT = (b"\x00\x04\x80\x81\x82\x83\x87\x89\x8b\x8d\x8e\x8f\x90\x93\x94\x95"
+                  b"\x96\x97\x98\x99\x9a\x9b\x9c\x9d\x9e\x9f\xa0\xa1\xa2")
+_RC_AUTH = b"\x00\x18\x19"
+
+_PROTOCOL_NAME = b"\x00\x04MQTT"
+_PROTOCOL_LEVEL = const(5)
+PINGREQ_BYTES = b"\xc0\x00"
+PINGRESP_BYTES = b"\xd0\x00"
+VBI_MAX = const(268435455)
+
+
+def reason_allowed(ptype, rc):
+    """True if reason code ``rc`` may appear in a packet of type ``ptype``."""
+    if ptype == CONNACK:
+        table = _RC_CONNACK
+    elif ptype == PUBACK or ptype == PUBREC:
+        table = _RC_PUBACK
+    elif ptype == PUBREL or ptype == PUBCOMP:
+        table = _RC_PUBREL
+    elif ptype == SUBACK:
+        table = _RC_SUBACK
+    elif ptype == UNSUBACK:
+        table = _RC_UNSUBACK
+    elif ptype == DISCONNECT:
+        table = _RC_DISCONNECT
+    elif ptype == AUTH:
+        table = _RC_AUTH
+    else:
+        return False
+    for code in table:
+        if code == rc:
+            return True
+    return False
+
+
+def sub_options(qos=0, no_local=False, retain_as_published=False, retain_handling=0):
+    """The SUBSCRIBE options byte (MQTT 5.0, 3.8.3.1)."""
+    return qos | (4 if no_local else 0) | (8 if retain_as_published else 0) | (retain_handling << 4)
+
+
+# ------------------------------------------------------------ packets -----
+
+class Packet:
+    """Base of the cold-path packet objects; ``type`` is the packet type."""
+
+    type = 0
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def __repr__(self):
+        return "%s(%s)" % (PACKET_NAMES[self.type], ", ".join(
+            "%s=%r" % (k, self.__dict__[k]) for k in sorted(self.__dict__)))
+
+
+class Will:
+    """The Will Message carried in CONNECT."""
+
+    def __init__(self, topic, payload=b"", qos=0, retain=False, properties=None):
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.properties = properties or {}
+
+    def __eq__(self, other):
+        return isinstance(other, Will) and self.__dict__ == other.__dict__
+
+    def __repr__(self):
+        return "Will(%r, %r, qos=%d, retain=%r, properties=%r)" % (
+            self.topic, self.payload, self.qos, self.retain, self.properties)
+
+
+class Connect(Packet):
+    type = CONNECT
+
+    def __init__(self, client_id="", clean_start=True, keep_alive=0, username=None,
+                 password=None, will=None, properties=None):
+        self.client_id = client_id
+        self.clean_start = clean_start
+        self.keep_alive = keep_alive
+        self.username = username
+        self.password = password
+        self.will = will
+        self.properties = properties or {}
+
+
+class Connack(Packet):
+    type = CONNACK
+
+    def __init__(self, reason_code=0, session_present=False, properties=None):
+        self.reason_code = reason_code
+        self.session_present = session_present
+        self.properties = properties or {}
+
+
+class Publish(Packet):
+    type = PUBLISH
+
+    def __init__(self, topic, payload=b"", qos=0, retain=False, dup=False, packet_id=0,
+                 properties=None):
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.dup = dup
+        self.packet_id = packet_id
+        self.properties = properties or {}
+
+
+class Ack(Packet):
+    """PUBACK, PUBREC, PUBREL or PUBCOMP (``type`` set per instance)."""
+
+    def __init__(self, type, packet_id, reason_code=0, properties=None):
+        self.type = type
+        self.packet_id = packet_id
+        self.reason_code = reason_code
+        self.properties = properties or {}
+
+
+class Subscribe(Packet):
+    """``subscriptions`` is a list of ``(filter, options)``; see ``sub_options``."""
+
+    type = SUBSCRIBE
+
+    def __init__(self, packet_id, subscriptions, properties=None):
+        self.packet_id = packet_id
+        self.subscriptions = subscriptions
+        self.properties = properties or {}
+
+
+class SubAck(Packet):
+    """SUBACK or UNSUBACK (``type`` set per instance): one reason code per filter."""
+
+    def __init__(self, type, packet_id, reason_codes, properties=None):
+        self.type = type
+        self.packet_id = packet_id
+        self.reason_codes = reason_codes
+        self.properties = properties or {}
+
+
+class Unsubscribe(Packet):
+    type = UNSUBSCRIBE
+
+    def __init__(self, packet_id, filters, properties=None):
+        self.packet_id = packet_id
+        self.filters = filters
+        self.properties = properties or {}
+
+
+class Disconnect(Packet):
+    type = DISCONNECT
+
+    def __init__(self, reason_code=0, properties=None):
+        self.reason_code = reason_code
+        self.properties = properties or {}
+
+
+class Auth(Packet):
+    type = AUTH
+
+    def __init__(self, reason_code=0, properties=None):
+        self.reason_code = reason_code
+        self.properties = properties or {}
+
+
+class Ping(Packet):
+    """PINGREQ or PINGRESP."""
+
+    def __init__(self, type):
+        self.type = type
+
+
+# ------------------------------------------------------------ encoding ----
+
+def _bytes(value):
+    if isinstance(value, str):
+        return value.encode()
+    return value
+
+
+def _header(buf, first, remaining, payload_len=0):
+    """Check capacity, write the fixed header; returns the body offset.
+    ``payload_len`` bytes of the packet are not meant for ``buf``."""
+    if remaining > VBI_MAX:
+        raise UsageError("packet too large for MQTT", 0x95)
+    total = 1 + vbi_size(remaining) + remaining - payload_len
+    if total > len(buf):
+        raise UsageError("%d-byte packet does not fit the %d-byte buffer" % (total, len(buf)), 0x95)
+    buf[0] = first
+    return write_vbi(buf, 1, remaining)
+
+
+def _check_qos(qos):
+    if qos != 0 and qos != 1 and qos != 2:
+        raise UsageError("QoS must be 0, 1 or 2")
+
+
+def _check_id(packet_id):
+    if not 0 < packet_id <= 0xFFFF:
+        raise UsageError("packet identifier must be 1..65535")
+
+
+def _check_str(value, what):
+    b = _bytes(value)
+    if not isinstance(b, (bytes, bytearray, memoryview)):
+        raise UsageError("%s must be str or bytes" % what)
+    if len(b) > 0xFFFF or not _p.utf8_ok(b, 0, len(b)):
+        raise UsageError("%s is not a valid MQTT UTF-8 string" % what)
+    return b
+
+
+def _check_bin(value, what):
+    if not isinstance(value, (bytes, bytearray, memoryview)) or len(value) > 0xFFFF:
+        raise UsageError("%s must be bytes of at most 65535" % what)
+    return value
+
+
+def encode_connect(buf, client_id, clean_start=True, keep_alive=0, username=None,
+                   password=None, will=None, props=None):
+    """CONNECT (3.1). ``will`` is a ``Will`` or None. Returns the length."""
+    cid = _check_str(client_id, "client id")
+    if not 0 <= keep_alive <= 0xFFFF:
+        raise UsageError("keep alive must be 0..65535 seconds")
+    flags = 0x02 if clean_start else 0
+    psize = _p.size(props, 1 << CONNECT)
+    rem = len(_PROTOCOL_NAME) + 1 + 1 + 2 + vbi_size(psize) + psize + 2 + len(cid)
+    if will is not None:
+        _check_qos(will.qos)
+        wtopic = _check_str(will.topic, "will topic")
+        if not topic_name_ok(wtopic, 0, len(wtopic)) or not len(wtopic):
+            raise UsageError("will topic must be a valid topic name")
+        wpayload = _check_bin(_bytes(will.payload), "will payload")
+        wsize = _p.size(will.properties, _p.W_WILL)
+        rem += vbi_size(wsize) + wsize + 2 + len(wtopic) + 2 + len(wpayload)
+        flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
+    if username is not None:
+        user = _check_str(username, "username")
+        rem += 2 + len(user)
+        flags |= 0x80
+    if password is not None:
+        pw = _check_bin(_bytes(password), "password")
+        rem += 2 + len(pw)
+        flags |= 0x40
+    pos = _header(buf, 0x10, rem)
+    buf[pos:pos + 6] = _PROTOCOL_NAME
+    buf[pos + 6] = _PROTOCOL_LEVEL
+    buf[pos + 7] = flags
+    pos = write_u16(buf, pos + 8, keep_alive)
+    pos = _p.write(buf, pos, props, psize)
+    pos = write_bin(buf, pos, cid)
+    if will is not None:
+        pos = _p.write(buf, pos, will.properties, wsize)
+        pos = write_bin(buf, pos, wtopic)
+        pos = write_bin(buf, pos, wpayload)
+    if username is not None:
+        pos = write_bin(buf, pos, user)
+    if password is not None:
+        pos = write_bin(buf, pos, pw)
+    return pos
+
+
+def encode_connack(buf, reason_code=0, session_present=False, props=None):
+    """CONNACK (3.2). Returns the length."""
+    if not reason_allowed(CONNACK, reason_code):
+        raise UsageError("reason code 0x%02X not allowed in CONNACK" % reason_code)
+    if session_present and reason_code:
+        raise UsageError("session present needs reason code 0 [MQTT-3.2.2-6]")
+    psize = _p.size(props, 1 << CONNACK)
+    pos = _header(buf, 0x20, 2 + vbi_size(psize) + psize)
+    buf[pos] = 1 if session_present else 0
+    buf[pos + 1] = reason_code
+    return _p.write(buf, pos + 2, props, psize)
+
+
+def publish_size(topic_len, payload_len, qos, psize):
+    """Total bytes of a PUBLISH with a property block of ``psize`` bytes."""
+    rem = 2 + topic_len + (2 if qos else 0) + vbi_size(psize) + psize + payload_len
+    return 1 + vbi_size(rem) + rem
+
+
+def encode_publish_header(buf, topic, payload_len, qos=0, packet_id=0, retain=False,
+                          dup=False, props=None, topic_alias=0):
+    """Fixed and variable header of a PUBLISH (3.3), without the payload.
+
+    ``topic`` is bytes-like (no allocation) or str; it may be empty when
+    ``topic_alias`` is given. Returns the header length; the payload must
+    follow it on the wire.
+    """
+    _check_qos(qos)
+    if isinstance(topic, str):
+        topic = topic.encode()
+    tlen = len(topic)
+    if not topic_name_ok(topic, 0, tlen):
+        raise UsageError("invalid topic name (wildcard, U+0000 or bad UTF-8)", 0x90)
+    if not tlen and not topic_alias:
+        raise UsageError("empty topic needs a topic alias [MQTT-3.3.2-1]", 0x90)
+    if qos:
+        _check_id(packet_id)
+    elif dup:
+        raise UsageError("DUP must be 0 for QoS 0 [MQTT-3.3.1-2]")
+    psize = _p.size(props, 1 << PUBLISH) if props else 0
+    if topic_alias:
+        if not 0 < topic_alias <= 0xFFFF:
+            raise UsageError("topic alias must be 1..65535")
+        if props and _p.PROP_TOPIC_ALIAS in props:
+            raise UsageError("topic alias given twice")
+        psize += 3
+    rem = 2 + tlen + (2 if qos else 0) + vbi_size(psize) + psize + payload_len
+    first = 0x30 | (qos << 1) | (0x08 if dup else 0) | (1 if retain else 0)
+    pos = _header(buf, first, rem, payload_len)
+    pos = write_bin(buf, pos, topic)
+    if qos:
+        pos = write_u16(buf, pos, packet_id)
+    pos = write_vbi(buf, pos, psize)
+    if topic_alias:
+        buf[pos] = _p.PROP_TOPIC_ALIAS
+        pos = write_u16(buf, pos + 1, topic_alias)
+    return _p.write_content(buf, pos, props)
+
+
+def encode_publish(buf, topic, payload, qos=0, packet_id=0, retain=False, dup=False,
+                   props=None, topic_alias=0):
+    """A whole PUBLISH (3.3), the payload copied behind the header so that the
+    packet leaves in one write. Returns the length."""
+    n = len(payload)
+    pos = encode_publish_header(buf, topic, n, qos, packet_id, retain, dup, props, topic_alias)
+    if pos + n > len(buf):
+        raise UsageError("%d-byte packet does not fit the %d-byte buffer" % (pos + n, len(buf)), 0x95)
+    buf[pos:pos + n] = payload
+    return pos + n
+
+
+def encode_ack(buf, ptype, packet_id, reason_code=0, props=None):
+    """PUBACK, PUBREC, PUBREL or PUBCOMP (3.4-3.7). Returns the length."""
+    _check_id(packet_id)
+    if not reason_allowed(ptype, reason_code):
+        raise UsageError("reason code 0x%02X not allowed here" % reason_code)
+    first = 0x62 if ptype == PUBREL else (ptype << 4)
+    if not props:
+        if reason_code == 0:
+            # [MQTT-3.4.2-1] reason code and properties may be omitted on success
+            pos = _header(buf, first, 2)
+            return write_u16(buf, pos, packet_id)
+        pos = _header(buf, first, 3)
+        pos = write_u16(buf, pos, packet_id)
+        buf[pos] = reason_code
+        return pos + 1
+    psize = _p.size(props, 1 << ptype)
+    pos = _header(buf, first, 3 + vbi_size(psize) + psize)
+    pos = write_u16(buf, pos, packet_id)
+    buf[pos] = reason_code
+    return _p.write(buf, pos + 1, props, psize)
+
+
+def encode_subscribe(buf, packet_id, subscriptions, props=None):
+    """SUBSCRIBE (3.8); ``subscriptions`` is a list of ``(filter, options)``."""
+    _check_id(packet_id)
+    if not subscriptions:
+        raise UsageError("SUBSCRIBE needs at least one filter [MQTT-3.8.3-2]")
+    psize = _p.size(props, 1 << SUBSCRIBE)
+    if props and isinstance(props.get(_p.PROP_SUBSCRIPTION_IDENTIFIER), (list, tuple)):
+        raise UsageError("SUBSCRIBE takes one subscription identifier")
+    rem = 2 + vbi_size(psize) + psize
+    encoded = []
+    for filt, options in subscriptions:
+        f = _check_str(filt, "topic filter")
+        if not filter_ok(f, 0, len(f)):
+            raise UsageError("invalid topic filter %r" % (filt,), 0x8F)
+        if options & 0xC0 or (options & 3) == 3 or (options >> 4) & 3 == 3:
+            raise UsageError("invalid subscription options 0x%02X" % options)
+        if options & 4 and f[:7] == b"$share/":
+            raise UsageError("no local on a shared subscription [MQTT-3.8.3-4]")
+        encoded.append(f)
+        rem += 2 + len(f) + 1
+    pos = _header(buf, 0x82, rem)
+    pos = write_u16(buf, pos, packet_id)
+    pos = _p.write(buf, pos, props, psize)
+    for i in range(len(encoded)):
+        pos = write_bin(buf, pos, encoded[i])
+        buf[pos] = subscriptions[i][1]
+        pos += 1
+    return pos
+
+
+def _encode_subacks(buf, first, ptype, packet_id, reason_codes, props):
+    _check_id(packet_id)
+    for rc in reason_codes:
+        if not reason_allowed(ptype, rc):
+            raise UsageError("reason code 0x%02X not allowed here" % rc)
+    psize = _p.size(props, 1 << ptype)
+    pos = _header(buf, first, 2 + vbi_size(psize) + psize + len(reason_codes))
+    pos = write_u16(buf, pos, packet_id)
+    pos = _p.write(buf, pos, props, psize)
+    for rc in reason_codes:
+        buf[pos] = rc
+        pos += 1
+    return pos
+
+
+def encode_suback(buf, packet_id, reason_codes, props=None):
+    """SUBACK (3.9): one reason code per requested filter."""
+    return _encode_subacks(buf, 0x90, SUBACK, packet_id, reason_codes, props)
+
+
+def encode_unsubscribe(buf, packet_id, filters, props=None):
+    """UNSUBSCRIBE (3.10)."""
+    _check_id(packet_id)
+    if not filters:
+        raise UsageError("UNSUBSCRIBE needs at least one filter [MQTT-3.10.3-2]")
+    psize = _p.size(props, 1 << UNSUBSCRIBE)
+    rem = 2 + vbi_size(psize) + psize
+    encoded = []
+    for filt in filters:
+        f = _check_str(filt, "topic filter")
+        if not filter_ok(f, 0, len(f)):
+            raise UsageError("invalid topic filter %r" % (filt,), 0x8F)
+        encoded.append(f)
+        rem += 2 + len(f)
+    pos = _header(buf, 0xA2, rem)
+    pos = write_u16(buf, pos, packet_id)
+    pos = _p.write(buf, pos, props, psize)
+    for f in encoded:
+        pos = write_bin(buf, pos, f)
+    return pos
+
+
+def encode_unsuback(buf, packet_id, reason_codes, props=None):
+    """UNSUBACK (3.11)."""
+    return _encode_subacks(buf, 0xB0, UNSUBACK, packet_id, reason_codes, props)
+
+
+def _encode_reason_only(buf, ptype, reason_code, props):
+    if not reason_allowed(ptype, reason_code):
+        raise UsageError("reason code 0x%02X not allowed here" % reason_code)
+    first = ptype << 4
+    if not props:
+        if reason_code == 0:
+            return _header(buf, first, 0)
+        pos = _header(buf, first, 1)
+        buf[pos] = reason_code
+        return pos + 1
+    psize = _p.size(props, 1 << ptype)
+    pos = _header(buf, first, 1 + vbi_size(psize) + psize)
+    buf[pos] = reason_code
+    return _p.write(buf, pos + 1, props, psize)
+
+
+def encode_disconnect(buf, reason_code=0, props=None):
+    """DISCONNECT (3.14). Returns the length."""
+    return _encode_reason_only(buf, DISCONNECT, reason_code, props)
+
+
+def encode_auth(buf, reason_code=0, props=None):
+    """AUTH (3.15). Returns the length."""
+    return _encode_reason_only(buf, AUTH, reason_code, props)
+
+
+def encode(packet, buf):
+    """Encode any packet object into ``buf``; returns the length (cold path)."""
+    t = packet.type
+    if t == CONNECT:
+        return encode_connect(buf, packet.client_id, packet.clean_start, packet.keep_alive,
+                              packet.username, packet.password, packet.will, packet.properties)
+    if t == CONNACK:
+        return encode_connack(buf, packet.reason_code, packet.session_present, packet.properties)
+    if t == PUBLISH:
+        return encode_publish(buf, packet.topic, _bytes(packet.payload), packet.qos,
+                              packet.packet_id, packet.retain, packet.dup, packet.properties)
+    if PUBACK <= t <= PUBCOMP:
+        return encode_ack(buf, t, packet.packet_id, packet.reason_code, packet.properties)
+    if t == SUBSCRIBE:
+        return encode_subscribe(buf, packet.packet_id, packet.subscriptions, packet.properties)
+    if t == SUBACK:
+        return encode_suback(buf, packet.packet_id, packet.reason_codes, packet.properties)
+    if t == UNSUBSCRIBE:
+        return encode_unsubscribe(buf, packet.packet_id, packet.filters, packet.properties)
+    if t == UNSUBACK:
+        return encode_unsuback(buf, packet.packet_id, packet.reason_codes, packet.properties)
+    if t == PINGREQ or t == PINGRESP:
+        return _header(buf, t << 4, 0)
+    if t == DISCONNECT:
+        return encode_disconnect(buf, packet.reason_code, packet.properties)
+    if t == AUTH:
+        return encode_auth(buf, packet.reason_code, packet.properties)
+    raise UsageError("unknown packet type %r" % (t,))
+
+
+# ------------------------------------------------------------ framing -----
+
+class PacketReader:
+    """Frames packets out of a receive buffer allocated once.
+
+    ``max_packet_size`` is the Maximum Packet Size we advertise (whole packet,
+    fixed header included); the buffer is exactly that large.
+    """
+
+    def __init__(self, max_packet_size):
+        if max_packet_size < 16:
+            raise UsageError("maximum packet size must be at least 16 bytes")
+        self.buf = bytearray(max_packet_size)
+        self._mv = memoryview(self.buf)
+        self.max_packet_size = max_packet_size
+        self.start = 0  # first unread byte
+        self.end = 0  # end of received bytes
+        self.first = 0  # first byte of the packet last framed
+        self.body_start = 0
+        self.body_end = 0
+        self.reader = Reader()
+
+    def free(self):
+        """A writable view of the free space (the whole buffer when empty)."""
+        if self.end == 0:
+            return self._mv
+        return self._mv[self.end:]
+
+    def wrote(self, n):
+        """Record that ``n`` bytes were written into ``free()``."""
+        self.end += n
+
+    def feed(self, data):
+        """Copy ``data`` in (tests and servers); returns how many bytes fitted."""
+        room = len(self.buf) - self.end
+        n = len(data) if len(data) < room else room
+        self.buf[self.end:self.end + n] = data[:n] if n < len(data) else data
+        self.end += n
+        return n
+
+    def reset(self):
+        """Drop everything buffered (after a disconnect)."""
+        self.start = self.end = 0
+
+    def next(self):
+        """Frame the next complete packet. Returns its first byte (type << 4 |
+        flags) with the body bounds in ``body_start``/``body_end``, or -1 if no
+        complete packet is buffered yet."""
+        buf = self.buf
+        s = self.start
+        end = self.end
+        if s == end:
+            self.start = self.end = 0
+            return -1
+        # Fixed header: first byte then a Variable Byte Integer [MQTT-2.1.4].
+        value = 0
+        shift = 0
+        p = s + 1
+        while True:
+            if p >= end:
+                self._compact()
+                return -1
+            byte = buf[p]
+            p += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            if p - s - 1 == 4:
+                raise ProtocolError("remaining length longer than 4 bytes", 0x81)
+            shift += 7
+        if p - s > 2 and byte == 0:
+            raise ProtocolError("remaining length not minimally encoded", 0x81)
+        first = buf[s]
+        if first >> 4 == 0:
+            raise ProtocolError("reserved packet type 0", 0x81)
+        total = p - s + value
+        if total > self.max_packet_size:
+            # Refused from the header alone: the body is never buffered.
+            raise ProtocolError("packet of %d bytes exceeds our maximum of %d"
+                                % (total, self.max_packet_size), 0x95)
+        if p + value > end:
+            self._compact()
+            return -1
+        self.first = first
+        self.body_start = p
+        self.body_end = p + value
+        self.start = p + value
+        return first
+
+    def _compact(self):
+        s = self.start
+        if s:
+            n = self.end - s
+            self._mv[0:n] = self._mv[s:self.end]
+            self.start = 0
+            self.end = n
+
+
+# ------------------------------------------------------------ decoding ----
+
+class PublishView:
+    """An incoming PUBLISH as offsets into the receive buffer (hot path).
+    Valid until the reader frames the next packet."""
+
+    def __init__(self):
+        self.buf = b""
+        self.qos = 0
+        self.retain = False
+        self.dup = False
+        self.packet_id = 0
+        self.topic_start = self.topic_end = 0
+        self.topic_alias = 0
+        self.prop_start = self.prop_end = 0
+        self.payload_start = self.payload_end = 0
+
+    def topic(self):
+        return str(self.buf[self.topic_start:self.topic_end], "utf-8")
+
+    def payload(self):
+        return bytes(self.buf[self.payload_start:self.payload_end])
+
+    def properties(self):
+        return _p.to_dict(self.buf, self.prop_start, self.prop_end)
+
+
+class AckView:
+    """An incoming PUBACK/PUBREC/PUBREL/PUBCOMP (hot path)."""
+
+    def __init__(self):
+        self.type = 0
+        self.packet_id = 0
+        self.reason_code = 0
+        self.buf = b""
+        self.prop_start = self.prop_end = 0
+
+    def properties(self):
+        return _p.to_dict(self.buf, self.prop_start, self.prop_end)
+
+
+def _check_flags(first):
+    t = first >> 4
+    flags = first & 0x0F
+    if t == PUBREL or t == SUBSCRIBE or t == UNSUBSCRIBE:
+        if flags != 0x02:
+            raise ProtocolError("reserved flags of %s must be 0010 [MQTT-2.1.3-1]"
+                                % PACKET_NAMES[t], 0x81)
+    elif t != PUBLISH and flags:
+        raise ProtocolError("reserved flags of %s must be 0 [MQTT-2.1.3-1]"
+                            % PACKET_NAMES[t], 0x81)
+
+
+def decode_publish_into(view, first, r):
+    """Decode the PUBLISH body under reader ``r`` into ``view``, allocating nothing."""
+    qos = (first >> 1) & 3
+    if qos == 3:
+        raise ProtocolError("QoS 3 [MQTT-3.3.1-4]", 0x81)
+    dup = (first & 0x08) != 0
+    if dup and not qos:
+        raise ProtocolError("DUP set on QoS 0 [MQTT-3.3.1-2]", 0x81)
+    view.buf = r.buf
+    view.qos = qos
+    view.dup = dup
+    view.retain = (first & 1) != 0
+    ts = r.span()
+    te = r.pos
+    if not topic_name_ok(r.buf, ts, te):
+        raise ProtocolError("invalid topic name [MQTT-3.3.2-2]", 0x90)
+    view.topic_start = ts
+    view.topic_end = te
+    if qos:
+        pid = r.u16()
+        if not pid:
+            raise ProtocolError("packet identifier 0 [MQTT-2.2.1-3]", 0x82)
+        view.packet_id = pid
+    else:
+        view.packet_id = 0
+    alias = _p.check(r, 1 << PUBLISH)
+    if ts == te and not alias:
+        raise ProtocolError("empty topic without a topic alias [MQTT-3.3.2-1]", 0x82)
+    view.topic_alias = alias
+    view.prop_start = r.prop_start
+    view.prop_end = r.prop_end
+    view.payload_start = r.pos
+    view.payload_end = r.end
+    return view
+
+
+def decode_ack_into(view, first, r):
+    """Decode a PUBACK/PUBREC/PUBREL/PUBCOMP body into ``view``."""
+    t = first >> 4
+    _check_flags(first)
+    view.type = t
+    view.buf = r.buf
+    pid = r.u16()
+    if not pid:
+        raise ProtocolError("packet identifier 0 [MQTT-2.2.1-3]", 0x82)
+    view.packet_id = pid
+    view.prop_start = view.prop_end = 0
+    if r.pos == r.end:
+        view.reason_code = 0  # [MQTT-3.4.2.1] omitted means Success
+        return view
+    rc = r.u8()
+    if not reason_allowed(t, rc):
+        raise ProtocolError("reason code 0x%02X not allowed in %s" % (rc, PACKET_NAMES[t]), 0x82)
+    view.reason_code = rc
+    if r.pos < r.end:
+        _p.check(r, 1 << t)
+        view.prop_start = r.prop_start
+        view.prop_end = r.prop_end
+    _expect_end(r)
+    return view
+
+
+def _expect_end(r):
+    if r.pos != r.end:
+        raise ProtocolError("bytes left over after the packet's contents", 0x81)
+
+
+def _props(r, where):
+    _p.check(r, where)
+    return _p.to_dict(r.buf, r.prop_start, r.prop_end)
+
+
+def _decode_connect(r):
+    r.need(6)
+    for k in range(6):
+        if r.buf[r.pos + k] != _PROTOCOL_NAME[k]:
+            raise ProtocolError("protocol name is not MQTT [MQTT-3.1.2-1]", 0x84)
+    r.pos += 6
+    level = r.u8()
+    if level != _PROTOCOL_LEVEL:
+        raise ProtocolError("unsupported protocol version %d [MQTT-3.1.2-2]" % level, 0x84)
+    flags = r.u8()
+    if flags & 0x01:
+        raise ProtocolError("reserved CONNECT flag set [MQTT-3.1.2-3]", 0x81)
+    will_flag = flags & 0x04
+    will_qos = (flags >> 3) & 3
+    will_retain = flags & 0x20
+    if will_qos == 3:
+        raise ProtocolError("will QoS 3 [MQTT-3.1.2-12]", 0x81)
+    if not will_flag and (will_qos or will_retain):
+        raise ProtocolError("will QoS/retain without a will [MQTT-3.1.2-11] [MQTT-3.1.2-13]", 0x81)
+    keep_alive = r.u16()
+    props = _props(r, 1 << CONNECT)
+    client_id = r.string()
+    will = None
+    if will_flag:
+        wprops = _props(r, _p.W_WILL)
+        start = r.utf8()
+        if start == r.pos or not topic_name_ok(r.buf, start, r.pos):
+            raise ProtocolError("invalid will topic", 0x90)
+        wtopic = str(r.buf[start:r.pos], "utf-8")
+        will = Will(wtopic, r.binary(), will_qos, bool(will_retain), wprops)
+    username = r.string() if flags & 0x80 else None
+    password = r.binary() if flags & 0x40 else None
+    _expect_end(r)
+    return Connect(client_id, bool(flags & 0x02), keep_alive, username, password, will, props)
+
+
+def _decode_connack(r):
+    ack_flags = r.u8()
+    if ack_flags & 0xFE:
+        raise ProtocolError("reserved CONNACK flags set [MQTT-3.2.2-1]", 0x81)
+    rc = r.u8()
+    if not reason_allowed(CONNACK, rc):
+        raise ProtocolError("reason code 0x%02X not allowed in CONNACK" % rc, 0x82)
+    if rc and ack_flags:
+        raise ProtocolError("session present with a failure code [MQTT-3.2.2-6]", 0x82)
+    props = _props(r, 1 << CONNACK)
+    _expect_end(r)
+    return Connack(rc, bool(ack_flags), props)
+
+
+def _decode_subscribe(r):
+    pid = r.u16()
+    if not pid:
+        raise ProtocolError("packet identifier 0 [MQTT-2.2.1-3]", 0x82)
+    props = _props(r, 1 << SUBSCRIBE)
+    subs = []
+    while r.pos < r.end:
+        start = r.utf8()
+        end = r.pos
+        if not filter_ok(r.buf, start, end):
+            # A broken filter is a Malformed Packet rather than a SUBACK 0x8F:
+            # the packet cannot be interpreted [MQTT-4.7.1-1] [MQTT-4.7.1-2].
+            raise ProtocolError("invalid topic filter", 0x81)
+        options = r.u8()
+        if options & 0xC0:
+            raise ProtocolError("reserved subscription option bits [MQTT-3.8.3-5]", 0x81)
+        if options & 3 == 3:
+            raise ProtocolError("subscription QoS 3 [MQTT-3.8.3-2]", 0x81)
+        if (options >> 4) & 3 == 3:
+            raise ProtocolError("retain handling 3", 0x82)
+        filt = str(r.buf[start:end], "utf-8")
+        if options & 4 and filt.startswith("$share/"):
+            raise ProtocolError("no local on a shared subscription [MQTT-3.8.3-4]", 0x82)
+        subs.append((filt, options))
+    if not subs:
+        raise ProtocolError("SUBSCRIBE without filters [MQTT-3.8.3-2]", 0x82)
+    return Subscribe(pid, subs, props)
+
+
+def _decode_subacks(r, t):
+    pid = r.u16()
+    if not pid:
+        raise ProtocolError("packet identifier 0 [MQTT-2.2.1-3]", 0x82)
+    props = _props(r, 1 << t)
+    codes = []
+    while r.pos < r.end:
+        rc = r.u8()
+        if not reason_allowed(t, rc):
+            raise ProtocolError("reason code 0x%02X not allowed in %s" % (rc, PACKET_NAMES[t]), 0x82)
+        codes.append(rc)
+    if not codes:
+        raise ProtocolError("%s without reason codes" % PACKET_NAMES[t], 0x82)
+    return SubAck(t, pid, codes, props)
+
+
+def _decode_unsubscribe(r):
+    pid = r.u16()
+    if not pid:
+        raise ProtocolError("packet identifier 0 [MQTT-2.2.1-3]", 0x82)
+    props = _props(r, 1 << UNSUBSCRIBE)
+    filters = []
+    while r.pos < r.end:
+        start = r.utf8()
+        if not filter_ok(r.buf, start, r.pos):
+            raise ProtocolError("invalid topic filter", 0x81)
+        filters.append(str(r.buf[start:r.pos], "utf-8"))
+    if not filters:
+        raise ProtocolError("UNSUBSCRIBE without filters [MQTT-3.10.3-2]", 0x82)
+    return Unsubscribe(pid, filters, props)
+
+
+def _decode_reason_only(r, t):
+    if r.pos == r.end:
+        # [MQTT-3.14.2.1] [MQTT-3.15.2.1] no reason code means 0x00
+        return Disconnect() if t == DISCONNECT else Auth()
+    rc = r.u8()
+    if not reason_allowed(t, rc):
+        raise ProtocolError("reason code 0x%02X not allowed in %s" % (rc, PACKET_NAMES[t]), 0x82)
+    props = _props(r, 1 << t) if r.pos < r.end else {}
+    _expect_end(r)
+    return Disconnect(rc, props) if t == DISCONNECT else Auth(rc, props)
+
+
+def decode_body(first, r):
+    """Decode the packet whose first byte is ``first`` and whose body is under
+    reader ``r``; returns a packet object (cold path)."""
+    t = first >> 4
+    _check_flags(first)
+    if t == PUBLISH:
+        v = decode_publish_into(PublishView(), first, r)
+        return Publish(v.topic(), v.payload(), v.qos, v.retain, v.dup, v.packet_id,
+                       v.properties())
+    if PUBACK <= t <= PUBCOMP:
+        v = decode_ack_into(AckView(), first, r)
+        return Ack(t, v.packet_id, v.reason_code, v.properties() if v.prop_end else {})
+    if t == CONNECT:
+        return _decode_connect(r)
+    if t == CONNACK:
+        return _decode_connack(r)
+    if t == SUBSCRIBE:
+        return _decode_subscribe(r)
+    if t == SUBACK or t == UNSUBACK:
+        return _decode_subacks(r, t)
+    if t == UNSUBSCRIBE:
+        return _decode_unsubscribe(r)
+    if t == PINGREQ or t == PINGRESP:
+        _expect_end(r)
+        return Ping(t)
+    if t == DISCONNECT or t == AUTH:
+        return _decode_reason_only(r, t)
+    raise ProtocolError("reserved packet type %d" % t, 0x81)
+
+
+def decode(data):
+    """Decode exactly one whole packet from ``data`` (bytes-like); cold path
+    and tests. Raises ProtocolError for anything else."""
+    rd = PacketReader(max(len(data), 16))
+    rd.feed(data)
+    first = rd.next()
+    if first < 0:
+        raise ProtocolError("incomplete packet", 0x81)
+    if rd.start != rd.end:
+        raise ProtocolError("bytes left over after the packet", 0x81)
+    return decode_body(first, rd.reader.reset(rd.buf, rd.body_start, rd.body_end))
+
+
+def encode_bytes(packet, max_size=VBI_MAX):
+    """``encode`` into a fresh buffer and return bytes (cold path and tests)."""
+    size = 64
+    while True:
+        buf = bytearray(size)
+        try:
+            n = encode(packet, buf)
+            return bytes(buf[:n])
+        except UsageError as e:
+            if e.reason_code != 0x95 or size >= max_size:
+                raise
+            size = min(size * 4, max_size + 5)

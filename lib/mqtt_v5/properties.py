@@ -1,0 +1,565 @@
+"""MQTT 5 properties: identifiers, per-packet validity, a writer and a cursor.
+
+Outgoing properties are given as a dict ``{PROP_X: value}``. User Property
+takes a list of ``(key, value)`` pairs; Subscription Identifier takes an int
+or a list of ints. Incoming properties are checked once by ``check`` (which
+allocates nothing) and can be walked with a ``PropertyCursor`` or, on cold
+paths, turned into such a dict by ``to_dict``.
+"""
+
+from ._compat import const
+from .errors import ProtocolError, UsageError
+
+PROP_PAYLOAD_FORMAT_INDICATOR = const(0x01)
+PROP_MESSAGE_EXPIRY_INTERVAL = const(0x02)
+PROP_CONTENT_TYPE = const(0x03)
+PROP_RESPONSE_TOPIC = const(0x08)
+PROP_CORRELATION_DATA = const(0x09)
+PROP_SUBSCRIPTION_IDENTIFIER = const(0x0B)
+PROP_SESSION_EXPIRY_INTERVAL = const(0x11)
+PROP_ASSIGNED_CLIENT_IDENTIFIER = const(0x12)
+PROP_SERVER_KEEP_ALIVE = const(0x13)
+PROP_AUTHENTICATION_METHOD = const(0x15)
+PROP_AUTHENTICATION_DATA = const(0x16)
+PROP_REQUEST_PROBLEM_INFORMATION = const(0x17)
+PROP_WILL_DELAY_INTERVAL = const(0x18)
+PROP_REQUEST_RESPONSE_INFORMATION = const(0x19)
+PROP_RESPONSE_INFORMATION = const(0x1A)
+PROP_SERVER_REFERENCE = const(0x1C)
+PROP_REASON_STRING = const(0x1F)
+PROP_RECEIVE_MAXIMUM = const(0x21)
+PROP_TOPIC_ALIAS_MAXIMUM = const(0x22)
+PROP_TOPIC_ALIAS = const(0x23)
+PROP_MAXIMUM_QOS = const(0x24)
+PROP_RETAIN_AVAILABLE = const(0x25)
+PROP_USER_PROPERTY = const(0x26)
+PROP_MAXIMUM_PACKET_SIZE = const(0x27)
+PROP_WILDCARD_SUBSCRIPTION_AVAILABLE = const(0x28)
+PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE = const(0x29)
+PROP_SHARED_SUBSCRIPTION_AVAILABLE = const(0x2A)
+
+# Value types.
+T_BYTE = const(1)
+T_U16 = const(2)
+T_U32 = const(3)
+T_VBI = const(4)
+T_UTF8 = const(5)
+T_BINARY = const(6)
+T_PAIR = const(7)
+
+# Where a property may appear: bit (1 << packet type); bit 0 stands for the
+# Will Properties of CONNECT. Packet types: 1 CONNECT .. 15 AUTH.
+W_WILL = const(1 << 0)
+_CONNECT = const(1 << 1)
+_CONNACK = const(1 << 2)
+_PUBLISH = const(1 << 3)
+_PUBACK = const(1 << 4)
+_PUBREC = const(1 << 5)
+_PUBREL = const(1 << 6)
+_PUBCOMP = const(1 << 7)
+_SUBSCRIBE = const(1 << 8)
+_SUBACK = const(1 << 9)
+_UNSUBSCRIBE = const(1 << 10)
+_UNSUBACK = const(1 << 11)
+_DISCONNECT = const(1 << 14)
+_AUTH = const(1 << 15)
+_ACKS = const(_PUBACK | _PUBREC | _PUBREL | _PUBCOMP)
+
+# Indexed by identifier (0x00..0x2A): value type, 0 = no such property.
+_TYPES = (
+    b"\x00\x01\x03\x05\x00\x00\x00\x00\x05\x06\x00\x04\x00\x00\x00\x00"
+    b"\x00\x03\x05\x02\x00\x05\x06\x01\x03\x01\x05\x00\x05\x00\x00\x05"
+    b"\x00\x02\x02\x02\x01\x01\x07\x03\x01\x01\x01"
+)
+# Where each property may appear, indexed by identifier.
+_WHERE = (
+    0,
+    _PUBLISH | W_WILL,  # 0x01 Payload Format Indicator
+    _PUBLISH | W_WILL,  # 0x02 Message Expiry Interval
+    _PUBLISH | W_WILL,  # 0x03 Content Type
+    0, 0, 0, 0,
+    _PUBLISH | W_WILL,  # 0x08 Response Topic
+    _PUBLISH | W_WILL,  # 0x09 Correlation Data
+    0,
+    _PUBLISH | _SUBSCRIBE,  # 0x0B Subscription Identifier
+    0, 0, 0, 0, 0,
+    _CONNECT | _CONNACK | _DISCONNECT,  # 0x11 Session Expiry Interval
+    _CONNACK,  # 0x12 Assigned Client Identifier
+    _CONNACK,  # 0x13 Server Keep Alive
+    0,
+    _CONNECT | _CONNACK | _AUTH,  # 0x15 Authentication Method
+    _CONNECT | _CONNACK | _AUTH,  # 0x16 Authentication Data
+    _CONNECT,  # 0x17 Request Problem Information
+    W_WILL,  # 0x18 Will Delay Interval
+    _CONNECT,  # 0x19 Request Response Information
+    _CONNACK,  # 0x1A Response Information
+    0,
+    _CONNACK | _DISCONNECT,  # 0x1C Server Reference
+    0, 0,
+    _CONNACK | _ACKS | _SUBACK | _UNSUBACK | _DISCONNECT | _AUTH,  # 0x1F Reason String
+    0,
+    _CONNECT | _CONNACK,  # 0x21 Receive Maximum
+    _CONNECT | _CONNACK,  # 0x22 Topic Alias Maximum
+    _PUBLISH,  # 0x23 Topic Alias
+    _CONNACK,  # 0x24 Maximum QoS
+    _CONNACK,  # 0x25 Retain Available
+    W_WILL | _CONNECT | _CONNACK | _PUBLISH | _ACKS | _SUBSCRIBE | _SUBACK
+    | _UNSUBSCRIBE | _UNSUBACK | _DISCONNECT | _AUTH,  # 0x26 User Property
+    _CONNECT | _CONNACK,  # 0x27 Maximum Packet Size
+    _CONNACK,  # 0x28 Wildcard Subscription Available
+    _CONNACK,  # 0x29 Subscription Identifier Available
+    _CONNACK,  # 0x2A Shared Subscription Available
+)
+_LAST_ID = const(0x2A)
+_VBI_MAX = const(268435455)
+
+
+def prop_type(pid):
+    """The value type of property ``pid``, or 0 if MQTT 5 defines no such property."""
+    return _TYPES[pid] if 0 <= pid <= _LAST_ID else 0
+
+
+def allowed_in(pid, where):
+    """True if property ``pid`` may appear in a packet of kind ``where``
+    (``1 << packet_type``, or ``W_WILL``)."""
+    return 0 <= pid <= _LAST_ID and (_WHERE[pid] & where) != 0
+
+
+# ---------------------------------------------------------------- UTF-8 ---
+
+def utf8_ok(buf, start, end):
+    """True if ``buf[start:end]`` is well-formed UTF-8 with no U+0000.
+
+    Rejects overlong forms, surrogates (U+D800..U+DFFF) and code points above
+    U+10FFFF [MQTT-1.5.4-1], and U+0000 [MQTT-1.5.4-2]. Allocates nothing.
+    """
+    i = start
+    while i < end:
+        c = buf[i]
+        if c < 0x80:
+            if c == 0:
+                return False
+            i += 1
+            continue
+        if 0xC2 <= c <= 0xDF:
+            n = 1
+            lo = 0x80
+            hi = 0xBF
+        elif 0xE0 <= c <= 0xEF:
+            n = 2
+            lo = 0xA0 if c == 0xE0 else 0x80
+            hi = 0x9F if c == 0xED else 0xBF
+        elif 0xF0 <= c <= 0xF4:
+            n = 3
+            lo = 0x90 if c == 0xF0 else 0x80
+            hi = 0x8F if c == 0xF4 else 0xBF
+        else:
+            return False
+        if i + n >= end:
+            return False
+        c = buf[i + 1]
+        if c < lo or c > hi:
+            return False
+        j = i + 2
+        i += n + 1
+        while j < i:
+            c = buf[j]
+            if c < 0x80 or c > 0xBF:
+                return False
+            j += 1
+    return True
+
+
+# --------------------------------------------------------------- writing ---
+
+def _value_size(ptype, value):
+    if ptype == T_BYTE:
+        return 1
+    if ptype == T_U16:
+        return 2
+    if ptype == T_U32:
+        return 4
+    if ptype == T_VBI:
+        return vbi_size(value)
+    if ptype == T_PAIR:
+        return 4 + len(_utf8(value[0])) + len(_utf8(value[1]))
+    return 2 + len(_utf8(value) if ptype == T_UTF8 else value)
+
+
+def _utf8(s):
+    return s.encode() if isinstance(s, str) else s
+
+
+def vbi_size(value):
+    """Bytes needed for ``value`` as a Variable Byte Integer."""
+    if value < 128:
+        return 1
+    if value < 16384:
+        return 2
+    if value < 2097152:
+        return 3
+    return 4
+
+
+def _check_value(pid, ptype, value):
+    if ptype == T_BYTE:
+        ok = isinstance(value, int) and 0 <= value <= 255
+    elif ptype == T_U16:
+        ok = isinstance(value, int) and 0 <= value <= 0xFFFF
+    elif ptype == T_U32:
+        ok = isinstance(value, int) and 0 <= value <= 0xFFFFFFFF
+    elif ptype == T_VBI:
+        ok = isinstance(value, int) and 1 <= value <= _VBI_MAX
+    elif ptype == T_PAIR:
+        ok = (isinstance(value, (tuple, list)) and len(value) == 2
+              and _str_ok(value[0]) and _str_ok(value[1]))
+    elif ptype == T_UTF8:
+        ok = _str_ok(value)
+    else:
+        ok = isinstance(value, (bytes, bytearray, memoryview)) and len(value) <= 0xFFFF
+    if not ok:
+        raise UsageError("bad value for property 0x%02X: %r" % (pid, value))
+
+
+def _str_ok(s):
+    if isinstance(s, str):
+        b = s.encode()
+    elif isinstance(s, (bytes, bytearray)):
+        b = s
+    else:
+        return False
+    return len(b) <= 0xFFFF and utf8_ok(b, 0, len(b))
+
+
+def _items(props):
+    """(pid, value) for every value, expanding the repeatable properties."""
+    for pid in props:
+        value = props[pid]
+        if pid == PROP_USER_PROPERTY:
+            for pair in value:
+                yield pid, pair
+        elif pid == PROP_SUBSCRIPTION_IDENTIFIER and isinstance(value, (list, tuple)):
+            for v in value:
+                yield pid, v
+        else:
+            yield pid, value
+
+
+def size(props, where):
+    """Byte length of the encoded property block *content* (without its length
+    prefix). Validates every property for packet kind ``where``; raises
+    UsageError on anything the spec does not allow."""
+    if not props:
+        return 0
+    total = 0
+    for pid, value in _items(props):
+        ptype = prop_type(pid)
+        if not ptype:
+            raise UsageError("unknown property 0x%02X" % pid)
+        if not allowed_in(pid, where):
+            raise UsageError("property 0x%02X not allowed in this packet" % pid)
+        _check_value(pid, ptype, value)
+        total += vbi_size(pid) + _value_size(ptype, value)
+    return total
+
+
+def write(buf, pos, props, content_size):
+    """Write the length prefix and the properties; returns the new position.
+    ``content_size`` comes from ``size`` (which also validated them)."""
+    pos = write_vbi(buf, pos, content_size)
+    if not content_size:
+        return pos
+    return write_content(buf, pos, props)
+
+
+def write_content(buf, pos, props):
+    """Write the properties without a length prefix; returns the new position."""
+    if not props:
+        return pos
+    for pid, value in _items(props):
+        buf[pos] = pid
+        pos += 1
+        ptype = _TYPES[pid]
+        if ptype == T_BYTE:
+            buf[pos] = value
+            pos += 1
+        elif ptype == T_U16:
+            pos = write_u16(buf, pos, value)
+        elif ptype == T_U32:
+            pos = write_u32(buf, pos, value)
+        elif ptype == T_VBI:
+            pos = write_vbi(buf, pos, value)
+        elif ptype == T_PAIR:
+            pos = write_bin(buf, pos, _utf8(value[0]))
+            pos = write_bin(buf, pos, _utf8(value[1]))
+        else:
+            pos = write_bin(buf, pos, _utf8(value))
+    return pos
+
+
+def write_u16(buf, pos, value):
+    buf[pos] = value >> 8
+    buf[pos + 1] = value & 0xFF
+    return pos + 2
+
+
+def write_u32(buf, pos, value):
+    buf[pos] = (value >> 24) & 0xFF
+    buf[pos + 1] = (value >> 16) & 0xFF
+    buf[pos + 2] = (value >> 8) & 0xFF
+    buf[pos + 3] = value & 0xFF
+    return pos + 4
+
+
+def write_vbi(buf, pos, value):
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            buf[pos] = byte | 0x80
+            pos += 1
+        else:
+            buf[pos] = byte
+            return pos + 1
+
+
+def write_bin(buf, pos, data):
+    """Two-byte length, then the bytes (bytes-like ``data``)."""
+    n = len(data)
+    buf[pos] = n >> 8
+    buf[pos + 1] = n & 0xFF
+    pos += 2
+    buf[pos:pos + n] = data
+    return pos + n
+
+
+# --------------------------------------------------------------- reading ---
+
+class Reader:
+    """A bounds-checked cursor over a receive buffer. Every read past ``end``
+    raises ProtocolError 0x81 Malformed Packet; nothing allocates."""
+
+    def __init__(self):
+        self.buf = b""
+        self.pos = 0
+        self.end = 0
+        self.prop_start = 0
+        self.prop_end = 0
+
+    def reset(self, buf, start, end):
+        self.buf = buf
+        self.pos = start
+        self.end = end
+        return self
+
+    def need(self, n):
+        if self.pos + n > self.end:
+            raise ProtocolError("packet shorter than its contents", 0x81)
+
+    def u8(self):
+        if self.pos >= self.end:
+            raise ProtocolError("packet shorter than its contents", 0x81)
+        v = self.buf[self.pos]
+        self.pos += 1
+        return v
+
+    def u16(self):
+        p = self.pos
+        if p + 2 > self.end:
+            raise ProtocolError("packet shorter than its contents", 0x81)
+        self.pos = p + 2
+        return (self.buf[p] << 8) | self.buf[p + 1]
+
+    def u32(self):
+        p = self.pos
+        if p + 4 > self.end:
+            raise ProtocolError("packet shorter than its contents", 0x81)
+        self.pos = p + 4
+        b = self.buf
+        return (b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]
+
+    def vbi(self):
+        """A Variable Byte Integer: at most 4 bytes, minimally encoded [MQTT-1.5.5-1]."""
+        value = 0
+        shift = 0
+        count = 0
+        while True:
+            if self.pos >= self.end:
+                raise ProtocolError("packet shorter than its contents", 0x81)
+            byte = self.buf[self.pos]
+            self.pos += 1
+            count += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            if count == 4:
+                raise ProtocolError("variable byte integer longer than 4 bytes", 0x81)
+            shift += 7
+        if count > 1 and byte == 0:
+            raise ProtocolError("variable byte integer not minimally encoded", 0x81)
+        return value
+
+    def span(self):
+        """A two-byte length and that many bytes; returns the start offset,
+        leaving ``pos`` at the end of the span."""
+        n = self.u16()
+        start = self.pos
+        if start + n > self.end:
+            raise ProtocolError("length field runs past the packet", 0x81)
+        self.pos = start + n
+        return start
+
+    def utf8(self):
+        """A UTF-8 string span, validated [MQTT-1.5.4-1] [MQTT-1.5.4-2]; returns its start."""
+        start = self.span()
+        if not utf8_ok(self.buf, start, self.pos):
+            raise ProtocolError("malformed UTF-8 string", 0x81)
+        return start
+
+    def string(self):
+        """A UTF-8 string as a new str (cold paths)."""
+        start = self.utf8()
+        return str(self.buf[start:self.pos], "utf-8")
+
+    def binary(self):
+        """Binary data as new bytes (cold paths)."""
+        start = self.span()
+        return bytes(self.buf[start:self.pos])
+
+
+def check(r, where):
+    """Validate the property block at ``r.pos`` for packet kind ``where`` and
+    move past it. Returns the Topic Alias found (0 if none), the only value a
+    hot path needs; the block's bounds are left in ``r.prop_start`` and
+    ``r.prop_end``. Allocates nothing."""
+    length = r.vbi()
+    start = r.pos
+    end = start + length
+    if end > r.end:
+        raise ProtocolError("property length runs past the packet", 0x81)
+    seen_lo = 0  # ids 0..29
+    seen_hi = 0  # ids 30..42 (kept apart so both stay small ints on a device)
+    alias = 0
+    r.prop_start = start
+    while r.pos < end:
+        pid = r.vbi()
+        ptype = prop_type(pid)
+        if not ptype:
+            raise ProtocolError("unknown property identifier 0x%02X" % pid, 0x81)
+        if not _WHERE[pid] & where:
+            raise ProtocolError("property 0x%02X not allowed in this packet" % pid, 0x82)
+        if pid != PROP_USER_PROPERTY and not (pid == PROP_SUBSCRIPTION_IDENTIFIER
+                                              and where == _PUBLISH):
+            # Only User Property (and Subscription Identifier in PUBLISH) may repeat.
+            if pid < 30:
+                bit = 1 << pid
+                if seen_lo & bit:
+                    raise ProtocolError("property 0x%02X given twice" % pid, 0x82)
+                seen_lo |= bit
+            else:
+                bit = 1 << (pid - 30)
+                if seen_hi & bit:
+                    raise ProtocolError("property 0x%02X given twice" % pid, 0x82)
+                seen_hi |= bit
+        if ptype == T_BYTE:
+            v = r.u8()
+            if v > 1:
+                # Every one-byte property (Maximum QoS included) is 0 or 1.
+                raise ProtocolError("property 0x%02X must be 0 or 1" % pid, 0x82)
+        elif ptype == T_U16:
+            v = r.u16()
+            if v == 0 and (pid == PROP_RECEIVE_MAXIMUM or pid == PROP_TOPIC_ALIAS):
+                # Receive Maximum 0 (spec 3.1.2.11.3, 3.2.2.3.3) and Topic Alias 0 [MQTT-3.3.2-8]
+                raise ProtocolError("property 0x%02X must not be 0" % pid, 0x82)
+            if pid == PROP_TOPIC_ALIAS:
+                alias = v
+        elif ptype == T_U32:
+            v = r.u32()
+            if v == 0 and pid == PROP_MAXIMUM_PACKET_SIZE:
+                raise ProtocolError("Maximum Packet Size must not be 0", 0x82)
+        elif ptype == T_VBI:
+            if r.vbi() == 0:
+                # [MQTT-3.8.2.1.2] Subscription Identifier 0 is a Protocol Error
+                raise ProtocolError("Subscription Identifier 0", 0x82)
+        elif ptype == T_BINARY:
+            r.span()
+        else:
+            r.utf8()
+            if ptype == T_PAIR:
+                r.utf8()
+        if r.pos > end:
+            raise ProtocolError("property runs past the property length", 0x81)
+    r.prop_end = end
+    return alias
+
+
+class PropertyCursor:
+    """Walks an already checked property block without allocating.
+
+    After ``next()`` returns an identifier: ``value`` holds an int value, or
+    ``start``/``end`` bound a string or binary value in ``buf`` (and
+    ``start2``/``end2`` the value of a User Property pair). Returns 0 at the end.
+    """
+
+    def __init__(self):
+        self._r = Reader()
+        self.buf = b""
+        self.value = 0
+        self.start = self.end = self.start2 = self.end2 = 0
+
+    def reset(self, buf, start, end):
+        self.buf = buf
+        self._r.reset(buf, start, end)
+        return self
+
+    def next(self):
+        r = self._r
+        if r.pos >= r.end:
+            return 0
+        pid = r.vbi()
+        ptype = _TYPES[pid]
+        if ptype == T_BYTE:
+            self.value = r.u8()
+        elif ptype == T_U16:
+            self.value = r.u16()
+        elif ptype == T_U32:
+            self.value = r.u32()
+        elif ptype == T_VBI:
+            self.value = r.vbi()
+        else:
+            self.start = r.span()
+            self.end = r.pos
+            if ptype == T_PAIR:
+                self.start2 = r.span()
+                self.end2 = r.pos
+        return pid
+
+
+def to_dict(buf, start, end):
+    """The checked property block ``buf[start:end]`` as a dict (cold paths).
+    User Property becomes a list of (key, value) str pairs; Subscription
+    Identifier a list of ints."""
+    out = {}
+    c = PropertyCursor().reset(buf, start, end)
+    while True:
+        pid = c.next()
+        if not pid:
+            return out
+        ptype = _TYPES[pid]
+        if ptype == T_PAIR:
+            pair = (str(buf[c.start:c.end], "utf-8"), str(buf[c.start2:c.end2], "utf-8"))
+            if pid in out:
+                out[pid].append(pair)
+            else:
+                out[pid] = [pair]
+        elif pid == PROP_SUBSCRIPTION_IDENTIFIER:
+            if pid in out:
+                out[pid].append(c.value)
+            else:
+                out[pid] = [c.value]
+        elif ptype == T_UTF8:
+            out[pid] = str(buf[c.start:c.end], "utf-8")
+        elif ptype == T_BINARY:
+            out[pid] = bytes(buf[c.start:c.end])
+        else:
+            out[pid] = c.value
