@@ -22,6 +22,14 @@ _LAZY = {
 def __getattr__(name):
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(name)
+        # MicroPython asks here before it imports a submodule by
+        # ``from mqtt_v5 import codec``: import it for it.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            __import__("mqtt_v5." + name)
+        except ImportError:
+            raise AttributeError(name) from None
+        return globals()[name]
     mod = __import__("mqtt_v5." + module, None, None, (name,))
     return getattr(mod, name)
