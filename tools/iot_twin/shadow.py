@@ -68,7 +68,7 @@ def json_equal(a: Json, b: Json) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, (dict, list)) or isinstance(b, (dict, list)):
         return False
     return bool(a == b)
@@ -279,13 +279,15 @@ class ShadowStore:
         try:
             text = bytes(payload).decode("utf-8")
         except UnicodeDecodeError:
-            raise ShadowError(415, "Unsupported documented encoding; supported encoding is UTF-8")
+            raise ShadowError(
+                415, "Unsupported documented encoding; supported encoding is UTF-8"
+            ) from None
         try:
             body = json.loads(text, parse_constant=_bad_json)
         except ValueError:
             if op == "delete":
                 return {}, None  # "content ignored" [SHADOW-MQTT]
-            raise ShadowError(400, "Invalid JSON")
+            raise ShadowError(400, "Invalid JSON") from None
         if not isinstance(body, dict):
             if op == "delete":
                 return {}, None
@@ -404,7 +406,8 @@ class ShadowStore:
         if size > self.max_state_bytes:
             # Real text captured in [ESP70] (two spaces after the full stop).
             raise ShadowError(
-                413, f"Json document too large.  Size is {size}, max allowed: {self.max_state_bytes}"
+                413,
+                f"Json document too large.  Size is {size}, max allowed: {self.max_state_bytes}",
             )
         new.version = base_version + 1
         self._shadows[key] = new
@@ -443,9 +446,17 @@ class ShadowStore:
             )
             if d:
                 # All currently differing desired keys, not only the updated ones (§3.2).
-                delta_doc = {"version": new.version, "timestamp": now, "state": d, "metadata": d_meta}
+                delta_doc = {
+                    "version": new.version,
+                    "timestamp": now,
+                    "state": d,
+                    "metadata": d_meta,
+                }
                 out.append(
-                    (shadow_topic(request.thing, request.shadow, "update/delta"), with_token(delta_doc))
+                    (
+                        shadow_topic(request.thing, request.shadow, "update/delta"),
+                        with_token(delta_doc),
+                    )
                 )
 
         documents: dict[str, Json] = {}
@@ -454,7 +465,10 @@ class ShadowStore:
         documents["current"] = new.snapshot()
         documents["timestamp"] = now
         out.append(
-            (shadow_topic(request.thing, request.shadow, "update/documents"), with_token(documents))
+            (
+                shadow_topic(request.thing, request.shadow, "update/documents"),
+                with_token(documents),
+            )
         )
         return out
 
@@ -484,7 +498,9 @@ class ShadowStore:
         return {
             "shadows": [
                 {"thing": t, "shadow": name, **s.to_json()}
-                for (t, name), s in sorted(self._shadows.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+                for (t, name), s in sorted(
+                    self._shadows.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")
+                )
             ]
         }
 

@@ -367,7 +367,7 @@ def parse_shadow_topic(topic: str) -> tuple[str, str | None, str] | None:
         shadow, sep, rest = rest[len("name/") :].partition("/")
         if not sep or not is_shadow_name(shadow):
             return None
-    suffixes = {op for op in SHADOW_OPS}
+    suffixes = set(SHADOW_OPS)
     suffixes |= {op + "/" + r for op in SHADOW_OPS for r in ("accepted", "rejected")}
     suffixes |= {"update/delta", "update/documents"}
     return (thing, shadow, rest) if rest in suffixes else None
