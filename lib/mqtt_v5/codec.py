@@ -401,7 +401,7 @@ def encode_publish_header(buf, topic, payload_len, qos=0, packet_id=0, retain=Fa
     tlen = len(topic)
     if not topic_name_ok(topic, 0, tlen):
         raise UsageError("invalid topic name (wildcard, U+0000 or bad UTF-8)", 0x90)
-    if not tlen and not topic_alias:
+    if not tlen and not topic_alias and not (props and _p.PROP_TOPIC_ALIAS in props):
         raise UsageError("empty topic needs a topic alias [MQTT-3.3.2-1]", 0x90)
     if qos:
         _check_id(packet_id)
