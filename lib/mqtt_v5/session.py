@@ -1,0 +1,780 @@
+"""The sans-IO MQTT 5 client session: bytes and time in, events and bytes out.
+
+Theory of operation
+-------------------
+``Session`` never touches a socket or a clock. The driver (``client.py``, the
+blocking facade, or a test) moves data:
+
+* Input: read transport bytes into ``session.reader.free()``, call
+  ``session.reader.wrote(n)``, then call ``poll(now_ms)`` until it returns
+  ``EV_NONE``. Each call handles at most one packet and returns one event;
+  details are left in ``ev_*`` attributes and, for ``EV_MESSAGE``, in
+  ``msg`` (a ``PublishView`` into the receive buffer, valid until the next
+  ``poll``) with the resolved topic in ``topic_buf[topic_start:topic_end]``.
+* Output: an operation that has something to send encodes exactly one packet
+  into ``out`` (from offset 0) and sets ``out_len``; a large PUBLISH payload
+  that did not fit is left in ``out_tail``. The driver writes
+  ``out[:out_len]`` then ``out_tail`` and calls ``flushed(now_ms)`` before
+  asking the session for anything else. ``poll`` returns after any packet
+  that produced output, so one packet always leaves in one write.
+* Time: every deadline is computed from the ``now_ms`` the driver passes in
+  (``ticks_ms()`` values; ``ticks_diff`` keeps them wrap-around safe).
+  ``next_timeout(now_ms)`` says how long the driver may sleep;
+  ``on_timer(now_ms)`` sends PINGREQ when due and raises ``MqttTimeout`` for a
+  dead link or a CONNACK that never came.
+
+Buffers and the in-flight table are allocated once, in ``__init__``. In
+steady state, publishing and receiving QoS 0/1 allocate nothing here.
+
+Errors: a peer that breaks the protocol makes ``poll`` queue a DISCONNECT
+with the right reason code in ``out`` and then raise ``ProtocolError``.
+Illegal requests raise ``UsageError`` before any state changes.
+
+What it does not do: sockets, TLS, reconnect timing and user callbacks (the
+driver), and topic routing to callbacks (``topic.matches``).
+"""
+
+from ._compat import const, ticks_diff
+from . import codec as _c
+from . import properties as _p
+from .errors import MqttTimeout, ProtocolError, QueueFull, UsageError
+from .topic import is_wildcard, share_prefix_len
+
+# Connection states.
+DISCONNECTED = const(0)
+CONNECTING = const(1)
+CONNECTED = const(2)
+
+# Events returned by poll().
+EV_NONE = const(0)  # nothing more to do until more bytes arrive
+EV_CONTINUE = const(1)  # a packet was handled internally (output may be pending)
+EV_CONNACK = const(2)  # ev_rc, ev_session_present, ev_props
+EV_MESSAGE = const(3)  # msg, topic_buf/start/end
+EV_PUBLISH_DONE = const(4)  # ev_pid, ev_rc, ev_token: QoS 1 PUBACK or QoS 2 PUBCOMP
+EV_PUBLISH_FAILED = const(5)  # ev_pid, ev_rc >= 0x80, ev_token
+EV_SUBACK = const(6)  # ev_pid, ev_codes, ev_props
+EV_UNSUBACK = const(7)  # ev_pid, ev_codes, ev_props
+EV_DISCONNECT = const(8)  # ev_rc, ev_props (server sent DISCONNECT)
+EV_AUTH = const(9)  # ev_rc, ev_props
+
+# In-flight slot states (outgoing QoS 1/2).
+_FREE = const(0)
+_WAIT_PUBACK = const(1)
+_WAIT_PUBREC = const(2)
+_WAIT_PUBCOMP = const(3)
+
+_DEFAULT_SERVER_MAX = const(268435460)
+
+
+class Limits:
+    """What the server allowed in CONNACK (defaults are the spec's)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.receive_maximum = 65535
+        self.maximum_qos = 2
+        self.retain_available = True
+        self.maximum_packet_size = _DEFAULT_SERVER_MAX
+        self.topic_alias_maximum = 0
+        self.wildcard_available = True
+        self.subscription_identifiers_available = True
+        self.shared_available = True
+        self.server_keep_alive = -1  # -1: not given
+        self.session_expiry_interval = -1  # -1: not given, ours applies
+        self.assigned_client_id = None
+
+    def __repr__(self):
+        return ("Limits(receive_maximum=%d, maximum_qos=%d, retain_available=%r, "
+                "maximum_packet_size=%d, topic_alias_maximum=%d, wildcards=%r, "
+                "subscription_ids=%r, shared=%r, server_keep_alive=%d)" % (
+                    self.receive_maximum, self.maximum_qos, self.retain_available,
+                    self.maximum_packet_size, self.topic_alias_maximum,
+                    self.wildcard_available, self.subscription_identifiers_available,
+                    self.shared_available, self.server_keep_alive))
+
+
+class Session:
+    """One client's MQTT 5 session state machine.
+
+    ``max_packet_size``: the Maximum Packet Size we advertise (receive buffer).
+    ``out_size``: the send buffer; bigger payloads go out after the header.
+    ``max_inflight``: outgoing QoS 1/2 slots (also capped by the server's
+    Receive Maximum). ``receive_maximum``: incoming QoS 1/2 we accept at once.
+    ``topic_alias_maximum``: inbound aliases we accept. ``max_queued`` and
+    ``max_queued_bytes`` bound the offline queue.
+    """
+
+    def __init__(self, client_id="", max_packet_size=4096, out_size=1024, max_inflight=16,
+                 receive_maximum=16, topic_alias_maximum=8, max_queued=64,
+                 max_queued_bytes=32768, ping_timeout_ms=0, connect_timeout_ms=10000):
+        if max_inflight < 1 or receive_maximum < 1 or out_size < 64:
+            raise UsageError("max_inflight and receive_maximum must be >= 1, out_size >= 64")
+        self.client_id = client_id
+        self.reader = _c.PacketReader(max_packet_size)
+        self.out = bytearray(out_size)
+        self.out_len = 0
+        self.out_tail = None
+        self.limits = Limits()
+        self.state = DISCONNECTED
+        self.keep_alive_ms = 0
+        self.ping_timeout_ms = ping_timeout_ms
+        self.connect_timeout_ms = connect_timeout_ms
+        self._receive_maximum = receive_maximum
+        self._alias_max_in = topic_alias_maximum
+        self.max_queued = max_queued
+        self.max_queued_bytes = max_queued_bytes
+        # Outgoing in-flight table, fixed size.
+        n = max_inflight
+        self._slot_pid = [0] * n
+        self._slot_state = [0] * n
+        self._slot_topic = [None] * n
+        self._slot_payload = [None] * n
+        self._slot_qos = [0] * n
+        self._slot_retain = [False] * n
+        self._slot_props = [None] * n
+        self._slot_token = [None] * n
+        self._slot_resend = [False] * n
+        self._inflight = 0
+        self._window = n
+        self._next_pid = 0
+        # Incoming QoS 2 packet ids awaiting PUBREL.
+        self._in_qos2 = [0] * receive_maximum
+        # SUBSCRIBE/UNSUBSCRIBE awaiting their ack: pid -> token (cold path).
+        self._pending_sub = {}
+        # Offline queue: [topic, payload, qos, retain, props, token] entries.
+        self._queue = []
+        self._queued_bytes = 0
+        # Topic aliases: inbound alias -> topic bytes; outbound topic -> alias.
+        self._alias_in = [None] * (topic_alias_maximum + 1)
+        self._alias_out = {}
+        self._auto_alias = False
+        # Timers.
+        self._last_sent = 0
+        self._last_recv = 0
+        self._ping_sent = -1
+        self._connect_started = 0
+        # Events.
+        self.msg = _c.PublishView()
+        self._ack = _c.AckView()
+        self.topic_buf = b""
+        self.topic_start = 0
+        self.topic_end = 0
+        self._msg_unacked = 0  # QoS of the last message not yet acknowledged
+        self.ev_pid = 0
+        self.ev_rc = 0
+        self.ev_token = None
+        self.ev_codes = None
+        self.ev_props = None
+        self.ev_session_present = False
+        self.ev_error = None
+
+    # ------------------------------------------------------------ output --
+
+    def _ready_out(self):
+        if self.out_len or self.out_tail is not None:
+            raise UsageError("previous packet not flushed: the driver must write out first")
+
+    def flushed(self, now_ms):
+        """The driver wrote ``out[:out_len]`` (and ``out_tail``)."""
+        if self.out_len:
+            self._last_sent = now_ms
+        self.out_len = 0
+        self.out_tail = None
+
+    def has_output(self):
+        return self.out_len != 0
+
+    # -------------------------------------------------------- connecting --
+
+    def connect(self, now_ms, clean_start=True, keep_alive_s=60, username=None, password=None,
+                will=None, props=None, session_expiry_s=0, auto_alias=False):
+        """Encode CONNECT. ``props`` are extra CONNECT properties (dict)."""
+        self._ready_out()
+        if self.state != DISCONNECTED:
+            raise UsageError("already connected or connecting")
+        p = {} if props is None else dict(props)
+        p[_p.PROP_RECEIVE_MAXIMUM] = self._receive_maximum
+        p[_p.PROP_MAXIMUM_PACKET_SIZE] = self.reader.max_packet_size
+        if self._alias_max_in:
+            p[_p.PROP_TOPIC_ALIAS_MAXIMUM] = self._alias_max_in
+        if session_expiry_s:
+            p[_p.PROP_SESSION_EXPIRY_INTERVAL] = session_expiry_s
+        self.out_len = _c.encode_connect(self.out, self.client_id, clean_start, keep_alive_s,
+                                         username, password, will, p)
+        self.keep_alive_ms = keep_alive_s * 1000
+        self._auto_alias = auto_alias
+        self.reader.reset()
+        self.limits.reset()
+        self.state = CONNECTING
+        self._connect_started = now_ms
+        self._last_recv = now_ms
+        self._ping_sent = -1
+        if clean_start:
+            self._discard_session_state()
+
+    def _discard_session_state(self):
+        for i in range(len(self._in_qos2)):
+            self._in_qos2[i] = 0
+
+    def connection_lost(self):
+        """The transport closed. Unacknowledged messages stay for a resend."""
+        self.state = DISCONNECTED
+        self.out_len = 0
+        self.out_tail = None
+        self.reader.reset()
+        self._ping_sent = -1
+        self._msg_unacked = 0
+        for i in range(len(self._slot_state)):
+            if self._slot_state[i] != _FREE:
+                self._slot_resend[i] = True
+        tokens = self._pending_sub
+        self._pending_sub = {}
+        return tokens
+
+    def _on_connack(self, r):
+        pkt = _c.decode_body(self.reader.first, r)
+        self.ev_rc = pkt.reason_code
+        self.ev_props = pkt.properties
+        self.ev_session_present = pkt.session_present
+        if pkt.reason_code >= 0x80:
+            self.state = DISCONNECTED
+            return EV_CONNACK
+        lim = self.limits
+        props = pkt.properties
+        lim.receive_maximum = props.get(_p.PROP_RECEIVE_MAXIMUM, 65535)
+        lim.maximum_qos = props.get(_p.PROP_MAXIMUM_QOS, 2)
+        lim.retain_available = props.get(_p.PROP_RETAIN_AVAILABLE, 1) == 1
+        lim.maximum_packet_size = props.get(_p.PROP_MAXIMUM_PACKET_SIZE, _DEFAULT_SERVER_MAX)
+        lim.topic_alias_maximum = props.get(_p.PROP_TOPIC_ALIAS_MAXIMUM, 0)
+        lim.wildcard_available = props.get(_p.PROP_WILDCARD_SUBSCRIPTION_AVAILABLE, 1) == 1
+        lim.subscription_identifiers_available = props.get(
+            _p.PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE, 1) == 1
+        lim.shared_available = props.get(_p.PROP_SHARED_SUBSCRIPTION_AVAILABLE, 1) == 1
+        lim.server_keep_alive = props.get(_p.PROP_SERVER_KEEP_ALIVE, -1)
+        lim.session_expiry_interval = props.get(_p.PROP_SESSION_EXPIRY_INTERVAL, -1)
+        lim.assigned_client_id = props.get(_p.PROP_ASSIGNED_CLIENT_IDENTIFIER)
+        if lim.assigned_client_id:
+            self.client_id = lim.assigned_client_id
+        if lim.server_keep_alive >= 0:
+            # [MQTT-3.2.2-21] the server's keep alive replaces ours
+            self.keep_alive_ms = lim.server_keep_alive * 1000
+        self._window = min(len(self._slot_state), lim.receive_maximum)
+        self._alias_out = {}
+        for i in range(len(self._alias_in)):
+            self._alias_in[i] = None
+        self.state = CONNECTED
+        if not pkt.session_present:
+            # The server has no session: our unacknowledged publishes go out again
+            # as new messages, so nothing accepted is lost (MQTT 5.0 §4.1).
+            self._discard_session_state()
+            self._requeue_unacknowledged()
+        return EV_CONNACK
+
+    def _requeue_unacknowledged(self):
+        front = []
+        for i in range(len(self._slot_state)):
+            st = self._slot_state[i]
+            if st == _WAIT_PUBACK or st == _WAIT_PUBREC:
+                front.append([self._slot_topic[i], self._slot_payload[i], self._slot_qos[i],
+                              self._slot_retain[i], self._slot_props[i], self._slot_token[i]])
+                self._free_slot(i)
+            elif st == _WAIT_PUBCOMP:
+                # The server acknowledged receipt with PUBREC before losing the
+                # session; sending again could duplicate a QoS 2 message.
+                self._free_slot(i)
+        if front:
+            self._queue = front + self._queue
+
+    # ---------------------------------------------------------- publishing --
+
+    def window_open(self):
+        """True if a QoS 1/2 PUBLISH may be sent now (Receive Maximum)."""
+        return self.state == CONNECTED and self._inflight < self._window and not self._has_resend()
+
+    def _has_resend(self):
+        for i in range(len(self._slot_state)):
+            if self._slot_resend[i]:
+                return True
+        return False
+
+    def inflight(self):
+        return self._inflight
+
+    def queued(self):
+        return len(self._queue)
+
+    def check_publish(self, topic, payload, qos, retain, props=None):
+        """Raise UsageError if the server's limits forbid this PUBLISH."""
+        if qos != 0 and qos != 1 and qos != 2:
+            raise UsageError("QoS must be 0, 1 or 2")
+        if self.state == CONNECTED:
+            lim = self.limits
+            if qos > lim.maximum_qos:
+                # [MQTT-3.2.2-11] never above the server's Maximum QoS
+                raise UsageError("the server supports QoS <= %d only" % lim.maximum_qos, 0x9B)
+            if retain and not lim.retain_available:
+                raise UsageError("the server does not support retained messages [MQTT-3.2.2-14]",
+                                 0x9A)
+
+    def publish(self, topic, payload, qos=0, retain=False, props=None, topic_alias=0,
+                token=None):
+        """Encode a PUBLISH into ``out`` and return its packet id (0 for QoS 0).
+
+        When not connected, or while the Receive Maximum window is full, the
+        message goes to the offline queue instead (``out_len`` stays 0) and 0
+        is returned; ``pump`` sends it later. Raises ``QueueFull`` when the
+        queue is full and ``UsageError`` for what the server cannot accept.
+        """
+        self.check_publish(topic, payload, qos, retain, props)
+        if self.state != CONNECTED or (qos and not self.window_open()) or self._queue:
+            self._enqueue(topic, payload, qos, retain, props, token)
+            return 0
+        self._ready_out()
+        return self._send_publish(topic, payload, qos, retain, props, topic_alias, token)
+
+    def _enqueue(self, topic, payload, qos, retain, props, token):
+        size = len(payload) + len(topic)
+        if len(self._queue) >= self.max_queued or self._queued_bytes + size > self.max_queued_bytes:
+            raise QueueFull("offline queue full (%d messages, %d bytes)"
+                            % (len(self._queue), self._queued_bytes))
+        # The message waits as given; the caller must not change a mutable payload.
+        self._queue.append([topic, payload, qos, retain, props, token])
+        self._queued_bytes += size
+
+    def _send_publish(self, topic, payload, qos, retain, props, alias_req, token):
+        lim = self.limits
+        alias = 0
+        send_topic = topic
+        if alias_req or self._auto_alias:
+            alias, known = self._outbound_alias(topic, alias_req)
+            if alias and known:
+                send_topic = b""
+        out = self.out
+        n = len(payload)
+        pid = slot = 0
+        if qos:
+            slot = self._free_slot_index()
+            pid = self._alloc_pid()
+        tlen = len(send_topic) if not isinstance(send_topic, str) else len(send_topic.encode())
+        psize = (_p.size(props, 1 << _c.PUBLISH) if props else 0) + (3 if alias else 0)
+        if _c.publish_size(tlen, n, qos, psize) > lim.maximum_packet_size:
+            # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
+            raise UsageError("PUBLISH of %d bytes exceeds the server's Maximum Packet Size %d"
+                             % (_c.publish_size(tlen, n, qos, psize), lim.maximum_packet_size),
+                             0x95)
+        hlen = _c.encode_publish_header(out, send_topic, n, qos, pid, retain, False, props, alias)
+        if hlen + n <= len(out):
+            out[hlen:hlen + n] = payload
+            self.out_len = hlen + n
+        else:
+            self.out_len = hlen
+            self.out_tail = payload
+        if qos:
+            self._slot_pid[slot] = pid
+            self._slot_state[slot] = _WAIT_PUBACK if qos == 1 else _WAIT_PUBREC
+            self._slot_topic[slot] = topic
+            self._slot_payload[slot] = payload
+            self._slot_qos[slot] = qos
+            self._slot_retain[slot] = retain
+            self._slot_props[slot] = props
+            self._slot_token[slot] = token
+            self._slot_resend[slot] = False
+            self._inflight += 1
+        return pid
+
+    def _outbound_alias(self, topic, requested):
+        """(alias, already_known) for ``topic`` within the server's Topic Alias Maximum."""
+        amax = self.limits.topic_alias_maximum
+        if not amax:
+            if requested:
+                raise UsageError("the server allows no topic aliases", 0x94)
+            return 0, False
+        key = topic if not isinstance(topic, str) else topic.encode()
+        known = self._alias_out.get(key, 0)
+        if requested:
+            if requested > amax:
+                raise UsageError("topic alias %d above the server's maximum %d" % (requested, amax),
+                                 0x94)
+            if known == requested:
+                return requested, True
+            # Re-map: forget whichever topic held this alias.
+            for k in list(self._alias_out):
+                if self._alias_out[k] == requested:
+                    del self._alias_out[k]
+            if known:
+                del self._alias_out[key]
+            self._alias_out[bytes(key)] = requested
+            return requested, False
+        if known:
+            return known, True
+        if len(self._alias_out) < amax:
+            used = 0
+            for v in self._alias_out.values():
+                if v > used:
+                    used = v
+            alias = used + 1
+            self._alias_out[bytes(key)] = alias
+            return alias, False
+        return 0, False
+
+    def _free_slot_index(self):
+        for i in range(len(self._slot_state)):
+            if self._slot_state[i] == _FREE:
+                return i
+        raise UsageError("no free in-flight slot")  # window_open() prevents this
+
+    def _pid_in_use(self, pid):
+        for i in range(len(self._slot_pid)):
+            if self._slot_state[i] != _FREE and self._slot_pid[i] == pid:
+                return True
+        return pid in self._pending_sub
+
+    def _alloc_pid(self):
+        pid = self._next_pid
+        while True:
+            pid = pid + 1 if pid < 0xFFFF else 1
+            if not self._pid_in_use(pid):
+                self._next_pid = pid
+                return pid
+
+    def _free_slot(self, i):
+        self._slot_state[i] = _FREE
+        self._slot_topic[i] = None
+        self._slot_payload[i] = None
+        self._slot_props[i] = None
+        self._slot_token[i] = None
+        self._slot_resend[i] = False
+        self._inflight -= 1
+
+    def _find_slot(self, pid):
+        for i in range(len(self._slot_pid)):
+            if self._slot_pid[i] == pid and self._slot_state[i] != _FREE:
+                return i
+        return -1
+
+    def pump(self):
+        """After CONNACK (and whenever the window opens), encode the next
+        packet owed to the server: resends first (PUBLISH with DUP, or PUBREL
+        [MQTT-4.4.0-1]), then queued messages. Returns the token of the
+        message sent (True if none was given), None when nothing is due, or
+        False when a queued message can no longer be sent (the new server's
+        limits refuse it): ``ev_token`` and ``ev_error`` then say which and why."""
+        if self.state != CONNECTED or self.out_len:
+            return None
+        for i in range(len(self._slot_state)):
+            if self._slot_resend[i]:
+                self._slot_resend[i] = False
+                pid = self._slot_pid[i]
+                if self._slot_state[i] == _WAIT_PUBCOMP:
+                    self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
+                else:
+                    self._resend_publish(i)
+                return self._slot_token[i] or True
+        if not self._queue:
+            return None
+        entry = self._queue[0]
+        qos = entry[2]
+        if qos and self._inflight >= self._window:
+            return None
+        del self._queue[0]
+        self._queued_bytes -= len(entry[1]) + len(entry[0])
+        try:
+            self.check_publish(entry[0], entry[1], qos, entry[3], entry[4])
+            self._send_publish(entry[0], entry[1], qos, entry[3], entry[4], 0, entry[5])
+        except UsageError as e:
+            # The new server cannot take it (lower limits than when queued).
+            self.ev_rc = e.reason_code or 0x80
+            self.ev_token = entry[5]
+            self.ev_pid = 0
+            self.ev_error = e
+            return False
+        return entry[5] or True
+
+    def _resend_publish(self, i):
+        topic = self._slot_topic[i]
+        payload = self._slot_payload[i]
+        n = len(payload)
+        hlen = _c.encode_publish_header(self.out, topic, n, self._slot_qos[i], self._slot_pid[i],
+                                        self._slot_retain[i], True, self._slot_props[i])
+        if hlen + n <= len(self.out):
+            self.out[hlen:hlen + n] = payload
+            self.out_len = hlen + n
+        else:
+            self.out_len = hlen
+            self.out_tail = payload
+
+    # ------------------------------------------------------ subscriptions --
+
+    def subscribe(self, subscriptions, props=None, token=None):
+        """Encode SUBSCRIBE for ``[(filter, options), ...]``; returns the packet id."""
+        self._ready_out()
+        if self.state != CONNECTED:
+            raise UsageError("not connected")
+        lim = self.limits
+        for filt, options in subscriptions:
+            f = filt.encode() if isinstance(filt, str) else filt
+            shared = share_prefix_len(f) > 0
+            if shared and not lim.shared_available:
+                raise UsageError("the server does not support shared subscriptions", 0x9E)
+            if not lim.wildcard_available and is_wildcard(f[share_prefix_len(f) if shared else 0:]):
+                raise UsageError("the server does not support wildcard subscriptions", 0xA2)
+        if props and _p.PROP_SUBSCRIPTION_IDENTIFIER in props and \
+                not lim.subscription_identifiers_available:
+            raise UsageError("the server does not support subscription identifiers", 0xA1)
+        pid = self._alloc_pid()
+        self.out_len = _c.encode_subscribe(self.out, pid, subscriptions, props)
+        self._pending_sub[pid] = token
+        return pid
+
+    def unsubscribe(self, filters, props=None, token=None):
+        """Encode UNSUBSCRIBE; returns the packet id."""
+        self._ready_out()
+        if self.state != CONNECTED:
+            raise UsageError("not connected")
+        pid = self._alloc_pid()
+        self.out_len = _c.encode_unsubscribe(self.out, pid, filters, props)
+        self._pending_sub[pid] = token
+        return pid
+
+    # ----------------------------------------------------------- leaving --
+
+    def disconnect(self, reason_code=0, props=None):
+        """Encode DISCONNECT; the session is then disconnected."""
+        self._ready_out()
+        if self.state == DISCONNECTED:
+            raise UsageError("not connected")
+        self.out_len = _c.encode_disconnect(self.out, reason_code, props)
+        self.state = DISCONNECTED
+
+    def auth(self, reason_code, props):
+        """Encode AUTH (enhanced authentication)."""
+        self._ready_out()
+        self.out_len = _c.encode_auth(self.out, reason_code, props)
+
+    # ------------------------------------------------------------ timers --
+
+    def next_timeout(self, now_ms):
+        """Milliseconds until ``on_timer`` has work; -1 for none (sleep until data)."""
+        if self.state == CONNECTING:
+            return max(0, self.connect_timeout_ms - ticks_diff(now_ms, self._connect_started))
+        if self.state != CONNECTED or not self.keep_alive_ms:
+            return -1
+        if self._ping_sent >= 0:
+            return max(0, self._ping_timeout() - ticks_diff(now_ms, self._ping_sent))
+        since = ticks_diff(now_ms, self._last_sent)
+        since_recv = ticks_diff(now_ms, self._last_recv)
+        if since_recv > since:
+            since = since_recv
+        return max(0, self.keep_alive_ms - since)
+
+    def _ping_timeout(self):
+        if self.ping_timeout_ms:
+            return self.ping_timeout_ms
+        return self.keep_alive_ms // 2 if self.keep_alive_ms > 2000 else self.keep_alive_ms
+
+    def on_timer(self, now_ms):
+        """Send PINGREQ when keep-alive is due [MQTT-3.1.2-22]; raise
+        ``MqttTimeout`` when the link is dead or CONNACK is late."""
+        if self.state == CONNECTING:
+            if ticks_diff(now_ms, self._connect_started) >= self.connect_timeout_ms:
+                self.state = DISCONNECTED
+                raise MqttTimeout("no CONNACK within %d ms" % self.connect_timeout_ms)
+            return
+        if self.state != CONNECTED or not self.keep_alive_ms or self.out_len:
+            return
+        if self._ping_sent >= 0:
+            if ticks_diff(now_ms, self._ping_sent) >= self._ping_timeout():
+                self.state = DISCONNECTED
+                raise MqttTimeout("no PINGRESP within %d ms: the link is dead" % self._ping_timeout())
+            return
+        if (ticks_diff(now_ms, self._last_sent) >= self.keep_alive_ms
+                or ticks_diff(now_ms, self._last_recv) >= self.keep_alive_ms):
+            self.out[0:2] = _c.PINGREQ_BYTES
+            self.out_len = 2
+            self._ping_sent = now_ms
+
+    # ------------------------------------------------------------- input --
+
+    def poll(self, now_ms):
+        """Handle the next buffered packet; returns an ``EV_*`` code."""
+        if self.out_len or self.out_tail is not None:
+            raise UsageError("previous packet not flushed: the driver must write out first")
+        if self._msg_unacked:
+            self._ack_message()
+            return EV_CONTINUE
+        try:
+            first = self.reader.next()
+            if first < 0:
+                return EV_NONE
+            self._last_recv = now_ms
+            rd = self.reader
+            r = rd.reader.reset(rd.buf, rd.body_start, rd.body_end)
+            return self._handle(first, r)
+        except ProtocolError as e:
+            self._fail(e.reason_code or 0x82)
+            raise
+
+    def _fail(self, rc):
+        """Queue a DISCONNECT for a protocol violation by the server."""
+        self.out_len = 0
+        self.out_tail = None
+        if self.state != DISCONNECTED:
+            self.out_len = _c.encode_disconnect(self.out, rc if _c.reason_allowed(_c.DISCONNECT, rc)
+                                                else 0x82)
+        self.state = DISCONNECTED
+
+    def _handle(self, first, r):
+        t = first >> 4
+        if self.state == CONNECTING:
+            if t == _c.CONNACK:
+                return self._on_connack(r)
+            if t != _c.AUTH:
+                raise ProtocolError("%s before CONNACK" % _c.PACKET_NAMES[t], 0x82)
+        if t == _c.PUBLISH:
+            return self._on_publish(first, r)
+        if _c.PUBACK <= t <= _c.PUBCOMP:
+            return self._on_ack(first, r)
+        if t == _c.PINGRESP:
+            if r.pos != r.end or first & 0x0F:
+                raise ProtocolError("malformed PINGRESP", 0x81)
+            self._ping_sent = -1
+            return EV_CONTINUE
+        if t == _c.SUBACK or t == _c.UNSUBACK:
+            pkt = _c.decode_body(first, r)
+            if pkt.packet_id not in self._pending_sub:
+                raise ProtocolError("%s for unknown packet id %d" % (_c.PACKET_NAMES[t], pkt.packet_id),
+                                    0x82)
+            self.ev_token = self._pending_sub.pop(pkt.packet_id)
+            self.ev_pid = pkt.packet_id
+            self.ev_codes = pkt.reason_codes
+            self.ev_props = pkt.properties
+            return EV_SUBACK if t == _c.SUBACK else EV_UNSUBACK
+        if t == _c.DISCONNECT:
+            pkt = _c.decode_body(first, r)
+            self.ev_rc = pkt.reason_code
+            self.ev_props = pkt.properties
+            self.state = DISCONNECTED
+            return EV_DISCONNECT
+        if t == _c.AUTH:
+            pkt = _c.decode_body(first, r)
+            self.ev_rc = pkt.reason_code
+            self.ev_props = pkt.properties
+            return EV_AUTH
+        if t == _c.CONNACK:
+            raise ProtocolError("second CONNACK [MQTT-3.2.0-2]", 0x82)
+        # CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ never go server -> client.
+        raise ProtocolError("%s sent to a client" % _c.PACKET_NAMES[t], 0x82)
+
+    def _on_publish(self, first, r):
+        m = _c.decode_publish_into(self.msg, first, r)
+        alias = m.topic_alias
+        if alias:
+            if alias > self._alias_max_in:
+                # [MQTT-3.3.2-9] above the Topic Alias Maximum we sent
+                raise ProtocolError("topic alias %d above our maximum %d" % (alias, self._alias_max_in),
+                                    0x94)
+            if m.topic_end > m.topic_start:
+                known = self._alias_in[alias]
+                if known is None or not _same(known, m.buf, m.topic_start, m.topic_end):
+                    self._alias_in[alias] = bytes(m.buf[m.topic_start:m.topic_end])
+                self.topic_buf = m.buf
+                self.topic_start = m.topic_start
+                self.topic_end = m.topic_end
+            else:
+                known = self._alias_in[alias]
+                if known is None:
+                    raise ProtocolError("unknown topic alias %d" % alias, 0x82)
+                self.topic_buf = known
+                self.topic_start = 0
+                self.topic_end = len(known)
+        else:
+            self.topic_buf = m.buf
+            self.topic_start = m.topic_start
+            self.topic_end = m.topic_end
+        if m.qos == 2:
+            pid = m.packet_id
+            slot = -1
+            for i in range(len(self._in_qos2)):
+                v = self._in_qos2[i]
+                if v == pid:
+                    # A resend of a message we already have: acknowledge, do
+                    # not deliver twice (exactly once, MQTT 5.0 §4.3.3).
+                    self.out_len = _c.encode_ack(self.out, _c.PUBREC, pid)
+                    return EV_CONTINUE
+                if v == 0 and slot < 0:
+                    slot = i
+            if slot < 0:
+                raise ProtocolError("more QoS 2 messages in flight than our Receive Maximum", 0x93)
+        self._msg_unacked = m.qos
+        return EV_MESSAGE
+
+    def _ack_message(self):
+        """Acknowledge the message handed out by the previous poll."""
+        qos = self._msg_unacked
+        self._msg_unacked = 0
+        pid = self.msg.packet_id
+        if qos == 1:
+            self.out_len = _c.encode_ack(self.out, _c.PUBACK, pid)
+        elif qos == 2:
+            for i in range(len(self._in_qos2)):
+                if self._in_qos2[i] == 0:
+                    self._in_qos2[i] = pid
+                    break
+            self.out_len = _c.encode_ack(self.out, _c.PUBREC, pid)
+
+    def _on_ack(self, first, r):
+        a = _c.decode_ack_into(self._ack, first, r)
+        t = a.type
+        pid = a.packet_id
+        if t == _c.PUBREL:
+            for i in range(len(self._in_qos2)):
+                if self._in_qos2[i] == pid:
+                    self._in_qos2[i] = 0
+                    self.out_len = _c.encode_ack(self.out, _c.PUBCOMP, pid)
+                    return EV_CONTINUE
+            # Unknown id: PUBCOMP with 0x92 Packet Identifier not found (§3.7.2.1).
+            self.out_len = _c.encode_ack(self.out, _c.PUBCOMP, pid, 0x92)
+            return EV_CONTINUE
+        i = self._find_slot(pid)
+        st = self._slot_state[i] if i >= 0 else _FREE
+        if t == _c.PUBACK:
+            if st != _WAIT_PUBACK:
+                raise ProtocolError("PUBACK for unknown packet id %d" % pid, 0x82)
+            return self._complete(i, a.reason_code)
+        if t == _c.PUBREC:
+            if st == _WAIT_PUBCOMP:
+                # A duplicate PUBREC: answer with PUBREL again.
+                self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
+                return EV_CONTINUE
+            if st != _WAIT_PUBREC:
+                self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid, 0x92)
+                return EV_CONTINUE
+            if a.reason_code >= 0x80:
+                # [MQTT-4.3.3-4] a failed PUBREC ends the exchange
+                return self._complete(i, a.reason_code)
+            self._slot_state[i] = _WAIT_PUBCOMP
+            self._slot_payload[i] = None  # the server has it; free the payload early
+            self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
+            return EV_CONTINUE
+        # PUBCOMP
+        if st != _WAIT_PUBCOMP:
+            raise ProtocolError("PUBCOMP for unknown packet id %d" % pid, 0x82)
+        return self._complete(i, a.reason_code)
+
+    def _complete(self, i, rc):
+        self.ev_pid = self._slot_pid[i]
+        self.ev_rc = rc
+        self.ev_token = self._slot_token[i]
+        self._free_slot(i)
+        return EV_PUBLISH_FAILED if rc >= 0x80 else EV_PUBLISH_DONE
+
+
+def _same(known, buf, start, end):
+    if len(known) != end - start:
+        return False
+    for k in range(end - start):
+        if known[k] != buf[start + k]:
+            return False
+    return True
