@@ -467,8 +467,11 @@ def encode_subscribe(buf, packet_id, subscriptions, props=None):
     if not subscriptions:
         raise UsageError("SUBSCRIBE needs at least one filter [MQTT-3.8.3-2]")
     psize = _p.size(props, 1 << SUBSCRIBE)
-    if props and isinstance(props.get(_p.PROP_SUBSCRIPTION_IDENTIFIER), (list, tuple)):
-        raise UsageError("SUBSCRIBE takes one subscription identifier")
+    if props:
+        # An int, or the one-element list that decoding gives back (to_dict).
+        sid = props.get(_p.PROP_SUBSCRIPTION_IDENTIFIER)
+        if isinstance(sid, (list, tuple)) and len(sid) != 1:
+            raise UsageError("SUBSCRIBE takes one subscription identifier")
     rem = 2 + vbi_size(psize) + psize
     encoded = []
     for filt, options in subscriptions:
