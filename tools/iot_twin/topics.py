@@ -75,11 +75,9 @@ def _skip_uncounted_prefix(topic: str) -> str | None:
 def _limit_problem(counted: str) -> str | None:
     if len(counted.encode("utf-8")) > MAX_TOPIC_BYTES:
         return "topic longer than 256 bytes"
-    # Reserved shadow topics for named shadows have 8 slashes
-    # ($aws/things/t/shadow/name/s/update/accepted), and AWS serves them, so AWS's own
-    # $aws/things/ topics are exempt from the slash limit. The exemption is our reading
-    # of the reserved-topic table [RESERVED]; no AWS page states it.
-    if not counted.startswith("$aws/things/") and counted.count("/") > MAX_TOPIC_SLASHES:
+    # AWS's own reserved topics fit: the longest, a named shadow's
+    # $aws/things/t/shadow/name/s/update/documents, has exactly 7 slashes.
+    if counted.count("/") > MAX_TOPIC_SLASHES:
         return "more than 7 forward slashes"
     return None
 

@@ -1,0 +1,1 @@
+"""Tests of the AWS IoT twin's service logic (tools/iot_twin)."""
