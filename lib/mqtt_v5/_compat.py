@@ -16,6 +16,20 @@ if IS_MICROPYTHON:
     ticks_add = _time.ticks_add
     ticks_diff = _time.ticks_diff
 
+    def _gen():
+        yield
+
+    _GENERATOR = type(_gen())
+
+    def is_awaitable(obj):
+        """True for what a callback may return to be awaited (a coroutine)."""
+        return isinstance(obj, _GENERATOR) or hasattr(obj, "__await__")
+
+    def sleep_ms(ms):
+        import asyncio
+
+        return asyncio.sleep_ms(ms)
+
 else:
     import time as _time
 
@@ -37,3 +51,154 @@ else:
     def ticks_diff(end, start):
         """Signed difference end - start, correct across one wrap-around."""
         return ((end - start + _TICKS_HALF) & _TICKS_MAX) - _TICKS_HALF
+
+    import inspect as _inspect
+
+    is_awaitable = _inspect.isawaitable
+
+    def sleep_ms(ms):
+        import asyncio
+
+        return asyncio.sleep(ms / 1000)
+
+
+def random_ms(limit):
+    """A random int in [0, limit) for reconnect jitter."""
+    import random
+
+    if limit <= 0:
+        return 0
+    return random.getrandbits(30) % limit
+
+
+# ---------------------------------------------------------------- network ----
+# Used by transport/tls only; socket, ssl and asyncio are imported inside the
+# functions so the sans-IO modules that import _compat never load them.
+
+if IS_MICROPYTHON:
+
+    def tls_context(cas, certs, key, verify, alpn):
+        """SSLContext from DER material. MicroPython's ssl wrapper defaults to
+        CERT_NONE, so verification is switched on explicitly."""
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if verify:
+            if not cas:
+                from .errors import UsageError
+
+                raise UsageError("TLS: MicroPython has no system CA store: pass "
+                                 "TlsConfig(ca=...) or insecure_skip_verify=True")
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            for der in cas:  # each call appends to mbedTLS's CA chain
+                ctx.load_verify_locations(cadata=der)
+        else:
+            ctx.verify_mode = ssl.CERT_NONE
+        if certs:
+            ctx.load_cert_chain(certs[0], key[1])  # DER leaf only
+        if alpn:
+            if not hasattr(ctx, "set_alpn_protocols"):
+                from .errors import UsageError
+
+                raise UsageError("TLS: this MicroPython firmware has no ALPN")
+            ctx.set_alpn_protocols(alpn)
+        return ctx
+
+    def _writable(s):
+        # A bare generator: awaiting it parks the task on asyncio's poller
+        # until the socket is writable (TCP connect finished or failed).
+        from asyncio import core
+
+        yield core._io_queue.queue_write(s)
+
+    async def open_stream(host, port, ctx, server_hostname):
+        """TCP (+TLS, handshake deferred to the first read/write) as asyncio's
+        Stream, with TCP_NODELAY where the port has it."""
+        import socket
+        from asyncio import StreamReader
+        from errno import EINPROGRESS
+
+        try:
+            ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+        except OSError as e:
+            raise _dns_error(host, e)
+        s = socket.socket(ai[0], ai[1], ai[2])
+        try:
+            try:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except (AttributeError, OSError):
+                pass
+            s.setblocking(False)
+            try:
+                s.connect(ai[-1])
+            except OSError as e:
+                if e.errno != EINPROGRESS:
+                    raise
+            await _writable(s)
+            if ctx is not None:
+                s = ctx.wrap_socket(s, server_hostname=server_hostname,
+                                    do_handshake_on_connect=False)
+                s.setblocking(False)
+        except BaseException:  # also CancelledError from a timeout
+            s.close()
+            raise
+        return StreamReader(s)
+
+else:
+
+    def tls_context(cas, certs, key, verify, alpn):
+        """ssl.SSLContext (hostname check on when verifying). CPython loads a
+        client certificate only from files: the PEM goes to a private temp
+        file that is deleted at once."""
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if verify:
+            if cas:
+                ctx.load_verify_locations(cadata=b"".join(cas))
+            else:
+                ctx.load_default_certs()
+        else:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if certs:
+            import os
+            import tempfile
+
+            from .tls import der_to_pem
+
+            fd, path = tempfile.mkstemp(suffix=".pem")  # mode 0600
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(der_to_pem(key[1], key[0]))
+                    for der in certs:
+                        f.write(der_to_pem(der))
+                ctx.load_cert_chain(path)
+            finally:
+                os.unlink(path)
+        if alpn:
+            ctx.set_alpn_protocols(alpn)
+        return ctx
+
+    async def open_stream(host, port, ctx, server_hostname):
+        """TCP (+TLS, handshake done here) as a Stream over a BufferedProtocol.
+        asyncio already sets TCP_NODELAY on TCP sockets."""
+        import asyncio
+        import socket
+
+        from ._cpython_stream import Stream
+
+        loop = asyncio.get_running_loop()
+        try:
+            _, stream = await loop.create_connection(
+                Stream, host, port, ssl=ctx,
+                server_hostname=server_hostname if ctx is not None else None)
+        except socket.gaierror as e:
+            raise _dns_error(host, e)
+        return stream
+
+
+def _dns_error(host, e):
+    from .errors import NetworkError
+
+    return NetworkError("DNS: cannot resolve host %r: %s" % (host, e))

@@ -1,0 +1,954 @@
+"""The asyncio driver and public API: ``MqttClient``.
+
+The driver only moves bytes and time between a transport and the sans-IO
+``Session``: one task reads (and dispatches messages), one sleeps until the
+next keep-alive deadline, and a supervisor reconnects with backoff. Every
+packet is written under one lock, in one write. Nothing here polls.
+"""
+
+import asyncio
+
+from ._compat import is_awaitable, random_ms, sleep_ms, ticks_ms
+from . import codec as _c
+from . import properties as _p
+from . import session as _s
+from .errors import (ConnectRefused, MqttError, NetworkError, ProtocolError, PublishFailed,
+                     SubscribeFailed, UsageError)
+from .topic import filter_ok, matches, share_prefix_len
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Awaitable, Callable, Optional, Union  # noqa: F401
+
+# CONNACK codes that retrying cannot fix: stop instead of hammering the server.
+_PERMANENT_REFUSALS = (0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C)
+
+_log_fn = None
+
+
+def set_debug(enabled=True, log=None):
+    """Turn debug logging on or off at run time. ``log`` is any callable
+    taking one str (default ``print``). Costs one ``if`` per packet when off."""
+    global _log_fn
+    _log_fn = (log or print) if enabled else None
+
+
+def _log(msg):
+    if _log_fn is not None:
+        _log_fn("mqtt_v5: " + msg)
+
+
+class ReconnectConfig:
+    """Automatic reconnection with exponential backoff and jitter (seconds)."""
+
+    def __init__(self, enabled=True, initial_delay=1.0, max_delay=60.0, max_attempts=None,
+                 jitter=0.5):
+        self.enabled = enabled
+        self.initial_delay = initial_delay
+        self.max_delay = max_delay
+        self.max_attempts = max_attempts  # None: forever
+        self.jitter = jitter  # fraction of the delay added at random
+
+    def delay(self, attempt):
+        """Seconds to wait before reconnect attempt ``attempt`` (1-based)."""
+        d = self.initial_delay
+        for _ in range(attempt - 1):
+            d *= 2
+            if d >= self.max_delay:
+                d = self.max_delay
+                break
+        if self.jitter:
+            d += d * self.jitter * random_ms(1000) / 1000
+        return d
+
+
+class Will:
+    """The message the server publishes if we vanish (``delay`` in seconds)."""
+
+    def __init__(self, topic, payload=b"", qos=0, retain=False, properties=None, delay=0):
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.properties = properties
+        self.delay = delay
+
+    def _to_codec(self):
+        props = dict(self.properties) if self.properties else {}
+        if self.delay:
+            props[_p.PROP_WILL_DELAY_INTERVAL] = self.delay
+        return _c.Will(self.topic, self.payload, self.qos, self.retain, props)
+
+
+class ConnectOptions:
+    """How to connect. Times are in seconds, as in MQTT.
+
+    Memory: ``maximum_packet_size`` is the receive buffer, ``out_buffer_size``
+    the send buffer (larger payloads are written after their header, not
+    copied), ``max_inflight`` the outgoing QoS 1/2 slots, ``max_queued`` /
+    ``max_queued_bytes`` bound the offline queue.
+    """
+
+    def __init__(self, client_id="", clean_start=True, keep_alive=60, session_expiry_interval=0,
+                 username=None, password=None, will=None, user_properties=None,
+                 receive_maximum=16, maximum_packet_size=4096, topic_alias_maximum=8,
+                 tls=None, reconnect_config=None, max_inflight=16, out_buffer_size=1024,
+                 max_queued=64, max_queued_bytes=32768, connect_timeout=10.0,
+                 auto_topic_alias=False, properties=None):
+        self.client_id = client_id
+        self.clean_start = clean_start
+        self.keep_alive = keep_alive
+        self.session_expiry_interval = session_expiry_interval
+        self.username = username
+        self.password = password
+        self.will = will
+        self.user_properties = user_properties
+        self.receive_maximum = receive_maximum
+        self.maximum_packet_size = maximum_packet_size
+        self.topic_alias_maximum = topic_alias_maximum
+        self.tls = tls
+        self.reconnect_config = reconnect_config if reconnect_config is not None else ReconnectConfig()
+        self.max_inflight = max_inflight
+        self.out_buffer_size = out_buffer_size
+        self.max_queued = max_queued
+        self.max_queued_bytes = max_queued_bytes
+        self.connect_timeout = connect_timeout
+        self.auto_topic_alias = auto_topic_alias
+        self.properties = properties
+
+
+class PublishOptions:
+    """Per-message PUBLISH properties. ``topic_alias`` asks for that alias
+    (bounded by the server's Topic Alias Maximum)."""
+
+    def __init__(self, topic_alias=0, message_expiry_interval=None, content_type=None,
+                 response_topic=None, correlation_data=None, user_properties=None,
+                 payload_format_indicator=None, properties=None):
+        self.topic_alias = topic_alias
+        props = dict(properties) if properties else {}
+        if message_expiry_interval is not None:
+            props[_p.PROP_MESSAGE_EXPIRY_INTERVAL] = message_expiry_interval
+        if content_type is not None:
+            props[_p.PROP_CONTENT_TYPE] = content_type
+        if response_topic is not None:
+            props[_p.PROP_RESPONSE_TOPIC] = response_topic
+        if correlation_data is not None:
+            props[_p.PROP_CORRELATION_DATA] = correlation_data
+        if user_properties:
+            props[_p.PROP_USER_PROPERTY] = list(user_properties)
+        if payload_format_indicator is not None:
+            props[_p.PROP_PAYLOAD_FORMAT_INDICATOR] = payload_format_indicator
+        self.properties = props or None
+
+
+class Message:
+    """A received message. Passed to callbacks, it is only valid during the
+    call (it reads the receive buffer); ``copy()`` keeps one. ``topic`` and
+    ``payload`` build a str / bytes on first access; ``topic_is`` and
+    ``payload_into`` do not allocate."""
+
+    def __init__(self):
+        self._session = None
+        self._topic = None
+        self._payload = None
+        self._props = None
+        self.qos = 0
+        self.retain = False
+        self.dup = False
+        self.packet_id = 0
+
+    def _bind(self, session):
+        m = session.msg
+        self._session = session
+        self._topic = None
+        self._payload = None
+        self._props = None
+        self.qos = m.qos
+        self.retain = m.retain
+        self.dup = m.dup
+        self.packet_id = m.packet_id
+
+    @property
+    def topic(self):
+        if self._topic is None:
+            s = self._session
+            self._topic = str(s.topic_buf[s.topic_start:s.topic_end], "utf-8")
+        return self._topic
+
+    @property
+    def payload(self):
+        if self._payload is None:
+            self._payload = self._session.msg.payload()
+        return self._payload
+
+    @property
+    def properties(self):
+        if self._props is None:
+            self._props = self._session.msg.properties()
+        return self._props
+
+    def topic_is(self, topic):
+        """True if the topic equals ``topic`` (bytes), without allocating."""
+        s = self._session
+        n = s.topic_end - s.topic_start
+        if len(topic) != n:
+            return False
+        buf = s.topic_buf
+        base = s.topic_start
+        for i in range(n):
+            if buf[base + i] != topic[i]:
+                return False
+        return True
+
+    def payload_into(self, buf):
+        """Copy the payload into ``buf``; returns its length."""
+        m = self._session.msg
+        n = m.payload_end - m.payload_start
+        mv = memoryview(buf)
+        mv[0:n] = memoryview(m.buf)[m.payload_start:m.payload_end]
+        return n
+
+    def copy(self):
+        """A detached copy that stays valid."""
+        c = Message()
+        c._topic = self.topic
+        c._payload = self.payload
+        c._props = self.properties
+        c.qos = self.qos
+        c.retain = self.retain
+        c.dup = self.dup
+        c.packet_id = self.packet_id
+        return c
+
+    def __repr__(self):
+        return "Message(topic=%r, payload=%r, qos=%d, retain=%r)" % (
+            self.topic, self.payload, self.qos, self.retain)
+
+
+class ConnectionEvent:
+    """Base of the events given to ``on_connection_event`` callbacks."""
+
+
+class Connected(ConnectionEvent):
+    def __init__(self, session_present, limits):
+        self.session_present = session_present
+        self.limits = limits
+
+    def __repr__(self):
+        return "Connected(session_present=%r)" % self.session_present
+
+
+class Disconnected(ConnectionEvent):
+    def __init__(self, reason_code=None, reason_string=None, by_server=False, error=None):
+        self.reason_code = reason_code
+        self.reason_string = reason_string
+        self.by_server = by_server
+        self.error = error
+
+    def __repr__(self):
+        return "Disconnected(reason_code=%r, reason_string=%r, by_server=%r, error=%r)" % (
+            self.reason_code, self.reason_string, self.by_server, self.error)
+
+
+class Reconnecting(ConnectionEvent):
+    def __init__(self, attempt, delay):
+        self.attempt = attempt
+        self.delay = delay
+
+    def __repr__(self):
+        return "Reconnecting(attempt=%d, delay=%.2f)" % (self.attempt, self.delay)
+
+
+ConnectionEvent.Connected = Connected
+ConnectionEvent.Disconnected = Disconnected
+ConnectionEvent.Reconnecting = Reconnecting
+
+
+class Delivery:
+    """An outgoing QoS 1/2 message in flight; ``await delivery.wait()``
+    returns its packet id once acknowledged or raises ``PublishFailed``."""
+
+    def __init__(self):
+        self.packet_id = 0
+        self.reason_code = None
+        self.error = None
+        self._event = asyncio.Event()
+
+    def _done(self, pid, rc, error=None):
+        self.packet_id = pid or self.packet_id
+        self.reason_code = rc
+        self.error = error
+        self._event.set()
+
+    def done(self):
+        return self._event.is_set()
+
+    async def wait(self):
+        await self._event.wait()
+        if self.error is not None:
+            raise self.error
+        return self.packet_id
+
+
+class _Subscription:
+    def __init__(self, filt, callback, options, props):
+        self.filter = filt
+        self.fbytes = filt.encode() if isinstance(filt, str) else bytes(filt)
+        skip = share_prefix_len(self.fbytes)
+        self.match_start = skip if skip > 0 else 0
+        self.callback = callback
+        self.options = options
+        self.props = props
+
+
+class _Ack:
+    """Waits for a SUBACK / UNSUBACK."""
+
+    def __init__(self):
+        self.codes = None
+        self.props = None
+        self.error = None
+        self.event = asyncio.Event()
+
+
+class MqttClient:
+    """An MQTT 5 client on asyncio (CPython and MicroPython).
+
+    ``client = MqttClient(ConnectOptions("thing-1"))``, then
+    ``await client.connect("mqtts://host:8883")``.
+    """
+
+    def __init__(self, options=None):
+        # type: (Optional[ConnectOptions]) -> None
+        o = options if options is not None else ConnectOptions()
+        self.options = o
+        self._session = _s.Session(
+            o.client_id, max_packet_size=o.maximum_packet_size, out_size=o.out_buffer_size,
+            max_inflight=o.max_inflight, receive_maximum=o.receive_maximum,
+            topic_alias_maximum=o.topic_alias_maximum, max_queued=o.max_queued,
+            max_queued_bytes=o.max_queued_bytes,
+            connect_timeout_ms=int(o.connect_timeout * 1000))
+        self._out_mv = memoryview(self._session.out)
+        self._views = {}
+        self._transport = None
+        self._target = None
+        self._wlock = asyncio.Lock()
+        self._window = asyncio.Event()
+        self._timer_wake = asyncio.Event()
+        self._subs = []
+        self._event_cbs = []
+        self._message_cbs = []
+        self._queue = None
+        self._queue_event = asyncio.Event()
+        self._msg = Message()
+        self._topics = {}
+        self._tasks = []
+        self._supervisor = None
+        self._closing = False
+        self._connected = False
+        self._lost = None
+        self._has_connected = False
+
+    # ---------------------------------------------------------- properties --
+
+    @property
+    def is_connected(self):
+        return self._connected
+
+    @property
+    def limits(self):
+        """The server's limits from the last CONNACK (``session.Limits``)."""
+        return self._session.limits
+
+    @property
+    def client_id(self):
+        return self._session.client_id
+
+    def on_connection_event(self, callback):
+        """Call ``callback(event)`` on Connected / Disconnected / Reconnecting."""
+        self._event_cbs.append(callback)
+
+    def on_message(self, callback):
+        """Call ``callback(message)`` for messages no subscription callback
+        took (e.g. AWS IoT responses delivered without a subscription)."""
+        self._message_cbs.append(callback)
+
+    # ---------------------------------------------------------- connect --
+
+    async def connect(self, target):
+        """Connect to ``mqtt://host:port`` / ``mqtts://host:port``, or over an
+        already-open transport (``readinto``/``write``/``close``), or an async
+        callable returning one (so reconnects can open a new one). Returns the
+        ``Connected`` event. Raises ``ConnectRefused``, ``NetworkError``,
+        ``MqttTimeout``."""
+        if self._supervisor is not None:
+            raise UsageError("already connected; call disconnect() first")
+        self._closing = False
+        self._target = target
+        transport = await self._open()
+        try:
+            event = await self._handshake(transport)
+        except BaseException:
+            await _close_quietly(transport)
+            raise
+        self._supervisor = asyncio.create_task(self._supervise())
+        await self._after_connect(event)
+        return event
+
+    async def _open(self):
+        t = self._target
+        if isinstance(t, str):
+            from .transport import open_connection
+
+            _log("connecting to %s" % t)
+            return await open_connection(t, tls=self.options.tls,
+                                         timeout_s=self.options.connect_timeout)
+        if hasattr(t, "readinto"):
+            if self._has_connected:
+                raise NetworkError("the given transport is closed and cannot be reopened")
+            return t
+        transport = t()
+        if is_awaitable(transport):
+            transport = await transport
+        return transport
+
+    async def _handshake(self, transport):
+        o = self.options
+        s = self._session
+        if s.state != _s.DISCONNECTED:
+            s.connection_lost()
+        props = dict(o.properties) if o.properties else {}
+        if o.user_properties:
+            props[_p.PROP_USER_PROPERTY] = list(o.user_properties)
+        clean = o.clean_start if not self._has_connected else (
+            o.clean_start and not o.session_expiry_interval)
+        now = ticks_ms()
+        s.connect(now, clean, o.keep_alive, o.username, o.password,
+                  o.will._to_codec() if o.will is not None else None, props,
+                  o.session_expiry_interval, o.auto_topic_alias)
+        _log("CONNECT client_id=%r clean_start=%r keep_alive=%d" % (s.client_id, clean, o.keep_alive))
+        self._transport = transport
+        await self._write_out(transport)
+        rd = s.reader
+        while True:
+            remaining = s.next_timeout(ticks_ms())
+            if remaining <= 0:
+                s.on_timer(ticks_ms())  # raises MqttTimeout once CONNACK is late
+                remaining = 1
+            try:
+                n = await asyncio.wait_for(transport.readinto(rd.free()), remaining / 1000)
+            except asyncio.TimeoutError:
+                continue
+            if not n:
+                raise NetworkError("connection closed before CONNACK")
+            rd.wrote(n)
+            ev = s.poll(ticks_ms())
+            while ev == _s.EV_CONTINUE:
+                await self._write_out(transport)
+                ev = s.poll(ticks_ms())
+            if ev == _s.EV_CONNACK:
+                break
+            if ev != _s.EV_NONE:
+                raise ProtocolError("unexpected packet before CONNACK", 0x82)
+        if s.ev_rc >= 0x80:
+            reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
+            _log("CONNACK refused 0x%02X %s" % (s.ev_rc, reason or ""))
+            raise ConnectRefused("connection refused%s" % (": " + reason if reason else ""),
+                                 s.ev_rc)
+        _log("CONNACK session_present=%r %r" % (s.ev_session_present, s.limits))
+        self._connected = True
+        self._has_connected = True
+        return Connected(s.ev_session_present, s.limits)
+
+    async def _after_connect(self, event):
+        """Start the I/O tasks, restore subscriptions, send what is owed."""
+        self._lost = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._read_loop(self._transport)),
+                       asyncio.create_task(self._timer_loop(self._transport))]
+        if not event.session_present and self._subs:
+            # The server forgot us: subscribe again ourselves.
+            for sub in list(self._subs):
+                try:
+                    await self._subscribe_one(sub)
+                except MqttError as e:
+                    _log("re-subscribe %r failed: %r" % (sub.filter, e))
+        await self._pump()
+        await self._emit(event)
+
+    async def _emit(self, event):
+        for cb in self._event_cbs:
+            try:
+                r = cb(event)
+                if is_awaitable(r):
+                    await r
+            except Exception as e:  # a user callback must not kill the client
+                _log("connection event callback raised %r" % e)
+
+    # ---------------------------------------------------------- writing --
+
+    def _view(self, n):
+        """``out[:n]`` without allocating in steady state (sizes repeat)."""
+        v = self._views.get(n)
+        if v is None:
+            if len(self._views) >= 16:
+                self._views.clear()
+            v = self._out_mv[:n]
+            self._views[n] = v
+        return v
+
+    async def _write_out(self, transport):
+        s = self._session
+        if s.out_len:
+            if _log_fn is not None:
+                _log_packet("->", s.out, s.out_len)
+            await transport.write(self._view(s.out_len))
+        if s.out_tail is not None:
+            await transport.write(s.out_tail)
+        s.flushed(ticks_ms())
+
+    async def _locked_write(self):
+        t = self._transport
+        try:
+            await self._write_out(t)
+        except Exception as e:
+            self._session.flushed(ticks_ms())
+            self._link_failed(e)
+            raise NetworkError("write failed: %r" % (e,))
+
+    # ---------------------------------------------------------- publish --
+
+    def _topic_bytes(self, topic):
+        if isinstance(topic, str):
+            b = self._topics.get(topic)
+            if b is None:
+                if len(self._topics) >= 32:
+                    self._topics.clear()
+                b = topic.encode()
+                self._topics[topic] = b
+            return b
+        return topic
+
+    async def publish(self, topic, payload, qos=0, retain=False, options=None):
+        # type: (Union[str, bytes], Union[bytes, str], int, bool, Optional[PublishOptions]) -> int
+        """Publish; returns the packet id (0 for QoS 0) once the server has
+        acknowledged QoS >= 1. Raises ``PublishFailed`` with the reason code
+        when the server refuses it. While disconnected the message is queued
+        (``QueueFull`` past the bounds) and sent after reconnecting."""
+        if qos == 0:
+            await self._publish(topic, payload, 0, retain, options, None)
+            return 0
+        d = await self.begin_publish(topic, payload, qos, retain, options)
+        return await d.wait()
+
+    async def publish_qos1(self, topic, payload, retain=False, options=None):
+        """``publish(..., qos=1)``."""
+        return await self.publish(topic, payload, 1, retain, options)
+
+    async def begin_publish(self, topic, payload, qos=1, retain=False, options=None):
+        """Send a QoS 1/2 message without waiting for its acknowledgement:
+        returns a ``Delivery`` (``.packet_id`` is set once sent; ``await
+        delivery.wait()`` for the ack). Waits only while the server's
+        Receive Maximum window is full."""
+        if qos not in (1, 2):
+            raise UsageError("begin_publish is for QoS 1 and 2")
+        d = Delivery()
+        await self._publish(topic, payload, qos, retain, options, d)
+        return d
+
+    async def _publish(self, topic, payload, qos, retain, options, token):
+        s = self._session
+        if isinstance(payload, str):
+            payload = payload.encode()
+        topic = self._topic_bytes(topic)
+        props = options.properties if options is not None else None
+        alias = options.topic_alias if options is not None else 0
+        if qos:
+            while self._connected and not s.window_open() and not self._closing:
+                self._window.clear()
+                await self._window.wait()
+        async with self._wlock:
+            pid = s.publish(topic, payload, qos, retain, props, alias, token)
+            if s.out_len:
+                if token is not None:
+                    token.packet_id = pid
+                if _log_fn is not None:
+                    _log("PUBLISH topic=%r qos=%d pid=%d len=%d" % (topic, qos, pid, len(payload)))
+                await self._locked_write()
+            elif _log_fn is not None:
+                _log("PUBLISH queued (offline or window full) topic=%r qos=%d" % (topic, qos))
+
+    async def _pump(self):
+        """Send resends and queued messages while the window allows."""
+        s = self._session
+        while self._connected:
+            async with self._wlock:
+                token = s.pump()
+                if token is None:
+                    return
+                if token is False:
+                    err = s.ev_error
+                    if s.ev_token is not None:
+                        s.ev_token._done(0, err.reason_code, PublishFailed(
+                            "queued message refused by the server's limits: %s" % err,
+                            err.reason_code))
+                    continue
+                await self._locked_write()
+
+    # -------------------------------------------------------- subscribe --
+
+    async def subscribe(self, topic_filter, callback=None, qos=0, no_local=False,
+                        retain_as_published=False, retain_handling=0, properties=None):
+        # type: (str, Optional[Callable], int, bool, bool, int, Optional[dict]) -> int
+        """Subscribe and route matching messages to ``callback(message)`` (a
+        plain function or a coroutine function). Returns the granted QoS;
+        raises ``SubscribeFailed`` with the reason code if refused."""
+        f = topic_filter.encode() if isinstance(topic_filter, str) else topic_filter
+        if not filter_ok(f, 0, len(f)):
+            raise UsageError("invalid topic filter %r" % (topic_filter,), 0x8F)
+        sub = _Subscription(topic_filter, callback,
+                            _c.sub_options(qos, no_local, retain_as_published, retain_handling),
+                            properties)
+        rc = await self._subscribe_one(sub)
+        self._subs = [x for x in self._subs if x.filter != sub.filter]
+        self._subs.append(sub)
+        return rc
+
+    async def _subscribe_one(self, sub):
+        if not self._connected:
+            raise NetworkError("not connected")
+        waiter = _Ack()
+        async with self._wlock:
+            pid = self._session.subscribe([(sub.filter, sub.options)], sub.props, waiter)
+            _log("SUBSCRIBE %r pid=%d" % (sub.filter, pid))
+            await self._locked_write()
+        await waiter.event.wait()
+        if waiter.error is not None:
+            raise waiter.error
+        rc = waiter.codes[0]
+        if rc >= 0x80:
+            raise SubscribeFailed("subscription to %r refused" % (sub.filter,), rc, waiter.codes)
+        return rc
+
+    async def unsubscribe(self, topic_filter, properties=None):
+        """Unsubscribe; returns the UNSUBACK reason code (0 or 0x11)."""
+        self._subs = [x for x in self._subs if x.filter != topic_filter]
+        if not self._connected:
+            raise NetworkError("not connected")
+        waiter = _Ack()
+        async with self._wlock:
+            self._session.unsubscribe([topic_filter], properties, waiter)
+            await self._locked_write()
+        await waiter.event.wait()
+        if waiter.error is not None:
+            raise waiter.error
+        rc = waiter.codes[0]
+        if rc >= 0x80:
+            raise SubscribeFailed("unsubscribe from %r refused" % (topic_filter,), rc, waiter.codes)
+        return rc
+
+    def messages(self, maxsize=64):
+        """An async iterator of messages no callback took (detached copies)."""
+        if self._queue is None:
+            self._queue = []
+            self._queue_max = maxsize
+        return self
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        while not self._queue:
+            if self._closing and self._supervisor is None:
+                raise StopAsyncIteration
+            self._queue_event.clear()
+            await self._queue_event.wait()
+        return self._queue.pop(0)
+
+    # ------------------------------------------------------- disconnect --
+
+    async def disconnect(self, reason_code=0, properties=None):
+        """Send DISCONNECT and close. Unacknowledged messages stay in the
+        session for a later ``connect`` (their waiters fail now)."""
+        self._closing = True
+        t = self._transport
+        if self._connected and t is not None:
+            try:
+                async with self._wlock:
+                    self._session.disconnect(reason_code, properties)
+                    _log("DISCONNECT 0x%02X" % reason_code)
+                    await self._write_out(t)
+            except Exception as e:
+                _log("DISCONNECT not sent: %r" % e)
+        self._connected = False
+        await self._stop_tasks()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            try:
+                await self._supervisor
+            except BaseException:
+                pass
+            self._supervisor = None
+        if t is not None:
+            await _close_quietly(t)
+        self._session.connection_lost()
+        self._fail_waiters(NetworkError("client disconnected"))
+        self._window.set()
+        self._queue_event.set()
+        await self._emit(Disconnected(reason_code, None, False))
+
+    async def _stop_tasks(self):
+        cur = _current_task()
+        for task in self._tasks:
+            if task is not cur:
+                task.cancel()
+        for task in self._tasks:
+            if task is not cur:
+                try:
+                    await task
+                except BaseException:
+                    pass
+        self._tasks = []
+
+    def _fail_waiters(self, error):
+        s = self._session
+        for i in range(len(s._slot_token)):
+            tok = s._slot_token[i]
+            if tok is not None and not tok.done():
+                tok._done(0, None, error)
+        for entry in s._queue:
+            if entry[5] is not None and not entry[5].done():
+                entry[5]._done(0, None, error)
+        s._queue = []
+        s._queued_bytes = 0
+        for waiter in s._pending_sub.values():
+            if waiter is not None:
+                waiter.error = error
+                waiter.event.set()
+        s._pending_sub = {}
+
+    # --------------------------------------------------------- I/O tasks --
+
+    def _link_failed(self, error):
+        if self._lost is not None and not self._lost.is_set():
+            self._lost_error = error
+            self._lost.set()
+
+    async def _read_loop(self, transport):
+        s = self._session
+        rd = s.reader
+        try:
+            while True:
+                n = await transport.readinto(rd.free())
+                if not n:
+                    raise NetworkError("connection closed by the server")
+                rd.wrote(n)
+                await self._process_input()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._link_failed(e)
+
+    async def _process_input(self):
+        s = self._session
+        while True:
+            async with self._wlock:
+                try:
+                    ev = s.poll(ticks_ms())
+                except ProtocolError as e:
+                    _log("protocol error from server: %s" % e)
+                    try:
+                        await self._write_out(self._transport)  # the DISCONNECT
+                    except Exception:
+                        pass
+                    raise
+                if s.out_len:
+                    await self._locked_write()
+            if ev == _s.EV_NONE:
+                return
+            if ev == _s.EV_CONTINUE:
+                continue
+            if ev == _s.EV_MESSAGE:
+                await self._dispatch()
+            elif ev == _s.EV_PUBLISH_DONE or ev == _s.EV_PUBLISH_FAILED:
+                tok = s.ev_token
+                if _log_fn is not None:
+                    _log("ack pid=%d rc=0x%02X" % (s.ev_pid, s.ev_rc))
+                if tok is not None:
+                    if ev == _s.EV_PUBLISH_FAILED:
+                        tok._done(s.ev_pid, s.ev_rc, PublishFailed(
+                            "publish refused by the server", s.ev_rc, s.ev_pid))
+                    else:
+                        tok._done(s.ev_pid, s.ev_rc)
+                self._window.set()
+                if s.queued():
+                    await self._pump()
+            elif ev == _s.EV_SUBACK or ev == _s.EV_UNSUBACK:
+                w = s.ev_token
+                _log("%s pid=%d codes=%r" % ("SUBACK" if ev == _s.EV_SUBACK else "UNSUBACK",
+                                              s.ev_pid, s.ev_codes))
+                if w is not None:
+                    w.codes = s.ev_codes
+                    w.props = s.ev_props
+                    w.event.set()
+            elif ev == _s.EV_DISCONNECT:
+                reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
+                _log("DISCONNECT from server 0x%02X %s" % (s.ev_rc, reason or ""))
+                self._server_disconnect = (s.ev_rc, reason)
+                raise NetworkError("server disconnected: %s" % (reason or "reason code"),
+                                   s.ev_rc)
+
+    async def _dispatch(self):
+        s = self._session
+        msg = self._msg
+        msg._bind(s)
+        if _log_fn is not None:
+            _log("PUBLISH in topic=%r qos=%d pid=%d" % (msg.topic, msg.qos, msg.packet_id))
+        taken = False
+        for sub in self._subs:
+            if sub.callback is not None and matches(sub.fbytes, sub.match_start, len(sub.fbytes),
+                                                    s.topic_buf, s.topic_start, s.topic_end):
+                taken = True
+                await _call(sub.callback, msg)
+        if not taken:
+            for cb in self._message_cbs:
+                taken = True
+                await _call(cb, msg)
+        if self._queue is not None and (not taken or not self._message_cbs):
+            if len(self._queue) < self._queue_max:
+                self._queue.append(msg.copy())
+                self._queue_event.set()
+            else:
+                _log("message queue full: oldest message dropped")
+                self._queue.pop(0)
+                self._queue.append(msg.copy())
+
+    async def _timer_loop(self, transport):
+        s = self._session
+        try:
+            while True:
+                wait = s.next_timeout(ticks_ms())
+                if wait < 0:
+                    self._timer_wake.clear()
+                    await self._timer_wake.wait()
+                    continue
+                if wait > 0:
+                    await sleep_ms(wait)
+                async with self._wlock:
+                    s.on_timer(ticks_ms())  # may raise MqttTimeout
+                    if s.out_len:
+                        _log("PINGREQ")
+                        await self._locked_write()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._link_failed(e)
+
+    # -------------------------------------------------------- supervisor --
+
+    async def _supervise(self):
+        """Wait for the link to fail, then reconnect with backoff."""
+        rc_cfg = self.options.reconnect_config
+        while not self._closing:
+            await self._lost.wait()
+            if self._closing:
+                return
+            error = getattr(self, "_lost_error", None)
+            self._connected = False
+            await self._stop_tasks()
+            await _close_quietly(self._transport)
+            self._session.connection_lost()
+            self._fail_subacks(NetworkError("connection lost"))
+            by_server = isinstance(error, NetworkError) and error.reason_code is not None
+            reason = getattr(self, "_server_disconnect", (None, None))
+            self._server_disconnect = (None, None)
+            _log("connection lost: %r" % (error,))
+            await self._emit(Disconnected(reason[0] if by_server else getattr(error, "reason_code", None),
+                                          reason[1], by_server, error))
+            self._window.set()
+            if not rc_cfg.enabled:
+                self._fail_waiters(NetworkError("connection lost and reconnect is disabled"))
+                self._supervisor = None
+                self._queue_event.set()
+                return
+            attempt = 0
+            while not self._closing:
+                attempt += 1
+                if rc_cfg.max_attempts is not None and attempt > rc_cfg.max_attempts:
+                    self._fail_waiters(NetworkError("gave up after %d reconnect attempts"
+                                                    % rc_cfg.max_attempts))
+                    self._supervisor = None
+                    self._queue_event.set()
+                    return
+                delay = rc_cfg.delay(attempt)
+                await self._emit(Reconnecting(attempt, delay))
+                await sleep_ms(int(delay * 1000))
+                if self._closing:
+                    return
+                transport = None
+                try:
+                    transport = await self._open()
+                    event = await self._handshake(transport)
+                except ConnectRefused as e:
+                    await _close_quietly(transport)
+                    if e.reason_code in _PERMANENT_REFUSALS:
+                        _log("reconnect refused for good: %s" % e)
+                        self._fail_waiters(e)
+                        self._supervisor = None
+                        await self._emit(Disconnected(e.reason_code, str(e), True, e))
+                        return
+                    continue
+                except (MqttError, OSError) as e:
+                    _log("reconnect attempt %d failed: %r" % (attempt, e))
+                    await _close_quietly(transport)
+                    continue
+                await self._after_connect(event)
+                break
+
+    def _fail_subacks(self, error):
+        s = self._session
+        for waiter in s._pending_sub.values():
+            if waiter is not None:
+                waiter.error = error
+                waiter.event.set()
+        s._pending_sub = {}
+
+
+async def _call(callback, msg):
+    try:
+        r = callback(msg)
+        if is_awaitable(r):
+            await r
+    except Exception as e:  # a user callback must not kill the client
+        _log("message callback raised %r" % (e,))
+
+
+async def _close_quietly(transport):
+    if transport is None:
+        return
+    try:
+        await transport.close()
+    except Exception:
+        pass
+
+
+def _current_task():
+    try:
+        return asyncio.current_task()
+    except Exception:
+        return None
+
+
+def _log_packet(direction, buf, n):
+    first = buf[0]
+    t = first >> 4
+    detail = ""
+    if t == _c.PUBLISH or _c.PUBACK <= t <= _c.PUBCOMP or t in (8, 9, 10, 11):
+        try:
+            pkt = _c.decode(bytes(buf[:n]))
+            detail = " pid=%d" % getattr(pkt, "packet_id", 0)
+            rc = getattr(pkt, "reason_code", None)
+            if rc:
+                detail += " rc=0x%02X" % rc
+        except MqttError:
+            pass
+    _log("%s %s (%d bytes)%s" % (direction, _c.PACKET_NAMES[t], n, detail))
