@@ -16,6 +16,19 @@ _LAZY = {
     "SubscribeFailed": "errors",
     "MqttTimeout": "errors",
     "QueueFull": "errors",
+    "MqttClient": "client",
+    "ConnectOptions": "client",
+    "ReconnectConfig": "client",
+    "PublishOptions": "client",
+    "Will": "client",
+    "Message": "client",
+    "Delivery": "client",
+    "ConnectionEvent": "client",
+    "Connected": "client",
+    "Disconnected": "client",
+    "Reconnecting": "client",
+    "set_debug": "client",
+    "TlsConfig": "transport",
 }
 
 
