@@ -3,14 +3,16 @@
     python tools/gen_package_json.py          # (re)write lib/package.json
     python tools/gen_package_json.py --check  # exit 1 if the committed file is stale
 
-Lists every lib/mqtt_v5/**/*.py as [device path, path relative to package.json], so that
-`mpremote mip install lib/package.json` (or a URL to it) copies the package into :lib/.
+Lists every lib/mqtt_v5/**/*.py (only those git tracks, in a git checkout) as [device path,
+path relative to package.json], so that `mpremote mip install lib/package.json` (or a URL to
+it) copies the package into :lib/.
 The version is __version__ from lib/mqtt_v5/__init__.py when it defines one, else the version
 already in lib/package.json, else 0.1.0.
 """
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,12 +36,29 @@ def version() -> str:
     return "0.1.0"
 
 
-def generate() -> str:
-    files = sorted(
+def module_files() -> list[str]:
+    """lib/mqtt_v5/**/*.py relative to lib/. In a git checkout only files git tracks count, so
+    a module someone is still writing (untracked) does not make the committed file stale."""
+    found = {
         p.relative_to(LIB).as_posix()
         for p in (LIB / PACKAGE).rglob("*.py")
         if "__pycache__" not in p.parts
-    )
+    }
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--", f"{PACKAGE}/"],
+            cwd=LIB,
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return sorted(found)  # not a git checkout (e.g. a source tarball)
+    tracked = {f for f in out.decode().split("\0") if f}
+    return sorted(found & tracked)
+
+
+def generate() -> str:
+    files = module_files()
     # One [device path, source] pair per line: diffs stay one line per module.
     urls = ",\n".join(f"    {json.dumps([f, f])}" for f in files)
     return (
