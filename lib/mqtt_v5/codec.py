@@ -32,7 +32,7 @@ from ._compat import const
 from .errors import ProtocolError, UsageError
 from . import properties as _p
 from .properties import Reader, vbi_size, write_bin, write_u16, write_vbi
-from .topic import filter_ok, topic_name_ok
+from .topic import filter_ok, is_wildcard, topic_name_ok
 
 CONNECT = const(1)
 CONNACK = const(2)
@@ -760,10 +760,10 @@ def decode_publish_into(view, first, r):
     view.qos = qos
     view.dup = dup
     view.retain = (first & 1) != 0
-    ts = r.span()
+    ts = r.utf8()  # ill-formed UTF-8 or U+0000: Malformed Packet [MQTT-1.5.4-1] [MQTT-1.5.4-2]
     te = r.pos
-    if not topic_name_ok(r.buf, ts, te):
-        raise ProtocolError("invalid topic name [MQTT-3.3.2-2]", 0x90)
+    if is_wildcard(r.buf, ts, te):
+        raise ProtocolError("wildcard in a topic name [MQTT-3.3.2-2]", 0x90)
     view.topic_start = ts
     view.topic_end = te
     if qos:

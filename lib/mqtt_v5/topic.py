@@ -80,11 +80,16 @@ def filter_ok(buf, start=0, end=-1):
     return utf8_ok(buf, start, end)
 
 
-def is_wildcard(buf):
-    """True if the filter contains '+' or '#'."""
-    for c in buf:
+def is_wildcard(buf, start=0, end=-1):
+    """True if ``buf[start:end]`` contains '+' or '#'. Allocates nothing."""
+    if end < 0:
+        end = len(buf)
+    i = start
+    while i < end:
+        c = buf[i]
         if c == _PLUS or c == _HASH:
             return True
+        i += 1
     return False
 
 
