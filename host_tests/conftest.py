@@ -516,7 +516,7 @@ class MosquittoFactory:
             directory,
             global_lines,
             listeners,
-            pki=self.pki if tls else None,
+            pki=self.pki,
         )
         self.instances.append(broker)
         return broker.start()
