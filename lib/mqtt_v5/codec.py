@@ -281,10 +281,7 @@ class Ping(Packet):
 
 # ------------------------------------------------------------ encoding ----
 
-def _bytes(value):
-    if isinstance(value, str):
-        return value.encode()
-    return value
+_bytes = _p.to_utf8
 
 
 def _header(buf, first, remaining, payload_len=0):
@@ -397,7 +394,7 @@ def encode_publish_header(buf, topic, payload_len, qos=0, packet_id=0, retain=Fa
     """
     _check_qos(qos)
     if isinstance(topic, str):
-        topic = topic.encode()
+        topic = _p.to_utf8(topic)
     tlen = len(topic)
     if not topic_name_ok(topic, 0, tlen):
         raise UsageError("invalid topic name (wildcard, U+0000 or bad UTF-8)", 0x90)

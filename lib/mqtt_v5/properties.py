@@ -186,8 +186,18 @@ def _value_size(ptype, value):
     return 2 + len(_utf8(value) if ptype == T_UTF8 else value)
 
 
-def _utf8(s):
-    return s.encode() if isinstance(s, str) else s
+def to_utf8(s):
+    """A str as UTF-8 bytes; anything else is returned as it is. UsageError
+    for a str that has no UTF-8 form (CPython: a lone surrogate)."""
+    if isinstance(s, str):
+        try:
+            return s.encode()
+        except UnicodeError:
+            raise UsageError("string is not valid Unicode (lone surrogate)")
+    return s
+
+
+_utf8 = to_utf8
 
 
 def vbi_size(value):
@@ -223,7 +233,10 @@ def _check_value(pid, ptype, value):
 
 def _str_ok(s):
     if isinstance(s, str):
-        b = s.encode()
+        try:
+            b = s.encode()
+        except UnicodeError:  # CPython: a lone surrogate
+            return False
     elif isinstance(s, (bytes, bytearray)):
         b = s
     else:
