@@ -212,12 +212,19 @@ def vbi_size(value):
 
 
 def _check_value(pid, ptype, value):
+    # The same value rules as ``check`` applies on receipt: never send what a
+    # strict peer (or our own decoder) must refuse.
     if ptype == T_BYTE:
-        ok = isinstance(value, int) and 0 <= value <= 255
+        # every one-byte property is 0 or 1 (Maximum QoS too: absent means 2)
+        ok = isinstance(value, int) and 0 <= value <= 1
     elif ptype == T_U16:
         ok = isinstance(value, int) and 0 <= value <= 0xFFFF
+        if value == 0 and (pid == PROP_RECEIVE_MAXIMUM or pid == PROP_TOPIC_ALIAS):
+            ok = False
     elif ptype == T_U32:
         ok = isinstance(value, int) and 0 <= value <= 0xFFFFFFFF
+        if value == 0 and pid == PROP_MAXIMUM_PACKET_SIZE:
+            ok = False
     elif ptype == T_VBI:
         ok = isinstance(value, int) and 1 <= value <= _VBI_MAX
     elif ptype == T_PAIR:
