@@ -344,19 +344,21 @@ class Session:
         self._queued_bytes += size
 
     def _send_publish(self, topic, payload, qos, retain, props, alias_req, token):
+        # Nothing changes until the packet is encoded: a UsageError leaves the
+        # alias table, the packet id counter and the in-flight table untouched.
         lim = self.limits
         alias = 0
         send_topic = topic
         if alias_req or self._auto_alias:
-            alias, known = self._outbound_alias(topic, alias_req)
-            if alias and known:
-                send_topic = b""
+            alias = self._outbound_alias(topic, alias_req)
+            if alias > 0:
+                send_topic = b""  # the server knows this alias already
         out = self.out
         n = len(payload)
         pid = slot = 0
         if qos:
             slot = self._free_slot_index()
-            pid = self._alloc_pid()
+            pid = self._peek_pid()
         tlen = len(send_topic) if not isinstance(send_topic, str) else len(send_topic.encode())
         psize = (_p.size(props, 1 << _c.PUBLISH) if props else 0) + (3 if alias else 0)
         if _c.publish_size(tlen, n, qos, psize) > lim.maximum_packet_size:
@@ -364,7 +366,10 @@ class Session:
             raise UsageError("PUBLISH of %d bytes exceeds the server's Maximum Packet Size %d"
                              % (_c.publish_size(tlen, n, qos, psize), lim.maximum_packet_size),
                              0x95)
-        hlen = _c.encode_publish_header(out, send_topic, n, qos, pid, retain, False, props, alias)
+        hlen = _c.encode_publish_header(out, send_topic, n, qos, pid, retain, False, props,
+                                        alias if alias > 0 else -alias)
+        if alias < 0:
+            self._remember_alias(topic, -alias)
         if hlen + n <= len(out):
             out[hlen:hlen + n] = payload
             self.out_len = hlen + n
@@ -372,6 +377,7 @@ class Session:
             self.out_len = hlen
             self.out_tail = payload
         if qos:
+            self._next_pid = pid
             self._slot_pid[slot] = pid
             self._slot_state[slot] = _WAIT_PUBACK if qos == 1 else _WAIT_PUBREC
             self._slot_topic[slot] = topic
@@ -385,39 +391,47 @@ class Session:
         return pid
 
     def _outbound_alias(self, topic, requested):
-        """(alias, already_known) for ``topic`` within the server's Topic Alias Maximum."""
+        """The Topic Alias for ``topic`` within the server's Topic Alias Maximum:
+        ``a > 0`` if the server already knows it (send an empty topic), ``-a``
+        for a new mapping (send topic and alias, then ``_remember_alias``), 0
+        for none. Changes nothing; an int rather than a tuple, as this runs
+        for every PUBLISH in auto-alias mode."""
         amax = self.limits.topic_alias_maximum
         if not amax:
             if requested:
                 raise UsageError("the server allows no topic aliases", 0x94)
-            return 0, False
+            return 0
         key = topic if not isinstance(topic, str) else topic.encode()
         known = self._alias_out.get(key, 0)
         if requested:
             if requested > amax:
+                # [MQTT-3.2.2-17] never above the server's Topic Alias Maximum
                 raise UsageError("topic alias %d above the server's maximum %d" % (requested, amax),
                                  0x94)
-            if known == requested:
-                return requested, True
-            # Re-map: forget whichever topic held this alias.
-            for k in list(self._alias_out):
-                if self._alias_out[k] == requested:
-                    del self._alias_out[k]
-            if known:
-                del self._alias_out[key]
-            self._alias_out[bytes(key)] = requested
-            return requested, False
+            return requested if known == requested else -requested
         if known:
-            return known, True
+            return known
         if len(self._alias_out) < amax:
-            used = 0
-            for v in self._alias_out.values():
-                if v > used:
-                    used = v
-            alias = used + 1
-            self._alias_out[bytes(key)] = alias
-            return alias, False
-        return 0, False
+            # The lowest free alias (explicit requests may have taken any of them).
+            for alias in range(1, amax + 1):
+                if not self._alias_taken(alias):
+                    return -alias
+        return 0
+
+    def _alias_taken(self, alias):
+        for v in self._alias_out.values():
+            if v == alias:
+                return True
+        return False
+
+    def _remember_alias(self, topic, alias):
+        """Record that the PUBLISH being sent maps ``alias`` to ``topic``."""
+        key = topic.encode() if isinstance(topic, str) else bytes(topic)
+        # Re-map: forget whichever topic held this alias, and this topic's old alias.
+        for k in list(self._alias_out):
+            if k == key or self._alias_out[k] == alias:
+                del self._alias_out[k]
+        self._alias_out[key] = alias
 
     def _free_slot_index(self):
         for i in range(len(self._slot_state)):
@@ -431,13 +445,19 @@ class Session:
                 return True
         return pid in self._pending_sub
 
-    def _alloc_pid(self):
+    def _peek_pid(self):
+        """The next free packet identifier, not yet taken: 1..65535, wrapping,
+        never 0 [MQTT-2.2.1-3], skipping ids in use [MQTT-2.2.1-4]."""
         pid = self._next_pid
         while True:
             pid = pid + 1 if pid < 0xFFFF else 1
             if not self._pid_in_use(pid):
-                self._next_pid = pid
                 return pid
+
+    def _alloc_pid(self):
+        pid = self._peek_pid()
+        self._next_pid = pid
+        return pid
 
     def _free_slot(self, i):
         self._slot_state[i] = _FREE
@@ -707,6 +727,9 @@ class Session:
                     slot = i
             if slot < 0:
                 raise ProtocolError("more QoS 2 messages in flight than our Receive Maximum", 0x93)
+            # Recorded as it is delivered, not when PUBREC leaves: if the link
+            # drops in between, the server's resend must not deliver it again.
+            self._in_qos2[slot] = pid
         self._msg_unacked = m.qos
         return EV_MESSAGE
 
@@ -718,10 +741,6 @@ class Session:
         if qos == 1:
             self.out_len = _c.encode_ack(self.out, _c.PUBACK, pid)
         elif qos == 2:
-            for i in range(len(self._in_qos2)):
-                if self._in_qos2[i] == 0:
-                    self._in_qos2[i] = pid
-                    break
             self.out_len = _c.encode_ack(self.out, _c.PUBREC, pid)
 
     def _on_ack(self, first, r):
