@@ -64,6 +64,8 @@ _WAIT_PUBREC = const(2)
 _WAIT_PUBCOMP = const(3)
 
 _DEFAULT_SERVER_MAX = const(268435460)
+# In-flight send order: a wrapping counter kept a small int on a 32-bit port.
+_SEQ_MASK = const(0x3FFFFFF)
 
 
 class Limits:
@@ -136,6 +138,8 @@ class Session:
         self._slot_props = [None] * n
         self._slot_token = [None] * n
         self._slot_resend = [False] * n
+        self._slot_seq = [0] * n  # send order, for resends [MQTT-4.6.0-1]
+        self._seq = 0
         self._inflight = 0
         self._window = n
         self._next_pid = 0
@@ -150,6 +154,7 @@ class Session:
         self._alias_in = [None] * (topic_alias_maximum + 1)
         self._alias_out = {}
         self._auto_alias = False
+        self._clean_start = True
         # Timers.
         self._last_sent = 0
         self._last_recv = 0
@@ -205,6 +210,9 @@ class Session:
                                          username, password, will, p)
         self.keep_alive_ms = keep_alive_s * 1000
         self._auto_alias = auto_alias
+        self._clean_start = clean_start
+        self._mark_resend()  # also when the driver skipped connection_lost()
+        self._msg_unacked = 0
         self.reader.reset()
         self.limits.reset()
         self.state = CONNECTING
@@ -226,15 +234,21 @@ class Session:
         self.reader.reset()
         self._ping_sent = -1
         self._msg_unacked = 0
-        for i in range(len(self._slot_state)):
-            if self._slot_state[i] != _FREE:
-                self._slot_resend[i] = True
+        self._mark_resend()
         tokens = self._pending_sub
         self._pending_sub = {}
         return tokens
 
+    def _mark_resend(self):
+        for i in range(len(self._slot_state)):
+            if self._slot_state[i] != _FREE:
+                self._slot_resend[i] = True
+
     def _on_connack(self, r):
         pkt = _c.decode_body(self.reader.first, r)
+        if pkt.session_present and self._clean_start:
+            # [MQTT-3.2.2-2] [MQTT-3.2.2-4] we asked for a new session
+            raise ProtocolError("Session Present after Clean Start", 0x82)
         self.ev_rc = pkt.reason_code
         self.ev_props = pkt.properties
         self.ev_session_present = pkt.session_present
@@ -274,18 +288,37 @@ class Session:
 
     def _requeue_unacknowledged(self):
         front = []
-        for i in range(len(self._slot_state)):
-            st = self._slot_state[i]
-            if st == _WAIT_PUBACK or st == _WAIT_PUBREC:
-                front.append([self._slot_topic[i], self._slot_payload[i], self._slot_qos[i],
-                              self._slot_retain[i], self._slot_props[i], self._slot_token[i]])
-                self._free_slot(i)
-            elif st == _WAIT_PUBCOMP:
-                # The server acknowledged receipt with PUBREC before losing the
-                # session; sending again could duplicate a QoS 2 message.
-                self._free_slot(i)
+        while True:
+            i = self._oldest(False)  # in the order they were first sent
+            if i < 0:
+                break
+            if self._slot_state[i] != _WAIT_PUBCOMP:
+                topic = self._slot_topic[i]
+                payload = self._slot_payload[i]
+                front.append([topic, payload, self._slot_qos[i], self._slot_retain[i],
+                              self._slot_props[i], self._slot_token[i]])
+                # Counted like any queued message (pump() subtracts it again);
+                # may exceed max_queued_bytes: these were accepted already.
+                self._queued_bytes += len(payload) + len(topic)
+            # else: the server acknowledged receipt with PUBREC before losing
+            # the session; sending again could duplicate a QoS 2 message.
+            self._free_slot(i)
         if front:
             self._queue = front + self._queue
+
+    def _oldest(self, resend_only):
+        """The in-flight slot sent longest ago (only those due for a resend
+        if ``resend_only``), or -1."""
+        best = -1
+        best_age = -1
+        seq = self._seq
+        for i in range(len(self._slot_state)):
+            if self._slot_state[i] != _FREE and (self._slot_resend[i] or not resend_only):
+                age = (seq - self._slot_seq[i]) & _SEQ_MASK
+                if age > best_age:
+                    best = i
+                    best_age = age
+        return best
 
     # ---------------------------------------------------------- publishing --
 
@@ -387,6 +420,8 @@ class Session:
             self._slot_props[slot] = props
             self._slot_token[slot] = token
             self._slot_resend[slot] = False
+            self._seq = (self._seq + 1) & _SEQ_MASK
+            self._slot_seq[slot] = self._seq
             self._inflight += 1
         return pid
 
@@ -483,15 +518,15 @@ class Session:
         limits refuse it): ``ev_token`` and ``ev_error`` then say which and why."""
         if self.state != CONNECTED or self.out_len:
             return None
-        for i in range(len(self._slot_state)):
-            if self._slot_resend[i]:
-                self._slot_resend[i] = False
-                pid = self._slot_pid[i]
-                if self._slot_state[i] == _WAIT_PUBCOMP:
-                    self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
-                else:
-                    self._resend_publish(i)
-                return self._slot_token[i] or True
+        i = self._oldest(True)  # resends keep the original order [MQTT-4.6.0-1]
+        if i >= 0:
+            self._slot_resend[i] = False
+            pid = self._slot_pid[i]
+            if self._slot_state[i] == _WAIT_PUBCOMP:
+                self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
+            else:
+                self._resend_publish(i)
+            return self._slot_token[i] or True
         if not self._queue:
             return None
         entry = self._queue[0]
@@ -621,6 +656,10 @@ class Session:
         """Handle the next buffered packet; returns an ``EV_*`` code."""
         if self.out_len or self.out_tail is not None:
             raise UsageError("previous packet not flushed: the driver must write out first")
+        if self.state == DISCONNECTED:
+            # After a protocol error, a server DISCONNECT or a refused CONNACK
+            # whatever else was buffered is not acted upon.
+            return EV_NONE
         if self._msg_unacked:
             self._ack_message()
             return EV_CONTINUE
