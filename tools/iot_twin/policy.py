@@ -191,6 +191,9 @@ _NEGATED = {
 }
 
 
+_OPERATORS = frozenset({*_NEGATED, *_NEGATED.values(), "StringEqualsIgnoreCase", "Bool", "Null"})
+
+
 def _condition_holds(op: str, key: str, wanted: Json, ctx: PolicyContext) -> bool:
     quantifier = None
     if ":" in op and op.split(":", 1)[0] in ("ForAnyValue", "ForAllValues"):
@@ -198,6 +201,8 @@ def _condition_holds(op: str, key: str, wanted: Json, ctx: PolicyContext) -> boo
     if_exists = op.endswith("IfExists")
     if if_exists:
         op = op[: -len("IfExists")]
+    if op not in _OPERATORS:
+        raise PolicyError(f"unsupported condition operator: {op}")
     wanted_values = [str(w).lower() if isinstance(w, bool) else str(w) for w in _as_list(wanted)]
     actual = ctx.value(key)
     if op == "Null":
