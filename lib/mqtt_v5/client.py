@@ -142,8 +142,9 @@ class PublishOptions:
 
 
 class Message:
-    """A received message. Passed to callbacks, it is only valid during the
-    call (it reads the receive buffer); ``copy()`` keeps one. ``topic`` and
+    """A received message. Passed to a plain callback, it is only valid during
+    the call (it reads the receive buffer); ``copy()`` keeps one. Coroutine
+    callbacks and ``messages()`` get detached messages that stay valid. ``topic`` and
     ``payload`` build a str / bytes on first access; ``topic_is`` and
     ``payload_into`` do not allocate."""
 
@@ -190,6 +191,8 @@ class Message:
     def topic_is(self, topic):
         """True if the topic equals ``topic`` (bytes), without allocating."""
         s = self._session
+        if s is None:  # detached
+            return self._topic.encode() == topic
         n = s.topic_end - s.topic_start
         if len(topic) != n:
             return False
@@ -202,11 +205,23 @@ class Message:
 
     def payload_into(self, buf):
         """Copy the payload into ``buf``; returns its length."""
+        if self._session is None:  # detached
+            n = len(self._payload)
+            memoryview(buf)[0:n] = self._payload
+            return n
         m = self._session.msg
         n = m.payload_end - m.payload_start
         mv = memoryview(buf)
         mv[0:n] = memoryview(m.buf)[m.payload_start:m.payload_end]
         return n
+
+    def _detach(self):
+        """Read everything out of the receive buffer: this object stays valid."""
+        if self._session is not None:
+            self._topic = self.topic
+            self._payload = self.payload
+            self._props = self.properties
+            self._session = None
 
     def copy(self):
         """A detached copy that stays valid."""
@@ -341,6 +356,7 @@ class MqttClient:
         self._queue = None
         self._queue_event = asyncio.Event()
         self._msg = Message()
+        self._cb_tasks = set()  # running coroutine callbacks (CPython keeps only weak refs)
         self._topics = {}
         self._tasks = []
         self._supervisor = None
@@ -599,8 +615,9 @@ class MqttClient:
     async def subscribe(self, topic_filter, callback=None, qos=0, no_local=False,
                         retain_as_published=False, retain_handling=0, properties=None):
         # type: (str, Optional[Callable], int, bool, bool, int, Optional[dict]) -> int
-        """Subscribe and route matching messages to ``callback(message)`` (a
-        plain function or a coroutine function). Returns the granted QoS;
+        """Subscribe and route matching messages to ``callback(message)``: a
+        plain function runs in the reader, a coroutine function as its own task
+        (so it may await a ``publish``). Returns the granted QoS;
         raises ``SubscribeFailed`` with the reason code if refused."""
         f = topic_filter.encode() if isinstance(topic_filter, str) else topic_filter
         if not filter_ok(f, 0, len(f)):
@@ -737,6 +754,9 @@ class MqttClient:
         s = self._session
         rd = s.reader
         try:
+            # Packets that came in the same read as CONNACK (a resumed session's
+            # queued messages) are already buffered: handle them before waiting.
+            await self._process_input()
             while True:
                 n = await transport.readinto(rd.free())
                 if not n:
@@ -808,12 +828,12 @@ class MqttClient:
             if sub.callback is not None and matches(sub.fbytes, sub.match_start, len(sub.fbytes),
                                                     s.topic_buf, s.topic_start, s.topic_end):
                 taken = True
-                await _call(sub.callback, msg)
+                self._call(sub.callback, msg)
         if not taken:
             for cb in self._message_cbs:
-                taken = True
-                await _call(cb, msg)
-        if self._queue is not None and (not taken or not self._message_cbs):
+                self._call(cb, msg)
+        # The iterator, like on_message, gets what no subscription callback took.
+        if self._queue is not None and not taken:
             if len(self._queue) < self._queue_max:
                 self._queue.append(msg.copy())
                 self._queue_event.set()
@@ -821,6 +841,21 @@ class MqttClient:
                 _log("message queue full: oldest message dropped")
                 self._queue.pop(0)
                 self._queue.append(msg.copy())
+
+    def _call(self, callback, msg):
+        """Run a message callback. A plain function runs now, on the message as it
+        sits in the receive buffer. A coroutine function runs as its own task on a
+        detached message, so it may await anything, including a QoS 1/2
+        ``publish`` whose acknowledgement this reader has yet to read."""
+        try:
+            r = callback(msg)
+        except Exception as e:  # a user callback must not kill the client
+            _log("message callback raised %r" % (e,))
+            return
+        if is_awaitable(r):
+            msg._detach()  # the coroutine holds this object: later messages get another
+            self._msg = Message()
+            self._cb_tasks.add(asyncio.create_task(_run_callback(self._cb_tasks, r)))
 
     async def _timer_loop(self, transport):
         s = self._session
@@ -913,13 +948,13 @@ class MqttClient:
         s._pending_sub = {}
 
 
-async def _call(callback, msg):
+async def _run_callback(tasks, coro):
     try:
-        r = callback(msg)
-        if is_awaitable(r):
-            await r
+        await coro
     except Exception as e:  # a user callback must not kill the client
         _log("message callback raised %r" % (e,))
+    finally:
+        tasks.discard(_current_task())
 
 
 async def _close_quietly(transport):
