@@ -321,7 +321,8 @@ def default_thing_policy(
 
     Connect with the thing name as client id; publish, receive and subscribe on the
     thing's own shadow and jobs topics and the fleet provisioning topics; and any
-    topic outside the reserved ``$`` namespace (via ``NotResource``).
+    topic outside the reserved ``$`` namespace (via ``NotResource``), shared
+    subscriptions (``$share/{name}/{filter}``) to such topics included.
     """
 
     def arn(kind: str, name: str) -> str:
@@ -355,6 +356,10 @@ def default_thing_policy(
                 "NotResource": arn("topic", "$*"),
             },
             {"Effect": "Allow", "Action": SUBSCRIBE, "NotResource": arn("topicfilter", "$*")},
+            # Shared subscriptions ($share/{name}/{filter}, §1.10) to non-reserved topics;
+            # the iot:Subscribe resource is the filter as sent, $share prefix included.
+            {"Effect": "Allow", "Action": SUBSCRIBE, "Resource": arn("topicfilter", "$share/*")},
+            {"Effect": "Deny", "Action": SUBSCRIBE, "Resource": arn("topicfilter", "$share/*/$*")},
         ],
     }
 
