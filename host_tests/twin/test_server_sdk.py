@@ -1,0 +1,123 @@
+"""The official AWS IoT Device SDK v2 (awsiotsdk / awscrt) against the twin over mutual
+TLS: connect as a thing, then Device Shadow through ``IotShadowClientV2`` and Jobs through
+``IotJobsClientV2`` (brokers-and-peers.md §4; aws-iot-spec §3, §4, §6.1)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+awsiot = pytest.importorskip("awsiot")
+from awscrt import mqtt_request_response  # noqa: E402
+from awsiot import (  # noqa: E402
+    ServiceStreamOptions,
+    V2ServiceException,
+    iotjobs,
+    iotshadow,
+    mqtt5_client_builder,
+)
+
+from twin._server_util import running_twin  # noqa: E402
+
+TIMEOUT = 10
+
+
+@pytest.fixture
+def sdk_client(tmp_path):
+    """A started SDK MQTT 5 client connected as thing ``t1`` over mTLS, and the twin."""
+    with running_twin(tmp_path) as tw:
+        creds = tw.thing("t1")
+        connected = threading.Event()
+        failures = []
+        client = mqtt5_client_builder.mtls_from_path(
+            endpoint="localhost",
+            port=tw.port("mtls"),
+            cert_filepath=str(creds.cert_path),
+            pri_key_filepath=str(creds.key_path),
+            ca_filepath=tw.ca,
+            client_id="t1",
+            on_lifecycle_connection_success=lambda _d: connected.set(),
+            on_lifecycle_connection_failure=lambda d: failures.append(d.exception),
+        )
+        client.start()
+        assert connected.wait(TIMEOUT), failures
+        try:
+            yield client, tw
+        finally:
+            client.stop()
+
+
+def _options():
+    return mqtt_request_response.ClientOptions(
+        max_request_response_subscriptions=4,
+        max_streaming_subscriptions=2,
+        operation_timeout_in_seconds=TIMEOUT,
+    )
+
+
+def test_sdk_connects_and_the_twin_sees_its_username_metrics(sdk_client):
+    client, tw = sdk_client
+    conns = tw.call(tw.twin.connections)
+    assert conns[0]["client_id"] == "t1"
+    assert conns[0]["thing"] == "t1"
+    # brokers-and-peers §4.2: the SDK asks for keep-alive 1200 s.
+    assert conns[0]["keep_alive_s"] == 1200
+    del client
+
+
+def test_sdk_shadow_get_update_and_delta_stream(sdk_client):
+    client, tw = sdk_client
+    shadow = iotshadow.IotShadowClientV2(client, _options())
+    with pytest.raises(V2ServiceException) as e:
+        shadow.get_shadow(iotshadow.GetShadowRequest(thing_name="t1")).result(TIMEOUT)
+    assert e.value.modeled_error.code == 404  # §3.3: no shadow yet
+
+    deltas = []
+    got_delta = threading.Event()
+
+    def on_delta(event):
+        deltas.append(event)
+        got_delta.set()
+
+    stream = shadow.create_shadow_delta_updated_stream(
+        iotshadow.ShadowDeltaUpdatedSubscriptionRequest(thing_name="t1"),
+        ServiceStreamOptions(incoming_event_listener=on_delta),
+    )
+    stream.open()
+
+    update = shadow.update_shadow(
+        iotshadow.UpdateShadowRequest(
+            thing_name="t1", state=iotshadow.ShadowState(desired={"fan": 3}, reported={"fan": 1})
+        )
+    ).result(TIMEOUT)
+    assert update.version == 1
+    assert update.state.desired == {"fan": 3}
+
+    got = shadow.get_shadow(iotshadow.GetShadowRequest(thing_name="t1")).result(TIMEOUT)
+    assert got.version == 1
+    assert got.state.delta == {"fan": 3}
+    assert got.state.reported == {"fan": 1}
+
+    # An operator changes desired (UpdateThingShadow): the device's delta stream fires.
+    tw.call(tw.twin.update_shadow, "t1", {"state": {"desired": {"fan": 5}}})
+    assert got_delta.wait(TIMEOUT)
+    assert deltas[-1].state == {"fan": 5}
+    assert deltas[-1].version == 2
+    assert tw.call(tw.twin.get_shadow, "t1")["state"]["desired"] == {"fan": 5}
+
+
+def test_sdk_jobs_get_pending_and_start_next(sdk_client):
+    client, tw = sdk_client
+    tw.call(tw.twin.add_job, "t1", {"operation": "reboot"}, "job-1")
+    jobs = iotjobs.IotJobsClientV2(client, _options())
+    pending = jobs.get_pending_job_executions(
+        iotjobs.GetPendingJobExecutionsRequest(thing_name="t1")
+    ).result(TIMEOUT)
+    assert [j.job_id for j in pending.queued_jobs] == ["job-1"]
+    started = jobs.start_next_pending_job_execution(
+        iotjobs.StartNextPendingJobExecutionRequest(thing_name="t1")
+    ).result(TIMEOUT)
+    assert started.execution.job_id == "job-1"
+    assert started.execution.status == "IN_PROGRESS"
+    assert started.execution.job_document == {"operation": "reboot"}
