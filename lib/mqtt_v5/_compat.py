@@ -89,11 +89,11 @@ if IS_MICROPYTHON:
 
                 raise UsageError("TLS: MicroPython has no system CA store: pass "
                                  "TlsConfig(ca=...) or insecure_skip_verify=True")
-            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]
             for der in cas:  # each call appends to mbedTLS's CA chain
                 ctx.load_verify_locations(cadata=der)
         else:
-            ctx.verify_mode = ssl.CERT_NONE
+            ctx.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]
         if certs:
             ctx.load_cert_chain(certs[0], key[1])  # DER leaf only
         if alpn:
@@ -107,9 +107,9 @@ if IS_MICROPYTHON:
     def _writable(s):
         # A bare generator: awaiting it parks the task on asyncio's poller
         # until the socket is writable (TCP connect finished or failed).
-        from asyncio import core
+        from asyncio import core  # type: ignore[attr-defined]
 
-        yield core._io_queue.queue_write(s)
+        yield core._io_queue.queue_write(s)  # type: ignore[attr-defined]
 
     async def open_stream(host, port, ctx, server_hostname):
         """TCP (+TLS, handshake deferred to the first read/write) as asyncio's
@@ -157,13 +157,13 @@ else:
             if cas:
                 ctx.load_verify_locations(cadata=b"".join(cas))
             else:
-                ctx.load_default_certs()
+                ctx.load_default_certs()  # type: ignore[attr-defined]
         else:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
+            ctx.check_hostname = False  # type: ignore[attr-defined]
+            ctx.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]
         if certs:
             import os
-            import tempfile
+            import tempfile  # type: ignore[import-not-found]
 
             from .tls import der_to_pem
 
@@ -177,7 +177,7 @@ else:
             finally:
                 os.unlink(path)
         if alpn:
-            ctx.set_alpn_protocols(alpn)
+            ctx.set_alpn_protocols(alpn)  # type: ignore[attr-defined]
         return ctx
 
     async def open_stream(host, port, ctx, server_hostname):
@@ -193,7 +193,7 @@ else:
             _, stream = await loop.create_connection(
                 Stream, host, port, ssl=ctx,
                 server_hostname=server_hostname if ctx is not None else None)
-        except socket.gaierror as e:
+        except socket.gaierror as e:  # type: ignore[attr-defined]
             raise _dns_error(host, e)
         return stream
 

@@ -1,3 +1,5 @@
+# mypy: ignore-errors
+# (CPython only: the project type-checks lib/ against MicroPython's stubs.)
 """CPython only (imported by ``_compat`` on CPython, never on a device): a
 TCP/TLS stream with MicroPython's ``Stream`` surface (``readinto``, ``write``,
 ``drain``, ``close``, ``wait_closed``), built on ``asyncio.BufferedProtocol``.
@@ -8,7 +10,7 @@ copy kernel -> its buffer -> new bytes -> the caller's buffer. Here a waiting
 TLS, decrypts) straight into it; bytes that arrive while nobody waits go to a
 64 KiB side buffer and are copied out once.
 
-Writes: the write buffer limit is 0, so the protocol is paused as soon as the
+Writes: the write buffer limits make the protocol pause as soon as the
 transport keeps any byte, and ``drain`` waits until it has sent them all.
 Recent CPython keeps a *reference* to the caller's buffer when a send is
 partial; waiting for the transport to empty before ``drain`` returns keeps the
@@ -19,7 +21,7 @@ import asyncio
 import errno
 
 _SIDE = 65536  # side buffer for bytes that arrive with no readinto waiting
-_DIRECT_MIN = 65536  # smaller caller buffers are filled from the side buffer
+_DIRECT_MIN = 16384  # smaller caller buffers are filled from the side buffer
 _YIELD_EVERY = 16  # drain() yields to the loop at least this often
 
 
@@ -49,10 +51,11 @@ class Stream(asyncio.BufferedProtocol):
         self._t = transport
         self._loop = asyncio.get_running_loop()
         self._lost = self._loop.create_future()
-        # high=1, not 0: CPython's TLS transport pauses the protocol when its buffer
-        # size is >= high, so 0 would pause it with nothing buffered and nothing
-        # would ever resume it (a drain() that waits forever).
-        transport.set_write_buffer_limits(high=1, low=0)
+        # Paused as soon as the transport keeps a byte: a plain transport pauses when
+        # its buffer is > high, CPython's TLS transport when it is >= high (high=0
+        # there would pause with nothing buffered, and nothing would resume it).
+        tls = transport.get_extra_info("sslcontext") is not None
+        transport.set_write_buffer_limits(high=1 if tls else 0, low=0)
 
     def get_buffer(self, sizehint):
         want = self._want

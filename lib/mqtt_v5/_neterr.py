@@ -1,0 +1,85 @@
+"""Naming network failures (cold path), shared by the asyncio and the
+blocking transports: turns OSError / ssl.SSLError / MicroPython's mbedTLS
+errors into a NetworkError whose message says what went wrong."""
+
+from .errors import NetworkError
+
+
+def _errno(e):
+    code = getattr(e, "errno", None)
+    if code is None and e.args and isinstance(e.args[0], int):
+        code = e.args[0]
+    if code is not None and -256 < code < 0:
+        code = -code  # MicroPython's TLS layer passes socket errno negated
+    return code
+
+
+def _errno_name(code):
+    import errno
+
+    for name in ("ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH",
+                 "ENETUNREACH", "EPIPE", "ECONNABORTED", "ENOTCONN"):
+        if getattr(errno, name, None) == code:
+            return name
+    return None
+
+
+_WHY = {
+    "ECONNREFUSED": "connection refused (is the broker running and listening on that port?)",
+    "ECONNRESET": "connection reset by the peer",
+    "ECONNABORTED": "connection aborted",
+    "EPIPE": "connection closed by the peer",
+    "ENOTCONN": "not connected",
+    "ETIMEDOUT": "timed out",
+    "EHOSTUNREACH": "host unreachable",
+    "ENETUNREACH": "network unreachable",
+}
+
+
+def _verify_hint(text):
+    t = text.lower()
+    if "expired" in t or "future" in t or "not yet valid" in t:
+        return "the certificate is expired or not yet valid (is the clock set?)"
+    if "mismatch" in t or "does not match" in t or "not valid for" in t:
+        return ("host name mismatch: the certificate is not valid for the name connected to "
+                "(set TlsConfig(server_hostname=...) if the broker is reached by another name)")
+    if ("issuer" in t or "trusted ca" in t or "self-signed" in t or "self signed" in t
+            or "unknown ca" in t or "not correctly signed" in t):
+        return ("unknown CA: the server certificate is not signed by TlsConfig(ca=...) "
+                "(or by the system CAs when none is given)")
+    return None
+
+
+def error(e, peer, tls, before_first_byte, client_cert, op):
+    """A NetworkError naming the cause of ``e`` (None = EOF) during ``op``
+    ("connect", "read" or "write")."""
+    text = "EOF" if e is None else (str(e) or type(e).__name__)
+    low = text.lower()
+    if tls and e is not None:
+        verify_msg = getattr(e, "verify_message", None)  # CPython SSLCertVerificationError
+        # MicroPython raises ValueError (mbedTLS's verify text) from the first I/O.
+        if verify_msg or "verif" in low or (isinstance(e, ValueError) and op != "connect"):
+            hint = _verify_hint(verify_msg or text)
+            return NetworkError("TLS: server certificate verification failed for %s: %s%s"
+                                % (peer, verify_msg or text, "; " + hint if hint else ""))
+    code = None if e is None else _errno(e)
+    name = _errno_name(code) if code is not None else None
+    if name is None and "timed out" in low:  # CPython's socket.timeout has no errno
+        name = "ETIMEDOUT"
+    if name == "ECONNREFUSED" or name == "EHOSTUNREACH" or name == "ENETUNREACH":
+        return NetworkError("%s: %s" % (peer, _WHY[name]))
+    if tls and before_first_byte:
+        alert = "alert" in low
+        # EOF, a reset or an alert right after the handshake: the server said no.
+        if alert or (op != "connect" and (e is None or name is not None or "eof" in low)):
+            if client_cert:
+                why = ("it probably rejected the client certificate (not signed by a CA it "
+                       "trusts, revoked, or not registered)")
+            else:
+                why = "it probably requires a client certificate (mutual TLS) and none was given"
+            return NetworkError("TLS: the server %s closed the connection during/after the "
+                                "handshake — %s [%s]" % (peer, why, text))
+        return NetworkError("TLS handshake with %s failed: %s" % (peer, text))
+    if name is not None:
+        return NetworkError("%s on %s: %s" % (op, peer, _WHY[name]))
+    return NetworkError("%s%s on %s failed: %s" % ("TLS " if tls else "", op, peer, text))

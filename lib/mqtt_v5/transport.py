@@ -1,0 +1,185 @@
+"""Byte transports: TCP and TLS over asyncio. Knows nothing of MQTT.
+
+The client drives any object with this contract::
+
+    async def readinto(buf) -> int   # bytes read into buf; 0 = closed by the peer
+    async def write(buf) -> None     # writes ALL of buf; one packet per call
+    async def close() -> None
+
+``open_connection`` returns a ``StreamTransport`` over TCP or TLS. Failures
+are raised as ``NetworkError`` with a message that names the cause (DNS,
+refused, timeout, certificate verification, client certificate rejected).
+The runtime-specific parts (SSL context, opening the socket) live in
+``_compat``; this module does not care which runtime it is on.
+
+Other transports, imported only by those who use them:
+``mqtt_v5.tls.TlsConfig``, ``mqtt_v5.memory.memory_pipe`` (in-process pair,
+tests and user-supplied links), ``mqtt_v5.blocking.BlockingTransport``
+(socket-based, for the REPL facade). They are also reachable here by name.
+
+TLS 1.3 note: a broker that refuses our client certificate does so after the
+client considers the handshake done, so the refusal shows as EOF (or an
+alert) on the first read. A TLS transport that fails or sees EOF before it
+has read any byte therefore raises a NetworkError that says so, instead of
+returning 0 as for a normal close. On MicroPython the whole handshake runs
+inside the first write/read, so every handshake failure surfaces there.
+"""
+
+import asyncio
+
+from . import _compat
+from ._neterr import error as _error
+from .errors import NetworkError, UsageError
+
+_LAZY = {
+    "TlsConfig": "tls",
+    "MemoryTransport": "memory",
+    "memory_pipe": "memory",
+    "BlockingTransport": "blocking",
+}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(name)
+    mod = __import__("mqtt_v5." + module, None, None, (name,))
+    return getattr(mod, name)
+
+
+DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
+
+
+def parse_url(url):
+    """``mqtt://host[:port]``, ``mqtts://host[:port]`` or ``host[:port]`` ->
+    ``(host, port or None, tls)``. IPv6 literals go in brackets."""
+    tls = False
+    rest = url
+    i = url.find("://")
+    if i >= 0:
+        scheme = url[:i].lower()
+        rest = url[i + 3:]
+        if scheme == "mqtts" or scheme == "ssl" or scheme == "tls":
+            tls = True
+        elif scheme != "mqtt" and scheme != "tcp":
+            raise UsageError("unsupported URL scheme %r (use mqtt:// or mqtts://)" % scheme)
+    slash = rest.find("/")
+    if slash >= 0:
+        if rest[slash:] != "/":
+            raise UsageError("an MQTT URL has no path: %r" % url)
+        rest = rest[:slash]
+    port = None
+    if rest.startswith("["):
+        end = rest.find("]")
+        if end < 0:
+            raise UsageError("unclosed [ in %r" % url)
+        host = rest[1:end]
+        tail = rest[end + 1:]
+        if tail:
+            if not tail.startswith(":"):
+                raise UsageError("bad host in %r" % url)
+            port = tail[1:]
+    else:
+        host = rest
+        if rest.count(":") == 1:
+            host, port = rest.split(":")
+    if port is not None:
+        try:
+            port = int(port)
+        except ValueError:
+            port = -1
+        if not 0 < port < 65536:
+            raise UsageError("bad port in %r" % url)
+    if not host:
+        raise UsageError("no host in %r" % url)
+    return host, port, tls
+
+
+async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
+    """Connect over TCP, or TLS when the URL is ``mqtts://`` or ``tls`` is
+    given (a ``TlsConfig``, or True for a verifying default). Returns a
+    ``StreamTransport``. ``timeout_s`` bounds DNS + TCP connect (+ the TLS
+    handshake on CPython; MicroPython does the handshake in the first I/O)."""
+    host, url_port, url_tls = parse_url(url_or_host)
+    if port is None:
+        port = url_port
+    if url_or_host.find("://") >= 0 and not url_tls and tls:
+        raise UsageError("mqtt:// is plain TCP: use mqtts:// with a TlsConfig")
+    if tls is True or (url_tls and tls is None):
+        from .tls import TlsConfig
+
+        tls = TlsConfig()
+    if port is None:
+        port = DEFAULT_TLS_PORT if tls else DEFAULT_PORT
+    ctx = None
+    sni = None
+    has_cert = False
+    if tls:
+        ctx = tls.context()
+        has_cert = tls.cert is not None
+        sni = tls.server_hostname or host
+    where = "%s:%d" % (host, port)
+    try:
+        stream = await asyncio.wait_for(  # type: ignore[var-annotated]
+            _compat.open_stream(host, port, ctx, sni), timeout_s)
+    except asyncio.TimeoutError:
+        raise NetworkError("timed out after %s s connecting to %s%s"
+                           % (timeout_s, where, " (TCP connect or TLS handshake)" if tls else ""))
+    except NetworkError:
+        raise
+    except (OSError, ValueError) as e:
+        raise _error(e, where, ctx is not None, True, has_cert, "connect")
+    return StreamTransport(stream, where, ctx is not None, has_cert)
+
+
+class StreamTransport:
+    """A Transport over a runtime stream (asyncio's Stream on MicroPython, a
+    BufferedProtocol stream on CPython). ``peer`` is "host:port"."""
+
+    def __init__(self, stream, peer="", tls=False, client_cert=False):
+        self._s = stream
+        self.peer = peer
+        self.tls = tls
+        self._cert = client_cert
+        # Until the first byte arrives, EOF on TLS means the handshake was refused.
+        self._got = not tls
+        self._closed = False
+
+    async def readinto(self, buf):
+        """Read what is available into ``buf`` (waits for at least one byte);
+        returns the count, or 0 when the peer closed the connection."""
+        try:
+            while True:
+                n = await self._s.readinto(buf)
+                if n is not None:  # MicroPython TLS: None = record incomplete
+                    break
+        except (OSError, ValueError) as e:
+            if self._closed:
+                return 0
+            raise _error(e, self.peer, self.tls, not self._got, self._cert, "read")
+        if n:
+            self._got = True
+            return n
+        if not self._got and not self._closed:
+            raise _error(None, self.peer, True, True, self._cert, "read")
+        return 0
+
+    async def write(self, buf):
+        """Write all of ``buf``; returns when the caller may reuse it."""
+        try:
+            self._s.write(buf)
+            await self._s.drain()
+        except (OSError, ValueError) as e:
+            raise _error(e, self.peer, self.tls, not self._got, self._cert, "write")
+
+    async def close(self):
+        """Close (TLS: with close_notify, bounded). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._s.close()
+            await self._s.wait_closed()
+        except (OSError, ValueError):
+            pass
