@@ -472,6 +472,13 @@ class MqttClient:
             raise ConnectRefused("connection refused%s" % (": " + reason if reason else ""),
                                  s.ev_rc)
         _log("CONNACK session_present=%r %r" % (s.ev_session_present, s.limits))
+        if s.ev_orphans:
+            orphans = s.ev_orphans
+            s.ev_orphans = []
+            for pid, tok in orphans:
+                tok._done(pid, None, PublishFailed(
+                    "the server lost the session after PUBREC: QoS 2 delivery unconfirmed",
+                    None, pid))
         self._connected = True
         self._has_connected = True
         return Connected(s.ev_session_present, s.limits)
@@ -488,7 +495,10 @@ class MqttClient:
                     await self._subscribe_one(sub)
                 except MqttError as e:
                     _log("re-subscribe %r failed: %r" % (sub.filter, e))
-        await self._pump()
+        try:
+            await self._pump()
+        except (MqttError, OSError) as e:
+            _log("resend after connect failed: %r" % (e,))  # the link is down again
         await self._emit(event)
 
     async def _emit(self, event):
@@ -589,7 +599,13 @@ class MqttClient:
                     token.packet_id = pid
                 if _log_fn is not None:
                     _log("PUBLISH topic=%r qos=%d pid=%d len=%d" % (topic, qos, pid, len(payload)))
-                await self._locked_write()
+                try:
+                    await self._locked_write()
+                except NetworkError:
+                    if token is None:
+                        raise  # QoS 0: it may be lost, say so
+                    # QoS 1/2: the session holds it and resends it after reconnecting;
+                    # the Delivery completes then (raising here would invite a duplicate).
             elif _log_fn is not None:
                 _log("PUBLISH queued (offline or window full) topic=%r qos=%d" % (topic, qos))
 
@@ -749,6 +765,9 @@ class MqttClient:
         if self._lost is not None and not self._lost.is_set():
             self._lost_error = error
             self._lost.set()
+            # A SUBACK will not come: release its waiter now (the supervisor may be the
+            # one waiting, re-subscribing in _after_connect).
+            self._fail_subacks(NetworkError("connection lost"))
 
     async def _read_loop(self, transport):
         s = self._session
