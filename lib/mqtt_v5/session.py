@@ -174,6 +174,9 @@ class Session:
         self.ev_props = None
         self.ev_session_present = False
         self.ev_error = None
+        # (packet id, token) of QoS 2 messages a lost session left unconfirmed
+        # (PUBREC seen, PUBCOMP not): the driver fails their waiters after CONNACK.
+        self.ev_orphans = []
 
     # ------------------------------------------------------------ output --
 
@@ -300,8 +303,11 @@ class Session:
                 # Counted like any queued message (pump() subtracts it again);
                 # may exceed max_queued_bytes: these were accepted already.
                 self._queued_bytes += len(payload) + len(topic)
-            # else: the server acknowledged receipt with PUBREC before losing
-            # the session; sending again could duplicate a QoS 2 message.
+            elif self._slot_token[i] is not None:
+                # The server acknowledged receipt with PUBREC before losing the
+                # session; sending again could duplicate a QoS 2 message, so the
+                # outcome is unknown: the driver must tell the waiter.
+                self.ev_orphans.append((self._slot_pid[i], self._slot_token[i]))
             self._free_slot(i)
         if front:
             self._queue = front + self._queue
