@@ -129,6 +129,11 @@ class Paho:
                                 "%d messages (have %d)" % (n, count()))
         return self.received(topic)
 
+    async def wait_for(self, predicate, timeout=TIMEOUT, what="condition"):
+        """Wait until ``predicate(messages)`` is true (checked on each arrival)."""
+        await asyncio.to_thread(self._wait, lambda: predicate(self.messages), timeout, what)
+        return self.received()
+
     def received(self, topic=None):
         with self.cond:
             return [m for m in self.messages if topic is None or m.topic == topic]
