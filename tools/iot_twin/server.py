@@ -1041,6 +1041,11 @@ class Connection:
         self._timers: list[asyncio.TimerHandle] = []
         self._receive_cache: dict[str, bool] = {}
         self._publish_cache: dict[str, bool] = {}
+        # Output is corked: packets queued during one loop iteration leave in one write
+        # (one syscall, one TLS record) instead of one each.
+        self.loop = asyncio.get_running_loop()
+        self._out: list[bytes] | None = None
+        self._out_bytes = 0
 
     def __repr__(self) -> str:
         return f"<Connection {self.client_id or '?'} {self.info.listener}>"
@@ -1059,7 +1064,8 @@ class Connection:
                 if not data:
                     break
                 await self._received(data)
-                if self.stream.buffered() > self.broker.limits.write_high_water:
+                if self._buffered() > self.broker.limits.write_high_water:
+                    self._flush()
                     await self.stream.drain()
         except _Closed:
             pass
@@ -1073,6 +1079,7 @@ class Connection:
             self.disconnect(0x80, "internal error", lifecycle="SERVER_ERROR")
         finally:
             self._end()
+            self._flush()
             self.stream.close()
 
     async def _received(self, data: bytes) -> None:
@@ -1124,7 +1131,28 @@ class Connection:
     # --- output ---------------------------------------------------------------------------
 
     def _write(self, n: int) -> None:
-        self.stream.write(bytes(self.broker.buf[:n]))
+        self._send(bytes(self.broker.buf[:n]))
+
+    def _send(self, data: bytes) -> None:
+        out = self._out
+        if out is None:
+            self._out = [data]
+            self._out_bytes = len(data)
+            self.loop.call_soon(self._flush)
+        else:
+            out.append(data)
+            self._out_bytes += len(data)
+
+    def _flush(self) -> None:
+        out = self._out
+        if out is None:
+            return
+        self._out = None
+        self._out_bytes = 0
+        self.stream.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _buffered(self) -> int:
+        return self.stream.buffered() + self._out_bytes
 
     def _reason(self, text: str | None) -> dict[int, Any] | None:
         if not text or not self.problem_info:
@@ -1155,6 +1183,7 @@ class Connection:
                 reason_code,
                 reason or "",
             )
+        self._flush()
         self.stream.close()
         if self.connected:
             self._end()
@@ -1164,6 +1193,7 @@ class Connection:
         self.closing = True
         props = {P.PROP_REASON_STRING: reason} if reason else None
         self._write(codec.encode_connack(self.broker.buf, reason_code, False, props))
+        self._flush()
         self.stream.close()
         log.info(
             "%s: CONNECT refused: 0x%02X %s", self.client_id or self.info.peer, reason_code, reason
@@ -1175,7 +1205,7 @@ class Connection:
         if session is None or self.closing:
             return 0
         if not qos:
-            if self.stream.buffered() > self.broker.limits.write_high_water:
+            if self._buffered() > self.broker.limits.write_high_water:
                 return 0  # slow consumer: QoS 0 is "zero or more times" (§1.10)
             return 1 if self._send_publish(msg, 0, 0, retain) else 0
         if len(session.inflight) < self.receive_max and not session.pending:
@@ -1212,11 +1242,9 @@ class Connection:
                 msg.topic,
             )
             return False
-        if len(payload) <= 16384:
-            self.stream.write(bytes(buf[:hlen]) + payload)
-        else:
-            self.stream.write(bytes(buf[:hlen]))
-            self.stream.write(payload)
+        self._send(bytes(buf[:hlen]))
+        if payload:
+            self._send(payload)
         self.broker.stats["publishes_out"] += 1
         return True
 
@@ -1519,7 +1547,7 @@ class Connection:
         elif t == UNSUBSCRIBE:
             self._on_unsubscribe(pkt)
         elif t == PINGREQ:
-            self.stream.write(codec.PINGRESP_BYTES)
+            self._send(codec.PINGRESP_BYTES)
         elif t == DISCONNECT:
             self._on_disconnect(pkt)
         elif t == CONNECT:
@@ -1752,6 +1780,7 @@ class Connection:
         self.clean_exit = pkt.reason_code != 0x04
         self.end_reason = "CLIENT_INITIATED_DISCONNECT"
         self.closing = True
+        self._flush()
         self.stream.close()
         self._end()
 
