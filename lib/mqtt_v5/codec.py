@@ -28,9 +28,9 @@ reason code to DISCONNECT with: 0x81 Malformed Packet, 0x82 Protocol Error,
 large. Encoders raise ``UsageError`` for arguments MQTT does not allow.
 """
 
+from . import properties as _p
 from ._compat import const
 from .errors import ProtocolError, UsageError
-from . import properties as _p
 from .properties import Reader, vbi_size, write_bin, write_u16, write_vbi
 from .topic import filter_ok, is_wildcard, topic_name_ok
 
@@ -101,7 +101,8 @@ RC_SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED = const(0xA1)
 RC_WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED = const(0xA2)
 
 # The reason codes each packet may carry (MQTT 5.0, 3.2.2.2, 3.4.2.1, ...).
-_RC_CONNACK = b"\x00\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8a\x8c\x90\x95\x97\x99\x9a\x9b\x9c\x9d\x9f"
+_RC_CONNACK = (b"\x00\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8a\x8c\x90\x95\x97\x99\x9a"
+               b"\x9b\x9c\x9d\x9f")
 _RC_PUBACK = b"\x00\x10\x80\x83\x87\x90\x91\x97\x99"  # PUBACK and PUBREC
 _RC_PUBREL = b"\x00\x92"  # PUBREL and PUBCOMP
 _RC_SUBACK = b"\x00\x01\x02\x80\x83\x87\x8f\x91\x97\x9e\xa1\xa2"
@@ -143,7 +144,8 @@ def reason_allowed(ptype, rc):
 
 def sub_options(qos=0, no_local=False, retain_as_published=False, retain_handling=0):
     """The SUBSCRIBE options byte (MQTT 5.0, 3.8.3.1)."""
-    return qos | (4 if no_local else 0) | (8 if retain_as_published else 0) | (retain_handling << 4)
+    return (qos | (4 if no_local else 0) | (8 if retain_as_published else 0)
+            | (retain_handling << 4))
 
 
 # ------------------------------------------------------------ packets -----
@@ -291,7 +293,8 @@ def _header(buf, first, remaining, payload_len=0):
         raise UsageError("packet too large for MQTT", 0x95)
     total = 1 + vbi_size(remaining) + remaining - payload_len
     if total > len(buf):
-        raise UsageError("%d-byte packet does not fit the %d-byte buffer" % (total, len(buf)), 0x95)
+        raise UsageError("%d-byte packet does not fit the %d-byte buffer"
+                         % (total, len(buf)), 0x95)
     buf[0] = first
     return write_vbi(buf, 1, remaining)
 
@@ -431,7 +434,8 @@ def encode_publish(buf, topic, payload, qos=0, packet_id=0, retain=False, dup=Fa
     n = len(payload)
     pos = encode_publish_header(buf, topic, n, qos, packet_id, retain, dup, props, topic_alias)
     if pos + n > len(buf):
-        raise UsageError("%d-byte packet does not fit the %d-byte buffer" % (pos + n, len(buf)), 0x95)
+        raise UsageError("%d-byte packet does not fit the %d-byte buffer"
+                         % (pos + n, len(buf)), 0x95)
     buf[pos:pos + n] = payload
     return pos + n
 
@@ -905,7 +909,8 @@ def _decode_subacks(r, t):
     while r.pos < r.end:
         rc = r.u8()
         if not reason_allowed(t, rc):
-            raise ProtocolError("reason code 0x%02X not allowed in %s" % (rc, PACKET_NAMES[t]), 0x82)
+            raise ProtocolError("reason code 0x%02X not allowed in %s"
+                                % (rc, PACKET_NAMES[t]), 0x82)
         codes.append(rc)
     if not codes:
         raise ProtocolError("%s without reason codes" % PACKET_NAMES[t], 0x82)

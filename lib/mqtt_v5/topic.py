@@ -74,7 +74,8 @@ def filter_ok(buf, start=0, end=-1):
                 return False
         elif c == _PLUS:
             # [MQTT-4.7.1-2] '+' fills a whole level
-            if (i > start + skip and buf[i - 1] != _SLASH) or (i + 1 < end and buf[i + 1] != _SLASH):
+            if ((i > start + skip and buf[i - 1] != _SLASH)
+                    or (i + 1 < end and buf[i + 1] != _SLASH)):
                 return False
         i += 1
     return utf8_ok(buf, start, end)
