@@ -7,6 +7,7 @@ each test file it runs, so ``from _codec_util import ...`` works on both runtime
 import sys
 
 from _check import raises
+
 from mqtt_v5 import codec
 from mqtt_v5.errors import MqttError, ProtocolError, UsageError
 

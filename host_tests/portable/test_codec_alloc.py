@@ -16,6 +16,7 @@ import gc
 import sys
 
 from _codec_util import eq, fail
+
 from mqtt_v5 import codec
 
 ON_MICROPYTHON = sys.implementation.name == "micropython"

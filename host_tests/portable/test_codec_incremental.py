@@ -7,10 +7,22 @@ Portable: runs under pytest and under real MicroPython (tools/mp_run.mjs).
 """
 
 from _codec_util import bytewise, decode_stream, eq, fail, frames
+
 from mqtt_v5 import codec
 from mqtt_v5 import properties as P
-from mqtt_v5.codec import Ack, Auth, Connack, Connect, Disconnect, Ping, Publish, SubAck
-from mqtt_v5.codec import Subscribe, Unsubscribe, Will
+from mqtt_v5.codec import (
+    Ack,
+    Auth,
+    Connack,
+    Connect,
+    Disconnect,
+    Ping,
+    Publish,
+    SubAck,
+    Subscribe,
+    Unsubscribe,
+    Will,
+)
 
 PACKETS = (
     Connect("cid", True, 30, "u", b"p", Will("w", b"x", 1, True, {P.PROP_WILL_DELAY_INTERVAL: 1}),
@@ -38,7 +50,9 @@ def wires():
 
 
 def test_each_packet_whole_and_byte_by_byte():
-    for p, data in zip(PACKETS, wires()):
+    ws = wires()
+    for i in range(len(PACKETS)):
+        p, data = PACKETS[i], ws[i]
         got, rd = decode_stream([data])
         eq(got, [p], "whole")
         got, rd = decode_stream(bytewise(data))
@@ -47,7 +61,9 @@ def test_each_packet_whole_and_byte_by_byte():
 
 
 def test_each_packet_split_at_every_point():
-    for p, data in zip(PACKETS, wires()):
+    ws = wires()
+    for i in range(len(PACKETS)):
+        p, data = PACKETS[i], ws[i]
         for cut in range(1, len(data)):
             got, _ = decode_stream([data[:cut], data[cut:]])
             eq(got, [p], "split at %d" % cut)
@@ -119,7 +135,7 @@ def test_partial_packet_is_moved_to_the_front():
     ws = wires()
     biggest = max(len(w) for w in ws)
     stream = b"".join(ws) * 3
-    got, rd = decode_stream([stream[i:i + 11] for i in range(0, len(stream), 11)],
+    got, _ = decode_stream([stream[i:i + 11] for i in range(0, len(stream), 11)],
                             max_packet_size=biggest)
     eq(got, list(PACKETS) * 3)
 

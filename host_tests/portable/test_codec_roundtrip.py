@@ -10,10 +10,22 @@ Portable: runs under pytest and under real MicroPython (tools/mp_run.mjs).
 """
 
 from _codec_util import DICT_ORDERED, eq, fail
+
 from mqtt_v5 import codec
 from mqtt_v5 import properties as P
-from mqtt_v5.codec import Ack, Auth, Connack, Connect, Disconnect, Ping, Publish, SubAck
-from mqtt_v5.codec import Subscribe, Unsubscribe, Will
+from mqtt_v5.codec import (
+    Ack,
+    Auth,
+    Connack,
+    Connect,
+    Disconnect,
+    Ping,
+    Publish,
+    SubAck,
+    Subscribe,
+    Unsubscribe,
+    Will,
+)
 
 WILL = 0  # stands for the Will Properties of CONNECT in the table below
 
@@ -126,7 +138,7 @@ def round_trip(packet):
 
 def test_spec_table_has_the_27_properties():
     eq(len(SPEC_TABLE), 27)
-    for pid in range(0, 0x30):
+    for pid in range(0x30):
         known = pid in SPEC_TABLE
         if (P.prop_type(pid) != 0) != known:
             fail("property 0x%02X: codec knows it %r, spec %r" % (pid, not known, known))

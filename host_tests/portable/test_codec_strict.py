@@ -9,6 +9,7 @@ Portable: runs under pytest and under real MicroPython (tools/mp_run.mjs).
 
 from _check import raises
 from _codec_util import eq, fail, protocol_error, usage_error
+
 from mqtt_v5 import codec
 from mqtt_v5 import properties as P
 from mqtt_v5.codec import Connack, Publish, Subscribe

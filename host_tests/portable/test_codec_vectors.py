@@ -11,10 +11,22 @@ Portable: runs under pytest and under real MicroPython (tools/mp_run.mjs).
 """
 
 from _codec_util import DICT_ORDERED, eq
+
 from mqtt_v5 import codec
 from mqtt_v5 import properties as P
-from mqtt_v5.codec import Ack, Auth, Connack, Connect, Disconnect, Ping, Publish, SubAck
-from mqtt_v5.codec import Subscribe, Unsubscribe, Will
+from mqtt_v5.codec import (
+    Ack,
+    Auth,
+    Connack,
+    Connect,
+    Disconnect,
+    Ping,
+    Publish,
+    SubAck,
+    Subscribe,
+    Unsubscribe,
+    Will,
+)
 
 
 def check(data, packet, encode=True):
