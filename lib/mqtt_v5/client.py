@@ -431,8 +431,8 @@ class MqttClient:
     async def _handshake(self, transport):
         o = self.options
         s = self._session
-        if s.state != _s.DISCONNECTED:
-            s.connection_lost()
+        if s.state != _s.DISCONNECTED or s.out_len or s.out_tail is not None:
+            s.connection_lost()  # also drops a goodbye a failed attempt could not send
         props = dict(o.properties) if o.properties else {}
         if o.user_properties:
             props[_p.PROP_USER_PROPERTY] = list(o.user_properties)
@@ -458,10 +458,18 @@ class MqttClient:
             if not n:
                 raise NetworkError("connection closed before CONNACK")
             rd.wrote(n)
-            ev = s.poll(ticks_ms())
-            while ev == _s.EV_CONTINUE:
-                await self._write_out(transport)
+            try:
                 ev = s.poll(ticks_ms())
+                while ev == _s.EV_CONTINUE:
+                    await self._write_out(transport)
+                    ev = s.poll(ticks_ms())
+            except ProtocolError as e:
+                _log("protocol error from server: %s" % e)
+                try:
+                    await self._write_out(transport)  # the DISCONNECT the session queued
+                except Exception:
+                    pass
+                raise
             if ev == _s.EV_CONNACK:
                 break
             if ev != _s.EV_NONE:
