@@ -20,8 +20,8 @@ expiry and delayed wills are ``call_later`` handles on the session.
 
 What is AWS and what is MQTT: every rule that differs from plain MQTT 5 cites
 ``/work/shared/reference/aws-iot-spec.md`` (``§1.6`` etc.) with the source key it gives.
-Choices where AWS's behaviour is UNVERIFIED are marked "choice" and collected in
-:data:`DEVIATIONS`.
+Choices made where AWS's behaviour is UNVERIFIED, and what the twin does not do, are
+listed in :data:`DEVIATIONS` (and referred to where they are made).
 
 Identity and authorisation are pluggable: the broker calls ``authenticate(info,
 connect)`` once per CONNECT and gets a :class:`Principal` (or a CONNACK reason code),
@@ -108,6 +108,17 @@ DEVIATIONS = (
     "SNI is not required (a client connecting to 127.0.0.1 cannot send one); see §1.3.",
     "Shared subscriptions are served round-robin among connected members (AWS: random).",
     "UNSUBACK always carries 0x00: AWS's UNSUBACK code list has no 0x11 (§1.8).",
+    "An INACTIVE, REVOKED or unregistered certificate (chaining to the twin's CA) gets "
+    "CONNACK 0x87 after a successful handshake; whether AWS fails the TLS handshake instead "
+    "is not documented. A certificate from another CA fails the handshake.",
+    "Jobs accepted/rejected answers go to the requester only, subscribed or not (§4.1); "
+    "shadow answers go to subscribers (§3.1); fleet provisioning answers go to the "
+    "requester only, through its own subscriptions (§5.2).",
+    "MQTT over WebSocket supports custom authorizers only (no SigV4: HTTP 403); the "
+    "authorizer event lists protocols [tls, mqtt] even when the credentials came as HTTP "
+    "headers or query parameters.",
+    "Persistent sessions and retained messages are written to the state directory half a "
+    "second after they change and at stop; a killed process loses that last half second.",
 )
 
 
@@ -674,6 +685,7 @@ class Broker:
                 )
                 return 0
             session.pending.append((msg, retain))
+            self._dirty()
             return 1
         return 0
 
@@ -1101,8 +1113,10 @@ class Connection:
                         await self._first_packet(first, reader)
                         continue
                     r = reader.reader.reset(reader.buf, reader.body_start, reader.body_end)
-                    self.last_rx = asyncio.get_running_loop().time()
+                    self.last_rx = self.loop.time()
                     self._packet(codec.decode_body(first, r))
+                if n == 0 and not self.closing:
+                    raise ProtocolError("receive buffer full", 0x81)  # cannot happen: see codec
             except ProtocolError as e:
                 code = e.reason_code or 0x81
                 if self.connected:
@@ -1115,8 +1129,6 @@ class Connection:
                         e.args[0] if e.args else "malformed CONNECT",
                     )
                 raise _Closed() from None
-            if n == 0 and not self.closing:
-                raise ProtocolError("receive buffer full", 0x81)
 
     def _connect_timeout(self) -> None:
         if not self.connected and not self.closing:
