@@ -476,10 +476,11 @@ class MqttClient:
                 raise ProtocolError("unexpected packet before CONNACK", 0x82)
         if s.ev_rc >= 0x80:
             reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
-            _log("CONNACK refused 0x%02X %s" % (s.ev_rc, reason or ""))
+            _log("<- CONNACK refused rc=0x%02X %s" % (s.ev_rc, reason or ""))
             raise ConnectRefused("connection refused%s" % (": " + reason if reason else ""),
                                  s.ev_rc)
-        _log("CONNACK session_present=%r %r" % (s.ev_session_present, s.limits))
+        _log("<- CONNACK rc=0x%02X session_present=%r %r" % (s.ev_rc, s.ev_session_present,
+                                                             s.limits))
         if s.ev_orphans:
             orphans = s.ev_orphans
             s.ev_orphans = []
@@ -800,7 +801,10 @@ class MqttClient:
         while True:
             async with self._wlock:
                 try:
+                    acking = s._msg_unacked  # this poll answers the last message
                     ev = s.poll(ticks_ms())
+                    if _log_fn is not None and ev != _s.EV_NONE and not acking:
+                        _log_incoming(s)
                 except ProtocolError as e:
                     _log("protocol error from server: %s" % e)
                     try:
@@ -818,8 +822,6 @@ class MqttClient:
                 await self._dispatch()
             elif ev == _s.EV_PUBLISH_DONE or ev == _s.EV_PUBLISH_FAILED:
                 tok = s.ev_token
-                if _log_fn is not None:
-                    _log("ack pid=%d rc=0x%02X" % (s.ev_pid, s.ev_rc))
                 if tok is not None:
                     if ev == _s.EV_PUBLISH_FAILED:
                         tok._done(s.ev_pid, s.ev_rc, PublishFailed(
@@ -831,8 +833,6 @@ class MqttClient:
                     await self._pump()
             elif ev == _s.EV_SUBACK or ev == _s.EV_UNSUBACK:
                 w = s.ev_token
-                _log("%s pid=%d codes=%r" % ("SUBACK" if ev == _s.EV_SUBACK else "UNSUBACK",
-                                              s.ev_pid, s.ev_codes))
                 if w is not None:
                     w.codes = s.ev_codes
                     w.props = s.ev_props
@@ -848,8 +848,6 @@ class MqttClient:
         s = self._session
         msg = self._msg
         msg._bind(s)
-        if _log_fn is not None:
-            _log("PUBLISH in topic=%r qos=%d pid=%d" % (msg.topic, msg.qos, msg.packet_id))
         taken = False
         for sub in self._subs:
             if sub.callback is not None and matches(sub.fbytes, sub.match_start, len(sub.fbytes),
@@ -1000,14 +998,37 @@ def _current_task():
         return None
 
 
+def _log_incoming(s):
+    """Log the packet the session just handled (debug only)."""
+    t = s.reader.first >> 4
+    name = _c.PACKET_NAMES[t]
+    if _c.PUBACK <= t <= _c.PUBCOMP:
+        a = s._ack
+        _log("<- %s pid=%d rc=0x%02X" % (name, a.packet_id, a.reason_code))
+    elif t == _c.PUBLISH:
+        m = s.msg
+        _log("<- PUBLISH topic=%r qos=%d pid=%d%s%s (%d bytes payload)" % (
+            bytes(s.topic_buf[s.topic_start:s.topic_end]), m.qos, m.packet_id,
+            " dup" if m.dup else "", " retain" if m.retain else "",
+            m.payload_end - m.payload_start))
+    elif t == _c.SUBACK or t == _c.UNSUBACK:
+        _log("<- %s pid=%d codes=%r" % (name, s.ev_pid, s.ev_codes))
+    elif t == _c.DISCONNECT or t == _c.AUTH:
+        _log("<- %s rc=0x%02X" % (name, s.ev_rc))
+    else:
+        _log("<- " + name)
+
+
 def _log_packet(direction, buf, n):
     first = buf[0]
     t = first >> 4
     detail = ""
-    if t == _c.PUBLISH or _c.PUBACK <= t <= _c.PUBCOMP or t in (8, 9, 10, 11):
+    if t == _c.PUBLISH or _c.PUBACK <= t <= _c.PUBCOMP or t in (8, 9, 10, 11, 14):
         try:
             pkt = _c.decode(bytes(buf[:n]))
-            detail = " pid=%d" % getattr(pkt, "packet_id", 0)
+            pid = getattr(pkt, "packet_id", 0)
+            if pid:
+                detail = " pid=%d" % pid
             rc = getattr(pkt, "reason_code", None)
             if rc:
                 detail += " rc=0x%02X" % rc
