@@ -236,3 +236,25 @@ def test_offline_queue_respects_the_new_receive_maximum():
     feed(s, ack(PUBACK, 1))
     poll(s, T1)
     eq([p.payload for p in pump_all(s, T1)], [b"\x02"])
+
+
+def test_resends_respect_a_lower_receive_maximum():
+    # [MQTT-3.3.4-7] the new connection's Receive Maximum covers resent PUBLISH packets
+    from mqtt_v5 import properties as P
+    s = connected(connect_kw={"clean_start": False})
+    for i in range(3):
+        s.publish(b"t", bytes([i]), 1)
+        take(s)
+    s.publish(b"t", b"q2", 2)  # id 4, will await PUBCOMP
+    take(s)
+    feed(s, ack(PUBREC, 4))
+    poll(s)
+    s.connection_lost()
+    connect(s, T1, {P.PROP_RECEIVE_MAXIMUM: 2}, True, clean_start=False)
+    sent = pump_all(s, T1)
+    # two PUBLISH fill the window; the PUBREL may still go, it is no new PUBLISH
+    eq(sent, [Publish("t", b"\x00", 1, dup=True, packet_id=1),
+              Publish("t", b"\x01", 1, dup=True, packet_id=2), Ack(PUBREL, 4)])
+    feed(s, ack(PUBACK, 2))
+    eq(poll(s, T1)[0], S.EV_PUBLISH_DONE)
+    eq(pump_all(s, T1), [Publish("t", b"\x02", 1, dup=True, packet_id=3)])

@@ -138,6 +138,9 @@ class Session:
         self._slot_props = [None] * n
         self._slot_token = [None] * n
         self._slot_resend = [False] * n
+        # True while the PUBLISH was last sent on an earlier connection: it does
+        # not count against this connection's Receive Maximum until resent.
+        self._slot_carried = [False] * n
         self._slot_seq = [0] * n  # send order, for resends [MQTT-4.6.0-1]
         self._seq = 0
         self._inflight = 0
@@ -246,6 +249,7 @@ class Session:
         for i in range(len(self._slot_state)):
             if self._slot_state[i] != _FREE:
                 self._slot_resend[i] = True
+                self._slot_carried[i] = True
 
     def _on_connack(self, r):
         pkt = _c.decode_body(self.reader.first, r)
@@ -312,14 +316,17 @@ class Session:
         if front:
             self._queue = front + self._queue
 
-    def _oldest(self, resend_only):
+    def _oldest(self, resend_only, pubrel_only=False):
         """The in-flight slot sent longest ago (only those due for a resend
-        if ``resend_only``), or -1."""
+        if ``resend_only``; only those awaiting PUBCOMP if ``pubrel_only``),
+        or -1."""
         best = -1
         best_age = -1
         seq = self._seq
         for i in range(len(self._slot_state)):
-            if self._slot_state[i] != _FREE and (self._slot_resend[i] or not resend_only):
+            st = self._slot_state[i]
+            if st != _FREE and (self._slot_resend[i] or not resend_only) and (
+                    st == _WAIT_PUBCOMP or not pubrel_only):
                 age = (seq - self._slot_seq[i]) & _SEQ_MASK
                 if age > best_age:
                     best = i
@@ -426,6 +433,7 @@ class Session:
             self._slot_props[slot] = props
             self._slot_token[slot] = token
             self._slot_resend[slot] = False
+            self._slot_carried[slot] = False
             self._seq = (self._seq + 1) & _SEQ_MASK
             self._slot_seq[slot] = self._seq
             self._inflight += 1
@@ -507,6 +515,7 @@ class Session:
         self._slot_props[i] = None
         self._slot_token[i] = None
         self._slot_resend[i] = False
+        self._slot_carried[i] = False
         self._inflight -= 1
 
     def _find_slot(self, pid):
@@ -525,6 +534,14 @@ class Session:
         if self.state != CONNECTED or self.out_len:
             return None
         i = self._oldest(True)  # resends keep the original order [MQTT-4.6.0-1]
+        if i >= 0 and self._slot_state[i] != _WAIT_PUBCOMP and \
+                self._sent_on_this_connection() >= self._window:
+            # [MQTT-3.3.4-7] a resent PUBLISH counts against this connection's
+            # Receive Maximum, which may be lower than the last one; PUBREL
+            # does not (it completes, it is no new PUBLISH).
+            i = self._oldest(True, True)
+            if i < 0:
+                return None
         if i >= 0:
             self._slot_resend[i] = False
             pid = self._slot_pid[i]
@@ -532,6 +549,7 @@ class Session:
                 self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
             else:
                 self._resend_publish(i)
+                self._slot_carried[i] = False
             return self._slot_token[i] or True
         if not self._queue:
             return None
@@ -552,6 +570,13 @@ class Session:
             self.ev_error = e
             return False
         return entry[5] or True
+
+    def _sent_on_this_connection(self):
+        n = 0
+        for i in range(len(self._slot_state)):
+            if self._slot_state[i] != _FREE and not self._slot_carried[i]:
+                n += 1
+        return n
 
     def _resend_publish(self, i):
         topic = self._slot_topic[i]
