@@ -115,15 +115,23 @@ def _tls_facts(writer: asyncio.StreamWriter) -> tuple[str | None, str | None, by
 class Listener:
     """One listening socket."""
 
-    def __init__(self, name: str, server: asyncio.Server) -> None:
+    def __init__(self, name: str, server: asyncio.Server, tasks: set[asyncio.Task[None]]) -> None:
         self.name = name
         self.server = server
+        self.tasks = tasks  # one per open connection
         sock = server.sockets[0].getsockname()
         self.host, self.port = sock[0], sock[1]
 
-    async def close(self) -> None:
+    async def close(self, grace_s: float = 1.0) -> None:
+        """Stop accepting; give open connections ``grace_s`` to end (a TLS close waits for
+        the peer's close_notify), then cancel and abort what is left."""
         self.server.close()
-        await self.server.wait_closed()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=grace_s)
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=grace_s)
 
 
 async def start_listener(
@@ -147,12 +155,20 @@ async def start_listener(
         else:
             raise ValueError(f"unknown listener {name}")
 
+    tasks: set[asyncio.Task[None]] = set()
+
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            tasks.add(task)  # type: ignore[arg-type]
         try:
             await _route(broker, name, reader, writer)
+        except asyncio.CancelledError:
+            writer.transport.abort()  # shutting down: do not wait for the peer
         except Exception:
             log.exception("listener %s: connection failed", name)
         finally:
+            tasks.discard(task)  # type: ignore[arg-type]
             if not writer.transport.is_closing():
                 writer.transport.abort()
 
@@ -165,7 +181,7 @@ async def start_listener(
         backlog=1024,
         limit=MAX_HTTP_REQUEST * 4,
     )
-    return Listener(name, server)
+    return Listener(name, server, tasks)
 
 
 async def _route(

@@ -190,10 +190,7 @@ class Twin:
         if self.broker is not None:
             await self.broker.close()
         for listener in self.listeners.values():
-            try:
-                await asyncio.wait_for(listener.server.wait_closed(), 2.0)
-            except TimeoutError:
-                pass
+            await listener.close()
         self.listeners.clear()
 
     async def __aenter__(self) -> Twin:
