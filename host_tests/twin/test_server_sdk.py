@@ -121,3 +121,81 @@ def test_sdk_jobs_get_pending_and_start_next(sdk_client):
     assert started.execution.job_id == "job-1"
     assert started.execution.status == "IN_PROGRESS"
     assert started.execution.job_document == {"operation": "reboot"}
+
+
+@pytest.mark.parametrize(
+    ("builder", "listener", "route"),
+    [
+        ("direct_with_custom_authorizer", "alpn", "alpn-custom-auth"),  # §1.2: 443 + ALPN mqtt
+        ("websockets_with_custom_authorizer", "wss", "wss"),
+        ("websockets_with_custom_authorizer", "alpn", "alpn-wss"),  # 443 + http/1.1
+    ],
+)
+def test_sdk_custom_authorizer_builders(tmp_path, builder, listener, route):
+    # brokers-and-peers §4.3: the SDK's custom-authorizer username (with its SDK metrics
+    # suffix) and password; aws-iot-spec §2.1-§2.3: signature checked, Lambda event built.
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    from iot_twin.authorizer import CustomAuthorizer
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pub = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    sig = base64.b64encode(key.sign(b"tok123", padding.PKCS1v15(), hashes.SHA256())).decode()
+    events = []
+
+    def authorize(event):
+        events.append(event)
+        return {
+            "isAuthenticated": event["protocolData"]["mqtt"]["password"] == "c2VjcmV0",
+            "principalId": "sdkuser",
+            "disconnectAfterInSeconds": 3600,
+            "refreshAfterInSeconds": 300,
+            "policyDocuments": [
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}],
+                }
+            ],
+        }
+
+    with running_twin(tmp_path) as tw:
+        tw.call(
+            tw.twin.register_authorizer,
+            CustomAuthorizer(
+                "MyAuth", function=authorize, token_key_name="token", public_keys={"k": pub}
+            ),
+        )
+        connected = threading.Event()
+        failures = []
+        client = getattr(mqtt5_client_builder, builder)(
+            endpoint="localhost",
+            port=tw.port(listener),
+            ca_filepath=tw.ca,
+            client_id="sdk-auth",
+            auth_username="devuser",
+            auth_authorizer_name="MyAuth",
+            auth_authorizer_signature=sig,
+            auth_token_key_name="token",
+            auth_token_value="tok123",
+            auth_password=b"secret",
+            on_lifecycle_connection_success=lambda _d: connected.set(),
+            on_lifecycle_connection_failure=lambda d: failures.append(d.exception),
+        )
+        client.start()
+        try:
+            assert connected.wait(TIMEOUT), failures
+            conns = tw.call(tw.twin.connections)
+            assert conns[0]["listener"] == route
+            assert conns[0]["principal"] == "sdkuser"
+            assert events[0]["signatureVerified"] is True
+            assert events[0]["token"] == "tok123"
+            assert "SDK=" in events[0]["protocolData"]["mqtt"]["username"]
+        finally:
+            client.stop()
