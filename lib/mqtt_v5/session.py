@@ -138,6 +138,7 @@ class Session:
         self._slot_props = [None] * n
         self._slot_token = [None] * n
         self._slot_resend = [False] * n
+        self._resends = 0  # how many _slot_resend are True (window_open is per publish)
         # True while the PUBLISH was last sent on an earlier connection: it does
         # not count against this connection's Receive Maximum until resent.
         self._slot_carried = [False] * n
@@ -248,6 +249,8 @@ class Session:
     def _mark_resend(self):
         for i in range(len(self._slot_state)):
             if self._slot_state[i] != _FREE:
+                if not self._slot_resend[i]:
+                    self._resends += 1
                 self._slot_resend[i] = True
                 self._slot_carried[i] = True
 
@@ -340,10 +343,7 @@ class Session:
         return self.state == CONNECTED and self._inflight < self._window and not self._has_resend()
 
     def _has_resend(self):
-        for i in range(len(self._slot_state)):
-            if self._slot_resend[i]:
-                return True
-        return False
+        return self._resends > 0
 
     def inflight(self):
         return self._inflight
@@ -514,6 +514,8 @@ class Session:
         self._slot_payload[i] = None
         self._slot_props[i] = None
         self._slot_token[i] = None
+        if self._slot_resend[i]:
+            self._resends -= 1
         self._slot_resend[i] = False
         self._slot_carried[i] = False
         self._inflight -= 1
@@ -543,6 +545,8 @@ class Session:
             if i < 0:
                 return None
         if i >= 0:
+            if self._slot_resend[i]:
+                self._resends -= 1
             self._slot_resend[i] = False
             pid = self._slot_pid[i]
             if self._slot_state[i] == _WAIT_PUBCOMP:
