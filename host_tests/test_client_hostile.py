@@ -340,3 +340,21 @@ async def test_resends_after_reconnect_with_session():
         assert await asyncio.wait_for(t1, 2) == p1.packet_id
         assert await asyncio.wait_for(t2, 2) == p2.packet_id
         await c.disconnect()
+
+
+async def test_acks_leave_in_the_order_the_messages_came():
+    """[MQTT-4.6.0-2/3] PUBACK/PUBREC in the order of the PUBLISHes, also when many arrive in
+    one read (the client then sends their acks in one write)."""
+    got = []
+    async with ScriptedBroker() as broker:
+        c, conn = await connected(broker, receive_maximum=32)
+        c.on_message(lambda m: got.append(m.packet_id))
+        burst = b"".join(codec.encode_bytes(codec.Publish("t", b"%d" % i, qos=1 + i % 2,
+                                                          packet_id=100 + i))
+                         for i in range(20))
+        await conn.send(burst)
+        acks = [await conn.read_packet(2) for _ in range(20)]
+        assert [(first >> 4, pkt.packet_id) for first, _, pkt in acks] == [
+            (codec.PUBACK if i % 2 == 0 else codec.PUBREC, 100 + i) for i in range(20)]
+        assert got == [100 + i for i in range(20)]
+        await c.disconnect()
