@@ -12,7 +12,7 @@ Server verification is on unless ``insecure_skip_verify=True``.
 
 import binascii
 
-from . import _compat
+from ._compat import tls_context
 from .errors import UsageError
 
 _warned = False
@@ -75,7 +75,7 @@ class TlsConfig:
             else:
                 raise UsageError("TLS: no PRIVATE KEY found in the client key data")
         try:
-            return _compat.tls_context(cas, certs, key, verify, self.alpn)
+            return tls_context(cas, certs, key, verify, self.alpn)
         except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
             raise UsageError("TLS: the certificate or key was refused: %s" % (e,))
 

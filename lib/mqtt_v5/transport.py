@@ -27,7 +27,7 @@ inside the first write/read, so every handshake failure surfaces there.
 
 import asyncio
 
-from . import _compat
+from ._compat import open_stream
 from ._neterr import error as _error
 from .errors import NetworkError, UsageError
 
@@ -122,7 +122,7 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
     where = "%s:%d" % (host, port)
     try:
         stream = await asyncio.wait_for(  # type: ignore[var-annotated]
-            _compat.open_stream(host, port, ctx, sni), timeout_s)
+            open_stream(host, port, ctx, sni), timeout_s)
     except asyncio.TimeoutError:
         raise NetworkError("timed out after %s s connecting to %s%s"
                            % (timeout_s, where, " (TCP connect or TLS handshake)" if tls else ""))
