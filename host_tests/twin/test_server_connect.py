@@ -301,3 +301,27 @@ def test_connections_lists_live_clients(tw):
     assert conns[0]["subscriptions"] == ["a/b"]
     c.close()
     wait_for(lambda: not tw.call(tw.twin.connections))
+
+
+def test_require_sni(tmp_path):
+    # §1.3 [MQTT-DOC]: "Connection attempts that don't include the SNI are refused"; the
+    # twin enforces it only when asked (a client dialling 127.0.0.1 sends no SNI).
+    with running_twin(tmp_path, require_sni=True, listeners=("mtls",)) as t:
+        creds = t.thing("t1")
+        ctx = client_context(t.ca, creds)
+        s = ctx.wrap_socket(
+            socket.create_connection((HOST, t.port("mtls"))), server_hostname="localhost"
+        )
+        s.sendall(codec.encode_bytes(codec.Connect("t1")))
+        assert codec.decode(s.recv(4096)).reason_code == 0
+        s.close()
+        ctx.check_hostname = False
+        s = ctx.wrap_socket(socket.create_connection((HOST, t.port("mtls"))))  # no SNI
+        s.settimeout(TIMEOUT)
+        try:
+            s.sendall(codec.encode_bytes(codec.Connect("t1")))
+            data = s.recv(4096)
+        except (ConnectionError, ssl.SSLError):
+            data = b""
+        assert data == b""
+        s.close()

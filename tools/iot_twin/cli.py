@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not open this listener (repeatable)",
     )
     s.add_argument(
+        "--require-sni",
+        action="store_true",
+        help="close TLS connections whose SNI is not localhost (AWS refuses a missing SNI)",
+    )
+    s.add_argument(
         "--allow-remote",
         action="store_true",
         help="allow binding a non-loopback address (the twin has no real security)",
@@ -280,6 +285,7 @@ async def serve(args: argparse.Namespace, data_dir: Path) -> None:
         allow_remote=args.allow_remote,
         listeners=tuple(n for n in DEFAULT_PORTS if n not in args.no),
         max_session_expiry_s=args.session_expiry_max,
+        require_sni=args.require_sni,
         **ports,
     )
     if args.authorizers:

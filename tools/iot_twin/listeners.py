@@ -135,9 +135,19 @@ class Listener:
 
 
 async def start_listener(
-    broker: Broker, name: str, host: str, port: int, tls: TlsFiles | None
+    broker: Broker,
+    name: str,
+    host: str,
+    port: int,
+    tls: TlsFiles | None,
+    *,
+    sni_names: tuple[str, ...] | None = None,
 ) -> Listener:
-    """Open listener ``name`` (``mtls``, ``alpn``, ``wss`` or ``plain``) on ``host:port``."""
+    """Open listener ``name`` (``mtls``, ``alpn``, ``wss`` or ``plain``) on ``host:port``.
+
+    ``sni_names``: if given, a TLS client must send one of these server names (§1.3: the
+    emulator may reject a missing or wrong SNI); otherwise SNI is only recorded.
+    """
     ctx: ssl.SSLContext | None = None
     if name != "plain":
         if tls is None:
@@ -162,7 +172,7 @@ async def start_listener(
         if task is not None:
             tasks.add(task)  # type: ignore[arg-type]
         try:
-            await _route(broker, name, reader, writer)
+            await _route(broker, name, reader, writer, sni_names)
         except asyncio.CancelledError:
             writer.transport.abort()  # shutting down: do not wait for the peer
         except Exception:
@@ -185,11 +195,20 @@ async def start_listener(
 
 
 async def _route(
-    broker: Broker, name: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    broker: Broker,
+    name: str,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    sni_names: tuple[str, ...] | None = None,
 ) -> None:
     peer = writer.get_extra_info("peername")
     peer = (peer[0], peer[1]) if peer else None
     alpn, server_name, cert = _tls_facts(writer)
+    if sni_names is not None and name != "plain" and server_name not in sni_names:
+        # §1.3 [MQTT-DOC]: "Connection attempts that don't include the SNI are refused".
+        log.info("%s: TLS without the SNI %s (got %r), closing", peer, sni_names, server_name)
+        writer.transport.abort()
+        return
     if name == "plain":
         info = ConnInfo("plain", peer)
     elif name == "mtls":

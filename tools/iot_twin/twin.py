@@ -41,6 +41,7 @@ from mqtt_v5.codec import Connect
 
 from . import persist, policy, topics
 from .authorizer import NAME_PARAM, SIGNATURE_PARAM, AuthorizerError, CustomAuthorizer
+from .ca import SERVER_HOSTS
 from .listeners import DEFAULT_PORTS, PORT_ENV, Listener, TlsFiles, is_loopback, start_listener
 from .provisioning import register_device
 from .registry import ACTIVE
@@ -84,7 +85,12 @@ class Twin:
     ``keepalive_floor_s`` is for tests only: AWS raises keep-alives below 30 s to 30 s
     (§1.5), which would make a keep-alive timeout test take 45 s; a lower floor lets it
     take a second or two. ``max_session_expiry_s`` is the account's session expiry
-    maximum (AWS default 1 h, at most 7 days; §1.6).
+    maximum (AWS default 1 h, at most 7 days; §1.6). ``require_sni=True`` closes TLS
+    connections whose SNI is not ``localhost`` (§1.3; off by default because a client
+    connecting to 127.0.0.1 sends no SNI).
+
+    Methods are not thread-safe: call them on the loop the twin runs on (from another
+    thread, through ``asyncio.run_coroutine_threadsafe``), or before ``start``.
     """
 
     def __init__(
@@ -103,6 +109,7 @@ class Twin:
         connect_timeout_s: float | None = None,
         limits: Limits | None = None,
         admin: bool = True,
+        require_sni: bool = False,
     ) -> None:
         self.data_dir = persist.data_dir(data_dir)
         self.host = host or os.environ.get("TWIN_HOST") or "127.0.0.1"
@@ -124,6 +131,7 @@ class Twin:
         if connect_timeout_s is not None:
             self.limits.connect_timeout_s = connect_timeout_s
         self.admin_enabled = admin
+        self.require_sni = require_sni
         self.services = ServiceLayer(self.data_dir)
         self.registry = self.services.registry
         self.broker: Broker | None = None
@@ -164,7 +172,14 @@ class Twin:
         self.broker.start()
         try:
             for name, port in self.requested_ports.items():
-                listener = await start_listener(self.broker, name, self.host, port, tls)
+                listener = await start_listener(
+                    self.broker,
+                    name,
+                    self.host,
+                    port,
+                    tls,
+                    sni_names=SERVER_HOSTS if self.require_sni else None,
+                )
                 self.listeners[name] = listener
                 self.ports[name] = listener.port
             if self.admin_enabled:
