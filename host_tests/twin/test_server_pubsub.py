@@ -543,3 +543,47 @@ def test_a_misbehaving_client_does_not_disturb_others(tw):
     assert good.get().payload == b"fine"
     wait_for(lambda: len(tw.call(tw.twin.connections)) == 1)
     good.close()
+
+
+def test_unacknowledged_messages_are_resent_on_session_resume(tw):
+    # §1.10: unacknowledged QoS 1 messages of a persistent session are sent again after
+    # the reconnect (same packet identifier).
+    sei = {P.PROP_SESSION_EXPIRY_INTERVAL: 300}
+    raw = tw.raw()
+    raw.connect("forgetful", clean_start=False, properties=sei)
+    raw.send(codec.Subscribe(1, [("re/send", 1)]))
+    raw.recv_type(codec.SUBACK)
+    pub = tw.paho("t1")
+    pub.publish("re/send", b"ack me")
+    first = raw.recv_type(codec.PUBLISH)
+    raw.close()  # no PUBACK
+    raw = tw.raw()
+    assert raw.connect("forgetful", clean_start=False, properties=sei).session_present
+    again = raw.recv_type(codec.PUBLISH)
+    assert (again.payload, again.packet_id) == (b"ack me", first.packet_id)
+    raw.send(codec.Ack(codec.PUBACK, again.packet_id))
+    raw.close()
+    pub.close()
+
+
+def test_shadow_throttles_at_ten_unacknowledged_responses(tw):
+    # §3.4 [QUOTAS-OLD], [SHADOW-ERR]: more than 10 in-flight responses for a thing -> 429.
+    raw = tw.raw(thing="t1", listener="mtls")
+    raw.connect("t1")
+    base = "$aws/things/t1/shadow"
+    raw.send(codec.Subscribe(1, [(f"{base}/update/accepted", 1), (f"{base}/update/rejected", 1)]))
+    raw.recv_type(codec.SUBACK)
+    for i in range(11):
+        raw.send(
+            codec.Publish(
+                f"{base}/update", json.dumps({"state": {"reported": {"n": i}}}).encode(), qos=0
+            )
+        )
+    got = [raw.recv_type(codec.PUBLISH) for _ in range(11)]  # never acknowledged
+    assert [p.topic.rsplit("/", 1)[1] for p in got] == ["accepted"] * 10 + ["rejected"]
+    assert json.loads(got[-1].payload)["code"] == 429
+    for p in got:
+        raw.send(codec.Ack(codec.PUBACK, p.packet_id))
+    raw.send(codec.Publish(f"{base}/update", b'{"state":{"reported":{"n":99}}}', qos=0))
+    assert raw.recv_type(codec.PUBLISH).topic == f"{base}/update/accepted"
+    raw.close()
