@@ -31,7 +31,7 @@ _ids = iter(range(1, 1 << 30))
 
 def unique(prefix: str) -> str:
     """A name (client id / topic root) unique within this test run."""
-    return "%s-%d-%d" % (prefix, int(time.monotonic() * 1000) % 100000, next(_ids))
+    return f"{prefix}-{int(time.monotonic() * 1000) % 100000}-{next(_ids)}"
 
 
 async def wait_until(predicate, timeout=TIMEOUT, what="condition"):
@@ -86,7 +86,7 @@ class Paho:
     def _wait(self, pred, timeout, what):
         with self.cond:
             if not self.cond.wait_for(pred, timeout):
-                raise AssertionError("paho %s: timed out waiting for %s" % (self.client_id, what))
+                raise AssertionError(f"paho {self.client_id}: timed out waiting for {what}")
 
     def connect(self, will=None):
         props = Properties(PacketTypes.CONNECT)
@@ -126,7 +126,7 @@ class Paho:
             return len(self.received(topic))
 
         await asyncio.to_thread(self._wait, lambda: count() >= n, timeout,
-                                "%d messages (have %d)" % (n, count()))
+                                f"{n} messages (have {count()})")
         return self.received(topic)
 
     async def wait_for(self, predicate, timeout=TIMEOUT, what="condition"):
@@ -219,7 +219,7 @@ class Tap:
         return [codec.decode(p) for p in self.received if p[0] >> 4 == ptype]
 
 
-class tapped:  # noqa: N801 - used like a function
+class tapped:
     """``client.connect(tapped(url))``: every connection is opened by ``open_connection`` and
     wrapped in a Tap; ``.taps`` lists them, ``.tap`` is the latest."""
 
@@ -240,7 +240,7 @@ class tapped:  # noqa: N801 - used like a function
 
 
 def url(broker, listener="plain"):
-    return "mqtt://%s:%d" % (broker.host, broker.ports[listener])
+    return f"mqtt://{broker.host}:{broker.ports[listener]}"
 
 
 # ------------------------------------------------------------------------------ events --
@@ -269,9 +269,10 @@ class Recorder:
 
         try:
             return await asyncio.wait_for(go(), timeout)
-        except asyncio.TimeoutError:
-            raise AssertionError("timed out waiting for %d %s events; got %r"
-                                 % (n, kind.__name__, self.events)) from None
+        except TimeoutError:
+            raise AssertionError(
+                f"timed out waiting for {n} {kind.__name__} events; got {self.events!r}"
+            ) from None
 
     def kinds(self):
         return [type(e).__name__ for e in self.events]

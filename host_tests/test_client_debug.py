@@ -66,17 +66,17 @@ async def test_debug_log_shows_steps_and_packets():
         "<- SUBACK pid=1 codes=[1]",
         "<- PUBLISH topic=b'd/in' qos=1 pid=42",
         "-> PUBACK (4 bytes) pid=42",
-        "-> PUBLISH (13 bytes) pid=%d" % pid2,
-        "<- PUBREC pid=%d rc=0x00" % pid2,
-        "-> PUBREL (4 bytes) pid=%d" % pid2,
-        "<- PUBCOMP pid=%d rc=0x00" % pid2,
-        "<- PUBACK pid=%d rc=0x97" % pid1,
+        f"-> PUBLISH (13 bytes) pid={pid2}",
+        f"<- PUBREC pid={pid2} rc=0x00",
+        f"-> PUBREL (4 bytes) pid={pid2}",
+        f"<- PUBCOMP pid={pid2} rc=0x00",
+        f"<- PUBACK pid={pid1} rc=0x97",
         "-> DISCONNECT (2 bytes)\n",
     ]
     pos = 0
     for want in expected:  # in this order
         i = text.find(want, pos)
-        assert i >= 0, "%r missing (after position %d) in:\n%s" % (want, pos, text)
+        assert i >= 0, f"{want!r} missing (after position {pos}) in:\n{text}"
         pos = i + len(want)
 
 

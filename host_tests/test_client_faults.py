@@ -55,7 +55,8 @@ async def test_cut_reconnects_with_events_and_resubscribes(mosquitto, fault_prox
     assert ev.session_present is False  # clean start, no session expiry: the server forgot us
     assert rec.kinds() == ["Connected", "Disconnected", "Reconnecting", "Connected"]
     d = rec.of(Disconnected)[0]
-    assert isinstance(d.error, NetworkError) and not d.by_server
+    assert isinstance(d.error, NetworkError)
+    assert not d.by_server
     r = rec.of(Reconnecting)[0]
     assert (r.attempt, r.delay) == (1, 0.05)
     # The client subscribed again by itself: a message now reaches the callback.
@@ -220,7 +221,7 @@ async def test_no_loss_and_no_qos2_duplicates_across_faults(mosquitto, fault_pro
     async def inject():
         for k, fault in enumerate(faults):
             await wait_until(lambda k=k: done[1] + done[2] >= (k + 1) * 2 * n // 8,
-                             what="progress before fault %d" % k)
+                             what=f"progress before fault {k}")
             fault()
             await rec.wait(Connected, k + 2, timeout=10)
 
@@ -229,7 +230,8 @@ async def test_no_loss_and_no_qos2_duplicates_across_faults(mosquitto, fault_pro
             _publish_all(c, root + "/q1", n, 1, done),
             _publish_all(c, root + "/q2", n, 2, done),
             inject()), 60)
-        assert all(results[0]) and all(results[1])
+        assert all(results[0])
+        assert all(results[1])
         msgs = await consumer.wait_messages(2 * n, timeout=20)
         await asyncio.sleep(0.2)  # a late duplicate would show up now
         msgs = consumer.received()
@@ -238,10 +240,10 @@ async def test_no_loss_and_no_qos2_duplicates_across_faults(mosquitto, fault_pro
     q1 = collections.Counter(m.payload for m in msgs if m.topic == root + "/q1")
     q2 = collections.Counter(m.payload for m in msgs if m.topic == root + "/q2")
     want = {b"%d" % i for i in range(n)}
-    assert set(q1) == want, "QoS 1 lost %s" % sorted(want - set(q1))[:20]  # at least once
-    assert set(q2) == want, "QoS 2 lost %s" % sorted(want - set(q2))[:20]
+    assert set(q1) == want, f"QoS 1 lost {sorted(want - set(q1))[:20]}"  # at least once
+    assert set(q2) == want, f"QoS 2 lost {sorted(want - set(q2))[:20]}"
     dup2 = {k: v for k, v in q2.items() if v > 1}
-    assert not dup2, "QoS 2 duplicates: %r" % dup2  # exactly once
+    assert not dup2, f"QoS 2 duplicates: {dup2!r}"  # exactly once
     assert len(rec.of(Disconnected)) == len(faults)
     assert all(e.session_present for e in rec.of(Connected)[1:])
     await c.disconnect()
@@ -263,7 +265,7 @@ async def test_persistent_broker_restart_loses_nothing(mosquitto_persistent):
                                   reconnect_config=ReconnectConfig(**FAST), max_queued=2000,
                                   max_queued_bytes=1 << 20))
     c.on_connection_event(rec)
-    target = tapped("mqtt://%s:%d" % (broker.host, broker.plain_port))
+    target = tapped(f"mqtt://{broker.host}:{broker.plain_port}")
     await c.connect(target)
     n = 400
     done = {1: 0, 2: 0}
@@ -278,7 +280,8 @@ async def test_persistent_broker_restart_loses_nothing(mosquitto_persistent):
             _publish_all(c, root + "/q1", n, 1, done),
             _publish_all(c, root + "/q2", n, 2, done),
             restart()), 30)
-        assert all(results[0]) and all(results[1])
+        assert all(results[0])
+        assert all(results[1])
         msgs = await consumer.wait_for(
             lambda ms: len({(m.topic, m.payload) for m in ms}) >= 2 * n, 20, "every message")
     finally:
@@ -287,7 +290,8 @@ async def test_persistent_broker_restart_loses_nothing(mosquitto_persistent):
     q1 = {m.payload for m in msgs if m.topic == root + "/q1"}
     q2 = {m.payload for m in msgs if m.topic == root + "/q2"}
     want = {b"%d" % i for i in range(n)}
-    assert q1 == want and q2 == want  # nothing lost
+    assert q1 == want
+    assert q2 == want
     # Exactly once on our leg: every QoS 2 message went out as a new PUBLISH once; any resend
     # was a DUP with the same packet id. (The consumer itself may see a QoS 2 duplicate from
     # the broker after the restart: paho forgets its in-flight QoS 2 state on reconnect, so
@@ -299,7 +303,7 @@ async def test_persistent_broker_restart_loses_nothing(mosquitto_persistent):
                 if p.dup:
                     resends.append(p)
                 else:
-                    assert p.payload not in firsts, "QoS 2 %r published twice" % p.payload
+                    assert p.payload not in firsts, f"QoS 2 {p.payload!r} published twice"
                     firsts[p.payload] = p.packet_id
     assert all(firsts[p.payload] == p.packet_id for p in resends)
     await c.disconnect()

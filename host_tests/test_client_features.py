@@ -51,7 +51,8 @@ async def test_connect_plain_reports_limits_and_events(mosquitto):
     c = MqttClient(opts(keep_alive=30))
     c.on_connection_event(rec)
     ev = await c.connect(url(mosquitto))
-    assert isinstance(ev, Connected) and ev.session_present is False
+    assert isinstance(ev, Connected)
+    assert ev.session_present is False
     assert c.is_connected
     # What mosquitto 2.0 advertises (brokers-and-peers.md §2.5) and the listener's alias limit.
     assert c.limits.receive_maximum == 20
@@ -61,7 +62,8 @@ async def test_connect_plain_reports_limits_and_events(mosquitto):
     assert not c.is_connected
     assert rec.kinds() == ["Connected", "Disconnected"]
     d = rec.of(Disconnected)[0]
-    assert d.reason_code == 0 and not d.by_server
+    assert d.reason_code == 0
+    assert not d.by_server
     # Once disconnected, operations fail cleanly instead of hanging.
     with pytest.raises(NetworkError):
         await asyncio.wait_for(c.subscribe("x/y"), 2)
@@ -125,7 +127,7 @@ async def test_messages_iterator_and_on_message(mosquitto):
     paho = Paho(mosquitto.plain_port).connect()
     try:
         for i in range(5):
-            paho.publish("%s/%d" % (root, i), b"m%d" % i, qos=i % 2,
+            paho.publish(f"{root}/{i}", b"m%d" % i, qos=i % 2,
                          UserProperty=[("k", str(i))])
         got = []
 
@@ -138,7 +140,7 @@ async def test_messages_iterator_and_on_message(mosquitto):
         await asyncio.wait_for(take(), 5)
     finally:
         paho.disconnect()
-    assert [(m.topic, m.payload) for m in got] == [("%s/%d" % (root, i), b"m%d" % i)
+    assert [(m.topic, m.payload) for m in got] == [(f"{root}/{i}", b"m%d" % i)
                                                     for i in range(5)]
     assert [m.qos for m in got] == [0, 1, 0, 1, 0]
     assert got[3].properties[P.PROP_USER_PROPERTY] == [("k", "3")]
@@ -231,9 +233,9 @@ async def test_many_tasks_publish_concurrently(mosquitto):
 
     async def worker(w):
         for i in range(50):
-            await c.publish("%s/%d" % (root, w), b"%d:%d" % (w, i), qos=1 + (w % 2))
+            await c.publish(f"{root}/{w}", b"%d:%d" % (w, i), qos=1 + (w % 2))
             if i % 10 == 0:
-                await c.publish("%s/%d" % (root, w), b"q0", qos=0)
+                await c.publish(f"{root}/{w}", b"q0", qos=0)
 
     try:
         await asyncio.wait_for(asyncio.gather(*(worker(w) for w in range(10))), 20)
@@ -241,9 +243,10 @@ async def test_many_tasks_publish_concurrently(mosquitto):
     finally:
         paho.disconnect()
     sent = target.tap.sent_of(codec.PUBLISH)
-    assert len(sent) == 550 and not any(p.dup for p in sent)
+    assert len(sent) == 550
+    assert not any(p.dup for p in sent)
     for w in range(10):
-        topic = "%s/%d" % (root, w)
+        topic = f"{root}/{w}"
         expected = [b"%d:%d" % (w, i) for i in range(50)]
         # Each task's messages leave in its order (mosquitto itself may reorder messages to a
         # subscriber once its in-flight window to that subscriber is full, so order is checked
@@ -445,7 +448,7 @@ async def test_outbound_topic_alias_automatic_within_server_maximum(mosquitto_fa
     target = tapped(url(broker))
     await c.connect(target)
     assert c.limits.topic_alias_maximum == 2
-    topics = [root + "/t%d" % i for i in range(3)]
+    topics = [root + f"/t{i}" for i in range(3)]
     try:
         for rnd in range(3):
             for t in topics:
@@ -469,8 +472,8 @@ async def test_shared_subscription_splits_messages(mosquitto):
     root = unique("shared")
     a, b = await connected(mosquitto), await connected(mosquitto)
     got_a, got_b = [], []
-    await a.subscribe("$share/g/%s/+" % root, lambda m: got_a.append(m.payload), qos=1)
-    await b.subscribe("$share/g/%s/+" % root, lambda m: got_b.append(m.payload), qos=1)
+    await a.subscribe(f"$share/g/{root}/+", lambda m: got_a.append(m.payload), qos=1)
+    await b.subscribe(f"$share/g/{root}/+", lambda m: got_b.append(m.payload), qos=1)
     paho = Paho(mosquitto.plain_port).connect()
     try:
         for i in range(10):
@@ -479,7 +482,8 @@ async def test_shared_subscription_splits_messages(mosquitto):
     finally:
         paho.disconnect()
     assert sorted(got_a + got_b, key=int) == [b"%d" % i for i in range(10)]
-    assert got_a and got_b  # both members got some (mosquitto round-robins)
+    assert got_a
+    assert got_b
     await a.disconnect()
     await b.disconnect()
 
@@ -514,7 +518,8 @@ async def test_message_expiry_user_properties_and_content_type(mosquitto):
     p = msgs[0].properties
     assert 55 <= p.MessageExpiryInterval < 60  # decremented while queued
     assert p.UserProperty == user  # order and duplicates kept
-    assert p.ContentType == "text/plain" and p.PayloadFormatIndicator == 1
+    assert p.ContentType == "text/plain"
+    assert p.PayloadFormatIndicator == 1
     await c.disconnect()
 
 
@@ -569,10 +574,10 @@ async def test_server_limits_refuse_before_sending(mosquitto_factory):
     tap = target.tap
     writes = tap.writes
     cases = [
-        (dict(qos=2), 0x9B),
-        (dict(qos=1, retain=True), 0x9A),
-        (dict(payload=b"x" * 2000, qos=1), 0x95),
-        (dict(qos=1, options=PublishOptions(topic_alias=3)), 0x94),
+        ({"qos": 2}, 0x9B),
+        ({"qos": 1, "retain": True}, 0x9A),
+        ({"payload": b"x" * 2000, "qos": 1}, 0x95),
+        ({"qos": 1, "options": PublishOptions(topic_alias=3)}, 0x94),
     ]
     for kw, rc in cases:
         payload = kw.pop("payload", b"small")
@@ -602,7 +607,8 @@ async def test_publish_and_subscribe_refused_by_acl(mosquitto_factory):
     assert await c.publish("open/x", b"ok", qos=1) > 0
     with pytest.raises(PublishFailed) as e:
         await c.publish("ro/x", b"nope", qos=1)
-    assert e.value.reason_code == 0x87 and e.value.packet_id > 0
+    assert e.value.reason_code == 0x87
+    assert e.value.packet_id > 0
     with pytest.raises(PublishFailed) as e:
         await c.publish("ro/x", b"nope", qos=2)
     assert e.value.reason_code == 0x87

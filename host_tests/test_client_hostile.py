@@ -176,7 +176,7 @@ async def test_connack_refusal(rc):
     async with ScriptedBroker() as broker:
         c = make()
         task = asyncio.create_task(c.connect(broker.url))
-        conn, _ = await accept_connect(broker, codec.Connack(
+        _conn, _ = await accept_connect(broker, codec.Connack(
             rc, properties={P.PROP_REASON_STRING: "go away"}))
         with pytest.raises(ConnectRefused) as e:
             await asyncio.wait_for(task, 2)
@@ -219,7 +219,7 @@ async def test_no_reconnect_hammering_on_a_permanent_refusal():
     async with ScriptedBroker() as broker:
         c, conn = await connected(broker, rec, reconnect_config=FAST)
         conn.close()  # the link drops...
-        conn2, _ = await accept_connect(broker, codec.Connack(0x8A))  # ...and we are banned
+        _conn2, _ = await accept_connect(broker, codec.Connack(0x8A))  # ...and we are banned
         ev = await rec.wait(Disconnected, 2)
         assert ev.reason_code == 0x8A
         assert isinstance(ev.error, ConnectRefused)
@@ -278,7 +278,8 @@ async def test_suback_refusal_raises_subscribe_failed():
         await conn.send_packet(codec.SubAck(codec.SUBACK, sub.packet_id, [0x87]))
         with pytest.raises(SubscribeFailed) as e:
             await asyncio.wait_for(task, 2)
-        assert e.value.reason_code == 0x87 and e.value.reason_codes == [0x87]
+        assert e.value.reason_code == 0x87
+        assert e.value.reason_codes == [0x87]
         task = asyncio.create_task(c.subscribe("ok/#", qos=2))
         sub = await conn.expect(codec.SUBSCRIBE)
         await conn.send_packet(codec.SubAck(codec.SUBACK, sub.packet_id, [1]))
@@ -306,7 +307,7 @@ async def test_qos2_unconfirmed_when_the_server_loses_the_session():
         await conn.send_packet(codec.Ack(codec.PUBREC, pub.packet_id))
         await conn.expect(codec.PUBREL)
         conn.close()  # PUBCOMP never comes, and the server forgets us
-        conn2, connect = await accept_connect(broker, codec.Connack(0, session_present=False))
+        conn2, _connect = await accept_connect(broker, codec.Connack(0, session_present=False))
         with pytest.raises(PublishFailed):
             await asyncio.wait_for(task, 2)  # not a hang, and not a second PUBLISH
         await rec.wait(Connected, 2)

@@ -35,7 +35,7 @@ async def _run(mosquitto, pipelined):
         else:
             pids = [await tx.publish(topic, b"%d" % i, qos=1) for i in range(N)]
         assert all(pids)
-        await wait_until(lambda: len(got) >= N, timeout=30, what="%d messages at rx" % N)
+        await wait_until(lambda: len(got) >= N, timeout=30, what=f"{N} messages at rx")
         msgs = await paho.wait_messages(N, timeout=30)
     finally:
         paho.disconnect()

@@ -35,7 +35,7 @@ async def round_trip(c, broker):
 async def test_tls_with_ca(mosquitto, pki):
     for host in ("localhost", "127.0.0.1"):  # DNS and IP subject alternative names
         c = client(TlsConfig(ca=pki.ca))
-        await c.connect("mqtts://%s:%d" % (host, mosquitto.tls_port))
+        await c.connect(f"mqtts://{host}:{mosquitto.tls_port}")
         await round_trip(c, mosquitto)
         await c.disconnect()
 
@@ -51,16 +51,16 @@ async def test_mutual_tls(mosquitto, pki, cert):
         cn = pki.client_ec_cn if cert == "client_ec" else pki.client_cn
     c = client(tls)
     mark = mosquitto.log_size()
-    await c.connect("mqtts://localhost:%d" % mosquitto.mtls_port)
+    await c.connect(f"mqtts://localhost:{mosquitto.mtls_port}")
     await round_trip(c, mosquitto)
     await c.disconnect()
-    assert "u'%s'" % cn in mosquitto.log(since=mark)  # the certificate's CN became the user
+    assert f"u'{cn}'" in mosquitto.log(since=mark)  # the certificate's CN became the user
 
 
 async def _refused(tls, port):
     c = client(tls)
     with pytest.raises((NetworkError, ConnectRefused)) as e:
-        await asyncio.wait_for(c.connect("mqtts://localhost:%d" % port), 10)
+        await asyncio.wait_for(c.connect(f"mqtts://localhost:{port}"), 10)
     assert not c.is_connected
     return str(e.value)
 
@@ -73,12 +73,14 @@ async def test_mutual_tls_without_a_certificate_is_refused_clearly(mosquitto, pk
 async def test_mutual_tls_with_an_untrusted_certificate_is_refused_clearly(mosquitto, pki):
     tls = TlsConfig(ca=pki.ca, cert=pki.rogue_client_cert, key=pki.rogue_client_key)
     msg = await _refused(tls, mosquitto.mtls_port)
-    assert "certificate" in msg and "rejected" in msg, msg
+    assert "certificate" in msg, msg
+    assert "rejected" in msg, msg
 
 
 async def test_untrusted_server_is_refused(mosquitto, pki):
     msg = await _refused(TlsConfig(ca=pki.rogue_ca), mosquitto.tls_port)
-    assert "verification failed" in msg and "CA" in msg, msg
+    assert "verification failed" in msg, msg
+    assert "CA" in msg, msg
 
 
 async def test_host_name_mismatch_is_refused(mosquitto, pki):
@@ -86,20 +88,20 @@ async def test_host_name_mismatch_is_refused(mosquitto, pki):
     assert "mismatch" in msg, msg
     # ... and accepted when told which name the certificate carries.
     c = client(TlsConfig(ca=pki.ca, server_hostname="wrong.example"))
-    await c.connect("mqtts://localhost:%d" % mosquitto.wrong_host_port)
+    await c.connect(f"mqtts://localhost:{mosquitto.wrong_host_port}")
     await c.disconnect()
 
 
 async def test_bad_password_is_refused_with_0x87(mosquitto):
     c = client(username="user", password="wrong")
     with pytest.raises(ConnectRefused) as e:
-        await asyncio.wait_for(c.connect("mqtt://127.0.0.1:%d" % mosquitto.auth_port), 5)
+        await asyncio.wait_for(c.connect(f"mqtt://127.0.0.1:{mosquitto.auth_port}"), 5)
     assert e.value.reason_code == 0x87  # mosquitto says Not authorized, not 0x86
     c = client()  # anonymous on a listener that needs a password
     with pytest.raises(ConnectRefused) as e:
-        await asyncio.wait_for(c.connect("mqtt://127.0.0.1:%d" % mosquitto.auth_port), 5)
+        await asyncio.wait_for(c.connect(f"mqtt://127.0.0.1:{mosquitto.auth_port}"), 5)
     assert e.value.reason_code == 0x87
     c = client(username="user", password="secret")
-    await c.connect("mqtt://127.0.0.1:%d" % mosquitto.auth_port)
+    await c.connect(f"mqtt://127.0.0.1:{mosquitto.auth_port}")
     assert c.is_connected
     await c.disconnect()
