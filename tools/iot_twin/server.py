@@ -1679,7 +1679,17 @@ class Connection:
         )
         if pkt.retain:
             b._retain(msg)
-        b.route(msg)
+        n = b.route(msg)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s published %s (QoS %d%s, %d bytes) -> %d receiver(s)",
+                self.client_id,
+                topic,
+                pkt.qos,
+                ", retained" if pkt.retain else "",
+                len(pkt.payload),
+                n,
+            )
 
     def _on_puback(self, pkt: Any) -> None:
         session = self.session

@@ -261,6 +261,7 @@ class Twin:
     def set_certificate_status(self, certificate_id: str, status: str) -> None:
         """UpdateCertificate (ACTIVE, INACTIVE, REVOKED); takes effect on the next CONNECT."""
         self.registry.set_certificate_status(certificate_id, status)
+        log.info("certificate %s… is now %s", certificate_id[:12], status)
 
     def add_template(self, name: str, body: dict[str, Any] | str) -> None:
         """CreateProvisioningTemplate."""
@@ -319,8 +320,17 @@ class Twin:
         self._emit(out)
         for topic, body in out:
             if topic == request.rejected:
+                log.info(
+                    "shadow update %s%s (operator) -> rejected %s",
+                    thing,
+                    "/" + name if name else "",
+                    body.decode(),
+                )
                 raise ValueError(json.loads(body))
             if topic == request.accepted:
+                log.info(
+                    "shadow update %s%s (operator) -> accepted", thing, "/" + name if name else ""
+                )
                 return json.loads(body)  # type: ignore[no-any-return]
         raise ValueError("no answer from the shadow service")
 
