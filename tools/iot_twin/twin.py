@@ -45,7 +45,14 @@ from .ca import SERVER_HOSTS
 from .listeners import DEFAULT_PORTS, PORT_ENV, Listener, TlsFiles, is_loopback, start_listener
 from .provisioning import register_device
 from .registry import ACTIVE
-from .server import Broker, ConnInfo, Limits, Principal, Services
+from .server import (
+    SESSION_EXPIRY_HARD_MAX_S,
+    Broker,
+    ConnInfo,
+    Limits,
+    Principal,
+    Services,
+)
 from .services import Twin as ServiceLayer
 
 log = logging.getLogger("iot_twin")
@@ -127,6 +134,8 @@ class Twin:
         if keepalive_floor_s is not None:
             self.limits.keepalive_min_s = keepalive_floor_s
         if max_session_expiry_s is not None:
+            if not 0 <= max_session_expiry_s <= SESSION_EXPIRY_HARD_MAX_S:
+                raise ValueError("max_session_expiry_s is at most 604800 (7 days, §1.6)")
             self.limits.max_session_expiry_s = max_session_expiry_s
         if connect_timeout_s is not None:
             self.limits.connect_timeout_s = connect_timeout_s
