@@ -118,6 +118,9 @@ def packet_with(kind, props):
     if kind == codec.DISCONNECT:
         return Disconnect(0, props)
     if kind == codec.AUTH:
+        if P.PROP_AUTHENTICATION_METHOD not in props:  # an AUTH names its method (3.15.2.2.2)
+            props = dict(props)
+            props[P.PROP_AUTHENTICATION_METHOD] = "m"
         return Auth(0x18, props)
     fail("no kind %r" % kind)
 
@@ -260,8 +263,8 @@ def test_ping_disconnect_auth_variants():
                0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F,
                0xA0, 0xA1, 0xA2):
         round_trip(Disconnect(rc))
+    round_trip(Auth())  # Remaining Length 0 (3.15.2.1)
     for rc in (0x00, 0x18, 0x19):
-        round_trip(Auth(rc))
         round_trip(Auth(rc, {P.PROP_AUTHENTICATION_METHOD: "m"}))
 
 

@@ -108,6 +108,9 @@ def with_props(kind, props):
     if kind == 14:
         return packet(0xE0, b"\x00" + block)
     if kind == 15:
+        if props[:1] != b"\x15":  # an AUTH names its Authentication Method (3.15.2.2.2)
+            props = prop(0x15) + props
+            block = vbi(len(props)) + props
         return packet(0xF0, b"\x18" + block)
     fail("kind %r" % kind)
 
@@ -569,6 +572,8 @@ def with_reason(t, rc):
         return packet(0x62 if t == 6 else t << 4, bytes((0, 1, rc)))
     if t in (9, 11):
         return packet(t << 4, bytes((0, 1, 0, rc)))
+    if t == 15:
+        return packet(0xF0, bytes((rc, 4)) + prop(0x15))  # property length 4: the method
     return packet(t << 4, bytes((rc,)))
 
 
@@ -589,6 +594,24 @@ def test_reason_code_not_valid_for_the_packet():
     usage_error(codec.encode_unsuback, buf, 1, [0x01])
     usage_error(codec.encode_disconnect, buf, 0x01)
     usage_error(codec.encode_auth, buf, 0x04)
+
+
+def test_auth_body_3_15_2():
+    # 3.15.2.1: only a Success AUTH without properties drops its body (Remaining Length 0);
+    # unlike DISCONNECT (3.14.2.2.1) there is no form with a reason code alone.
+    decodes(b"\xf0\x00")
+    protocol_error(MALFORMED, codec.decode, b"\xf0\x01\x18")
+    protocol_error(MALFORMED, codec.decode, b"\xf0\x01\x00")
+    decodes(b"\xe0\x01\x04")  # DISCONNECT may
+    # 3.15.2.2.2: omitting the Authentication Method is a Protocol Error
+    protocol_error(PROTOCOL, codec.decode, b"\xf0\x02\x18\x00")
+    protocol_error(PROTOCOL, codec.decode, b"\xf0\x02\x00\x00")
+    protocol_error(PROTOCOL, codec.decode, packet(0xF0, b"\x19\x07" + prop(0x26)))
+    buf = bytearray(32)
+    usage_error(codec.encode_auth, buf, 0x18)
+    usage_error(codec.encode_auth, buf, 0x00, {P.PROP_REASON_STRING: "r"})
+    eq(codec.encode_auth(buf, 0x18, {P.PROP_AUTHENTICATION_METHOD: "m"}), 8)
+    eq(bytes(buf[:8]), b"\xf0\x06\x18\x04\x15\x00\x01m")
 
 
 def test_connack_flags_and_session_present():

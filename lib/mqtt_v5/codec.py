@@ -546,9 +546,15 @@ def _encode_reason_only(buf, ptype, reason_code, props):
     if not reason_allowed(ptype, reason_code):
         raise UsageError("reason code 0x%02X not allowed here" % reason_code)
     first = ptype << 4
+    if ptype == AUTH and (reason_code or props) and not (
+            props and _p.PROP_AUTHENTICATION_METHOD in props):
+        # 3.15.2.2.2: omitting the Authentication Method is a Protocol Error; only a
+        # Success AUTH without properties may drop its whole body (3.15.2.1).
+        raise UsageError("AUTH needs an Authentication Method")
     if not props:
         if reason_code == 0:
             return _header(buf, first, 0)
+        # DISCONNECT only: a reason code without a Property Length (3.14.2.2.1)
         pos = _header(buf, first, 1)
         buf[pos] = reason_code
         return pos + 1
@@ -940,9 +946,17 @@ def _decode_reason_only(r, t):
     rc = r.u8()
     if not reason_allowed(t, rc):
         raise ProtocolError("reason code 0x%02X not allowed in %s" % (rc, PACKET_NAMES[t]), 0x82)
-    props = _props(r, 1 << t) if r.pos < r.end else {}
+    if t == DISCONNECT:
+        # "If the Remaining Length is less than 2, a value of 0 is used" (3.14.2.2.1)
+        props = _props(r, 1 << t) if r.pos < r.end else {}
+        _expect_end(r)
+        return Disconnect(rc, props)
+    # AUTH has no such rule: Reason Code and Property Length go together (3.15.2.1)
+    props = _props(r, 1 << t)
     _expect_end(r)
-    return Disconnect(rc, props) if t == DISCONNECT else Auth(rc, props)
+    if _p.PROP_AUTHENTICATION_METHOD not in props:
+        raise ProtocolError("AUTH without an Authentication Method (3.15.2.2.2)", 0x82)
+    return Auth(rc, props)
 
 
 def decode_body(first, r):
