@@ -14,8 +14,21 @@
 # Without building firmware, install the .py files with mip instead:
 #   mpremote mip install lib/package.json      (or: mpremote cp -r lib/mqtt_v5 :lib/)
 
+import os
+
 include("$(PORT_DIR)/boards/manifest.py")
 
 metadata(description="MQTT v5 client with AWS IoT Core support", version="0.1.0")
 
-package("mqtt_v5", base_path="../lib")
+# Every module but the CPython-only ones (tools/gen_package_json.py's CPYTHON_ONLY, kept out
+# of lib/package.json too): a device never imports them. The manifest runs with this file's
+# directory as the working directory.
+_CPYTHON_ONLY = ("_cpython_stream.py",)
+_files = []
+for _dir, _subdirs, _names in os.walk("../lib/mqtt_v5"):
+    _subdirs[:] = [d for d in _subdirs if d != "__pycache__"]
+    _rel = os.path.relpath(_dir, "../lib/mqtt_v5")
+    for _name in _names:
+        if _name.endswith(".py") and not (_rel == "." and _name in _CPYTHON_ONLY):
+            _files.append(_name if _rel == "." else _rel + "/" + _name)
+package("mqtt_v5", files=sorted(_files), base_path="../lib")

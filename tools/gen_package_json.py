@@ -3,7 +3,8 @@
     python tools/gen_package_json.py          # (re)write lib/package.json
     python tools/gen_package_json.py --check  # exit 1 if the committed file is stale
 
-Lists every lib/mqtt_v5/**/*.py (only those git tracks, in a git checkout) as [device path,
+Lists every lib/mqtt_v5/**/*.py (only those git tracks, in a git checkout) except the
+CPython-only modules (``CPYTHON_ONLY``: a device never imports them) as [device path,
 path relative to package.json], so that `mpremote mip install lib/package.json` (or a URL to
 it) copies the package into :lib/.
 The version is __version__ from lib/mqtt_v5/__init__.py when it defines one, else the version
@@ -20,6 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "lib"
 PACKAGE = "mqtt_v5"
 OUT = LIB / "package.json"
+# Imported only under CPython (by _compat's CPython branch): not installed on, nor frozen into,
+# a device. boards/manifest.py leaves out the same files.
+CPYTHON_ONLY = frozenset({"mqtt_v5/_cpython_stream.py"})
 
 
 def version() -> str:
@@ -43,7 +47,7 @@ def module_files() -> list[str]:
         p.relative_to(LIB).as_posix()
         for p in (LIB / PACKAGE).rglob("*.py")
         if "__pycache__" not in p.parts
-    }
+    } - CPYTHON_ONLY
     try:
         out = subprocess.run(
             ["git", "ls-files", "-z", "--", f"{PACKAGE}/"],
