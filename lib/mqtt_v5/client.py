@@ -24,7 +24,6 @@ if TYPE_CHECKING:  # pragma: no cover
 _PERMANENT_REFUSALS = (0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C)
 
 _log_fn = None
-_ACKS_SIZE = 128  # acks of one read's messages, sent in one write
 
 
 def set_debug(enabled=True, log=None):
@@ -86,7 +85,8 @@ class ConnectOptions:
 
     Memory: ``maximum_packet_size`` is the receive buffer, ``out_buffer_size``
     the send buffer (larger payloads are written after their header, not
-    copied), ``max_inflight`` the outgoing QoS 1/2 slots, ``max_queued`` /
+    copied) and, again, the batch in which small packets wait to leave
+    together in one write, ``max_inflight`` the outgoing QoS 1/2 slots, ``max_queued`` /
     ``max_queued_bytes`` bound the offline queue.
     """
 
@@ -346,10 +346,12 @@ class MqttClient:
             connect_timeout_ms=int(o.connect_timeout * 1000))
         self._out_mv = memoryview(self._session.out)
         self._views = {}
-        self._acks = bytearray(_ACKS_SIZE)
-        self._acks_mv = memoryview(self._acks)
-        self._acks_len = 0
-        self._acks_views = {}
+        # Small packets (acks, publishes) wait here to leave together in one write:
+        # one syscall per packet was most of the CPU cost of publishing.
+        self._batch = bytearray(max(128, o.out_buffer_size))
+        self._batch_mv = memoryview(self._batch)
+        self._batch_len = 0
+        self._flush_wake = asyncio.Event()
         self._transport = None
         self._target = None
         self._wlock = asyncio.Lock()
@@ -436,7 +438,7 @@ class MqttClient:
     async def _handshake(self, transport):
         o = self.options
         s = self._session
-        self._acks_len = 0  # acks for the old connection's messages are void
+        self._batch_len = 0  # packets for the old connection are void
         if s.state != _s.DISCONNECTED or s.out_len or s.out_tail is not None:
             s.connection_lost()  # also drops a goodbye a failed attempt could not send
         props = dict(o.properties) if o.properties else {}
@@ -502,7 +504,8 @@ class MqttClient:
         """Start the I/O tasks, restore subscriptions, send what is owed."""
         self._lost = asyncio.Event()
         self._tasks = [asyncio.create_task(self._read_loop(self._transport)),
-                       asyncio.create_task(self._timer_loop(self._transport))]
+                       asyncio.create_task(self._timer_loop(self._transport)),
+                       asyncio.create_task(self._flush_loop())]
         if not event.session_present and self._subs:
             # The server forgot us: subscribe again ourselves.
             for sub in list(self._subs):
@@ -539,6 +542,8 @@ class MqttClient:
 
     async def _write_out(self, transport):
         s = self._session
+        if self._batch_len:
+            await self._flush_batch()  # what was batched goes first: order is kept
         if s.out_len:
             if _log_fn is not None:
                 _log_packet("->", s.out, s.out_len)
@@ -547,21 +552,46 @@ class MqttClient:
             await transport.write(s.out_tail)
         s.flushed(ticks_ms())
 
-    async def _flush_acks(self):
-        """Write the collected acks (caller holds the write lock)."""
-        n = self._acks_len
-        self._acks_len = 0
-        v = self._acks_views.get(n)
-        if v is None:
-            if len(self._acks_views) >= 16:
-                self._acks_views.clear()
-            v = self._acks_mv[:n]
-            self._acks_views[n] = v
+    def _batch_out(self):
+        """Move the packet in ``out`` to the batch if it fits (caller holds the write
+        lock); the flush task or the next write sends it. True if it did."""
+        s = self._session
+        n = s.out_len
+        a = self._batch_len
+        if s.out_tail is not None or a + n > len(self._batch):
+            return False
+        if _log_fn is not None:
+            _log_packet("->", s.out, n)
+        self._batch_mv[a:a + n] = self._view(n)
+        self._batch_len = a + n
+        s.flushed(ticks_ms())
+        self._flush_wake.set()
+        return True
+
+    async def _flush_batch(self):
+        """Write the batch (caller holds the write lock)."""
+        n = self._batch_len
+        self._batch_len = 0
         try:
-            await self._transport.write(v)
+            await self._transport.write(self._batch_mv[:n])
         except Exception as e:
             self._link_failed(e)
             raise NetworkError("write failed: %r" % (e,))
+
+    async def _flush_loop(self):
+        """Send the batch once the tasks that filled it let the loop run."""
+        try:
+            while True:
+                self._flush_wake.clear()
+                await self._flush_wake.wait()
+                if self._batch_len:
+                    async with self._wlock:
+                        if self._batch_len:
+                            await self._flush_batch()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._link_failed(e)
 
     async def _locked_write(self):
         t = self._transport
@@ -587,7 +617,8 @@ class MqttClient:
 
     async def publish(self, topic, payload, qos=0, retain=False, options=None):
         # type: (Union[str, bytes], Union[bytes, str], int, bool, Optional[PublishOptions]) -> int
-        """Publish; returns the packet id (0 for QoS 0) once the server has
+        """Publish; returns the packet id (0 for QoS 0: once handed to the
+        transport, or batched with other small packets) once the server has
         acknowledged QoS >= 1. Raises ``PublishFailed`` with the reason code
         when the server refuses it. While disconnected the message is queued
         (``QueueFull`` past the bounds) and sent after reconnecting."""
@@ -630,6 +661,8 @@ class MqttClient:
                     token.packet_id = pid
                 if _log_fn is not None:
                     _log("PUBLISH topic=%r qos=%d pid=%d len=%d" % (topic, qos, pid, len(payload)))
+                if self._batch_out():
+                    return
                 try:
                     await self._locked_write()
                 except NetworkError:
@@ -830,33 +863,22 @@ class MqttClient:
                 except ProtocolError as e:
                     _log("protocol error from server: %s" % e)
                     try:
-                        if self._acks_len:
-                            await self._flush_acks()
-                        await self._write_out(self._transport)  # the DISCONNECT
+                        await self._write_out(self._transport)  # acks, then the DISCONNECT
                     except Exception:
                         pass
                     raise
-                n = s.out_len
-                if n:
-                    rd = s.reader
-                    if (n <= 6 and rd.start != rd.end and s.out_tail is None
-                            and self._acks_len + n <= _ACKS_SIZE):
-                        # An ack while more packets wait in the buffer: collect it and
-                        # send the acks of this read in one write, in order [MQTT-4.6.0-2].
-                        if _log_fn is not None:
-                            _log_packet("->", s.out, n)
-                        a = self._acks_len
-                        self._acks_mv[a:a + n] = self._out_mv[:n]
-                        self._acks_len = a + n
-                        s.flushed(ticks_ms())
-                    else:
-                        if self._acks_len:
-                            await self._flush_acks()
+                if s.out_len:
+                    # Acks are batched while more packets wait in the buffer, so the
+                    # acks of one read leave in one write, in order [MQTT-4.6.0-2].
+                    if not self._batch_out():
                         await self._locked_write()
+                    elif s.reader.start == s.reader.end:
+                        await self._flush_batch()
             if ev == _s.EV_NONE:
-                if self._acks_len:
+                if self._batch_len:
                     async with self._wlock:
-                        await self._flush_acks()
+                        if self._batch_len:
+                            await self._flush_batch()
                 return
             if ev == _s.EV_CONTINUE:
                 continue
