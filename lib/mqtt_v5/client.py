@@ -307,7 +307,7 @@ class Delivery:
 
 
 class _Subscription:
-    def __init__(self, filt, callback, options, props):
+    def __init__(self, filt, callback, options, props, sid):
         self.filter = filt
         self.fbytes = filt.encode() if isinstance(filt, str) else bytes(filt)
         skip = share_prefix_len(self.fbytes)
@@ -315,6 +315,11 @@ class _Subscription:
         self.callback = callback
         self.options = options
         self.props = props
+        # Subscription Identifier: the user's, or one we chose (``auto_sid``) to
+        # route each copy of a message that overlapping subscriptions match.
+        given = props.get(_p.PROP_SUBSCRIPTION_IDENTIFIER) if props else None
+        self.auto_sid = given is None
+        self.sid = sid if given is None else given if isinstance(given, int) else given[0]
 
 
 class _Ack:
@@ -358,6 +363,8 @@ class MqttClient:
         self._window = asyncio.Event()
         self._timer_wake = asyncio.Event()
         self._subs = []
+        self._last_sid = 0
+        self._cursor = _p.PropertyCursor()
         self._event_cbs = []
         self._message_cbs = []
         self._queue = None
@@ -702,20 +709,31 @@ class MqttClient:
         f = topic_filter.encode() if isinstance(topic_filter, str) else topic_filter
         if not filter_ok(f, 0, len(f)):
             raise UsageError("invalid topic filter %r" % (topic_filter,), 0x8F)
+        self._last_sid = self._last_sid + 1 if self._last_sid < 268435455 else 1
         sub = _Subscription(topic_filter, callback,
                             _c.sub_options(qos, no_local, retain_as_published, retain_handling),
-                            properties)
-        rc = await self._subscribe_one(sub)
+                            properties, self._last_sid)
+        # Registered before SUBSCRIBE leaves: a retained message may come right
+        # behind the SUBACK, in the same read.
+        old = [x for x in self._subs if x.filter == sub.filter]
         self._subs = [x for x in self._subs if x.filter != sub.filter]
         self._subs.append(sub)
-        return rc
+        try:
+            return await self._subscribe_one(sub)
+        except BaseException:
+            self._subs = [x for x in self._subs if x is not sub] + old
+            raise
 
     async def _subscribe_one(self, sub):
         if not self._connected:
             raise NetworkError("not connected")
         waiter = _Ack()
+        props = sub.props
+        if sub.auto_sid and self._session.limits.subscription_identifiers_available:
+            props = dict(props) if props else {}
+            props[_p.PROP_SUBSCRIPTION_IDENTIFIER] = sub.sid
         async with self._wlock:
-            pid = self._session.subscribe([(sub.filter, sub.options)], sub.props, waiter)
+            pid = self._session.subscribe([(sub.filter, sub.options)], props, waiter)
             _log("SUBSCRIBE %r pid=%d" % (sub.filter, pid))
             await self._locked_write()
         await waiter.event.wait()
@@ -913,11 +931,30 @@ class MqttClient:
         msg = self._msg
         msg._bind(s)
         taken = False
-        for sub in self._subs:
-            if sub.callback is not None and matches(sub.fbytes, sub.match_start, len(sub.fbytes),
-                                                    s.topic_buf, s.topic_start, s.topic_end):
-                taken = True
-                self._call(sub.callback, msg)
+        routed = False
+        m = s.msg
+        if m.prop_end > m.prop_start:
+            # Route by Subscription Identifier: with overlapping subscriptions the
+            # server sends one copy per subscription, each naming its own.
+            c = self._cursor.reset(m.buf, m.prop_start, m.prop_end)
+            while True:
+                pid = c.next()
+                if not pid:
+                    break
+                if pid == _p.PROP_SUBSCRIPTION_IDENTIFIER:
+                    for sub in self._subs:
+                        if sub.sid == c.value:
+                            routed = True
+                            if sub.callback is not None:
+                                taken = True
+                                self._call(sub.callback, msg)
+        if not routed:
+            for sub in self._subs:
+                if sub.callback is not None and matches(sub.fbytes, sub.match_start,
+                                                        len(sub.fbytes), s.topic_buf,
+                                                        s.topic_start, s.topic_end):
+                    taken = True
+                    self._call(sub.callback, msg)
         if not taken:
             for cb in self._message_cbs:
                 self._call(cb, msg)
