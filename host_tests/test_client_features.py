@@ -656,3 +656,29 @@ async def test_invalid_filter_is_a_usage_error(mosquitto):
         assert e.value.reason_code == 0x8F
     assert c.is_connected
     await c.disconnect()
+
+
+async def test_overlapping_subscriptions_each_callback_gets_one_copy(mosquitto):
+    """Mosquitto sends one copy per matching subscription; the client routes each copy to
+    its own subscription by the Subscription Identifier it chose, so no callback sees a
+    message twice."""
+    root = unique("overlap")
+    c = await connected(mosquitto)
+    wide, narrow, exact = [], [], []
+    await c.subscribe(root + "/#", lambda m: wide.append((m.topic, m.qos)), qos=1)
+    await c.subscribe(root + "/+/temp", lambda m: narrow.append((m.topic, m.qos)), qos=0)
+    await c.subscribe(root + "/a/temp", lambda m: exact.append((m.topic, m.qos)), qos=2)
+    paho = Paho(mosquitto.plain_port).connect()
+    try:
+        paho.publish(root + "/a/temp", b"1", qos=2)
+        paho.publish(root + "/b/temp", b"2", qos=2)
+        paho.publish(root + "/end", b"3", qos=2)
+        await wait_until(lambda: len(wide) == 3, what="3 messages on the wide subscription")
+        await asyncio.sleep(0.05)  # a duplicate would arrive right behind
+    finally:
+        paho.disconnect()
+    t = root + "/"
+    assert wide == [(t + "a/temp", 1), (t + "b/temp", 1), (t + "end", 1)]
+    assert narrow == [(t + "a/temp", 0), (t + "b/temp", 0)]
+    assert exact == [(t + "a/temp", 2)]  # each copy carries its subscription's QoS
+    await c.disconnect()

@@ -359,3 +359,21 @@ async def test_acks_leave_in_the_order_the_messages_came():
             (codec.PUBACK if i % 2 == 0 else codec.PUBREC, 100 + i) for i in range(20)]
         assert got == [100 + i for i in range(20)]
         await c.disconnect()
+
+
+async def test_retained_message_right_behind_the_suback_reaches_the_callback():
+    got = []
+    async with ScriptedBroker() as broker:
+        c, conn = await connected(broker)
+        task = asyncio.create_task(c.subscribe("r/#", lambda m: got.append(m.payload), qos=1))
+        sub = await conn.expect(codec.SUBSCRIBE)
+        sid = sub.properties.get(P.PROP_SUBSCRIPTION_IDENTIFIER)
+        assert sid  # the client names its subscription, to route overlapping copies
+        await conn.send(codec.encode_bytes(codec.SubAck(codec.SUBACK, sub.packet_id, [1]))
+                        + codec.encode_bytes(codec.Publish(
+                            "r/x", b"retained", qos=1, retain=True, packet_id=9,
+                            properties={P.PROP_SUBSCRIPTION_IDENTIFIER: sid})))
+        assert await asyncio.wait_for(task, 2) == 1
+        assert (await conn.expect(codec.PUBACK)).packet_id == 9
+        assert got == [b"retained"]
+        await c.disconnect()
