@@ -488,6 +488,27 @@ def test_property_values_out_of_range():
     protocol_error(PROTOCOL, codec.decode, with_props(8, prop(0x0B, b"\x00")))
 
 
+def test_response_topic_is_a_topic_name_3_3_2_14():
+    # [MQTT-3.3.2-14] no wildcards in a Response Topic; [MQTT-4.7.3-1] not empty
+    for kind in (3, WILL):
+        decodes(with_props(kind, prop(0x08, s16("re/ply"))))
+        for bad in ("re/+", "#", "a+b", ""):
+            protocol_error(PROTOCOL, codec.decode, with_props(kind, prop(0x08, s16(bad))))
+            raises(UsageError, P.size, {P.PROP_RESPONSE_TOPIC: bad}, 1 << codec.PUBLISH)
+            raises(UsageError, P.size, {P.PROP_RESPONSE_TOPIC: bad}, P.W_WILL)
+
+
+def test_encoder_type_checks_raise_usage_errors():
+    buf = bytearray(64)
+    raises(UsageError, P.size, {"x": 1}, 1 << codec.PUBLISH)
+    raises(UsageError, P.size, {None: 1}, 1 << codec.PUBLISH)
+    usage_error(codec.encode_subscribe, buf, 1, [("a", None)])
+    usage_error(codec.encode_subscribe, buf, 1, [("a", "1")])
+    # a str payload is encoded as UTF-8 (its byte length, not its character count)
+    n = codec.encode_publish(buf, b"t", "\u00e9t\u00e9")
+    eq(codec.decode(bytes(buf[:n])).payload, "\u00e9t\u00e9".encode())
+
+
 def test_encoder_refuses_what_the_decoder_refuses():
     # The encoder must never produce a packet our own decoder (or any strict peer) refuses.
     buf = bytearray(128)

@@ -431,6 +431,8 @@ def encode_publish(buf, topic, payload, qos=0, packet_id=0, retain=False, dup=Fa
                    props=None, topic_alias=0):
     """A whole PUBLISH (3.3), the payload copied behind the header so that the
     packet leaves in one write. Returns the length."""
+    if isinstance(payload, str):
+        payload = _p.to_utf8(payload)  # cold: a str payload allocates its bytes
     n = len(payload)
     pos = encode_publish_header(buf, topic, n, qos, packet_id, retain, dup, props, topic_alias)
     if pos + n > len(buf):
@@ -479,8 +481,9 @@ def encode_subscribe(buf, packet_id, subscriptions, props=None):
         f = _check_str(filt, "topic filter")
         if not filter_ok(f, 0, len(f)):
             raise UsageError("invalid topic filter %r" % (filt,), 0x8F)
-        if options & 0xC0 or (options & 3) == 3 or (options >> 4) & 3 == 3:
-            raise UsageError("invalid subscription options 0x%02X" % options)
+        if (not isinstance(options, int) or options & 0xC0 or (options & 3) == 3
+                or (options >> 4) & 3 == 3):
+            raise UsageError("invalid subscription options %r" % (options,))
         if options & 4 and f[:7] == b"$share/":
             raise UsageError("no local on a shared subscription [MQTT-3.8.3-4]")
         encoded.append(f)

@@ -232,10 +232,26 @@ def _check_value(pid, ptype, value):
               and _str_ok(value[0]) and _str_ok(value[1]))
     elif ptype == T_UTF8:
         ok = _str_ok(value)
+        if ok and pid == PROP_RESPONSE_TOPIC:
+            b = to_utf8(value)
+            ok = _topic_name_ok(b, 0, len(b))
     else:
         ok = isinstance(value, (bytes, bytearray, memoryview)) and len(value) <= 0xFFFF
     if not ok:
         raise UsageError("bad value for property 0x%02X: %r" % (pid, value))
+
+
+def _topic_name_ok(buf, start, end):
+    """A non-empty name without wildcards (the UTF-8 is checked elsewhere); the
+    Response Topic's rules, kept here because topic.py imports this module."""
+    if start >= end:
+        return False
+    while start < end:
+        c = buf[start]
+        if c == 0x2B or c == 0x23:  # '+' '#'
+            return False
+        start += 1
+    return True
 
 
 def _str_ok(s):
@@ -273,9 +289,9 @@ def size(props, where):
         return 0
     total = 0
     for pid, value in _items(props):
-        ptype = prop_type(pid)
+        ptype = prop_type(pid) if isinstance(pid, int) else 0
         if not ptype:
-            raise UsageError("unknown property 0x%02X" % pid)
+            raise UsageError("unknown property %r" % (pid,))
         if not allowed_in(pid, where):
             raise UsageError("property 0x%02X not allowed in this packet" % pid)
         _check_value(pid, ptype, value)
@@ -504,9 +520,12 @@ def check(r, where):
         elif ptype == T_BINARY:
             r.span()
         else:
-            r.utf8()
+            s = r.utf8()
             if ptype == T_PAIR:
                 r.utf8()
+            elif pid == PROP_RESPONSE_TOPIC and not _topic_name_ok(r.buf, s, r.pos):
+                # [MQTT-3.3.2-14] no wildcards; [MQTT-4.7.3-1] at least one character
+                raise ProtocolError("Response Topic is not a valid topic name", 0x82)
         if r.pos > end:
             raise ProtocolError("property runs past the property length", 0x81)
     r.prop_end = end
