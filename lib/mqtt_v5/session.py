@@ -664,6 +664,21 @@ class Session:
             return self.ping_timeout_ms
         return self.keep_alive_ms // 2 if self.keep_alive_ms > 2000 else self.keep_alive_ms
 
+    def ping(self, now_ms):
+        """Encode a PINGREQ now, whether or not keep-alive wants one (a liveness
+        check); ``ping_pending()`` is True until the PINGRESP arrives, and the
+        usual ping timeout applies."""
+        self._ready_out()
+        if self.state != CONNECTED:
+            raise UsageError("not connected")
+        self.out[0:2] = _c.PINGREQ_BYTES
+        self.out_len = 2
+        if self._ping_sent < 0:
+            self._ping_sent = now_ms
+
+    def ping_pending(self):
+        return self._ping_sent >= 0
+
     def on_timer(self, now_ms):
         """Send PINGREQ when keep-alive is due [MQTT-3.1.2-22]; raise
         ``MqttTimeout`` when the link is dead or CONNACK is late."""
