@@ -29,6 +29,7 @@ _LAZY = {
     "Reconnecting": "client",
     "set_debug": "client",
     "TlsConfig": "transport",
+    "SyncClient": "sync",
 }
 
 
