@@ -498,6 +498,23 @@ def test_response_topic_is_a_topic_name_3_3_2_14():
             raises(UsageError, P.size, {P.PROP_RESPONSE_TOPIC: bad}, P.W_WILL)
 
 
+def test_topic_validation_is_not_skipped_for_a_changed_topic():
+    # encode_publish_header remembers the last valid *bytes* topic (immutable) to skip
+    # re-validating it; a bytearray can change between calls and must be checked again.
+    buf = bytearray(64)
+    t = bytearray(b"a/b")
+    codec.encode_publish(buf, t, b"")
+    codec.encode_publish(buf, t, b"")
+    t[2] = 0x2B  # "a/+"
+    usage_error(codec.encode_publish, buf, t, b"")
+    ok = b"x/y"
+    codec.encode_publish(buf, ok, b"")
+    codec.encode_publish(buf, ok, b"")
+    usage_error(codec.encode_publish, buf, b"x/#", b"")
+    usage_error(codec.encode_publish, buf, memoryview(b"x/#"), b"")
+    codec.encode_publish(buf, ok, b"")
+
+
 def test_encoder_type_checks_raise_usage_errors():
     buf = bytearray(64)
     raises(UsageError, P.size, {"x": 1}, 1 << codec.PUBLISH)
