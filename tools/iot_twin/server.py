@@ -1242,9 +1242,16 @@ class Connection:
             return False
         buf = self.broker.buf
         payload = msg.payload
-        hlen = codec.encode_publish_header(
-            buf, msg.topic_b, len(payload), qos, pid, retain, False, msg.props_at(now)
-        )
+        try:
+            hlen = codec.encode_publish_header(
+                buf, msg.topic_b, len(payload), qos, pid, retain, False, msg.props_at(now)
+            )
+        except UsageError as e:
+            # Never let one message that cannot be re-encoded hurt the publisher's or the
+            # receiver's connection (the decoders are as strict as the encoders, so this
+            # would be a twin bug).
+            log.warning("%s: PUBLISH on %s not delivered: %s", self.client_id, msg.topic, e)
+            return False
         if hlen + len(payload) > self.max_packet_out:
             # [MQTT-3.1.2-25] never exceed the client's Maximum Packet Size: drop it.
             log.debug(
