@@ -632,7 +632,9 @@ class MqttClient:
         if qos == 0:
             await self._publish(topic, payload, 0, retain, options, None)
             return 0
-        d = await self.begin_publish(topic, payload, qos, retain, options)
+        d = Delivery()
+        # The caller waits for the ack: send now rather than batch (one loop hop less).
+        await self._publish(topic, payload, qos, retain, options, d, False)
         return await d.wait()
 
     async def publish_qos1(self, topic, payload, retain=False, options=None):
@@ -650,7 +652,7 @@ class MqttClient:
         await self._publish(topic, payload, qos, retain, options, d)
         return d
 
-    async def _publish(self, topic, payload, qos, retain, options, token):
+    async def _publish(self, topic, payload, qos, retain, options, token, batch=True):
         s = self._session
         if isinstance(payload, str):
             payload = payload.encode()
@@ -669,9 +671,13 @@ class MqttClient:
                 if _log_fn is not None:
                     _log("PUBLISH topic=%r qos=%d pid=%d len=%d" % (topic, qos, pid, len(payload)))
                 if self._batch_out():
-                    return
+                    if batch:
+                        return  # the flush task sends it with whatever follows
+                    write = self._flush_batch
+                else:
+                    write = self._locked_write
                 try:
-                    await self._locked_write()
+                    await write()
                 except NetworkError:
                     if token is None:
                         raise  # QoS 0: it may be lost, say so
