@@ -7,6 +7,7 @@ plain int passed as ``now_ms``.
 """
 
 from _check import raises
+
 from mqtt_v5 import session as S
 from mqtt_v5._compat import ticks_add
 from mqtt_v5.codec import Ack, Connack, Disconnect, decode, encode_bytes

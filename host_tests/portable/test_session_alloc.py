@@ -15,10 +15,11 @@ import gc
 import sys
 
 from _session_util import WRAP, connected, eq, fail
-from mqtt_v5._compat import ticks_add
+
 from mqtt_v5 import codec
 from mqtt_v5 import properties as P
 from mqtt_v5 import session as S
+from mqtt_v5._compat import ticks_add
 
 ON_MICROPYTHON = sys.implementation.name == "micropython"
 ITERATIONS = 1000

@@ -5,13 +5,22 @@ Portable: runs under pytest and under real MicroPython (tools/mp_run.mjs).
 """
 
 from _session_util import (
-    T0, connect, connected, eq, feed, new, nothing_sent, poll, take, usage_error,
+    T0,
+    connect,
+    connected,
+    eq,
+    feed,
+    new,
+    nothing_sent,
+    poll,
+    take,
+    usage_error,
 )
+
 from mqtt_v5 import properties as P
 from mqtt_v5 import session as S
-from mqtt_v5.codec import CONNECT, Connack, Connect, Publish, SubAck, Will, sub_options
+from mqtt_v5.codec import CONNECT, Connack, Connect, SubAck, Will, sub_options
 from mqtt_v5.errors import MqttTimeout
-
 
 # ------------------------------------------------------------------ CONNECT ---
 

@@ -6,13 +6,34 @@ Portable: runs under pytest and under real MicroPython (tools/mp_run.mjs).
 """
 
 from _session_util import (
-    T0, ack, connected, eq, feed, new, nothing_sent, poll, protocol_failure, take,
+    T0,
+    ack,
+    connected,
+    eq,
+    feed,
+    new,
+    nothing_sent,
+    poll,
+    protocol_failure,
+    take,
 )
+
 from mqtt_v5 import properties as P
 from mqtt_v5 import session as S
 from mqtt_v5.codec import (
-    PINGREQ, PINGRESP, PUBACK, PUBCOMP, PUBREC, Connack, Connect, Ping, Publish, SubAck,
-    Subscribe, Unsubscribe, encode_bytes,
+    PINGREQ,
+    PINGRESP,
+    PUBACK,
+    PUBCOMP,
+    PUBREC,
+    Connack,
+    Connect,
+    Ping,
+    Publish,
+    SubAck,
+    Subscribe,
+    Unsubscribe,
+    encode_bytes,
 )
 
 

@@ -5,6 +5,7 @@ period and MicroPython's. Portable: runs under pytest and under real MicroPython
 """
 
 from _session_util import T0, WRAP, connect, connected, eq, feed, new, nothing_sent, take
+
 from mqtt_v5 import session as S
 from mqtt_v5._compat import ticks_add
 from mqtt_v5.codec import PINGREQ, PUBACK, Ack, Ping, Publish

@@ -6,12 +6,24 @@ Portable: runs under pytest and under real MicroPython (tools/mp_run.mjs).
 """
 
 from _session_util import (
-    ack, connect, connected, drain, eq, feed, fail, new, nothing_sent, poll, pump_all,
-    take, usage_error,
+    ack,
+    connect,
+    connected,
+    drain,
+    eq,
+    fail,
+    feed,
+    new,
+    nothing_sent,
+    poll,
+    pump_all,
+    take,
+    usage_error,
 )
+
 from mqtt_v5 import properties as P
 from mqtt_v5 import session as S
-from mqtt_v5.codec import PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, Ack, Publish
+from mqtt_v5.codec import PUBACK, PUBCOMP, PUBREC, PUBREL, Ack, Publish
 from mqtt_v5.errors import QueueFull
 
 # ------------------------------------------------------------ outbound QoS ---

@@ -7,9 +7,20 @@ Portable: runs under pytest and under real MicroPython (tools/mp_run.mjs).
 """
 
 from _session_util import (
-    ack, connect, connected, drain, eq, feed, new, nothing_sent, poll, protocol_failure,
-    pump_all, take,
+    ack,
+    connect,
+    connected,
+    drain,
+    eq,
+    feed,
+    new,
+    nothing_sent,
+    poll,
+    protocol_failure,
+    pump_all,
+    take,
 )
+
 from mqtt_v5 import session as S
 from mqtt_v5.codec import PUBACK, PUBCOMP, PUBREC, PUBREL, Ack, Connack, Publish
 
@@ -107,7 +118,7 @@ def test_not_present_sends_everything_again_as_new():
     eq([(p.topic, p.payload, p.qos, p.dup) for p in sent],
        [("t/1", b"one", 1, False), ("t/2", b"two", 2, False), ("t/4", b"four", 1, False)])
     eq(toks, ["one", "two", "four"])
-    eq(len(set(p.packet_id for p in sent)), 3)
+    eq(len({p.packet_id for p in sent}), 3)
     eq(s.queued(), 0)
     eq(s._queued_bytes, 0)
 
@@ -125,8 +136,9 @@ def test_requeued_messages_count_against_the_queue_bytes():
     s.connection_lost()
     # the bound still holds exactly: 100 bytes fit, 101 do not
     s.publish(b"t", bytes(99), 1)
-    from mqtt_v5.errors import QueueFull
     from _check import raises
+
+    from mqtt_v5.errors import QueueFull
     raises(QueueFull, s.publish, b"t", b"", 1)
 
 
