@@ -44,6 +44,9 @@ SECTIONS = {
     "micropython": ("bench_micropython:bench_micropython",
                     "bytes allocated per hot-path operation and heap per import, real "
                     "MicroPython (WebAssembly port)"),
+    "memory": ("bench_memory:bench_memory",
+               "MqttClient under MicroPython over the memory pipe: heap of a connected "
+               "client, bytes per publish / received message, idle bytes/s"),
     "size": ("bench_size:bench_size", ".mpy size of every lib/mqtt_v5 module for ESP32 "
              "(mpy-cross -march=xtensawin)"),
     "client": ("bench_client:bench_client",

@@ -42,6 +42,7 @@ class ScriptedServer:
         self.connects = []
         self.subs = []  # (filter bytes, qos) of the current connection
         self.pings = 0
+        self.handled = 0  # packets received (also while not recording)
         self.connections = 0
         self.conn = None  # the server end of the current pipe
         self.task = None
@@ -92,15 +93,17 @@ class ScriptedServer:
         await self.conn.write(data)
 
     async def _send_ack(self, t, pid):
-        # A preencoded packet per (type, pid): the benchmark's steady state sends from a
-        # cache, so the server allocates nothing once warm.
+        await self.conn.write(self._ack_bytes(t, pid))
+
+    def _ack_bytes(self, t, pid):
+        # Preencoded, per (type, packet id): once warm the server allocates nothing.
         key = (t << 16) | pid
         pkt = self._acks.get(key)
         if pkt is None:
             pkt = bytes(self._out[:C.encode_ack(self._out, t, pid)])
             if len(self._acks) < 64:
                 self._acks[key] = pkt
-        await self.conn.write(pkt)
+        return pkt
 
     # ------------------------------------------------------------------ waiting --
 
@@ -131,28 +134,32 @@ class ScriptedServer:
                     first = rd.next()
                     if first < 0:
                         break
+                    self.handled += 1
                     r = rd.reader.reset(rd.buf, rd.body_start, rd.body_end)
-                    if await self._handle(conn, first, r):
-                        return
+                    t = first >> 4
+                    if self.record or not (t == C.PUBLISH or C.PUBACK <= t <= C.PUBCOMP):
+                        if await self._handle(conn, first, r):
+                            return
+                    else:
+                        # The hot path, inline: no coroutine per packet, no allocation
+                        # once the acks are cached (the benchmark's steady state).
+                        if t == C.PUBLISH:
+                            qos = C.decode_publish_into(self._view, first, r).qos
+                            pid = self._view.packet_id
+                            t = C.PUBACK if qos == 1 else (C.PUBREC if qos == 2 else 0)
+                        else:
+                            pid = C.decode_ack_into(self._ack, first, r).packet_id
+                            t = C.PUBCOMP if t == C.PUBREL else (
+                                C.PUBREL if t == C.PUBREC else 0)
+                        if t and self.auto_ack:
+                            await conn.write(self._ack_bytes(t, pid))
                     self.changed.set()
         finally:
             self.changed.set()
 
     async def _handle(self, conn, first, r):
-        """One packet; True when the connection ends."""
+        """One packet (cold path: decoded and recorded); True when the connection ends."""
         t = first >> 4
-        if t == C.PUBLISH and not self.record:
-            v = C.decode_publish_into(self._view, first, r)  # hot path: no allocation
-            if v.qos and self.auto_ack:
-                await self._send_ack(C.PUBACK if v.qos == 1 else C.PUBREC, v.packet_id)
-            return False
-        if C.PUBACK <= t <= C.PUBCOMP and not self.record:
-            a = C.decode_ack_into(self._ack, first, r)
-            if t == C.PUBREL and self.auto_ack:
-                await self._send_ack(C.PUBCOMP, a.packet_id)
-            elif t == C.PUBREC and self.auto_ack:
-                await self._send_ack(C.PUBREL, a.packet_id)
-            return False
         pkt = C.decode_body(first, r)
         self.received.append(pkt)
         if t == C.CONNECT:

@@ -1,0 +1,358 @@
+"""The client's memory under real MicroPython (WebAssembly port, ``node tools/mp_run.mjs``).
+
+An ``MqttClient`` with DEFAULT ``ConnectOptions`` talks over ``memory_pipe()`` to the scripted
+server of the portable tests (host_tests/portable/_mqtt_server.py, recording off), in the
+same event loop. Everything the server owns (its object, its buffers, its task and the
+pipe's two rings, which stand in for the sockets' kernel buffers) is allocated BEFORE the
+client's baseline, so the figures below are the client's:
+
+heap         gc.mem_alloc() deltas after gc.collect(): ``import mqtt_v5``; the modules a
+             connected client loads (compiled from .py here: bytecode is in RAM; frozen
+             into the firmware it would be in flash); ``MqttClient(ConnectOptions())``
+             (buffers, session, in-flight table); what ``connect`` adds (tasks, events);
+             and their sum without module code: the client's RAM as a device with frozen
+             modules pays it.
+per_op       bytes allocated per operation in steady state (warm-up, then N operations
+             with the GC disabled, each followed by ``await asyncio.sleep_ms(0)`` so the
+             I/O tasks run; the harness's own cost, an empty such step, is subtracted):
+             QoS 0 publish; QoS 1 publish stop-and-wait (PUBACK
+             from the server); a received QoS 0 / QoS 1 message (PUBLISH from the server,
+             a plain callback, the PUBACK back). Breakdown: ``session`` the sans-IO core
+             alone on the same exchange; ``pipe_calls`` how many memory-pipe calls the
+             operation made (client end / server end) and ``pipe_bytes`` what those calls
+             cost at the pipe's own measured per-call price; ``driver`` the rest (client.py
+             plus asyncio scheduling on its behalf).
+pipe         the memory pipe's own cost per call: ``write`` (room in the ring) and
+             ``readinto`` (bytes waiting), each measured alone.
+idle         bytes allocated per second by a connected, idle client (keep-alive 60 s),
+             over 2 s with the GC disabled.
+
+``bench_memory(results)`` fills ``results``; ``python tools/bench_memory.py`` prints a table
+(``--json`` for the raw numbers, ``-n`` iterations).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MP_RUN = ROOT / "tools" / "mp_run.mjs"
+SERVER = ROOT / "host_tests" / "portable" / "_mqtt_server.py"
+N = 300
+TARGET_BYTES = 8192
+
+_CODE = r"""
+import gc, sys, json
+import asyncio
+import micropython
+
+N = %(n)d
+out = {}
+
+gc.collect()
+m0 = gc.mem_alloc()
+import mqtt_v5
+gc.collect()
+m1 = gc.mem_alloc()
+from mqtt_v5.client import MqttClient, ConnectOptions
+from mqtt_v5.memory import memory_pipe
+gc.collect()
+m2 = gc.mem_alloc()
+modules = sorted(k for k in sys.modules if k.startswith("mqtt_v5"))
+
+exec(SERVER_SRC)  # the scripted server: its code and objects are not the client's
+
+TOPIC = b"sensors/room1/temper"
+PAYLOAD = bytes(range(64))
+C = codec_module = sys.modules["mqtt_v5.codec"]
+
+
+def pkt(p):
+    return C.encode_bytes(p)
+
+
+async def main():
+    srv = ScriptedServer(capacity=4096, max_packet_size=512)
+    srv.record = False
+    srv.echo = False
+    a, b = memory_pipe(4096)
+    srv.conn = b
+    srv.task = asyncio.create_task(srv._serve(b))
+    calls = [0, 0, 0, 0]  # client write, client readinto, server write, server readinto
+
+    def counting(end, name, i):
+        orig = getattr(end, name)
+
+        def f(buf):
+            calls[i] += 1
+            return orig(buf)
+
+        setattr(end, name, f)
+
+    counting(a, "write", 0)
+    counting(a, "readinto", 1)
+    counting(b, "write", 2)
+    counting(b, "readinto", 3)
+
+    async def factory():
+        return a
+
+    await asyncio.sleep_ms(1)
+    # Things the client will hold but that are the benchmark's: the topic cache entry
+    # is the client's (made on first publish), the callback list entry is measured.
+    received = [0]
+
+    def on_msg(m):
+        received[0] += 1
+
+    gc.collect()
+    m3 = gc.mem_alloc()
+    c = MqttClient(ConnectOptions())
+    gc.collect()
+    m4 = gc.mem_alloc()
+    await c.connect(factory)
+    await asyncio.sleep_ms(2)
+    srv.received.clear()
+    srv.connects.clear()
+    gc.collect()
+    m5 = gc.mem_alloc()
+    out["heap"] = [["import mqtt_v5", m1 - m0],
+                   ["modules of a connected client (from .py)", m2 - m1],
+                   ["MqttClient(ConnectOptions())", m4 - m3],
+                   ["connect (tasks, events)", m5 - m4]]
+    out["modules"] = modules
+
+    # ---- steady state, bytes per operation ------------------------------------------
+    async def allocated(op):
+        for _ in range(20):
+            await op()
+        gc.collect()
+        gc.disable()
+        c0 = calls[:]
+        before = gc.mem_alloc()
+        for _ in range(N):
+            await op()
+        after = gc.mem_alloc()
+        gc.enable()
+        return (after - before) / N, [(calls[i] - c0[i]) / N for i in range(4)]
+
+    async def nop():
+        await asyncio.sleep_ms(0)
+
+    harness = (await allocated(nop))[0]  # the op's own coroutine and its sleep_ms(0)
+    out["harness"] = harness
+
+    async def measure(name, op):
+        total, per = await allocated(op)
+        out.setdefault("per_op", []).append([name, total - harness, per])
+
+    async def pub0():
+        await c.publish(TOPIC, PAYLOAD)
+        await asyncio.sleep_ms(0)
+
+    async def pub1():
+        await c.publish(TOPIC, PAYLOAD, 1)
+        await asyncio.sleep_ms(0)
+
+    await c.subscribe("in/#", on_msg)
+    in0 = pkt(C.Publish("in/room1/temper", PAYLOAD))
+    in1 = pkt(C.Publish("in/room1/temper", PAYLOAD, qos=1, packet_id=7))
+
+    async def recv(data):
+        want = received[0] + 1
+        handled = srv.handled
+        await b.write(data)
+        while received[0] < want:
+            await asyncio.sleep_ms(0)
+        if data is in1:
+            while srv.handled == handled:  # the PUBACK is back at the server
+                await asyncio.sleep_ms(0)
+        await asyncio.sleep_ms(0)
+
+    await measure("publish QoS 0", pub0)
+    await measure("publish QoS 1 (stop-and-wait)", pub1)
+    await measure("receive QoS 0", lambda: recv(in0))
+    await measure("receive QoS 1", lambda: recv(in1))
+
+    # ---- idle ------------------------------------------------------------------------
+    await asyncio.sleep_ms(50)
+    gc.collect()
+    gc.disable()
+    before = gc.mem_alloc()
+    await asyncio.sleep_ms(2000)
+    after = gc.mem_alloc()
+    gc.enable()
+    out["idle_bytes_per_s"] = (after - before) / 2
+    await c.disconnect()
+    await srv.stop()
+
+    # ---- the pipe alone --------------------------------------------------------------
+    p, q = memory_pipe(4096)
+    buf = bytearray(512)
+    data = in1
+
+    async def w():
+        await p.write(data)
+        q._take(buf)
+
+    async def wr():
+        await p.write(data)
+        await q.readinto(buf)
+
+    async def per_call(fn):
+        for _ in range(10):
+            await fn()
+        gc.collect()
+        gc.disable()
+        before = gc.mem_alloc()
+        for _ in range(N):
+            await fn()
+        after = gc.mem_alloc()
+        gc.enable()
+        return (after - before) / N
+
+    # A coroutine to drive the loops costs nothing here: measured around it.
+    cw = await per_call(w)
+    cwr = await per_call(wr)
+    out["pipe"] = {"write": cw, "readinto": cwr - cw}
+
+    # ---- the session alone, same exchanges --------------------------------------------
+    from mqtt_v5 import session as S
+
+    s = S.Session("")
+    s.connect(0)
+    s.flushed(0)
+    s.reader.feed(pkt(C.Connack()))
+    s.poll(0)
+
+    def s_pub0():
+        s.publish(TOPIC, PAYLOAD)
+        s.flushed(0)
+
+    ack = pkt(C.Ack(C.PUBACK, 1))
+    mv = memoryview(bytearray(ack))
+
+    def s_pub1():
+        pid = s.publish(TOPIC, PAYLOAD, 1)
+        s.flushed(0)
+        mv[2] = pid >> 8
+        mv[3] = pid & 0xFF
+        s.reader.feed(mv)
+        while s.poll(0):
+            s.flushed(0)
+
+    def s_recv(data):
+        s.reader.feed(data)
+        while s.poll(0):
+            s.flushed(0)
+
+    def s_recv0():
+        s_recv(in0)
+
+    def s_recv1():
+        s_recv(in1)
+
+    sess = []
+    for fn in (s_pub0, s_pub1, s_recv0, s_recv1):
+        for _ in range(10):
+            fn()
+        gc.collect()
+        gc.disable()
+        before = gc.mem_alloc()
+        for _ in range(N):
+            fn()
+        after = gc.mem_alloc()
+        gc.enable()
+        sess.append((after - before) / N)
+    out["session"] = sess
+    print("BENCH " + json.dumps(out))
+
+
+await asyncio.create_task(main())
+"""
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if not node:
+        raise RuntimeError("node is not installed (make setup)")
+    return node
+
+
+def run(n: int = N) -> dict:
+    code = f"SERVER_SRC = {SERVER.read_text()!r}\n" + _CODE % {"n": n}
+    proc = subprocess.run([_node(), str(MP_RUN), "--exec", code], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    for line in proc.stdout.splitlines():
+        if line.startswith("BENCH "):
+            return json.loads(line[6:])
+    raise RuntimeError(f"MicroPython gave no result (exit {proc.returncode}):\n"
+                       f"{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+
+
+def bench_memory(results: dict, n: int = N) -> None:
+    raw = run(n)
+    heap = dict(raw["heap"])
+    runtime = heap["import mqtt_v5"] + heap["MqttClient(ConnectOptions())"] + \
+        heap["connect (tasks, events)"]
+    results["heap_bytes"] = heap
+    results["client_ram_without_module_code"] = runtime
+    results["target_bytes"] = TARGET_BYTES
+    results["modules_loaded"] = raw["modules"]
+    pipe = raw["pipe"]
+    rows = {}
+    for (name, total, calls), sess in zip(raw["per_op"], raw["session"], strict=True):
+        pipe_bytes = (calls[0] + calls[2]) * pipe["write"] + (calls[1] + calls[3]) * \
+            pipe["readinto"]
+        rows[name] = {"total": round(total, 1), "session": round(sess, 1),
+                      "pipe_calls c/s": f"{calls[0] + calls[1]:.1f}/{calls[2] + calls[3]:.1f}",
+                      "pipe_bytes": round(pipe_bytes, 1),
+                      "driver": round(total - sess - pipe_bytes, 1)}
+    results["bytes_per_op"] = rows
+    results["pipe_bytes_per_call"] = pipe
+    results["idle_bytes_per_s"] = raw["idle_bytes_per_s"]
+    results["conditions"] = {"iterations": n, "payload_bytes": 64, "topic_bytes": 20,
+                             "runtime": "MicroPython 1.27 WebAssembly (32-bit, ESP32 block "
+                                        "sizes)", "options": "ConnectOptions() defaults"}
+
+
+def _table(r: dict) -> str:
+    out = ["heap (bytes, gc.mem_alloc() after gc.collect())"]
+    for k, v in r["heap_bytes"].items():
+        out.append(f"  {k:<48}{v:>9,}")
+    label = f"client RAM without module code (target {r['target_bytes']:,})"
+    out.append(f"  {label:<48}{r['client_ram_without_module_code']:>9,}")
+    out.append("bytes allocated per operation, steady state")
+    cols = ["total", "session", "pipe_calls c/s", "pipe_bytes", "driver"]
+    out.append("  " + " " * 32 + "".join(c.rjust(16) for c in cols))
+    for name, row in r["bytes_per_op"].items():
+        out.append(f"  {name:<32}" + "".join(str(row[c]).rjust(16) for c in cols))
+    p = r["pipe_bytes_per_call"]
+    out.append(f"  memory pipe per call: write {p['write']:.1f} B, readinto {p['readinto']:.1f} B")
+    out.append(f"idle, connected (keep-alive 60 s): {r['idle_bytes_per_s']:.1f} B/s")
+    out.append("modules loaded: " + ", ".join(r["modules_loaded"]))
+    return "\n".join(out)
+
+
+bench_memory.table = _table  # type: ignore[attr-defined]
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-n", type=int, default=N)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    res: dict = {}
+    bench_memory(res, args.n)
+    print(json.dumps(res, indent=2) if args.json else _table(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
