@@ -121,6 +121,9 @@ def protocol_failure(s, rc, now=T0):
     e = raises(ProtocolError, s.poll, now)
     eq(e.reason_code, rc, "ProtocolError reason code (%s)" % e)
     eq(s.state, S.DISCONNECTED, "state after a protocol error")
+    # DISCONNECT, remaining length 1, the reason code (MQTT 5.0 3.14), spelled out
+    # rather than trusting our own decoder alone
+    eq(out_bytes(s), bytes([0xE0, 0x01, rc]), "DISCONNECT bytes queued")
     eq(take(s, now), Disconnect(rc), "DISCONNECT queued")
     return e
 

@@ -364,3 +364,16 @@ def test_auth_exchange():
     eq(poll(s), (S.EV_CONNACK, None))
     eq(s.state, S.CONNECTED)
 
+
+
+def test_subscribe_above_the_servers_maximum_packet_size():
+    s = connected(props={P.PROP_MAXIMUM_PACKET_SIZE: 30})
+    usage_error(0x95, s.subscribe, [("a" * 30, 0)])
+    usage_error(0x95, s.unsubscribe, ["b" * 30])
+    usage_error(None, s.subscribe, [("a/#/b", 0)])  # invalid filter
+    nothing_sent(s)
+    eq(s.connection_lost(), {})  # nothing left pending
+    s = connected(props={P.PROP_MAXIMUM_PACKET_SIZE: 30})
+    usage_error(0x95, s.subscribe, [("a" * 30, 0)])
+    eq(s.subscribe([("a", 0)]), 1)  # no packet id used up
+    take(s)

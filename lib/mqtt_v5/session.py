@@ -613,9 +613,8 @@ class Session:
         if props and _p.PROP_SUBSCRIPTION_IDENTIFIER in props and \
                 not lim.subscription_identifiers_available:
             raise UsageError("the server does not support subscription identifiers", 0xA1)
-        pid = self._alloc_pid()
-        self.out_len = _c.encode_subscribe(self.out, pid, subscriptions, props)
-        self._pending_sub[pid] = token
+        pid = self._peek_pid()
+        self._commit_request(pid, _c.encode_subscribe(self.out, pid, subscriptions, props), token)
         return pid
 
     def unsubscribe(self, filters, props=None, token=None):
@@ -623,10 +622,18 @@ class Session:
         self._ready_out()
         if self.state != CONNECTED:
             raise UsageError("not connected")
-        pid = self._alloc_pid()
-        self.out_len = _c.encode_unsubscribe(self.out, pid, filters, props)
-        self._pending_sub[pid] = token
+        pid = self._peek_pid()
+        self._commit_request(pid, _c.encode_unsubscribe(self.out, pid, filters, props), token)
         return pid
+
+    def _commit_request(self, pid, n, token):
+        if n > self.limits.maximum_packet_size:
+            # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
+            raise UsageError("%d-byte packet exceeds the server's Maximum Packet Size %d"
+                             % (n, self.limits.maximum_packet_size), 0x95)
+        self.out_len = n
+        self._next_pid = pid
+        self._pending_sub[pid] = token
 
     # ----------------------------------------------------------- leaving --
 
