@@ -307,3 +307,27 @@ async def test_persistent_broker_restart_loses_nothing(mosquitto_persistent):
                     firsts[p.payload] = p.packet_id
     assert all(firsts[p.payload] == p.packet_id for p in resends)
     await c.disconnect()
+
+
+async def test_disconnect_during_backoff_stops_everything(mosquitto, fault_proxy):
+    proxy = fault_proxy(mosquitto.host, mosquitto.plain_port)
+    rec = Recorder()
+    c = client_via(proxy, rec, reconnect_config=ReconnectConfig(
+        initial_delay=0.05, max_delay=0.2, jitter=0))
+    await c.connect(proxy.url)
+    proxy.refuse(True)
+    proxy.cut()
+    await rec.wait(Reconnecting, 2)
+    d = await c.begin_publish(unique("never"), b"x", qos=1)  # queued offline
+    await asyncio.wait_for(c.disconnect(), 2)
+    with pytest.raises(NetworkError):
+        await asyncio.wait_for(d.wait(), 2)  # the waiter is told, not left hanging
+    n, attempts = proxy.connections, len(rec.of(Reconnecting))
+    proxy.refuse(False)
+    await asyncio.sleep(0.5)
+    assert (proxy.connections, len(rec.of(Reconnecting))) == (n, attempts)  # no retry
+    assert not c.is_connected
+    # ... and the client can be connected again.
+    await c.connect(proxy.url)
+    assert c.is_connected
+    await c.disconnect()
