@@ -62,6 +62,42 @@ else:
         return asyncio.sleep(ms / 1000)
 
 
+class _Ready:
+    """An awaitable that is already complete (result None) and can be awaited again
+    and again: ``await READY`` allocates nothing on MicroPython, where calling an
+    ``async def`` allocates its generator (48 B or more). For a method that usually
+    has nothing to wait for: return READY then, a coroutine otherwise. It has
+    ``send``/``throw``/``close``, so ``asyncio.create_task`` and ``gather`` take it
+    as a coroutine on both runtimes. The one StopIteration is reused: its traceback
+    is cleared at each raise, or it would grow with every use."""
+
+    def __init__(self):
+        self._stop = StopIteration()
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        e = self._stop
+        e.__traceback__ = None
+        raise e
+
+    def send(self, value):
+        return self.__next__()
+
+    def throw(self, typ, val=None, tb=None):
+        raise typ if val is None else val
+
+    def close(self):
+        pass
+
+
+READY = _Ready()
+
+
 def random_ms(limit):
     """A random int in [0, limit) for reconnect jitter."""
     import random

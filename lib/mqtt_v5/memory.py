@@ -9,14 +9,17 @@ other end read its remaining bytes and then 0.
 Used by the tests (the MicroPython WebAssembly port has no sockets) and by
 applications that bring their own link (serial, radio, a custom socket).
 
-Memory on MicroPython: a write copies straight into the peer's ring and
-allocates nothing unless it wraps around the ring's end; a read allocates
-one small memoryview for the copy. The ring restarts at offset 0 whenever it
-empties, so a request/response exchange never wraps.
+Memory on MicroPython: a write that fits copies straight into the peer's
+ring and allocates nothing, not even a coroutine (``write`` is a plain
+method returning an awaitable), unless it wraps around the ring's end
+(then a few memoryview slices); a read costs its coroutine (64 B). The ring
+restarts at offset 0 whenever it empties, so a request/response exchange
+never wraps.
 """
 
 import asyncio
 
+from ._compat import READY
 from .errors import NetworkError, UsageError
 
 
@@ -39,8 +42,9 @@ class MemoryTransport:
         self.bytes_in = 0
         self.bytes_out = 0
 
-    # The coroutines keep two locals: on MicroPython a coroutine's frame is
-    # heap-allocated at every call, so the work is done in plain methods.
+    # On MicroPython a coroutine's frame is heap-allocated at every call, so the
+    # work is done in plain methods and ``write`` makes no coroutine unless it
+    # has to wait.
 
     async def readinto(self, buf):
         """Copy what is buffered (at least one byte, waiting for it) into
@@ -51,11 +55,23 @@ class MemoryTransport:
                 return n
             await self._data.wait()
 
-    async def write(self, buf):
-        """Copy all of ``buf`` into the peer's ring, waiting for room."""
+    def write(self, buf):
+        """Copy all of ``buf`` into the peer's ring, waiting for room; awaitable.
+        When it all fits at once (the usual case) the copy is done here and the
+        preallocated ``READY`` is returned: no coroutine is made."""
         self._off = 0
-        while self._put(buf):
+        try:
+            if not self._put(buf):
+                return READY
+        except NetworkError as e:
+            return _raise(e)  # raised where the caller awaits, as from a coroutine
+        return self._write_rest(buf)
+
+    async def _write_rest(self, buf):
+        while True:
             await self.peer._space.wait()  # type: ignore[union-attr]
+            if not self._put(buf):
+                return
 
     def _take(self, buf):
         n = self._n
@@ -143,3 +159,7 @@ def memory_pipe(capacity=4096):
     a.peer = b
     b.peer = a
     return a, b
+
+
+async def _raise(error):
+    raise error
