@@ -1,0 +1,35 @@
+"""_compat.READY, the preallocated completed awaitable (both runtimes): awaiting it
+gives None and allocates nothing under MicroPython; create_task and gather take it."""
+
+import asyncio
+import gc
+import sys
+
+from mqtt_v5._compat import READY
+
+
+async def _await_many(n):
+    for _ in range(n):
+        await READY
+
+
+async def test_ready_is_a_reusable_completed_awaitable():
+    assert await READY is None
+    assert await READY is None
+    assert await asyncio.gather(READY, READY) == [None, None]
+    assert await asyncio.create_task(READY) is None
+
+
+async def test_awaiting_ready_allocates_nothing_under_micropython():
+    if sys.implementation.name != "micropython":
+        return
+    await _await_many(10)
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        await _await_many(1000)  # one coroutine for the loop, then 1000 awaits
+        used = gc.mem_alloc() - before
+    finally:
+        gc.enable()
+    assert used <= 128, used
