@@ -9,7 +9,7 @@ import sys
 from _check import raises
 
 from mqtt_v5 import codec
-from mqtt_v5.errors import MqttError, ProtocolError, UsageError
+from mqtt_v5.errors import ProtocolError, UsageError
 
 IS_MICROPYTHON = sys.implementation.name == "micropython"
 
@@ -37,15 +37,6 @@ def protocol_error(reason_code, fn, *args):
 
 def usage_error(fn, *args):
     return raises(UsageError, fn, *args)
-
-
-def decode_only_mqtt_errors(data):
-    """Decode ``data``; any exception other than an MqttError fails the test. Returns the
-    packet or the MqttError."""
-    try:
-        return codec.decode(data)
-    except MqttError as e:
-        return e
 
 
 def frames(reader, out):
