@@ -100,8 +100,6 @@ async def test_reserved_packet_type_0():
     await violation(b"\x00\x00", 0x81)
 
 
-@pytest.mark.xfail(reason="codec answers 0x82; MQTT 5.0 2.2.2.2 says an Identifier not valid "
-                          "for its packet type is a Malformed Packet (0x81)")
 async def test_property_not_allowed_in_publish():
     # PUBLISH "t" carrying Session Expiry Interval (0x11), a CONNECT/CONNACK/DISCONNECT property.
     await violation(b"\x30\x0a\x00\x01t\x05\x11\x00\x00\x00\x0ax", 0x81)

@@ -404,15 +404,16 @@ def test_sanity_every_property_decodes_where_allowed():
 
 
 def test_property_not_allowed_in_packet_2_2_2_2():
-    # A property in a packet it is not defined for: Protocol Error (decode), UsageError
-    # (encode). Every property, every kind.
+    # A property in a packet it is not defined for: "an Identifier which is not valid for
+    # its packet type ... is a Malformed Packet" (decode), UsageError (encode). Every
+    # property, every kind.
     buf = bytearray(128)
     count = 0
     for pid in ALLOWED:
         for kind in KINDS:
             if kind in ALLOWED[pid]:
                 continue
-            protocol_error(PROTOCOL, codec.decode, with_props(kind, prop(pid)))
+            protocol_error(MALFORMED, codec.decode, with_props(kind, prop(pid)))
             count += 1
     eq(count, 27 * 14 - sum(len(ALLOWED[p]) for p in ALLOWED))
     usage_error(codec.encode_connack, buf, 0, False, {P.PROP_TOPIC_ALIAS: 1})

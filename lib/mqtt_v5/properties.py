@@ -483,7 +483,8 @@ def check(r, where):
         if not ptype:
             raise ProtocolError("unknown property identifier 0x%02X" % pid, 0x81)
         if not _WHERE[pid] & where:
-            raise ProtocolError("property 0x%02X not allowed in this packet" % pid, 0x82)
+            # MQTT 5.0 2.2.2.2: an Identifier not valid for its packet is Malformed.
+            raise ProtocolError("property 0x%02X not allowed in this packet" % pid, 0x81)
         if pid != PROP_USER_PROPERTY and not (pid == PROP_SUBSCRIPTION_IDENTIFIER
                                               and where == _PUBLISH):
             # Only User Property (and Subscription Identifier in PUBLISH) may repeat.
