@@ -11,8 +11,9 @@ subscriber loses nothing, persistence off) and measures, for each client library
                        process): first publish to last message received
 
 Rates are msg/s (64-byte payloads), the median of ``rounds`` runs; ``ratio`` = ours / paho.
-``bench_client(results)`` fills ``results["client"]``; ``python tools/bench_client.py``
-prints a table (``--n``, ``--rounds``, ``--json``).
+``bench_client(results)`` is the ``client`` section of tools/bench.py: it fills ``results``
+with {metric: {"ours", "paho", "ratio"}} and "conditions". ``python tools/bench_client.py``
+runs it alone (``--n``, ``--rounds``, ``--json``).
 """
 
 from __future__ import annotations
@@ -295,22 +296,35 @@ def _measure(port, n):
 
 
 def bench_client(results: dict, n: int = 10_000, rounds: int = 3) -> None:
-    """Fill ``results["client"]`` with {metric: {"ours", "paho", "ratio"}} in msg/s."""
+    """Fill ``results`` with {metric: {"ours", "paho", "ratio"}} in msg/s, and
+    "conditions"."""
     broker = _Broker().start()
     try:
         ours, paho = _measure(broker.port, n)
-        out = {}
         for metric in METRICS:
             o = statistics.median(ours[metric]() for _ in range(rounds))
             p = statistics.median(paho[metric]() for _ in range(rounds))
-            out[metric] = {"ours": round(o), "paho": round(p), "ratio": round(o / p, 2)}
-        results["client"] = out
-        results["client_conditions"] = {
+            results[metric] = {"ours": round(o), "paho": round(p), "ratio": round(o / p, 2)}
+        results["conditions"] = {
             "messages": n, "stop_and_wait_messages": n // 2, "payload_bytes": len(PAYLOAD),
             "rounds": rounds, "broker": "mosquitto, loopback, max_queued_messages 0",
             "python": sys.version.split()[0]}
     finally:
         broker.close()
+
+
+def _table(results: dict) -> str:
+    lines = [f"{'msg/s':20s} {'mqtt_v5':>12s} {'paho':>12s} {'ratio':>8s}"]
+    for metric in METRICS:
+        r = results.get(metric)
+        if r:
+            lines.append(f"{metric:20s} {r['ours']:12,d} {r['paho']:12,d} {r['ratio']:8.2f}")
+    c = results.get("conditions", {})
+    lines.append(", ".join(f"{k}: {v}" for k, v in c.items()))
+    return "\n".join(lines)
+
+
+bench_client.table = _table
 
 
 def main(argv=None):
@@ -323,13 +337,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     results = {}
     bench_client(results, args.n, args.rounds)
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return
-    print(f"{'msg/s':<20} {'mqtt_v5':>12} {'paho':>12} {'ratio':>8}")
-    for metric, r in results["client"].items():
-        print(f"{metric:<20} {r['ours']:12d} {r['paho']:12d} {r['ratio']:8.2f}")
-    print(results["client_conditions"])
+    print(json.dumps(results, indent=2) if args.json else _table(results))
 
 
 if __name__ == "__main__":
