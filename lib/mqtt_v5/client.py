@@ -294,6 +294,14 @@ class Delivery:
         self.reason_code = None
         self.error = None
         self._event = asyncio.Event()
+        self._freed = False  # the session no longer holds it (publish() may reuse it)
+
+    def _reset(self):
+        self.packet_id = 0
+        self.reason_code = None
+        self.error = None
+        self._event.clear()
+        self._freed = False
 
     def _done(self, pid, rc, error=None):
         self.packet_id = pid or self.packet_id
@@ -399,6 +407,7 @@ class MqttClient:
         self._transport = None
         self._target = None
         self._wlock = _WriteLock()
+        self._spare = []  # Delivery objects publish() may reuse
         self._window = asyncio.Event()
         self._timer_wake = asyncio.Event()
         self._subs = []
@@ -617,6 +626,14 @@ class MqttClient:
 
     async def _flush_batch(self):
         """Write the batch (caller holds the write lock)."""
+        try:
+            await self._batch_write()
+        except Exception as e:
+            self._link_failed(e)
+            raise NetworkError("write failed: %r" % (e,))
+
+    def _batch_write(self):
+        """The transport's write of the batch, to await (no coroutine of ours)."""
         n = self._batch_len
         self._batch_len = 0
         v = self._batch_views.get(n)  # sizes repeat in steady state: no allocation
@@ -625,11 +642,7 @@ class MqttClient:
                 self._batch_views.clear()
             v = self._batch_mv[:n]
             self._batch_views[n] = v
-        try:
-            await self._transport.write(v)
-        except Exception as e:
-            self._link_failed(e)
-            raise NetworkError("write failed: %r" % (e,))
+        return self._transport.write(v)
 
     async def _flush_loop(self):
         """Send the batch once the tasks that filled it let the loop run."""
@@ -647,13 +660,30 @@ class MqttClient:
             self._link_failed(e)
 
     async def _locked_write(self):
-        t = self._transport
         try:
-            await self._write_out(t)
+            await self._send()
         except Exception as e:
-            self._session.flushed(ticks_ms())
-            self._link_failed(e)
-            raise NetworkError("write failed: %r" % (e,))
+            raise self._write_failed(e)
+
+    def _send(self):
+        """Write the packet in ``out`` (caller holds the write lock); returns an
+        awaitable. The usual case (nothing batched, no tail, no debug log) hands
+        the view to the transport without a coroutine of ours: under MicroPython
+        each one costs its frame per packet. ``out`` is marked flushed before
+        the transport is done with it, which is safe: nothing encodes into it
+        until the caller, awaiting the write, releases the lock."""
+        s = self._session
+        if self._batch_len or s.out_tail is not None or _log_fn is not None:
+            return self._write_out(self._transport)
+        v = self._view(s.out_len)
+        s.flushed(ticks_ms())
+        return self._transport.write(v)
+
+    def _write_failed(self, e):
+        """A write failed: the link is gone. Returns the NetworkError to raise."""
+        self._session.flushed(ticks_ms())
+        self._link_failed(e)
+        return NetworkError("write failed: %r" % (e,))
 
     # ---------------------------------------------------------- publish --
 
@@ -668,20 +698,22 @@ class MqttClient:
             return b
         return topic
 
-    async def publish(self, topic, payload, qos=0, retain=False, options=None):
-        # type: (Union[str, bytes], Union[bytes, str], int, bool, Optional[PublishOptions]) -> int
+    def publish(self, topic, payload, qos=0, retain=False, options=None):
+        # type: (Union[str, bytes], Union[bytes, str], int, bool, Optional[PublishOptions]) -> Awaitable[int]
         """Publish; returns the packet id (0 for QoS 0: once handed to the
         transport, or batched with other small packets) once the server has
         acknowledged QoS >= 1. Raises ``PublishFailed`` with the reason code
         when the server refuses it. While disconnected the message is queued
-        (``QueueFull`` past the bounds) and sent after reconnecting."""
+        (``QueueFull`` past the bounds) and sent after reconnecting.
+
+        A plain method returning the one coroutine that does the work (await
+        it, or make it a task): under MicroPython every coroutine costs its
+        frame, so a publish makes one, not three."""
         if qos == 0:
-            await self._publish(topic, payload, 0, retain, options, None)
-            return 0
-        d = Delivery()
+            return self._publish(topic, payload, 0, retain, options, None)
         # The caller waits for the ack: send now rather than batch (one loop hop less).
-        await self._publish(topic, payload, qos, retain, options, d, False)
-        return await d.wait()
+        return self._publish(topic, payload, qos, retain, options,
+                             self._spare.pop() if self._spare else Delivery(), False, True)
 
     async def publish_qos1(self, topic, payload, retain=False, options=None):
         """``publish(..., qos=1)``."""
@@ -698,7 +730,8 @@ class MqttClient:
         await self._publish(topic, payload, qos, retain, options, d)
         return d
 
-    async def _publish(self, topic, payload, qos, retain, options, token, batch=True):
+    async def _publish(self, topic, payload, qos, retain, options, token, batch=True,
+                       wait=False):
         s = self._session
         if isinstance(payload, str):
             payload = payload.encode()
@@ -716,21 +749,36 @@ class MqttClient:
                     token.packet_id = pid
                 if _log_fn is not None:
                     _log("PUBLISH topic=%r qos=%d pid=%d len=%d" % (topic, qos, pid, len(payload)))
-                if self._batch_pub and self._batch_out():
-                    if batch:
-                        return  # the flush task sends it with whatever follows
-                    write = self._flush_batch
-                else:
-                    write = self._locked_write
                 try:
-                    await write()
-                except NetworkError:
+                    if self._batch_pub and self._batch_out():
+                        if batch:
+                            return pid  # the flush task sends it with whatever follows
+                        await self._batch_write()
+                    else:
+                        await self._send()
+                except Exception as e:
+                    err = self._write_failed(e)
                     if token is None:
-                        raise  # QoS 0: it may be lost, say so
+                        raise err  # QoS 0: it may be lost, say so
                     # QoS 1/2: the session holds it and resends it after reconnecting;
                     # the Delivery completes then (raising here would invite a duplicate).
             elif _log_fn is not None:
                 _log("PUBLISH queued (offline or window full) topic=%r qos=%d" % (topic, qos))
+        if not wait:
+            return pid
+        ev = token._event
+        if not ev.is_set():
+            await ev.wait()
+        pid = token.packet_id
+        err = token.error
+        if token._freed and len(self._spare) < 4:
+            # The session let go of it (acknowledged or refused): reuse it for the
+            # next publish() rather than make a Delivery and its Event each time.
+            token._reset()
+            self._spare.append(token)
+        if err is not None:
+            raise err
+        return pid
 
     async def _pump(self):
         """Send resends and queued messages while the window allows."""
@@ -940,10 +988,13 @@ class MqttClient:
                 if s.out_len:
                     # Acks are batched while more packets wait in the buffer, so the
                     # acks of one read leave in one write, in order [MQTT-4.6.0-2].
-                    if not self._batch_out():
-                        await self._locked_write()
-                    elif s.reader.start == s.reader.end:
-                        await self._flush_batch()
+                    try:
+                        if not self._batch_out():
+                            await self._send()
+                        elif s.reader.start == s.reader.end:
+                            await self._batch_write()
+                    except Exception as e:
+                        raise self._write_failed(e)
             if ev == _s.EV_NONE:
                 if self._batch_len:
                     async with self._wlock:
@@ -953,7 +1004,7 @@ class MqttClient:
             if ev == _s.EV_CONTINUE:
                 continue
             if ev == _s.EV_MESSAGE:
-                await self._dispatch()
+                self._dispatch()
             elif ev == _s.EV_PUBLISH_DONE or ev == _s.EV_PUBLISH_FAILED:
                 tok = s.ev_token
                 if tok is not None:
@@ -962,6 +1013,7 @@ class MqttClient:
                             "publish refused by the server", s.ev_rc, s.ev_pid))
                     else:
                         tok._done(s.ev_pid, s.ev_rc)
+                    tok._freed = True
                 self._window.set()
                 if s.queued():
                     await self._pump()
@@ -978,7 +1030,7 @@ class MqttClient:
                 raise NetworkError("server disconnected: %s" % (reason or "reason code"),
                                    s.ev_rc)
 
-    async def _dispatch(self):
+    def _dispatch(self):
         s = self._session
         msg = self._msg
         msg._bind(s)
