@@ -8,7 +8,7 @@ packet is written under one lock, in one write. Nothing here polls.
 
 import asyncio
 
-from ._compat import IS_MICROPYTHON, READY, is_awaitable, random_ms, sleep_ms, ticks_ms
+from ._compat import IS_MICROPYTHON, READY, is_awaitable, random_ms, sleep_ms, ticks_diff, ticks_ms
 from . import codec as _c
 from . import properties as _p
 from . import session as _s
@@ -426,6 +426,8 @@ class MqttClient:
         self._connected = False
         self._lost = None
         self._has_connected = False
+        self._up_since = 0
+        self._short_links = 0  # connections in a row that died young (backoff carries on)
 
     # ---------------------------------------------------------- properties --
 
@@ -552,6 +554,7 @@ class MqttClient:
                     "the server lost the session after PUBREC: QoS 2 delivery unconfirmed",
                     None, pid))
         self._connected = True
+        self._up_since = ticks_ms()
         self._has_connected = True
         return Connected(s.ev_session_present, s.limits)
 
@@ -956,20 +959,16 @@ class MqttClient:
         rd = s.reader
         try:
             # Packets that came in the same read as CONNACK (a resumed session's
-            # queued messages) are already buffered: handle them before waiting.
-            await self._process_input()
-            while True:
-                n = await transport.readinto(rd.free())
-                if not n:
-                    raise NetworkError("connection closed by the server")
-                rd.wrote(n)
-                await self._process_input()
+            # queued messages) are already buffered: handled before the first read.
+            await self._process_input(transport, rd)
         except asyncio.CancelledError:
             raise
         except Exception as e:
             self._link_failed(e)
 
-    async def _process_input(self):
+    async def _process_input(self, transport, rd):
+        """Handle what is buffered, then read more; forever. One coroutine for the
+        connection's life, not one per read (under MicroPython its frame is 160 B)."""
         s = self._session
         while True:
             async with self._wlock:
@@ -1000,7 +999,11 @@ class MqttClient:
                     async with self._wlock:
                         if self._batch_len:
                             await self._flush_batch()
-                return
+                n = await transport.readinto(rd.free())
+                if not n:
+                    raise NetworkError("connection closed by the server")
+                rd.wrote(n)
+                continue
             if ev == _s.EV_CONTINUE:
                 continue
             if ev == _s.EV_MESSAGE:
@@ -1135,6 +1138,15 @@ class MqttClient:
                 self._supervisor = None
                 self._queue_event.set()
                 return
+            # A link that keeps dying right after it came up (e.g. two devices with one
+            # client id taking the session from each other) must not be retried at the
+            # initial delay forever: the backoff is only reset by a connection that
+            # outlived max_delay.
+            if ticks_diff(ticks_ms(), self._up_since) < rc_cfg.max_delay * 1000:
+                streak = self._short_links
+                self._short_links += 1
+            else:
+                streak = self._short_links = 0
             attempt = 0
             while not self._closing:
                 attempt += 1
@@ -1144,7 +1156,7 @@ class MqttClient:
                     self._supervisor = None
                     self._queue_event.set()
                     return
-                delay = rc_cfg.delay(attempt)
+                delay = rc_cfg.delay(attempt + streak)
                 await self._emit(Reconnecting(attempt, delay))
                 await sleep_ms(int(delay * 1000))
                 if self._closing:
