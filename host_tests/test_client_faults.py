@@ -331,3 +331,27 @@ async def test_disconnect_during_backoff_stops_everything(mosquitto, fault_proxy
     await c.connect(proxy.url)
     assert c.is_connected
     await c.disconnect()
+
+
+async def test_session_takeover_ping_pong_backs_off(mosquitto):
+    """Two clients with one client id take the session from each other; Mosquitto closes the
+    loser without a DISCONNECT. Each reconnect must back off further instead of retrying at
+    the initial delay forever."""
+    cid = unique("twin-id")
+    recs, clients = [], []
+    for _ in range(2):
+        rec = Recorder()
+        c = MqttClient(ConnectOptions(cid, reconnect_config=ReconnectConfig(**FAST)))
+        c.on_connection_event(rec)
+        await c.connect(f"mqtt://{mosquitto.host}:{mosquitto.plain_port}")
+        recs.append(rec)
+        clients.append(c)
+    await asyncio.sleep(1.5)
+    for c in clients:
+        await c.disconnect()
+    connects = [len(r.of(Connected)) for r in recs]
+    assert sum(connects) <= 12, connects  # at the initial 0.05 s it would be ~30
+    for r in recs:  # the backoff grows from one short-lived connection to the next
+        delays = [e.delay for e in r.of(Reconnecting)]
+        assert delays == sorted(delays), delays
+        assert delays[-1] >= 0.2, delays

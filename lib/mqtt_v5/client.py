@@ -8,7 +8,8 @@ packet is written under one lock, in one write. Nothing here polls.
 
 import asyncio
 
-from ._compat import IS_MICROPYTHON, READY, is_awaitable, random_ms, sleep_ms, ticks_ms
+from ._compat import (IS_MICROPYTHON, READY, is_awaitable, random_ms, sleep_ms, ticks_diff,
+                      ticks_ms)
 from . import codec as _c
 from . import properties as _p
 from . import session as _s
@@ -426,6 +427,8 @@ class MqttClient:
         self._connected = False
         self._lost = None
         self._has_connected = False
+        self._up_since = 0
+        self._short_links = 0  # connections in a row that died young (backoff carries on)
 
     # ---------------------------------------------------------- properties --
 
@@ -552,6 +555,7 @@ class MqttClient:
                     "the server lost the session after PUBREC: QoS 2 delivery unconfirmed",
                     None, pid))
         self._connected = True
+        self._up_since = ticks_ms()
         self._has_connected = True
         return Connected(s.ev_session_present, s.limits)
 
@@ -1135,6 +1139,15 @@ class MqttClient:
                 self._supervisor = None
                 self._queue_event.set()
                 return
+            # A link that keeps dying right after it came up (e.g. two devices with one
+            # client id taking the session from each other) must not be retried at the
+            # initial delay forever: the backoff is only reset by a connection that
+            # outlived max_delay.
+            if ticks_diff(ticks_ms(), self._up_since) < rc_cfg.max_delay * 1000:
+                streak = self._short_links
+                self._short_links += 1
+            else:
+                streak = self._short_links = 0
             attempt = 0
             while not self._closing:
                 attempt += 1
@@ -1144,7 +1157,7 @@ class MqttClient:
                     self._supervisor = None
                     self._queue_event.set()
                     return
-                delay = rc_cfg.delay(attempt)
+                delay = rc_cfg.delay(attempt + streak)
                 await self._emit(Reconnecting(attempt, delay))
                 await sleep_ms(int(delay * 1000))
                 if self._closing:
