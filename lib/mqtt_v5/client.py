@@ -8,8 +8,8 @@ packet is written under one lock, in one write. Nothing here polls.
 
 import asyncio
 
-from ._compat import (IS_MICROPYTHON, READY, is_awaitable, random_ms, sleep_ms, ticks_diff,
-                      ticks_ms)
+from ._compat import (IS_MICROPYTHON, READY, Done, is_awaitable, random_ms, sleep_ms,
+                      ticks_diff, ticks_ms)
 from . import codec as _c
 from . import properties as _p
 from . import session as _s
@@ -363,9 +363,12 @@ class _WriteLock:
         self._locked = True
 
     def __aexit__(self, exc_type, exc, tb):
+        self.release()
+        return READY  # (result None: an exception goes on)
+
+    def release(self):
         self._locked = False
         self._free.set()
-        return READY  # (result None: an exception goes on)
 
 
 class _Ack:
@@ -713,11 +716,84 @@ class MqttClient:
         A plain method returning the one coroutine that does the work (await
         it, or make it a task): under MicroPython every coroutine costs its
         frame, so a publish makes one, not three."""
+        if not self._batch_pub and not self._wlock._locked and _log_fn is None and (
+                not qos or self._session.window_open() or not self._connected):
+            return self._publish_now(topic, payload, qos, retain, options)
         if qos == 0:
             return self._publish(topic, payload, 0, retain, options, None)
         # The caller waits for the ack: send now rather than batch (one loop hop less).
         return self._publish(topic, payload, qos, retain, options,
                              self._spare.pop() if self._spare else Delivery(), False, True)
+
+    def _publish_now(self, topic, payload, qos, retain, options):
+        """``publish`` when nothing has to be waited for before the write (the
+        usual case on a device: no batching, lock free, window open). The
+        packet is encoded and handed to the transport here; a coroutine is
+        made only for what must be awaited: none for QoS 0 when the transport
+        took the packet at once, a small one for the acknowledgement of QoS
+        1/2 (the general path's coroutine is 192 B under MicroPython)."""
+        s = self._session
+        token = None
+        if qos:
+            token = self._spare.pop() if self._spare else Delivery()
+        if isinstance(payload, str):
+            payload = payload.encode()
+        lock = self._wlock
+        lock._locked = True
+        try:
+            pid = s.publish(self._topic_bytes(topic), payload, qos, retain,
+                            options.properties if options is not None else None,
+                            options.topic_alias if options is not None else 0, token)
+        except BaseException as e:
+            lock.release()
+            return _raise(e)  # raised where the caller awaits, as from a coroutine
+        w = READY
+        if s.out_len:
+            if token is not None:
+                token.packet_id = pid
+            try:
+                w = self._send()
+            except Exception as e:
+                w = _raise(e)
+        if w is READY:
+            lock.release()
+            if token is None:
+                return _ZERO
+        return self._sent(w, token)
+
+    async def _sent(self, w, token):
+        """The rest of ``_publish_now``: the transport's write, under the lock,
+        then (QoS 1/2) the acknowledgement."""
+        if w is not READY:
+            try:
+                await w
+            except Exception as e:
+                err = self._write_failed(e)
+                if token is None:
+                    raise err  # QoS 0: it may be lost, say so
+                # QoS 1/2: resent after reconnecting (see _publish)
+            finally:
+                self._wlock.release()
+        if token is None:
+            return 0
+        ev = token._event
+        if not ev.is_set():
+            await ev.wait()
+        return self._acknowledged(token)
+
+    def _acknowledged(self, token):
+        """The outcome of publish()'s Delivery (its packet id, or the error
+        raised); the Delivery is kept for reuse when the session let go of it."""
+        pid = token.packet_id
+        err = token.error
+        if token._freed and len(self._spare) < 4:
+            # Acknowledged or refused: reuse it for the next publish() rather
+            # than make a Delivery and its Event each time.
+            token._reset()
+            self._spare.append(token)
+        if err is not None:
+            raise err
+        return pid
 
     async def publish_qos1(self, topic, payload, retain=False, options=None):
         """``publish(..., qos=1)``."""
@@ -773,16 +849,7 @@ class MqttClient:
         ev = token._event
         if not ev.is_set():
             await ev.wait()
-        pid = token.packet_id
-        err = token.error
-        if token._freed and len(self._spare) < 4:
-            # The session let go of it (acknowledged or refused): reuse it for the
-            # next publish() rather than make a Delivery and its Event each time.
-            token._reset()
-            self._spare.append(token)
-        if err is not None:
-            raise err
-        return pid
+        return self._acknowledged(token)
 
     async def _pump(self):
         """Send resends and queued messages while the window allows."""
@@ -1198,6 +1265,13 @@ async def _run_callback(tasks, coro):
         _log("message callback raised %r" % (e,))
     finally:
         tasks.discard(_current_task())
+
+
+async def _raise(error):
+    raise error
+
+
+_ZERO = Done(0)  # what publish() of QoS 0 gives when it made no coroutine
 
 
 async def _close_quietly(transport):
