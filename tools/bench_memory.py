@@ -12,18 +12,19 @@ heap         gc.mem_alloc() deltas after gc.collect(): ``import mqtt_v5``; the m
              (buffers, session, in-flight table); what ``connect`` adds (tasks, events);
              and their sum without module code: the client's RAM as a device with frozen
              modules pays it.
-per_op       bytes allocated per operation in steady state (warm-up, then N operations
-             with the GC disabled, each followed by ``await asyncio.sleep_ms(0)`` so the
-             I/O tasks run; the harness's own cost, an empty such step, is subtracted):
-             QoS 0 publish; QoS 1 publish stop-and-wait (PUBACK
-             from the server); a received QoS 0 / QoS 1 message (PUBLISH from the server,
-             a plain callback, the PUBACK back). Breakdown: ``session`` the sans-IO core
-             alone on the same exchange; ``pipe_calls`` how many memory-pipe calls the
-             operation made (client end / server end) and ``pipe_bytes`` what those calls
-             cost at the pipe's own measured per-call price; ``driver`` the rest (client.py
-             plus asyncio scheduling on its behalf).
-pipe         the memory pipe's own cost per call: ``write`` (room in the ring) and
-             ``readinto`` (bytes waiting), each measured alone.
+per_op       bytes the client allocates per operation in steady state (warm-up, then N
+             operations with the GC disabled; the server then answers synchronously inside
+             the client's write, allocating nothing, so all of it is the client's): QoS 0
+             publish; QoS 1 publish stop-and-wait (PUBACK from the server); a received
+             QoS 0 / QoS 1 message (PUBLISH from the server, a plain callback, the PUBACK
+             back). Each operation is followed by ``await asyncio.sleep_ms(0)`` so the I/O
+             tasks run; the harness's own cost (its coroutine, 16 B per sleep_ms(0) in
+             this build, the server's read of the pipe) is subtracted. Breakdown: ``session`` the sans-IO core alone on
+             the same exchange; ``pipe`` the client end of the memory pipe: calls made
+             (writes / reads / reads that had to wait) at its own measured price per call;
+             ``driver`` the rest (client.py, and asyncio's wake-ups on its behalf).
+pipe         the memory pipe's own cost per call, measured alone: ``write`` (room in
+             the ring), ``readinto`` with bytes waiting, and a readinto that must wait.
 idle         bytes allocated per second by a connected, idle client (keep-alive 60 s),
              over 2 s with the GC disabled.
 
@@ -82,28 +83,11 @@ async def main():
     a, b = memory_pipe(4096)
     srv.conn = b
     srv.task = asyncio.create_task(srv._serve(b))
-    calls = [0, 0, 0, 0]  # client write, client readinto, server write, server readinto
-
-    def counting(end, name, i):
-        orig = getattr(end, name)
-
-        def f(buf):
-            calls[i] += 1
-            return orig(buf)
-
-        setattr(end, name, f)
-
-    counting(a, "write", 0)
-    counting(a, "readinto", 1)
-    counting(b, "write", 2)
-    counting(b, "readinto", 3)
 
     async def factory():
         return a
 
     await asyncio.sleep_ms(1)
-    # Things the client will hold but that are the benchmark's: the topic cache entry
-    # is the client's (made on first publish), the callback list entry is measured.
     received = [0]
 
     def on_msg(m):
@@ -128,6 +112,37 @@ async def main():
     out["modules"] = modules
 
     # ---- steady state, bytes per operation ------------------------------------------
+    # The server now answers synchronously inside the client's write (serve_now: no
+    # task, no coroutine, nothing allocated), so what is measured is the client's:
+    # client.py, the session, and the client end of the pipe.
+    await c.subscribe("in/#", on_msg)
+    await asyncio.sleep_ms(5)
+    srv.task.cancel()
+    await asyncio.sleep_ms(5)
+    calls = [0, 0, 0]  # client end: writes, reads, reads that had to wait
+    a_write = a.write
+    a_readinto = a.readinto
+    a_take = a._take
+
+    def write(buf):
+        calls[0] += 1
+        w = a_write(buf)
+        srv.serve_now()
+        return w
+
+    def readinto(buf):
+        calls[1] += 1
+        return a_readinto(buf)
+
+    def take(buf):
+        n = a_take(buf)
+        if n < 0:
+            calls[2] += 1
+        return n
+
+    a.write = write
+    a.readinto = readinto
+    a._take = take
     sleeps = [0]
 
     def step():
@@ -148,7 +163,7 @@ async def main():
             await op()
         after = gc.mem_alloc()
         gc.enable()
-        return ((after - before) / N, [(calls[i] - c0[i]) / N for i in range(4)],
+        return ((after - before) / N, [(calls[i] - c0[i]) / N for i in range(3)],
                 (sleeps[0] - s0) / N)
 
     async def sleep_loop():
@@ -168,9 +183,29 @@ async def main():
     coro = (await allocated(nop))[0] - per_sleep  # the op's own coroutine
     out["harness"] = {"per_sleep": per_sleep, "per_op_coroutine": coro}
 
+    # What serve_now itself costs per call (the pipe's take: a memoryview), to subtract.
+    def serve_alone():
+        a._off = 0
+        a._put(pkt1)
+        srv.serve_now()
+        a._n = a._r = 0  # drop the PUBACK it answered
+
+    pkt1 = pkt(C.Publish(TOPIC, PAYLOAD, qos=1, packet_id=9))
+    for _ in range(10):
+        serve_alone()
+    gc.collect()
+    gc.disable()
+    before = gc.mem_alloc()
+    for _ in range(N):
+        serve_alone()
+    per_serve = (gc.mem_alloc() - before) / N
+    gc.enable()
+    out["harness"]["server_per_write"] = per_serve
+
     async def measure(name, op):
         total, per, n_sleeps = await allocated(op)
-        out.setdefault("per_op", []).append([name, total - coro - n_sleeps * per_sleep, per])
+        mine = total - coro - n_sleeps * per_sleep - per[0] * per_serve
+        out.setdefault("per_op", []).append([name, mine, per])
 
     async def pub0():
         await c.publish(TOPIC, PAYLOAD)
@@ -180,14 +215,14 @@ async def main():
         await c.publish(TOPIC, PAYLOAD, 1)
         await step()
 
-    await c.subscribe("in/#", on_msg)
     in0 = pkt(C.Publish("in/room1/temper", PAYLOAD))
     in1 = pkt(C.Publish("in/room1/temper", PAYLOAD, qos=1, packet_id=7))
 
     async def recv(data):
         want = received[0] + 1
         handled = srv.handled
-        await b.write(data)
+        b._off = 0
+        b._put(data)  # the server sends (plain method: nothing allocated)
         while received[0] < want:
             await step()
         if data is in1:
@@ -199,6 +234,9 @@ async def main():
     await measure("publish QoS 1 (stop-and-wait)", pub1)
     await measure("receive QoS 0", lambda: recv(in0))
     await measure("receive QoS 1", lambda: recv(in1))
+    a.write = a_write
+    a.readinto = a_readinto
+    a._take = a_take
 
     # ---- idle ------------------------------------------------------------------------
     await asyncio.sleep_ms(50)
@@ -241,7 +279,34 @@ async def main():
 
     cw = await per_call(w)
     cwr = await per_call(wr)
-    out["pipe"] = {"write": cw, "readinto": cwr - cw}
+    # A read that finds the ring empty waits for the writer (its Event.wait).
+    reads = [0]
+
+    async def reader(n):
+        for _ in range(n):
+            await q.readinto(buf)
+            reads[0] += 1
+
+    async def waiting_reads(n):
+        task = asyncio.create_task(reader(n))
+        await step()  # the reader now waits
+        for _ in range(n):
+            p._off = 0
+            p._put(data)
+            await step()
+        await task
+
+    s_before = sleeps[0]
+    await waiting_reads(10)
+    s_before = sleeps[0]
+    gc.collect()
+    gc.disable()
+    before = gc.mem_alloc()
+    await waiting_reads(N)
+    after = gc.mem_alloc()
+    gc.enable()
+    cwait = (after - before - (sleeps[0] - s_before) * per_sleep) / N
+    out["pipe"] = {"write": cw, "readinto": cwr - cw, "readinto_waiting": cwait}
 
     # ---- the session alone, same exchanges --------------------------------------------
     from mqtt_v5 import session as S
@@ -329,10 +394,11 @@ def bench_memory(results: dict, n: int = N) -> None:
     pipe = raw["pipe"]
     rows = {}
     for (name, total, calls), sess in zip(raw["per_op"], raw["session"], strict=True):
-        pipe_bytes = (calls[0] + calls[2]) * pipe["write"] + (calls[1] + calls[3]) * \
-            pipe["readinto"]
+        writes, reads, waits = calls
+        pipe_bytes = writes * pipe["write"] + reads * pipe["readinto"] + \
+            waits * (pipe["readinto_waiting"] - pipe["readinto"])
         rows[name] = {"total": round(total, 1), "session": round(sess, 1),
-                      "pipe_calls c/s": f"{calls[0] + calls[1]:.1f}/{calls[2] + calls[3]:.1f}",
+                      "pipe w/r/wait": f"{writes:.1f}/{reads:.1f}/{waits:.1f}",
                       "pipe_bytes": round(pipe_bytes, 1),
                       "driver": round(total - sess - pipe_bytes, 1)}
     results["bytes_per_op"] = rows
@@ -350,12 +416,13 @@ def _table(r: dict) -> str:
     label = f"client RAM without module code (target {r['target_bytes']:,})"
     out.append(f"  {label:<48}{r['client_ram_without_module_code']:>9,}")
     out.append("bytes allocated per operation, steady state")
-    cols = ["total", "session", "pipe_calls c/s", "pipe_bytes", "driver"]
+    cols = ["total", "session", "pipe w/r/wait", "pipe_bytes", "driver"]
     out.append("  " + " " * 32 + "".join(c.rjust(16) for c in cols))
     for name, row in r["bytes_per_op"].items():
         out.append(f"  {name:<32}" + "".join(str(row[c]).rjust(16) for c in cols))
     p = r["pipe_bytes_per_call"]
-    out.append(f"  memory pipe per call: write {p['write']:.1f} B, readinto {p['readinto']:.1f} B")
+    out.append(f"  memory pipe per call: write {p['write']:.1f} B, readinto {p['readinto']:.1f} B "
+               f"(data waiting), {p['readinto_waiting']:.1f} B (waits for it)")
     out.append(f"idle, connected (keep-alive 60 s): {r['idle_bytes_per_s']:.1f} B/s")
     out.append("modules loaded: " + ", ".join(r["modules_loaded"]))
     return "\n".join(out)

@@ -157,6 +157,34 @@ class ScriptedServer:
         finally:
             self.changed.set()
 
+    def serve_now(self):
+        """Handle, synchronously, what the client wrote so far (PUBLISH and acks
+        only), answering straight into the client's ring: the benchmark's server,
+        with no task and no coroutine (the serving task must be stopped first).
+        Uses the memory pipe's plain methods ``_take``/``_put``."""
+        conn = self.conn
+        rd = self._reader
+        n = conn._take(rd.free())  # (one small memoryview: the benchmark measures it)
+        if n > 0:
+            rd.wrote(n)
+        while True:
+            first = rd.next()
+            if first < 0:
+                return
+            self.handled += 1
+            r = rd.reader.reset(rd.buf, rd.body_start, rd.body_end)
+            t = first >> 4
+            if t == C.PUBLISH:
+                qos = C.decode_publish_into(self._view, first, r).qos
+                pid = self._view.packet_id
+                t = C.PUBACK if qos == 1 else (C.PUBREC if qos == 2 else 0)
+            else:
+                pid = C.decode_ack_into(self._ack, first, r).packet_id
+                t = C.PUBCOMP if t == C.PUBREL else (C.PUBREL if t == C.PUBREC else 0)
+            if t and self.auto_ack:
+                conn._off = 0
+                conn._put(self._ack_bytes(t, pid))
+
     async def _handle(self, conn, first, r):
         """One packet (cold path: decoded and recorded); True when the connection ends."""
         t = first >> 4
