@@ -10,6 +10,10 @@ paths, turned into such a dict by ``to_dict``.
 from ._compat import const
 from .errors import ProtocolError, UsageError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any  # noqa: F401
+
 PROP_PAYLOAD_FORMAT_INDICATOR = const(0x01)
 PROP_MESSAGE_EXPIRY_INTERVAL = const(0x02)
 PROP_CONTENT_TYPE = const(0x03)
@@ -257,7 +261,7 @@ def _topic_name_ok(buf, start, end):
 def _str_ok(s):
     if isinstance(s, str):
         try:
-            b = s.encode()
+            b = s.encode()  # type: bytes | bytearray
         except UnicodeError:  # CPython: a lone surrogate
             return False
     elif isinstance(s, (bytes, bytearray)):
@@ -579,7 +583,7 @@ def to_dict(buf, start, end):
     """The checked property block ``buf[start:end]`` as a dict (cold paths).
     User Property becomes a list of (key, value) str pairs; Subscription
     Identifier a list of ints."""
-    out = {}
+    out = {}  # type: dict[int, Any]
     c = PropertyCursor().reset(buf, start, end)
     while True:
         pid = c.next()
