@@ -33,3 +33,41 @@ async def test_awaiting_ready_allocates_nothing_under_micropython():
     finally:
         gc.enable()
     assert used <= 128, used
+
+
+async def test_event_waiter_waits_like_event_wait_and_survives_cancellation():
+    from mqtt_v5._compat import EventWaiter
+
+    ev = asyncio.Event()
+    w = EventWaiter(ev)
+    got = []
+
+    async def waiter(n):
+        for _ in range(n):
+            got.append(await w)
+            ev.clear()
+
+    task = asyncio.create_task(waiter(3))
+    for i in range(3):
+        await asyncio.sleep(0.002)
+        assert len(got) == i  # parked until set()
+        ev.set()
+    await asyncio.wait_for(task, 1)
+    assert got == [True, True, True]
+    ev.set()
+    assert await w is True  # already set: no wait
+    ev.clear()
+    task = asyncio.create_task(waiter(1))
+    await asyncio.sleep(0.002)
+    task.cancel()
+    try:
+        await task
+        raise AssertionError("not cancelled")
+    except asyncio.CancelledError:
+        pass
+    got.clear()
+    task = asyncio.create_task(waiter(1))  # the same waiter works after a cancel
+    await asyncio.sleep(0.002)
+    ev.set()
+    await asyncio.wait_for(task, 1)
+    assert got == [True]

@@ -30,6 +30,51 @@ if IS_MICROPYTHON:
 
         return asyncio.sleep_ms(ms)
 
+    class EventWaiter:
+        """``await waiter`` is ``await event.wait()`` without the generator that
+        Event.wait() makes per call (48 B): it parks the current task on the
+        event's queue exactly as asyncio's Event.wait does, then completes when
+        woken. For ONE waiting task at a time (it keeps that task's state):
+        an in-flight message's waiter, a pipe's reader. Uses asyncio.core's
+        ``cur_task`` and Event's ``state``/``waiting``, as asyncio itself does."""
+
+        def __init__(self, event):
+            from asyncio import core  # type: ignore[attr-defined]
+
+            self._core = core
+            self._ev = event
+            self._armed = False
+            self._stop = StopIteration(True)
+
+        def __await__(self):
+            return self
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            ev = self._ev
+            if not self._armed and not ev.state:  # type: ignore[attr-defined]
+                self._armed = True
+                t = self._core.cur_task
+                ev.waiting.push(t)  # type: ignore[attr-defined]
+                t.data = ev.waiting  # type: ignore[attr-defined]  # (cancel() unlinks it)
+                return None  # to the scheduler, until event.set() queues the task
+            self._armed = False
+            e = self._stop
+            e.__traceback__ = None
+            raise e
+
+        def send(self, value):
+            return self.__next__()
+
+        def throw(self, typ, val=None, tb=None):
+            self._armed = False  # cancelled while parked
+            raise typ if val is None else val
+
+        def close(self):
+            self._armed = False
+
 else:
     import time as _time
 
@@ -60,6 +105,15 @@ else:
         import asyncio
 
         return asyncio.sleep(ms / 1000)
+
+    class EventWaiter:  # type: ignore[no-redef]
+        """``await waiter`` is ``await event.wait()`` (CPython allocates anyway)."""
+
+        def __init__(self, event):
+            self._ev = event
+
+        def __await__(self):
+            return self._ev.wait().__await__()
 
 
 class _Ready:

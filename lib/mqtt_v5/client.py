@@ -8,8 +8,8 @@ packet is written under one lock, in one write. Nothing here polls.
 
 import asyncio
 
-from ._compat import (IS_MICROPYTHON, READY, Done, is_awaitable, random_ms, sleep_ms,
-                      ticks_diff, ticks_ms)
+from ._compat import (IS_MICROPYTHON, READY, Done, EventWaiter, is_awaitable, random_ms,
+                      sleep_ms, ticks_diff, ticks_ms)
 from . import codec as _c
 from . import properties as _p
 from . import session as _s
@@ -296,6 +296,7 @@ class Delivery:
         self.error = None
         self._event = asyncio.Event()
         self._freed = False  # the session no longer holds it (publish() may reuse it)
+        self._waiter = None  # publish()'s allocation-free wait on _event
 
     def _reset(self):
         self.packet_id = 0
@@ -776,9 +777,11 @@ class MqttClient:
                 self._wlock.release()
         if token is None:
             return 0
-        ev = token._event
-        if not ev.is_set():
-            await ev.wait()
+        if not token._event.is_set():
+            w = token._waiter  # (publish()'s own Delivery: this is its only waiter)
+            if w is None:
+                w = token._waiter = EventWaiter(token._event)
+            await w
         return self._acknowledged(token)
 
     def _acknowledged(self, token):

@@ -19,7 +19,7 @@ never wraps.
 
 import asyncio
 
-from ._compat import READY
+from ._compat import READY, EventWaiter
 from .errors import NetworkError, UsageError
 
 
@@ -34,6 +34,7 @@ class MemoryTransport:
         self._r = 0  # first unread byte
         self._n = 0  # bytes stored
         self._data = asyncio.Event()  # set: bytes stored or end of stream
+        self._data_wait = EventWaiter(self._data)  # one reader at a time
         self._space = asyncio.Event()  # set: room in the ring or end of stream
         self._closed = False  # this end was closed
         self._eof = False  # the peer closed: no more bytes will come
@@ -53,7 +54,7 @@ class MemoryTransport:
             n = self._take(buf)
             if n >= 0:
                 return n
-            await self._data.wait()
+            await self._data_wait  # (asyncio's Event.wait without its generator)
 
     def write(self, buf):
         """Copy all of ``buf`` into the peer's ring, waiting for room; awaitable.
