@@ -19,9 +19,10 @@ per_op       bytes the client allocates per operation in steady state (warm-up, 
              QoS 0 / QoS 1 message (PUBLISH from the server, a plain callback, the PUBACK
              back). Each operation is followed by ``await asyncio.sleep_ms(0)`` so the I/O
              tasks run; the harness's own cost (its coroutine, 16 B per sleep_ms(0) in
-             this build, the server's read of the pipe) is subtracted. Breakdown: ``session`` the sans-IO core alone on
-             the same exchange; ``pipe`` the client end of the memory pipe: calls made
-             (writes / reads / reads that had to wait) at its own measured price per call;
+             this build, the server's read of the pipe) is subtracted. Breakdown:
+             ``session`` the sans-IO core alone on the same exchange; ``pipe`` the client
+             end of the memory pipe: calls made (writes / reads / reads that had to wait)
+             at its own measured price per call;
              ``driver`` the rest (client.py, and asyncio's wake-ups on its behalf).
 pipe         the memory pipe's own cost per call, measured alone: ``write`` (room in
              the ring), ``readinto`` with bytes waiting, and a readinto that must wait.
@@ -63,6 +64,7 @@ from mqtt_v5.client import MqttClient, ConnectOptions
 from mqtt_v5.memory import memory_pipe
 gc.collect()
 m2 = gc.mem_alloc()
+from mqtt_v5._compat import READY
 modules = sorted(k for k in sys.modules if k.startswith("mqtt_v5"))
 
 exec(SERVER_SRC)  # the scripted server: its code and objects are not the client's
@@ -202,10 +204,27 @@ async def main():
     gc.enable()
     out["harness"]["server_per_write"] = per_serve
 
-    async def measure(name, op):
+    async def measure(name, op, base=None):
         total, per, n_sleeps = await allocated(op)
-        mine = total - coro - n_sleeps * per_sleep - per[0] * per_serve
+        # The op's own coroutine: an empty one of the same shape (its frame size
+        # depends on its stack depth) when given, else the plain one.
+        own = coro if base is None else (await allocated(base))[0] - per_sleep
+        mine = total - own - n_sleeps * per_sleep - per[0] * per_serve
         out.setdefault("per_op", []).append([name, mine, per])
+
+    class Null:
+        def publish(self, topic, payload, qos=0):
+            return READY
+
+    null = Null()
+
+    async def pub0_shape():
+        await null.publish(TOPIC, PAYLOAD)
+        await step()
+
+    async def pub1_shape():
+        await null.publish(TOPIC, PAYLOAD, 1)
+        await step()
 
     async def pub0():
         await c.publish(TOPIC, PAYLOAD)
@@ -230,8 +249,8 @@ async def main():
                 await step()
         await step()
 
-    await measure("publish QoS 0", pub0)
-    await measure("publish QoS 1 (stop-and-wait)", pub1)
+    await measure("publish QoS 0", pub0, pub0_shape)
+    await measure("publish QoS 1 (stop-and-wait)", pub1, pub1_shape)
     await measure("receive QoS 0", lambda: recv(in0))
     await measure("receive QoS 1", lambda: recv(in1))
     a.write = a_write

@@ -277,3 +277,39 @@ async def test_protocol_violations_disconnect_with_the_reason_code():
         assert srv.connections == len(cases) + 1
     finally:
         await _stop(c, srv)
+
+
+async def test_qos0_publish_allocates_nothing_under_micropython():
+    import sys
+
+    if sys.implementation.name != "micropython":
+        return
+    import gc
+
+    import micropython
+
+    srv = ScriptedServer()
+    c, _ = await _started(srv)
+    try:
+        for _ in range(5):  # warm: the topic's bytes and the packet's view are cached
+            await c.publish(b"m/0", b"payload")
+            await asyncio.sleep_ms(2)
+        # Nobody reads the server end now: in this port, waking a task (the server's
+        # reader) allocates in the JavaScript-driven scheduler, which a device's does not.
+        srv.task.cancel()
+        await asyncio.sleep_ms(2)
+        before = srv.conn._n
+        gc.collect()
+        micropython.heap_lock()
+        try:
+            pid = await c.publish(b"m/0", b"payload")
+            locked_ok = True
+        except MemoryError:
+            locked_ok = False
+        finally:
+            micropython.heap_unlock()
+        assert locked_ok, "publish allocated under heap_lock"
+        assert pid == 0
+        assert srv.conn._n > before  # and the PUBLISH is in the server's ring
+    finally:
+        await _stop(c, srv)
