@@ -27,8 +27,15 @@ Buffers and the in-flight table are allocated once, in ``__init__``. In
 steady state, publishing and receiving QoS 0/1 allocate nothing here.
 
 Errors: a peer that breaks the protocol makes ``poll`` queue a DISCONNECT
-with the right reason code in ``out`` and then raise ``ProtocolError``.
-Illegal requests raise ``UsageError`` before any state changes.
+with the right reason code in ``out`` and then raise ``ProtocolError``; once
+DISCONNECTED, ``poll`` ignores whatever else was buffered. Illegal requests
+raise ``UsageError`` before any state changes (no packet id or topic alias
+is used up by a refused PUBLISH or SUBSCRIBE).
+
+Resending: in-flight messages go out again in the order first sent, with
+DUP, after a CONNACK with Session Present; PUBLISH resends count against the
+new connection's Receive Maximum. Without Session Present they are queued
+again as new messages ahead of the offline queue.
 
 What it does not do: sockets, TLS, reconnect timing and user callbacks (the
 driver), and topic routing to callbacks (``topic.matches``).
