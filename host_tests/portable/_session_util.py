@@ -42,7 +42,7 @@ def out_bytes(s):
 
 def take(s, now=T0):
     """Decode the packet the session queued and mark it written at ``now``."""
-    if not s.out_len:
+    if not s.out_len and s.out_tail is None:
         fail("the session queued nothing")
     pkt = decode(out_bytes(s))
     s.flushed(now)
@@ -84,7 +84,7 @@ def connected(now=T0, props=None, session_present=False, connect_kw=None, **kw):
 def poll(s, now=T0):
     """poll once, returning (event, packet sent or None); a sent packet is taken."""
     ev = s.poll(now)
-    pkt = take(s, now) if s.out_len else None
+    pkt = take(s, now) if s.out_len or s.out_tail is not None else None
     return ev, pkt
 
 

@@ -55,8 +55,8 @@ async def test_connect_adopts_the_connack_limits():
         assert c._session.keep_alive_ms == 30000  # the server's keep alive wins
         conn = srv.connects[0]
         assert conn.client_id == "dev1" and conn.keep_alive == 45 and conn.clean_start
-        assert conn.properties[P.PROP_RECEIVE_MAXIMUM] == 16
-        assert conn.properties[P.PROP_MAXIMUM_PACKET_SIZE] == 4096
+        assert conn.properties[P.PROP_RECEIVE_MAXIMUM] == 8  # the defaults
+        assert conn.properties[P.PROP_MAXIMUM_PACKET_SIZE] == 2048
         assert len(events) == 1 and isinstance(events[0], Connected)
         # What the limits forbid is refused before anything is sent.
         for kw, rc in (({"qos": 2}, 0x9B), ({"retain": True}, 0x9A)):

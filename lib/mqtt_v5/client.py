@@ -93,8 +93,8 @@ class ConnectOptions:
 
     def __init__(self, client_id="", clean_start=True, keep_alive=60, session_expiry_interval=0,
                  username=None, password=None, will=None, user_properties=None,
-                 receive_maximum=16, maximum_packet_size=4096, topic_alias_maximum=8,
-                 tls=None, reconnect_config=None, max_inflight=16, out_buffer_size=1024,
+                 receive_maximum=8, maximum_packet_size=2048, topic_alias_maximum=8,
+                 tls=None, reconnect_config=None, max_inflight=8, out_buffer_size=256,
                  max_queued=64, max_queued_bytes=32768, connect_timeout=10.0,
                  auto_topic_alias=False, properties=None, batch_writes=None):
         self.client_id = client_id
@@ -749,7 +749,7 @@ class MqttClient:
             lock.release()
             return _raise(e)  # raised where the caller awaits, as from a coroutine
         w = READY
-        if s.out_len:
+        if s.out_len or s.out_tail is not None:
             if token is not None:
                 token.packet_id = pid
             try:
@@ -827,7 +827,7 @@ class MqttClient:
                 await self._window.wait()
         async with self._wlock:
             pid = s.publish(topic, payload, qos, retain, props, alias, token)
-            if s.out_len:
+            if s.out_len or s.out_tail is not None:
                 if token is not None:
                     token.packet_id = pid
                 if _log_fn is not None:
@@ -1055,7 +1055,7 @@ class MqttClient:
                     except Exception:
                         pass
                     raise
-                if s.out_len:
+                if s.out_len or s.out_tail is not None:
                     # Acks are batched while more packets wait in the buffer, so the
                     # acks of one read leave in one write, in order [MQTT-4.6.0-2].
                     try:
@@ -1174,7 +1174,7 @@ class MqttClient:
                     await sleep_ms(wait)
                 async with self._wlock:
                     s.on_timer(ticks_ms())  # may raise MqttTimeout
-                    if s.out_len:
+                    if s.out_len or s.out_tail is not None:
                         _log("PINGREQ")
                         await self._locked_write()
         except asyncio.CancelledError:

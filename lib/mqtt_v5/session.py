@@ -197,13 +197,13 @@ class Session:
 
     def flushed(self, now_ms):
         """The driver wrote ``out[:out_len]`` (and ``out_tail``)."""
-        if self.out_len:
+        if self.out_len or self.out_tail is not None:
             self._last_sent = now_ms
         self.out_len = 0
         self.out_tail = None
 
     def has_output(self):
-        return self.out_len != 0
+        return self.out_len != 0 or self.out_tail is not None
 
     # -------------------------------------------------------- connecting --
 
@@ -220,8 +220,8 @@ class Session:
             p[_p.PROP_TOPIC_ALIAS_MAXIMUM] = self._alias_max_in
         if session_expiry_s:
             p[_p.PROP_SESSION_EXPIRY_INTERVAL] = session_expiry_s
-        self.out_len = _c.encode_connect(self.out, self.client_id, clean_start, keep_alive_s,
-                                         username, password, will, p)
+        self._encode_cold(_c.encode_connect, self.client_id, clean_start, keep_alive_s,
+                          username, password, will, p)
         self.keep_alive_ms = keep_alive_s * 1000
         self._auto_alias = auto_alias
         self._clean_start = clean_start
@@ -406,7 +406,6 @@ class Session:
             alias = self._outbound_alias(topic, alias_req)
             if alias > 0:
                 send_topic = b""  # the server knows this alias already
-        out = self.out
         n = len(payload)
         pid = slot = 0
         if qos:
@@ -419,16 +418,10 @@ class Session:
             raise UsageError("PUBLISH of %d bytes exceeds the server's Maximum Packet Size %d"
                              % (_c.publish_size(tlen, n, qos, psize), lim.maximum_packet_size),
                              0x95)
-        hlen = _c.encode_publish_header(out, send_topic, n, qos, pid, retain, False, props,
-                                        alias if alias > 0 else -alias)
+        self._put_publish(send_topic, payload, qos, pid, retain, False, props,
+                          alias if alias > 0 else -alias)
         if alias < 0:
             self._remember_alias(topic, -alias)
-        if hlen + n <= len(out):
-            out[hlen:hlen + n] = payload
-            self.out_len = hlen + n
-        else:
-            self.out_len = hlen
-            self.out_tail = payload
         if qos:
             self._next_pid = pid
             self._slot_pid[slot] = pid
@@ -590,17 +583,63 @@ class Session:
         return n
 
     def _resend_publish(self, i):
-        topic = self._slot_topic[i]
-        payload = self._slot_payload[i]
+        self._put_publish(self._slot_topic[i], self._slot_payload[i], self._slot_qos[i],
+                          self._slot_pid[i], self._slot_retain[i], True, self._slot_props[i], 0)
+
+    def _put_publish(self, topic, payload, qos, pid, retain, dup, props, alias):
+        """PUBLISH into ``out``: the payload copied behind the header when it fits,
+        else left in ``out_tail``. A header larger than ``out`` (a long topic with
+        many properties) gets a buffer of its own for this one packet."""
+        out = self.out
         n = len(payload)
-        hlen = _c.encode_publish_header(self.out, topic, n, self._slot_qos[i], self._slot_pid[i],
-                                        self._slot_retain[i], True, self._slot_props[i])
-        if hlen + n <= len(self.out):
-            self.out[hlen:hlen + n] = payload
+        try:
+            hlen = _c.encode_publish_header(out, topic, n, qos, pid, retain, dup, props, alias)
+        except UsageError as e:
+            if not _no_room(e):
+                raise
+            buf = bytearray(4 * len(out) + n)
+            while True:
+                try:
+                    m = _c.encode_publish(buf, topic, payload, qos, pid, retain, dup, props, alias)
+                    break
+                except UsageError as e2:
+                    if not _no_room(e2):
+                        raise
+                    buf = bytearray(4 * len(buf))
+            self.out_len = 0
+            self.out_tail = memoryview(buf)[:m]
+            return
+        if hlen + n <= len(out):
+            out[hlen:hlen + n] = payload
             self.out_len = hlen + n
         else:
             self.out_len = hlen
             self.out_tail = payload
+
+    def _encode_cold(self, encode, *args):
+        """A cold-path packet (CONNECT, SUBSCRIBE, ...) into ``out``; one larger than
+        ``out`` (long credentials, a big will) gets a buffer of its own, sent as
+        ``out_tail``. Returns its length; ``out_len``/``out_tail`` are set."""
+        try:
+            n = encode(self.out, *args)
+            self.out_len = n
+            return n
+        except UsageError as e:
+            if not _no_room(e):
+                raise
+        size = len(self.out)
+        while True:
+            size *= 4
+            buf = bytearray(size)
+            try:
+                n = encode(buf, *args)
+                break
+            except UsageError as e:
+                if not _no_room(e):
+                    raise
+        self.out_len = 0
+        self.out_tail = memoryview(buf)[:n]
+        return n
 
     # ------------------------------------------------------ subscriptions --
 
@@ -621,7 +660,8 @@ class Session:
                 not lim.subscription_identifiers_available:
             raise UsageError("the server does not support subscription identifiers", 0xA1)
         pid = self._peek_pid()
-        self._commit_request(pid, _c.encode_subscribe(self.out, pid, subscriptions, props), token)
+        self._commit_request(pid, self._encode_cold(_c.encode_subscribe, pid, subscriptions, props),
+                             token)
         return pid
 
     def unsubscribe(self, filters, props=None, token=None):
@@ -630,15 +670,17 @@ class Session:
         if self.state != CONNECTED:
             raise UsageError("not connected")
         pid = self._peek_pid()
-        self._commit_request(pid, _c.encode_unsubscribe(self.out, pid, filters, props), token)
+        self._commit_request(pid, self._encode_cold(_c.encode_unsubscribe, pid, filters, props),
+                             token)
         return pid
 
     def _commit_request(self, pid, n, token):
         if n > self.limits.maximum_packet_size:
+            self.out_len = 0
+            self.out_tail = None
             # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
             raise UsageError("%d-byte packet exceeds the server's Maximum Packet Size %d"
                              % (n, self.limits.maximum_packet_size), 0x95)
-        self.out_len = n
         self._next_pid = pid
         self._pending_sub[pid] = token
 
@@ -649,13 +691,13 @@ class Session:
         self._ready_out()
         if self.state == DISCONNECTED:
             raise UsageError("not connected")
-        self.out_len = _c.encode_disconnect(self.out, reason_code, props)
+        self._encode_cold(_c.encode_disconnect, reason_code, props)
         self.state = DISCONNECTED
 
     def auth(self, reason_code, props):
         """Encode AUTH (enhanced authentication)."""
         self._ready_out()
-        self.out_len = _c.encode_auth(self.out, reason_code, props)
+        self._encode_cold(_c.encode_auth, reason_code, props)
 
     # ------------------------------------------------------------ timers --
 
@@ -900,3 +942,8 @@ def _same(known, buf, start, end):
         if known[k] != buf[start + k]:
             return False
     return True
+
+
+def _no_room(e):
+    """True for the codec's "does not fit the buffer" (not "too large for MQTT")."""
+    return e.reason_code == 0x95 and "does not fit" in e.args[0]

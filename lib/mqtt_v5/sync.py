@@ -95,8 +95,8 @@ class SyncClient:
     ``keep_alive=60`` (s), ``session_expiry_interval=0`` (s), ``username``,
     ``password``, ``will`` (``mqtt_v5.client.Will`` or ``codec.Will``),
     ``user_properties``, ``properties`` (extra CONNECT properties),
-    ``receive_maximum=16``, ``maximum_packet_size=4096`` (the receive buffer),
-    ``topic_alias_maximum=0``, ``max_inflight=4``, ``out_buffer_size=1024``,
+    ``receive_maximum=8``, ``maximum_packet_size=2048`` (the receive buffer),
+    ``topic_alias_maximum=0``, ``max_inflight=4``, ``out_buffer_size=512``,
     ``connect_timeout=10`` (s), and ``timeout=30``: how long ``publish``,
     ``subscribe``, ``unsubscribe`` and ``ping`` wait for their answer before
     raising ``MqttTimeout`` (the connection stays up). ``max_messages=16``.
@@ -104,9 +104,9 @@ class SyncClient:
 
     def __init__(self, client_id="", clean_start=True, keep_alive=60,
                  session_expiry_interval=0, username=None, password=None, will=None,
-                 user_properties=None, properties=None, receive_maximum=16,
-                 maximum_packet_size=4096, topic_alias_maximum=0, max_inflight=4,
-                 out_buffer_size=1024, connect_timeout=10, timeout=30, max_messages=16):
+                 user_properties=None, properties=None, receive_maximum=8,
+                 maximum_packet_size=2048, topic_alias_maximum=0, max_inflight=4,
+                 out_buffer_size=512, connect_timeout=10, timeout=30, max_messages=16):
         self._session = _s.Session(
             client_id, max_packet_size=maximum_packet_size, out_size=out_buffer_size,
             max_inflight=max_inflight, receive_maximum=receive_maximum,
@@ -229,7 +229,7 @@ class SyncClient:
             payload = payload.encode()
         op = _Op() if qos else None
         s.publish(topic, payload, qos, retain, properties, 0, op)
-        if s.out_len:
+        if s.out_len or s.out_tail is not None:
             self._write()
         if op is None:
             return 0
@@ -369,7 +369,7 @@ class SyncClient:
         except MqttTimeout:
             self._drop()
             raise
-        if s.out_len:
+        if s.out_len or s.out_tail is not None:
             self._write()
 
     def _handle_input(self, want_message):
@@ -385,7 +385,7 @@ class SyncClient:
                     pass
                 self._drop()
                 raise
-            if s.out_len:
+            if s.out_len or s.out_tail is not None:
                 self._write()
             if ev == _s.EV_NONE:
                 return None
@@ -433,7 +433,7 @@ class SyncClient:
         s = self._session
         if s._msg_unacked:
             s.poll(ticks_ms())  # only acknowledges: returns EV_CONTINUE
-            if s.out_len:
+            if s.out_len or s.out_tail is not None:
                 self._write()
 
     def _pump(self):
