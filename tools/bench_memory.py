@@ -146,6 +146,20 @@ async def main():
     a.readinto = readinto
     a._take = take
     sleeps = [0]
+    # Task wake-ups: an Event.set() that queues a parked task. Queuing a task costs
+    # 16 B in this port (its scheduler arms a JavaScript timer per task queued);
+    # extmod asyncio's TaskQueue.push (unix, ESP32) links the task into a pairing heap
+    # and allocates nothing. Counted per op, charged at their measured price in a
+    # column of their own.
+    wakes = [0]
+    ev_set = asyncio.Event.set
+
+    def counting_set(ev):
+        if ev.waiting.peek():
+            wakes[0] += 1
+        ev_set(ev)
+
+    asyncio.Event.set = counting_set
 
     def step():
         # The harness lets the I/O tasks run with sleep_ms(0); it costs a few bytes in
@@ -160,13 +174,14 @@ async def main():
         gc.disable()
         c0 = calls[:]
         s0 = sleeps[0]
+        w0 = wakes[0]
         before = gc.mem_alloc()
         for _ in range(N):
             await op()
         after = gc.mem_alloc()
         gc.enable()
         return ((after - before) / N, [(calls[i] - c0[i]) / N for i in range(3)],
-                (sleeps[0] - s0) / N)
+                (sleeps[0] - s0) / N, (wakes[0] - w0) / N)
 
     async def sleep_loop():
         for _ in range(N):
@@ -184,6 +199,34 @@ async def main():
 
     coro = (await allocated(nop))[0] - per_sleep  # the op's own coroutine
     out["harness"] = {"per_sleep": per_sleep, "per_op_coroutine": coro}
+
+    # What queuing a woken task costs: set() of an Event a task is parked on.
+    wake_ev = asyncio.Event()
+    woken = [0]
+
+    async def sleeper():
+        while True:
+            wake_ev.clear()
+            await wake_ev.wait()
+            woken[0] += 1
+
+    wake_task = asyncio.create_task(sleeper())
+    await step()
+    per_wake = 0
+    for i in range(N + 10):
+        if i == 10:
+            gc.collect()
+            gc.disable()
+            per_wake = 0
+        before = gc.mem_alloc()
+        wake_ev.set()
+        per_wake += gc.mem_alloc() - before
+        await step()
+    gc.enable()
+    wake_task.cancel()
+    await step()
+    per_wake /= N
+    out["harness"]["per_wake"] = per_wake
 
     # What serve_now itself costs per call (the pipe's take: a memoryview), to subtract.
     def serve_alone():
@@ -204,13 +247,14 @@ async def main():
     gc.enable()
     out["harness"]["server_per_write"] = per_serve
 
-    async def measure(name, op, base=None):
-        total, per, n_sleeps = await allocated(op)
+    async def measure(name, op, base):
+        total, per, n_sleeps, n_wakes = await allocated(op)
         # The op's own coroutine: an empty one of the same shape (its frame size
-        # depends on its stack depth) when given, else the plain one.
-        own = coro if base is None else (await allocated(base))[0] - per_sleep
+        # depends on its stack depth and locals), with its own sleeps subtracted.
+        b_total, _, b_sleeps, _ = await allocated(base)
+        own = b_total - b_sleeps * per_sleep
         mine = total - own - n_sleeps * per_sleep - per[0] * per_serve
-        out.setdefault("per_op", []).append([name, mine, per])
+        out.setdefault("per_op", []).append([name, mine, per, n_wakes])
 
     class Null:
         def publish(self, topic, payload, qos=0):
@@ -237,11 +281,15 @@ async def main():
     in0 = pkt(C.Publish("in/room1/temper", PAYLOAD))
     in1 = pkt(C.Publish("in/room1/temper", PAYLOAD, qos=1, packet_id=7))
 
-    async def recv(data):
+    async def recv(data, real=True):
         want = received[0] + 1
         handled = srv.handled
         b._off = 0
-        b._put(data)  # the server sends (plain method: nothing allocated)
+        if real:
+            b._put(data)  # the server sends (plain method: nothing allocated)
+        else:  # its shape: the same frame, nothing sent
+            received[0] = want
+            srv.handled += 1
         while received[0] < want:
             await step()
         if data is in1:
@@ -251,8 +299,9 @@ async def main():
 
     await measure("publish QoS 0", pub0, pub0_shape)
     await measure("publish QoS 1 (stop-and-wait)", pub1, pub1_shape)
-    await measure("receive QoS 0", lambda: recv(in0))
-    await measure("receive QoS 1", lambda: recv(in1))
+    await measure("receive QoS 0", lambda: recv(in0), lambda: recv(in0, False))
+    await measure("receive QoS 1", lambda: recv(in1), lambda: recv(in1, False))
+    asyncio.Event.set = ev_set
     a.write = a_write
     a.readinto = a_readinto
     a._take = a_take
@@ -324,7 +373,8 @@ async def main():
     await waiting_reads(N)
     after = gc.mem_alloc()
     gc.enable()
-    cwait = (after - before - (sleeps[0] - s_before) * per_sleep) / N
+    # (less the wake-up of the reader: charged to the wake-ups)
+    cwait = (after - before - (sleeps[0] - s_before) * per_sleep) / N - per_wake
     out["pipe"] = {"write": cw, "readinto": cwr - cw, "readinto_waiting": cwait}
 
     # ---- the session alone, same exchanges --------------------------------------------
@@ -429,17 +479,21 @@ def bench_memory(results: dict, n: int = N) -> None:
     results["target_bytes"] = TARGET_BYTES
     results["modules_loaded"] = raw["modules"]
     pipe = raw["pipe"]
+    per_wake = raw["harness"]["per_wake"]
     rows = {}
-    for (name, total, calls), sess in zip(raw["per_op"], raw["session"], strict=True):
+    for (name, total, calls, wakes), sess in zip(raw["per_op"], raw["session"], strict=True):
         writes, reads, waits = calls
         pipe_bytes = writes * pipe["write"] + reads * pipe["readinto"] + \
             waits * (pipe["readinto_waiting"] - pipe["readinto"])
+        wake_bytes = wakes * per_wake
         rows[name] = {"total": round(total, 1), "session": round(sess, 1),
                       "pipe w/r/wait": f"{writes:.1f}/{reads:.1f}/{waits:.1f}",
                       "pipe_bytes": round(pipe_bytes, 1),
-                      "driver": round(total - sess - pipe_bytes, 1)}
+                      "wake-ups": f"{wakes:.1f} x {per_wake:.0f}",
+                      "driver": round(total - sess - pipe_bytes - wake_bytes, 1)}
     results["bytes_per_op"] = rows
     results["pipe_bytes_per_call"] = pipe
+    results["bytes_per_wake_up"] = per_wake
     results["idle_bytes_per_s"] = raw["idle_bytes_per_s"]
     results["conditions"] = {"iterations": n, "payload_bytes": 64, "topic_bytes": 20,
                              "runtime": "MicroPython 1.27 WebAssembly (32-bit, ESP32 block "
@@ -453,13 +507,16 @@ def _table(r: dict) -> str:
     label = f"client RAM without module code (target {r['target_bytes']:,})"
     out.append(f"  {label:<48}{r['client_ram_without_module_code']:>9,}")
     out.append("bytes allocated per operation, steady state")
-    cols = ["total", "session", "pipe w/r/wait", "pipe_bytes", "driver"]
+    cols = ["total", "session", "pipe w/r/wait", "pipe_bytes", "wake-ups", "driver"]
     out.append("  " + " " * 32 + "".join(c.rjust(16) for c in cols))
     for name, row in r["bytes_per_op"].items():
         out.append(f"  {name:<32}" + "".join(str(row[c]).rjust(16) for c in cols))
     p = r["pipe_bytes_per_call"]
     out.append(f"  memory pipe per call: write {p['write']:.1f} B, readinto {p['readinto']:.1f} B "
                f"(data waiting), {p['readinto_waiting']:.1f} B (waits for it)")
+    out.append(f"  a task wake-up (Event.set queuing a parked task): "
+               f"{r['bytes_per_wake_up']:.1f} B in this port (a JavaScript timer per task "
+               "queued; extmod asyncio's TaskQueue.push allocates nothing)")
     out.append(f"idle, connected (keep-alive 60 s): {r['idle_bytes_per_s']:.1f} B/s")
     out.append("modules loaded: " + ", ".join(r["modules_loaded"]))
     return "\n".join(out)

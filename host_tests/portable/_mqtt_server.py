@@ -51,7 +51,8 @@ class ScriptedServer:
         self._view = C.PublishView()
         self._ack = C.AckView()
         self._out = bytearray(max_packet_size)
-        self._acks = {}  # preencoded ack packets, by (type, pid) (see _send_ack)
+        self._ack_out = bytearray(8)  # the ack being sent (see _ack_bytes)
+        self._ack_views = {}  # length -> view of _ack_out
 
     # -------------------------------------------------------------- connections --
 
@@ -96,14 +97,14 @@ class ScriptedServer:
         await self.conn.write(self._ack_bytes(t, pid))
 
     def _ack_bytes(self, t, pid):
-        # Preencoded, per (type, packet id): once warm the server allocates nothing.
-        key = (t << 16) | pid
-        pkt = self._acks.get(key)
-        if pkt is None:
-            pkt = bytes(self._out[:C.encode_ack(self._out, t, pid)])
-            if len(self._acks) < 64:
-                self._acks[key] = pkt
-        return pkt
+        # Encoded into one small buffer: the pipe copies it before the next ack is
+        # encoded (a write that must wait for room holds this task until it is done),
+        # so the server allocates nothing per ack, whatever the packet id.
+        n = C.encode_ack(self._ack_out, t, pid)
+        v = self._ack_views.get(n)
+        if v is None:
+            v = self._ack_views[n] = memoryview(self._ack_out)[:n]
+        return v
 
     # ------------------------------------------------------------------ waiting --
 
