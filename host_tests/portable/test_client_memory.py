@@ -313,3 +313,181 @@ async def test_qos0_publish_allocates_nothing_under_micropython():
         assert srv.conn._n > before  # and the PUBLISH is in the server's ring
     finally:
         await _stop(c, srv)
+
+
+class _LockedReads:
+    """Under MicroPython, lock the heap for the stretch of the client's reader task
+    that handles what one read brought: from the pipe handing the bytes over (its
+    ``_take``, in the reader's task) to the client's next ``readinto`` (made once
+    nothing is left to handle). Everything the driver and the session do for a
+    received packet -- parse, dispatch, the callback, the acknowledgement written
+    back -- runs inside; only asyncio's wake-ups that start and end the stretch are
+    outside (this port's scheduler allocates to queue a task; a device's does not)."""
+
+    def __init__(self, c):
+        import micropython
+
+        self.armed = False
+        self.locked = False
+        self.stretches = 0
+        self.error = None
+        end = c._transport
+        take = end._take
+        readinto = end.readinto
+        link_failed = c._link_failed
+
+        def locked_take(buf):
+            n = take(buf)
+            if n > 0 and self.armed:
+                micropython.heap_lock()
+                self.locked = True
+            return n
+
+        def unlocking_readinto(buf):
+            if self.locked:
+                micropython.heap_unlock()
+                self.locked = False
+                self.stretches += 1
+            return readinto(buf)
+
+        def unlocking_link_failed(e):
+            # The reader's error handler: a MemoryError under the lock ends up here
+            # (anything else done with the heap locked would fail again).
+            if self.locked:
+                micropython.heap_unlock()
+                self.locked = False
+            self.error = e
+            link_failed(e)
+
+        end._take = locked_take
+        end.readinto = unlocking_readinto
+        c._link_failed = unlocking_link_failed
+
+    async def stretch(self, c):
+        """Let the reader run one locked stretch; True if it completed without error."""
+        import micropython
+
+        done = self.stretches + 1
+        self.armed = True
+        try:
+            for _ in range(100):
+                if self.stretches >= done or self.error is not None:
+                    break
+                await asyncio.sleep_ms(0)
+        finally:
+            self.armed = False
+            if self.locked:
+                micropython.heap_unlock()
+                self.locked = False
+        return self.stretches >= done and self.error is None
+
+
+def _locked(fn):
+    """``fn()`` under ``micropython.heap_lock()``: (True, result) or (False, None)."""
+    import micropython
+
+    micropython.heap_lock()
+    try:
+        r = fn()
+        ok = True
+    except MemoryError:
+        r = None
+        ok = False
+    finally:
+        micropython.heap_unlock()
+    return ok, r  # (the tuple made once unlocked)
+
+
+async def test_qos1_publish_allocates_nothing_in_the_client_under_micropython():
+    """Stop-and-wait QoS 1 publish: the publisher's part (encode, write, the awaited
+    outcome) and the reader's (the PUBACK) both run under heap_lock."""
+    import sys
+
+    if sys.implementation.name != "micropython":
+        return
+    import gc
+
+    import micropython
+
+    srv = ScriptedServer()
+    srv.record = False
+    c, _ = await _started(srv)
+    try:
+        for _ in range(5):  # warm: the Delivery and its awaitable, the views, the topic
+            assert await c.publish(b"m/1", b"payload", 1) > 0
+        srv.task.cancel()  # the server answers inside this task now (serve_now)
+        await asyncio.sleep_ms(2)
+        reads = _LockedReads(c)
+        last = 0
+
+        def publish():
+            return c.publish(b"m/1", b"payload", 1)
+
+        for _ in range(4):
+            gc.collect()
+            ok, w = _locked(publish)
+            assert ok, "publish(qos=1) allocated under heap_lock"
+            srv.serve_now()  # the PUBACK into the client's ring (wakes its reader)
+            assert await reads.stretch(c), "the reader allocated handling the PUBACK (%r)" % (
+                reads.error,)
+            micropython.heap_lock()
+            try:
+                pid = await w  # the outcome: acknowledged already, nothing to wait for
+                ok = True
+            except MemoryError:
+                ok = False
+            finally:
+                micropython.heap_unlock()
+            assert ok, "awaiting publish(qos=1) allocated under heap_lock"
+            assert pid > 0 and pid != last
+            last = pid
+        assert c.is_connected and c._session.inflight() == 0
+    finally:
+        await _stop(c, srv)
+
+
+async def test_receiving_allocates_nothing_in_the_client_under_micropython():
+    """A received QoS 0 and QoS 1 message (a plain callback; for QoS 1 the PUBACK
+    written back): the reader's whole stretch under heap_lock."""
+    import sys
+
+    if sys.implementation.name != "micropython":
+        return
+    import gc
+
+    srv = ScriptedServer()
+    srv.record = False
+    c, _ = await _started(srv)
+    got = [0]
+
+    def on_message(m):
+        if m.topic_is(b"in/room1/temp"):
+            got[0] += 1
+
+    try:
+        await c.subscribe("in/#", on_message, qos=1)
+        srv.task.cancel()
+        await asyncio.sleep_ms(2)
+        reads = _LockedReads(c)
+        end = srv.conn
+        for qos, pkt in ((0, C.encode_bytes(C.Publish("in/room1/temp", b"21.5"))),
+                         (1, C.encode_bytes(C.Publish("in/room1/temp", b"21.5", qos=1,
+                                                      packet_id=7)))):
+            for i in range(6):
+                handled = srv.handled
+                want = got[0] + 1
+                end._off = 0
+                end._put(pkt)  # the server sends (wakes the client's reader)
+                if i >= 2:  # warm first
+                    gc.collect()
+                    assert await reads.stretch(c), "QoS %d receive allocated (%r)" % (
+                        qos, reads.error)
+                else:
+                    while got[0] < want:
+                        await asyncio.sleep_ms(0)
+                assert got[0] == want
+                srv.serve_now()  # reads what the client sent back
+                assert srv.handled == handled + qos  # its PUBACK, for QoS 1
+        assert c.is_connected
+    finally:
+        await _stop(c, srv)

@@ -1,12 +1,12 @@
-"""_compat.READY / Done(value), preallocated completed awaitables, and EventWaiter (both
-runtimes): awaiting them allocates nothing under MicroPython; create_task and gather
-take them."""
+"""_compat.READY / Done(value), preallocated completed awaitables, and Waiter, a reusable
+awaitable that parks the task on an Event (both runtimes): awaiting them allocates nothing
+under MicroPython; create_task, gather and wait_for take them."""
 
 import asyncio
 import gc
 import sys
 
-from mqtt_v5._compat import READY, Done
+from mqtt_v5._compat import PENDING, READY, Done, Waiter
 
 
 async def _await_many(n, awaitable=READY):
@@ -42,16 +42,28 @@ async def test_awaiting_ready_allocates_nothing_under_micropython():
         assert used <= 128, used
 
 
-async def test_event_waiter_waits_like_event_wait_and_survives_cancellation():
-    from mqtt_v5._compat import EventWaiter
+class _Counter(Waiter):
+    """Returns 1, 2, 3... once its event is set; PENDING (event clear) before."""
 
-    ev = asyncio.Event()
-    w = EventWaiter(ev)
+    def __init__(self):
+        Waiter.__init__(self, asyncio.Event())
+        self.n = 0
+
+    def poll(self):
+        if not self.event.is_set():
+            return PENDING
+        self.n += 1
+        return self.n
+
+
+async def test_waiter_parks_until_set_and_returns_what_poll_gives():
+    w = _Counter()
+    ev = w.event
     got = []
 
     async def waiter(n):
         for _ in range(n):
-            got.append(await w)
+            got.append(await w.wait())
             ev.clear()
 
     task = asyncio.create_task(waiter(3))
@@ -60,9 +72,9 @@ async def test_event_waiter_waits_like_event_wait_and_survives_cancellation():
         assert len(got) == i  # parked until set()
         ev.set()
     await asyncio.wait_for(task, 1)
-    assert got == [True, True, True]
+    assert got == [1, 2, 3]
     ev.set()
-    assert await w is True  # already set: no wait
+    assert await w.wait() == 4  # already set: no wait
     ev.clear()
     task = asyncio.create_task(waiter(1))
     await asyncio.sleep(0.002)
@@ -77,4 +89,47 @@ async def test_event_waiter_waits_like_event_wait_and_survives_cancellation():
     await asyncio.sleep(0.002)
     ev.set()
     await asyncio.wait_for(task, 1)
-    assert got == [True]
+    assert got == [5]
+
+
+async def test_waiter_run_as_a_task_keeps_its_own_result():
+    w = _Counter()
+    w.event.set()
+    t1 = asyncio.create_task(w.wait())
+    await asyncio.sleep(0)
+    assert await w.wait() == 2  # a later await of the same waiter...
+    assert await t1 == 1  # ...does not change what the task returned
+    assert await asyncio.gather(w.wait()) == [3]
+    assert await asyncio.wait_for(w.wait(), 1) == 4
+    w.event.clear()
+    try:
+        await asyncio.wait_for(w.wait(), 0.01)  # parked, then cancelled by the timeout
+        raise AssertionError("no timeout")
+    except asyncio.TimeoutError:
+        pass
+    w.event.set()
+    assert await w.wait() == 5
+
+
+async def test_awaiting_a_waiter_allocates_nothing_under_micropython():
+    if sys.implementation.name != "micropython":
+        return
+    w = _Counter()
+    w.event.set()
+
+    async def many(n):
+        total = 0
+        for _ in range(n):
+            total += await w.wait()  # a new small int each time
+        return total
+
+    await many(10)
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        await many(1000)
+        used = gc.mem_alloc() - before
+    finally:
+        gc.enable()
+    assert used <= 128, used

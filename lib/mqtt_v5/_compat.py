@@ -8,9 +8,13 @@ import sys
 
 IS_MICROPYTHON = sys.implementation.name == "micropython"
 
+# What Waiter.poll() returns while there is nothing to return yet.
+PENDING = object()
+
 if IS_MICROPYTHON:
-    from micropython import const  # noqa: F401
     import time as _time
+
+    from micropython import const
 
     ticks_ms = _time.ticks_ms
     ticks_add = _time.ticks_add
@@ -30,21 +34,85 @@ if IS_MICROPYTHON:
 
         return asyncio.sleep_ms(ms)
 
-    class EventWaiter:
-        """``await waiter`` is ``await event.wait()`` without the generator that
-        Event.wait() makes per call (48 B): it parks the current task on the
-        event's queue exactly as asyncio's Event.wait does, then completes when
-        woken. For ONE waiting task at a time (it keeps that task's state):
-        an in-flight message's waiter, a pipe's reader. Uses asyncio.core's
-        ``cur_task`` and Event's ``state``/``waiting``, as asyncio itself does."""
+    # ------------------------------------------------ awaiting, no coroutine --
+    # ``await obj`` on an object whose __next__ raises StopIteration(value) ends
+    # with ``value``: the VM takes it at once, in the awaiting frame. Raising a
+    # StopIteration made once allocates nothing (its traceback cleared first),
+    # but one made per value costs 48 B (the exception, its args tuple, its
+    # traceback). So the ints a Waiter returns (packet ids, byte counts) leave
+    # in ONE preallocated StopIteration whose args[0] is rewritten in place
+    # through uctypes -- done only after checking, on that very object, that the
+    # word read is the one assumed (items[0] of the args tuple, holding 0) and
+    # that args[0] reads back what was written. Otherwise (no uctypes, another
+    # object layout) each value gets a StopIteration of its own.
+
+    _core = None  # asyncio.core, once the first Waiter is made
+    _stop = None  # the reusable StopIteration, when its value can be rewritten
+    _stop_word = None  # its args[0], as a writable word
+    _pack_into = None
+
+    def _setup():
+        global _core, _stop, _stop_word, _pack_into
+        from asyncio import core  # type: ignore[attr-defined]
+
+        _core = core
+        try:
+            from struct import calcsize, pack, pack_into
+
+            import uctypes  # type: ignore[import-not-found]
+
+            e = StopIteration(0)
+            a = id(e.args)  # the tuple itself: exceptions hand out their args tuple
+            if a < 0:
+                return  # an address id() does not give as is
+            w = calcsize("P")
+            word = uctypes.bytearray_at(a + 2 * w, w)  # mp_obj_tuple_t: base, len, items
+            if bytes(word) != pack("P", id(0)):  # id() of a small int is its raw word
+                return
+            pack_into("P", word, 0, id(4660))
+            if e.args[0] != 4660:
+                pack_into("P", word, 0, id(0))
+                return
+            _stop, _stop_word, _pack_into = e, word, pack_into
+        except Exception:
+            pass
+
+    def _stop_with(value):
+        """A StopIteration carrying ``value``, to raise at once (never to keep)."""
+        e = _stop
+        if e is None or type(value) is not int or not 0 <= value < 0x10000000:
+            return StopIteration(value)
+        _pack_into("P", _stop_word, 0, id(value))  # type: ignore[misc]
+        e.__traceback__ = None
+        return e
+
+    class Waiter:
+        """A reusable awaitable that waits without a coroutine: ``await w.wait()``
+        returns ``w.poll()``'s value; while poll() returns ``PENDING`` the current
+        task is parked on ``w.event`` (an asyncio.Event) exactly as asyncio's
+        Event.wait parks it, and polls again once the event is set. ``poll``
+        must leave the event clear when it says PENDING (else the task would
+        never wake: it is then queued to run again at once). What ``poll``
+        raises reaches the awaiting caller.
+
+        On MicroPython ``wait()`` returns the object itself: no coroutine, no
+        allocation (see ``_stop_with``). Like a coroutine it is awaited once
+        per ``wait()``, and one task at a time awaits it. Driven by a Task of
+        its own (``create_task``, ``gather``, ``wait_for``) it works too; that
+        Task keeps its result, so that result is a StopIteration of its own.
+        Cancelling the parked task unlinks it from the event (asyncio's
+        ``cancel`` follows ``task.data``), then ``throw`` raises in it."""
 
         def __init__(self, event):
-            from asyncio import core  # type: ignore[attr-defined]
+            if _core is None:
+                _setup()
+            self.event = event
 
-            self._core = core
-            self._ev = event
-            self._armed = False
-            self._stop = StopIteration(True)
+        def poll(self):
+            raise NotImplementedError("Waiter.poll")
+
+        def wait(self):
+            return self
 
         def __await__(self):
             return self
@@ -52,28 +120,37 @@ if IS_MICROPYTHON:
         def __iter__(self):
             return self
 
-        def __next__(self):
-            ev = self._ev
-            if not self._armed and not ev.state:  # type: ignore[attr-defined]
-                self._armed = True
-                t = self._core.cur_task
+        def _park(self):
+            t = _core.cur_task  # type: ignore[union-attr]
+            ev = self.event
+            if ev.state:  # type: ignore[attr-defined]
+                _core._task_queue.push(t)  # type: ignore[union-attr]  # poll broke its word
+            else:
                 ev.waiting.push(t)  # type: ignore[attr-defined]
                 t.data = ev.waiting  # type: ignore[attr-defined]  # (cancel() unlinks it)
+
+        def __next__(self):
+            # Awaited inside a coroutine: the VM takes the value from the shared
+            # StopIteration as it is raised.
+            v = self.poll()
+            if v is PENDING:
+                self._park()
                 return None  # to the scheduler, until event.set() queues the task
-            self._armed = False
-            e = self._stop
-            e.__traceback__ = None
-            raise e
+            raise _stop_with(v)
 
         def send(self, value):
-            return self.__next__()
+            # Run as a Task's own coroutine: the Task keeps the exception as its result.
+            v = self.poll()
+            if v is PENDING:
+                self._park()
+                return None
+            raise StopIteration(v)
 
         def throw(self, typ, val=None, tb=None):
-            self._armed = False  # cancelled while parked
-            raise typ if val is None else val
+            raise typ if val is None else val  # cancelled while parked
 
         def close(self):
-            self._armed = False
+            pass
 
 else:
     import time as _time
@@ -106,15 +183,29 @@ else:
 
         return asyncio.sleep(ms / 1000)
 
-    class EventWaiter:  # type: ignore[no-redef]
-        """``await waiter`` is ``await event.wait()`` (CPython allocates anyway)."""
+    class Waiter:  # type: ignore[no-redef]
+        """``await w.wait()``: ``w.poll()``'s value, waiting on ``w.event`` while
+        it is ``PENDING`` (a coroutine: CPython allocates anyway, and its
+        create_task wants one)."""
 
         def __init__(self, event):
-            self._ev = event
+            self.event = event
+
+        def poll(self):
+            raise NotImplementedError("Waiter.poll")
+
+        def wait(self):
+            return self._wait()
 
         def __await__(self):
-            return self._ev.wait().__await__()
+            return self._wait().__await__()
 
+        async def _wait(self):
+            while True:
+                v = self.poll()
+                if v is not PENDING:
+                    return v
+                await self.event.wait()
 
 class _Ready:
     """An awaitable that is already complete (result None) and can be awaited again

@@ -8,8 +8,8 @@ packet is written under one lock, in one write. Nothing here polls.
 
 import asyncio
 
-from ._compat import (IS_MICROPYTHON, READY, Done, EventWaiter, is_awaitable, random_ms,
-                      sleep_ms, ticks_diff, ticks_ms)
+from ._compat import (IS_MICROPYTHON, PENDING, READY, Done, Waiter, is_awaitable,
+                      random_ms, sleep_ms, ticks_diff, ticks_ms)
 from . import codec as _c
 from . import properties as _p
 from . import session as _s
@@ -296,7 +296,7 @@ class Delivery:
         self.error = None
         self._event = asyncio.Event()
         self._freed = False  # the session no longer holds it (publish() may reuse it)
-        self._waiter = None  # publish()'s allocation-free wait on _event
+        self._waiter = None  # publish()'s wait for the outcome (an _Acked), made once
 
     def _reset(self):
         self.packet_id = 0
@@ -319,6 +319,22 @@ class Delivery:
         if self.error is not None:
             raise self.error
         return self.packet_id
+
+
+class _Acked(Waiter):
+    """What ``publish()`` of QoS 1/2 returns to await: the outcome of its Delivery
+    (the packet id, or the error raised), made once per Delivery and reused with
+    it, so a publish makes no coroutine under MicroPython (see ``_compat.Waiter``)."""
+
+    def __init__(self, client, token):
+        Waiter.__init__(self, token._event)
+        self._client = client
+        self._token = token
+
+    def poll(self):
+        if not self.event.is_set():
+            return PENDING
+        return self._client._acknowledged(self._token)
 
 
 class _Subscription:
@@ -714,9 +730,12 @@ class MqttClient:
         when the server refuses it. While disconnected the message is queued
         (``QueueFull`` past the bounds) and sent after reconnecting.
 
-        A plain method returning the one coroutine that does the work (await
-        it, or make it a task): under MicroPython every coroutine costs its
-        frame, so a publish makes one, not three."""
+        A plain method returning an awaitable (await it once, or make it a
+        task). Under MicroPython every coroutine costs its frame, so the usual
+        case (lock free, window open, no batching) makes none: the packet is
+        written here and what is returned is preallocated -- a completed
+        awaitable for QoS 0, the reused Delivery's ``_Acked`` for QoS 1/2.
+        Otherwise it is the one coroutine that does the work."""
         if not self._batch_pub and not self._wlock._locked and _log_fn is None and (
                 not qos or self._session.window_open() or not self._connected):
             return self._publish_now(topic, payload, qos, retain, options)
@@ -729,10 +748,11 @@ class MqttClient:
     def _publish_now(self, topic, payload, qos, retain, options):
         """``publish`` when nothing has to be waited for before the write (the
         usual case on a device: no batching, lock free, window open). The
-        packet is encoded and handed to the transport here; a coroutine is
-        made only for what must be awaited: none for QoS 0 when the transport
-        took the packet at once, a small one for the acknowledgement of QoS
-        1/2 (the general path's coroutine is 192 B under MicroPython)."""
+        packet is encoded and handed to the transport here. When the transport
+        took it at once, what is returned makes no coroutine: the completed
+        ``_ZERO`` for QoS 0, the Delivery's ``_Acked`` for QoS 1/2 (a coroutine
+        would cost its frame per publish under MicroPython: 192 B for the
+        general path's). A small coroutine only when the write must be waited for."""
         s = self._session
         token = None
         if qos:
@@ -747,6 +767,8 @@ class MqttClient:
                             options.topic_alias if options is not None else 0, token)
         except BaseException as e:
             lock.release()
+            if token is not None:
+                self._spare.append(token)  # refused before the session took it
             return _raise(e)  # raised where the caller awaits, as from a coroutine
         w = READY
         if s.out_len or s.out_tail is not None:
@@ -760,38 +782,42 @@ class MqttClient:
             lock.release()
             if token is None:
                 return _ZERO
+            return self._outcome(token)
         return self._sent(w, token)
 
     async def _sent(self, w, token):
-        """The rest of ``_publish_now``: the transport's write, under the lock,
-        then (QoS 1/2) the acknowledgement."""
-        if w is not READY:
-            try:
-                await w
-            except Exception as e:
-                err = self._write_failed(e)
-                if token is None:
-                    raise err  # QoS 0: it may be lost, say so
-                # QoS 1/2: resent after reconnecting (see _publish)
-            finally:
-                self._wlock.release()
+        """The rest of ``_publish_now`` when the transport must be waited for:
+        its write, under the lock, then (QoS 1/2) the acknowledgement."""
+        try:
+            await w
+        except Exception as e:
+            err = self._write_failed(e)
+            if token is None:
+                raise err  # QoS 0: it may be lost, say so
+            # QoS 1/2: resent after reconnecting (see _publish)
+        finally:
+            self._wlock.release()
         if token is None:
             return 0
-        if not token._event.is_set():
-            w = token._waiter  # (publish()'s own Delivery: this is its only waiter)
-            if w is None:
-                w = token._waiter = EventWaiter(token._event)
-            await w
-        return self._acknowledged(token)
+        return await self._outcome(token)
+
+    def _outcome(self, token):
+        """The awaitable outcome of publish()'s own Delivery: its ``_Acked``,
+        made once and reused with the Delivery (no coroutine under MicroPython)."""
+        w = token._waiter
+        if w is None:
+            w = token._waiter = _Acked(self, token)
+        return w.wait()
 
     def _acknowledged(self, token):
         """The outcome of publish()'s Delivery (its packet id, or the error
         raised); the Delivery is kept for reuse when the session let go of it."""
         pid = token.packet_id
         err = token.error
-        if token._freed and len(self._spare) < 4:
+        if token._freed and len(self._spare) < self.options.max_inflight:
             # Acknowledged or refused: reuse it for the next publish() rather
-            # than make a Delivery and its Event each time.
+            # than make a Delivery, its Event and its _Acked each time (up to
+            # max_inflight of them: as many as may be in flight at once).
             token._reset()
             self._spare.append(token)
         if err is not None:
@@ -849,10 +875,7 @@ class MqttClient:
                 _log("PUBLISH queued (offline or window full) topic=%r qos=%d" % (topic, qos))
         if not wait:
             return pid
-        ev = token._event
-        if not ev.is_set():
-            await ev.wait()
-        return self._acknowledged(token)
+        return await self._outcome(token)
 
     async def _pump(self):
         """Send resends and queued messages while the window allows."""

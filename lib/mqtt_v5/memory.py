@@ -9,17 +9,20 @@ other end read its remaining bytes and then 0.
 Used by the tests (the MicroPython WebAssembly port has no sockets) and by
 applications that bring their own link (serial, radio, a custom socket).
 
-Memory on MicroPython: a write that fits copies straight into the peer's
-ring and allocates nothing, not even a coroutine (``write`` is a plain
-method returning an awaitable), unless it wraps around the ring's end
-(then a few memoryview slices); a read costs its coroutine (64 B). The ring
-restarts at offset 0 whenever it empties, so a request/response exchange
-never wraps.
+Memory on MicroPython: ``write`` and ``readinto`` are plain methods returning
+an awaitable, so neither makes a coroutine. A write that fits copies straight
+into the peer's ring and allocates nothing, unless it wraps around the ring's
+end (then a few memoryview slices). A read returns the end's one ``Waiter``
+(``_compat``): it copies what is buffered, or parks the task until the writer
+sets the event, without allocating -- the views of the ring it copies from
+are kept by length (the ring restarts at offset 0 whenever it empties, so a
+request/response exchange always reads from 0 and lengths repeat). Like a
+coroutine, what ``readinto`` returns is awaited once; one reader at a time.
 """
 
 import asyncio
 
-from ._compat import READY, EventWaiter
+from ._compat import PENDING, READY, Waiter
 from .errors import NetworkError, UsageError
 
 
@@ -34,7 +37,8 @@ class MemoryTransport:
         self._r = 0  # first unread byte
         self._n = 0  # bytes stored
         self._data = asyncio.Event()  # set: bytes stored or end of stream
-        self._data_wait = EventWaiter(self._data)  # one reader at a time
+        self._reader = _Read(self)  # what readinto returns (one reader at a time)
+        self._views = {}  # length -> self._mv[0:length] (reads from offset 0)
         self._space = asyncio.Event()  # set: room in the ring or end of stream
         self._closed = False  # this end was closed
         self._eof = False  # the peer closed: no more bytes will come
@@ -44,17 +48,15 @@ class MemoryTransport:
         self.bytes_out = 0
 
     # On MicroPython a coroutine's frame is heap-allocated at every call, so the
-    # work is done in plain methods and ``write`` makes no coroutine unless it
-    # has to wait.
+    # work is done in plain methods: ``readinto`` makes no coroutine, ``write``
+    # none unless it has to wait for room.
 
-    async def readinto(self, buf):
+    def readinto(self, buf):
         """Copy what is buffered (at least one byte, waiting for it) into
-        ``buf``; 0 once the peer closed and everything was read."""
-        while True:
-            n = self._take(buf)
-            if n >= 0:
-                return n
-            await self._data_wait  # (asyncio's Event.wait without its generator)
+        ``buf``; 0 once the peer closed and everything was read. Awaitable."""
+        r = self._reader
+        r.buf = buf
+        return r.wait()
 
     def write(self, buf):
         """Copy all of ``buf`` into the peer's ring, waiting for room; awaitable.
@@ -89,9 +91,17 @@ class MemoryTransport:
         first = cap - r
         if first > k:
             first = k
-        buf[0:first] = self._mv[r:r + first]
-        if first < k:
-            buf[first:k] = self._mv[0:k - first]
+        if r == 0:
+            src = self._views.get(k)
+            if src is None:
+                if len(self._views) >= 16:
+                    self._views.clear()
+                src = self._views[k] = self._mv[0:k]
+            buf[0:k] = src
+        else:
+            buf[0:first] = self._mv[r:r + first]
+            if first < k:
+                buf[first:k] = self._mv[0:k - first]
         n -= k
         self._n = n
         r += k
@@ -150,6 +160,20 @@ class MemoryTransport:
             p._eof = True
             p._data.set()
             p._space.set()
+
+
+class _Read(Waiter):
+    """A pipe end's pending ``readinto``: copies what is buffered into ``buf``,
+    else waits for the writer's ``_data.set()`` (``_take`` clears it first)."""
+
+    def __init__(self, end):
+        Waiter.__init__(self, end._data)
+        self._end = end
+        self.buf = None
+
+    def poll(self):
+        n = self._end._take(self.buf)
+        return PENDING if n < 0 else n
 
 
 def memory_pipe(capacity=4096):
