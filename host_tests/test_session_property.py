@@ -338,7 +338,7 @@ class SessionMachine(RuleBasedStateMachine):
         if not hasattr(self, "s"):
             return
         s = self.s
-        assert 0 <= s.inflight() <= len(s._slot_state)
+        assert 0 <= s.inflight() <= s.max_inflight
         assert s._queued_bytes >= 0
         assert s.out_len == 0
 

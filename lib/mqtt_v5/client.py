@@ -1023,9 +1023,8 @@ class MqttClient:
 
     def _fail_waiters(self, error):
         s = self._session
-        for i in range(len(s._slot_token)):
-            tok = s._slot_token[i]
-            if tok is not None and not tok.done():
+        for tok in s.inflight_tokens():
+            if not tok.done():
                 tok._done(0, None, error)
         for entry in s._queue:
             if entry[5] is not None and not entry[5].done():

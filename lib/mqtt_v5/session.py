@@ -70,6 +70,24 @@ _WAIT_PUBACK = const(1)
 _WAIT_PUBREC = const(2)
 _WAIT_PUBCOMP = const(3)
 
+# The in-flight table is ONE flat list of _SLOT entries per outgoing QoS 1/2 message,
+# with these fields at these offsets; a slot is named by the offset of its first entry
+# (-1: none). One list of 10 words a slot instead of one list per field (~80 B each
+# under MicroPython: ten of them cost ~500 B more for the default 8 slots).
+_PID = const(0)
+_STATE = const(1)  # _FREE / _WAIT_*: also its QoS (_WAIT_PUBACK is QoS 1, the others 2)
+_SEQ = const(2)  # send order, for resends [MQTT-4.6.0-1]
+_RETAIN = const(3)
+_RESEND = const(4)  # to be sent again (DUP, or PUBREL) on this connection
+# True while the PUBLISH was last sent on an earlier connection: it does not count
+# against this connection's Receive Maximum until resent.
+_CARRIED = const(5)
+_TOPIC = const(6)
+_PAYLOAD = const(7)
+_PROPS = const(8)
+_TOKEN = const(9)
+_SLOT = const(10)
+
 _DEFAULT_SERVER_MAX = const(268435460)
 # In-flight send order: a wrapping counter kept a small int on a 32-bit port.
 _SEQ_MASK = const(0x3FFFFFF)
@@ -130,29 +148,16 @@ class Session:
         self.keep_alive_ms = 0
         self.ping_timeout_ms = ping_timeout_ms
         self.connect_timeout_ms = connect_timeout_ms
-        self._receive_maximum = receive_maximum
-        self._alias_max_in = topic_alias_maximum
         self.max_queued = max_queued
         self.max_queued_bytes = max_queued_bytes
-        # Outgoing in-flight table, fixed size.
-        n = max_inflight
-        self._slot_pid = [0] * n
-        self._slot_state = [0] * n
-        self._slot_topic = [None] * n
-        self._slot_payload = [None] * n
-        self._slot_qos = [0] * n
-        self._slot_retain = [False] * n
-        self._slot_props = [None] * n
-        self._slot_token = [None] * n
-        self._slot_resend = [False] * n
-        self._resends = 0  # how many _slot_resend are True (window_open is per publish)
-        # True while the PUBLISH was last sent on an earlier connection: it does
-        # not count against this connection's Receive Maximum until resent.
-        self._slot_carried = [False] * n
-        self._slot_seq = [0] * n  # send order, for resends [MQTT-4.6.0-1]
+        # Outgoing in-flight table, fixed size (see _SLOT).
+        self.max_inflight = max_inflight
+        free = [0, _FREE, 0, False, False, False, None, None, None, None]  # type: list
+        self._slots = free * max_inflight
+        self._resends = 0  # slots with _RESEND set (window_open is per publish)
         self._seq = 0
         self._inflight = 0
-        self._window = n
+        self._window = max_inflight
         self._next_pid = 0
         # Incoming QoS 2 packet ids awaiting PUBREL.
         self._in_qos2 = [0] * receive_maximum
@@ -214,10 +219,10 @@ class Session:
         if self.state != DISCONNECTED:
             raise UsageError("already connected or connecting")
         p = {} if props is None else dict(props)
-        p[_p.PROP_RECEIVE_MAXIMUM] = self._receive_maximum
+        p[_p.PROP_RECEIVE_MAXIMUM] = len(self._in_qos2)
         p[_p.PROP_MAXIMUM_PACKET_SIZE] = self.reader.max_packet_size
-        if self._alias_max_in:
-            p[_p.PROP_TOPIC_ALIAS_MAXIMUM] = self._alias_max_in
+        if len(self._alias_in) > 1:
+            p[_p.PROP_TOPIC_ALIAS_MAXIMUM] = len(self._alias_in) - 1
         if session_expiry_s:
             p[_p.PROP_SESSION_EXPIRY_INTERVAL] = session_expiry_s
         self._encode_cold(_c.encode_connect, self.client_id, clean_start, keep_alive_s,
@@ -254,12 +259,13 @@ class Session:
         return tokens
 
     def _mark_resend(self):
-        for i in range(len(self._slot_state)):
-            if self._slot_state[i] != _FREE:
-                if not self._slot_resend[i]:
+        sl = self._slots
+        for i in range(0, len(sl), _SLOT):
+            if sl[i + _STATE] != _FREE:
+                if not sl[i + _RESEND]:
                     self._resends += 1
-                self._slot_resend[i] = True
-                self._slot_carried[i] = True
+                sl[i + _RESEND] = True
+                sl[i + _CARRIED] = True
 
     def _on_connack(self, r):
         pkt = _c.decode_body(self.reader.first, r)
@@ -291,7 +297,7 @@ class Session:
         if lim.server_keep_alive >= 0:
             # [MQTT-3.2.2-21] the server's keep alive replaces ours
             self.keep_alive_ms = lim.server_keep_alive * 1000
-        self._window = min(len(self._slot_state), lim.receive_maximum)
+        self._window = min(self.max_inflight, lim.receive_maximum)
         self._alias_out = {}
         for i in range(len(self._alias_in)):
             self._alias_in[i] = None
@@ -305,23 +311,25 @@ class Session:
 
     def _requeue_unacknowledged(self):
         front = []
+        sl = self._slots
         while True:
             i = self._oldest(False)  # in the order they were first sent
             if i < 0:
                 break
-            if self._slot_state[i] != _WAIT_PUBCOMP:
-                topic = self._slot_topic[i]
-                payload = self._slot_payload[i]
-                front.append([topic, payload, self._slot_qos[i], self._slot_retain[i],
-                              self._slot_props[i], self._slot_token[i]])
+            st = sl[i + _STATE]
+            if st != _WAIT_PUBCOMP:
+                topic = sl[i + _TOPIC]
+                payload = sl[i + _PAYLOAD]
+                front.append([topic, payload, 1 if st == _WAIT_PUBACK else 2, sl[i + _RETAIN],
+                              sl[i + _PROPS], sl[i + _TOKEN]])
                 # Counted like any queued message (pump() subtracts it again);
                 # may exceed max_queued_bytes: these were accepted already.
                 self._queued_bytes += len(payload) + len(topic)
-            elif self._slot_token[i] is not None:
+            elif sl[i + _TOKEN] is not None:
                 # The server acknowledged receipt with PUBREC before losing the
                 # session; sending again could duplicate a QoS 2 message, so the
                 # outcome is unknown: the driver must tell the waiter.
-                self.ev_orphans.append((self._slot_pid[i], self._slot_token[i]))
+                self.ev_orphans.append((sl[i + _PID], sl[i + _TOKEN]))
             self._free_slot(i)
         if front:
             self._queue = front + self._queue
@@ -333,11 +341,12 @@ class Session:
         best = -1
         best_age = -1
         seq = self._seq
-        for i in range(len(self._slot_state)):
-            st = self._slot_state[i]
-            if st != _FREE and (self._slot_resend[i] or not resend_only) and (
+        sl = self._slots
+        for i in range(0, len(sl), _SLOT):
+            st = sl[i + _STATE]
+            if st != _FREE and (sl[i + _RESEND] or not resend_only) and (
                     st == _WAIT_PUBCOMP or not pubrel_only):
-                age = (seq - self._slot_seq[i]) & _SEQ_MASK
+                age = (seq - sl[i + _SEQ]) & _SEQ_MASK
                 if age > best_age:
                     best = i
                     best_age = age
@@ -424,18 +433,18 @@ class Session:
             self._remember_alias(topic, -alias)
         if qos:
             self._next_pid = pid
-            self._slot_pid[slot] = pid
-            self._slot_state[slot] = _WAIT_PUBACK if qos == 1 else _WAIT_PUBREC
-            self._slot_topic[slot] = topic
-            self._slot_payload[slot] = payload
-            self._slot_qos[slot] = qos
-            self._slot_retain[slot] = retain
-            self._slot_props[slot] = props
-            self._slot_token[slot] = token
-            self._slot_resend[slot] = False
-            self._slot_carried[slot] = False
+            sl = self._slots
+            sl[slot + _PID] = pid
+            sl[slot + _STATE] = _WAIT_PUBACK if qos == 1 else _WAIT_PUBREC
             self._seq = (self._seq + 1) & _SEQ_MASK
-            self._slot_seq[slot] = self._seq
+            sl[slot + _SEQ] = self._seq
+            sl[slot + _RETAIN] = retain
+            sl[slot + _RESEND] = False
+            sl[slot + _CARRIED] = False
+            sl[slot + _TOPIC] = topic
+            sl[slot + _PAYLOAD] = payload
+            sl[slot + _PROPS] = props
+            sl[slot + _TOKEN] = token
             self._inflight += 1
         return pid
 
@@ -483,16 +492,14 @@ class Session:
         self._alias_out[key] = alias
 
     def _free_slot_index(self):
-        for i in range(len(self._slot_state)):
-            if self._slot_state[i] == _FREE:
+        sl = self._slots
+        for i in range(0, len(sl), _SLOT):
+            if sl[i + _STATE] == _FREE:
                 return i
         raise UsageError("no free in-flight slot")  # window_open() prevents this
 
     def _pid_in_use(self, pid):
-        for i in range(len(self._slot_pid)):
-            if self._slot_state[i] != _FREE and self._slot_pid[i] == pid:
-                return True
-        return pid in self._pending_sub
+        return self._find_slot(pid) >= 0 or pid in self._pending_sub
 
     def _peek_pid(self):
         """The next free packet identifier, not yet taken: 1..65535, wrapping,
@@ -509,22 +516,30 @@ class Session:
         return pid
 
     def _free_slot(self, i):
-        self._slot_state[i] = _FREE
-        self._slot_topic[i] = None
-        self._slot_payload[i] = None
-        self._slot_props[i] = None
-        self._slot_token[i] = None
-        if self._slot_resend[i]:
+        sl = self._slots
+        sl[i + _STATE] = _FREE
+        if sl[i + _RESEND]:
             self._resends -= 1
-        self._slot_resend[i] = False
-        self._slot_carried[i] = False
+        sl[i + _RESEND] = False
+        sl[i + _CARRIED] = False
+        sl[i + _TOPIC] = None
+        sl[i + _PAYLOAD] = None
+        sl[i + _PROPS] = None
+        sl[i + _TOKEN] = None
         self._inflight -= 1
 
     def _find_slot(self, pid):
-        for i in range(len(self._slot_pid)):
-            if self._slot_pid[i] == pid and self._slot_state[i] != _FREE:
+        sl = self._slots
+        for i in range(0, len(sl), _SLOT):
+            if sl[i + _PID] == pid and sl[i + _STATE] != _FREE:
                 return i
         return -1
+
+    def inflight_tokens(self):
+        """The tokens given with the QoS 1/2 messages in flight (a new list: cold path)."""
+        sl = self._slots
+        return [sl[i + _TOKEN] for i in range(0, len(sl), _SLOT)
+                if sl[i + _STATE] != _FREE and sl[i + _TOKEN] is not None]
 
     def pump(self):
         """After CONNACK (and whenever the window opens), encode the next
@@ -535,8 +550,9 @@ class Session:
         limits refuse it): ``ev_token`` and ``ev_error`` then say which and why."""
         if self.state != CONNECTED or self.out_len:
             return None
+        sl = self._slots
         i = self._oldest(True)  # resends keep the original order [MQTT-4.6.0-1]
-        if i >= 0 and self._slot_state[i] != _WAIT_PUBCOMP and \
+        if i >= 0 and sl[i + _STATE] != _WAIT_PUBCOMP and \
                 self._sent_on_this_connection() >= self._window:
             # [MQTT-3.3.4-7] a resent PUBLISH counts against this connection's
             # Receive Maximum, which may be lower than the last one; PUBREL
@@ -545,16 +561,16 @@ class Session:
             if i < 0:
                 return None
         if i >= 0:
-            if self._slot_resend[i]:
+            if sl[i + _RESEND]:
                 self._resends -= 1
-            self._slot_resend[i] = False
-            pid = self._slot_pid[i]
-            if self._slot_state[i] == _WAIT_PUBCOMP:
+            sl[i + _RESEND] = False
+            pid = sl[i + _PID]
+            if sl[i + _STATE] == _WAIT_PUBCOMP:
                 self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
             else:
                 self._resend_publish(i)
-                self._slot_carried[i] = False
-            return self._slot_token[i] or True
+                sl[i + _CARRIED] = False
+            return sl[i + _TOKEN] or True
         if not self._queue:
             return None
         entry = self._queue[0]
@@ -577,14 +593,17 @@ class Session:
 
     def _sent_on_this_connection(self):
         n = 0
-        for i in range(len(self._slot_state)):
-            if self._slot_state[i] != _FREE and not self._slot_carried[i]:
+        sl = self._slots
+        for i in range(0, len(sl), _SLOT):
+            if sl[i + _STATE] != _FREE and not sl[i + _CARRIED]:
                 n += 1
         return n
 
     def _resend_publish(self, i):
-        self._put_publish(self._slot_topic[i], self._slot_payload[i], self._slot_qos[i],
-                          self._slot_pid[i], self._slot_retain[i], True, self._slot_props[i], 0)
+        sl = self._slots
+        self._put_publish(sl[i + _TOPIC], sl[i + _PAYLOAD],
+                          1 if sl[i + _STATE] == _WAIT_PUBACK else 2, sl[i + _PID],
+                          sl[i + _RETAIN], True, sl[i + _PROPS], 0)
 
     def _put_publish(self, topic, payload, qos, pid, retain, dup, props, alias):
         """PUBLISH into ``out``: the payload copied behind the header when it fits,
@@ -836,10 +855,10 @@ class Session:
         m = _c.decode_publish_into(self.msg, first, r)
         alias = m.topic_alias
         if alias:
-            if alias > self._alias_max_in:
+            if alias >= len(self._alias_in):
                 # [MQTT-3.3.2-9] above the Topic Alias Maximum we sent
-                raise ProtocolError("topic alias %d above our maximum %d" % (alias, self._alias_max_in),
-                                    0x94)
+                raise ProtocolError("topic alias %d above our maximum %d"
+                                    % (alias, len(self._alias_in) - 1), 0x94)
             if m.topic_end > m.topic_start:
                 known = self._alias_in[alias]
                 if known is None or not _same(known, m.buf, m.topic_start, m.topic_end):
@@ -902,7 +921,7 @@ class Session:
             self.out_len = _c.encode_ack(self.out, _c.PUBCOMP, pid, 0x92)
             return EV_CONTINUE
         i = self._find_slot(pid)
-        st = self._slot_state[i] if i >= 0 else _FREE
+        st = self._slots[i + _STATE] if i >= 0 else _FREE
         if t == _c.PUBACK:
             if st != _WAIT_PUBACK:
                 raise ProtocolError("PUBACK for unknown packet id %d" % pid, 0x82)
@@ -918,8 +937,8 @@ class Session:
             if a.reason_code >= 0x80:
                 # [MQTT-4.3.3-4] a failed PUBREC ends the exchange
                 return self._complete(i, a.reason_code)
-            self._slot_state[i] = _WAIT_PUBCOMP
-            self._slot_payload[i] = None  # the server has it; free the payload early
+            self._slots[i + _STATE] = _WAIT_PUBCOMP
+            self._slots[i + _PAYLOAD] = None  # the server has it; free the payload early
             self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
             return EV_CONTINUE
         # PUBCOMP
@@ -928,9 +947,9 @@ class Session:
         return self._complete(i, a.reason_code)
 
     def _complete(self, i, rc):
-        self.ev_pid = self._slot_pid[i]
+        self.ev_pid = self._slots[i + _PID]
         self.ev_rc = rc
-        self.ev_token = self._slot_token[i]
+        self.ev_token = self._slots[i + _TOKEN]
         self._free_slot(i)
         return EV_PUBLISH_FAILED if rc >= 0x80 else EV_PUBLISH_DONE
 
