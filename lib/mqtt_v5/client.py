@@ -424,7 +424,8 @@ class MqttClient:
         self._batch_mv = memoryview(self._batch)
         self._batch_len = 0
         self._batch_views = {}
-        self._flush_wake = asyncio.Event()
+        # Set when something is batched: wakes the flush task (batching publishes only).
+        self._flush_wake = asyncio.Event() if self._batch_pub else None
         self._transport = None
         self._target = None
         self._wlock = _WriteLock()
@@ -433,7 +434,6 @@ class MqttClient:
         self._timer_wake = asyncio.Event()
         self._subs = []
         self._last_sid = 0
-        self._cursor = _p.PropertyCursor()
         self._event_cbs = []
         self._message_cbs = []
         self._queue = None
@@ -645,7 +645,8 @@ class MqttClient:
         self._batch_mv[a:a + n] = self._view(n)
         self._batch_len = a + n
         s.flushed(ticks_ms())
-        self._flush_wake.set()
+        if self._flush_wake is not None:
+            self._flush_wake.set()
         return True
 
     async def _flush_batch(self):
@@ -670,10 +671,11 @@ class MqttClient:
 
     async def _flush_loop(self):
         """Send the batch once the tasks that filled it let the loop run."""
+        wake = self._flush_wake  # (there is one when this task runs: batch_writes)
         try:
             while True:
-                self._flush_wake.clear()
-                await self._flush_wake.wait()
+                wake.clear()  # type: ignore[union-attr]
+                await wake.wait()  # type: ignore[union-attr]
                 if self._batch_len:
                     async with self._wlock:
                         if self._batch_len:
@@ -1048,83 +1050,81 @@ class MqttClient:
             self._fail_subacks(NetworkError("connection lost"))
 
     async def _read_loop(self, transport):
+        """Handle what is buffered, then read more; forever: one coroutine for the
+        connection's life, not one per read (under MicroPython a coroutine's frame is
+        allocated at each call: 160 B for this one). Packets that came in the same read
+        as CONNACK (a resumed session's queued messages) are already buffered: they are
+        handled before the first read."""
         s = self._session
         rd = s.reader
         try:
-            # Packets that came in the same read as CONNACK (a resumed session's
-            # queued messages) are already buffered: handled before the first read.
-            await self._process_input(transport, rd)
+            while True:
+                async with self._wlock:
+                    try:
+                        acking = s._msg_unacked  # this poll answers the last message
+                        ev = s.poll(ticks_ms())
+                        if _log_fn is not None and ev != _s.EV_NONE and not acking:
+                            _log_incoming(s)
+                    except ProtocolError as e:
+                        _log("protocol error from server: %s" % e)
+                        try:
+                            # the acks, then the DISCONNECT
+                            await self._write_out(self._transport)
+                        except Exception:
+                            pass
+                        raise
+                    if s.out_len or s.out_tail is not None:
+                        # Acks are batched while more packets wait in the buffer, so the
+                        # acks of one read leave in one write, in order [MQTT-4.6.0-2].
+                        try:
+                            if not self._batch_out():
+                                await self._send()
+                            elif s.reader.start == s.reader.end:
+                                await self._batch_write()
+                        except Exception as e:
+                            raise self._write_failed(e)
+                if ev == _s.EV_NONE:
+                    if self._batch_len:
+                        async with self._wlock:
+                            if self._batch_len:
+                                await self._flush_batch()
+                    n = await transport.readinto(rd.free())
+                    if not n:
+                        raise NetworkError("connection closed by the server")
+                    rd.wrote(n)
+                    continue
+                if ev == _s.EV_CONTINUE:
+                    continue
+                if ev == _s.EV_MESSAGE:
+                    self._dispatch()
+                elif ev == _s.EV_PUBLISH_DONE or ev == _s.EV_PUBLISH_FAILED:
+                    tok = s.ev_token
+                    if tok is not None:
+                        if ev == _s.EV_PUBLISH_FAILED:
+                            tok._done(s.ev_pid, s.ev_rc, PublishFailed(
+                                "publish refused by the server", s.ev_rc, s.ev_pid))
+                        else:
+                            tok._done(s.ev_pid, s.ev_rc)
+                        tok._freed = True
+                    self._window.set()
+                    if s.queued():
+                        await self._pump()
+                elif ev == _s.EV_SUBACK or ev == _s.EV_UNSUBACK:
+                    w = s.ev_token
+                    if w is not None:
+                        w.codes = s.ev_codes
+                        w.props = s.ev_props
+                        w.event.set()
+                elif ev == _s.EV_DISCONNECT:
+                    reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
+                    _log("DISCONNECT from server 0x%02X %s" % (s.ev_rc, reason or ""))
+                    self._server_disconnect = (s.ev_rc, reason)
+                    raise NetworkError("server disconnected: %s" % (reason or "reason code"),
+                                       s.ev_rc)
         except asyncio.CancelledError:
             raise
         except Exception as e:
             self._link_failed(e)
-
-    async def _process_input(self, transport, rd):
-        """Handle what is buffered, then read more; forever. One coroutine for the
-        connection's life, not one per read (under MicroPython its frame is 160 B)."""
-        s = self._session
-        while True:
-            async with self._wlock:
-                try:
-                    acking = s._msg_unacked  # this poll answers the last message
-                    ev = s.poll(ticks_ms())
-                    if _log_fn is not None and ev != _s.EV_NONE and not acking:
-                        _log_incoming(s)
-                except ProtocolError as e:
-                    _log("protocol error from server: %s" % e)
-                    try:
-                        await self._write_out(self._transport)  # acks, then the DISCONNECT
-                    except Exception:
-                        pass
-                    raise
-                if s.out_len or s.out_tail is not None:
-                    # Acks are batched while more packets wait in the buffer, so the
-                    # acks of one read leave in one write, in order [MQTT-4.6.0-2].
-                    try:
-                        if not self._batch_out():
-                            await self._send()
-                        elif s.reader.start == s.reader.end:
-                            await self._batch_write()
-                    except Exception as e:
-                        raise self._write_failed(e)
-            if ev == _s.EV_NONE:
-                if self._batch_len:
-                    async with self._wlock:
-                        if self._batch_len:
-                            await self._flush_batch()
-                n = await transport.readinto(rd.free())
-                if not n:
-                    raise NetworkError("connection closed by the server")
-                rd.wrote(n)
-                continue
-            if ev == _s.EV_CONTINUE:
-                continue
-            if ev == _s.EV_MESSAGE:
-                self._dispatch()
-            elif ev == _s.EV_PUBLISH_DONE or ev == _s.EV_PUBLISH_FAILED:
-                tok = s.ev_token
-                if tok is not None:
-                    if ev == _s.EV_PUBLISH_FAILED:
-                        tok._done(s.ev_pid, s.ev_rc, PublishFailed(
-                            "publish refused by the server", s.ev_rc, s.ev_pid))
-                    else:
-                        tok._done(s.ev_pid, s.ev_rc)
-                    tok._freed = True
-                self._window.set()
-                if s.queued():
-                    await self._pump()
-            elif ev == _s.EV_SUBACK or ev == _s.EV_UNSUBACK:
-                w = s.ev_token
-                if w is not None:
-                    w.codes = s.ev_codes
-                    w.props = s.ev_props
-                    w.event.set()
-            elif ev == _s.EV_DISCONNECT:
-                reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
-                _log("DISCONNECT from server 0x%02X %s" % (s.ev_rc, reason or ""))
-                self._server_disconnect = (s.ev_rc, reason)
-                raise NetworkError("server disconnected: %s" % (reason or "reason code"),
-                                   s.ev_rc)
 
     def _dispatch(self):
         s = self._session
@@ -1136,7 +1136,7 @@ class MqttClient:
         if m.prop_end > m.prop_start:
             # Route by Subscription Identifier: with overlapping subscriptions the
             # server sends one copy per subscription, each naming its own.
-            c = self._cursor.reset(m.buf, m.prop_start, m.prop_end)
+            c = _CURSOR.reset(m.buf, m.prop_start, m.prop_end)
             while True:
                 pid = c.next()
                 if not pid:
@@ -1297,6 +1297,9 @@ async def _raise(error):
 
 
 _ZERO = Done(0)  # what publish() of QoS 0 gives when it made no coroutine
+# _dispatch's reader of a message's properties: one for every client, as _dispatch
+# runs to its end without yielding (user callbacks it calls cannot reach it).
+_CURSOR = _p.PropertyCursor()
 
 
 async def _close_quietly(transport):
