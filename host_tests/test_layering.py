@@ -142,10 +142,7 @@ def runtime_branches(tree):
 
 # Modules known to break the rule, with why; a case listed here is an xfail (not strict:
 # fixing the module must not fail the suite -- then delete its line here).
-KNOWN_RUNTIME_BRANCHES = {
-    "client.py": "batch_writes defaults to `not IS_MICROPYTHON`: the default belongs in "
-                 "_compat (e.g. _compat.BATCH_WRITES)",
-}
+KNOWN_RUNTIME_BRANCHES: dict[str, str] = {}
 
 
 def _runtime_cases():

@@ -8,7 +8,7 @@ packet is written under one lock, in one write. Nothing here polls.
 
 import asyncio
 
-from ._compat import (IS_MICROPYTHON, PENDING, READY, Done, Waiter, is_awaitable,
+from ._compat import (BATCH_WRITES_DEFAULT, PENDING, READY, Done, Waiter, is_awaitable,
                       random_ms, sleep_ms, ticks_diff, ticks_ms)
 from . import codec as _c
 from . import properties as _p
@@ -419,7 +419,7 @@ class MqttClient:
         self._views = {}
         # Small packets (acks, publishes) wait here to leave together in one write:
         # one syscall per packet was most of the CPU cost of publishing.
-        self._batch_pub = not IS_MICROPYTHON if o.batch_writes is None else o.batch_writes
+        self._batch_pub = BATCH_WRITES_DEFAULT if o.batch_writes is None else o.batch_writes
         self._batch = bytearray(max(128, o.out_buffer_size) if self._batch_pub else 128)
         self._batch_mv = memoryview(self._batch)
         self._batch_len = 0
