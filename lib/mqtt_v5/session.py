@@ -531,7 +531,7 @@ class Session:
     def _find_slot(self, pid):
         sl = self._slots
         for i in range(0, len(sl), _SLOT):
-            if sl[i + _PID] == pid and sl[i + _STATE] != _FREE:
+            if sl[i] == pid and sl[i + _STATE] != _FREE:  # (sl[i]: _PID is 0, per packet)
                 return i
         return -1
 
