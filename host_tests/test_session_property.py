@@ -66,6 +66,7 @@ class SessionMachine(RuleBasedStateMachine):
         self.srv_in = {}  # pid -> [qos, msg id, state 'pub'|'rec'] (client -> server)
         self.srv_received = set()  # msg ids the server took
         self.sent_this_conn = set()  # pids PUBLISHed on this connection, not acked
+        self.rel_this_conn = set()  # pids PUBRELeased on this connection, not completed
         self.srv_out = {}  # pid -> [qos, msg id, state 'sent'|'rec'] (server -> client)
         self.srv_next_pid = 0
         self.srv_next_msg = 1
@@ -171,6 +172,7 @@ class SessionMachine(RuleBasedStateMachine):
             else:
                 assert cur[2] != "pub"  # PUBREL only after our PUBREC
                 cur[2] = "rel"
+                self.rel_this_conn.add(pkt.packet_id)
         elif t == PUBACK or t == PUBCOMP:
             if pkt.reason_code == 0:
                 assert self.srv_out.pop(pkt.packet_id)[0] == (1 if t == PUBACK else 2)
@@ -210,6 +212,7 @@ class SessionMachine(RuleBasedStateMachine):
             assert state == "rel"
             del self.srv_in[pid]
             self.sent_this_conn.discard(pid)
+            self.rel_this_conn.discard(pid)
             self.server_send(Ack(PUBCOMP, pid))
 
     def do_connect(self, clean, keep_session, rm):
@@ -225,6 +228,7 @@ class SessionMachine(RuleBasedStateMachine):
         self.srv_has_session = True
         self.srv_rm = rm
         self.sent_this_conn = set()
+        self.rel_this_conn = set()
         self.server_send(Connack(0, present, {P.PROP_RECEIVE_MAXIMUM: rm}))
         self.poll_all()
         assert s.state == S.CONNECTED
@@ -254,7 +258,11 @@ class SessionMachine(RuleBasedStateMachine):
         self.transmit()
 
     def ackable(self):
-        return sorted(p for p, v in self.srv_in.items() if v[2] != "rec")
+        # Only what came on this connection: a server answers the PUBLISH or PUBREL it
+        # receives; what it took before the link dropped (its answer lost) is answered
+        # again when the client resends it [MQTT-4.4.0-1], not before.
+        return sorted(p for p, v in self.srv_in.items() if v[2] != "rec" and (
+            p in self.sent_this_conn or p in self.rel_this_conn))
 
     @precondition(lambda self: self.srv_connected and self.ackable())
     @rule(data=st.data(), fail=st.booleans())
