@@ -159,7 +159,7 @@ if IS_MICROPYTHON:
 else:
     import time as _time
 
-    def const(value):  # type: ignore[no-redef]
+    def const(value):  # type: ignore[no-redef,misc]
         """MicroPython folds const() at compile time; CPython just returns the value."""
         return value
 
@@ -173,7 +173,7 @@ else:
 
     def ticks_ms():
         """Milliseconds on a wrapping 30-bit counter, as MicroPython's time.ticks_ms()."""
-        return int(_time.monotonic() * 1000) & _TICKS_MAX
+        return int(_time.monotonic() * 1000) & _TICKS_MAX  # type: ignore[attr-defined]
 
     def ticks_add(ticks, delta):
         return (ticks + delta) & _TICKS_MAX
@@ -182,7 +182,7 @@ else:
         """Signed difference end - start, correct across one wrap-around."""
         return ((end - start + _TICKS_HALF) & _TICKS_MAX) - _TICKS_HALF
 
-    import inspect as _inspect
+    import inspect as _inspect  # type: ignore[import-not-found]
 
     is_awaitable = _inspect.isawaitable
 

@@ -8,13 +8,30 @@ packet is written under one lock, in one write. Nothing here polls.
 
 import asyncio
 
-from ._compat import (BATCH_WRITES_DEFAULT, PENDING, READY, Done, Waiter, is_awaitable,
-                      random_ms, sleep_ms, ticks_diff, ticks_ms)
 from . import codec as _c
 from . import properties as _p
 from . import session as _s
-from .errors import (ConnectRefused, MqttError, NetworkError, ProtocolError, PublishFailed,
-                     SubscribeFailed, UsageError)
+from ._compat import (
+    BATCH_WRITES_DEFAULT,
+    PENDING,
+    READY,
+    Done,
+    Waiter,
+    is_awaitable,
+    random_ms,
+    sleep_ms,
+    ticks_diff,
+    ticks_ms,
+)
+from .errors import (
+    ConnectRefused,
+    MqttError,
+    NetworkError,
+    ProtocolError,
+    PublishFailed,
+    SubscribeFailed,
+    UsageError,
+)
 from .topic import filter_ok, matches, share_prefix_len
 
 TYPE_CHECKING = False
@@ -109,7 +126,8 @@ class ConnectOptions:
         self.maximum_packet_size = maximum_packet_size
         self.topic_alias_maximum = topic_alias_maximum
         self.tls = tls
-        self.reconnect_config = reconnect_config if reconnect_config is not None else ReconnectConfig()
+        self.reconnect_config = (reconnect_config if reconnect_config is not None
+                                 else ReconnectConfig())
         self.max_inflight = max_inflight
         self.out_buffer_size = out_buffer_size
         self.max_queued = max_queued
@@ -156,10 +174,10 @@ class Message:
     ``payload_into`` do not allocate."""
 
     def __init__(self):
-        self._session = None
-        self._topic = None
-        self._payload = None
-        self._props = None
+        self._session = None  # type: Any
+        self._topic = None  # type: Any
+        self._payload = None  # type: Any
+        self._props = None  # type: Any
         self.qos = 0
         self.retain = False
         self.dup = False
@@ -281,9 +299,9 @@ class Reconnecting(ConnectionEvent):
         return "Reconnecting(attempt=%d, delay=%.2f)" % (self.attempt, self.delay)
 
 
-ConnectionEvent.Connected = Connected
-ConnectionEvent.Disconnected = Disconnected
-ConnectionEvent.Reconnecting = Reconnecting
+ConnectionEvent.Connected = Connected  # type: ignore[attr-defined]
+ConnectionEvent.Disconnected = Disconnected  # type: ignore[attr-defined]
+ConnectionEvent.Reconnecting = Reconnecting  # type: ignore[attr-defined]
 
 
 class Delivery:
@@ -392,7 +410,7 @@ class _Ack:
     """Waits for a SUBACK / UNSUBACK."""
 
     def __init__(self):
-        self.codes = None
+        self.codes = None  # type: Any
         self.props = None
         self.error = None
         self.event = asyncio.Event()
@@ -416,36 +434,36 @@ class MqttClient:
             max_queued_bytes=o.max_queued_bytes,
             connect_timeout_ms=int(o.connect_timeout * 1000))
         self._out_mv = memoryview(self._session.out)
-        self._views = {}
+        self._views = {}  # type: dict
         # Small packets (acks, publishes) wait here to leave together in one write:
         # one syscall per packet was most of the CPU cost of publishing.
         self._batch_pub = BATCH_WRITES_DEFAULT if o.batch_writes is None else o.batch_writes
         self._batch = bytearray(max(128, o.out_buffer_size) if self._batch_pub else 128)
         self._batch_mv = memoryview(self._batch)
         self._batch_len = 0
-        self._batch_views = {}
+        self._batch_views = {}  # type: dict
         # Set when something is batched: wakes the flush task (batching publishes only).
         self._flush_wake = asyncio.Event() if self._batch_pub else None
-        self._transport = None
-        self._target = None
+        self._transport = None  # type: Any
+        self._target = None  # type: Any
         self._wlock = _WriteLock()
-        self._spare = []  # Delivery objects publish() may reuse
+        self._spare = []  # type: list  # Delivery objects publish() may reuse
         self._window = asyncio.Event()
         self._timer_wake = asyncio.Event()
-        self._subs = []
+        self._subs = []  # type: list
         self._last_sid = 0
-        self._event_cbs = []
-        self._message_cbs = []
-        self._queue = None
+        self._event_cbs = []  # type: list
+        self._message_cbs = []  # type: list
+        self._queue = None  # type: Any
         self._queue_event = asyncio.Event()
         self._msg = Message()
-        self._cb_tasks = set()  # running coroutine callbacks (CPython keeps only weak refs)
-        self._topics = {}
-        self._tasks = []
+        self._cb_tasks = set()  # type: set  # running callbacks (CPython keeps only weak refs)
+        self._topics = {}  # type: dict
+        self._tasks = []  # type: list
         self._supervisor = None
         self._closing = False
         self._connected = False
-        self._lost = None
+        self._lost = None  # type: Any
         self._has_connected = False
         self._up_since = 0
         self._short_links = 0  # connections in a row that died young (backoff carries on)
@@ -528,7 +546,8 @@ class MqttClient:
         s.connect(now, clean, o.keep_alive, o.username, o.password,
                   o.will._to_codec() if o.will is not None else None, props,
                   o.session_expiry_interval, o.auto_topic_alias)
-        _log("CONNECT client_id=%r clean_start=%r keep_alive=%d" % (s.client_id, clean, o.keep_alive))
+        _log("CONNECT client_id=%r clean_start=%r keep_alive=%d"
+             % (s.client_id, clean, o.keep_alive))
         self._transport = transport
         await self._write_out(transport)
         rd = s.reader
@@ -772,7 +791,7 @@ class MqttClient:
             if token is not None:
                 self._spare.append(token)  # refused before the session took it
             return _raise(e)  # raised where the caller awaits, as from a coroutine
-        w = READY
+        w = READY  # type: Any
         if s.out_len or s.out_tail is not None:
             if token is not None:
                 token.packet_id = pid
@@ -957,7 +976,8 @@ class MqttClient:
             raise waiter.error
         rc = waiter.codes[0]
         if rc >= 0x80:
-            raise SubscribeFailed("unsubscribe from %r refused" % (topic_filter,), rc, waiter.codes)
+            raise SubscribeFailed("unsubscribe from %r refused" % (topic_filter,), rc,
+                                  waiter.codes)
         return rc
 
     def messages(self, maxsize=64):
@@ -1118,7 +1138,7 @@ class MqttClient:
                 elif ev == _s.EV_DISCONNECT:
                     reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
                     _log("DISCONNECT from server 0x%02X %s" % (s.ev_rc, reason or ""))
-                    self._server_disconnect = (s.ev_rc, reason)
+                    self._server_disconnect = (s.ev_rc, reason)  # type: Any
                     raise NetworkError("server disconnected: %s" % (reason or "reason code"),
                                        s.ev_rc)
         except asyncio.CancelledError:
@@ -1223,8 +1243,8 @@ class MqttClient:
             reason = getattr(self, "_server_disconnect", (None, None))
             self._server_disconnect = (None, None)
             _log("connection lost: %r" % (error,))
-            await self._emit(Disconnected(reason[0] if by_server else getattr(error, "reason_code", None),
-                                          reason[1], by_server, error))
+            code = reason[0] if by_server else getattr(error, "reason_code", None)
+            await self._emit(Disconnected(code, reason[1], by_server, error))
             self._window.set()
             if not rc_cfg.enabled:
                 self._fail_waiters(NetworkError("connection lost and reconnect is disabled"))

@@ -41,11 +41,15 @@ What it does not do: sockets, TLS, reconnect timing and user callbacks (the
 driver), and topic routing to callbacks (``topic.matches``).
 """
 
-from ._compat import const, ticks_diff
 from . import codec as _c
 from . import properties as _p
+from ._compat import const, ticks_diff
 from .errors import MqttTimeout, ProtocolError, QueueFull, UsageError
 from .topic import is_wildcard, share_prefix_len
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any  # noqa: F401
 
 # Connection states.
 DISCONNECTED = const(0)
@@ -167,7 +171,7 @@ class Session:
         self._queue = []
         self._queued_bytes = 0
         # Topic aliases: inbound alias -> topic bytes; outbound topic -> alias.
-        self._alias_in = [None] * (topic_alias_maximum + 1)
+        self._alias_in = [None] * (topic_alias_maximum + 1)  # type: list
         self._alias_out = {}
         self._auto_alias = False
         self._clean_start = True
@@ -185,11 +189,11 @@ class Session:
         self._msg_unacked = 0  # QoS of the last message not yet acknowledged
         self.ev_pid = 0
         self.ev_rc = 0
-        self.ev_token = None
-        self.ev_codes = None
-        self.ev_props = None
+        self.ev_token = None  # type: Any
+        self.ev_codes = None  # type: Any
+        self.ev_props = None  # type: Any
         self.ev_session_present = False
-        self.ev_error = None
+        self.ev_error = None  # type: Any
         # (packet id, token) of QoS 2 messages a lost session left unconfirmed
         # (PUBREC seen, PUBCOMP not): the driver fails their waiters after CONNACK.
         self.ev_orphans = []
@@ -398,7 +402,8 @@ class Session:
 
     def _enqueue(self, topic, payload, qos, retain, props, token):
         size = len(payload) + len(topic)
-        if len(self._queue) >= self.max_queued or self._queued_bytes + size > self.max_queued_bytes:
+        if (len(self._queue) >= self.max_queued
+                or self._queued_bytes + size > self.max_queued_bytes):
             raise QueueFull("offline queue full (%d messages, %d bytes)"
                             % (len(self._queue), self._queued_bytes))
         # The message waits as given; the caller must not change a mutable payload.
@@ -464,8 +469,8 @@ class Session:
         if requested:
             if requested > amax:
                 # [MQTT-3.2.2-17] never above the server's Topic Alias Maximum
-                raise UsageError("topic alias %d above the server's maximum %d" % (requested, amax),
-                                 0x94)
+                raise UsageError("topic alias %d above the server's maximum %d"
+                                 % (requested, amax), 0x94)
             return requested if known == requested else -requested
         if known:
             return known
@@ -668,19 +673,20 @@ class Session:
         if self.state != CONNECTED:
             raise UsageError("not connected")
         lim = self.limits
-        for filt, options in subscriptions:
+        for filt, _options in subscriptions:
             f = filt.encode() if isinstance(filt, str) else filt
             shared = share_prefix_len(f) > 0
             if shared and not lim.shared_available:
                 raise UsageError("the server does not support shared subscriptions", 0x9E)
-            if not lim.wildcard_available and is_wildcard(f[share_prefix_len(f) if shared else 0:]):
+            if not lim.wildcard_available and is_wildcard(
+                    f[share_prefix_len(f) if shared else 0:]):
                 raise UsageError("the server does not support wildcard subscriptions", 0xA2)
         if props and _p.PROP_SUBSCRIPTION_IDENTIFIER in props and \
                 not lim.subscription_identifiers_available:
             raise UsageError("the server does not support subscription identifiers", 0xA1)
         pid = self._peek_pid()
-        self._commit_request(pid, self._encode_cold(_c.encode_subscribe, pid, subscriptions, props),
-                             token)
+        n = self._encode_cold(_c.encode_subscribe, pid, subscriptions, props)
+        self._commit_request(pid, n, token)
         return pid
 
     def unsubscribe(self, filters, props=None, token=None):
@@ -767,7 +773,8 @@ class Session:
         if self._ping_sent >= 0:
             if ticks_diff(now_ms, self._ping_sent) >= self._ping_timeout():
                 self.state = DISCONNECTED
-                raise MqttTimeout("no PINGRESP within %d ms: the link is dead" % self._ping_timeout())
+                raise MqttTimeout("no PINGRESP within %d ms: the link is dead"
+                                  % self._ping_timeout())
             return
         if (ticks_diff(now_ms, self._last_sent) >= self.keep_alive_ms
                 or ticks_diff(now_ms, self._last_recv) >= self.keep_alive_ms):
@@ -805,8 +812,8 @@ class Session:
         self.out_len = 0
         self.out_tail = None
         if self.state != DISCONNECTED:
-            self.out_len = _c.encode_disconnect(self.out, rc if _c.reason_allowed(_c.DISCONNECT, rc)
-                                                else 0x82)
+            ok = _c.reason_allowed(_c.DISCONNECT, rc)
+            self.out_len = _c.encode_disconnect(self.out, rc if ok else 0x82)
         self.state = DISCONNECTED
 
     def _handle(self, first, r):
@@ -828,8 +835,8 @@ class Session:
         if t == _c.SUBACK or t == _c.UNSUBACK:
             pkt = _c.decode_body(first, r)
             if pkt.packet_id not in self._pending_sub:
-                raise ProtocolError("%s for unknown packet id %d" % (_c.PACKET_NAMES[t], pkt.packet_id),
-                                    0x82)
+                raise ProtocolError("%s for unknown packet id %d"
+                                    % (_c.PACKET_NAMES[t], pkt.packet_id), 0x82)
             self.ev_token = self._pending_sub.pop(pkt.packet_id)
             self.ev_pid = pkt.packet_id
             self.ev_codes = pkt.reason_codes
