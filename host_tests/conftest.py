@@ -574,3 +574,34 @@ def pytest_runtest_makereport(item, call):
             text = "\n".join(lines[-300:])
             report.sections.append((f"mosquitto {broker.name} log (this test)", text))
     return report
+
+
+# ---------------------------------------------------------------------------------------------
+# MicroPython's unix port (real sockets and mbedTLS): host_tests/mp_unix.py
+
+import mp_unix  # noqa: E402
+
+
+@pytest.fixture(params=mp_unix.UNIX_PORTS)
+def mp_unix_port(request) -> str:
+    """"unix32" / "unix64": each test taking it runs once per binary; skipped (with the reason
+    mp_unix.SKIP_REASON) when the binary is missing, which fails the session under CI=true."""
+    if mp_unix.binary(request.param) is None:
+        pytest.skip(mp_unix.why_missing())
+    return request.param
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """CI always has the unix port: a run there that skipped its tests has not tested them."""
+    if os.environ.get("CI") != "true":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    missing = [r for r in skipped if mp_unix.SKIP_REASON in str(r.longrepr)]
+    if missing:
+        reporter.write_line(
+            f"CI=true: {len(missing)} tests skipped because the {mp_unix.why_missing()}; "
+            "failing the run",
+            red=True,
+        )
+        session.exitstatus = 1

