@@ -173,3 +173,133 @@ def test_sync_connect_to_a_silent_server_times_out_cpython(silent_server, pki, m
         env={"PYTHONPATH": str(ROOT / "lib")},
     )
     _check_silent(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+# ------------------------------------------------------------------------------------------
+# Items 1-4: mp_scripts/driver_cases.py, the same script on the unix port and on CPython
+
+from netutil import FaultProxies  # noqa: E402
+
+SCRIPTS = ROOT / "host_tests" / "mp_scripts"
+RUNTIMES = ["cpython", "unix32", "unix64"]
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime(request) -> str:
+    if request.param != "cpython" and mp_unix.binary(request.param) is None:
+        pytest.skip(mp_unix.why_missing())
+    return request.param
+
+
+@pytest.fixture
+def fault_proxy():
+    with FaultProxies() as make:
+        yield make
+
+
+class Case:
+    """driver_cases.py CASE URL ARGS on one runtime; ``step()`` waits for its "ready" line,
+    the test acts, then ``go()`` lets it continue; ``result()`` is its JSON."""
+
+    def __init__(self, runtime, case, url, *args, heapsize="1m"):
+        if runtime == "cpython":
+            cmd = [sys.executable, str(SCRIPTS / "driver_cases.py")]
+            env = {"PYTHONPATH": str(ROOT / "lib"), "PATH": "/usr/bin:/bin"}
+        else:
+            cmd = [str(mp_unix.binary(runtime)), "-X", f"heapsize={heapsize}",
+                   str(SCRIPTS / "driver_cases.py")]
+            env = {"MICROPYPATH": f"{ROOT / 'lib'}:.frozen"}
+        self.proc = subprocess.Popen(
+            [*cmd, case, url, *map(str, args)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=env,
+        )
+
+    def step(self, timeout=20):
+        import select
+
+        r, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if r else ""
+        if line.strip() != "ready":
+            self.proc.kill()
+            raise AssertionError(f"no 'ready' ({line!r}): {self.proc.stderr.read()}")
+
+    def go(self):
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def result(self, timeout=60):
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            raise AssertionError(f"the script hung:\n{out}\n{err}") from None
+        lines = out.strip().splitlines()
+        assert lines and self.proc.returncode == 0, f"{out}\n{err}"
+        return json.loads(lines[-1])
+
+
+def test_dropped_or_cancelled_publish_does_not_jam(runtime, mosquitto):
+    r = Case(runtime, "dropped", f"mqtt://127.0.0.1:{mosquitto.plain_port}").result()
+    assert r == {"after_dropped": r["after_dropped"], "after_cancelled": r["after_cancelled"],
+                 "got_last": True, "next_connection": r["next_connection"]}, r
+    assert all(isinstance(r[k], int) and r[k] > 0
+               for k in ("after_dropped", "after_cancelled", "next_connection")), r
+
+
+def test_dropped_publish_while_a_write_is_held(runtime, mosquitto, fault_proxy):
+    proxy = fault_proxy(mosquitto.host, mosquitto.plain_port)
+    case = Case(runtime, "dropped_held", proxy.url)
+    case.step()
+    proxy.stall(3)
+    case.go()
+    r = case.result()
+    assert r["filled"] and isinstance(r["after"], int) and r["after"] > 0, r
+
+
+def test_keepalive_finds_a_dead_link_behind_a_stuck_write(runtime, mosquitto, fault_proxy):
+    proxy = fault_proxy(mosquitto.host, mosquitto.plain_port)
+    ka = 2
+    case = Case(runtime, "keepalive_stuck_writer", proxy.url, ka)
+    case.step()
+    proxy.stall()
+    case.go()
+    r = case.result()
+    assert r["lost_after_ms"] is not None, r
+    assert r["lost_after_ms"] <= ka * 1500 + 700, r  # 1.5x keep-alive (plus scheduling)
+    assert not r["connected"]
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_connect_to_a_silent_server_is_bounded(runtime, silent_server, pki, tls):
+    args = [pki.ca_der if runtime != "cpython" else pki.ca] if tls else []
+    scheme = "mqtts" if tls else "mqtt"
+    r = Case(runtime, "silent_connect", f"{scheme}://127.0.0.1:{silent_server}", *args).result()
+    assert r["result"].startswith("MqttTimeout"), r
+    assert "certificate" not in r["result"], r
+    assert r["ms"] < 3000, r
+
+
+def test_reconnect_goes_on_past_a_silent_server(runtime, mosquitto, fault_proxy):
+    proxy = fault_proxy(mosquitto.host, mosquitto.plain_port)
+    case = Case(runtime, "reconnect_silent", proxy.url)
+    case.step()
+    proxy.stall()
+    proxy.cut()
+    case.go()
+    r = case.result()
+    assert r["attempts"][:3] == [1, 2, 3], r
+
+
+@pytest.mark.parametrize("mode", ["attempts", "disabled"])
+def test_publish_after_reconnecting_gave_up_raises_at_once(runtime, mosquitto, fault_proxy, mode):
+    proxy = fault_proxy(mosquitto.host, mosquitto.plain_port)
+    case = Case(runtime, "gave_up", proxy.url, mode)
+    case.step()
+    proxy.refuse(True)
+    proxy.cut()
+    case.go()
+    r = case.result()
+    assert r["queued1"] == "NetworkError", r
+    assert r["qos0"] == "NetworkError" and r["qos1"] == "NetworkError", r
+    assert r["ms"] < 500, r

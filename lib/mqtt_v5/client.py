@@ -498,6 +498,7 @@ class MqttClient:
         except asyncio.TimeoutError:
             await _close_quietly(opened[0])
             self._session.connection_lost()
+            self._drop_writes()
             raise MqttTimeout("connect: no CONNACK within %s s (TCP connect, TLS handshake or "
                               "the server's answer)" % limit)
 
@@ -530,8 +531,7 @@ class MqttClient:
     async def _handshake(self, transport):
         o = self.options
         s = self._session
-        self._batch_len = 0  # packets for the old connection are void
-        self._held = None
+        self._drop_writes()  # packets for the old connection are void
         if s.state != _s.DISCONNECTED or s.out_len or s.out_tail is not None:
             s.connection_lost()  # also drops a goodbye a failed attempt could not send
         props = dict(o.properties) if o.properties else {}
@@ -546,7 +546,6 @@ class MqttClient:
         _log("CONNECT client_id=%r clean_start=%r keep_alive=%d"
              % (s.client_id, clean, o.keep_alive))
         self._transport = transport
-        self._held = None  # a write held for an earlier connection is void
         if not self._put():
             await self._finish()
         rd = s.reader
@@ -700,9 +699,16 @@ class MqttClient:
         self._held_tail = None
         self._room.set()
 
+    def _drop_writes(self):
+        """The connection is gone: what was held or batched for it is void."""
+        self._held = None
+        self._held_tail = None
+        self._batch_len = 0
+        self._room.set()
+
     async def _wait_room(self):
-        """Until no write is held (or the link is gone: the caller checks)."""
-        while self._held is not None and self._lost is not None and not self._lost.is_set():
+        """Until no write is held (a lost link voids it)."""
+        while self._held is not None:
             self._room.clear()
             await self._room.wait()
 
@@ -1060,9 +1066,7 @@ class MqttClient:
                     pass
         self._tasks = []
         self._writer = None
-        self._held = None
-        self._batch_len = 0
-        self._room.set()
+        self._drop_writes()
 
     def _fail_waiters(self, error):
         """Fail everything waiting on the server: in-flight and queued publishes
@@ -1082,6 +1086,12 @@ class MqttClient:
         if self._lost is not None and not self._lost.is_set():
             self._lost_error = error
             self._lost.set()
+            # From now on publish() queues (the session is disconnected) and nobody
+            # waits for room behind a write on a dead link; the supervisor does the rest.
+            self._connected = False
+            self._session.connection_lost()
+            self._drop_writes()
+            self._window.set()
             # A SUBACK will not come: release its waiter now (the supervisor may be the
             # one waiting, re-subscribing in _after_connect).
             self._fail_subacks(NetworkError("connection lost"))
@@ -1098,8 +1108,6 @@ class MqttClient:
             while True:
                 if self._held is not None:
                     await self._wait_room()  # the acks this poll may encode need out
-                    if self._held is not None:
-                        return  # the link is gone
                 try:
                     acking = s._msg_unacked  # this poll answers the last message
                     ev = s.poll(ticks_ms())
@@ -1227,8 +1235,6 @@ class MqttClient:
                     ka = s.keep_alive_ms
                     if not ka:
                         await self._wait_room()
-                        if self._held is not None:
-                            return
                         continue
                     left = ka + ka // 2 - ticks_diff(now, self._held_since)
                     if left <= 0:
@@ -1265,7 +1271,6 @@ class MqttClient:
             error = getattr(self, "_lost_error", None)
             self._connected = False
             await self._stop_tasks()
-            await _close_quietly(self._transport)
             self._session.connection_lost()
             self._fail_subacks(NetworkError("connection lost"))
             by_server = isinstance(error, NetworkError) and error.reason_code is not None
@@ -1274,6 +1279,8 @@ class MqttClient:
             _log("connection lost: %r" % (error,))
             code = reason[0] if by_server else getattr(error, "reason_code", None)
             await self._emit(Disconnected(code, reason[1], by_server, error))
+            # Closed after telling: a close may wait (bounded) to flush a stalled link.
+            await _close_quietly(self._transport)
             self._window.set()
             if not rc_cfg.enabled:
                 self._give_up(NetworkError("connection lost and reconnect is disabled"))
