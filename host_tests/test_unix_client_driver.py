@@ -44,14 +44,15 @@ def repl_script(url: str, tls_expr: str | None) -> tuple[str, list[str | None]]:
     """A script that runs the REPL session against ``url`` (the docstring's broker address
     replaced), printing the repr of each expression's value (None when it has none) as a JSON
     list. Returns (script, expected reprs)."""
-    lines = ["import json", "_seen = []", "def _show(v):", "    _seen.append(None if v is None else repr(v))"]
+    lines = ["import json", "_seen = []", "def _show(v):",
+             "    _seen.append(None if v is None else repr(v))"]
     if tls_expr:
         lines.append("from mqtt_v5.tls import TlsConfig")
     expected: list[str | None] = []
     for stmt, out in repl_session():
         node = ast.parse(stmt).body[0]
         code = ast.unparse(node)
-        if "connect(" in code and "disconnect" not in code:
+        if "connect(" in code and "disconnect" not in code:  # the docstring's broker
             code = re.sub(r"'mqtts?://[^']*'", repr(url), code)
             if tls_expr:
                 code = code[:-1] + ", tls=" + tls_expr + ")"
@@ -235,7 +236,8 @@ class Case:
             out, err = self.proc.communicate()
             raise AssertionError(f"the script hung:\n{out}\n{err}") from None
         lines = out.strip().splitlines()
-        assert lines and self.proc.returncode == 0, f"{out}\n{err}"
+        assert self.proc.returncode == 0, f"{out}\n{err}"
+        assert lines, err
         return json.loads(lines[-1])
 
 
@@ -254,7 +256,9 @@ def test_dropped_publish_while_a_write_is_held(runtime, mosquitto, fault_proxy):
     proxy.stall(3)
     case.go()
     r = case.result()
-    assert r["filled"] and isinstance(r["after"], int) and r["after"] > 0, r
+    assert r["filled"], r
+    assert isinstance(r["after"], int), r
+    assert r["after"] > 0, r
 
 
 def test_keepalive_finds_a_dead_link_behind_a_stuck_write(runtime, mosquitto, fault_proxy):
@@ -301,5 +305,14 @@ def test_publish_after_reconnecting_gave_up_raises_at_once(runtime, mosquitto, f
     case.go()
     r = case.result()
     assert r["queued1"] == "NetworkError", r
-    assert r["qos0"] == "NetworkError" and r["qos1"] == "NetworkError", r
+    assert r["qos0"] == "NetworkError", r
+    assert r["qos1"] == "NetworkError", r
     assert r["ms"] < 500, r
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_coroutine_callbacks_are_bounded(runtime, mosquitto, qos):
+    r = Case(runtime, "callbacks_bounded", f"mqtt://127.0.0.1:{mosquitto.plain_port}",
+             qos).result()
+    assert r["received"] == 40, r
+    assert 1 <= r["most_at_once"] <= 4, r  # receive_maximum

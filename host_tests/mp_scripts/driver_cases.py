@@ -29,7 +29,7 @@ async def within(aw, ms):
     """``aw``'s result, or "timeout" after ``ms``; an error's class name."""
     try:
         return await asyncio.wait_for(aw, ms / 1000)
-    except asyncio.TimeoutError:
+    except asyncio.TimeoutError:  # noqa: UP041 (MicroPython has no builtin one)
         return "timeout"
     except Exception as e:
         return type(e).__name__
@@ -143,7 +143,7 @@ async def silent_connect():
     try:
         await asyncio.wait_for(c.connect(URL), 10)
         r = "connected"
-    except asyncio.TimeoutError:
+    except asyncio.TimeoutError:  # noqa: UP041 (MicroPython has no builtin one)
         r = "hung"
     except Exception as e:
         r = type(e).__name__ + ": " + str(e)
@@ -196,7 +196,45 @@ async def gave_up():
     return out
 
 
+async def callbacks_bounded():
+    """Item 5: coroutine callbacks are bounded by receive_maximum (QoS 1: acknowledged when
+    the callback ends, so the server's window holds the rest; QoS 0: the reader waits)."""
+    qos = int(ARGS[0])
+    n = 40
+    c = MqttClient(no_reconnect(keep_alive=30, receive_maximum=4))
+    await c.connect(URL)
+    running = [0, 0]  # now, most at once
+    got = []
+
+    async def slow(m):
+        running[0] += 1
+        if running[0] > running[1]:
+            running[1] = running[0]
+        await sleep_ms(30)
+        got.append(m.payload)
+        running[0] -= 1
+
+    topic = f"drv/cb/{qos}/{ticks_ms()}"
+    await c.subscribe(topic, slow, qos=qos)
+    feeder = MqttClient(no_reconnect(keep_alive=30, max_inflight=64))
+    await feeder.connect(URL)
+    for i in range(n):
+        if qos:
+            await feeder.begin_publish(topic, b"%d" % i, qos)  # the ack is not waited for
+        else:
+            await feeder.publish(topic, b"%d" % i, qos)
+    t0 = ticks_ms()
+    while len(got) < n and ticks_diff(ticks_ms(), t0) < 10000:
+        await sleep_ms(20)
+    out = {"most_at_once": running[1], "received": len(got),
+           "in_order": got == [b"%d" % i for i in range(n)]}
+    await feeder.disconnect()
+    await c.disconnect()
+    return out
+
+
 CASES = {
+    "callbacks_bounded": callbacks_bounded,
     "dropped": dropped,
     "dropped_held": dropped_held,
     "keepalive_stuck_writer": keepalive_stuck_writer,

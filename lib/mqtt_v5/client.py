@@ -433,6 +433,10 @@ class MqttClient:
         self._queue_event = asyncio.Event()
         self._msg = Message()
         self._cb_tasks = set()  # type: set  # running callbacks (CPython keeps only weak refs)
+        self._cb_max = o.receive_maximum
+        self._cb_done = asyncio.Event()
+        self._coros = None  # type: Any  # the coroutine callbacks of the message dispatched
+        self._link_no = 0  # counts connections: a deferred ack is for its own
         self._topics = {}  # type: dict
         self._tasks = []  # type: list
         self._supervisor = None
@@ -586,6 +590,7 @@ class MqttClient:
                     "the server lost the session after PUBREC: QoS 2 delivery unconfirmed",
                     None, pid))
         self._connected = True
+        self._link_no += 1
         self._up_since = ticks_ms()
         self._has_connected = True
         return Connected(s.ev_session_present, s.limits)
@@ -1137,6 +1142,14 @@ class MqttClient:
                     continue
                 if ev == _s.EV_MESSAGE:
                     self._dispatch()
+                    if self._coros is not None:
+                        self._start_callbacks()
+                        # QoS 0 messages have no window, and a server may ignore ours:
+                        # past receive_maximum running callbacks, stop reading until
+                        # one ends (TCP pushes back).
+                        while len(self._cb_tasks) >= self._cb_max:
+                            self._cb_done.clear()
+                            await self._cb_done.wait()
                 elif ev == _s.EV_PUBLISH_DONE or ev == _s.EV_PUBLISH_FAILED:
                     tok = s.ev_token
                     if tok is not None:
@@ -1210,18 +1223,48 @@ class MqttClient:
 
     def _call(self, callback, msg):
         """Run a message callback. A plain function runs now, on the message as it
-        sits in the receive buffer. A coroutine function runs as its own task on a
-        detached message, so it may await anything, including a QoS 1/2
-        ``publish`` whose acknowledgement this reader has yet to read."""
+        sits in the receive buffer. A coroutine function runs as a task (see
+        ``_start_callbacks``) on a detached message, so it may await anything,
+        including a QoS 1/2 ``publish`` whose acknowledgement this reader has yet
+        to read."""
         try:
             r = callback(msg)
         except Exception as e:  # a user callback must not kill the client
             _log("message callback raised %r" % (e,))
             return
         if is_awaitable(r):
-            msg._detach()  # the coroutine holds this object: later messages get another
-            self._msg = Message()
-            self._cb_tasks.add(asyncio.create_task(_run_callback(self._cb_tasks, r)))
+            if self._coros is None:
+                msg._detach()  # the coroutine holds this object: later messages get another
+                self._msg = Message()
+                self._coros = []
+            self._coros.append(r)
+
+    def _start_callbacks(self):
+        """One task runs the message's coroutine callbacks, one after the other, and
+        only then acknowledges a QoS 1/2 message: the server's in-flight window
+        (our Receive Maximum) bounds how many run at once."""
+        coros = self._coros
+        self._coros = None
+        key = self._session.defer_ack()
+        self._cb_tasks.add(asyncio.create_task(self._run_callbacks(coros, key, self._link_no)))
+
+    async def _run_callbacks(self, coros, key, link_no):
+        try:
+            for coro in coros:
+                try:
+                    await coro
+                except Exception as e:  # a user callback must not kill the client
+                    _log("message callback raised %r" % (e,))
+            if key and link_no == self._link_no and self._connected:
+                await self._wait_room()
+                if link_no == self._link_no and self._connected:
+                    self._session.ack(key)
+                    self._put()
+        except Exception as e:
+            _log("acknowledgement after a callback not sent: %r" % (e,))
+        finally:
+            self._cb_tasks.discard(_current_task())
+            self._cb_done.set()
 
     async def _timer_loop(self, transport):
         """Keep-alive: PINGREQ when due, and a dead link found within 1.5x keep-alive
@@ -1336,15 +1379,6 @@ class MqttClient:
             if waiter is not None:
                 waiter.error = error
                 waiter.event.set()
-
-
-async def _run_callback(tasks, coro):
-    try:
-        await coro
-    except Exception as e:  # a user callback must not kill the client
-        _log("message callback raised %r" % (e,))
-    finally:
-        tasks.discard(_current_task())
 
 
 async def _raise(error):

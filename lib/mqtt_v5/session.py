@@ -928,6 +928,22 @@ class Session:
         elif qos == 2:
             self.out_len = _c.encode_ack(self.out, _c.PUBREC, pid)
 
+    def defer_ack(self):
+        """Keep the message just handed out unacknowledged past the next ``poll``
+        (its callback runs on; the server's Receive Maximum then bounds how many
+        such messages wait). Returns the key to give ``ack`` (0 for QoS 0)."""
+        qos = self._msg_unacked
+        self._msg_unacked = 0
+        return (qos << 16) | self.msg.packet_id if qos else 0
+
+    def ack(self, key):
+        """Encode the PUBACK / PUBREC ``defer_ack`` put off (nothing if the
+        connection it came on is gone: the server sends the message again)."""
+        self._ready_out()
+        if key and self.state == CONNECTED:
+            self.out_len = _c.encode_ack(self.out, _c.PUBACK if key >> 16 == 1 else _c.PUBREC,
+                                         key & 0xFFFF)
+
     def _on_ack(self, first, r):
         a = _c.decode_ack_into(self._ack, first, r)
         t = a.type
