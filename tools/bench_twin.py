@@ -69,7 +69,10 @@ class _Client:
         self.ok = False
 
     async def connect(self, port: int, ssl_ctx: Any = None) -> None:
-        self.reader, self.writer = await asyncio.open_connection(HOST, port, ssl=ssl_ctx)
+        # The twin refuses TLS without SNI (as AWS does): name it localhost.
+        self.reader, self.writer = await asyncio.open_connection(
+            HOST, port, ssl=ssl_ctx, server_hostname="localhost" if ssl_ctx else None
+        )
         n = codec.encode_connect(self.buf, self.client_id, keep_alive=600)
         self.writer.write(bytes(self.buf[:n]))
         first = await self._next()

@@ -79,7 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--require-sni",
         action="store_true",
-        help="close TLS connections whose SNI is not localhost (AWS refuses a missing SNI)",
+        default=True,
+        help="close TLS connections whose SNI is not localhost (the default: AWS refuses "
+        "a connection without SNI)",
+    )
+    s.add_argument(
+        "--no-sni-check",
+        dest="require_sni",
+        action="store_false",
+        help="accept TLS connections with any server name or none",
     )
     s.add_argument(
         "--allow-remote",

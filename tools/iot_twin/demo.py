@@ -71,8 +71,13 @@ class Device:
     async def subscribe_all(self) -> None:
         for suffix in ("update/accepted", "update/rejected", "update/delta"):
             await self.client.subscribe(f"{self.shadow}/{suffix}", self._on_json, qos=1)
-        for suffix in ("notify-next", "start-next/accepted", "start-next/rejected",
-                       "+/update/accepted", "+/update/rejected"):
+        for suffix in (
+            "notify-next",
+            "start-next/accepted",
+            "start-next/rejected",
+            "+/update/accepted",
+            "+/update/rejected",
+        ):
             await self.client.subscribe(f"{self.jobs}/{suffix}", self._on_json, qos=1)
 
     async def report(self, state: dict) -> dict:
@@ -92,17 +97,18 @@ async def scenario(twin: Twin) -> None:
     say(f"[1] connect {THING} over mutual TLS to mqtts://localhost:{port}")
     say(f"      CA {twin.ca_path}, certificate {cert}")
 
-    options = ConnectOptions(THING, clean_start=False, keep_alive=30,
-                             session_expiry_interval=3600)
+    options = ConnectOptions(THING, clean_start=False, keep_alive=30, session_expiry_interval=3600)
     options.tls = TlsConfig(ca=str(twin.ca_path), cert=str(cert), key=str(key))
     options.reconnect_config.max_attempts = 3
     client = MqttClient(options)
     client.on_connection_event(lambda ev: say(f"      connection event: {ev!r}"))
     await client.connect(f"mqtts://localhost:{port}")
     lim = client.limits
-    say(f"      CONNACK: Receive Maximum {lim.receive_maximum}, Maximum QoS {lim.maximum_qos},"
+    say(
+        f"      CONNACK: Receive Maximum {lim.receive_maximum}, Maximum QoS {lim.maximum_qos},"
         f" Maximum Packet Size {lim.maximum_packet_size},"
-        f" Topic Alias Maximum {lim.topic_alias_maximum}")
+        f" Topic Alias Maximum {lim.topic_alias_maximum}"
+    )
     device = Device(client, THING)
     await device.subscribe_all()
 
@@ -127,25 +133,36 @@ async def scenario(twin: Twin) -> None:
     reported = doc["state"]["reported"]["report_interval_s"]
     if reported != 10 or "delta" in doc["state"]:
         raise RuntimeError(f"shadow not converged: {doc['state']}")
-    say(f"      reported report_interval_s={reported}; desired and reported agree"
-        f" (version {doc['version']})")
+    say(
+        f"      reported report_interval_s={reported}; desired and reported agree"
+        f" (version {doc['version']})"
+    )
 
     say("[5] the cloud queues a job; the device executes it")
     job_id = twin.add_job(THING, {"operation": "calibrate", "offset": -0.4})
     note = await device.expect(f"{device.jobs}/notify-next")
     say(f"      notify-next: job {note['execution']['jobId']}")
-    await client.publish_qos1(f"{device.jobs}/start-next",
-                              json.dumps({"clientToken": "start-1",
-                                          "statusDetails": {"step": "starting"}}))
+    await client.publish_qos1(
+        f"{device.jobs}/start-next",
+        json.dumps({"clientToken": "start-1", "statusDetails": {"step": "starting"}}),
+    )
     started = await device.expect(f"{device.jobs}/start-next/accepted")
     execution = started["execution"]
-    say(f"      start-next: {execution['jobId']} is {execution['status']},"
-        f" document {execution['jobDocument']}")
+    say(
+        f"      start-next: {execution['jobId']} is {execution['status']},"
+        f" document {execution['jobDocument']}"
+    )
     say("      ... calibrating ...")
     await client.publish_qos1(
         f"{device.jobs}/{job_id}/update",
-        json.dumps({"status": "SUCCEEDED", "expectedVersion": execution["versionNumber"],
-                    "statusDetails": {"result": "offset applied"}}))
+        json.dumps(
+            {
+                "status": "SUCCEEDED",
+                "expectedVersion": execution["versionNumber"],
+                "statusDetails": {"result": "offset applied"},
+            }
+        ),
+    )
     await device.expect(f"{device.jobs}/{job_id}/update/accepted")
     status = twin.services.jobs.execution(THING, job_id)
     final = status.status if hasattr(status, "status") else status["status"]

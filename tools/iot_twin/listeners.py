@@ -80,9 +80,18 @@ class TlsFiles:
 
 
 def server_context(
-    files: TlsFiles, *, client_cert: int, alpn: list[str] | None = None
+    files: TlsFiles,
+    *,
+    client_cert: int,
+    alpn: list[str] | None = None,
+    sni_names: tuple[str, ...] | None = None,
 ) -> ssl.SSLContext:
-    """A server-side TLS 1.2/1.3 context (§1.3); ``client_cert`` is an ``ssl.CERT_*``."""
+    """A server-side TLS 1.2/1.3 context (§1.3); ``client_cert`` is an ``ssl.CERT_*``.
+
+    ``sni_names``: if given, a ClientHello without one of these server names fails the
+    handshake with an ``unrecognized_name`` alert (§1.3 [MQTT-DOC]: "Connection attempts
+    that don't include the SNI are refused").
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(str(files.cert), str(files.key))
@@ -94,11 +103,17 @@ def server_context(
     if alpn:
         ctx.set_alpn_protocols(alpn)
 
-    def remember_sni(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+    def remember_sni(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> int | None:
         try:
             sslobj._twin_sni = name  # type: ignore[attr-defined]
         except AttributeError:
             pass
+        if sni_names is not None and name not in sni_names:
+            log.info(
+                "TLS ClientHello with server name %r (want one of %s): refused", name, sni_names
+            )
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        return None
 
     ctx.sni_callback = remember_sni  # type: ignore[assignment]
     return ctx
@@ -146,22 +161,27 @@ async def start_listener(
     """Open listener ``name`` (``mtls``, ``alpn``, ``wss`` or ``plain``) on ``host:port``.
 
     ``sni_names``: if given, a TLS client must send one of these server names (§1.3: the
-    emulator may reject a missing or wrong SNI); otherwise SNI is only recorded.
+    handshake fails otherwise); None records SNI without checking it.
     """
     ctx: ssl.SSLContext | None = None
     if name != "plain":
         if tls is None:
             raise ValueError(f"listener {name} needs TLS files")
         if name == "mtls":
-            ctx = server_context(tls, client_cert=ssl.CERT_REQUIRED)
+            ctx = server_context(tls, client_cert=ssl.CERT_REQUIRED, sni_names=sni_names)
         elif name == "alpn":
             # §1.2: one port, the authentication method chosen by ALPN; a client
             # certificate is only asked for, checked by the route that needs it.
             ctx = server_context(
-                tls, client_cert=ssl.CERT_OPTIONAL, alpn=[ALPN_X509, ALPN_CUSTOM_AUTH, ALPN_HTTP]
+                tls,
+                client_cert=ssl.CERT_OPTIONAL,
+                alpn=[ALPN_X509, ALPN_CUSTOM_AUTH, ALPN_HTTP],
+                sni_names=sni_names,
             )
         elif name == "wss":
-            ctx = server_context(tls, client_cert=ssl.CERT_NONE, alpn=[ALPN_HTTP])
+            ctx = server_context(
+                tls, client_cert=ssl.CERT_NONE, alpn=[ALPN_HTTP], sni_names=sni_names
+            )
         else:
             raise ValueError(f"unknown listener {name}")
 
@@ -205,7 +225,7 @@ async def _route(
     peer = (peer[0], peer[1]) if peer else None
     alpn, server_name, cert = _tls_facts(writer)
     if sni_names is not None and name != "plain" and server_name not in sni_names:
-        # §1.3 [MQTT-DOC]: "Connection attempts that don't include the SNI are refused".
+        # The handshake refuses these (server_context); this is a second line.
         log.info("%s: TLS without the SNI %s (got %r), closing", peer, sni_names, server_name)
         writer.transport.abort()
         return

@@ -105,7 +105,11 @@ DEVIATIONS = (
     "DUP flag (§1.6); MQTT 5 asks for DUP=1.",
     "No outbound topic aliases: AWS's use of them towards clients is not documented "
     "(§1.6 shows topicAliasMaximumToClient 0 negotiated).",
-    "SNI is not required (a client connecting to 127.0.0.1 cannot send one); see §1.3.",
+    "SNI is required by default (the MQTT page [MQTT-DOC]; the protocols page [PROTO] calls it "
+    "'highly recommended': §1.3, we follow the stricter one): a ClientHello without the server "
+    "name localhost (or with another one) fails the handshake with unrecognized_name. "
+    "require_sni=False / --no-sni-check accepts any. Clients dialling 127.0.0.1 must set the "
+    "server name to localhost (an IP address is never sent as SNI).",
     "Shared subscriptions are served round-robin among connected members (AWS: random).",
     "UNSUBACK always carries 0x00: AWS's UNSUBACK code list has no 0x11 (§1.8).",
     "An INACTIVE, REVOKED or unregistered certificate (chaining to the twin's CA) gets "

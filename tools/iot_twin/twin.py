@@ -93,8 +93,10 @@ class Twin:
     (§1.5), which would make a keep-alive timeout test take 45 s; a lower floor lets it
     take a second or two. ``max_session_expiry_s`` is the account's session expiry
     maximum (AWS default 1 h, at most 7 days; §1.6). ``require_sni=True`` closes TLS
-    connections whose SNI is not ``localhost`` (§1.3; off by default because a client
-    connecting to 127.0.0.1 sends no SNI).
+    connections whose SNI is not one of the twin's server names (``localhost``; §1.3:
+    AWS refuses a connection without SNI). It is on by default, so that a device library
+    that forgets SNI fails here before it fails in the field; ``require_sni=False`` (CLI:
+    ``--no-sni-check``) accepts any server name or none.
 
     Methods are not thread-safe: call them on the loop the twin runs on (from another
     thread, through ``asyncio.run_coroutine_threadsafe``), or before ``start``.
@@ -116,7 +118,7 @@ class Twin:
         connect_timeout_s: float | None = None,
         limits: Limits | None = None,
         admin: bool = True,
-        require_sni: bool = False,
+        require_sni: bool = True,
     ) -> None:
         self.data_dir = persist.data_dir(data_dir)
         self.host = host or os.environ.get("TWIN_HOST") or "127.0.0.1"
