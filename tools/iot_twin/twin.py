@@ -286,6 +286,16 @@ class Twin:
         if certificate_id:
             self.registry.attach_policy(name, certificate_id)
 
+    def attach_policy(self, name: str, certificate_id: str) -> None:
+        """AttachPolicy: live connections of that certificate get it at their next action."""
+        self.registry.attach_policy(name, certificate_id)
+        log.info("policy %s attached to certificate %s…", name, certificate_id[:12])
+
+    def detach_policy(self, name: str, certificate_id: str) -> None:
+        """DetachPolicy: live connections of that certificate lose it at their next action."""
+        self.registry.detach_policy(name, certificate_id)
+        log.info("policy %s detached from certificate %s…", name, certificate_id[:12])
+
     def register_authorizer(self, authorizer: CustomAuthorizer, *, default: bool = False) -> None:
         """Add a custom authorizer (a Python callable stands in for the Lambda, §2.3)."""
         self.services.authorizers.register(authorizer, default=default)
@@ -373,6 +383,7 @@ class Twin:
         cid = connect.client_id
         ip = info.peer[0] if info.peer else None
         svc = self.services
+        attributes = policy.connect_attributes(connect.clean_start, connect.will is not None)
         if info.listener in ("mtls", "alpn-x509"):
             if info.cert_der is None:
                 return 0x87
@@ -388,6 +399,7 @@ class Twin:
                 )
                 return 0x87
             ctx = svc.policy_context(cid, cert_id, source_ip=ip)
+            ctx.connect_attributes = attributes
             policies = self.registry.policies_for_certificate(cert_id)
             thing = ctx.thing_name or (cert.things[0] if cert.things else None)
             return _principal("x509", cert_id, ctx, policies, thing=thing, cert_id=cert_id)
@@ -400,6 +412,7 @@ class Twin:
                 source_ip=ip,
                 region=svc.region,
                 account=svc.account,
+                connect_attributes=attributes,
             )
             return _principal(
                 "plain",
@@ -419,7 +432,11 @@ class Twin:
             log.info("%s: custom authorizer refused: %s", cid or "?", e.reason)
             return 0x87 if e.not_authorized else 0x86
         ctx = policy.PolicyContext(
-            client_id=cid, source_ip=ip, region=svc.region, account=svc.account
+            client_id=cid,
+            source_ip=ip,
+            region=svc.region,
+            account=svc.account,
+            connect_attributes=attributes,
         )
         return _principal(
             "custom-auth",
