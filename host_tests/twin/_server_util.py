@@ -437,6 +437,12 @@ class SdkClient:
     def get(self, timeout: float = TIMEOUT) -> Any:
         return self.messages.get(timeout=timeout)
 
+    def nothing(self, wait: float = 0.5) -> None:
+        """Assert that no message arrives within ``wait`` seconds."""
+        with contextlib.suppress(queue.Empty):
+            m = self.messages.get(timeout=wait)
+            raise AssertionError(f"unexpected message on {m.topic}: {m.payload!r}")
+
     def stop(self) -> None:
         with contextlib.suppress(Exception):
             self.client.stop()

@@ -111,3 +111,137 @@ def test_allow_only_persistent_connect_refuses_a_will(tw):
     finally:
         persistent.stop()
     wait_for(lambda: not tw.call(tw.twin.connections))
+
+
+def _device_policy(tw, thing="t1"):
+    """t1 may connect, publish and subscribe under t1/, receive t1/ok/*; policy
+    ``t1-secret`` (attached) lets it receive and publish t1/secret/* too."""
+    cert_id = _only_policy(
+        tw,
+        thing,
+        _statement("Allow", "iot:Connect", f"{ARN}:client/{thing}"),
+        _statement("Allow", "iot:Subscribe", f"{ARN}:topicfilter/{thing}/*"),
+        _statement("Allow", ["iot:Publish", "iot:Receive"], f"{ARN}:topic/{thing}/ok/*"),
+    )
+    secret = {
+        "Version": "2012-10-17",
+        "Statement": [
+            _statement("Allow", ["iot:Publish", "iot:Receive"], f"{ARN}:topic/{thing}/secret/*")
+        ],
+    }
+    tw.call(tw.twin.add_policy, f"{thing}-secret", secret, cert_id)
+    return cert_id
+
+
+@pytest.mark.parametrize("status", ["REVOKED", "INACTIVE"])
+def test_revoking_a_certificate_closes_its_live_connections(tw, status):
+    # Item 1: AWS closes the connections of a revoked or deactivated certificate (within
+    # minutes); the twin does it at once by default. Reconnecting is refused.
+    cert_id = tw.thing("t1").certificate_id
+    other = SdkClient(tw, "t2")
+    device = SdkClient(tw, "t1")
+    device.wait_connected()
+    other.wait_connected()
+    tw.call(tw.twin.set_certificate_status, cert_id, status)
+    try:
+        assert device.disconnect_reason() == 0x98
+        assert device.connack_refusal() == 0x87  # the SDK reconnects: refused now
+        assert [c["client_id"] for c in tw.call(tw.twin.connections)] == ["t2"]
+    finally:
+        device.stop()
+        other.stop()
+
+
+def test_revocation_delay(tmp_path):
+    with running_twin(tmp_path, listeners=("mtls",), revocation_delay_s=1.0) as tw:
+        device = SdkClient(tw, "t1")
+        device.wait_connected()
+        try:
+            tw.call(tw.twin.set_certificate_status, tw.thing("t1").certificate_id, "REVOKED")
+            time_left = device.stopped.empty()
+            assert time_left  # not at once
+            assert device.publish("t1/x", b"still here") == 0
+            assert device.disconnect_reason(timeout=5) == 0x98
+        finally:
+            device.stop()
+
+
+def test_attaching_and_detaching_policies_apply_to_the_live_connection(tw):
+    # Item 1: AttachPolicy / DetachPolicy apply to a live connection's next action, not
+    # only to its next CONNECT.
+    cert_id = _device_policy(tw)
+    device = SdkClient(tw, "t1")
+    device.wait_connected()
+    try:
+        assert device.subscribe("t1/secret/+") == [1]
+        assert device.publish("t1/secret/a", b"1") == 0
+        assert device.get().payload == b"1"
+        tw.call(tw.twin.detach_policy, "t1-secret", cert_id)
+        assert device.publish("t1/secret/a", b"2") == 0x87  # Publish denied now
+        tw.call(tw.twin.publish, "t1/secret/a", b"3")
+        device.nothing()  # Receive denied now
+        tw.call(tw.twin.attach_policy, "t1-secret", cert_id)
+        assert device.publish("t1/secret/a", b"4") == 0
+        assert device.get().payload == b"4"
+    finally:
+        device.stop()
+
+
+def _persistent(tw, cid="t1"):
+    return SdkClient(
+        tw,
+        cid,
+        session_behavior=mqtt5.ClientSessionBehaviorType.REJOIN_ALWAYS,
+        connect_options=mqtt5.ConnectPacket(session_expiry_interval_sec=3600),
+    )
+
+
+def test_queued_messages_pass_the_receive_check_when_the_session_resumes(tw):
+    # Item 8: messages queued for an offline persistent session are judged by iot:Receive
+    # when a new connection takes the session over, as live ones are.
+    cert_id = _device_policy(tw)
+    device = _persistent(tw)
+    device.wait_connected()
+    assert device.subscribe("t1/+/+") == [1]
+    device.stop()
+    wait_for(lambda: not tw.call(tw.twin.connections))
+    assert tw.call(tw.twin.publish, "t1/secret/a", b"queued secret") == 1
+    assert tw.call(tw.twin.publish, "t1/ok/a", b"queued ok") == 1
+    tw.call(tw.twin.detach_policy, "t1-secret", cert_id)
+    device = _persistent(tw)
+    try:
+        device.wait_connected()
+        assert device.get().payload == b"queued ok"
+        device.nothing()
+    finally:
+        device.stop()
+
+
+def test_messages_of_a_session_restored_from_disk_pass_the_receive_check(tmp_path):
+    from twin._server_util import TwinThread
+
+    data = tmp_path / "twin-data"
+    tw = TwinThread(data, listeners=("mtls",))
+    try:
+        cert_id = _device_policy(tw)
+        things = tw._things
+        device = _persistent(tw)
+        device.wait_connected()
+        assert device.subscribe("t1/+/+") == [1]
+        device.stop()
+        wait_for(lambda: not tw.call(tw.twin.connections))
+        tw.call(tw.twin.detach_policy, "t1-secret", cert_id)
+    finally:
+        tw.stop()
+    tw = TwinThread(data, listeners=("mtls",))  # the session comes back from sessions.json
+    tw._things = things
+    try:
+        assert tw.call(tw.twin.publish, "t1/secret/a", b"queued secret") == 1
+        assert tw.call(tw.twin.publish, "t1/ok/a", b"queued ok") == 1
+        device = _persistent(tw)
+        device.wait_connected()
+        assert device.get().payload == b"queued ok"
+        device.nothing()
+        device.stop()
+    finally:
+        tw.stop()

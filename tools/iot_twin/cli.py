@@ -90,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept TLS connections with any server name or none",
     )
     s.add_argument(
+        "--revocation-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds between a certificate leaving ACTIVE and its live connections being "
+        "closed (AWS: within minutes; default 0)",
+    )
+    s.add_argument(
         "--allow-remote",
         action="store_true",
         help="allow binding a non-loopback address (the twin has no real security)",
@@ -122,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     tc = tsub.add_parser("cert-status", help="set a certificate ACTIVE, INACTIVE or REVOKED")
     tc.add_argument("certificate_id")
     tc.add_argument("status", choices=["ACTIVE", "INACTIVE", "REVOKED"])
+
+    po = sub.add_parser("policy", help="IoT policies on certificates (live connections too)")
+    posub = po.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pa = posub.add_parser("add", help="create (or replace) a policy from a JSON file")
+    pa.add_argument("name")
+    pa.add_argument("file", metavar="FILE.json")
+    for verb in ("attach", "detach"):
+        pv = posub.add_parser(verb, help=f"{verb} a policy to/from a certificate")
+        pv.add_argument("name")
+        pv.add_argument("certificate_id")
 
     j = sub.add_parser("job", help="jobs")
     jsub = j.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -294,6 +312,7 @@ async def serve(args: argparse.Namespace, data_dir: Path) -> None:
         listeners=tuple(n for n in DEFAULT_PORTS if n not in args.no),
         max_session_expiry_s=args.session_expiry_max,
         require_sni=args.require_sni,
+        revocation_delay_s=args.revocation_delay,
         **ports,
     )
     if args.authorizers:
@@ -367,6 +386,17 @@ def main(argv: list[str] | None = None) -> int:
             data_dir, "cert-status", {"certificate_id": args.certificate_id, "status": args.status}
         )
         print(f"certificate {args.certificate_id} is {args.status}")
+    elif cmd == "policy" and args.action == "add":
+        doc = _read_json_arg("@" + args.file)
+        run_op(data_dir, "policy-add", {"name": args.name, "document": doc})
+        print(f"policy {args.name} saved")
+    elif cmd == "policy":
+        run_op(
+            data_dir,
+            f"policy-{args.action}",
+            {"name": args.name, "certificate_id": args.certificate_id},
+        )
+        print(f"policy {args.name} {args.action}ed: certificate {args.certificate_id}")
     elif cmd == "job":
         doc = _read_json_arg("@" + args.document)
         job_id = run_op(

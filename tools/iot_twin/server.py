@@ -115,6 +115,14 @@ DEVIATIONS = (
     "An INACTIVE, REVOKED or unregistered certificate (chaining to the twin's CA) gets "
     "CONNACK 0x87 after a successful handshake; whether AWS fails the TLS handshake instead "
     "is not documented. A certificate from another CA fails the handshake.",
+    "A certificate set INACTIVE or REVOKED closes its live connections revocation_delay_s "
+    "later (default 0; AWS: 'within minutes') with DISCONNECT 0x98 Administrative action "
+    "and lifecycle disconnectReason AUTH_ERROR: AWS's code and reason for this are "
+    "UNVERIFIED. Policies attached to or detached from a certificate apply to its live "
+    "connections' next PUBLISH, SUBSCRIBE or delivery (AWS documents no delay).",
+    "iot:ConnectAttributes holds PersistentConnect when Clean Start (clean session) is 0 and "
+    "LastWill when the CONNECT has a will [connect-policy]; whether AWS also counts Clean "
+    "Start 1 with Session Expiry > 0 as PersistentConnect is UNVERIFIED (the twin does not).",
     "Jobs accepted/rejected answers go to the requester only, subscribed or not (§4.1); "
     "shadow answers go to subscribers (§3.1); fleet provisioning answers go to the "
     "requester only, through its own subscriptions (§5.2).",
@@ -845,6 +853,25 @@ class Broker:
 
     # --- introspection --------------------------------------------------------------------
 
+    def live_connections(self) -> list[Connection]:
+        return [c for c in self.connections if c.connected and not c.closing]
+
+    def policies_changed(self) -> None:
+        """The policies behind some principals changed: drop every cached answer, so the
+        next PUBLISH, SUBSCRIBE or delivery is judged by the policies attached now."""
+        for conn in self.live_connections():
+            conn.forget_authorisations()
+
+    def disconnect_principal(
+        self, which: Callable[[Principal], bool], reason_code: int, reason: str
+    ) -> int:
+        """Close the live connections whose principal ``which`` selects (a certificate
+        revoked or deactivated); returns how many."""
+        closing = [c for c in self.live_connections() if c.principal and which(c.principal)]
+        for conn in closing:
+            conn.disconnect(reason_code, reason, "AUTH_ERROR")
+        return len(closing)
+
     def connection_list(self) -> list[dict[str, Any]]:
         out = []
         now = time.time()
@@ -1280,7 +1307,13 @@ class Connection:
             msg, retain = session.pending.popleft()
             if msg.expired(now):
                 continue  # §1.6: expired queued messages are dropped
+            if not self.may_receive(msg.topic):
+                continue  # queued while offline or under other policies: judged now
             self._send_qos1(msg, retain)
+
+    def forget_authorisations(self) -> None:
+        self._receive_cache.clear()
+        self._publish_cache.clear()
 
     def may_receive(self, topic: str) -> bool:
         cache = self._receive_cache
@@ -1459,8 +1492,11 @@ class Connection:
         b.lifecycle("connected", self)
         if present:
             # Re-send what was in flight, then what was queued (§1.10).
+            # Every one passes this connection's iot:Receive check first, like a live
+            # message: the session may come from disk or from a connection with other
+            # policies (issue 11 item 8).
             for pid, (msg, retain, counted) in list(session.inflight.items()):
-                if not self._send_publish(msg, 1, pid, retain):
+                if not self.may_receive(msg.topic) or not self._send_publish(msg, 1, pid, retain):
                     del session.inflight[pid]
                     if counted:
                         b.shadow_done(msg)
@@ -1485,8 +1521,7 @@ class Connection:
             self.principal = result
             if self.session is not None:
                 self.session.principal = result
-            self._receive_cache.clear()
-            self._publish_cache.clear()
+            self.forget_authorisations()
             if result.refresh_after_s:
                 loop = asyncio.get_running_loop()
                 self._timers.append(loop.call_later(result.refresh_after_s, self._refresh))

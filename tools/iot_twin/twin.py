@@ -32,6 +32,7 @@ import os
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,7 @@ class Twin:
         limits: Limits | None = None,
         admin: bool = True,
         require_sni: bool = True,
+        revocation_delay_s: float = 0.0,
     ) -> None:
         self.data_dir = persist.data_dir(data_dir)
         self.host = host or os.environ.get("TWIN_HOST") or "127.0.0.1"
@@ -143,6 +145,7 @@ class Twin:
             self.limits.connect_timeout_s = connect_timeout_s
         self.admin_enabled = admin
         self.require_sni = require_sni
+        self.revocation_delay_s = revocation_delay_s
         self.services = ServiceLayer(self.data_dir)
         self.registry = self.services.registry
         self.broker: Broker | None = None
@@ -270,9 +273,24 @@ class Twin:
         return out
 
     def set_certificate_status(self, certificate_id: str, status: str) -> None:
-        """UpdateCertificate (ACTIVE, INACTIVE, REVOKED); takes effect on the next CONNECT."""
+        """UpdateCertificate (ACTIVE, INACTIVE, REVOKED). A certificate that is no longer
+        ACTIVE may not CONNECT, and its live connections are closed ``revocation_delay_s``
+        after the change (AWS: "within minutes"; DISCONNECT 0x98, see DEVIATIONS)."""
         self.registry.set_certificate_status(certificate_id, status)
         log.info("certificate %s… is now %s", certificate_id[:12], status)
+        if status != ACTIVE and self.broker is not None:
+            broker = self.broker
+
+            def close() -> None:
+                cert = self.registry.certificates.get(certificate_id)
+                if cert is None or cert.status != ACTIVE:
+                    broker.disconnect_principal(
+                        lambda p: p.cert_id == certificate_id,
+                        0x98,
+                        f"certificate {status}",
+                    )
+
+            asyncio.get_running_loop().call_later(self.revocation_delay_s, close)
 
     def add_template(self, name: str, body: dict[str, Any] | str) -> None:
         """CreateProvisioningTemplate."""
@@ -285,15 +303,23 @@ class Twin:
         self.registry.create_policy(name, document)
         if certificate_id:
             self.registry.attach_policy(name, certificate_id)
+        self._policies_changed()
+
+    def _policies_changed(self) -> None:
+        """Policies are read at each authorisation: forget what connections cached."""
+        if self.broker is not None:
+            self.broker.policies_changed()
 
     def attach_policy(self, name: str, certificate_id: str) -> None:
         """AttachPolicy: live connections of that certificate get it at their next action."""
         self.registry.attach_policy(name, certificate_id)
+        self._policies_changed()
         log.info("policy %s attached to certificate %s…", name, certificate_id[:12])
 
     def detach_policy(self, name: str, certificate_id: str) -> None:
         """DetachPolicy: live connections of that certificate lose it at their next action."""
         self.registry.detach_policy(name, certificate_id)
+        self._policies_changed()
         log.info("policy %s detached from certificate %s…", name, certificate_id[:12])
 
     def register_authorizer(self, authorizer: CustomAuthorizer, *, default: bool = False) -> None:
@@ -400,9 +426,17 @@ class Twin:
                 return 0x87
             ctx = svc.policy_context(cid, cert_id, source_ip=ip)
             ctx.connect_attributes = attributes
-            policies = self.registry.policies_for_certificate(cert_id)
             thing = ctx.thing_name or (cert.things[0] if cert.things else None)
-            return _principal("x509", cert_id, ctx, policies, thing=thing, cert_id=cert_id)
+            # The policies attached now, read again at every check: AttachPolicy and
+            # DetachPolicy apply to live connections' next action.
+            return _principal(
+                "x509",
+                cert_id,
+                ctx,
+                lambda: self.registry.policies_for_certificate(cert_id),
+                thing=thing,
+                cert_id=cert_id,
+            )
         if info.listener == "plain":
             # No AWS equivalent: the client id is the thing name, the default policy rules.
             ctx = policy.PolicyContext(
@@ -529,6 +563,15 @@ class Twin:
         if op == "cert-status":
             self.set_certificate_status(args["certificate_id"], args["status"])
             return None
+        if op == "policy-add":
+            self.add_policy(args["name"], args["document"], args.get("certificate_id"))
+            return None
+        if op == "policy-attach":
+            self.attach_policy(args["name"], args["certificate_id"])
+            return None
+        if op == "policy-detach":
+            self.detach_policy(args["name"], args["certificate_id"])
+            return None
         if op == "job-add":
             return self.add_job(args["thing"], args["document"], args.get("job_id"))
         if op == "template-add":
@@ -558,12 +601,18 @@ class Twin:
 
 
 def _principal(
-    kind: str, name: str, ctx: policy.PolicyContext, policies: list[dict[str, Any]], **kwargs: Any
+    kind: str,
+    name: str,
+    ctx: policy.PolicyContext,
+    documents: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]],
+    **kwargs: Any,
 ) -> Principal:
-    """A principal whose ``allowed`` evaluates ``policies`` in ``ctx`` (policy.py)."""
-    policies = list(policies)
+    """A principal whose ``allowed`` evaluates ``documents`` (or, if it is a callable,
+    what it returns at each check) in ``ctx`` (policy.py)."""
+    fixed = None if callable(documents) else list(documents)
 
     def allow(action: str, target: str, client_id: str) -> bool:
+        policies = fixed if fixed is not None else documents()  # type: ignore[operator]
         if action == policy.CONNECT:
             return policy.can_connect(policies, ctx)
         if action == policy.PUBLISH:
