@@ -129,6 +129,10 @@ DEVIATIONS = (
     "MQTT over WebSocket supports custom authorizers only (no SigV4: HTTP 403); the "
     "authorizer event lists protocols [tls, mqtt] even when the credentials came as HTTP "
     "headers or query parameters.",
+    "Jobs notify follows the current jobs-notifications page (published when an execution is "
+    "queued, changes to IN_PROGRESS or QUEUED, or ends; at most 15 listed); the 2022 page and "
+    "the SDKs' docs say 'added to or removed from the list'. Jobs events ($aws/events/job/..., "
+    "$aws/events/jobExecution/...) are not published.",
     "Persistent sessions and retained messages are written to the state directory half a "
     "second after they change and at stop; a killed process loses that last half second.",
 )
