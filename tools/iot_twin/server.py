@@ -86,8 +86,11 @@ SESSION_EXPIRY_HARD_MAX_S = 604800  # §1.6 at most 7 days [MQTT-DOC]
 MESSAGE_EXPIRY_MIN_S = 1  # §1.6 0 -> 1 [MQTT-DOC]
 MESSAGE_EXPIRY_MAX_S = 604800  # §1.6 larger values clamped [MQTT-DOC]
 
-# §1.9 [SUB50] reports SUBACK 0x80 for the 51st subscription; §8 item 4 repeats it.
-RC_SUBSCRIPTION_QUOTA = 0x80
+# The 51st subscription on a connection: AWS's quotas page says only that it "might be
+# rejected" [QUOTAS]; the 0x80 reports [SUB50] come from MQTT 3.1.1 clients, where 0x80 is
+# the only failure code. For MQTT 5 the twin answers 0x97 Quota exceeded, which AWS lists
+# among its SUBACK codes (§1.8 [MQTT-DOC]); UNVERIFIED, see DEVIATIONS.
+RC_SUBSCRIPTION_QUOTA = 0x97
 
 DEVIATIONS = (
     "QoS 2 SUBSCRIBE is granted QoS 1 (SUBACK 0x01): AWS's answer is UNVERIFIED (§1.9); the "
@@ -111,6 +114,10 @@ DEVIATIONS = (
     "require_sni=False / --no-sni-check accepts any. Clients dialling 127.0.0.1 must set the "
     "server name to localhost (an IP address is never sent as SNI).",
     "Shared subscriptions are served round-robin among connected members (AWS: random).",
+    "The 51st subscription on a connection gets SUBACK 0x97 Quota exceeded (the connection "
+    "stays up): AWS documents only that it 'might be rejected' and the connection closed; "
+    "0x80 was observed from MQTT 3.1.1 clients, which have no other failure code. The MQTT 5 "
+    "code is UNVERIFIED.",
     "UNSUBACK always carries 0x00: AWS's UNSUBACK code list has no 0x11 (§1.8).",
     "An INACTIVE, REVOKED or unregistered certificate (chaining to the twin's CA) gets "
     "CONNACK 0x87 after a successful handshake; whether AWS fails the TLS handshake instead "
