@@ -133,9 +133,10 @@ DEVIATIONS = (
     "Jobs accepted/rejected answers go to the requester only, subscribed or not (§4.1); "
     "shadow answers go to subscribers (§3.1); fleet provisioning answers go to the "
     "requester only, through its own subscriptions (§5.2).",
-    "MQTT over WebSocket supports custom authorizers only (no SigV4: HTTP 403); the "
-    "authorizer event lists protocols [tls, mqtt] even when the credentials came as HTTP "
-    "headers or query parameters.",
+    "MQTT over WebSocket supports custom authorizers only (no SigV4: HTTP 403). The "
+    "authorizer is invoked at CONNECT (with the upgrade request's headers and query string "
+    "in protocolData.http); whether AWS invokes it at the upgrade, before the CONNECT, is "
+    "UNVERIFIED.",
     "Jobs notify follows the current jobs-notifications page (published when an execution is "
     "queued, changes to IN_PROGRESS or QUEUED, or ends; at most 15 listed); the 2022 page and "
     "the SDKs' docs say 'added to or removed from the list'. Jobs events ($aws/events/job/..., "

@@ -36,12 +36,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote
 
 from mqtt_v5.codec import Connect
 
 from . import persist, policy, topics
-from .authorizer import NAME_PARAM, SIGNATURE_PARAM, AuthorizerError, CustomAuthorizer
+from .authorizer import AuthorizerError, CustomAuthorizer, HttpRequest
 from .ca import SERVER_HOSTS
 from .listeners import DEFAULT_PORTS, PORT_ENV, Listener, TlsFiles, is_loopback, start_listener
 from .provisioning import register_device
@@ -455,12 +454,18 @@ class Twin:
                 [policy.default_thing_policy(svc.region, svc.account)],
                 thing=cid,
             )
-        username = connect.username
+        http = None
         if info.listener in ("wss", "alpn-wss"):
-            username = self._ws_username(info, username)
+            # §2.1: on WebSocket the credentials may be upgrade headers or query parameters;
+            # the authorizer reads them there (the CONNECT username stays as sent).
+            http = HttpRequest(dict(info.ws_headers), info.ws_query)
         try:
             result = svc.authorizers.authenticate(
-                username=username, password=connect.password, client_id=cid, server_name=info.sni
+                username=connect.username,
+                password=connect.password,
+                client_id=cid,
+                server_name=info.sni,
+                http=http,
             )
         except AuthorizerError as e:
             log.info("%s: custom authorizer refused: %s", cid or "?", e.reason)
@@ -481,30 +486,6 @@ class Twin:
             refresh_after_s=result.refresh_after_s,
             refresh=lambda: self._authenticate(info, connect),
         )
-
-    def _ws_username(self, info: ConnInfo, username: str | None) -> str | None:
-        """§2.1: on WebSocket the authorizer name, signature and token may come as upgrade
-        headers or query parameters instead of the CONNECT username."""
-        found = dict(parse_qsl(info.ws_query, keep_blank_values=True))
-        for key, value in info.ws_headers.items():
-            found.setdefault(key, value)
-        name = found.get(NAME_PARAM) or self.services.authorizers.default
-        if not name:
-            return username
-        wanted = {NAME_PARAM: name}
-        if SIGNATURE_PARAM in found:
-            wanted[SIGNATURE_PARAM] = found[SIGNATURE_PARAM]
-        authorizer = self.services.authorizers.authorizers.get(name)
-        key = authorizer.token_key_name if authorizer else None
-        if key:
-            token = found.get(key, found.get(key.lower()))
-            if token is not None:
-                wanted[key] = token
-        user = username or ""
-        if len(wanted) == 1 and NAME_PARAM not in found:
-            return username  # nothing on the HTTP side: CONNECT carries the credentials
-        query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in wanted.items())
-        return user + ("&" if "?" in user else "?") + query
 
     # --- admin endpoint -------------------------------------------------------------------
 
