@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept TLS connections with any server name or none",
     )
     s.add_argument(
+        "--no-throttle",
+        action="store_true",
+        help="turn off AWS's per-connection throttles (100 publishes/s, 512 KiB/s, "
+        "1 CONNECT/s per client id), e.g. for load tests",
+    )
+    s.add_argument(
         "--revocation-delay",
         type=float,
         default=0.0,
@@ -302,6 +308,7 @@ def banner(twin: Any) -> str:
 
 
 async def serve(args: argparse.Namespace, data_dir: Path) -> None:
+    from .server import Limits
     from .twin import Twin
 
     ports = {f"{n}_port": getattr(args, f"{n}_port") for n in DEFAULT_PORTS}
@@ -313,6 +320,9 @@ async def serve(args: argparse.Namespace, data_dir: Path) -> None:
         max_session_expiry_s=args.session_expiry_max,
         require_sni=args.require_sni,
         revocation_delay_s=args.revocation_delay,
+        limits=Limits(publishes_per_s=0, throughput_bytes_per_s=0, connects_per_s_per_client_id=0)
+        if args.no_throttle
+        else None,
         **ports,
     )
     if args.authorizers:

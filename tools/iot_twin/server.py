@@ -85,6 +85,9 @@ SESSION_EXPIRY_DEFAULT_MAX_S = 3600  # §1.6 default account maximum 1 h [MQTT-D
 SESSION_EXPIRY_HARD_MAX_S = 604800  # §1.6 at most 7 days [MQTT-DOC]
 MESSAGE_EXPIRY_MIN_S = 1  # §1.6 0 -> 1 [MQTT-DOC]
 MESSAGE_EXPIRY_MAX_S = 604800  # §1.6 larger values clamped [MQTT-DOC]
+PUBLISHES_PER_S = 100  # §0 publish requests per second per connection [QUOTAS]
+THROUGHPUT_BYTES_PER_S = 512 * 1024  # §0 512 KiB/s per connection, excess delayed [QUOTAS]
+CONNECTS_PER_S_PER_CLIENT_ID = 1  # §1.5 1 CONNECT/s per client id [QUOTAS]
 
 # The 51st subscription on a connection: AWS's quotas page says only that it "might be
 # rejected" [QUOTAS]; the 0x80 reports [SUB50] come from MQTT 3.1.1 clients, where 0x80 is
@@ -102,8 +105,15 @@ DEVIATIONS = (
     "CloudWatch reason) then close; AWS is observed to drop the connection (§1.9).",
     "More than 8 filters in one SUBSCRIBE: DISCONNECT 0x97 then close (AWS: connection "
     "closed, §1.9 [SUB8]).",
-    "No 100 publishes/s or 512 KiB/s per-connection throttling, no 1 CONNECT/s per client "
-    "id, no 10 msg/s replay pacing of queued messages, no 1 h QoS 1 redelivery cutoff.",
+    "Throttles (on by default, AWS's values [QUOTAS], each configurable in Limits; 0 turns "
+    "one off): over 100 inbound PUBLISHes/s on a connection (AWS counts inbound and "
+    "outbound) a QoS 1 PUBLISH gets PUBACK 0x97 and a QoS 0 one is dropped (AWS: 'discarded', "
+    "the signal is UNVERIFIED); over 512 KiB/s inbound the twin stops reading the connection "
+    "until the quota has room (AWS: 'delayed'); over 1 CONNECT/s per client id the CONNACK is "
+    "held until the quota has room, or with connect_throttle_refuses the CONNECT gets CONNACK "
+    "0x97 (AWS: throttled, mechanism UNVERIFIED). Each quota saves up at most one second's "
+    "worth (burst UNVERIFIED). The AWS SDK paces itself to these quotas client-side.",
+    "No 10 msg/s replay pacing of queued messages, no 1 h QoS 1 redelivery cutoff.",
     "Queued QoS 1 messages are re-sent after reconnect with DUP=0: AWS does not support the "
     "DUP flag (§1.6); MQTT 5 asks for DUP=1.",
     "No outbound topic aliases: AWS's use of them towards clients is not documented "
@@ -162,12 +172,46 @@ class Limits:
     keepalive_max_s: int = KEEPALIVE_MAX_S
     max_session_expiry_s: int = SESSION_EXPIRY_DEFAULT_MAX_S
     outbound_inflight_max: int = RECEIVE_MAXIMUM
+    # Throttles (§0 [QUOTAS]); 0 turns one off. What a client over them sees is in
+    # DEVIATIONS: PUBACK 0x97 (QoS 0: dropped), reading paused, CONNACK 0x97.
+    publishes_per_s: float = PUBLISHES_PER_S
+    throughput_bytes_per_s: float = THROUGHPUT_BYTES_PER_S
+    connects_per_s_per_client_id: float = CONNECTS_PER_S_PER_CLIENT_ID
+    # Over the CONNECT rate: False holds the CONNACK until the quota has room (the
+    # default: quick reconnects, as tests make, just slow down); True refuses (0x97).
+    connect_throttle_refuses: bool = False
     # Not AWS numbers: how long a connection may stay silent before CONNECT, how many
     # QoS 1 messages an offline session keeps, when QoS 0 deliveries start being dropped.
     connect_timeout_s: float = 10.0
     max_queued_messages: int = 10000
     write_high_water: int = 1 << 20
     lifecycle_events: bool = True
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most one second's worth saved up; ``rate`` 0 is
+    unlimited. ``take(n, now)`` spends ``n`` and returns how far in debt that leaves the
+    bucket, in seconds (0: within the quota)."""
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.at = now
+
+    def take(self, n: float, now: float) -> float:
+        if not self.rate:
+            return 0.0
+        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        self.tokens -= n
+        return -self.tokens / self.rate if self.tokens < 0 else 0.0
+
+    def try_take(self, n: float, now: float) -> bool:
+        """Spend ``n`` only if that stays within the quota."""
+        if self.take(n, now):
+            self.tokens += n
+            return False
+        return True
 
 
 # --- identity --------------------------------------------------------------------------------
@@ -589,6 +633,7 @@ class Broker:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.sessions: dict[str, Session] = {}
         self.connections: set[Connection] = set()
+        self._connect_quota: dict[str, TokenBucket] = {}
         self.tree = SubscriptionTree()
         self.retained: dict[str, Message] = {}
         # One encode buffer for every connection: the loop runs one callback at a time.
@@ -865,6 +910,24 @@ class Broker:
 
     # --- introspection --------------------------------------------------------------------
 
+    def connect_quota(self, client_id: str) -> float:
+        """Count a CONNECT for ``client_id``: 0 if it is within the per-client-id rate,
+        else how many seconds it is early (refused CONNECTs are not counted)."""
+        rate = self.limits.connects_per_s_per_client_id
+        if not rate:
+            return 0.0
+        now = asyncio.get_running_loop().time()
+        bucket = self._connect_quota.get(client_id)
+        if bucket is None:
+            if len(self._connect_quota) > 10000:
+                self._connect_quota = {
+                    k: v for k, v in self._connect_quota.items() if now - v.at < 1 / rate
+                }
+            bucket = self._connect_quota[client_id] = TokenBucket(rate, now)
+        if self.limits.connect_throttle_refuses:
+            return 0.0 if bucket.try_take(1, now) else 1.0 / rate
+        return bucket.take(1, now)
+
     def live_connections(self) -> list[Connection]:
         return [c for c in self.connections if c.connected and not c.closing]
 
@@ -1099,6 +1162,10 @@ class Connection:
         # Output is corked: packets queued during one loop iteration leave in one write
         # (one syscall, one TLS record) instead of one each.
         self.loop = asyncio.get_running_loop()
+        lim = broker.limits
+        now = self.loop.time()
+        self._publish_quota = TokenBucket(lim.publishes_per_s, now)
+        self._byte_quota = TokenBucket(lim.throughput_bytes_per_s, now)
         self._out: list[bytes] | None = None
         self._out_bytes = 0
 
@@ -1119,6 +1186,11 @@ class Connection:
                 if not data:
                     break
                 await self._received(data)
+                # §0 [QUOTAS]: over 512 KiB/s the connection's traffic is delayed: stop
+                # reading until the quota has room again.
+                debt_s = self._byte_quota.take(len(data), self.loop.time())
+                if debt_s and not self.closing:
+                    await asyncio.sleep(debt_s)
                 if self._buffered() > self.broker.limits.write_high_water:
                     self._flush()
                     await self.stream.drain()
@@ -1393,6 +1465,15 @@ class Connection:
             # §1.5 [QUOTAS-OLD], [CRT-MQTT]: '$' client ids are reserved for AWS.
             return self._refuse(0x85, "client ids starting with '$' are reserved")
         self.client_id = cid
+        wait_s = b.connect_quota(cid)
+        if wait_s:
+            # §1.5 [QUOTAS]: 1 CONNECT per second per client id (see DEVIATIONS).
+            if lim.connect_throttle_refuses:
+                return self._refuse(0x97, "CONNECT rate quota exceeded for this client id")
+            log.info("%s: CONNECT rate quota: CONNACK held %.2f s", cid, wait_s)
+            await asyncio.sleep(wait_s)
+            if self.closing:
+                return None
         will = pkt.will
         if will is not None:
             if will.qos > MAXIMUM_QOS:
@@ -1695,6 +1776,13 @@ class Connection:
             )
             self.disconnect(0x97, "PAYLOAD_LIMIT_EXCEEDED", "CLIENT_ERROR")
             return
+        if not self._publish_quota.try_take(1, self.loop.time()):
+            # §0 [QUOTAS]: over 100 publishes/s on a connection the excess is discarded:
+            # QoS 1 hears it as PUBACK 0x97, QoS 0 is dropped (see DEVIATIONS).
+            b.stats["throttled"] = b.stats.get("throttled", 0) + 1
+            if pkt.qos:
+                return self._publish_refused(pkt, 0x97, "publish rate quota exceeded")
+            return None
         problem = topics.topic_name_problem(topic)
         if problem:
             return self._publish_refused(pkt, 0x90, problem)  # §1.7, §1.8
