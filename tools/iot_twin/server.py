@@ -147,6 +147,14 @@ DEVIATIONS = (
     "authorizer is invoked at CONNECT (with the upgrade request's headers and query string "
     "in protocolData.http); whether AWS invokes it at the upgrade, before the CONNECT, is "
     "UNVERIFIED.",
+    "Shadow /update/delta follows the current data-flow page ('When the shadow's state "
+    "changes, AWS IoT sends /delta messages'): a reported-only update that leaves a "
+    "difference publishes one too; the MQTT topics page's wording can be read as desired-"
+    "only (ShadowStore(delta_on_reported_update=False)).",
+    "Shadow depth: the current quota page says 8, the current error page 'maximum is 6'. The "
+    "twin allows 6 levels inside desired/reported, i.e. 8 keys on a path counted from "
+    "'state' (the way a third-party quota summary counts [ESPR]); the two pages agree under "
+    "that reading, which is UNVERIFIED. The error text says 'maximum is 6'.",
     "Jobs notify follows the current jobs-notifications page (published when an execution is "
     "queued, changes to IN_PROGRESS or QUEUED, or ends; at most 15 listed); the 2022 page and "
     "the SDKs' docs say 'added to or removed from the list'. Jobs events ($aws/events/job/..., "
