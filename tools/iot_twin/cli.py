@@ -90,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept TLS connections with any server name or none",
     )
     s.add_argument(
+        "--iam-credential",
+        action="append",
+        default=[],
+        metavar="KEY_ID:SECRET",
+        help="a static AWS credential for MQTT over WebSocket signed with SigV4 "
+        "(region us-east-1; allowed everything; repeatable)",
+    )
+    s.add_argument(
         "--no-throttle",
         action="store_true",
         help="turn off AWS's per-connection throttles (100 publishes/s, 512 KiB/s, "
@@ -327,6 +335,11 @@ async def serve(args: argparse.Namespace, data_dir: Path) -> None:
     )
     if args.authorizers:
         _load_authorizers(twin, args.authorizers)
+    for credential in args.iam_credential:
+        key_id, sep, secret = credential.partition(":")
+        if not sep or not key_id or not secret:
+            raise ValueError("--iam-credential wants KEY_ID:SECRET")
+        twin.add_iam_credential(key_id, secret)
     await twin.start()
     print(banner(twin), flush=True)
     stop = asyncio.Event()

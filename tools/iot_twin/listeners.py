@@ -35,11 +35,13 @@ import ipaddress
 import logging
 import ssl
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from .server import Broker, ConnInfo, Stream, TcpStream
+from .sigv4 import SigV4Error
 
 log = logging.getLogger("iot_twin")
 
@@ -157,11 +159,14 @@ async def start_listener(
     tls: TlsFiles | None,
     *,
     sni_names: tuple[str, ...] | None = None,
+    check_sigv4: CheckSigV4 | None = None,
 ) -> Listener:
     """Open listener ``name`` (``mtls``, ``alpn``, ``wss`` or ``plain``) on ``host:port``.
 
     ``sni_names``: if given, a TLS client must send one of these server names (§1.3: the
-    handshake fails otherwise); None records SNI without checking it.
+    handshake fails otherwise); None records SNI without checking it. ``check_sigv4``
+    checks a SigV4-signed WebSocket upgrade (returns the access key id or raises
+    :class:`SigV4Error`); without it such upgrades get HTTP 403.
     """
     ctx: ssl.SSLContext | None = None
     if name != "plain":
@@ -192,7 +197,7 @@ async def start_listener(
         if task is not None:
             tasks.add(task)  # type: ignore[arg-type]
         try:
-            await _route(broker, name, reader, writer, sni_names)
+            await _route(broker, name, reader, writer, sni_names, check_sigv4)
         except asyncio.CancelledError:
             writer.transport.abort()  # shutting down: do not wait for the peer
         except Exception:
@@ -220,6 +225,7 @@ async def _route(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     sni_names: tuple[str, ...] | None = None,
+    check_sigv4: CheckSigV4 | None = None,
 ) -> None:
     peer = writer.get_extra_info("peername")
     peer = (peer[0], peer[1]) if peer else None
@@ -238,7 +244,7 @@ async def _route(
         info = ConnInfo(
             "wss" if name == "wss" else "alpn-wss", peer, tls=True, alpn=alpn, sni=server_name
         )
-        stream = await websocket_accept(reader, writer, info)
+        stream = await websocket_accept(reader, writer, info, check_sigv4)
         if stream is not None:
             await broker.serve(stream, info)
         return
@@ -265,8 +271,14 @@ class WebSocketError(Exception):
         self.code = code
 
 
+CheckSigV4 = Callable[[str, str, str, dict[str, str]], str]  # method, path, query, headers
+
+
 async def websocket_accept(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, info: ConnInfo
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    info: ConnInfo,
+    check_sigv4: CheckSigV4 | None = None,
 ) -> WsStream | None:
     """Read the HTTP upgrade request and answer it; the stream, or None if refused."""
     try:
@@ -319,9 +331,16 @@ async def websocket_accept(
         _http_error(writer, 400, "Bad Request: the WebSocket subprotocol must be mqtt")
         return None
     if "x-amz-algorithm" in {k.lower() for k, _ in parse_qsl(url.query)}:
-        # SigV4-signed WebSocket URLs need IAM, which the twin does not have.
-        _http_error(writer, 403, "Forbidden: SigV4 is not supported by the twin")
-        return None
+        # §1.2 [PROTO]: MQTT over WebSocket authenticated by a SigV4-signed URL.
+        if check_sigv4 is None:
+            _http_error(writer, 403, "Forbidden: no SigV4 credentials on this twin")
+            return None
+        try:
+            info.sigv4_key_id = check_sigv4(method, url.path, url.query, headers)
+        except SigV4Error as e:
+            log.info("%s: SigV4 upgrade refused: %s", info.peer, e.reason)
+            _http_error(writer, 403, "Forbidden")
+            return None
     accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
     writer.write(
         (

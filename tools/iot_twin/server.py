@@ -143,10 +143,12 @@ DEVIATIONS = (
     "Jobs accepted/rejected answers go to the requester only, subscribed or not (§4.1); "
     "shadow answers go to subscribers (§3.1); fleet provisioning answers go to the "
     "requester only, through its own subscriptions (§5.2).",
-    "MQTT over WebSocket supports custom authorizers only (no SigV4: HTTP 403). The "
-    "authorizer is invoked at CONNECT (with the upgrade request's headers and query string "
-    "in protocolData.http); whether AWS invokes it at the upgrade, before the CONNECT, is "
-    "UNVERIFIED.",
+    "MQTT over WebSocket: custom authorizers, or SigV4 with static test credentials "
+    "(Twin.add_iam_credential / --iam-credential) whose IoT policies stand in for IAM; a bad "
+    "signature gets HTTP 403 at the upgrade. The signature is checked with a 15-minute "
+    "clock-skew allowance when the URL has no X-Amz-Expires (AWS's allowance UNVERIFIED). The "
+    "custom authorizer is invoked at CONNECT (with the upgrade request's headers and query "
+    "string in protocolData.http); whether AWS invokes it at the upgrade is UNVERIFIED.",
     "Shadow /update/delta follows the current data-flow page ('When the shadow's state "
     "changes, AWS IoT sends /delta messages'): a reported-only update that leaves a "
     "difference publishes one too; the MQTT topics page's wording can be read as desired-"
@@ -238,6 +240,7 @@ class ConnInfo:
     ws_path: str | None = None
     ws_headers: dict[str, str] = field(default_factory=dict)
     ws_query: str = ""
+    sigv4_key_id: str | None = None  # a WebSocket upgrade SigV4-signed with this key
 
 
 Allow = Callable[[str, str, str], bool]

@@ -39,7 +39,7 @@ from typing import Any
 
 from mqtt_v5.codec import Connect
 
-from . import persist, policy, topics
+from . import persist, policy, sigv4, topics
 from .authorizer import AuthorizerError, CustomAuthorizer, HttpRequest
 from .ca import SERVER_HOSTS
 from .listeners import DEFAULT_PORTS, PORT_ENV, Listener, TlsFiles, is_loopback, start_listener
@@ -143,6 +143,8 @@ class Twin:
         if connect_timeout_s is not None:
             self.limits.connect_timeout_s = connect_timeout_s
         self.admin_enabled = admin
+        # Static IAM-like credentials for SigV4 WebSocket: key id -> (secret, policies).
+        self.iam_credentials: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         self.require_sni = require_sni
         self.revocation_delay_s = revocation_delay_s
         self.services = ServiceLayer(self.data_dir)
@@ -192,6 +194,7 @@ class Twin:
                     port,
                     tls,
                     sni_names=SERVER_HOSTS if self.require_sni else None,
+                    check_sigv4=self._check_sigv4,
                 )
                 self.listeners[name] = listener
                 self.ports[name] = listener.port
@@ -320,6 +323,35 @@ class Twin:
         self.registry.detach_policy(name, certificate_id)
         self._policies_changed()
         log.info("policy %s detached from certificate %s…", name, certificate_id[:12])
+
+    def add_iam_credential(
+        self,
+        access_key_id: str,
+        secret_access_key: str,
+        policies: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """A static AWS credential for MQTT over WebSocket signed with SigV4 (§1.2).
+        ``policies`` (IoT policy documents) say what it may do; default: everything."""
+        if policies is None:
+            arn = f"arn:aws:iot:{self.services.region}:{self.services.account}"
+            policies = [
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": f"{arn}:*"}],
+                }
+            ]
+        self.iam_credentials[access_key_id] = (secret_access_key, list(policies))
+
+    def _check_sigv4(self, method: str, path: str, query: str, headers: dict[str, str]) -> str:
+        return sigv4.verify_presigned(
+            method=method,
+            path=path,
+            query=query,
+            headers=headers,
+            credentials={k: v[0] for k, v in self.iam_credentials.items()},
+            now=time.time(),
+            region=self.services.region,
+        )
 
     def register_authorizer(self, authorizer: CustomAuthorizer, *, default: bool = False) -> None:
         """Add a custom authorizer (a Python callable stands in for the Lambda, §2.3)."""
@@ -453,6 +485,22 @@ class Twin:
                 ctx,
                 [policy.default_thing_policy(svc.region, svc.account)],
                 thing=cid,
+            )
+        if info.sigv4_key_id is not None:
+            # SigV4 WebSocket (§1.2): the credential's policies, read at each check.
+            key_id = info.sigv4_key_id
+            ctx = policy.PolicyContext(
+                client_id=cid,
+                source_ip=ip,
+                region=svc.region,
+                account=svc.account,
+                connect_attributes=attributes,
+            )
+            return _principal(
+                "sigv4",
+                key_id,
+                ctx,
+                lambda: self.iam_credentials.get(key_id, ("", []))[1],
             )
         http = None
         if info.listener in ("wss", "alpn-wss"):
