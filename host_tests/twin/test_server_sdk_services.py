@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-awsiot = pytest.importorskip("awsiot")
-from awscrt import mqtt5, mqtt_request_response  # noqa: E402
-from awsiot import (  # noqa: E402
+# awsiotsdk is a pinned dev dependency: a missing one fails here, it does not skip.
+from awscrt import mqtt5, mqtt_request_response
+from awsiot import (
     ServiceStreamOptions,
     V2ServiceException,
     iotidentity,
@@ -25,15 +25,15 @@ from awsiot import (  # noqa: E402
     iotshadow,
     mqtt5_client_builder,
 )
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from iot_twin import policy  # noqa: E402
-from iot_twin.registry import ACTIVE  # noqa: E402
-from mqtt_v5 import codec  # noqa: E402
-from twin._server_util import running_twin  # noqa: E402
+from iot_twin import policy
+from iot_twin.registry import ACTIVE
+from mqtt_v5 import codec
+from twin._server_util import running_twin
 
 TIMEOUT = 5  # seconds; every operation here is answered in milliseconds on loopback
 
