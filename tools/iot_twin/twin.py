@@ -120,6 +120,7 @@ class Twin:
         admin: bool = True,
         require_sni: bool = True,
         revocation_delay_s: float = 0.0,
+        authorizer_time_scale: float = 1.0,
     ) -> None:
         self.data_dir = persist.data_dir(data_dir)
         self.host = host or os.environ.get("TWIN_HOST") or "127.0.0.1"
@@ -147,6 +148,10 @@ class Twin:
         self.iam_credentials: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         self.require_sni = require_sni
         self.revocation_delay_s = revocation_delay_s
+        # Test-only, like keepalive_floor_s: custom authorizers' refresh and disconnect
+        # timers (300 s at least, §2.3) are multiplied by this, so that a test of them
+        # at the endpoint takes seconds.
+        self.authorizer_time_scale = authorizer_time_scale
         self.services = ServiceLayer(self.data_dir)
         self.registry = self.services.registry
         self.broker: Broker | None = None
@@ -530,8 +535,8 @@ class Twin:
             result.principal_id,
             ctx,
             result.policy_documents,
-            disconnect_after_s=result.disconnect_after_s,
-            refresh_after_s=result.refresh_after_s,
+            disconnect_after_s=result.disconnect_after_s * self.authorizer_time_scale,
+            refresh_after_s=result.refresh_after_s * self.authorizer_time_scale,
             refresh=lambda: self._authenticate(info, connect),
         )
 
