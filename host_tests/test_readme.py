@@ -36,7 +36,7 @@ def _cases():
         yield pytest.param(index, "unix32", id=f"{index}-unix32", marks=marks)
 
 
-@pytest.mark.parametrize(("index", "runtime"), _cases())
+@pytest.mark.parametrize(("index", "runtime"), list(_cases()))
 def test_readme_example_runs(index, runtime, mosquitto):
     code = runnable_blocks()[index]
     assert "localhost:1883" in code, "a runnable example names mqtt://localhost:1883"
