@@ -21,7 +21,8 @@ def _errno_name(code):
                  "ENETUNREACH", "EPIPE", "ECONNABORTED", "ENOTCONN"):
         if getattr(errno, name, None) == code:
             return name
-    return None
+    # MicroPython's errno module has no EPIPE; Linux, lwIP and newlib (ESP32) say 32.
+    return "EPIPE" if code == 32 else None
 
 
 _WHY = {
@@ -53,7 +54,8 @@ def _verify_hint(text):
 def error(e, peer, tls, before_first_byte, client_cert, op):
     """A NetworkError naming the cause of ``e`` (None = EOF) during ``op``
     ("connect", "read" or "write")."""
-    text = "EOF" if e is None else (str(e) or type(e).__name__)
+    # mbedTLS's verify text comes as lines ("\nThe certificate is ...\n"): make it one.
+    text = "EOF" if e is None else " ".join((str(e) or type(e).__name__).split())
     low = text.lower()
     if tls and e is not None:
         verify_msg = getattr(e, "verify_message", None)  # CPython SSLCertVerificationError
