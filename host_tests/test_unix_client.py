@@ -18,7 +18,10 @@ import re
 import mp_unix
 import pytest
 from client_kit import Paho, unique
-from netutil import DOWN, UP, FaultProxy
+from netutil import DOWN, UP, FaultProxy, ScriptedBroker
+
+from mqtt_v5 import codec
+from mqtt_v5 import properties as P
 
 pytestmark = pytest.mark.broker
 
@@ -248,3 +251,210 @@ async def test_no_loss_across_cuts(mp_unix_port, mosquitto, tmp_path):
     assert set(q1) == want, f"QoS 1 lost {sorted(want - set(q1))[:20]}"
     assert set(q2) == want, f"QoS 2 lost {sorted(want - set(q2))[:20]}"
     assert not {k: v for k, v in q2.items() if v > 1}, "QoS 2 duplicates"
+
+
+# ------------------------------------------------------------------- hostile broker --
+
+
+async def _accept_connect(broker, connack=None):
+    conn = await broker.accept()
+    await conn.expect(codec.CONNECT)
+    await conn.send_packet(connack if connack is not None else codec.Connack(0))
+    return conn
+
+
+async def _disconnect_reason(conn, skip=()):
+    """The reason code of the DISCONNECT the client sent before closing (packets of the
+    types in ``skip`` may come first)."""
+    while True:
+        got = await conn.read_packet(5)
+        assert got is not None, "the client closed without a DISCONNECT"
+        first, _, pkt = got
+        if first >> 4 not in skip:
+            break
+    assert first >> 4 == codec.DISCONNECT, pkt
+    assert await conn.wait_closed(5), "the client did not close after its DISCONNECT"
+    return pkt.reason_code
+
+
+def _violation(raw, rc, skip=()):
+    async def serve(broker):
+        conn = await _accept_connect(broker)
+        await conn.send(raw)
+        assert await _disconnect_reason(conn, skip) == rc
+
+    return serve
+
+
+async def _connack_never(broker):
+    conn = await broker.accept()
+    await conn.expect(codec.CONNECT)
+    assert await conn.wait_closed(5), "the client did not give up"
+
+
+async def _connack_refused(broker):
+    conn = await _accept_connect(broker, codec.Connack(
+        0x87, properties={P.PROP_REASON_STRING: "go away"}))
+    assert await conn.wait_closed(5)
+
+
+async def _session_present_after_clean_start(broker):
+    conn = await _accept_connect(broker, codec.Connack(0, session_present=True))
+    assert await _disconnect_reason(conn) == 0x82  # [MQTT-3.2.2-4]
+
+
+async def _packet_before_connack(broker):
+    conn = await broker.accept()
+    await conn.expect(codec.CONNECT)
+    await conn.send_packet(codec.Publish("t", b"early"))
+    assert await _disconnect_reason(conn) == 0x82
+
+
+async def _puback_refusal(broker):
+    conn = await _accept_connect(broker)
+    pub = await conn.expect(codec.PUBLISH)
+    await conn.send_packet(codec.Ack(codec.PUBACK, pub.packet_id, 0x97,
+                                     {P.PROP_REASON_STRING: "quota"}))
+    pub2 = await conn.expect(codec.PUBLISH)
+    assert pub2.payload == b"2"
+    await conn.send_packet(codec.Ack(codec.PUBACK, pub2.packet_id))
+    assert await _disconnect_reason(conn) == 0  # the connection stayed up until the end
+    return pub2.packet_id
+
+
+async def _suback_refusal(broker):
+    conn = await _accept_connect(broker)
+    sub = await conn.expect(codec.SUBSCRIBE)
+    await conn.send_packet(codec.SubAck(codec.SUBACK, sub.packet_id, [0x87]))
+    assert await _disconnect_reason(conn) == 0
+
+
+async def _server_disconnect(broker):
+    conn = await _accept_connect(broker)
+    await conn.send_packet(codec.Disconnect(0x98, {P.PROP_REASON_STRING: "admin"}))
+    assert await conn.wait_closed(5)
+
+
+async def _acks_in_order(broker):
+    conn = await _accept_connect(broker)
+    await conn.send(b"".join(codec.encode_bytes(codec.Publish(
+        "t", b"%d" % i, qos=1 + i % 2, packet_id=100 + i)) for i in range(20)))
+    acks = [await conn.read_packet(5) for _ in range(20)]
+    assert [(first >> 4, pkt.packet_id) for first, _, pkt in acks] == [
+        (codec.PUBACK if i % 2 == 0 else codec.PUBREC, 100 + i) for i in range(20)]
+    assert await _disconnect_reason(conn) == 0
+
+
+def _publish_of(n):
+    return codec.encode_bytes(codec.Publish("t", b"x" * n))
+
+
+# name: (ConnectOptions keywords, script action, the broker's side, what the client says)
+# "says" is (error type, reason code) of the Disconnected event for wait_disconnect, of the
+# error raised otherwise.
+HOSTILE = {
+    "remaining-length-5-bytes": ({}, "wait_disconnect",
+                                 _violation(b"\x30\xff\xff\xff\xff\x7f", 0x81),
+                                 ("ProtocolError", 0x81)),
+    "remaining-length-not-minimal": ({}, "wait_disconnect", _violation(b"\xd0\x80\x00", 0x81),
+                                     ("ProtocolError", 0x81)),
+    "reserved-packet-type-0": ({}, "wait_disconnect", _violation(b"\x00\x00", 0x81),
+                               ("ProtocolError", 0x81)),
+    "property-not-allowed-in-publish": (
+        {}, "wait_disconnect",
+        _violation(b"\x30\x0a\x00\x01t\x05\x11\x00\x00\x00\x0ax", 0x81),
+        ("ProtocolError", 0x81)),
+    "topic-alias-above-our-maximum": (
+        {"topic_alias_maximum": 8}, "wait_disconnect",
+        _violation(b"\x30\x08\x00\x01t\x03\x23\x00\x09x", 0x94), ("ProtocolError", 0x94)),
+    "unknown-topic-alias": ({}, "wait_disconnect",
+                            _violation(b"\x30\x07\x00\x00\x03\x23\x00\x02x", 0x82),
+                            ("ProtocolError", 0x82)),
+    "puback-for-unknown-packet-id": (
+        {}, "wait_disconnect", _violation(codec.encode_bytes(codec.Ack(codec.PUBACK, 77)), 0x82),
+        ("ProtocolError", 0x82)),
+    "pingreq-from-the-server": ({}, "wait_disconnect", _violation(b"\xc0\x00", 0x82),
+                                ("ProtocolError", 0x82)),
+    "second-connack": ({}, "wait_disconnect",
+                       _violation(codec.encode_bytes(codec.Connack(0)), 0x82),
+                       ("ProtocolError", 0x82)),
+    "packet-above-our-maximum-size": ({"maximum_packet_size": 256}, "wait_disconnect",
+                                      _violation(_publish_of(1000), 0x95),
+                                      ("ProtocolError", 0x95)),
+    "huge-announced-length": (  # 256 MB announced: refused from the header, nothing buffered
+        {"maximum_packet_size": 1024}, "wait_disconnect",
+        _violation(b"\x30\xff\xff\xff\x7f" + b"\x00\x01t" + b"x" * 100, 0x95),
+        ("ProtocolError", 0x95)),
+    "qos2-flood-beyond-our-receive-maximum": (
+        {"receive_maximum": 2}, "wait_disconnect",
+        _violation(b"".join(codec.encode_bytes(codec.Publish("t", b"x", qos=2, packet_id=i))
+                            for i in range(1, 4)), 0x93, skip=(codec.PUBREC,)),
+        ("ProtocolError", 0x93)),
+    "connack-never-comes": ({"connect_timeout": 0.5}, "connect_error", _connack_never,
+                            ("MqttTimeout", None)),
+    "connack-refusal": ({}, "connect_error", _connack_refused, ("ConnectRefused", 0x87)),
+    "session-present-after-clean-start": ({}, "connect_error",
+                                          _session_present_after_clean_start,
+                                          ("ProtocolError", 0x82)),
+    "packet-before-connack": ({}, "connect_error", _packet_before_connack,
+                              ("ProtocolError", 0x82)),
+    "puback-refusal": ({}, "publish_twice", _puback_refusal, ("PublishFailed", 0x97)),
+    "suback-refusal": ({}, "subscribe", _suback_refusal, ("SubscribeFailed", 0x87)),
+    "server-disconnect": ({}, "wait_disconnect", _server_disconnect, (None, 0x98)),
+    "acks-in-order": ({"receive_maximum": 32}, "receive", _acks_in_order, None),
+}
+
+
+async def test_hostile_broker(mp_unix_port, tmp_path):
+    """The scripted broker (in this process) breaks the protocol in every way
+    test_client_hostile.py knows; the client on the unix port answers each with the
+    DISCONNECT reason code the spec asks for (read by the broker), a typed error with that
+    code, and no hang; a 256 MB announced length allocates nothing like it."""
+    cases = [{"name": name, "opts": opts, "action": action, "n": 20,
+              "measure": name == "huge-announced-length"}
+             for name, (opts, action, _, _) in HOSTILE.items()]
+    seen = {}
+    failed = None
+    async with ScriptedBroker() as broker:
+        script = asyncio.create_task(asyncio.to_thread(
+            run, mp_unix_port, "unix_hostile.py", {"url": broker.url, "cases": cases},
+            tmp_path))
+        for name, (_, _, serve, _) in HOSTILE.items():
+            try:
+                seen[name] = await asyncio.wait_for(serve(broker), 15)
+            except Exception as e:
+                failed = AssertionError(f"case {name}, the broker's side: {e!r}")
+                break
+        if failed is not None:
+            await broker.stop()  # the script's next connects fail fast
+            try:
+                await asyncio.wait_for(script, 120)
+            except Exception:
+                pass
+            raise failed
+        report = await asyncio.wait_for(script, 120)
+    results = {r["name"]: r for r in report["cases"]}
+    for name, (_, action, _, says) in HOSTILE.items():
+        r = results[name]
+        assert r.get("unexpected") is None, (name, r)
+        if action == "wait_disconnect":
+            ev = next(e for e in r["events"] if e["kind"] == "Disconnected")
+            kind, rc = says
+            assert ev["rc"] == rc, (name, ev)
+            if kind is not None:
+                assert ev["error"]["type"] == kind, (name, ev)
+                assert ev["error"]["rc"] == rc, (name, ev)
+        elif action == "connect_error":
+            assert {"type": r["error"]["type"], "rc": r["error"]["rc"]} == {
+                "type": says[0], "rc": says[1]}, (name, r["error"])
+            assert r["connected"] is False
+        elif action in ("publish_twice", "subscribe"):
+            assert [(e["type"], e["rc"]) for e in r["errors"]] == [says], (name, r)
+    assert "go away" in results["connack-refusal"]["error"]["msg"]
+    assert results["puback-refusal"]["pids"] == [seen["puback-refusal"]]
+    assert results["puback-refusal"]["connected"] is True
+    assert results["suback-refusal"]["connected"] is True
+    ev = next(e for e in results["server-disconnect"]["events"] if e["kind"] == "Disconnected")
+    assert (ev["reason_string"], ev["by_server"]) == ("admin", True)
+    assert results["acks-in-order"]["got"] == [100 + i for i in range(20)]
+    assert results["huge-announced-length"]["alloc"] < 50_000, results["huge-announced-length"]
