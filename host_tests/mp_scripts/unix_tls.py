@@ -1,12 +1,16 @@
 # MqttClient over plain TCP, TLS and mutual TLS, one connection per case, in one process.
-# argv[1]: JSON {"cases": [{"name", "url", "client_id", "topic", "tls": null | {"ca",
-#   "cert", "key", "server_hostname"}, "as_bytes": bool}]}: each connects, publishes its
-#   name (QoS 1) to its topic and disconnects; material is read into bytes first when
-#   as_bytes; "pem": [[pem path, der path]]: each PEM file, read into bytes, is decoded by
-#   tls.read_pem_or_der and compared with the DER file, counting the bytes that allocates.
-# Prints {"cases": [{"name", "ok", "pid", "error": {type, msg, rc} | null}],
+# argv[1]: JSON (or a JSON file) {
+#   "cases": [{"name", "url", "client_id", "topic", "tls": null | {"ca", "cert", "key",
+#       "server_hostname"}, "as_bytes": bool, "burst": null | [n, size]}]: each connects,
+#       publishes its name (QoS 1) to its topic, then n QoS 1 messages of size bytes to
+#       topic + "/burst" one after the other if given, and disconnects; the material is
+#       read into bytes first when as_bytes;
+#   "pem": [[pem path, der path]]: each PEM file, read into bytes, is decoded by
+#       tls.read_pem_or_der and compared with the DER file, counting the bytes allocated.}
+# Prints {"cases": [{"name", "ok", "pid", "burst_ms", "error": {type, msg, rc} | null}],
 #   "pem": [{"pem", "der_len", "same", "alloc"}]}.
 import gc
+import time
 
 from mp_kit import error_info, params, report, run
 
@@ -34,6 +38,13 @@ async def one(case):
     try:
         await c.connect(case["url"])
         out["pid"] = await c.publish(case["topic"], case["name"].encode(), qos=1)
+        burst = case.get("burst")
+        if burst:  # [n, size]: n QoS 1 publishes of size bytes, one after the other
+            data = b"x" * burst[1]
+            t0 = time.ticks_ms()
+            for _ in range(burst[0]):
+                await c.publish(case["topic"] + "/burst", data, qos=1)
+            out["burst_ms"] = time.ticks_diff(time.ticks_ms(), t0)
         await c.disconnect()
         out["ok"] = True
     except Exception as e:
