@@ -300,6 +300,13 @@ async def _connack_never(broker):
     assert await conn.wait_closed(5), "the client did not give up"
 
 
+async def _tls_hello_unanswered(broker):
+    conn = await broker.accept()
+    hello = await conn.read_bytes(5)
+    assert hello[:1] == b"\x16", hello[:16]  # a TLS handshake record: the ClientHello
+    assert await conn.wait_closed(5), "the client did not give up"
+
+
 async def _connack_refused(broker):
     conn = await _accept_connect(broker, codec.Connack(
         0x87, properties={P.PROP_REASON_STRING: "go away"}))
@@ -400,6 +407,9 @@ HOSTILE = {
         ("ProtocolError", 0x93)),
     "connack-never-comes": ({"connect_timeout": 0.5}, "connect_error", _connack_never,
                             ("MqttTimeout", None)),
+    # MicroPython runs the TLS handshake inside the first write: bounded by connect_timeout
+    "tls-handshake-never-completes": ({"connect_timeout": 0.5}, "connect_error",
+                                      _tls_hello_unanswered, ("NetworkError", None)),
     "connack-refusal": ({}, "connect_error", _connack_refused, ("ConnectRefused", 0x87)),
     "session-present-after-clean-start": ({}, "connect_error",
                                           _session_present_after_clean_start,
@@ -413,13 +423,14 @@ HOSTILE = {
 }
 
 
-async def test_hostile_broker(mp_unix_port, tmp_path):
+async def test_hostile_broker(mp_unix_port, pki, tmp_path):
     """The scripted broker (in this process) breaks the protocol in every way
     test_client_hostile.py knows; the client on the unix port answers each with the
     DISCONNECT reason code the spec asks for (read by the broker), a typed error with that
     code, and no hang; a 256 MB announced length allocates nothing like it."""
     cases = [{"name": name, "opts": opts, "action": action, "n": 20,
-              "measure": name == "huge-announced-length"}
+              "measure": name == "huge-announced-length",
+              "tls_ca": pki.ca if name.startswith("tls-") else None}
              for name, (opts, action, _, _) in HOSTILE.items()]
     seen = {}
     failed = None
@@ -459,6 +470,8 @@ async def test_hostile_broker(mp_unix_port, tmp_path):
         elif action in ("publish_twice", "subscribe"):
             assert [(e["type"], e["rc"]) for e in r["errors"]] == [says], (name, r)
     assert "go away" in results["connack-refusal"]["error"]["msg"]
+    assert "TLS handshake" in results["tls-handshake-never-completes"]["error"]["msg"]
+    assert "timed out" in results["tls-handshake-never-completes"]["error"]["msg"]
     assert results["puback-refusal"]["pids"] == [seen["puback-refusal"]]
     assert results["puback-refusal"]["connected"] is True
     assert results["suback-refusal"]["connected"] is True

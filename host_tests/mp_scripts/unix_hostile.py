@@ -1,6 +1,6 @@
 # MqttClient against the test's scripted (hostile) broker, one connection per case, in order.
 # argv[1]: JSON (or a JSON file) {"url", "cases": [{"name", "opts": {ConnectOptions
-#   keywords}, "action"}]}; actions:
+#   keywords}, "action", "tls_ca": CA path to connect with TLS}]}; actions:
 #   "wait_disconnect"  connect, wait for the Disconnected event (the broker misbehaves);
 #                      "measure" also counts the bytes allocated meanwhile (gc off)
 #   "connect_error"    connect must fail: report the error
@@ -15,11 +15,15 @@ import gc
 from mp_kit import Events, error_info, params, report, run
 
 from mqtt_v5.client import ConnectOptions, Disconnected, MqttClient, ReconnectConfig
+from mqtt_v5.tls import TlsConfig
 
 
 async def one(url, case):
     opts = {"connect_timeout": 2.0, "reconnect_config": ReconnectConfig(enabled=False)}
     opts.update(case.get("opts", {}))
+    if case.get("tls_ca"):  # TLS to the scripted broker (which never answers the hello)
+        opts["tls"] = TlsConfig(ca=case["tls_ca"])
+        url = "mqtts://" + url.split("://")[1]
     c = MqttClient(ConnectOptions("hostile-" + case["name"], **opts))
     ev = Events(c)
     out = {"name": case["name"], "error": None, "errors": [], "pids": [], "got": []}
