@@ -18,6 +18,7 @@ import re
 import mp_unix
 import pytest
 from client_kit import Paho, unique
+from conftest import AUTH_USERS
 from netutil import DOWN, UP, FaultProxy, ScriptedBroker
 
 from mqtt_v5 import codec
@@ -73,7 +74,8 @@ def test_plain_tls_and_mutual_tls(mp_unix_port, mosquitto, pki, tmp_path):
     (certificate and key as PEM files, DER files, PEM or DER bytes; RSA PKCS#1 / PKCS#8 and
     EC SEC1 keys) each connect, publish and disconnect; an untrusted server, a rogue or
     missing client certificate and a host-name mismatch are refused with a NetworkError
-    naming the cause, as the broker saw it too; an encrypted key is a UsageError."""
+    naming the cause, as the broker saw it too; an encrypted key is a UsageError; a wrong
+    or missing password is refused with 0x87."""
     root = unique("unix-tls")
     p8 = _pkcs8(pki, tmp_path)
     host = mosquitto.host
@@ -84,7 +86,7 @@ def test_plain_tls_and_mutual_tls(mp_unix_port, mosquitto, pki, tmp_path):
     plain = f"mqtt://{host}:{mosquitto.plain_port}"
     tls_url = f"mqtts://localhost:{mosquitto.tls_port}"
     mtls = f"mqtts://localhost:{mosquitto.mtls_port}"
-    ok = {  # name: (url, tls, as_bytes, CN the broker must see)
+    ok = {  # name: (url, tls, as_bytes, user the broker must see: the certificate's CN)
         "plain": (plain, None, False, None),
         "tls-pem": (tls_url, tls(), False, None),
         "tls-der-by-ip": (f"mqtts://{host}:{mosquitto.tls_port}", tls(pki.ca_der), False, None),
@@ -99,6 +101,7 @@ def test_plain_tls_and_mutual_tls(mp_unix_port, mosquitto, pki, tmp_path):
                            True, "t1"),
         "mtls-pkcs8-pem": (mtls, tls(cert=pki.client_cert, key=p8["pem"]), False, "t1"),
         "mtls-pkcs8-der": (mtls, tls(cert=pki.client_cert_der, key=p8["der"]), False, "t1"),
+        "password": (f"mqtt://{host}:{mosquitto.auth_port}", None, False, "user"),
         "wrong-host-named": (f"mqtts://localhost:{mosquitto.wrong_host_port}",
                              tls(server_hostname="wrong.example"), False, None),
     }
@@ -110,6 +113,10 @@ def test_plain_tls_and_mutual_tls(mp_unix_port, mosquitto, pki, tmp_path):
         "no-client-cert": (mtls, tls(), "NetworkError", ["requires a client certificate"]),
         "host-mismatch": (f"mqtts://localhost:{mosquitto.wrong_host_port}", tls(),
                           "NetworkError", ["verification failed", "host name mismatch"]),
+        "bad-password": (f"mqtt://{host}:{mosquitto.auth_port}", None, "ConnectRefused",
+                         ["refused"]),
+        "no-password": (f"mqtt://{host}:{mosquitto.auth_port}", None, "ConnectRefused",
+                        ["refused"]),
         "encrypted-key": (mtls, tls(cert=pki.client_cert, key=p8["enc"]), "UsageError",
                           ["encrypted private keys are not supported"]),
     }
@@ -123,6 +130,9 @@ def test_plain_tls_and_mutual_tls(mp_unix_port, mosquitto, pki, tmp_path):
     for case in cases:
         case["client_id"] = f"{root}-{case['name']}"
         case["topic"] = f"{root}/{case['name']}"
+    logins = {"password": ("user", AUTH_USERS["user"]), "bad-password": ("user", "wrong")}
+    for case in cases:
+        case["username"], case["password"] = logins.get(case["name"], (None, None))
 
     pem = [[getattr(pki, k), getattr(pki, k + "_der")] for k in (
         "ca", "client_cert", "client_key", "client_ec_key")] + [[p8["pem"], p8["der"]]]
@@ -144,6 +154,8 @@ def test_plain_tls_and_mutual_tls(mp_unix_port, mosquitto, pki, tmp_path):
             for w in words:
                 assert w in err["msg"], (name, err["msg"])
             assert "\n" not in err["msg"], (name, err["msg"])
+            if kind == "ConnectRefused":
+                assert err["rc"] == 0x87, (name, err)  # Not authorized
             assert results[name]["connected_after"] is False
         # What the others saw: every accepted case's message reached paho, once...
         msgs = asyncio.run(paho.wait_messages(len(ok) + 40, timeout=10))
@@ -165,7 +177,8 @@ def test_plain_tls_and_mutual_tls(mp_unix_port, mosquitto, pki, tmp_path):
         assert (f"u'{cn}'" in line.group(1)) if cn else ("u'" not in line.group(1)), line[0]
         assert f"Client {root}-{name} disconnected.\n" in log, name
     for name in refused:
-        assert f"{root}-{name}" not in log, name
+        assert f"as {root}-{name} (" not in log, name
+    assert log.count("disconnected, not authorised.") == 2  # bad and no password
     # ...and refused the handshakes for the reasons given, in that order.
     said = re.findall(r"OpenSSL Error\[0\]: \S+ (.*)", log)
     expected = [_BROKER_SAYS[n] for n in refused if n in _BROKER_SAYS]
@@ -193,15 +206,20 @@ class ScheduledCuts(FaultProxy):
         await super()._accept(cr, cw)
 
 
-async def test_reset_reconnects_and_resubscribes(mp_unix_port, mosquitto, tmp_path):
-    """An RST on the link: the client on the unix port reconnects by itself, subscribes
-    again (its own message comes back) and the broker saw two connections."""
+async def test_reset_reconnects_and_resubscribes(mp_unix_port, mosquitto, pki, tmp_path):
+    """An RST on a mutual-TLS link: the client on the unix port reconnects by itself (a new
+    handshake), subscribes again (its own message comes back) and the broker saw two
+    connections with the client's certificate."""
     root = unique("unix-reset")
     paho = Paho(mosquitto.plain_port).connect()
     paho.subscribe(root + "/#", qos=1)
-    with FaultProxy(mosquitto.host, mosquitto.plain_port) as proxy:
-        params = {"reconnect": {"url": proxy.url, "client_id": root, "topic": root + "/t",
-                                "ready_topic": root + "/ready"}}
+    mark = mosquitto.log_size()
+    with FaultProxy(mosquitto.host, mosquitto.mtls_port) as proxy:
+        params = {"reconnect": {"url": f"mqtts://{mosquitto.host}:{proxy.port}",
+                                "client_id": root, "topic": root + "/t",
+                                "ready_topic": root + "/ready",
+                                "tls": {"ca": pki.ca, "cert": pki.client_cert,
+                                        "key": pki.client_key}}}
         script = asyncio.create_task(
             asyncio.to_thread(run, mp_unix_port, "unix_faults.py", params, tmp_path))
         try:
@@ -221,6 +239,38 @@ async def test_reset_reconnects_and_resubscribes(mp_unix_port, mosquitto, tmp_pa
     assert report["got"] == ["after"]  # through the renewed subscription
     assert report["after_pid"] > 0
     assert paho.payloads(root + "/t") == [b"after"]
+    assert mosquitto.log(since=mark).count(f"as {root} (p5, c1, k60, u't1')") == 2
+
+
+async def test_stalled_link_is_detected_by_keep_alive(mp_unix_port, mosquitto, tmp_path):
+    """A link that silently stops carrying bytes (keep-alive 1 s): the client on the unix
+    port declares it dead with MqttTimeout within keep-alive plus the PINGRESP wait,
+    and reconnects once the link carries bytes again."""
+    root = unique("unix-stall")
+    paho = Paho(mosquitto.plain_port).connect()
+    paho.subscribe(root + "/#", qos=1)
+    with FaultProxy(mosquitto.host, mosquitto.plain_port) as proxy:
+        params = {"stall": {"url": proxy.url, "client_id": root,
+                            "ready_topic": root + "/ready"}}
+        script = asyncio.create_task(
+            asyncio.to_thread(run, mp_unix_port, "unix_faults.py", params, tmp_path))
+        try:
+            await paho.wait_messages(1, timeout=20, topic=root + "/ready")
+            proxy.stall()
+            # resume once the client gave up on the stalled link and dialled again
+            assert await asyncio.to_thread(proxy.wait_connections, 2, 15)
+            proxy.resume()
+            report = (await asyncio.wait_for(script, 60))["stall"]
+        finally:
+            proxy.resume()
+            paho.disconnect()
+            if not script.done():
+                await asyncio.wait_for(script, 60)
+    assert report["timeout"], report
+    assert report["detected_ms"] < 3500, report  # keep-alive 1 s + PINGRESP wait 1 s (+ slack)
+    kinds = [e["kind"] for e in report["events"]]
+    assert kinds[:3] == ["Connected", "Disconnected", "Reconnecting"], kinds
+    assert kinds.count("Connected") == 2, kinds
 
 
 async def test_no_loss_across_cuts(mp_unix_port, mosquitto, tmp_path):

@@ -1,7 +1,8 @@
 # MqttClient over plain TCP, TLS and mutual TLS, one connection per case, in one process.
 # argv[1]: JSON (or a JSON file) {
 #   "cases": [{"name", "url", "client_id", "topic", "tls": null | {"ca", "cert", "key",
-#       "server_hostname"}, "as_bytes": bool, "burst": null | [n, size]}]: each connects,
+#       "server_hostname"}, "as_bytes": bool, "burst": null | [n, size], "username",
+#       "password"}]: each connects,
 #       publishes its name (QoS 1) to its topic, then n QoS 1 messages of size bytes to
 #       topic + "/burst" one after the other if given, and disconnects; the material is
 #       read into bytes first when as_bytes;
@@ -33,7 +34,9 @@ async def one(case):
         tls = TlsConfig(ca=material(t.get("ca"), b), cert=material(t.get("cert"), b),
                         key=material(t.get("key"), b), server_hostname=t.get("server_hostname"))
     c = MqttClient(ConnectOptions(case["client_id"], tls=tls, connect_timeout=5,
-                                  reconnect_config=ReconnectConfig(enabled=False)))
+                                  reconnect_config=ReconnectConfig(enabled=False),
+                                  username=case.get("username"),
+                                  password=case.get("password")))
     out = {"name": case["name"], "ok": False, "pid": None, "error": None}
     try:
         await c.connect(case["url"])
