@@ -5,22 +5,16 @@
 #       the reconnect, publish "after" (QoS 1) to topic and wait for it to come back
 #       through the subscription the client renewed by itself;
 #       ("tls": {"ca", "cert", "key"} for mutual TLS);
-#   "stall": {"url", "client_id", "ready_topic"}: keep-alive 1 s; connect, publish "ready"
-#       (the test then stalls the link), time until the Disconnected event, wait for the
-#       reconnect (the test resumes the link once a new connection waits);
 #   "noloss": {"url", "client_id", "root", "n"}: session expiry 60 s, n QoS 1 messages to
 #       root/q1 and n QoS 2 messages to root/q2 (payloads b"0".. ), published concurrently
 #       while the proxy cuts the link again and again; wait for every acknowledgement.}
-# Prints {"reconnect": {"events", "got", "after_pid"}, "stall": {"events", "detected_ms",
-#   "timeout"}, "noloss": {"events", "pids1",
+# Prints {"reconnect": {"events", "got", "after_pid"}, "noloss": {"events", "pids1",
 #   "pids2", "errors"}}.
 import asyncio
-import time
 
 from mp_kit import Events, error_info, params, report, run
 
-from mqtt_v5.client import Connected, ConnectOptions, Disconnected, MqttClient, ReconnectConfig
-from mqtt_v5.errors import MqttTimeout
+from mqtt_v5.client import Connected, ConnectOptions, MqttClient, ReconnectConfig
 from mqtt_v5.tls import TlsConfig
 
 FAST = ReconnectConfig(initial_delay=0.05, max_delay=0.5, jitter=0)
@@ -47,21 +41,6 @@ async def reconnect(p):
         await asyncio.sleep(0.01)
     await c.disconnect()
     return {"events": ev.summary(), "got": got, "after_pid": pid}
-
-
-async def stall(p):
-    c = MqttClient(ConnectOptions(p["client_id"], reconnect_config=FAST, connect_timeout=1,
-                                  keep_alive=1))
-    ev = Events(c)
-    await c.connect(p["url"])
-    await c.publish(p["ready_topic"], b"ready", qos=1)
-    t0 = time.ticks_ms()  # the test stalls the link once "ready" reached the broker
-    lost = await ev.wait(Disconnected, timeout_s=10)
-    detected_ms = time.ticks_diff(time.ticks_ms(), t0)
-    await ev.wait(Connected, 2, timeout_s=15)  # after the test resumed the link
-    await c.disconnect()
-    return {"events": ev.summary(), "detected_ms": detected_ms,
-            "timeout": isinstance(lost.error, MqttTimeout)}
 
 
 async def publish_all(c, topic, n, qos):
@@ -96,8 +75,6 @@ async def main():
     out = {}
     if "reconnect" in p:
         out["reconnect"] = await reconnect(p["reconnect"])
-    if "stall" in p:
-        out["stall"] = await stall(p["stall"])
     if "noloss" in p:
         out["noloss"] = await noloss(p["noloss"])
     report(out)

@@ -1,16 +1,18 @@
 # MqttClient against the test's scripted (hostile) broker, one connection per case, in order.
 # argv[1]: JSON (or a JSON file) {"url", "cases": [{"name", "opts": {ConnectOptions
 #   keywords}, "action", "tls_ca": CA path to connect with TLS}]}; actions:
-#   "wait_disconnect"  connect, wait for the Disconnected event (the broker misbehaves);
+#   "wait_disconnect"  connect, wait for the Disconnected event (the broker misbehaves),
+#                      "ms" after connect() returned;
 #                      "measure" also counts the bytes allocated meanwhile (gc off)
 #   "connect_error"    connect must fail: report the error
 #   "publish_twice"    connect, publish QoS 1 twice (the first is refused), disconnect
 #   "subscribe"        connect, subscribe "secret/#" QoS 1, disconnect
 #   "receive"          connect, collect n messages' packet ids, disconnect
 # Reconnecting is off. Prints {"cases": [{"name", "events", "error", "errors", "pids",
-#   "got", "alloc", "connected", "unexpected": error the case did not expect}]}.
+#   "got", "alloc", "ms", "connected", "unexpected": error the case did not expect}]}.
 import asyncio
 import gc
+import time
 
 from mp_kit import Events, error_info, params, report, run
 
@@ -39,6 +41,7 @@ async def one(url, case):
             return out
         await c.connect(url)
         if action == "wait_disconnect":
+            t0 = time.ticks_ms()
             if case.get("measure"):
                 gc.collect()
                 gc.disable()
@@ -48,6 +51,7 @@ async def one(url, case):
                 gc.enable()
             else:
                 await ev.wait(Disconnected, timeout_s=5)
+            out["ms"] = time.ticks_diff(time.ticks_ms(), t0)
         elif action == "publish_twice":
             for payload in (b"1", b"2"):
                 try:
