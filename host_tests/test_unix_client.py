@@ -510,3 +510,56 @@ async def test_hostile_broker(mp_unix_port, pki, tmp_path):
     assert results["acks-in-order"]["got"] == [100 + i for i in range(20)]
     assert results["pingresp-never-comes"]["ms"] < 3500, results["pingresp-never-comes"]
     assert results["huge-announced-length"]["alloc"] < 50_000, results["huge-announced-length"]
+
+
+# ---------------------------------------------------------------------- SyncClient --
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 item 0: SyncClient readinto on MicroPython")
+def test_sync_client_repl_session(mp_unix_port, mosquitto, pki, tmp_path):
+    """sync.py's REPL session, as its docstring shows it, over plain TCP and mutual TLS."""
+    root = unique("unix-sync")
+    cases = [
+        {"name": "plain", "url": f"mqtt://{mosquitto.host}:{mosquitto.plain_port}", "tls": None},
+        {"name": "mtls", "url": f"mqtts://localhost:{mosquitto.mtls_port}",
+         "tls": {"ca": pki.ca, "cert": pki.client_cert, "key": pki.client_key}},
+    ]
+    for case in cases:
+        case["client_id"] = f"{root}-{case['name']}"
+        case["topic"] = f"{root}/{case['name']}"
+        case["timeout_s"] = 1  # loopback; keeps the xfail cheap
+    paho = Paho(mosquitto.plain_port).connect()
+    paho.subscribe(root + "/#", qos=1)
+    try:
+        report = run(mp_unix_port, "unix_sync.py", {"cases": cases}, tmp_path)
+    finally:
+        paho.disconnect()
+    for r in report["cases"]:
+        assert r["error"] is None, r
+        name = r["name"]
+        assert r["steps"] == ["False", "1", r["steps"][2],
+                              [f"{root}/{name}/hello", "hi", 1], "None", "None"], r
+        assert int(r["steps"][2]) > 0, r  # the packet id PUBACK acknowledged
+        assert paho.payloads(f"{root}/{name}/hello") == [b"hi"], name
+
+
+# ------------------------------------------------------------------ error messages --
+
+
+def test_network_errors_are_named(mp_unix_port):
+    """The exceptions MicroPython's sockets and mbedTLS raise, as NetworkError messages: a
+    timeout is no refusal, EPIPE (which MicroPython's errno does not name) after the
+    handshake is one, a ValueError is a certificate verdict only when it says so."""
+    proc = mp_unix.run_script(mp_unix_port, mp_unix.ROOT / "host_tests" / "mp_scripts"
+                              / "unix_neterr.py")
+    said = mp_unix.last_json(proc)
+    assert "timed out" in said["tls-read-timeout"], said
+    assert "certificate" not in said["tls-read-timeout"], said
+    assert "rejected the client certificate" in said["tls-write-epipe-with-cert"], said
+    assert "requires a client certificate" in said["tls-read-reset-without-cert"], said
+    assert "verification failed" in said["tls-verify"], said
+    assert "unknown CA" in said["tls-verify"], said
+    assert "\n" not in said["tls-verify"], said
+    assert "buffer too small" in said["tls-other-valueerror"], said
+    assert "certificate" not in said["tls-other-valueerror"], said
+    assert "connection refused" in said["refused"], said
