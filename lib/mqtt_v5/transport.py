@@ -3,7 +3,8 @@
 The client drives any object with this contract::
 
     async def readinto(buf) -> int   # bytes read into buf; 0 = closed by the peer
-    async def write(buf) -> None     # writes ALL of buf; one packet per call
+    def write(buf) -> awaitable      # writes ALL of buf; one packet per call. It may
+                                     # return _compat.READY: then it is done (buf free)
     async def close() -> None
 
 ``open_connection`` returns a ``StreamTransport`` over TCP or TLS. Failures
@@ -27,7 +28,7 @@ inside the first write/read, so every handshake failure surfaces there.
 
 import asyncio
 
-from ._compat import open_stream
+from ._compat import READY, open_stream
 from ._neterr import error as _error
 from .errors import NetworkError, UsageError
 
@@ -170,10 +171,23 @@ class StreamTransport:
             raise _error(None, self.peer, True, True, self._cert, "read")
         return 0
 
-    async def write(self, buf):
-        """Write all of ``buf``; returns when the caller may reuse it."""
+    def write(self, buf):
+        """Write all of ``buf``; awaitable. The stream writes at once what the kernel
+        takes and keeps a copy of the rest: then the preallocated ``READY`` is
+        returned (no coroutine, no scheduler round), else the drain to await,
+        which waits for the socket to be writable. A failure raises here."""
+        s = self._s
         try:
-            self._s.write(buf)
+            s.write(buf)
+        except (OSError, ValueError) as e:
+            raise _error(e, self.peer, self.tls, not self._got, self._cert, "write")
+        if not s.out_buf:
+            self._shake_s = None  # the handshake, if any, is done
+            return READY
+        return self._drain()
+
+    async def _drain(self):
+        try:
             if self._shake_s is None:
                 await self._s.drain()
             else:
