@@ -39,6 +39,9 @@ RESULTS = ROOT / "bench" / "results.json"
 
 # name -> ("module:function", one line on what it measures)
 SECTIONS = {
+    "unix": ("bench_unix:bench_unix",
+             "MicroPython unix port 32-bit, beside umqtt.simple and mqtt_as: smallest heap "
+             "for an mTLS scenario (.mpy and frozen), import heap, garbage per op, rates"),
     "codec": ("bench_codec:bench_codec",
               "CPython PUBLISH encode/decode rates, ours vs paho-mqtt building the same bytes"),
     "micropython": ("bench_micropython:bench_micropython",
