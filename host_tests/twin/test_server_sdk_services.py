@@ -32,7 +32,7 @@ from cryptography.x509.oid import NameOID  # noqa: E402
 
 from iot_twin import policy  # noqa: E402
 from iot_twin.registry import ACTIVE  # noqa: E402
-from mqtt_v5 import codec  # noqa: E402
+from mqtt_v5 import _server_codec as codec  # noqa: E402
 from twin._server_util import running_twin  # noqa: E402
 
 TIMEOUT = 5  # seconds; every operation here is answered in milliseconds on loopback

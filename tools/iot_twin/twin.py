@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from mqtt_v5.codec import Connect
+from mqtt_v5._server_codec import Connect
 
 from . import persist, policy, topics
 from .authorizer import NAME_PARAM, SIGNATURE_PARAM, AuthorizerError, CustomAuthorizer
