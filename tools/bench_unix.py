@@ -60,7 +60,7 @@ import gc, json, sys
 gc.collect(); a = gc.mem_alloc()
 %s
 gc.collect(); b = gc.mem_alloc()
-mods = %r
+mods = [m for m in %r if m in sys.modules]  # those the import line loaded
 per = []
 if mods:
     for m in mods:

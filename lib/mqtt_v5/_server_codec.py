@@ -112,6 +112,31 @@ RC_WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED = const(0xA2)
 
 # ------------------------------------------------------------ packets -----
 
+def _packet_eq(self, other):
+    return type(self) is type(other) and self.__dict__ == other.__dict__
+
+
+def _packet_repr(self):
+    return "%s(%s)" % (PACKET_NAMES[self.type], ", ".join(
+        "%s=%r" % (k, self.__dict__[k]) for k in sorted(self.__dict__)))
+
+
+def _will_eq(self, other):
+    return isinstance(other, Will) and self.__dict__ == other.__dict__
+
+
+def _will_repr(self):
+    return "Will(%r, %r, qos=%d, retain=%r, properties=%r)" % (
+        self.topic, self.payload, self.qos, self.retain, self.properties)
+
+
+# codec's packet objects compare and print only where they are compared and printed.
+Packet.__eq__ = _packet_eq
+Packet.__repr__ = _packet_repr
+Will.__eq__ = _will_eq
+Will.__repr__ = _will_repr
+
+
 class Connect(Packet):
     type = CONNECT
 

@@ -107,16 +107,11 @@ def sub_options(qos=0, no_local=False, retain_as_published=False, retain_handlin
 # ------------------------------------------------------------ packets -----
 
 class Packet:
-    """Base of the cold-path packet objects; ``type`` is the packet type."""
+    """Base of the cold-path packet objects; ``type`` is the packet type. Equality and
+    repr (for tests and servers) are added by ``_server_codec``: a device has no use
+    for them."""
 
     type = 0
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.__dict__ == other.__dict__
-
-    def __repr__(self):
-        return "%s(%s)" % (PACKET_NAMES[self.type], ", ".join(
-            "%s=%r" % (k, self.__dict__[k]) for k in sorted(self.__dict__)))
 
 
 class Will:
@@ -128,13 +123,6 @@ class Will:
         self.qos = qos
         self.retain = retain
         self.properties = properties or {}
-
-    def __eq__(self, other):
-        return isinstance(other, Will) and self.__dict__ == other.__dict__
-
-    def __repr__(self):
-        return "Will(%r, %r, qos=%d, retain=%r, properties=%r)" % (
-            self.topic, self.payload, self.qos, self.retain, self.properties)
 
 
 class Connack(Packet):
