@@ -29,8 +29,14 @@ inside the first write/read, so every handshake failure surfaces there.
 import asyncio
 
 from ._compat import READY, open_stream
-from ._neterr import error as _error
 from .errors import NetworkError, UsageError
+
+
+def _error(*args):
+    from ._neterr import error  # cold: loaded at the first network failure, not at import
+
+    return error(*args)
+
 
 _LAZY = {
     "TlsConfig": "tls",
