@@ -118,3 +118,93 @@ def test_documents_callback(twin):
         await c.disconnect()
 
     run(main())
+
+
+@pytest.mark.parametrize("persistent", [True, False], ids=["session-kept", "session-lost"])
+def test_reconnect_in_the_middle_of_an_update(twin, persistent):
+    """The update's PUBLISH is swallowed by a stalled link which then drops: the client
+    reconnects, restores the answer subscriptions when the session was lost, resends,
+    and the caller gets the accepted document."""
+    from netutil import FaultProxy
+
+    proxy = FaultProxy("127.0.0.1", twin.port("mtls")).start()
+    try:
+        async def main():
+            kw = {} if persistent else {"clean_start": True, "session_expiry_interval": 0}
+            c = device(twin, "sh-cut", **kw)
+            c.url = "mqtts://127.0.0.1:%d" % proxy.port
+            events = []
+            c.on_connection_event(events.append)
+            await c.connect()
+            s = Shadow(c, timeout_s=8)
+            await s.update(reported={"n": 1})  # answer topics subscribed now
+            proxy.stall()
+            task = asyncio.create_task(s.update(reported={"n": 2}))
+            await asyncio.sleep(0.3)
+            proxy.cut()
+            proxy.resume()
+            acc = await task
+            assert acc["state"] == {"reported": {"n": 2}}
+            connected = [e for e in events if type(e).__name__ == "Connected"]
+            assert len(connected) == 2
+            assert connected[1].session_present is persistent
+            doc = twin.call(twin.twin.get_shadow, "sh-cut")
+            assert doc["state"]["reported"] == {"n": 2}
+            await c.disconnect()
+
+        run(main())
+    finally:
+        proxy.stop()
+
+
+def test_delta_missed_while_offline_is_applied_after_reconnect(twin):
+    from netutil import FaultProxy
+
+    proxy = FaultProxy("127.0.0.1", twin.port("mtls")).start()
+    try:
+        async def main():
+            c = device(twin, "sh-away", clean_start=True, session_expiry_interval=0)
+            c.url = "mqtts://127.0.0.1:%d" % proxy.port
+            await c.connect()
+            s = Shadow(c)
+            await s.update(reported={"mode": "eco"})
+            seen = []
+            await s.on_delta(lambda state, version: seen.append(state))
+            proxy.refuse(True)
+            proxy.cut()
+            await asyncio.sleep(0.2)
+            twin.call(twin.twin.update_shadow, "sh-away", {"state": {"desired": {"mode": "boost"}}})
+            proxy.refuse(False)
+            for _ in range(100):
+                if seen:
+                    break
+                await asyncio.sleep(0.05)
+            assert seen == [{"mode": "boost"}]
+            for _ in range(100):
+                doc = twin.call(twin.twin.get_shadow, "sh-away")
+                if doc["state"]["reported"]["mode"] == "boost":
+                    break
+                await asyncio.sleep(0.05)
+            assert "delta" not in doc["state"]
+            await c.disconnect()
+
+        run(main())
+    finally:
+        proxy.stop()
+
+
+def test_stale_and_repeated_deltas_are_dropped(twin):
+    async def main():
+        c = device(twin, "sh-order")
+        await c.connect()
+        s = Shadow(c)
+        seen = []
+        await s.on_delta(lambda state, version: seen.append(version) or False, resync=False)
+        await s._apply({"x": 1}, 5)
+        await s._apply({"x": 0}, 4)   # older: dropped
+        await s._apply({"x": 1}, 5)   # repeated: dropped
+        await s._apply({"x": 2}, 6)
+        assert seen == [5, 6]
+        await c.disconnect()
+
+    run(main())
