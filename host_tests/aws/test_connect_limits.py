@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from netutil import FaultProxy
 
 from mqtt_v5 import ConnectRefused, UsageError
 from mqtt_v5.aws.connect import (
@@ -15,7 +16,6 @@ from mqtt_v5.aws.connect import (
     check_topic,
     metrics_username,
 )
-from netutil import FaultProxy
 
 from .conftest import device, run
 
@@ -40,8 +40,8 @@ def test_topic_limits_count_bytes_and_slashes_without_the_exempt_prefixes():
         check_filters(["a/" * 8 + "#"])
     assert e.value.reason_code == 0x8F
     with pytest.raises(UsageError):
-        check_filters(["f%d" % i for i in range(9)])
-    check_filters(["f%d" % i for i in range(8)])
+        check_filters([f"f{i}" for i in range(9)])
+    check_filters([f"f{i}" for i in range(8)])
 
 
 def test_publish_and_client_id_limits():
@@ -70,9 +70,11 @@ def test_preset_defaults_and_refusals():
     assert c.url == "mqtts://abc-ats.iot.eu-west-1.amazonaws.com:8883"
     assert (o.client_id, o.clean_start, o.session_expiry_interval, o.keep_alive) == (
         "thing-1", False, 3600, 300)
-    assert o.tls.server_hostname == "abc-ats.iot.eu-west-1.amazonaws.com" and o.tls.alpn is None
+    assert o.tls.server_hostname == "abc-ats.iot.eu-west-1.amazonaws.com"
+    assert o.tls.alpn is None
     c443 = aws_client("e", "thing-1", cert=b"x", key=b"y", port=443)
-    assert c443.options.tls.alpn == ["x-amzn-mqtt-ca"] and c443.url == "mqtts://e:443"
+    assert c443.options.tls.alpn == ["x-amzn-mqtt-ca"]
+    assert c443.url == "mqtts://e:443"
     for kw in ({"keep_alive": 10}, {"keep_alive": 1201}, {"client_id": "c" * 129}):
         with pytest.raises(UsageError):
             aws_client("e", "thing-1", cert=b"x", key=b"y", **kw)
@@ -89,7 +91,7 @@ def test_violations_are_caught_before_any_byte_is_sent(twin):
     try:
         async def main():
             c = device(twin, "lim-1")
-            c.url = "mqtts://127.0.0.1:%d" % proxy.port
+            c.url = f"mqtts://127.0.0.1:{proxy.port}"
             await c.connect()
             await c.publish_qos1("ok/topic", b"fine")
             await asyncio.sleep(0.1)
@@ -109,7 +111,7 @@ def test_violations_are_caught_before_any_byte_is_sent(twin):
             await asyncio.sleep(0.1)
             assert proxy.bytes_up == sent
             for i in range(50):
-                await c.subscribe("f/%d" % i, qos=1)
+                await c.subscribe(f"f/{i}", qos=1)
             sent = proxy.bytes_up
             with pytest.raises(UsageError) as e:
                 await c.subscribe("f/50", qos=1)       # the 51st
@@ -131,7 +133,7 @@ def test_port_443_with_alpn_on_cpython(twin):
         creds = twin.thing("alpn-1")
         c = aws_client("127.0.0.1", "alpn-1", cert=str(creds.cert_path), key=str(creds.key_path),
                        ca=twin.ca, port=443, server_hostname="localhost")
-        c.url = "mqtts://127.0.0.1:%d" % twin.port("alpn")
+        c.url = f"mqtts://127.0.0.1:{twin.port('alpn')}"
         ev = await c.connect()
         assert ev.limits.maximum_qos == 1
         await c.publish_qos1("alpn/hello", b"hi")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from netutil import FaultProxy
 
 from mqtt_v5 import UsageError
 from mqtt_v5.aws import AwsRejected
@@ -16,7 +17,6 @@ from mqtt_v5.aws.jobs import (
     match_jobs_topic,
     update_request,
 )
-from netutil import FaultProxy
 
 from .conftest import device, run
 
@@ -76,14 +76,16 @@ def test_device_api_and_rejections(twin):
         await jobs.on_next(lambda ex: (nexts.append(ex), got_next.set()))
         assert await jobs.start_next() is None
         pending = await jobs.get_pending()
-        assert pending["inProgressJobs"] == [] and pending["queuedJobs"] == []
+        assert pending["inProgressJobs"] == []
+        assert pending["queuedJobs"] == []
 
         job = twin.call(twin.twin.add_job, "jobs-1", {"operation": "blink", "times": 3})
         await asyncio.wait_for(got_next.wait(), 5)
         assert nexts[-1]["jobId"] == job
         assert [j["jobId"] for j in (await jobs.get_pending())["queuedJobs"]] == [job]
         ex = await jobs.start_next(status_details={"step": "download"}, step_timeout_min=5)
-        assert ex["jobId"] == job and ex["status"] == "IN_PROGRESS"
+        assert ex["jobId"] == job
+        assert ex["status"] == "IN_PROGRESS"
         assert ex["jobDocument"] == {"operation": "blink", "times": 3}
         described = await jobs.describe(job)
         assert described["statusDetails"] == {"step": "download"}
@@ -140,11 +142,13 @@ def test_runner_success_failure_and_unknown_operation(twin):
             if len(runner.history) == 4:
                 break
             await asyncio.sleep(0.05)
-        assert runner.history[-1] == (e, "SUCCEEDED") and ran == [2, 5]
+        assert runner.history[-1] == (e, "SUCCEEDED")
+        assert ran == [2, 5]
         runner.stop()
         await asyncio.wait_for(task, 5)
         failed = execution(twin, "jobs-run", b)
-        assert failed.status == "FAILED" and "flash full" in failed.status_details["error"]
+        assert failed.status == "FAILED"
+        assert "flash full" in failed.status_details["error"]
         assert execution(twin, "jobs-run", a).status_details == {"blinked": "2"}
         assert "dance" in execution(twin, "jobs-run", d).status_details["reason"]
         await c.disconnect()
@@ -157,7 +161,7 @@ def test_runner_survives_a_reconnect_in_the_middle_of_a_job(twin):
     try:
         async def main():
             c = device(twin, "jobs-cut")
-            c.url = "mqtts://127.0.0.1:%d" % proxy.port
+            c.url = f"mqtts://127.0.0.1:{proxy.port}"
             await c.connect()
 
             async def slow(doc, ex):

@@ -14,7 +14,8 @@ from .conftest import device, run
 
 def test_topics_assemble_and_match():
     assert shadow_topic("t1", "update") == "$aws/things/t1/shadow/update"
-    assert shadow_topic("t1", "get/accepted", "cfg") == "$aws/things/t1/shadow/name/cfg/get/accepted"
+    assert (shadow_topic("t1", "get/accepted", "cfg")
+            == "$aws/things/t1/shadow/name/cfg/get/accepted")
     assert match_shadow_topic("$aws/things/t1/shadow/update/delta") == ("t1", None, "update/delta")
     assert match_shadow_topic("$aws/things/t1/shadow/name/cfg/get/rejected") == (
         "t1", "cfg", "get/rejected")
@@ -40,17 +41,20 @@ def test_get_update_delete_classic_and_named(twin):
             s = Shadow(c, name=name)
             with pytest.raises(AwsRejected) as e:
                 await s.get()
-            assert e.value.code == 404 and "No shadow exists" in e.value.message
+            assert e.value.code == 404
+            assert "No shadow exists" in e.value.message
             acc = await s.update(reported={"temp": 21.5})
             assert acc["state"] == {"reported": {"temp": 21.5}}
             v = acc["version"]
             doc = await s.get()
-            assert doc["state"]["reported"] == {"temp": 21.5} and doc["version"] == v
+            assert doc["state"]["reported"] == {"temp": 21.5}
+            assert doc["version"] == v
             assert s.version == v
             # optional version check: a stale version is refused with AWS's 409
             with pytest.raises(AwsRejected) as e:
                 await s.update(reported={"temp": 1}, version=v - 1)
-            assert e.value.code == 409 and e.value.message == "Version conflict"
+            assert e.value.code == 409
+            assert e.value.message == "Version conflict"
             acc = await s.update(reported={"temp": 22}, version=v)
             assert acc["version"] == v + 1
             gone = await s.delete()
@@ -96,7 +100,8 @@ def test_delta_applied_and_reported_in_one_step(twin):
             if doc["state"].get("reported", {}).get("interval") == 10:
                 break
             await asyncio.sleep(0.05)
-        assert seen and seen[0][0] == {"interval": 10}  # only what changed
+        assert seen
+        assert seen[0][0] == {"interval": 10}
         assert doc["state"]["reported"] == {"interval": 10, "unit": "C"}
         assert "delta" not in doc["state"]
         await c.disconnect()
@@ -132,7 +137,7 @@ def test_reconnect_in_the_middle_of_an_update(twin, persistent):
         async def main():
             kw = {} if persistent else {"clean_start": True, "session_expiry_interval": 0}
             c = device(twin, "sh-cut", **kw)
-            c.url = "mqtts://127.0.0.1:%d" % proxy.port
+            c.url = f"mqtts://127.0.0.1:{proxy.port}"
             events = []
             c.on_connection_event(events.append)
             await c.connect()
@@ -164,7 +169,7 @@ def test_delta_missed_while_offline_is_applied_after_reconnect(twin):
     try:
         async def main():
             c = device(twin, "sh-away", clean_start=True, session_expiry_interval=0)
-            c.url = "mqtts://127.0.0.1:%d" % proxy.port
+            c.url = f"mqtts://127.0.0.1:{proxy.port}"
             await c.connect()
             s = Shadow(c)
             await s.update(reported={"mode": "eco"})
@@ -173,7 +178,8 @@ def test_delta_missed_while_offline_is_applied_after_reconnect(twin):
             proxy.refuse(True)
             proxy.cut()
             await asyncio.sleep(0.2)
-            twin.call(twin.twin.update_shadow, "sh-away", {"state": {"desired": {"mode": "boost"}}})
+            desired = {"state": {"desired": {"mode": "boost"}}}
+            twin.call(twin.twin.update_shadow, "sh-away", desired)
             proxy.refuse(False)
             for _ in range(100):
                 if seen:

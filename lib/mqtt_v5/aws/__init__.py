@@ -16,7 +16,9 @@ match one, build a request) plus a thin class that does the I/O through
 service raises on a ``/rejected`` answer.
 """
 
-from ..errors import MqttError
+import asyncio
+
+from mqtt_v5.errors import MqttError
 
 
 class AwsRejected(MqttError):
@@ -36,3 +38,14 @@ class AwsRejected(MqttError):
         self.message = message
         self.status = document.get("statusCode", code if isinstance(code, int) else None)
         self.document = document
+
+
+_tasks = []  # type: list
+
+
+def _spawn(coro):
+    """Run ``coro`` as a task, keeping a reference (CPython keeps only weak ones)."""
+    t = asyncio.create_task(coro)
+    _tasks[:] = [x for x in _tasks if not x.done()]
+    _tasks.append(t)
+    return t

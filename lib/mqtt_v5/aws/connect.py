@@ -24,9 +24,9 @@ The pure checks (``check_topic``, ``check_publish``, ``check_filters``,
 ``check_client_id``) are usable without a client.
 """
 
-from ..client import ConnectOptions, MqttClient
-from ..errors import UsageError
-from ..tls import TlsConfig
+from mqtt_v5.client import ConnectOptions, MqttClient
+from mqtt_v5.errors import UsageError
+from mqtt_v5.tls import TlsConfig
 
 MAX_PAYLOAD = 131072
 MAX_TOPIC_BYTES = 256
@@ -125,7 +125,7 @@ def metrics_username(username=None, sdk="mqtt_v5", version=None):
     """The CONNECT username with AWS's SDK-metrics query (``?SDK=..&Version=..``) added
     after a ``?`` or, if the username already has a query, an ``&`` [aws-iot-spec 2.2]."""
     if version is None:
-        from .. import __version__ as version
+        from mqtt_v5 import __version__ as version
     u = username or ""
     return "%s%sSDK=%s&Version=%s" % (u, "&" if "?" in u else "?", sdk, version)
 

@@ -20,8 +20,8 @@ import asyncio
 import json
 import random
 
-from ..errors import MqttError, MqttTimeout, UsageError
-from . import AwsRejected
+from mqtt_v5.aws import AwsRejected, _spawn
+from mqtt_v5.errors import MqttError, MqttTimeout, UsageError
 
 QUEUED = "QUEUED"
 IN_PROGRESS = "IN_PROGRESS"
@@ -72,7 +72,7 @@ def match_jobs_topic(topic):
     answer = None
     if rest[-1] in ("accepted", "rejected"):
         answer = rest.pop()
-    if len(rest) == 1 and rest[0] in ("get", "start-next") or (
+    if (len(rest) == 1 and rest[0] in ("get", "start-next")) or (
             len(rest) == 1 and answer is None and rest[0] in ("notify", "notify-next")):
         return thing, None, rest[0], answer
     if len(rest) == 2 and rest[1] in ("get", "update") and rest[0]:
@@ -245,7 +245,7 @@ class Jobs:
             return
         r = self._next_cb(body.get("execution"))
         if hasattr(r, "send"):
-            asyncio.create_task(r)
+            _spawn(r)
 
     async def on_notify(self, handler):
         """Subscribe to ``jobs/notify``: ``handler(jobs)`` with the pending executions
@@ -260,7 +260,7 @@ class Jobs:
             return
         r = self._notify_cb(body.get("jobs", {}))
         if hasattr(r, "send"):
-            asyncio.create_task(r)
+            _spawn(r)
 
 
 class JobRunner:
@@ -317,7 +317,7 @@ class JobRunner:
         # A link that drops here is not fatal: the QoS 1 update is resent after the
         # reconnect. If its answer was lost on the way, ask how the job stands and
         # send again only if it has not reached the status yet.
-        for attempt in range(3):
+        for _ in range(3):
             try:
                 await self.jobs.update(job_id, status, details)
                 return

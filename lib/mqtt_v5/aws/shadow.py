@@ -28,8 +28,8 @@ import asyncio
 import json
 import random
 
-from ..errors import MqttTimeout, UsageError
-from . import AwsRejected
+from mqtt_v5.aws import AwsRejected, _spawn
+from mqtt_v5.errors import MqttTimeout, UsageError
 
 # Suffixes AWS answers on (embedded-C Shadow_MatchTopicString's list).
 _ANSWERS = ("/get/accepted", "/get/rejected", "/update/accepted", "/update/rejected",
@@ -225,11 +225,11 @@ class Shadow:
             version = body["version"]
         except (ValueError, KeyError, TypeError):
             return
-        asyncio.create_task(self._apply(state, version))
+        _spawn(self._apply(state, version))
 
     def _on_event(self, event):
         if getattr(event, "session_present", True) is False:
-            asyncio.create_task(self._resync())
+            _spawn(self._resync())
 
     async def _resync(self):
         try:
@@ -272,4 +272,4 @@ class Shadow:
             return
         r = self._docs_cb(body)
         if hasattr(r, "send"):
-            asyncio.create_task(r)
+            _spawn(r)
