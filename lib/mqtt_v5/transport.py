@@ -100,7 +100,13 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
     """Connect over TCP, or TLS when the URL is ``mqtts://`` or ``tls`` is
     given (a ``TlsConfig``, or True for a verifying default). Returns a
     ``StreamTransport``. ``timeout_s`` bounds DNS + TCP connect (+ the TLS
-    handshake on CPython; MicroPython does the handshake in the first I/O)."""
+    handshake on CPython; MicroPython does the handshake in the first I/O).
+    ``ws://`` and ``wss://`` URLs go to ``mqtt_v5.ws.open_ws`` (MQTT over WebSocket)."""
+    i = url_or_host.find("://")
+    if 0 < i < 4 and url_or_host[:i].lower() in ("ws", "wss"):
+        from .ws import open_ws  # imported only by those who use WebSocket
+
+        return await open_ws(url_or_host, tls=tls, timeout_s=timeout_s)
     host, url_port, url_tls = parse_url(url_or_host)
     if port is None:
         port = url_port

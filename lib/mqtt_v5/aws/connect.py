@@ -143,6 +143,7 @@ class AwsClient(MqttClient):
             check_publish(w.topic, w.payload, w.qos)
         MqttClient.__init__(self, options)
         self.url = url
+        self.thing_name = options.client_id
         self._aws_filters = []
         self._aws_ok = []  # topics already checked (a few, for the publish path)
 
