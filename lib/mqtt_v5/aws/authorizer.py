@@ -22,7 +22,7 @@ given to ``create-authorizer``; the device normally receives token and signature
 ready-made.
 """
 
-from mqtt_v5.aws.connect import ALPN_MQTT, AwsClient, has_alpn
+from mqtt_v5.aws.connect import AwsClient, has_alpn
 from mqtt_v5.client import ConnectOptions
 from mqtt_v5.errors import UsageError
 from mqtt_v5.tls import TlsConfig
@@ -75,7 +75,7 @@ def authorizer_client(endpoint, client_id, authorizer_name=None, token_key_name=
         if not has_alpn():
             raise UsageError("a custom authorizer over MQTT needs TLS ALPN 'mqtt', which this "
                              "MicroPython firmware lacks: use transport='wss'")
-        tls = TlsConfig(ca=ca, server_hostname=sni, alpn=[ALPN_MQTT])
+        tls = TlsConfig(ca=ca, server_hostname=sni, alpn=["mqtt"])
         user = authorizer_username(username, authorizer_name, signature, token_key_name, token)
         target = "mqtts://%s:%d" % (host, port)
     elif transport == "wss":

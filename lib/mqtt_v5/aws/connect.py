@@ -24,21 +24,21 @@ The pure checks (``check_topic``, ``check_publish``, ``check_filters``,
 ``check_client_id``) are usable without a client.
 """
 
+from mqtt_v5._compat import const
 from mqtt_v5.client import ConnectOptions, MqttClient
 from mqtt_v5.errors import UsageError
 from mqtt_v5.tls import TlsConfig
 
-MAX_PAYLOAD = 131072
-MAX_TOPIC_BYTES = 256
-MAX_TOPIC_SLASHES = 7
-MAX_CLIENT_ID_BYTES = 128
-MAX_FILTERS_PER_SUBSCRIBE = 8
-MAX_SUBSCRIPTIONS = 50
-KEEP_ALIVE_MIN_S = 30
-KEEP_ALIVE_MAX_S = 1200
-MAX_QOS = 1
-ALPN_MQTT_CA = "x-amzn-mqtt-ca"  # X.509 on port 443
-ALPN_MQTT = "mqtt"  # custom authorizer on port 443
+# AWS IoT Core's limits [aws-iot-spec 0]. Private constants: they cost no RAM.
+_MAX_PAYLOAD = const(131072)
+_MAX_TOPIC_BYTES = const(256)
+_MAX_TOPIC_SLASHES = const(7)
+_MAX_CLIENT_ID_BYTES = const(128)
+_MAX_FILTERS_PER_SUBSCRIBE = const(8)
+_MAX_SUBSCRIPTIONS = const(50)
+_KEEP_ALIVE_MIN_S = const(30)
+_KEEP_ALIVE_MAX_S = const(1200)
+_MAX_QOS = const(1)
 
 
 def _strip_prefix(t):
@@ -61,36 +61,34 @@ def check_topic(topic, what="topic"):
     t = topic.encode() if isinstance(topic, str) else bytes(topic)
     t = _strip_prefix(t)
     rc = 0x8F if what == "filter" else 0x90
-    if len(t) > MAX_TOPIC_BYTES:
-        raise UsageError("AWS IoT: %s %r is %d bytes; the limit is %d"
-                         % (what, topic, len(t), MAX_TOPIC_BYTES), rc)
-    if t.count(b"/") > MAX_TOPIC_SLASHES:
-        raise UsageError("AWS IoT: %s %r has %d '/'; the limit is %d (8 levels)"
-                         % (what, topic, t.count(b"/"), MAX_TOPIC_SLASHES), rc)
+    _over("%s %r: bytes" % (what, topic), len(t), _MAX_TOPIC_BYTES, rc)
+    _over("%s %r: '/' (8 levels)" % (what, topic), t.count(b"/"), _MAX_TOPIC_SLASHES, rc)
+
+
+def _over(what, n, limit, rc=None):
+    if n > limit:
+        raise UsageError("AWS IoT: %s %d, over the limit of %d" % (what, n, limit), rc)
 
 
 def check_publish(topic, payload, qos):
     """Raise ``UsageError`` for what AWS would refuse in a PUBLISH: QoS 2, a payload over
     131072 bytes, a topic over the limits."""
-    if qos > MAX_QOS:
+    if qos > _MAX_QOS:
         raise UsageError("AWS IoT Core supports QoS 0 and 1 only (its CONNACK says "
                          "Maximum QoS 1); use QoS 1 with idempotent handling", 0x9B)
     n = len(payload)
-    if n > MAX_PAYLOAD // 4 and isinstance(payload, str):
+    if n > _MAX_PAYLOAD // 4 and isinstance(payload, str):
         n = len(payload.encode())
-    if n > MAX_PAYLOAD:
-        raise UsageError("AWS IoT: a payload of %d bytes is over the 131072-byte (128 KiB) "
-                         "limit (AWS would drop the connection)" % n, 0x95)
+    # AWS drops the connection over 128 KiB
+    _over("payload bytes", n, _MAX_PAYLOAD, 0x95)
     check_topic(topic)
 
 
 def check_filters(filters):
     """Raise ``UsageError`` if a SUBSCRIBE of ``filters`` breaks AWS's rules: more than 8
     filters in one packet, a filter over the topic limits, QoS 2 asked."""
-    if len(filters) > MAX_FILTERS_PER_SUBSCRIBE:
-        raise UsageError("AWS IoT: %d filters in one SUBSCRIBE; the limit is %d (AWS closes "
-                         "the connection): subscribe in batches of 8"
-                         % (len(filters), MAX_FILTERS_PER_SUBSCRIBE))
+    # AWS closes the connection: subscribe in batches of 8
+    _over("filters in one SUBSCRIBE", len(filters), _MAX_FILTERS_PER_SUBSCRIBE)
     for f in filters:
         check_topic(f, "filter")
 
@@ -101,17 +99,15 @@ def check_client_id(client_id):
     if not b:
         raise UsageError("AWS IoT: give a client id (AWS-assigned $GEN/ ids cannot be used to "
                          "reconnect); the thing name is the usual choice", 0x85)
-    if len(b) > MAX_CLIENT_ID_BYTES:
-        raise UsageError("AWS IoT: client id of %d bytes; the limit is %d"
-                         % (len(b), MAX_CLIENT_ID_BYTES), 0x85)
+    _over("client id bytes", len(b), _MAX_CLIENT_ID_BYTES, 0x85)
     if b[0] == 0x24:  # "$"
         raise UsageError("AWS IoT: client ids starting with '$' are reserved", 0x85)
 
 
 def check_keep_alive(keep_alive):
-    if not KEEP_ALIVE_MIN_S <= keep_alive <= KEEP_ALIVE_MAX_S:
+    if not _KEEP_ALIVE_MIN_S <= keep_alive <= _KEEP_ALIVE_MAX_S:
         raise UsageError("AWS IoT: keep-alive must be %d..%d s (AWS silently changes other "
-                         "values; 0 becomes 1200)" % (KEEP_ALIVE_MIN_S, KEEP_ALIVE_MAX_S))
+                         "values; 0 becomes 1200)" % (_KEEP_ALIVE_MIN_S, _KEEP_ALIVE_MAX_S))
 
 
 def has_alpn():
@@ -151,7 +147,7 @@ class AwsClient(MqttClient):
         return MqttClient.connect(self, self.url if target is None else target)
 
     def _check(self, topic, payload, qos):
-        if qos > MAX_QOS or len(payload) > MAX_PAYLOAD // 4:
+        if qos > _MAX_QOS or len(payload) > _MAX_PAYLOAD // 4:
             check_publish(topic, payload, qos)
         elif topic not in self._aws_ok:
             check_topic(topic)
@@ -176,14 +172,13 @@ class AwsClient(MqttClient):
                         retain_as_published=False, retain_handling=0, properties=None):
         """``MqttClient.subscribe`` after AWS's checks: QoS <= 1, the filter's length and
         levels, at most 50 subscriptions on the connection."""
-        if qos > MAX_QOS:
+        if qos > _MAX_QOS:
             raise UsageError("AWS IoT Core grants QoS 0 and 1 only: subscribe with qos=1", 0x9B)
         check_topic(topic_filter, "filter")
         subs = self._aws_filters
         new = topic_filter not in subs
-        if new and len(subs) >= MAX_SUBSCRIPTIONS:
-            raise UsageError("AWS IoT: %d subscriptions already on this connection; the limit "
-                             "is %d" % (len(subs), MAX_SUBSCRIPTIONS), 0x97)
+        if new:
+            _over("subscriptions on one connection", len(subs) + 1, _MAX_SUBSCRIPTIONS, 0x97)
         if new:
             subs.append(topic_filter)
         try:
@@ -230,7 +225,7 @@ def aws_client(endpoint, thing_name, cert=None, key=None, ca=None, port=8883, cl
             raise UsageError("AWS IoT: X.509 on port 443 needs TLS ALPN (x-amzn-mqtt-ca), which "
                              "this MicroPython firmware's ssl lacks: use port 8883, or MQTT "
                              "over WebSocket (wss://, port 443, no ALPN needed)")
-        alpn = [ALPN_MQTT_CA]
+        alpn = ["x-amzn-mqtt-ca"]
     tls = TlsConfig(ca=ca, cert=cert, key=key, server_hostname=server_hostname or endpoint,
                     alpn=alpn)
     if metrics:

@@ -28,23 +28,24 @@ import asyncio
 import json
 import random
 
+from mqtt_v5._compat import const
 from mqtt_v5.aws import AwsRejected, _spawn
 from mqtt_v5.errors import MqttTimeout, UsageError
 
 # Suffixes AWS answers on (embedded-C Shadow_MatchTopicString's list).
 _ANSWERS = ("/get/accepted", "/get/rejected", "/update/accepted", "/update/rejected",
             "/update/delta", "/update/documents", "/delete/accepted", "/delete/rejected")
-MAX_THING_NAME = 128
-MAX_SHADOW_NAME = 64
+_MAX_THING_NAME = const(128)
+_MAX_SHADOW_NAME = const(64)
 
 
 def shadow_prefix(thing, name=None):
     """``$aws/things/<thing>/shadow`` or ``.../shadow/name/<name>`` (a named shadow)."""
-    if not thing or len(thing) > MAX_THING_NAME or "/" in thing or "+" in thing or "#" in thing:
+    if not thing or len(thing) > _MAX_THING_NAME or "/" in thing or "+" in thing or "#" in thing:
         raise UsageError("invalid thing name %r (1..128 of [a-zA-Z0-9:_-])" % (thing,))
     if name is None:
         return "$aws/things/%s/shadow" % thing
-    if not name or len(name) > MAX_SHADOW_NAME or "/" in name or "+" in name or "#" in name:
+    if not name or len(name) > _MAX_SHADOW_NAME or "/" in name or "+" in name or "#" in name:
         raise UsageError("invalid shadow name %r (1..64 of [a-zA-Z0-9:_-])" % (name,))
     return "$aws/things/%s/shadow/name/%s" % (thing, name)
 
