@@ -35,6 +35,10 @@ from mqtt_v5.errors import (
     UsageError,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any  # noqa: F401
+
 
 class Step:
     def __init__(self, name, ok, detail, fix=None):
@@ -170,8 +174,9 @@ async def diagnose(endpoint, thing_name, cert, key, ca, port=8883, client_id=Non
         return r
     # tcp
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(endpoint, port),
-                                                timeout_s)
+        link = await asyncio.wait_for(asyncio.open_connection(endpoint, port),
+                                      timeout_s)  # type: Any
+        writer = link[1]
         writer.close()
         add(Step("tcp", True, "port %d answers" % port))
     except (OSError, asyncio.TimeoutError) as e:

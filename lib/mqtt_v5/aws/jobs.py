@@ -23,6 +23,10 @@ import random
 from mqtt_v5.aws import AwsRejected, _spawn
 from mqtt_v5.errors import MqttError, MqttTimeout, UsageError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Callable, Optional  # noqa: F401
+
 QUEUED = "QUEUED"
 IN_PROGRESS = "IN_PROGRESS"
 SUCCEEDED = "SUCCEEDED"
@@ -155,8 +159,8 @@ class Jobs:
         self._tag = "%08x" % random.getrandbits(32)
         self._n = 0
         client.on_message(self._on_answer)
-        self._next_cb = None
-        self._notify_cb = None
+        self._next_cb = None  # type: Any
+        self._notify_cb = None  # type: Any
 
     async def get_pending(self):
         """GetPendingJobExecutions: ``{"inProgressJobs": [...], "queuedJobs": [...]}``."""

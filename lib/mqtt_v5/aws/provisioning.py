@@ -26,6 +26,10 @@ import sys
 from mqtt_v5.aws import AwsRejected
 from mqtt_v5.errors import MqttTimeout, UsageError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Callable, Optional  # noqa: F401
+
 MAX_TEMPLATE_NAME = 36
 # The answer to CreateKeysAndCertificate carries a PEM certificate, a PEM private key
 # and the ownership token (about 3.5 KB in JSON for RSA 2048): the receive buffer of a
@@ -61,7 +65,8 @@ class Provisioner:
         self._lock = asyncio.Lock()
         self._subscribed = []
         self._event = asyncio.Event()
-        self._answer = None
+        self._answer = None  # type: Any
+        self._topic = "\0"
 
     def _encode(self, body):
         if self.fmt == "cbor":
@@ -116,14 +121,14 @@ class Provisioner:
             except asyncio.TimeoutError:
                 raise MqttTimeout("fleet provisioning %s: no answer within %s s"
                                   % (topic, self.timeout_s))
-            rejected, doc = self._answer
+            rejected, doc = self._answer  # type: bool, dict
             if rejected:
                 raise AwsRejected("fleet provisioning " + topic, doc)
             return doc
 
     def _on_answer(self, msg):
         topic = msg.topic
-        if self._event.is_set() or not topic.startswith(getattr(self, "_topic", "\0")):
+        if self._event.is_set() or not topic.startswith(self._topic):
             return
         try:
             doc = self._decode(msg.payload)

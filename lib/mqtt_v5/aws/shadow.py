@@ -32,6 +32,10 @@ from mqtt_v5._compat import const
 from mqtt_v5.aws import AwsRejected, _spawn
 from mqtt_v5.errors import MqttTimeout, UsageError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Callable, Optional  # noqa: F401
+
 # Suffixes AWS answers on (embedded-C Shadow_MatchTopicString's list).
 _ANSWERS = ("/get/accepted", "/get/rejected", "/update/accepted", "/update/rejected",
             "/update/delta", "/update/documents", "/delete/accepted", "/delete/rejected")
@@ -128,10 +132,10 @@ class Shadow:
         self._subscribed = []
         self._tag = "%08x" % random.getrandbits(32)
         self._n = 0
-        self._delta_cb = None
+        self._delta_cb = None  # type: Any
         self._delta_version = -1
-        self._delta_lock = None
-        self._docs_cb = None
+        self._delta_lock = None  # type: Any
+        self._docs_cb = None  # type: Any
 
     # ------------------------------------------------------------- requests --
 
