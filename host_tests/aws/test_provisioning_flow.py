@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -173,3 +176,34 @@ def test_cbor_round_trips_and_matches_the_twins_codec(value):
     assert cbor.loads(data) == value
     assert twin_cbor.loads(data) == value
     assert cbor.loads(twin_cbor.dumps(value)) == value
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "aws_first_boot.py"
+
+
+def example_args(twin, folder):
+    claim = twin.thing("fleet-claim")
+    return ["127.0.0.1", str(twin.port("mtls")), twin.ca, str(claim.cert_path),
+            str(claim.key_path), "fleet", "77", str(folder), "fleet-claim", "localhost"]
+
+
+def test_first_boot_example_on_cpython(fleet, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(EXAMPLE.parents[1] / "lib"))
+    for boot in (1, 2):
+        proc = subprocess.run([sys.executable, str(EXAMPLE), *example_args(fleet, tmp_path)],
+                              capture_output=True, text=True, timeout=60, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert out == {"thing": "sensor-77", "shadow_version": boot}
+
+
+def test_first_boot_example_on_micropython(fleet, tmp_path, mp_unix_port):
+    import mp_unix
+
+    for boot in (1, 2):
+        proc = mp_unix.run_script(mp_unix_port, EXAMPLE, mpy=True, heapsize="256k",
+                                  args=example_args(fleet, tmp_path))
+        out = mp_unix.last_json(proc)
+        assert out == {"thing": "sensor-77", "shadow_version": boot}
+    assert (tmp_path / "device.crt").read_bytes()[0] == 0x30      # DER for MicroPython's ssl
+    assert not list(tmp_path.glob("*.tmp"))
