@@ -11,9 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import mp_unix
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"<!-- aws-twin -->\s*```python\n(.*?)```", re.S)
@@ -29,8 +28,9 @@ def prepare(twin, folder: Path, code: str) -> str:
     assert 'ENDPOINT = "your-prefix-ats.iot.your-region.amazonaws.com"' in code
     code = re.sub(r'ENDPOINT = "[^"]*"', 'ENDPOINT = "127.0.0.1"', code)
     assert "aws_client(ENDPOINT, THING, " in code
-    return code.replace("aws_client(ENDPOINT, THING, ", "aws_client(ENDPOINT, THING, port=%d, "
-                        'server_hostname="localhost", ' % twin.port("mtls"))
+    port = twin.port("mtls")
+    return code.replace("aws_client(ENDPOINT, THING, ",
+                        f'aws_client(ENDPOINT, THING, port={port}, server_hostname="localhost", ')
 
 
 def test_there_are_aws_examples():
