@@ -48,3 +48,19 @@ def test_wss_custom_authorizer_on_micropython(auth_twin, mp_unix_port, tmp_path)
     assert "wss" in out["mqtt_transport"]
     assert out["update"] == {"reported": {"via": "wss"}}
     assert out["echo"] == 3000
+
+
+def test_ws_against_an_independent_server_on_micropython(mosquitto, mp_unix_port):
+    import asyncio
+
+    from .ws_bridge import Bridge
+
+    async def main():
+        async with Bridge(mosquitto.plain_port) as bridge:
+            return await asyncio.to_thread(
+                mp_unix.run_script, mp_unix_port, SCRIPT, mpy=True, heapsize="256k",
+                args=["ws_plain", f"ws://127.0.0.1:{bridge.port}/mqtt"])
+
+    out = mp_unix.last_json(asyncio.run(main()))
+    assert out["got"][:2] == [5, 10240]   # 10 KiB: 16-bit length, 3-byte fragments
+    assert out["connected_after_pings"] is True

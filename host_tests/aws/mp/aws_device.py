@@ -99,8 +99,36 @@ async def wss(host, port, ca, thing, signature, token):
     return out
 
 
+async def ws_plain(url):
+    # any broker over ws:// (here: the websockets library bridging to Mosquitto)
+    from mqtt_v5 import ConnectOptions, MqttClient
+
+    c = MqttClient(ConnectOptions("mp-ws", maximum_packet_size=16384))
+    await c.connect(url)
+    got = []
+    done = asyncio.Event()
+
+    def on_msg(m):
+        got.append(len(m.payload))
+        if len(got) == 2:
+            done.set()
+
+    await c.subscribe("mp/ws/#", on_msg, qos=1)
+    await c.publish_qos1("mp/ws/a", b"hello")
+    await c.publish_qos1("mp/ws/b", bytes(range(256)) * 40)
+    await asyncio.wait_for(done.wait(), 10)
+    await asyncio.sleep(0.6)  # the server pings every 0.2 s
+    connected = c.is_connected
+    await c.publish_qos1("mp/ws/a", b"after pings")
+    await c.disconnect()
+    return {"got": got, "connected_after_pings": connected}
+
+
 def main():
     a = sys.argv[1:]
+    if a[0] == "ws_plain":
+        print(json.dumps(asyncio.run(ws_plain(a[1]))))
+        return
     if a[0] == "shadow_jobs":
         out = asyncio.run(shadow_and_jobs(a[1], int(a[2]), a[3], a[4], a[5], a[6]))
     else:
