@@ -58,7 +58,7 @@ def test_ws_against_an_independent_server_on_micropython(mosquitto, mp_unix_port
     async def main():
         async with Bridge(mosquitto.plain_port) as bridge:
             return await asyncio.to_thread(
-                mp_unix.run_script, mp_unix_port, SCRIPT, mpy=True, heapsize="256k",
+                mp_unix.run_script, mp_unix_port, SCRIPT, mpy=True, heapsize="512k",
                 args=["ws_plain", f"ws://127.0.0.1:{bridge.port}/mqtt"])
 
     out = mp_unix.last_json(asyncio.run(main()))
