@@ -28,6 +28,10 @@ from mqtt_v5.errors import UsageError
 from mqtt_v5.tls import TlsConfig
 from mqtt_v5.ws import quote
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Callable, Optional, Union  # noqa: F401
+
 NAME_PARAM = "x-amz-customauthorizer-name"
 SIGNATURE_PARAM = "x-amz-customauthorizer-signature"
 
@@ -48,6 +52,7 @@ def authorizer_params(authorizer_name=None, signature=None, token_key_name=None,
 
 def authorizer_username(username=None, authorizer_name=None, signature=None,
                         token_key_name=None, token=None):
+    # type: (Optional[str], Optional[str], Optional[str], Optional[str], Optional[str]) -> str
     """The CONNECT username carrying the authorizer query: each pair appended with ``?``
     (the first) or ``&``; values URL-encoded (a signature that already holds ``%`` is
     taken as encoded, as the AWS SDK does)."""

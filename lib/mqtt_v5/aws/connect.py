@@ -29,6 +29,10 @@ from mqtt_v5.client import ConnectOptions, MqttClient
 from mqtt_v5.errors import UsageError
 from mqtt_v5.tls import TlsConfig
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Callable, Optional, Union  # noqa: F401
+
 # AWS IoT Core's limits [aws-iot-spec 0]. Private constants: they cost no RAM.
 _MAX_PAYLOAD = const(131072)
 _MAX_TOPIC_BYTES = const(256)
@@ -56,6 +60,7 @@ def _strip_prefix(t):
 
 
 def check_topic(topic, what="topic"):
+    # type: (Union[str, bytes], str) -> None
     """Raise ``UsageError`` (reason code 0x90 for a topic, 0x8F for a filter) if AWS IoT
     Core would refuse ``topic``: over 256 bytes or over 7 slashes, prefixes excepted."""
     t = topic.encode() if isinstance(topic, str) else bytes(topic)
@@ -71,6 +76,7 @@ def _over(what, n, limit, rc=None):
 
 
 def check_publish(topic, payload, qos):
+    # type: (Union[str, bytes], Union[bytes, str], int) -> None
     """Raise ``UsageError`` for what AWS would refuse in a PUBLISH: QoS 2, a payload over
     131072 bytes, a topic over the limits."""
     if qos > _MAX_QOS:
@@ -85,6 +91,7 @@ def check_publish(topic, payload, qos):
 
 
 def check_filters(filters):
+    # type: (list) -> None
     """Raise ``UsageError`` if a SUBSCRIBE of ``filters`` breaks AWS's rules: more than 8
     filters in one packet, a filter over the topic limits, QoS 2 asked."""
     # AWS closes the connection: subscribe in batches of 8
@@ -94,6 +101,7 @@ def check_filters(filters):
 
 
 def check_client_id(client_id):
+    # type: (Union[str, bytes]) -> None
     """Raise ``UsageError`` (0x85) for a client id AWS refuses or cannot resume."""
     b = client_id.encode() if isinstance(client_id, str) else client_id
     if not b:
@@ -111,6 +119,7 @@ def check_keep_alive(keep_alive):
 
 
 def has_alpn():
+    # type: () -> bool
     """True if this runtime's ssl can offer ALPN (CPython yes; stock MicroPython no)."""
     import ssl
 
@@ -118,6 +127,7 @@ def has_alpn():
 
 
 def metrics_username(username=None, sdk="mqtt_v5", version=None):
+    # type: (Optional[str], str, Optional[str]) -> str
     """The CONNECT username with AWS's SDK-metrics query (``?SDK=..&Version=..``) added
     after a ``?`` or, if the username already has a query, an ``&`` [aws-iot-spec 2.2]."""
     if version is None:
@@ -202,6 +212,7 @@ async def _raise(e):
 def aws_client(endpoint, thing_name, cert=None, key=None, ca=None, port=8883, client_id=None,
                server_hostname=None, keep_alive=300, clean_start=False,
                session_expiry_interval=3600, metrics=False, username=None, **options):
+    # type: (str, str, Any, Any, Any, int, Optional[str], Optional[str], int, bool, int, bool, Optional[str], **Any) -> AwsClient
     """An ``AwsClient`` for ``endpoint`` (the account's ``...-ats.iot.<region>.amazonaws.com``)
     as thing ``thing_name`` (also the client id unless ``client_id`` is given).
 

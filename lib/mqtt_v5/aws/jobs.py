@@ -25,7 +25,7 @@ from mqtt_v5.errors import MqttError, MqttTimeout, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Any, Callable, Optional  # noqa: F401
+    from typing import Any, Callable, Optional, Union  # noqa: F401
 
 QUEUED = "QUEUED"
 IN_PROGRESS = "IN_PROGRESS"
@@ -52,6 +52,7 @@ def _name_ok(s, n, extra=":"):
 
 
 def jobs_topic(thing, op, job_id=None):
+    # type: (str, str, Optional[str]) -> str
     """``$aws/things/<thing>/jobs/<op>``, or ``.../jobs/<job_id>/<op>`` (op "get" or
     "update", job_id may be "$next"). ``op`` may end in "/accepted" or "/rejected"."""
     if not _name_ok(thing, 128):
@@ -64,6 +65,7 @@ def jobs_topic(thing, op, job_id=None):
 
 
 def match_jobs_topic(topic):
+    # type: (str) -> Optional[tuple]
     """``(thing, job_id or None, op, answer)`` for a Jobs topic (answer: "accepted",
     "rejected" or None), e.g. ``("t1", "j1", "update", "accepted")``; None otherwise."""
     if not topic.startswith("$aws/things/"):
@@ -85,6 +87,7 @@ def match_jobs_topic(topic):
 
 
 def check_status_details(details):
+    # type: (Optional[dict]) -> None
     """Raise ``UsageError`` if ``statusDetails`` breaks AWS's limits: at most 10 pairs,
     keys 1..128 of [a-zA-Z0-9:_-], values strings of 1..1024 characters without control
     characters (AWS rejects the update otherwise)."""
@@ -163,15 +166,17 @@ class Jobs:
         self._notify_cb = None  # type: Any
 
     async def get_pending(self):
+        # type: () -> dict
         """GetPendingJobExecutions: ``{"inProgressJobs": [...], "queuedJobs": [...]}``."""
         return await self._request("get", {})
 
     async def start_next(self, status_details=None, step_timeout_min=None):
+        # type: (Optional[dict], Optional[int]) -> Optional[dict]
         """StartNextPendingJobExecution: the execution now IN_PROGRESS (with its
         ``jobDocument``), or None when nothing is pending."""
         check_status_details(status_details)
         _check_step(step_timeout_min)
-        body = {}
+        body = {}  # type: dict
         if status_details is not None:
             body["statusDetails"] = status_details
         if step_timeout_min is not None:
@@ -179,8 +184,9 @@ class Jobs:
         return (await self._request("start-next", body)).get("execution")
 
     async def describe(self, job_id=NEXT, execution_number=None, include_document=True):
+        # type: (str, Optional[int], bool) -> Optional[dict]
         """DescribeJobExecution (``job_id`` or "$next"): the execution, or None."""
-        body = {"includeJobDocument": include_document}
+        body = {"includeJobDocument": include_document}  # type: dict
         if execution_number is not None:
             body["executionNumber"] = execution_number
         return (await self._request("get", body, job_id)).get("execution")
@@ -237,6 +243,7 @@ class Jobs:
     # ------------------------------------------------------------ notifications --
 
     async def on_next(self, handler):
+        # type: (Callable) -> None
         """Subscribe to ``jobs/notify-next``: ``handler(execution or None)`` whenever the
         next pending job changes (None: the queue is empty)."""
         self._next_cb = handler
@@ -252,6 +259,7 @@ class Jobs:
             _spawn(r)
 
     async def on_notify(self, handler):
+        # type: (Callable) -> None
         """Subscribe to ``jobs/notify``: ``handler(jobs)`` with the pending executions
         by status (``{"QUEUED": [...], "IN_PROGRESS": [...]}``; ``{}`` when none)."""
         self._notify_cb = handler
@@ -284,6 +292,7 @@ class JobRunner:
         self.history = []  # (job id, status) of the jobs this runner finished
 
     async def run_once(self):
+        # type: () -> Optional[tuple]
         """Run the next pending job, if any; returns ``(job_id, status)`` or None."""
         ex = await self.jobs.start_next(step_timeout_min=self.step_timeout_min)
         if ex is None:
@@ -340,6 +349,7 @@ class JobRunner:
         raise MqttError("job %s: could not report %s" % (job_id, status))
 
     async def run(self):
+        # type: () -> None
         """Run jobs until ``stop()``: every pending one, then each one announced on
         ``jobs/notify-next``."""
         self._stopping = False

@@ -28,7 +28,7 @@ from mqtt_v5.errors import MqttTimeout, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Any, Callable, Optional  # noqa: F401
+    from typing import Any, Callable, Optional, Union  # noqa: F401
 
 MAX_TEMPLATE_NAME = 36
 # The answer to CreateKeysAndCertificate carries a PEM certificate, a PEM private key
@@ -83,11 +83,13 @@ class Provisioner:
         return json.loads(payload)
 
     async def create_keys_and_certificate(self):
+        # type: () -> dict
         """A new key pair and certificate made by AWS: ``{"certificateId",
         "certificatePem", "privateKey", "certificateOwnershipToken"}``."""
         return await self._request(create_keys_topic(self.fmt), None)
 
     async def create_certificate_from_csr(self, csr_pem):
+        # type: (Union[str, bytes]) -> dict
         """A certificate for the device's own key: ``{"certificateId", "certificatePem",
         "certificateOwnershipToken"}``."""
         if isinstance(csr_pem, bytes):
@@ -96,12 +98,13 @@ class Provisioner:
                                    {"certificateSigningRequest": csr_pem})
 
     async def register_thing(self, ownership_token, parameters=None, template=None):
+        # type: (str, Optional[dict], Optional[str]) -> dict
         """RegisterThing: ``{"thingName", "deviceConfiguration"}``. The token is the one
         returned with the certificate (valid for one hour)."""
         template = template or self.template
         if not template:
             raise UsageError("RegisterThing needs a provisioning template name")
-        body = {"certificateOwnershipToken": ownership_token}
+        body = {"certificateOwnershipToken": ownership_token}  # type: dict
         if parameters:
             body["parameters"] = parameters
         return await self._request(register_thing_topic(template, self.fmt), body)
@@ -143,6 +146,7 @@ class Provisioner:
 # ----------------------------------------------------------------- flash --
 
 def write_atomic(path, data):
+    # type: (str, bytes) -> None
     """Write ``data`` to ``path`` so that ``path`` holds either its old content or all
     of ``data``, never a part: a temporary file, flushed, then renamed over it."""
     tmp = path + ".tmp"
@@ -182,6 +186,7 @@ def save_identity(cert_pem, key_pem, cert_path, key_path, der=None):
 
 
 def is_provisioned(cert_path, key_path):
+    # type: (str, str) -> bool
     """True if both identity files exist (the certificate is written last)."""
     for p in (cert_path, key_path):
         try:

@@ -34,7 +34,7 @@ from mqtt_v5.errors import MqttTimeout, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Any, Callable, Optional  # noqa: F401
+    from typing import Any, Callable, Optional, Union  # noqa: F401
 
 # Suffixes AWS answers on (embedded-C Shadow_MatchTopicString's list).
 _ANSWERS = ("/get/accepted", "/get/rejected", "/update/accepted", "/update/rejected",
@@ -55,12 +55,14 @@ def shadow_prefix(thing, name=None):
 
 
 def shadow_topic(thing, op, name=None):
+    # type: (str, str, Optional[str]) -> str
     """The topic of ``op``: "get", "update", "delete", or an answer such as
     "update/accepted", "update/delta", "get/rejected"."""
     return shadow_prefix(thing, name) + "/" + op
 
 
 def match_shadow_topic(topic):
+    # type: (str) -> Optional[tuple]
     """``(thing, shadow name or None, answer)`` for a Shadow answer topic, e.g.
     ``("t1", None, "update/delta")``; None for any other topic."""
     if not topic.startswith("$aws/things/"):
@@ -89,6 +91,7 @@ def match_shadow_topic(topic):
 
 
 def update_request(reported=None, desired=None, version=None, client_token=None, state=None):
+    # type: (Optional[dict], Optional[dict], Optional[int], Optional[str], Optional[dict]) -> bytes
     """The ``/update`` payload (bytes). ``state`` overrides ``reported``/``desired``
     (e.g. ``{"desired": None}`` to clear the desired section). ``version``: update only
     if the shadow still has that version (409 otherwise)."""
@@ -100,7 +103,7 @@ def update_request(reported=None, desired=None, version=None, client_token=None,
             state["desired"] = desired
         if not state:
             raise UsageError("a shadow update needs reported and/or desired state")
-    body = {"state": state}
+    body = {"state": state}  # type: dict
     if version is not None:
         body["version"] = version
     if client_token is not None:
@@ -140,11 +143,13 @@ class Shadow:
     # ------------------------------------------------------------- requests --
 
     async def get(self):
+        # type: () -> dict
         """The shadow document (``state``, ``metadata``, ``version``...); raises
         ``AwsRejected`` (code 404) when the shadow does not exist."""
         return await self._request("get", {})
 
     async def update(self, reported=None, desired=None, version=None, state=None):
+        # type: (Optional[dict], Optional[dict], Optional[int], Optional[dict]) -> dict
         """Update ``reported`` and/or ``desired`` (a ``None`` value inside deletes that
         key); returns the ``/update/accepted`` document. With ``version``, only if the
         shadow still has that version (else ``AwsRejected``, code 409)."""
@@ -152,6 +157,7 @@ class Shadow:
         return await self._request("update", body)
 
     async def delete(self):
+        # type: () -> dict
         """Delete the shadow; returns ``{"version": ..., "timestamp": ...}``."""
         return await self._request("delete", {})
 
@@ -207,6 +213,7 @@ class Shadow:
     # ---------------------------------------------------------------- delta --
 
     async def on_delta(self, handler, resync=True):
+        # type: (Callable, bool) -> None
         """Call ``handler(state, version)`` with the desired state that differs from the
         reported one (only the differing keys) whenever it changes. ``handler`` may be
         a plain or an async function; it applies the change and returns what to report:
@@ -265,6 +272,7 @@ class Shadow:
     # ------------------------------------------------------------ documents --
 
     async def on_documents(self, handler):
+        # type: (Callable) -> None
         """Call ``handler(document)`` with each ``/update/documents`` message:
         ``{"previous": {...}, "current": {...}, "timestamp": ...}``."""
         self._docs_cb = handler
