@@ -109,7 +109,13 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
     ``StreamTransport``. ``timeout_s`` bounds DNS + TCP connect, and the TLS
     handshake: here on CPython, in the first write on MicroPython (which runs
     the handshake there), so a server that accepts TCP and then stalls the
-    handshake cannot hang a connect."""
+    handshake cannot hang a connect.
+    ``ws://`` and ``wss://`` URLs go to ``mqtt_v5.ws.open_ws`` (MQTT over WebSocket)."""
+    i = url_or_host.find("://")
+    if 0 < i < 4 and url_or_host[:i].lower() in ("ws", "wss"):
+        from .ws import open_ws  # imported only by those who use WebSocket
+
+        return await open_ws(url_or_host, tls=tls, timeout_s=timeout_s)
     host, url_port, url_tls = parse_url(url_or_host)
     if port is None:
         port = url_port
