@@ -56,6 +56,15 @@ def boards() -> list[str]:
     return sorted(p.parent.name for p in BOARDS.glob("*/board.json"))
 
 
+def library_version() -> str:
+    """``__version__`` of lib/mqtt_v5/__init__.py (what boards/mqtt_v5_manifest.py tags the
+    frozen modules with)."""
+    for line in (LIB / "mqtt_v5" / "__init__.py").read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=")[1].strip().strip("\"'")
+    return "0.1.0"
+
+
 def board_info(name: str) -> dict:
     path = BOARDS / name / "board.json"
     if not path.is_file():
