@@ -1,17 +1,16 @@
 # On the unix port with mqtt_v5 FROZEN (no lib/ on the path): connect to Mosquitto, subscribe,
 # publish at QoS 0 and 1, receive both, disconnect. Prints one JSON report as its last line.
 # argv: host port [ca.der cert.der key.der]  (with the three files: mutual TLS)
+import asyncio
 import json
 import sys
-
-import asyncio
 
 import mqtt_v5
 from mqtt_v5 import ConnectOptions, MqttClient, TlsConfig
 
 
 async def main(host, port, tls_files):
-    opts = ConnectOptions("frozen-%d" % port, clean_start=True, keep_alive=30)
+    opts = ConnectOptions(f"frozen-{port}", clean_start=True, keep_alive=30)
     scheme = "mqtt"
     if tls_files:
         ca, cert, key = tls_files
@@ -26,7 +25,7 @@ async def main(host, port, tls_files):
         if len(got) == 2:
             done.set()
 
-    await c.connect("%s://%s:%d" % (scheme, host, port))
+    await c.connect(f"{scheme}://{host}:{port}")
     await c.subscribe("frozen/t", on_msg, qos=1)
     await c.publish("frozen/t", b"zero", qos=0)
     await c.publish("frozen/t", b"one", qos=1)
