@@ -27,7 +27,7 @@ def test_the_readme_has_runnable_examples():
 
 
 def _cases():
-    for index, code in enumerate(runnable_blocks()):
+    for index in range(len(runnable_blocks())):
         yield pytest.param(index, "cpython", id=f"{index}-cpython")
         yield pytest.param(index, "unix32", id=f"{index}-unix32")
 
