@@ -316,3 +316,19 @@ def test_coroutine_callbacks_are_bounded(runtime, mosquitto, qos):
              qos).result()
     assert r["received"] == 40, r
     assert 1 <= r["most_at_once"] <= 4, r  # receive_maximum
+
+
+def test_subscription_identifiers_do_not_collide(runtime, mosquitto):
+    r = Case(runtime, "sid_collision", f"mqtt://127.0.0.1:{mosquitto.plain_port}").result()
+    assert r == {"a": ["/a/x"], "b": ["/b/x"]}
+
+
+def test_publish_options_take_a_raw_topic_alias_as_the_checked_one():
+    """Item 8: a Topic Alias given among raw properties is the alias PublishOptions checks
+    against the server's Topic Alias Maximum, not a property that skips the check."""
+    from mqtt_v5 import properties as P
+    from mqtt_v5.client import PublishOptions
+
+    o = PublishOptions(properties={P.PROP_TOPIC_ALIAS: 3, P.PROP_CONTENT_TYPE: "x"})
+    assert o.topic_alias == 3
+    assert o.properties == {P.PROP_CONTENT_TYPE: "x"}

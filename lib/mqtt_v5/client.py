@@ -152,8 +152,9 @@ class PublishOptions:
     def __init__(self, topic_alias=0, message_expiry_interval=None, content_type=None,
                  response_topic=None, correlation_data=None, user_properties=None,
                  payload_format_indicator=None, properties=None):
-        self.topic_alias = topic_alias
         props = dict(properties) if properties else {}
+        # A raw Topic Alias would skip the server's Topic Alias Maximum: it is the alias.
+        self.topic_alias = props.pop(_p.PROP_TOPIC_ALIAS, 0) or topic_alias
         if message_expiry_interval is not None:
             props[_p.PROP_MESSAGE_EXPIRY_INTERVAL] = message_expiry_interval
         if content_type is not None:
@@ -948,10 +949,9 @@ class MqttClient:
         f = topic_filter.encode() if isinstance(topic_filter, str) else topic_filter
         if not filter_ok(f, 0, len(f)):
             raise UsageError("invalid topic filter %r" % (topic_filter,), 0x8F)
-        self._last_sid = self._last_sid + 1 if self._last_sid < 268435455 else 1
         sub = _Subscription(topic_filter, callback,
                             _c.sub_options(qos, no_local, retain_as_published, retain_handling),
-                            properties, self._last_sid)
+                            properties, self._free_sid(topic_filter))
         # Registered before SUBSCRIBE leaves: a retained message may come right
         # behind the SUBACK, in the same read.
         old = [x for x in self._subs if x.filter == sub.filter]
@@ -962,6 +962,17 @@ class MqttClient:
         except BaseException:
             self._subs = [x for x in self._subs if x is not sub] + old
             raise
+
+    def _free_sid(self, filt):
+        """A Subscription Identifier no other filter's subscription uses (the user's
+        own included), so a message is routed to its filter's callback only."""
+        while True:
+            self._last_sid = self._last_sid + 1 if self._last_sid < 268435455 else 1
+            for sub in self._subs:
+                if sub.sid == self._last_sid and sub.filter != filt:
+                    break
+            else:
+                return self._last_sid
 
     async def _subscribe_one(self, sub):
         if not self._connected:
@@ -1052,8 +1063,9 @@ class MqttClient:
             self._supervisor = None
         if t is not None:
             await _close_quietly(t)
-        self._session.connection_lost()
-        self._fail_waiters(NetworkError("client disconnected"))
+        err = NetworkError("client disconnected")
+        self._fail_acks(self._session.connection_lost(), err)
+        self._fail_waiters(err)
         self._window.set()
         self._queue_event.set()
         await self._emit(Disconnected(reason_code, None, False))
@@ -1094,12 +1106,11 @@ class MqttClient:
             # From now on publish() queues (the session is disconnected) and nobody
             # waits for room behind a write on a dead link; the supervisor does the rest.
             self._connected = False
-            self._session.connection_lost()
-            self._drop_writes()
-            self._window.set()
             # A SUBACK will not come: release its waiter now (the supervisor may be the
             # one waiting, re-subscribing in _after_connect).
-            self._fail_subacks(NetworkError("connection lost"))
+            self._fail_acks(self._session.connection_lost(), NetworkError("connection lost"))
+            self._drop_writes()
+            self._window.set()
 
     async def _read_loop(self, transport):
         """Handle what is buffered, then read more; forever: one coroutine for the
@@ -1196,7 +1207,10 @@ class MqttClient:
                     break
                 if pid == _p.PROP_SUBSCRIPTION_IDENTIFIER:
                     for sub in self._subs:
-                        if sub.sid == c.value:
+                        # (a user may give one identifier to several filters)
+                        if sub.sid == c.value and matches(sub.fbytes, sub.match_start,
+                                                          len(sub.fbytes), s.topic_buf,
+                                                          s.topic_start, s.topic_end):
                             routed = True
                             if sub.callback is not None:
                                 taken = True
@@ -1314,8 +1328,7 @@ class MqttClient:
             error = getattr(self, "_lost_error", None)
             self._connected = False
             await self._stop_tasks()
-            self._session.connection_lost()
-            self._fail_subacks(NetworkError("connection lost"))
+            self._fail_acks(self._session.connection_lost(), NetworkError("connection lost"))
             by_server = isinstance(error, NetworkError) and error.reason_code is not None
             reason = getattr(self, "_server_disconnect", (None, None))
             self._server_disconnect = (None, None)
@@ -1375,7 +1388,11 @@ class MqttClient:
         self._queue_event.set()
 
     def _fail_subacks(self, error):
-        for waiter in self._session.drop_requests():
+        self._fail_acks(self._session.drop_requests(), error)
+
+    def _fail_acks(self, waiters, error):
+        """SUBACK/UNSUBACK waiters (``{pid: waiter}`` or a list) fail with ``error``."""
+        for waiter in (waiters.values() if isinstance(waiters, dict) else waiters):
             if waiter is not None:
                 waiter.error = error
                 waiter.event.set()
