@@ -332,3 +332,24 @@ def test_publish_options_take_a_raw_topic_alias_as_the_checked_one():
     o = PublishOptions(properties={P.PROP_TOPIC_ALIAS: 3, P.PROP_CONTENT_TYPE: "x"})
     assert o.topic_alias == 3
     assert o.properties == {P.PROP_CONTENT_TYPE: "x"}
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 7, the driver's part: garbage per operation over a real socket (gc off: counts, not
+# timings), beside asyncio's own cost of one socket wake-up measured in the same process.
+
+
+@pytest.mark.parametrize("mpy", [False, True], ids=["py", "mpy"])
+def test_garbage_per_operation_unix_port(mp_unix_port, mosquitto, mpy):
+    proc = mp_unix.run_script(
+        mp_unix_port, SCRIPTS / "driver_garbage.py", args=[mosquitto.plain_port, 40],
+        heapsize="1m", mpy=mpy, timeout=60,
+    )
+    r = mp_unix.last_json(proc)
+    floor = r["floor"]  # asyncio: one task woken by its socket
+    assert r["qos0"] == 0, r
+    assert r["qos0_str"] == 0, r
+    assert r["qos1"] <= floor, r  # written at once; the one wake-up is the reader's
+    assert r["recv0"] <= floor, r
+    assert r["recv1"] <= floor, r  # its PUBACK written at once
+    assert r["idle"] == 0, r

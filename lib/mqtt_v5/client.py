@@ -1120,6 +1120,8 @@ class MqttClient:
         handled before the first read."""
         s = self._session
         rd = s.reader
+        # A transport's read_raw costs no coroutine of ours per read (see transport.py).
+        read = getattr(transport, "read_raw", None) or transport.readinto
         try:
             while True:
                 if self._held is not None:
@@ -1144,7 +1146,9 @@ class MqttClient:
                 if ev == _s.EV_NONE:
                     if self._batch_len:
                         self._put()
-                    n = await transport.readinto(rd.free())
+                    n = await read(rd.free())
+                    if n is None:
+                        continue  # (read_raw: nothing whole yet)
                     if not n:
                         raise NetworkError("connection closed by the server")
                     rd.wrote(n)
@@ -1188,6 +1192,8 @@ class MqttClient:
         except asyncio.CancelledError:
             raise
         except Exception as e:
+            if not isinstance(e, MqttError) and hasattr(transport, "name_error"):
+                e = transport.name_error(e)
             self._link_failed(e)
 
     def _dispatch(self):
