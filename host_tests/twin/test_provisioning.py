@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -464,7 +465,9 @@ def test_cbor_vectors(value: Any, hex_bytes: str) -> None:
         ("9fff", []),
         ("bf61610161629f0203ffff", {"a": 1, "b": [2, 3]}),
         ("7f657374726561646d696e67ff", "streaming"),
-        ("c11a514b67b0", 1363896240),
+        # Tag 1 (epoch time): cbor2 gives the datetime (the hand-written codec this
+        # replaced ignored tags; AWS's provisioning payloads use none).
+        ("c11a514b67b0", datetime(2013, 3, 21, 20, 4, tzinfo=UTC)),
     ],
 )
 def test_cbor_decodes_other_forms(hex_bytes: str, value: Any) -> None:
@@ -472,7 +475,7 @@ def test_cbor_decodes_other_forms(hex_bytes: str, value: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "hex_bytes", ["", "18", "1c", "6261", "0000", "ff", "a1", "62c3", "a18001"]
+    "hex_bytes", ["", "18", "1c", "6261", "0000", "ff", "a1", "62c3", "7f01ff"]
 )
 def test_cbor_malformed(hex_bytes: str) -> None:
     with pytest.raises(cbor.CborError):
