@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
+from collections import deque
+from collections.abc import Iterable
+
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import CLOSED, OPEN
+from websockets.server import ServerProtocol
 
 log = logging.getLogger("iot_twin")
 
@@ -74,108 +79,86 @@ class TcpStream(Stream):
         return self.transport.is_closing()
 
 
-def _unmask(data: bytes, mask: bytes) -> bytes:
-    n = len(data)
-    if not n:
-        return data
-    key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
-
-
-def ws_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> bytes:
-    """One final frame (servers send unmasked frames; ``mask`` is for test clients)."""
-    n = len(payload)
-    head = bytearray([0x80 | opcode])
-    mbit = 0x80 if mask is not None else 0
-    if n < 126:
-        head.append(mbit | n)
-    elif n < 65536:
-        head.append(mbit | 126)
-        head += struct.pack("!H", n)
-    else:
-        head.append(mbit | 127)
-        head += struct.pack("!Q", n)
-    if mask is not None:
-        head += mask
-        payload = _unmask(payload, mask)
-    return bytes(head) + payload
-
-
 class WsStream(Stream):
-    """MQTT bytes carried in binary WebSocket messages."""
+    """MQTT bytes carried in binary WebSocket messages (RFC 6455, [MQTT-6.0.0]).
+
+    The framing is ``websockets``' sans-I/O :class:`~websockets.server.ServerProtocol`
+    (masking, fragments, ping/pong, close handshake, size limit); this class only moves
+    bytes between it and the asyncio stream and joins fragments into messages. Text
+    messages are refused with close code 1003 [MQTT-6.0.0-1].
+    """
 
     def __init__(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        max_message: int = 1 << 20,
+        protocol: ServerProtocol,
+        events: Iterable[object] = (),
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.transport = writer.transport
-        self.max_message = max_message
-        self.closed_sent = False
+        self.protocol = protocol
+        self._events: deque[object] = deque(events)
+        self._parts: list[bytes] = []
 
     async def read(self) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        in_message = False
         while True:
-            try:
-                first, second = await self.reader.readexactly(2)
-            except asyncio.IncompleteReadError:
+            while self._events:
+                event = self._events.popleft()
+                if not isinstance(event, Frame):
+                    continue
+                message = self._frame(event)
+                if message is None:
+                    continue
+                return message  # b"" at the end of the stream
+            self._flush()
+            if self.protocol.state is CLOSED or self.transport.is_closing():
                 return b""
-            fin = first & 0x80
-            opcode = first & 0x0F
-            if first & 0x70:
-                return self._fail(1002, "reserved bits set")
-            if not second & 0x80:
-                return self._fail(1002, "client frames must be masked")
-            n = second & 0x7F
-            if n == 126:
-                (n,) = struct.unpack("!H", await self.reader.readexactly(2))
-            elif n == 127:
-                (n,) = struct.unpack("!Q", await self.reader.readexactly(8))
-            if size + n > self.max_message:
-                return self._fail(1009, "message too big")
-            mask = await self.reader.readexactly(4)
-            data = _unmask(await self.reader.readexactly(n), mask)
-            if opcode >= 8:
-                if not fin or n > 125:
-                    return self._fail(1002, "bad control frame")
-                if opcode == 8:
-                    self._send_close(1000)
-                    return b""
-                if opcode == 9:
-                    self.writer.write(ws_frame(10, data))
-                continue  # pong (10) and unknown control frames are ignored
-            if opcode == 1:
-                return self._fail(1003, "MQTT needs binary frames")  # [MQTT-6.0.0-1]
-            if opcode not in (0, 2) or (opcode == 2) == in_message:
-                return self._fail(1002, "bad data frame sequence")
-            in_message = True
-            parts.append(data)
-            size += n
-            if fin:
-                message = b"".join(parts) if len(parts) > 1 else parts[0]
-                if message:
-                    return message
-                # An empty message carries no MQTT bytes; b"" would mean end of stream.
-                parts, size, in_message = [], 0, False
+            data = await self.reader.read(65536)
+            if not data:
+                self.protocol.receive_eof()
+                self._flush()
+                return b""
+            self.protocol.receive_data(data)
+            self._events.extend(self.protocol.events_received())
+            if self.protocol.parser_exc is not None:
+                log.info("websocket: %s, closing", self.protocol.parser_exc)
+                self._flush()
+                return b""
 
-    def _fail(self, code: int, reason: str) -> bytes:
-        log.info("websocket: %s, closing", reason)
-        self._send_close(code)
-        return b""
+    def _frame(self, frame: Frame) -> bytes | None:
+        """A complete MQTT chunk, b"" to stop, or None to read on."""
+        if frame.opcode is Opcode.TEXT:
+            log.info("websocket: a text message, closing")  # [MQTT-6.0.0-1]
+            self.protocol.fail(CloseCode.UNSUPPORTED_DATA, "MQTT needs binary frames")
+            self._flush()
+            return b""
+        if frame.opcode is Opcode.CLOSE:
+            self._flush()  # websockets queued the answering close frame
+            return b""
+        if frame.opcode not in (Opcode.BINARY, Opcode.CONT):
+            return None  # ping (answered by websockets) and pong
+        self._parts.append(frame.data)
+        if not frame.fin:
+            return None
+        message = b"".join(self._parts)
+        self._parts = []
+        # An empty message carries no MQTT bytes; b"" would mean end of stream.
+        return message or None
 
-    def _send_close(self, code: int) -> None:
-        if not self.closed_sent and not self.transport.is_closing():
-            self.closed_sent = True
-            self.writer.write(ws_frame(8, struct.pack("!H", code)))
+    def _flush(self) -> None:
+        for chunk in self.protocol.data_to_send():
+            if not self.transport.is_closing():
+                if chunk:
+                    self.writer.write(chunk)
+                else:  # websockets' "now close the TCP connection"
+                    self.writer.close()
 
     def write(self, data: bytes) -> None:
-        if not self.transport.is_closing():
-            self.writer.write(ws_frame(2, data))
+        if self.protocol.state is OPEN and not self.transport.is_closing():
+            self.protocol.send_binary(data)
+            self._flush()
 
     def buffered(self) -> int:
         return self.transport.get_write_buffer_size()
@@ -184,7 +167,9 @@ class WsStream(Stream):
         await self.writer.drain()
 
     def close(self) -> None:
-        self._send_close(1000)
+        if self.protocol.state is OPEN:
+            self.protocol.send_close(CloseCode.NORMAL_CLOSURE)
+            self._flush()
         self.writer.close()
 
     def abort(self) -> None:
