@@ -9,7 +9,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from twin._server_util import client_context, running_twin
 
 

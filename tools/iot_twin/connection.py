@@ -13,9 +13,9 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5 import properties as P
-from mqtt_v5.codec import (
+from mqtt_v5._server_codec import (
     CONNECT,
     DISCONNECT,
     PINGREQ,

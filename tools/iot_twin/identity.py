@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from mqtt_v5.codec import (
+from mqtt_v5._server_codec import (
     Connect,
 )
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 
 from . import topics
 from .limits import MAXIMUM_QOS

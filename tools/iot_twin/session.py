@@ -11,7 +11,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5 import properties as P
 
 from .limits import MESSAGE_EXPIRY_MAX_S, MESSAGE_EXPIRY_MIN_S
