@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(region us-east-1; allowed everything; repeatable)",
     )
     s.add_argument(
+        "--job-events",
+        action="store_true",
+        help="publish jobs events ($aws/events/job/..., $aws/events/jobExecution/...), "
+        "which AWS publishes only once enabled",
+    )
+    s.add_argument(
         "--no-throttle",
         action="store_true",
         help="turn off AWS's per-connection throttles (100 publishes/s, 512 KiB/s, "
@@ -328,6 +334,7 @@ async def serve(args: argparse.Namespace, data_dir: Path) -> None:
         max_session_expiry_s=args.session_expiry_max,
         require_sni=args.require_sni,
         revocation_delay_s=args.revocation_delay,
+        job_events=args.job_events,
         limits=Limits(publishes_per_s=0, throughput_bytes_per_s=0, connects_per_s_per_client_id=0)
         if args.no_throttle
         else None,

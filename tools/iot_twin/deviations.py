@@ -69,8 +69,12 @@ DEVIATIONS = (
     "that reading, which is UNVERIFIED. The error text says 'maximum is 6'.",
     "Jobs notify follows the current jobs-notifications page (published when an execution is "
     "queued, changes to IN_PROGRESS or QUEUED, or ends; at most 15 listed); the 2022 page and "
-    "the SDKs' docs say 'added to or removed from the list'. Jobs events ($aws/events/job/..., "
-    "$aws/events/jobExecution/...) are not published.",
+    "the SDKs' docs say 'added to or removed from the list'. Jobs events are opt-in, as on AWS "
+    "(Twin(job_events=True) / --job-events): $aws/events/jobExecution/<jobId>/<status> when an "
+    "execution ends, $aws/events/job/<jobId>/completed when the last one does, .../canceled "
+    "for CancelJob; the cancellation_in_progress / deletion events are not published, and "
+    "payload fields beyond eventType, eventId, timestamp, operation, jobId, status are "
+    "UNVERIFIED.",
     "Persistent sessions and retained messages are written to the state directory half a "
     "second after they change and at stop; a killed process loses that last half second.",
 )

@@ -116,6 +116,7 @@ class Twin:
         require_sni: bool = True,
         revocation_delay_s: float = 0.0,
         authorizer_time_scale: float = 1.0,
+        job_events: bool = False,
     ) -> None:
         self.data_dir = persist.data_dir(data_dir)
         self.host = host or os.environ.get("TWIN_HOST") or "127.0.0.1"
@@ -148,6 +149,12 @@ class Twin:
         # at the endpoint takes seconds.
         self.authorizer_time_scale = authorizer_time_scale
         self.services = ServiceLayer(self.data_dir)
+        # Jobs events ($aws/events/job..., $aws/events/jobExecution...): off unless enabled,
+        # as on AWS.
+        self.services.jobs.events = job_events
+        self.services.jobs.thing_arn_prefix = (
+            f"arn:aws:iot:{self.services.region}:{self.services.account}:thing/"
+        )
         self.registry = self.services.registry
         self.broker: Broker | None = None
         self.listeners: dict[str, Listener] = {}
