@@ -139,7 +139,7 @@ class WsStream(Stream):
             return b""
         if frame.opcode not in (Opcode.BINARY, Opcode.CONT):
             return None  # ping (answered by websockets) and pong
-        self._parts.append(frame.data)
+        self._parts.append(bytes(frame.data))
         if not frame.fin:
             return None
         message = b"".join(self._parts)
