@@ -242,19 +242,31 @@ async def test_reset_reconnects_and_resubscribes(mp_unix_port, mosquitto, pki, t
     assert mosquitto.log(since=mark).count(f"as {root} (p5, c1, k60, u't1')") == 2
 
 
-async def test_no_loss_across_cuts(mp_unix_port, mosquitto, tmp_path):
+# Cuts after these many bytes on connections 1..5, both ways. Over TLS, past the
+# handshake (a few KB down), so that each cut hits an MQTT conversation mid-record.
+_CUTS = {"tcp": [(3000, UP), (700, DOWN), (2001, UP), (333, DOWN), (1501, UP)],
+         "tls": [(6000, UP), (7000, DOWN), (5001, UP), (6333, DOWN), (4501, UP)]}
+
+
+@pytest.mark.parametrize("link", ["tcp", "tls"])
+async def test_no_loss_across_cuts(mp_unix_port, mosquitto, pki, tmp_path, link):
     """QoS 1 and QoS 2 messages published from the unix port while the proxy cuts the link
-    five times, mid-packet both ways: a consumer on the broker gets every one, and each
-    QoS 2 message once; the client resumed its session each time."""
+    five times, mid-packet (and over TLS mid-record) both ways: a consumer on the broker
+    gets every one, and each QoS 2 message once; the client resumed its session each
+    time."""
     root = unique("unix-noloss")
     n = 300
-    schedule = [(3000, UP), (700, DOWN), (2001, UP), (333, DOWN), (1501, UP)]
+    schedule = _CUTS[link]
     consumer = Paho(mosquitto.plain_port, unique("consumer"), clean_start=False,
                     session_expiry=60).connect()
     consumer.subscribe(root + "/#", qos=2)
-    proxy = ScheduledCuts(mosquitto.host, mosquitto.plain_port, schedule=schedule).start()
+    target = mosquitto.plain_port if link == "tcp" else mosquitto.tls_port
+    proxy = ScheduledCuts(mosquitto.host, target, schedule=schedule).start()
     try:
         params = {"noloss": {"url": proxy.url, "client_id": root, "root": root, "n": n}}
+        if link == "tls":
+            params["noloss"].update(url=f"mqtts://{mosquitto.host}:{proxy.port}",
+                                    tls={"ca": pki.ca, "cert": None, "key": None})
         report = (await asyncio.to_thread(run, mp_unix_port, "unix_faults.py", params,
                                           tmp_path))["noloss"]
         msgs = await consumer.wait_messages(2 * n, timeout=20)

@@ -7,7 +7,8 @@
 #       ("tls": {"ca", "cert", "key"} for mutual TLS);
 #   "noloss": {"url", "client_id", "root", "n"}: session expiry 60 s, n QoS 1 messages to
 #       root/q1 and n QoS 2 messages to root/q2 (payloads b"0".. ), published concurrently
-#       while the proxy cuts the link again and again; wait for every acknowledgement.}
+#       while the proxy cuts the link again and again; wait for every acknowledgement
+#       ("tls" as above).}
 # Prints {"reconnect": {"events", "got", "after_pid"}, "noloss": {"events", "pids1",
 #   "pids2", "errors"}}.
 import asyncio
@@ -22,7 +23,7 @@ FAST = ReconnectConfig(initial_delay=0.05, max_delay=0.5, jitter=0)
 
 def tls_of(p):
     t = p.get("tls")
-    return None if t is None else TlsConfig(ca=t["ca"], cert=t["cert"], key=t["key"])
+    return None if t is None else TlsConfig(ca=t["ca"], cert=t.get("cert"), key=t.get("key"))
 
 
 async def reconnect(p):
@@ -60,7 +61,8 @@ async def publish_all(c, topic, n, qos):
 async def noloss(p):
     c = MqttClient(ConnectOptions(p["client_id"], session_expiry_interval=60,
                                   reconnect_config=FAST, connect_timeout=5, max_inflight=20,
-                                  max_queued=5000, max_queued_bytes=1 << 20))
+                                  max_queued=5000, max_queued_bytes=1 << 20,
+                                  tls=tls_of(p)))
     ev = Events(c)
     await c.connect(p["url"])
     n = p["n"]
