@@ -121,10 +121,11 @@ def test_plain_tls_and_mutual_tls(mp_unix_port, mosquitto, pki, tmp_path):
                           ["encrypted private keys are not supported"]),
     }
     burst = {"plain": [20, 1000], "mtls-rsa-pem": [20, 1000]}
+    echo = {"mtls-ec-pem": 64_000}  # several TLS records each way, partial writes
     cases = []
     for name, (url, t, as_bytes, _) in ok.items():
         cases.append({"name": name, "url": url, "tls": t, "as_bytes": as_bytes,
-                      "burst": burst.get(name)})
+                      "burst": burst.get(name), "echo": echo.get(name)})
     for name, (url, t, _, _) in refused.items():
         cases.append({"name": name, "url": url, "tls": t})
     for case in cases:
@@ -158,10 +159,15 @@ def test_plain_tls_and_mutual_tls(mp_unix_port, mosquitto, pki, tmp_path):
                 assert err["rc"] == 0x87, (name, err)  # Not authorized
             assert results[name]["connected_after"] is False
         # What the others saw: every accepted case's message reached paho, once...
-        msgs = asyncio.run(paho.wait_messages(len(ok) + 40, timeout=10))
+        msgs = asyncio.run(paho.wait_messages(len(ok) + 41, timeout=10))
     finally:
         paho.disconnect()
-    assert sorted(m.payload.decode() for m in msgs if "/burst" not in m.topic) == sorted(ok)
+    mine = [m.payload.decode() for m in msgs if m.topic.count("/") == 1]
+    assert sorted(mine) == sorted(ok)
+    for name, size in echo.items():
+        assert results[name]["echo"] is True, name
+        sent = paho.payloads(f"{root}/{name}/echo")
+        assert sent == [bytes(i * 7 & 0xFF for i in range(size))], name  # intact, once
     for name, (n, size) in burst.items():
         assert paho.payloads(f"{root}/{name}/burst") == [b"x" * size] * n, name
         # A payload bigger than the send buffer leaves in a write of its own after its
