@@ -29,9 +29,11 @@ pytestmark = pytest.mark.broker
 
 def run(port, script, params, tmp_path, **kw):
     """Run mp_scripts/<script> on ``port`` with ``params`` (JSON, through a file: the unix
-    port cannot take a long argument) and return its report."""
+    port cannot take a long argument) and return its report. The 32-bit port, the device
+    stand-in, loads the library as .mpy files, as mip installs it; the 64-bit one as .py."""
     arg = tmp_path / f"{script}-{port}.json"
     arg.write_text(json.dumps(params))
+    kw.setdefault("mpy", port == "unix32")
     proc = mp_unix.run_script(port, mp_unix.ROOT / "host_tests" / "mp_scripts" / script,
                               args=[str(arg)], **kw)
     report = mp_unix.last_json(proc)
