@@ -583,3 +583,28 @@ def test_network_errors_are_named(mp_unix_port):
     assert "buffer too small" in said["tls-other-valueerror"], said
     assert "certificate" not in said["tls-other-valueerror"], said
     assert "connection refused" in said["refused"], said
+
+
+# ----------------------------------------------------------------- careless programs --
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 item 1: a publish() never awaited (or "
+                   "cancelled before it ran) keeps the write lock on MicroPython")
+def test_dropped_publish_costs_one_message(mp_unix_port, mosquitto, tmp_path):
+    """publish() coroutines dropped unawaited (QoS 0 and 1) or cancelled before they ran:
+    each next QoS 1 publish still goes out, as the broker's subscriber sees."""
+    root = unique("unix-dropped")
+    paho = Paho(mosquitto.plain_port).connect()
+    paho.subscribe(root, qos=1)
+    try:
+        report = run(mp_unix_port, "unix_dropped.py", {
+            "url": f"mqtt://{mosquitto.host}:{mosquitto.plain_port}", "client_id": root,
+            "topic": root}, tmp_path)
+        assert [how for how, _ in report["steps"]] == [
+            "dropped-qos0", "dropped-qos1", "cancelled-qos1"]
+        assert all(isinstance(pid, int) and pid > 0 for _, pid in report["steps"]), report
+        got = asyncio.run(paho.wait_messages(3, timeout=5))
+    finally:
+        paho.disconnect()
+    assert [m.payload for m in got if m.payload.startswith(b"next")] == [
+        b"next-0", b"next-1", b"next-2"]
