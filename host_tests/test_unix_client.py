@@ -72,14 +72,18 @@ _BROKER_SAYS = {
 def test_plain_tls_and_mutual_tls(mp_unix_port, mosquitto, pki, tmp_path):
     """PEM certificates and keys decode on MicroPython to the very DER the PKI wrote, at
     the cost of little more than the DER itself (the unix port's ssl takes only DER).
-    Plain TCP, TLS (CA as PEM and as DER, by DNS name and by IP) and mutual TLS
-    (certificate and key as PEM files, DER files, PEM or DER bytes; RSA PKCS#1 / PKCS#8 and
-    EC SEC1 keys) each connect, publish and disconnect; an untrusted server, a rogue or
-    missing client certificate and a host-name mismatch are refused with a NetworkError
-    naming the cause, as the broker saw it too; an encrypted key is a UsageError; a wrong
-    or missing password is refused with 0x87."""
+    Plain TCP, TLS (CA as PEM, as DER and in a bundle, by DNS name and by IP) and mutual
+    TLS (certificate and key as PEM files, DER files, PEM or DER bytes, a PEM chain; RSA
+    PKCS#1 / PKCS#8 and EC SEC1 keys) each connect, publish and disconnect; an untrusted
+    server, a rogue or missing client certificate and a host-name mismatch are refused
+    with a NetworkError naming the cause, as the broker saw it too; an encrypted key is a
+    UsageError; a wrong or missing password is refused with 0x87."""
     root = unique("unix-tls")
     p8 = _pkcs8(pki, tmp_path)
+    bundle = tmp_path / "bundle.pem"  # an unrelated CA first, then ours
+    bundle.write_bytes(pki.read("rogue_ca") + pki.read("ca"))
+    chain = tmp_path / "chain.pem"  # leaf first, then its CA
+    chain.write_bytes(pki.read("client_cert") + pki.read("ca"))
     host = mosquitto.host
 
     def tls(ca=pki.ca, cert=None, key=None, server_hostname=None):
@@ -91,6 +95,8 @@ def test_plain_tls_and_mutual_tls(mp_unix_port, mosquitto, pki, tmp_path):
     ok = {  # name: (url, tls, as_bytes, user the broker must see: the certificate's CN)
         "plain": (plain, None, False, None),
         "tls-pem": (tls_url, tls(), False, None),
+        "tls-ca-bundle": (tls_url, tls(str(bundle)), False, None),
+        "mtls-chain-pem": (mtls, tls(cert=str(chain), key=pki.client_key), False, "t1"),
         "tls-der-by-ip": (f"mqtts://{host}:{mosquitto.tls_port}", tls(pki.ca_der), False, None),
         "mtls-rsa-pem": (mtls, tls(cert=pki.client_cert, key=pki.client_key), False, "t1"),
         "mtls-ec-pem": (mtls, tls(cert=pki.client_ec_cert, key=pki.client_ec_key), False, "t2"),
