@@ -3,7 +3,8 @@
 The client drives any object with this contract::
 
     async def readinto(buf) -> int   # bytes read into buf; 0 = closed by the peer
-    async def write(buf) -> None     # writes ALL of buf; one packet per call
+    def write(buf) -> awaitable      # writes ALL of buf; one packet per call. It may
+                                     # return _compat.READY: then it is done (buf free)
     async def close() -> None
 
 ``open_connection`` returns a ``StreamTransport`` over TCP or TLS. Failures
@@ -27,9 +28,15 @@ inside the first write/read, so every handshake failure surfaces there.
 
 import asyncio
 
-from ._compat import open_stream
-from ._neterr import error as _error
+from ._compat import READY, open_stream
 from .errors import NetworkError, UsageError
+
+
+def _error(*args):
+    from ._neterr import error  # cold: loaded at the first network failure, not at import
+
+    return error(*args)
+
 
 _LAZY = {
     "TlsConfig": "tls",
@@ -102,7 +109,13 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
     ``StreamTransport``. ``timeout_s`` bounds DNS + TCP connect, and the TLS
     handshake: here on CPython, in the first write on MicroPython (which runs
     the handshake there), so a server that accepts TCP and then stalls the
-    handshake cannot hang a connect."""
+    handshake cannot hang a connect.
+    ``ws://`` and ``wss://`` URLs go to ``mqtt_v5.ws.open_ws`` (MQTT over WebSocket)."""
+    i = url_or_host.find("://")
+    if 0 < i < 4 and url_or_host[:i].lower() in ("ws", "wss"):
+        from .ws import open_ws  # imported only by those who use WebSocket
+
+        return await open_ws(url_or_host, tls=tls, timeout_s=timeout_s)
     host, url_port, url_tls = parse_url(url_or_host)
     if port is None:
         port = url_port
@@ -170,10 +183,23 @@ class StreamTransport:
             raise _error(None, self.peer, True, True, self._cert, "read")
         return 0
 
-    async def write(self, buf):
-        """Write all of ``buf``; returns when the caller may reuse it."""
+    def write(self, buf):
+        """Write all of ``buf``; awaitable. The stream writes at once what the kernel
+        takes and keeps a copy of the rest: then the preallocated ``READY`` is
+        returned (no coroutine, no scheduler round), else the drain to await,
+        which waits for the socket to be writable. A failure raises here."""
+        s = self._s
         try:
-            self._s.write(buf)
+            s.write(buf)
+        except (OSError, ValueError) as e:
+            raise _error(e, self.peer, self.tls, not self._got, self._cert, "write")
+        if not s.out_buf:
+            self._shake_s = None  # the handshake, if any, is done
+            return READY
+        return self._drain()
+
+    async def _drain(self):
+        try:
             if self._shake_s is None:
                 await self._s.drain()
             else:
