@@ -202,6 +202,18 @@ def test_plain_tls_and_mutual_tls(mp_unix_port, mosquitto, pki, tmp_path):
 # ---------------------------------------------------------------------- fault proxy --
 
 
+async def _seen(paho, topic, script):
+    """Wait until paho got a message on ``topic``, or fail with the script's own error if
+    it ended first."""
+    waiting = asyncio.ensure_future(paho.wait_messages(1, timeout=20, topic=topic))
+    await asyncio.wait({waiting, script}, return_when=asyncio.FIRST_COMPLETED)
+    if not waiting.done():
+        waiting.cancel()
+        report = await script  # raises the script's failure
+        raise AssertionError(f"the script ended before publishing {topic}: {report}")
+    await waiting
+
+
 class ScheduledCuts(FaultProxy):
     """A FaultProxy that arms ``cut_after_bytes`` itself as each connection is accepted:
     connection k (from 0) is cut after ``schedule[k] = (n, direction)`` bytes, later ones
@@ -237,7 +249,7 @@ async def test_reset_reconnects_and_resubscribes(mp_unix_port, mosquitto, pki, t
         script = asyncio.create_task(
             asyncio.to_thread(run, mp_unix_port, "unix_faults.py", params, tmp_path))
         try:
-            await paho.wait_messages(1, timeout=20, topic=root + "/ready")
+            await _seen(paho, root + "/ready", script)
             proxy.reset()
             report = (await asyncio.wait_for(script, 60))["reconnect"]
         finally:
@@ -254,6 +266,48 @@ async def test_reset_reconnects_and_resubscribes(mp_unix_port, mosquitto, pki, t
     assert report["after_pid"] > 0
     assert paho.payloads(root + "/t") == [b"after"]
     assert mosquitto.log(since=mark).count(f"as {root} (p5, c1, k60, u't1')") == 2
+
+
+async def test_offline_queue_then_giving_up(mp_unix_port, mosquitto, tmp_path):
+    """While the link is down, publishes wait in the bounded offline queue (QueueFull past
+    it, QoS 0 and 1) and reach the broker in order once it is back. After reconnecting
+    gave up (max_attempts), the queued message fails with NetworkError and publish raises
+    at once, QoS 1 and QoS 0 (issue 8 item 4); nothing of it reached the broker."""
+    root = unique("unix-offline")
+    signal = tmp_path / "queued"
+    paho = Paho(mosquitto.plain_port).connect()
+    paho.subscribe(root + "/#", qos=1)
+    with FaultProxy(mosquitto.host, mosquitto.plain_port) as proxy:
+        params = {"offline": {"url": proxy.url, "client_id": root, "root": root,
+                              "signal": str(signal)}}
+        script = asyncio.create_task(
+            asyncio.to_thread(run, mp_unix_port, "unix_faults.py", params, tmp_path))
+        try:
+            await _seen(paho, root + "/ready", script)
+            proxy.refuse(True)
+            proxy.cut()
+            for _ in range(2000):
+                if signal.exists() or script.done():
+                    break
+                await asyncio.sleep(0.01)
+            assert signal.exists(), "the script did not queue its messages"
+            proxy.refuse(False)
+            await _seen(paho, root + "/ready2", script)
+            proxy.refuse(True)
+            proxy.cut()
+            report = (await asyncio.wait_for(script, 60))["offline"]
+        finally:
+            paho.disconnect()
+            if not script.done():
+                await asyncio.wait_for(script, 60)
+        assert proxy.connections == 3  # 2 for the first client, 1 for the one that gave up
+    assert [e["type"] for e in report["full"]] == ["QueueFull", "QueueFull"], report
+    assert all(isinstance(pid, int) and pid > 0 for pid in report["pids"]), report
+    assert paho.payloads(root + "/q") == [b"0", b"1", b"2", b"3", b"q0"]  # in order, no more
+    assert [e["type"] for e in report["after"]] == ["NetworkError"] * 3, report
+    assert "gave up after 2" in report["after"][0]["msg"], report
+    attempts = [e for e in report["events"] if e["kind"] == "Reconnecting"]
+    assert [e["attempt"] for e in attempts] == [1, 2], report
 
 
 # Cuts after these many bytes on connections 1..5, both ways. Over TLS, past the
@@ -582,3 +636,4 @@ def test_dropped_publish_costs_one_message(mp_unix_port, mosquitto, tmp_path):
         paho.disconnect()
     assert [m.payload for m in got if m.payload.startswith(b"next")] == [
         b"next-0", b"next-1", b"next-2"]
+
