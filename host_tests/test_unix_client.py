@@ -581,6 +581,7 @@ async def test_hostile_broker(mp_unix_port, pki, tmp_path):
             assert [(e["type"], e["rc"]) for e in r["errors"]] == [says], (name, r)
     assert "go away" in results["connack-refusal"]["error"]["msg"]
     assert "TLS handshake" in results["tls-handshake-never-completes"]["error"]["msg"]
+    assert "0.5 s" in results["tls-handshake-never-completes"]["error"]["msg"]
     assert results["puback-refusal"]["pids"] == [seen["puback-refusal"]]
     assert results["puback-refusal"]["connected"] is True
     assert results["suback-refusal"]["connected"] is True
@@ -589,6 +590,36 @@ async def test_hostile_broker(mp_unix_port, pki, tmp_path):
     assert results["acks-in-order"]["got"] == [100 + i for i in range(20)]
     assert results["pingresp-never-comes"]["ms"] < 3500, results["pingresp-never-comes"]
     assert results["huge-announced-length"]["alloc"] < 50_000, results["huge-announced-length"]
+
+
+# ---------------------------------------------------------------------- SyncClient --
+
+
+def test_sync_client_repl_session(mp_unix_port, mosquitto, pki, tmp_path):
+    """sync.py's REPL session, as its docstring shows it, over plain TCP and mutual TLS."""
+    root = unique("unix-sync")
+    cases = [
+        {"name": "plain", "url": f"mqtt://{mosquitto.host}:{mosquitto.plain_port}", "tls": None},
+        {"name": "mtls", "url": f"mqtts://localhost:{mosquitto.mtls_port}",
+         "tls": {"ca": pki.ca, "cert": pki.client_cert, "key": pki.client_key}},
+    ]
+    for case in cases:
+        case["client_id"] = f"{root}-{case['name']}"
+        case["topic"] = f"{root}/{case['name']}"
+        case["timeout_s"] = 5
+    paho = Paho(mosquitto.plain_port).connect()
+    paho.subscribe(root + "/#", qos=1)
+    try:
+        report = run(mp_unix_port, "unix_sync.py", {"cases": cases}, tmp_path)
+    finally:
+        paho.disconnect()
+    for r in report["cases"]:
+        assert r["error"] is None, r
+        name = r["name"]
+        assert r["steps"] == ["False", "1", r["steps"][2],
+                              [f"{root}/{name}/hello", "hi", 1], "None", "None"], r
+        assert int(r["steps"][2]) > 0, r  # the packet id PUBACK acknowledged
+        assert paho.payloads(f"{root}/{name}/hello") == [b"hi"], name
 
 
 # ------------------------------------------------------------------ error messages --

@@ -24,7 +24,7 @@ async def main():
         del coro
         try:
             pid = await asyncio.wait_for(c.publish(p["topic"], b"next-%d" % k, qos=1), 1)
-        except asyncio.TimeoutError:  # noqa: UP041 (MicroPython has no builtin TimeoutError)
+        except asyncio.TimeoutError:  # MicroPython has no builtin TimeoutError
             steps.append([how, "hang"])
             break  # the client is jammed for good: nothing else would go out
         steps.append([how, pid])
