@@ -179,6 +179,21 @@ class StreamTransport:
             raise _error(None, self.peer, True, True, self._cert, "read")
         return 0
 
+    def read_raw(self, buf):
+        """``readinto`` for a driver that reads in a loop, without a coroutine of ours
+        once the first byte has come (then it is the stream's own read: asyncio's
+        cost only). It may complete with None (nothing whole yet: call again) and
+        raise the runtime's OSError or ValueError: ``name_error`` names it."""
+        if self._got:
+            return self._s.readinto(buf)
+        return self.readinto(buf)
+
+    def name_error(self, e, op="read"):
+        """A NetworkError naming ``e``, raised by ``read_raw``."""
+        if isinstance(e, NetworkError):
+            return e
+        return _error(e, self.peer, self.tls, not self._got, self._cert, op)
+
     def write(self, buf):
         """Write all of ``buf``; awaitable. The stream writes at once what the kernel
         takes and keeps a copy of the rest: then the preallocated ``READY`` is
