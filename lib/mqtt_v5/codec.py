@@ -505,11 +505,15 @@ class PacketReader:
 # ------------------------------------------------------------ decoding ----
 
 class PublishView:
-    """An incoming PUBLISH as offsets into the receive buffer (hot path).
-    Valid until the reader frames the next packet."""
+    """An incoming PUBLISH as offsets into the receive buffer (hot path), or, as
+    ``AckView``, an incoming PUBACK/PUBREC/PUBREL/PUBCOMP (``type``, ``packet_id``,
+    ``reason_code``). One class for both: a device keeps one view of each. Valid
+    until the reader frames the next packet."""
 
     def __init__(self):
         self.buf = b""
+        self.type = 0
+        self.reason_code = 0
         self.qos = 0
         self.retain = False
         self.dup = False
@@ -529,18 +533,7 @@ class PublishView:
         return _p.to_dict(self.buf, self.prop_start, self.prop_end)
 
 
-class AckView:
-    """An incoming PUBACK/PUBREC/PUBREL/PUBCOMP (hot path)."""
-
-    def __init__(self):
-        self.type = 0
-        self.packet_id = 0
-        self.reason_code = 0
-        self.buf = b""
-        self.prop_start = self.prop_end = 0
-
-    def properties(self):
-        return _p.to_dict(self.buf, self.prop_start, self.prop_end)
+AckView = PublishView
 
 
 def _check_flags(first):
