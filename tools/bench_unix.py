@@ -291,74 +291,94 @@ def table(results: dict) -> str:
 
 bench_unix.table = table  # type: ignore[attr-defined]
 
-_COLORS = {"ours": "#1f77b4", "umqtt": "#ff7f0e", "mqtt_as": "#2ca02c", "bare": "#7f7f7f"}
+_COLORS = {"ours": "#1f77b4", "umqtt": "#ff7f0e", "mqtt_as": "#2ca02c", "bare": "#7f7f7f",
+           "asyncio": "#bbbbbb"}
 _NAMES = {"ours": "mqtt_v5", "umqtt": "umqtt.simple", "mqtt_as": "mqtt_as",
-          "bare": "bare TLS, no library"}
+          "bare": "bare TLS, no library", "asyncio": "asyncio's own cost"}
 
 
 def write_chart(results: dict, path: Path = CHART) -> None:
-    """An SVG: one row of bars per figure, each row scaled to its own largest value (lower
-    is better for heap and garbage, higher for rates)."""
-    heap, opsr = results["heap"], results["ops"]
+    """An SVG of the figures, ours beside the peers'. Bars of one scale group share a scale
+    (a dashed line marks a target); lower is better for heap and garbage, higher for rates."""
+    heap, opsr, t = results["heap"], results["ops"], results.get("targets", TARGETS)
+    peers = ("ours", "umqtt", "mqtt_as")
+
+    def row(label, vals, scale, target=None):
+        return label, {c: v for c, v in vals.items() if v is not None}, scale, target
+
     groups = [
-        ("Smallest heap for the mTLS scenario, KiB (lower is better)", [
-            ("from .mpy", {c: heap[c].get("scenario .mpy KiB") for c in LIBS}),
-            ("frozen", {"ours": heap["ours"].get("scenario frozen KiB"),
-                        "bare": heap["bare"].get("scenario .mpy KiB")}),
+        ("Smallest heap for the mutual-TLS scenario, KiB (lower is better)", [
+            row("from .mpy", {c: heap[c].get("scenario .mpy KiB") for c in LIBS}, "kib",
+                t.get("heap .mpy KiB")),
+            row("frozen", {"ours": heap["ours"].get("scenario frozen KiB"),
+                           "bare": heap["bare"].get("scenario .mpy KiB")}, "kib",
+                t.get("heap frozen KiB")),
         ]),
-        ("Heap kept by the import, bytes (lower is better)", [
-            ("from .mpy", {c: heap[c].get("import .mpy B") for c in ("ours", "umqtt", "mqtt_as")}),
-            ("frozen", {"ours": heap["ours"].get("import frozen B")}),
+        ("Heap kept by the import line, bytes (lower is better)", [
+            row("from .mpy", {c: heap[c].get("import .mpy B") for c in peers}, "imp",
+                t.get("import .mpy B")),
+            row("frozen", {"ours": heap["ours"].get("import frozen B")}, "imp",
+                t.get("import frozen B")),
         ]),
         ("Garbage per operation, bytes (lower is better)", [
-            ("QoS 0 publish", {c: opsr[c].get("publish qos0") for c in opsr}),
-            ("QoS 1 publish", {c: opsr[c].get("publish qos1") for c in opsr}),
-            ("asyncio wake-up", {"ours": opsr["ours"].get("wakeup")}),
-            ("idle, B/s", {c: opsr[c].get("idle B/s") for c in opsr if "idle B/s" in opsr[c]}),
+            row("QoS 0 publish", {c: opsr[c].get("publish qos0") for c in peers}, "op"),
+            row("QoS 1 publish", {c: opsr[c].get("publish qos1") for c in peers}, "op"),
+            row("receive QoS 1", {"ours": opsr["ours"].get("receive qos1")}, "op"),
+            row("socket wake-up", {"asyncio": opsr["ours"].get("wakeup")}, "op"),
+            row("idle, B/s", {c: opsr[c].get("idle B/s") for c in peers}, "idle"),
         ]),
         ("Messages per second (higher is better)", [
-            ("QoS 0 written", {c: opsr[c].get("qos0 publishes/s") for c in opsr}),
-            ("QoS 1 one at a time", {c: opsr[c].get("qos1 stop-and-wait/s") for c in opsr}),
-            ("QoS 1, 20 concurrent", {c: opsr[c].get("qos1 pipelined 20/s") for c in opsr
-                                      if "qos1 pipelined 20/s" in opsr[c]}),
+            row("QoS 0 written", {c: opsr[c].get("qos0 publishes/s") for c in peers}, "r0"),
+            row("QoS 1, one at a time", {c: opsr[c].get("qos1 stop-and-wait/s")
+                                         for c in peers}, "r1"),
+            row("QoS 1, 20 at once", {c: opsr[c].get("qos1 pipelined 20/s") for c in peers},
+                "r1"),
         ]),
     ]
-    bar_h, gap, label_w, bar_w = 14, 6, 150, 420
+    top: dict = {}
+    for _, rows in groups:
+        for _, vals, scale, target in rows:
+            top[scale] = max([top.get(scale, 1), *vals.values(), target or 0])
+    bar_h, label_w, bar_w = 14, 130, 440
     y = 40
     parts = []
     for title, rows in groups:
-        y += 10
+        y += 12
         parts.append(f'<text x="10" y="{y}" font-weight="bold">{title}</text>')
-        y += 10
-        for label, vals in rows:
-            vals = {c: v for c, v in vals.items() if v is not None}
+        y += 8
+        for label, vals, scale, target in rows:
             if not vals:
                 continue
-            top = max(vals.values()) or 1
-            parts.append(f'<text x="10" y="{y + bar_h}">{label}</text>')
-            for c in LIBS:
+            y0 = y
+            parts.append(f'<text x="10" y="{y + bar_h - 2}">{label}</text>')
+            for c in (*LIBS, "asyncio"):
                 if c not in vals:
                     continue
                 v = vals[c]
-                w = max(1, round(bar_w * v / top))
+                w = max(1, round(bar_w * v / top[scale]))
                 parts.append(f'<rect x="{label_w}" y="{y}" width="{w}" height="{bar_h}" '
                              f'fill="{_COLORS[c]}"/>')
                 parts.append(f'<text x="{label_w + w + 4}" y="{y + bar_h - 3}">{v:,}</text>')
                 y += bar_h + 2
-            y += gap
+            if target:
+                x = label_w + round(bar_w * target / top[scale])
+                parts.append(f'<line x1="{x}" y1="{y0 - 2}" x2="{x}" y2="{y}" stroke="#d62728" '
+                             f'stroke-dasharray="3,2"/><text x="{x + 3}" y="{y0 + 9}" '
+                             f'fill="#d62728" font-size="9">target {target:,}</text>')
+            y += 6
     legend = []
     x = 10
-    for c in LIBS:
+    for c in (*LIBS, "asyncio"):
         legend.append(f'<rect x="{x}" y="12" width="12" height="12" fill="{_COLORS[c]}"/>'
                       f'<text x="{x + 16}" y="22">{_NAMES[c]}</text>')
-        x += 40 + 7 * len(_NAMES[c])
-    h = y + 30
-    meta = results.get("_meta_commit", "")
-    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="680" height="{h}" '
+        x += 30 + 6 * len(_NAMES[c])
+    h = y + 24
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="700" height="{h}" '
            f'font-family="sans-serif" font-size="11">\n'
            f'<rect width="100%" height="100%" fill="white"/>\n' + "\n".join(legend) + "\n"
            + "\n".join(parts) + "\n"
-           f'<text x="10" y="{h - 10}" fill="#555">make bench, MicroPython 1.28 unix port '
-           f'32-bit, Mosquitto on loopback{meta}</text>\n</svg>\n')
+           f'<text x="10" y="{h - 8}" fill="#555">make bench: MicroPython 1.28 unix port, '
+           f'32-bit, Mosquitto on loopback, one run (see the README for how each figure is '
+           f'measured)</text>\n</svg>\n')
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(svg)
