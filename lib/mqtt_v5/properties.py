@@ -187,9 +187,6 @@ def to_utf8(s):
     return s
 
 
-_utf8 = to_utf8
-
-
 def vbi_size(value):
     """Bytes needed for ``value`` as a Variable Byte Integer."""
     if value < 128:
@@ -205,18 +202,45 @@ _SEQ = (tuple, list)
 _BYTES = (bytes, bytearray, memoryview)
 
 
-def _str_size(s):
-    """2 + the UTF-8 length of a valid MQTT string (str or bytes), or -1. One encode
-    for a str (the only allocation sizing a property makes)."""
+# The last short str property strings encoded, as (str, its valid UTF-8) pairs: a device
+# sending the same user properties with every publish (one PublishOptions, or a dict kept
+# by the caller) encodes each string once, not twice per publish. Found by identity (str is
+# immutable); one pair per slot, replaced whole, so concurrent CPython threads never see a
+# str paired with another's bytes.
+_CACHE_SLOTS = const(8)
+_CACHE_MAX = const(64)
+_cache = [None] * _CACHE_SLOTS  # type: list
+_cache_next = 0
+
+
+def _str_bytes(s):
+    """The UTF-8 bytes of a valid MQTT string given as str or bytes-like, or None."""
+    global _cache_next
     if isinstance(s, str):
+        for i in range(_CACHE_SLOTS):
+            e = _cache[i]
+            if e is not None and e[0] is s:
+                return e[1]
         try:
-            s = s.encode()
+            b = s.encode()
         except UnicodeError:  # CPython: a lone surrogate
-            return -1
-    elif not isinstance(s, _BYTES):
-        return -1
-    n = len(s)
-    return n + 2 if n <= 0xFFFF and utf8_ok(s, 0, n) else -1
+            return None
+        if len(b) > 0xFFFF or not utf8_ok(b, 0, len(b)):
+            return None
+        if len(b) <= _CACHE_MAX:
+            i = _cache_next
+            _cache[i] = (s, b)
+            _cache_next = (i + 1) % _CACHE_SLOTS
+        return b
+    if isinstance(s, _BYTES) and len(s) <= 0xFFFF and utf8_ok(s, 0, len(s)):
+        return s
+    return None
+
+
+def _str_size(s):
+    """2 + the UTF-8 length of a valid MQTT string (str or bytes), or -1."""
+    b = _str_bytes(s)
+    return -1 if b is None else len(b) + 2
 
 
 def _value_size(pid, ptype, value):
@@ -333,9 +357,11 @@ def _write_value(buf, pos, pid, value):
     if ptype == _T_VBI:
         return write_vbi(buf, pos, value)
     if ptype == _T_PAIR:
-        pos = write_bin(buf, pos, _utf8(value[0]))
-        return write_bin(buf, pos, _utf8(value[1]))
-    return write_bin(buf, pos, _utf8(value))
+        pos = write_bin(buf, pos, _str_bytes(value[0]))
+        return write_bin(buf, pos, _str_bytes(value[1]))
+    if ptype == _T_UTF8:
+        return write_bin(buf, pos, _str_bytes(value))
+    return write_bin(buf, pos, value)
 
 
 def write_u16(buf, pos, value):
