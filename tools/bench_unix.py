@@ -22,6 +22,7 @@ docs/bench-unix.svg. Without the unix port the section fails with the reason.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -268,6 +269,57 @@ def table(results: dict) -> str:
 
 bench_unix.table = table  # type: ignore[attr-defined]
 
+# The README's rows: (how it was measured, where the figure is, unit).
+_README_ROWS = (
+    ("smallest `-X heapsize` for: mutual-TLS connect, subscribe QoS 1, publish 64 B QoS 1, "
+     "receive it, disconnect (binary search, 1 KiB steps), modules from `.mpy`",
+     "heap", "scenario .mpy KiB", " KiB"),
+    ("the same with mqtt_v5 frozen into the binary (`boards/unix/manifest.py`, the boards' "
+     "module list)", "heap", "scenario frozen KiB", " KiB"),
+    ("heap kept by `from mqtt_v5 import MqttClient, ConnectOptions, TlsConfig` "
+     "(`gc.collect()` before and after), from `.mpy`", "heap", "import .mpy B", " B"),
+    ("the same, frozen", "heap", "import frozen B", " B"),
+    ("garbage per QoS 0 publish, 64 B, str topic (`gc.disable()`, `gc.mem_alloc()` over 500 "
+     "publishes on a real socket)", "ops", "publish qos0", " B"),
+    ("the same with a bytes topic / with two str user properties", "ops",
+     ("bytes topic publish qos0", "user props publish qos0"), " B"),
+    ("garbage per awaited QoS 1 publish (one socket wake-up for its PUBACK included)", "ops",
+     "publish qos1", " B"),
+    ("the same without `_compat`'s StopIteration rewrite (uctypes)", "ops",
+     "publish qos1 without rewrite", " B"),
+    ("garbage per received QoS 0 / QoS 1 message, one per wake-up, with or without user "
+     "properties (another connection publishes; the callback counts)", "ops",
+     ("receive qos0", "receive qos1"), " B"),
+    ("asyncio's own garbage per socket wake-up (`await stream.readinto(buf)`, same process), "
+     "the floor of anything that waits on a socket / the same through mqtt_v5's "
+     "`StreamTransport.readinto`", "ops", ("wakeup in a task", "wakeup via transport"), " B"),
+    ("garbage while connected and idle", "ops", "idle B/s", " B/s"),
+    ("QoS 0 publishes written per second (5,000 in a loop)", "ops", "qos0 publishes/s", ""),
+    ("awaited QoS 1 publishes per second, one at a time", "ops", "qos1 stop-and-wait/s", ""),
+    ("QoS 1 publishes per second, 20 tasks at once", "ops", "qos1 pipelined 20/s", ""),
+)
+
+
+def readme_table(results: dict) -> str:
+    """The README's table (Markdown) from one run's results."""
+    out = ["| figure | mqtt_v5 | umqtt.simple | mqtt_as | bare TLS |", "|---|---|---|---|---|"]
+    for how, part, keys, unit in _README_ROWS:
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        cells = []
+        for lib in LIBS:
+            src = results.get(part, {}).get(lib, {})
+            vals = [src.get(k) for k in keys]
+            if lib == "bare" and keys == ("scenario frozen KiB",):
+                vals = [results.get("heap", {}).get("bare", {}).get("scenario .mpy KiB")]
+            if all(v is None for v in vals):
+                cells.append("-")
+                continue
+            text = " / ".join("-" if v is None else f"{v:,}" for v in vals) + unit
+            cells.append(f"**{text}**" if lib == "ours" and part == "heap" and "scenario" in
+                         keys[0] else text)
+        out.append(f"| {how} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
 _COLORS = {"ours": "#1f77b4", "umqtt": "#ff7f0e", "mqtt_as": "#2ca02c", "bare": "#7f7f7f",
            "asyncio": "#bbbbbb"}
 _NAMES = {"ours": "mqtt_v5", "umqtt": "umqtt.simple", "mqtt_as": "mqtt_as",
@@ -359,3 +411,7 @@ def write_chart(results: dict, path: Path = CHART) -> None:
            f'measured)</text>\n</svg>\n')
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(svg)
+
+
+if __name__ == "__main__":  # the README's table from the last run: python tools/bench_unix.py
+    print(readme_table(json.loads((ROOT / "bench" / "results.json").read_text())["unix"]))
