@@ -425,6 +425,22 @@ async def test_mutual_tls_refusal_under_tls_1_2_is_named_at_connect(mosquitto, p
 # ---------------------------------------------------------------- connect failures
 
 
+def test_timeouts_and_odd_value_errors_are_not_called_certificate_failures():
+    """A timeout before the first byte of a TLS link is no refusal by the server, and a
+    ValueError that is no verification verdict is not reported as one (the unix-port side:
+    test_unix_client.py::test_network_errors_are_named)."""
+    from mqtt_v5._neterr import error
+
+    msg = str(error(TimeoutError("timed out"), "h:1", True, True, True, "read"))
+    assert "timed out" in msg
+    assert "certificate" not in msg
+    msg = str(error(ValueError("buffer too small"), "h:1", True, False, False, "read"))
+    assert "buffer too small" in msg
+    assert "certificate" not in msg
+    msg = str(error(BrokenPipeError(32, "Broken pipe"), "h:1", True, True, True, "write"))
+    assert "rejected the client certificate" in msg
+
+
 async def test_connection_refused_is_named():
     port = _closed_port()
     with pytest.raises(NetworkError, match="connection refused"):
