@@ -322,33 +322,8 @@ def test_hypothesis_profiles():
     assert settings.get_profile("fuzz").deadline is None
 
 
-def test_freeze_manifest_points_at_lib():
-    text = (ROOT / "boards" / "manifest.py").read_text()
-    assert 'package("mqtt_v5", files=sorted(_files), base_path="../lib")' in text
-    assert (ROOT / "boards" / "../lib/mqtt_v5").resolve().is_dir()
-
-
-def test_freeze_manifest_freezes_what_package_json_installs(monkeypatch):
-    # Run the manifest as MicroPython's manifestfile.py does: exec'd with its directory as
-    # the working directory and the manifest functions as globals.
-    frozen = []
-
-    def package(name, files=None, base_path=".", opt=None):
-        assert files, "package() without files= would freeze the CPython-only modules too"
-        frozen.extend(f"{name}/{f}" for f in files)
-
-    monkeypatch.chdir(ROOT / "boards")
-    exec((ROOT / "boards" / "manifest.py").read_text(), {
-        "include": lambda *a, **k: None, "metadata": lambda **k: None, "package": package})
-    installed = [dst for dst, _ in json.loads((ROOT / "lib" / "package.json").read_text())["urls"]]
-    assert "mqtt_v5/_cpython_stream.py" not in frozen
-    assert "mqtt_v5/_cpython_stream.py" not in installed
-    assert "mqtt_v5/client.py" in frozen
-    import gen_package_json
-
-    assert not gen_package_json.CPYTHON_ONLY & set(frozen)
-    # (The manifest walks the directory, package.json lists git-tracked files only.)
-    assert set(installed) <= set(frozen)
+# The board manifests (boards/) are tested with MicroPython's own makemanifest.py in
+# host_tests/device/test_device_boards.py.
 
 
 def test_running_under_the_project_venv():

@@ -39,28 +39,21 @@ RESULTS = ROOT / "bench" / "results.json"
 
 # name -> ("module:function", one line on what it measures)
 SECTIONS = {
-    "codec": (
-        "bench_codec:bench_codec",
-        "CPython PUBLISH encode/decode rates, ours vs paho-mqtt building the same bytes",
-    ),
-    "micropython": (
-        "bench_micropython:bench_micropython",
-        "bytes allocated per hot-path operation and heap per import, real "
-        "MicroPython (WebAssembly port)",
-    ),
-    "memory": (
-        "bench_memory:bench_memory",
-        "MqttClient under MicroPython over the memory pipe: heap of a connected "
-        "client, bytes per publish / received message, idle bytes/s",
-    ),
-    "size": (
-        "bench_size:bench_size",
-        ".mpy size of every lib/mqtt_v5 module for ESP32 (mpy-cross -march=xtensawin)",
-    ),
-    "client": (
-        "bench_client:bench_client",
-        "MqttClient vs paho-mqtt msg/s through a private Mosquitto",
-    ),
+    "unix": ("bench_unix:bench_unix",
+             "MicroPython unix port 32-bit, beside umqtt.simple and mqtt_as: smallest heap "
+             "for an mTLS scenario (.mpy and frozen), import heap, garbage per op, rates"),
+    "codec": ("bench_codec:bench_codec",
+              "CPython PUBLISH encode/decode rates, ours vs paho-mqtt building the same bytes"),
+    "micropython": ("bench_micropython:bench_micropython",
+                    "bytes allocated per hot-path operation and heap per import, real "
+                    "MicroPython (WebAssembly port)"),
+    "memory": ("bench_memory:bench_memory",
+               "MqttClient under MicroPython over the memory pipe: heap of a connected "
+               "client, bytes per publish / received message, idle bytes/s"),
+    "size": ("bench_size:bench_size", ".mpy size of every lib/mqtt_v5 module for ESP32 "
+             "(mpy-cross -march=xtensawin)"),
+    "client": ("bench_client:bench_client",
+               "MqttClient vs paho-mqtt msg/s through a private Mosquitto"),
     "twin": ("bench_twin:bench_twin", "the AWS IoT twin under 500 concurrent QoS 1 clients"),
     "aws": ("bench_aws:bench_aws", "heap kept by mqtt_v5.aws imports, micropython-unix32 .mpy"),
 }

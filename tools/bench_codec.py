@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "lib") not in sys.path:
     sys.path.insert(0, str(ROOT / "lib"))
 
-from mqtt_v5 import codec  # noqa: E402
+from mqtt_v5 import _server_codec as codec  # noqa: E402
 from mqtt_v5.properties import Reader  # noqa: E402
 
 TOPIC = b"sensors/room1/temper"

@@ -85,7 +85,7 @@ exec(SERVER_SRC)  # the scripted server: its code and objects are not the client
 
 TOPIC = b"sensors/room1/temper"
 PAYLOAD = bytes(range(64))
-C = codec_module = sys.modules["mqtt_v5.codec"]
+C = codec_module = sys.modules["mqtt_v5._server_codec"]
 
 
 def pkt(p):

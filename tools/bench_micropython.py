@@ -27,7 +27,7 @@ N = 1000
 
 _ALLOC_CODE = r"""
 import gc, json
-from mqtt_v5 import codec
+from mqtt_v5 import codec, _server_codec
 
 N = %(n)d
 TOPIC = b"sensors/room1/temper"
@@ -66,7 +66,7 @@ def dec():
 def dec_objects():
     dec()
     view.topic(); view.payload()
-def dec_cold(): codec.decode(incoming)
+def dec_cold(): _server_codec.decode(incoming)
 def puback():
     codec.encode_ack(ackbuf, codec.PUBACK, 77)
     rd.feed(ackbuf)

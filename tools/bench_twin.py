@@ -37,8 +37,8 @@ for _p in (_ROOT / "lib", _ROOT / "tools"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from mqtt_v5 import codec  # noqa: E402
-from mqtt_v5.codec import AckView, PacketReader, PublishView  # noqa: E402
+from mqtt_v5 import _server_codec as codec  # noqa: E402
+from mqtt_v5._server_codec import AckView, PacketReader, PublishView  # noqa: E402
 
 HOST = "127.0.0.1"
 

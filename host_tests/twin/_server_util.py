@@ -25,8 +25,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from iot_twin.twin import ThingCredentials, Twin
-from mqtt_v5 import codec
-from mqtt_v5.codec import PacketReader
+from mqtt_v5 import _server_codec as codec
+from mqtt_v5._server_codec import PacketReader
 
 HOST = "127.0.0.1"
 TIMEOUT = 5.0

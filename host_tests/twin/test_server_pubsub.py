@@ -10,7 +10,7 @@ import time
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5 import properties as P
 from twin._server_util import props, running_twin, wait_for
 

@@ -32,7 +32,7 @@ from cryptography.x509.oid import NameOID
 
 from iot_twin import policy
 from iot_twin.registry import ACTIVE
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from twin._server_util import running_twin
 
 TIMEOUT = 5  # seconds; every operation here is answered in milliseconds on loopback

@@ -1393,7 +1393,9 @@ def _log_packet(direction, buf, n):
     detail = ""
     if t == _c.PUBLISH or _c.PUBACK <= t <= _c.PUBCOMP or t in (8, 9, 10, 11, 14):
         try:
-            pkt = _c.decode(bytes(buf[:n]))
+            from . import _server_codec  # debug text only: a device never loads it otherwise
+
+            pkt = _server_codec.decode(bytes(buf[:n]))
             pid = getattr(pkt, "packet_id", 0)
             if pid:
                 detail = " pid=%d" % pid

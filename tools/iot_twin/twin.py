@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mqtt_v5.codec import Connect
+from mqtt_v5._server_codec import Connect
 
 from . import persist, policy, sigv4, topics
 from .authorizer import AuthorizerError, CustomAuthorizer, HttpRequest

