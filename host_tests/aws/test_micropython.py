@@ -19,7 +19,7 @@ def test_shadow_and_jobs_on_micropython(twin, mp_unix_port, mpy):
     twin.call(twin.twin.update_shadow, "mp-dev", {"state": {"desired": {"interval": 5}}})
     a = twin.call(twin.twin.add_job, "mp-dev", {"operation": "blink", "times": 2})
     b = twin.call(twin.twin.add_job, "mp-dev", {"operation": "boom"})
-    proc = mp_unix.run_script(mp_unix_port, SCRIPT, mpy=mpy, heapsize="256k", timeout=120,
+    proc = mp_unix.run_script(mp_unix_port, SCRIPT, mpy=mpy, heapsize="512k", timeout=120,
                               args=["shadow_jobs", "127.0.0.1", twin.port("mtls"), twin.ca,
                                     creds.cert_path, creds.key_path, "mp-dev"])
     out = mp_unix.last_json(proc)
@@ -41,7 +41,7 @@ def test_wss_custom_authorizer_on_micropython(auth_twin, mp_unix_port, tmp_path)
     twin = auth_twin
     sig = tmp_path / "signature"
     sig.write_text(sign(TOKEN))
-    proc = mp_unix.run_script(mp_unix_port, SCRIPT, mpy=True, heapsize="256k", timeout=120,
+    proc = mp_unix.run_script(mp_unix_port, SCRIPT, mpy=True, heapsize="512k", timeout=120,
                               args=["wss", "127.0.0.1", twin.port("wss"), twin.ca, "dev-7",
                                     sig, TOKEN])
     out = mp_unix.last_json(proc)

@@ -201,7 +201,7 @@ def test_first_boot_example_on_micropython(fleet, tmp_path, mp_unix_port):
     import mp_unix
 
     for boot in (1, 2):
-        proc = mp_unix.run_script(mp_unix_port, EXAMPLE, mpy=True, heapsize="256k",
+        proc = mp_unix.run_script(mp_unix_port, EXAMPLE, mpy=True, heapsize="512k",
                                   args=example_args(fleet, tmp_path))
         out = mp_unix.last_json(proc)
         assert out == {"thing": "sensor-77", "shadow_version": boot}
