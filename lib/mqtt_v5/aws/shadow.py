@@ -137,6 +137,7 @@ class Shadow:
         self._n = 0
         self._delta_cb = None  # type: Any
         self._delta_version = -1
+        self._delta_state = None  # type: Any
         self._delta_lock = None  # type: Any
         self._docs_cb = None  # type: Any
 
@@ -259,10 +260,16 @@ class Shadow:
             if version <= self._delta_version:
                 return
             self._delta_version = version
+            # AWS also publishes a delta after a reported-only update that leaves a
+            # difference: our own report of a partly applied delta would bring back the
+            # same delta, again and again. The same difference is not handled twice.
+            if state == self._delta_state:
+                return
+            self._delta_state = state
             r = self._delta_cb(state, version)
             if hasattr(r, "send"):  # a coroutine (MicroPython's are generators)
                 r = await r
-            if r is False:
+            if r is False or r == {}:
                 return
             try:
                 await self.update(reported=state if r is None else r)
