@@ -74,6 +74,8 @@ def test_device_api_and_rejections(twin):
         nexts = []
         got_next = asyncio.Event()
         await jobs.on_next(lambda ex: (nexts.append(ex), got_next.set()))
+        notes = []
+        await jobs.on_notify(notes.append)
         assert await jobs.start_next() is None
         pending = await jobs.get_pending()
         assert pending["inProgressJobs"] == []
@@ -99,6 +101,13 @@ def test_device_api_and_rejections(twin):
                                    expected_version=version, include_state=True)
         assert answer["executionState"]["statusDetails"] == {"step": "flash"}
         await jobs.update(job, "SUCCEEDED")
+        for _ in range(100):
+            if notes and notes[-1] == {}:
+                break
+            await asyncio.sleep(0.05)
+        assert [j["jobId"] for j in notes[0]["QUEUED"]] == [job]   # jobs/notify: queued
+        assert notes[-1] == {}                                     # ... and none left
+        assert nexts[-1] is None                                   # notify-next: empty
         with pytest.raises(AwsRejected) as e:  # out of a terminal state
             await jobs.update(job, "IN_PROGRESS")
         assert e.value.code == "InvalidStateTransition"

@@ -249,3 +249,28 @@ def test_a_partly_applied_delta_does_not_loop(twin):
         await c.disconnect()
 
     run(main())
+
+
+def test_a_lost_answer_times_out_instead_of_parking_the_caller(twin):
+    from netutil import FaultProxy
+
+    from mqtt_v5 import MqttTimeout
+
+    proxy = FaultProxy("127.0.0.1", twin.port("mtls")).start()
+    try:
+        async def main():
+            c = device(twin, "sh-lost")
+            c.url = f"mqtts://127.0.0.1:{proxy.port}"
+            await c.connect()
+            s = Shadow(c, timeout_s=0.5)
+            await s.update(reported={"a": 1})
+            proxy.stall()                         # nothing gets through any more
+            with pytest.raises(MqttTimeout, match="no answer within 0.5 s"):
+                await asyncio.wait_for(s.get(), 5)
+            proxy.resume()
+            assert (await s.get())["state"]["reported"] == {"a": 1}
+            await c.disconnect()
+
+        run(main())
+    finally:
+        proxy.stop()

@@ -20,7 +20,7 @@ import asyncio
 import json
 import random
 
-from mqtt_v5.aws import AwsRejected, _spawn
+from mqtt_v5.aws import AwsRejected, _bounded, _send_wait, _spawn
 from mqtt_v5.errors import MqttError, MqttTimeout, UsageError
 
 TYPE_CHECKING = False
@@ -209,11 +209,8 @@ class Jobs:
         req = _Request()
         self._pending[token] = req
         try:
-            await self.client.publish_qos1(topic, json.dumps(body).encode())
-            try:
-                await asyncio.wait_for(req.event.wait(), self.timeout_s)
-            except asyncio.TimeoutError:
-                raise MqttTimeout("jobs %s: no answer within %s s" % (topic, self.timeout_s))
+            await _bounded(_send_wait(self.client, topic, json.dumps(body).encode(), req.event),
+                           self.timeout_s, "jobs " + topic)
         finally:
             self._pending.pop(token, None)
         if req.error is not None:

@@ -23,8 +23,8 @@ import json
 import os
 import sys
 
-from mqtt_v5.aws import AwsRejected
-from mqtt_v5.errors import MqttTimeout, UsageError
+from mqtt_v5.aws import AwsRejected, _bounded, _send_wait
+from mqtt_v5.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,21 +109,22 @@ class Provisioner:
             body["parameters"] = parameters
         return await self._request(register_thing_topic(template, self.fmt), body)
 
+    async def _subscribe_answers(self, topic):
+        for suffix in ("/accepted", "/rejected"):
+            if topic + suffix not in self._subscribed:
+                await self.client.subscribe(topic + suffix, self._on_answer, qos=1)
+                self._subscribed.append(topic + suffix)
+
     async def _request(self, topic, body):
         async with self._lock:  # no clientToken in this API: one request at a time
-            for suffix in ("/accepted", "/rejected"):
-                if topic + suffix not in self._subscribed:
-                    await self.client.subscribe(topic + suffix, self._on_answer, qos=1)
-                    self._subscribed.append(topic + suffix)
+            if topic + "/rejected" not in self._subscribed:
+                await _bounded(self._subscribe_answers(topic), self.timeout_s, "SUBACK")
             self._event.clear()
             self._answer = None
             self._topic = topic
-            await self.client.publish_qos1(topic, b"" if body is None else self._encode(body))
-            try:
-                await asyncio.wait_for(self._event.wait(), self.timeout_s)
-            except asyncio.TimeoutError:
-                raise MqttTimeout("fleet provisioning %s: no answer within %s s"
-                                  % (topic, self.timeout_s))
+            payload = b"" if body is None else self._encode(body)
+            await _bounded(_send_wait(self.client, topic, payload, self._event),
+                           self.timeout_s, "fleet provisioning " + topic)
             rejected, doc = self._answer  # type: bool, dict
             if rejected:
                 raise AwsRejected("fleet provisioning " + topic, doc)

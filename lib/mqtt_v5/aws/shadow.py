@@ -29,8 +29,8 @@ import json
 import random
 
 from mqtt_v5._compat import const
-from mqtt_v5.aws import AwsRejected, _spawn
-from mqtt_v5.errors import MqttTimeout, UsageError
+from mqtt_v5.aws import AwsRejected, _bounded, _send_wait, _spawn
+from mqtt_v5.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -169,8 +169,10 @@ class Shadow:
 
     async def _request(self, op, body):
         # Answers first: AWS publishes them once, to whoever is subscribed then.
-        await self._subscribe(op + "/accepted", self._on_answer)
-        await self._subscribe(op + "/rejected", self._on_answer)
+        for answer in ("/accepted", "/rejected"):
+            if op + answer not in self._subscribed:
+                await _bounded(self._subscribe(op + answer, self._on_answer), self.timeout_s,
+                               "SUBACK")
         self._n += 1
         token = "%s-%d" % (self._tag, self._n)
         if isinstance(body, dict):
@@ -181,12 +183,8 @@ class Shadow:
         req = _Request()
         self._pending[token] = req
         try:
-            await self.client.publish_qos1(self.prefix + "/" + op, payload)
-            try:
-                await asyncio.wait_for(req.event.wait(), self.timeout_s)
-            except asyncio.TimeoutError:
-                raise MqttTimeout("shadow %s of %s: no answer within %s s"
-                                  % (op, self.prefix, self.timeout_s))
+            await _bounded(_send_wait(self.client, self.prefix + "/" + op, payload, req.event),
+                           self.timeout_s, "shadow %s of %s" % (op, self.prefix))
         finally:
             self._pending.pop(token, None)
         if req.error is not None:
