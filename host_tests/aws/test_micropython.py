@@ -64,3 +64,17 @@ def test_ws_against_an_independent_server_on_micropython(mosquitto, mp_unix_port
     out = mp_unix.last_json(asyncio.run(main()))
     assert out["got"][:2] == [5, 10240]   # 10 KiB: 16-bit length, 3-byte fragments
     assert out["connected_after_pings"] is True
+
+
+def test_doctor_on_micropython(twin, mp_unix_port):
+    creds = twin.thing("mp-doc")
+    base = ["doctor", "127.0.0.1", twin.port("mtls"), twin.ca, creds.cert_path, creds.key_path,
+            "mp-doc"]
+    ok = mp_unix.last_json(mp_unix.run_script(mp_unix_port, SCRIPT, mpy=True, heapsize="512k",
+                                              args=[*base, "mp-doc"]))
+    assert ok["steps"] == [["dns", True], ["tcp", True], ["clock", True], ["connect", True],
+                           ["subscribe", True], ["publish", True], ["receive", True]]
+    bad = mp_unix.last_json(mp_unix.run_script(mp_unix_port, SCRIPT, mpy=True, heapsize="512k",
+                                               args=[*base, "not-the-thing"]))
+    assert bad["steps"][-1] == ["connect", False]
+    assert "iot:Connect for client id 'not-the-thing'" in bad["fix"]
