@@ -185,7 +185,6 @@ class AwsClient(MqttClient):
         new = topic_filter not in subs
         if new:
             _over("subscriptions on one connection", len(subs) + 1, _MAX_SUBSCRIPTIONS, 0x97)
-        if new:
             subs.append(topic_filter)
         try:
             return await MqttClient.subscribe(self, topic_filter, callback, qos, no_local,
