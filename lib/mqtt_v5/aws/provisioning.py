@@ -21,7 +21,6 @@ answers: the PEM texts need no JSON escaping), through ``mqtt_v5.aws.cbor``.
 import asyncio
 import json
 import os
-import sys
 
 from mqtt_v5.aws import AwsRejected, _bounded, _send_wait
 from mqtt_v5.errors import UsageError
@@ -172,7 +171,7 @@ def save_identity(cert_pem, key_pem, cert_path, key_path, der=None):
     loses power in between provisions again). ``der``: store DER (default on MicroPython,
     whose ssl parses DER only on several ports; ``TlsConfig`` reads either)."""
     if der is None:
-        der = sys.implementation.name == "micropython"
+        from mqtt_v5._compat import IS_MICROPYTHON as der
     if isinstance(cert_pem, str):
         cert_pem = cert_pem.encode()
     if isinstance(key_pem, str):
