@@ -14,6 +14,10 @@ is spent on them. Each request carries a ``clientToken`` and has a timeout; a
 ``/rejected`` raises ``AwsRejected`` with AWS's code ("VersionMismatch",
 "InvalidStateTransition", "ResourceNotFound", "TerminalStateReached", ...) and, where AWS
 sends it, the execution state in ``error.document["executionState"]``.
+
+``on_message`` gets what no subscription callback took: do not also subscribe
+``$aws/things/<thing>/jobs/#`` with a callback of your own. Make one ``Jobs`` per thing
+and keep it (each registers its answer handler with the client).
 """
 
 import asyncio
