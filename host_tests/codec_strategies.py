@@ -5,9 +5,9 @@ refusing one is a bug (of the encoder or of the strategy).
 
 from hypothesis import strategies as st
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5 import properties as P
-from mqtt_v5.codec import (
+from mqtt_v5._server_codec import (
     Ack,
     Auth,
     Connack,

@@ -7,7 +7,7 @@ import asyncio
 
 from netutil import ScriptedBroker
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5.client import ConnectOptions, MqttClient, ReconnectConfig, set_debug
 from mqtt_v5.errors import PublishFailed
 

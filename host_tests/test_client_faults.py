@@ -11,7 +11,7 @@ import pytest
 from client_kit import Paho, Recorder, tapped, unique, wait_until
 from netutil import DOWN, UP, FaultProxies
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5.client import (
     Connected,
     ConnectOptions,

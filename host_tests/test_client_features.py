@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from client_kit import Paho, Recorder, tapped, unique, url, wait_until
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5 import properties as P
 from mqtt_v5.client import (
     Connected,

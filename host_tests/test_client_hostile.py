@@ -11,7 +11,7 @@ import pytest
 from client_kit import Recorder
 from netutil import ScriptedBroker
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5 import properties as P
 from mqtt_v5.client import (
     Connected,

@@ -22,9 +22,9 @@ import pytest
 from codec_strategies import packets
 from hypothesis import given, settings
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5 import properties as P
-from mqtt_v5.codec import Ack, Connack, Publish, SubAck, Subscribe, Unsubscribe
+from mqtt_v5._server_codec import Ack, Connack, Publish, SubAck, Subscribe, Unsubscribe
 
 HOST = "127.0.0.1"
 WAIT_S = 10

@@ -20,7 +20,7 @@ from codec_strategies import packets, publishes, topic_filters, topic_names
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5 import topic as T
 from mqtt_v5.errors import MqttError, ProtocolError
 

@@ -23,7 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from mqtt_v5 import properties as P
 from mqtt_v5 import session as S
-from mqtt_v5.codec import (
+from mqtt_v5._server_codec import (
     CONNECT,
     DISCONNECT,
     PINGREQ,
@@ -39,7 +39,7 @@ from mqtt_v5.codec import (
     decode,
     encode_bytes,
 )
-from mqtt_v5.codec import PINGRESP as PINGRESP_TYPE
+from mqtt_v5._server_codec import PINGRESP as PINGRESP_TYPE
 from mqtt_v5.errors import MqttError, MqttTimeout, QueueFull
 
 CLIENT_RM = 3  # the Receive Maximum the client advertises

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from netutil import DOWN, UP, FaultProxies, FaultProxy, ScriptedBroker
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5.blocking import BlockingTransport
 from mqtt_v5.errors import NetworkError, UsageError
 from mqtt_v5.tls import TlsConfig, der_to_pem, key_label, pem_to_der, read_pem_or_der
@@ -423,6 +423,22 @@ async def test_mutual_tls_refusal_under_tls_1_2_is_named_at_connect(mosquitto, p
 
 
 # ---------------------------------------------------------------- connect failures
+
+
+def test_timeouts_and_odd_value_errors_are_not_called_certificate_failures():
+    """A timeout before the first byte of a TLS link is no refusal by the server, and a
+    ValueError that is no verification verdict is not reported as one (the unix-port side:
+    test_unix_client.py::test_network_errors_are_named)."""
+    from mqtt_v5._neterr import error
+
+    msg = str(error(TimeoutError("timed out"), "h:1", True, True, True, "read"))
+    assert "timed out" in msg
+    assert "certificate" not in msg
+    msg = str(error(ValueError("buffer too small"), "h:1", True, False, False, "read"))
+    assert "buffer too small" in msg
+    assert "certificate" not in msg
+    msg = str(error(BrokenPipeError(32, "Broken pipe"), "h:1", True, True, True, "write"))
+    assert "rejected the client certificate" in msg
 
 
 async def test_connection_refused_is_named():

@@ -39,6 +39,9 @@ RESULTS = ROOT / "bench" / "results.json"
 
 # name -> ("module:function", one line on what it measures)
 SECTIONS = {
+    "unix": ("bench_unix:bench_unix",
+             "MicroPython unix port 32-bit, beside umqtt.simple and mqtt_as: smallest heap "
+             "for an mTLS scenario (.mpy and frozen), import heap, garbage per op, rates"),
     "codec": ("bench_codec:bench_codec",
               "CPython PUBLISH encode/decode rates, ours vs paho-mqtt building the same bytes"),
     "micropython": ("bench_micropython:bench_micropython",
@@ -52,6 +55,7 @@ SECTIONS = {
     "client": ("bench_client:bench_client",
                "MqttClient vs paho-mqtt msg/s through a private Mosquitto"),
     "twin": ("bench_twin:bench_twin", "the AWS IoT twin under 500 concurrent QoS 1 clients"),
+    "aws": ("bench_aws:bench_aws", "heap kept by mqtt_v5.aws imports, micropython-unix32 .mpy"),
 }
 
 
@@ -76,8 +80,10 @@ def _rows_table(rows: dict) -> list[str]:
     widths = [max(len(c), *(len(_fmt(r.get(c, ""))) for r in rows.values())) + 2 for c in cols]
     out = [" " * w0 + "".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
     for k, r in rows.items():
-        out.append(k.ljust(w0) + "".join(_fmt(r.get(c, "")).rjust(w)
-                                         for c, w in zip(cols, widths, strict=True)))
+        out.append(
+            k.ljust(w0)
+            + "".join(_fmt(r.get(c, "")).rjust(w) for c, w in zip(cols, widths, strict=True))
+        )
     return out
 
 
@@ -85,8 +91,11 @@ def generic_table(data: dict) -> str:
     """{key: scalar} as two columns; {key: {col: scalar}} rows as columns; a value that is
     itself such a table gets a heading; lists on one line."""
     lines: list[str] = []
-    rows = {k: v for k, v in data.items() if isinstance(v, dict) and v
-            and not any(isinstance(x, dict) for x in v.values())}
+    rows = {
+        k: v
+        for k, v in data.items()
+        if isinstance(v, dict) and v and not any(isinstance(x, dict) for x in v.values())
+    }
     if rows:
         lines.extend(_rows_table(rows))
     flat = {k: v for k, v in data.items() if not isinstance(v, dict | list)}
@@ -104,14 +113,21 @@ def generic_table(data: dict) -> str:
 
 def _meta() -> dict:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                                capture_output=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+            timeout=10,
+        ).stdout.strip()
     except OSError:
         commit = ""
-    return {"when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "commit": commit, "python": sys.version.split()[0],
-            "machine": f"{platform.system()} {platform.machine()}, "
-                       f"{platform.processor() or 'cpu'}"}
+    return {
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "commit": commit,
+        "python": sys.version.split()[0],
+        "machine": f"{platform.system()} {platform.machine()}, {platform.processor() or 'cpu'}",
+    }
 
 
 def run(names: list[str]) -> dict:
@@ -144,8 +160,9 @@ def run(names: list[str]) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="mqtt_v5 benchmarks")
-    ap.add_argument("--only", action="append", default=[],
-                    help="sections to run (comma-separated, repeatable)")
+    ap.add_argument(
+        "--only", action="append", default=[], help="sections to run (comma-separated, repeatable)"
+    )
     ap.add_argument("--skip", action="append", default=[], help="sections to leave out")
     ap.add_argument("--list", action="store_true", help="list the sections")
     args = ap.parse_args(argv)

@@ -63,13 +63,27 @@ class _Broker:
         for _ in range(3):
             self.port = _free_port()
             conf = self.dir / "bench.conf"
-            conf.write_text("\n".join([
-                "per_listener_settings false", "allow_anonymous true", "persistence false",
-                "max_queued_messages 0", "log_dest stderr", "log_type error",
-                f"listener {self.port} {HOST}", ""]))
+            conf.write_text(
+                "\n".join(
+                    [
+                        "per_listener_settings false",
+                        "allow_anonymous true",
+                        "persistence false",
+                        "max_queued_messages 0",
+                        "log_dest stderr",
+                        "log_type error",
+                        f"listener {self.port} {HOST}",
+                        "",
+                    ]
+                )
+            )
             conf.chmod(0o644)
-            self.proc = subprocess.Popen([exe, "-c", str(conf)], stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                [exe, "-c", str(conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
@@ -108,8 +122,9 @@ def _topic(kind):
 def _ours_options(name, **kw):
     from mqtt_v5.client import ConnectOptions, ReconnectConfig
 
-    return ConnectOptions(f"{name}-{os.getpid()}-{_seq[0]}",
-                          reconnect_config=ReconnectConfig(enabled=False), **kw)
+    return ConnectOptions(
+        f"{name}-{os.getpid()}-{_seq[0]}", reconnect_config=ReconnectConfig(enabled=False), **kw
+    )
 
 
 async def _ours_connect(port, name, **kw):
@@ -191,8 +206,11 @@ async def _ours_e2e(port, n, qos):
 def _paho(port, name, rm=20):
     from paho.mqtt import client as pmqtt
 
-    c = pmqtt.Client(pmqtt.CallbackAPIVersion.VERSION2,
-                     client_id=f"{name}-{os.getpid()}-{_seq[0]}", protocol=pmqtt.MQTTv5)
+    c = pmqtt.Client(
+        pmqtt.CallbackAPIVersion.VERSION2,
+        client_id=f"{name}-{os.getpid()}-{_seq[0]}",
+        protocol=pmqtt.MQTTv5,
+    )
     c.max_inflight_messages_set(rm)
     c.max_queued_messages_set(0)
     ready = threading.Event()
@@ -306,9 +324,13 @@ def bench_client(results: dict, n: int = 10_000, rounds: int = 3) -> None:
             p = statistics.median(paho[metric]() for _ in range(rounds))
             results[metric] = {"ours": round(o), "paho": round(p), "ratio": round(o / p, 2)}
         results["conditions"] = {
-            "messages": n, "stop_and_wait_messages": n // 2, "payload_bytes": len(PAYLOAD),
-            "rounds": rounds, "broker": "mosquitto, loopback, max_queued_messages 0",
-            "python": sys.version.split()[0]}
+            "messages": n,
+            "stop_and_wait_messages": n // 2,
+            "payload_bytes": len(PAYLOAD),
+            "rounds": rounds,
+            "broker": "mosquitto, loopback, max_queued_messages 0",
+            "python": sys.version.split()[0],
+        }
     finally:
         broker.close()
 

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "lib") not in sys.path:
     sys.path.insert(0, str(ROOT / "lib"))
 
-from mqtt_v5 import codec  # noqa: E402
+from mqtt_v5 import _server_codec as codec  # noqa: E402
 from mqtt_v5.properties import Reader  # noqa: E402
 
 TOPIC = b"sensors/room1/temper"
@@ -79,9 +79,14 @@ def bench_codec(results: dict) -> None:
     from paho.mqtt.client import MQTTv5
 
     results["conditions"] = {
-        "topic_bytes": len(TOPIC), "payload_bytes": len(PAYLOAD), "properties": 0,
-        "number": NUMBER, "repeat": REPEAT, "python": sys.version.split()[0],
-        "paho": paho.mqtt.__version__}
+        "topic_bytes": len(TOPIC),
+        "payload_bytes": len(PAYLOAD),
+        "properties": 0,
+        "number": NUMBER,
+        "repeat": REPEAT,
+        "python": sys.version.split()[0],
+        "paho": paho.mqtt.__version__,
+    }
 
     # ---- encode: same bytes first
     buf = bytearray(256)
@@ -92,8 +97,10 @@ def bench_codec(results: dict) -> None:
         n = codec.encode_publish(buf, TOPIC, PAYLOAD, qos, pid)
         client._send_publish(pid, TOPIC, PAYLOAD, qos)
         if bytes(last["packet"]) != bytes(buf[:n]):
-            raise AssertionError(f"paho and mqtt_v5 built different QoS {qos} packets:\n"
-                                 f"{bytes(last['packet'])!r}\n{bytes(buf[:n])!r}")
+            raise AssertionError(
+                f"paho and mqtt_v5 built different QoS {qos} packets:\n"
+                f"{bytes(last['packet'])!r}\n{bytes(buf[:n])!r}"
+            )
 
         def ours(qos=qos, pid=pid):
             codec.encode_publish(buf, TOPIC, PAYLOAD, qos, pid)
@@ -139,11 +146,20 @@ def bench_codec(results: dict) -> None:
 
     ours_framed()
     assert (view.topic(), view.payload(), view.packet_id) == (TOPIC.decode(), PAYLOAD, PID)
-    r = _rates({"paho": paho_decode, "ours_view": ours_view, "ours_framed": ours_framed,
-                "ours_objects": ours_objects, "ours_decode": ours_decode})
+    r = _rates(
+        {
+            "paho": paho_decode,
+            "ours_view": ours_view,
+            "ours_framed": ours_framed,
+            "ours_objects": ours_objects,
+            "ours_decode": ours_decode,
+        }
+    )
     p = r.pop("paho")
-    dec = {"decode_" + name: {"ours": round(o), "paho": round(p), "ratio": round(o / p, 2)}
-           for name, o in r.items()}
+    dec = {
+        "decode_" + name: {"ours": round(o), "paho": round(p), "ratio": round(o / p, 2)}
+        for name, o in r.items()
+    }
     results["publish_ops_per_s"] = {**enc, **dec}
     client._sock = None
 
@@ -154,12 +170,14 @@ def _table(results: dict) -> str:
     for name, r in rows.items():
         out.append(f"{name:<28}{r['ours']:>12,}{r['paho']:>12,}{r['ratio']:>11.2f}")
     c = results["conditions"]
-    out.append(f"({c['topic_bytes']}-byte topic, {c['payload_bytes']}-byte payload, "
-               f"no properties; best of {c['repeat']} x {c['number']:,}; paho {c['paho']}, "
-               f"Python {c['python']}. encode: identical bytes checked first. decode: paho's "
-               "decode_publish gets the body pre-framed and checks no UTF-8; ours_view is the "
-               "same job plus validation, ours_framed adds framing, ours_objects also makes "
-               "str/bytes as paho does, ours_decode is the cold path)")
+    out.append(
+        f"({c['topic_bytes']}-byte topic, {c['payload_bytes']}-byte payload, "
+        f"no properties; best of {c['repeat']} x {c['number']:,}; paho {c['paho']}, "
+        f"Python {c['python']}. encode: identical bytes checked first. decode: paho's "
+        "decode_publish gets the body pre-framed and checks no UTF-8; ours_view is the "
+        "same job plus validation, ours_framed adds framing, ours_objects also makes "
+        "str/bytes as paho does, ours_decode is the cold path)"
+    )
     return "\n".join(out)
 
 

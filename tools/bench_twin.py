@@ -37,10 +37,17 @@ for _p in (_ROOT / "lib", _ROOT / "tools"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from mqtt_v5 import codec  # noqa: E402
-from mqtt_v5.codec import AckView, PacketReader, PublishView  # noqa: E402
+from mqtt_v5 import _server_codec as codec  # noqa: E402
+from mqtt_v5._server_codec import AckView, PacketReader, PublishView  # noqa: E402
 
 HOST = "127.0.0.1"
+
+
+def unthrottled_limits() -> Any:
+    """The twin's limits with AWS's per-connection throttles off, for bulk load."""
+    from iot_twin.server import Limits
+
+    return Limits(publishes_per_s=0, throughput_bytes_per_s=0, connects_per_s_per_client_id=0)
 
 
 def raise_nofile(wanted: int) -> int:
@@ -69,7 +76,10 @@ class _Client:
         self.ok = False
 
     async def connect(self, port: int, ssl_ctx: Any = None) -> None:
-        self.reader, self.writer = await asyncio.open_connection(HOST, port, ssl=ssl_ctx)
+        # The twin refuses TLS without SNI (as AWS does): name it localhost.
+        self.reader, self.writer = await asyncio.open_connection(
+            HOST, port, ssl=ssl_ctx, server_hostname="localhost" if ssl_ctx else None
+        )
         n = codec.encode_connect(self.buf, self.client_id, keep_alive=600)
         self.writer.write(bytes(self.buf[:n]))
         first = await self._next()
@@ -195,7 +205,14 @@ def _serve(data_dir: str, pipe: Any, nofile: int) -> None:
     logging.getLogger("iot_twin").setLevel(logging.WARNING)
 
     async def main() -> None:
-        twin = Twin(data_dir, listeners=("plain",), plain_port=0, admin=False)
+        # Bulk load: AWS's per-connection throttles (on by default) are turned off here.
+        twin = Twin(
+            data_dir,
+            listeners=("plain",),
+            plain_port=0,
+            admin=False,
+            limits=unthrottled_limits(),
+        )
         await twin.start()
         pipe.send(twin.ports["plain"])
         loop = asyncio.get_running_loop()

@@ -24,6 +24,9 @@ OUT = LIB / "package.json"
 # Imported only under CPython (by _compat's CPython branch): not installed on, nor frozen into,
 # a device. boards/mqtt_v5_manifest.py (the freeze list) leaves out the same files.
 CPYTHON_ONLY = frozenset({"mqtt_v5/_cpython_stream.py"})
+# Separately installable parts with a package.json of their own (mqtt_v5.aws:
+# lib/mqtt_v5/aws/package.json, checked by host_tests/aws/test_package.py): not in the core's.
+EXTENSION_DIRS = ("mqtt_v5/aws/",)
 
 
 def version() -> str:
@@ -48,6 +51,7 @@ def module_files() -> list[str]:
         for p in (LIB / PACKAGE).rglob("*.py")
         if "__pycache__" not in p.parts
     } - CPYTHON_ONLY
+    found = {f for f in found if not f.startswith(EXTENSION_DIRS)}
     try:
         out = subprocess.run(
             ["git", "ls-files", "-z", "--", f"{PACKAGE}/"],

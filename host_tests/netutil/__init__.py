@@ -47,7 +47,7 @@ import struct
 import threading
 import time
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5.errors import ProtocolError
 
 HOST = "127.0.0.1"

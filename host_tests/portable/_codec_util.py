@@ -8,7 +8,7 @@ import sys
 
 from _check import raises
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5.errors import ProtocolError, UsageError
 
 IS_MICROPYTHON = sys.implementation.name == "micropython"

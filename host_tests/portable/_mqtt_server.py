@@ -22,7 +22,7 @@ Packets the server sends are ``send(packet)`` (a codec packet object) or ``send_
 
 import asyncio
 
-from mqtt_v5 import codec as C
+from mqtt_v5 import _server_codec as C
 from mqtt_v5.memory import memory_pipe
 from mqtt_v5.topic import matches
 

@@ -10,7 +10,7 @@ from _check import raises
 
 from mqtt_v5 import session as S
 from mqtt_v5._compat import ticks_add
-from mqtt_v5.codec import Ack, Connack, Disconnect, decode, encode_bytes
+from mqtt_v5._server_codec import Ack, Connack, Disconnect, decode, encode_bytes
 from mqtt_v5.errors import ProtocolError, UsageError
 
 T0 = 1000

@@ -9,7 +9,7 @@ import asyncio
 
 from _mqtt_server import ScriptedServer
 
-from mqtt_v5 import codec as C
+from mqtt_v5 import _server_codec as C
 from mqtt_v5 import properties as P
 from mqtt_v5.client import Connected, ConnectOptions, Disconnected, MqttClient, ReconnectConfig
 from mqtt_v5.errors import ProtocolError, UsageError

@@ -5,8 +5,9 @@ Portable: runs under pytest and under real MicroPython (tools/mp_run.mjs).
 
 from _codec_util import eq
 
-from mqtt_v5 import codec, reasons
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5 import properties as P
+from mqtt_v5 import reasons
 
 
 def test_reason_names():

@@ -10,9 +10,9 @@ Portable: runs under pytest and under real MicroPython (tools/mp_run.mjs).
 from _check import raises
 from _codec_util import eq, fail, protocol_error, usage_error
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5 import properties as P
-from mqtt_v5.codec import Connack, Publish, Subscribe
+from mqtt_v5._server_codec import Connack, Publish, Subscribe
 from mqtt_v5.errors import MqttError, ProtocolError, UsageError
 
 MALFORMED = 0x81

@@ -12,9 +12,9 @@ Portable: runs under pytest and under real MicroPython (tools/mp_run.mjs).
 
 from _codec_util import DICT_ORDERED, eq
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5 import properties as P
-from mqtt_v5.codec import (
+from mqtt_v5._server_codec import (
     Ack,
     Auth,
     Connack,

@@ -16,7 +16,7 @@ import sys
 
 from _session_util import WRAP, connected, eq, fail
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5 import properties as P
 from mqtt_v5 import session as S
 from mqtt_v5._compat import ticks_add

@@ -9,7 +9,7 @@ into a buffer of its own and handed out as ``out_tail`` (cold path only).
 from _session_util import T0, connected, eq, feed, new, out_bytes
 
 from mqtt_v5 import properties as P
-from mqtt_v5.codec import Connack, Publish, Subscribe, decode
+from mqtt_v5._server_codec import Connack, Publish, Subscribe, decode
 
 
 def test_connect_larger_than_the_send_buffer():

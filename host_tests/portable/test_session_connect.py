@@ -19,7 +19,7 @@ from _session_util import (
 
 from mqtt_v5 import properties as P
 from mqtt_v5 import session as S
-from mqtt_v5.codec import CONNECT, Connack, Connect, SubAck, Will, sub_options
+from mqtt_v5._server_codec import CONNECT, Connack, Connect, SubAck, Will, sub_options
 from mqtt_v5.errors import MqttTimeout
 
 # ------------------------------------------------------------------ CONNECT ---
@@ -330,7 +330,7 @@ def test_disconnect():
 
 def test_server_disconnect_event():
     s = connected()
-    from mqtt_v5.codec import Disconnect
+    from mqtt_v5._server_codec import Disconnect
     feed(s, Disconnect(0x8B, {P.PROP_REASON_STRING: "maintenance"}))
     eq(poll(s), (S.EV_DISCONNECT, None))
     eq(s.ev_rc, 0x8B)
@@ -348,7 +348,7 @@ def test_published_after_disconnect_is_queued_not_sent():
 
 
 def test_auth_exchange():
-    from mqtt_v5.codec import Auth
+    from mqtt_v5._server_codec import Auth
     s = new()
     s.connect(T0, props={P.PROP_AUTHENTICATION_METHOD: "SCRAM-SHA-1",
                          P.PROP_AUTHENTICATION_DATA: b"client-first"})

@@ -20,7 +20,7 @@ from _session_util import (
 
 from mqtt_v5 import properties as P
 from mqtt_v5 import session as S
-from mqtt_v5.codec import (
+from mqtt_v5._server_codec import (
     PINGREQ,
     PINGRESP,
     PUBACK,
@@ -207,7 +207,7 @@ def test_nothing_is_handled_after_a_protocol_error():
 
 
 def test_nothing_is_handled_after_a_server_disconnect():
-    from mqtt_v5.codec import Disconnect
+    from mqtt_v5._server_codec import Disconnect
     s = connected()
     feed(s, Disconnect(0x8B), Publish("t", b"after", 1, packet_id=1))
     eq(poll(s), (S.EV_DISCONNECT, None))

@@ -8,8 +8,8 @@ from _session_util import T0, WRAP, connect, connected, eq, feed, new, nothing_s
 
 from mqtt_v5 import session as S
 from mqtt_v5._compat import ticks_add
-from mqtt_v5.codec import PINGREQ, PUBACK, Ack, Ping, Publish
-from mqtt_v5.codec import PINGRESP as PINGRESP_TYPE
+from mqtt_v5._server_codec import PINGREQ, PUBACK, Ack, Ping, Publish
+from mqtt_v5._server_codec import PINGRESP as PINGRESP_TYPE
 from mqtt_v5.errors import MqttTimeout
 
 PINGRESP = Ping(PINGRESP_TYPE)

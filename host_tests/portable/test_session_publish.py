@@ -23,7 +23,7 @@ from _session_util import (
 
 from mqtt_v5 import properties as P
 from mqtt_v5 import session as S
-from mqtt_v5.codec import PUBACK, PUBCOMP, PUBREC, PUBREL, Ack, Publish
+from mqtt_v5._server_codec import PUBACK, PUBCOMP, PUBREC, PUBREL, Ack, Publish
 from mqtt_v5.errors import QueueFull
 
 # ------------------------------------------------------------ outbound QoS ---
@@ -515,7 +515,7 @@ def test_publish_from_the_message_callback():
 
 def test_byte_by_byte_input():
     s = connected()
-    from mqtt_v5.codec import encode_bytes
+    from mqtt_v5._server_codec import encode_bytes
     data = encode_bytes(Publish("a/b", b"payload", 1, packet_id=7)) + encode_bytes(Ack(PUBACK, 1))
     s.publish(b"x", b"", 1)
     take(s)

@@ -22,7 +22,7 @@ from _session_util import (
 )
 
 from mqtt_v5 import session as S
-from mqtt_v5.codec import PUBACK, PUBCOMP, PUBREC, PUBREL, Ack, Connack, Publish
+from mqtt_v5._server_codec import PUBACK, PUBCOMP, PUBREC, PUBREL, Ack, Connack, Publish
 
 T1 = 50000  # time of the reconnect
 

@@ -6,7 +6,7 @@ import time
 
 from _check import raises
 
-from mqtt_v5 import codec as C
+from mqtt_v5 import _server_codec as C
 from mqtt_v5 import properties as P
 from mqtt_v5.errors import (
     ConnectRefused,

@@ -25,8 +25,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from iot_twin.twin import ThingCredentials, Twin
-from mqtt_v5 import codec
-from mqtt_v5.codec import PacketReader
+from mqtt_v5 import _server_codec as codec
+from mqtt_v5._server_codec import PacketReader
 
 HOST = "127.0.0.1"
 TIMEOUT = 5.0
@@ -354,3 +354,95 @@ def wait_for(predicate: Any, timeout: float = TIMEOUT, interval: float = 0.02) -
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(interval)
+
+
+class SdkClient:
+    """The official AWS IoT Device SDK's MQTT 5 client (awsiotsdk / awscrt) over mutual
+    TLS to ``localhost`` (SNI), with its lifecycle events and messages in queues.
+
+    awsiotsdk is a pinned dev dependency: the import fails (it does not skip) when it is
+    missing."""
+
+    def __init__(
+        self,
+        tw: TwinThread,
+        client_id: str,
+        *,
+        thing: str | None = None,
+        start: bool = True,
+        **builder_kwargs: Any,
+    ) -> None:
+        from awsiot import mqtt5_client_builder
+
+        creds = tw.thing(thing or client_id)
+        self.connected = threading.Event()
+        self.failures: queue.Queue[Any] = queue.Queue()
+        self.stopped: queue.Queue[Any] = queue.Queue()
+        self.messages: queue.Queue[Any] = queue.Queue()
+        builder_kwargs.setdefault("endpoint", "localhost")
+        builder_kwargs.setdefault("port", tw.port("mtls"))
+        self.client = mqtt5_client_builder.mtls_from_path(
+            cert_filepath=str(creds.cert_path),
+            pri_key_filepath=str(creds.key_path),
+            ca_filepath=tw.ca,
+            client_id=client_id,
+            on_lifecycle_connection_success=lambda _d: self.connected.set(),
+            on_lifecycle_connection_failure=self.failures.put,
+            on_lifecycle_disconnection=self.stopped.put,
+            on_publish_received=lambda d: self.messages.put(d.publish_packet),
+            **builder_kwargs,
+        )
+        if start:
+            self.client.start()
+
+    def wait_connected(self, timeout: float = TIMEOUT) -> None:
+        if not self.connected.wait(timeout):
+            failure = None
+            with contextlib.suppress(queue.Empty):
+                failure = self.failures.get_nowait()
+            raise AssertionError(f"the SDK did not connect: {failure and failure.exception}")
+
+    def connack_refusal(self, timeout: float = TIMEOUT) -> int:
+        """The CONNACK reason code of the first failed connection attempt."""
+        data = self.failures.get(timeout=timeout)
+        assert data.connack_packet is not None, data.exception
+        return int(data.connack_packet.reason_code)
+
+    def disconnect_reason(self, timeout: float = TIMEOUT) -> int | None:
+        """The reason code of the server's DISCONNECT that ended the connection (None if
+        the connection just closed)."""
+        data = self.stopped.get(timeout=timeout)
+        packet = data.disconnect_packet
+        return int(packet.reason_code) if packet is not None else None
+
+    def subscribe(self, *filters: str, qos: int = 1) -> list[int]:
+        from awscrt import mqtt5
+
+        packet = mqtt5.SubscribePacket(
+            subscriptions=[mqtt5.Subscription(f, mqtt5.QoS(qos)) for f in filters]
+        )
+        suback = self.client.subscribe(packet).result(TIMEOUT)
+        return [int(c) for c in suback.reason_codes]
+
+    def publish(self, topic: str, payload: bytes | str = b"", qos: int = 1) -> int | None:
+        from awscrt import mqtt5
+
+        result = self.client.publish(
+            mqtt5.PublishPacket(topic=topic, payload=payload, qos=mqtt5.QoS(qos))
+        ).result(TIMEOUT)
+        if qos == 0:
+            return None
+        return int(result.puback.reason_code)
+
+    def get(self, timeout: float = TIMEOUT) -> Any:
+        return self.messages.get(timeout=timeout)
+
+    def nothing(self, wait: float = 0.5) -> None:
+        """Assert that no message arrives within ``wait`` seconds."""
+        with contextlib.suppress(queue.Empty):
+            m = self.messages.get(timeout=wait)
+            raise AssertionError(f"unexpected message on {m.topic}: {m.payload!r}")
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.stop()

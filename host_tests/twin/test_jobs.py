@@ -91,7 +91,10 @@ def test_notification_sequence_from_the_aws_guide(jobs: JobStore, clock: Clock) 
 
     clock.now += 10
     out = call(jobs, "start-next", {"clientToken": "c1"})
-    assert [t for t, _ in out] == [f"{J}/start-next/accepted"]  # starting the head: silence
+    # [JOBS-NOTIFY] (current): a change to IN_PROGRESS publishes a ListNotification; the
+    # head is the same execution, so no notify-next.
+    assert [t for t, _ in out] == [f"{J}/start-next/accepted", f"{J}/notify"]
+    assert [j["jobId"] for j in out[1][1]["jobs"]["IN_PROGRESS"]] == ["job1"]
     ex = out[0][1]["execution"]
     assert ex["status"] == "IN_PROGRESS"
     assert ex["versionNumber"] == 2
@@ -110,11 +113,11 @@ def test_notification_sequence_from_the_aws_guide(jobs: JobStore, clock: Clock) 
     assert [t for t, _ in out] == [f"{J}/job1/update/accepted", f"{J}/notify", f"{J}/notify-next"]
     assert out[2][1]["execution"]["jobId"] == "job2"
 
-    # job3 jumps the queue: head changes (notify-next), the set does not (no notify).
+    # job3 jumps the queue: IN_PROGRESS (notify) and the new head (notify-next).
     out = call(jobs, "job3/update", {"status": "IN_PROGRESS"})
-    assert [t for t, _ in out] == [f"{J}/job3/update/accepted", f"{J}/notify-next"]
-    assert out[1][1]["execution"]["jobId"] == "job3"
-    assert out[1][1]["execution"]["status"] == "IN_PROGRESS"
+    assert [t for t, _ in out] == [f"{J}/job3/update/accepted", f"{J}/notify", f"{J}/notify-next"]
+    assert out[2][1]["execution"]["jobId"] == "job3"
+    assert out[2][1]["execution"]["status"] == "IN_PROGRESS"
 
     out = call(jobs, "job2/update", {"status": "REJECTED"})  # QUEUED -> REJECTED
     assert [t for t, _ in out] == [f"{J}/job2/update/accepted", f"{J}/notify"]
@@ -188,7 +191,8 @@ def test_update_response_flags(jobs: JobStore) -> None:
     """§4.2 UpdateJobExecution: executionState / jobDocument only when asked for."""
     jobs.create_job("a", {"x": 1}, ["t1"])
     out = call(jobs, "a/update", {"status": "IN_PROGRESS", "clientToken": "u"})
-    assert out == [(f"{J}/a/update/accepted", {"timestamp": T0, "clientToken": "u"})]
+    assert out[0] == (f"{J}/a/update/accepted", {"timestamp": T0, "clientToken": "u"})
+    assert [t for t, _ in out[1:]] == [f"{J}/notify"]  # QUEUED -> IN_PROGRESS
     out = call(
         jobs,
         "a/update",
@@ -338,13 +342,13 @@ def test_cancel_and_remove(jobs: JobStore) -> None:
     assert jobs.execution("t1", "b").status == "REMOVED"  # type: ignore[union-attr]
 
 
-def test_notify_lists_at_most_ten(jobs: JobStore, clock: Clock) -> None:
-    """§4.2 ListNotification: <= 10 pending executions."""
-    for i in range(12):
+def test_notify_lists_at_most_fifteen(jobs: JobStore, clock: Clock) -> None:
+    """[JOBS-NOTIFY] (current): a ListNotification has no more than 15 executions."""
+    for i in range(17):
         clock.now += 1
         out = decode(jobs.create_job(f"j{i}", {}, ["t1"]))
     listing = out[0][1]["jobs"]["QUEUED"]
-    assert len(listing) == 10
+    assert len(listing) == 15
     assert listing[0]["jobId"] == "j0"
 
 

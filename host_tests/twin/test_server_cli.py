@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from iot_twin import cli
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5 import properties as P
 from twin._server_util import PahoClient, running_twin
 

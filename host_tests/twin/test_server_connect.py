@@ -4,6 +4,7 @@ raw-socket client for what paho will not send."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import time
@@ -12,7 +13,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5 import properties as P
 from twin._server_util import HOST, TIMEOUT, client_context, running_twin, wait_for
 
@@ -303,25 +304,67 @@ def test_connections_lists_live_clients(tw):
     wait_for(lambda: not tw.call(tw.twin.connections))
 
 
-def test_require_sni(tmp_path):
-    # §1.3 [MQTT-DOC]: "Connection attempts that don't include the SNI are refused"; the
-    # twin enforces it only when asked (a client dialling 127.0.0.1 sends no SNI).
-    with running_twin(tmp_path, require_sni=True, listeners=("mtls",)) as t:
-        creds = t.thing("t1")
-        ctx = client_context(t.ca, creds)
+def _handshake(port, ctx, server_hostname):
+    """CONNECT over TLS; the CONNACK's reason code, or None if the TLS session failed."""
+    try:
         s = ctx.wrap_socket(
-            socket.create_connection((HOST, t.port("mtls"))), server_hostname="localhost"
+            socket.create_connection((HOST, port)), server_hostname=server_hostname
         )
-        s.sendall(codec.encode_bytes(codec.Connect("t1")))
-        assert codec.decode(s.recv(4096)).reason_code == 0
-        s.close()
-        ctx.check_hostname = False
-        s = ctx.wrap_socket(socket.create_connection((HOST, t.port("mtls"))))  # no SNI
         s.settimeout(TIMEOUT)
-        try:
-            s.sendall(codec.encode_bytes(codec.Connect("t1")))
-            data = s.recv(4096)
-        except (ConnectionError, ssl.SSLError):
-            data = b""
-        assert data == b""
-        s.close()
+        s.sendall(codec.encode_bytes(codec.Connect("t1")))
+        data = s.recv(4096)
+    except (ConnectionError, ssl.SSLError):
+        return None
+    s.close()
+    return codec.decode(data).reason_code if data else None
+
+
+@pytest.mark.parametrize("listener", ["mtls", "alpn"])
+def test_sni_is_required_by_default(tmp_path, listener):
+    # §1.3 [MQTT-DOC]: "Connection attempts that don't include the SNI are refused"; the twin
+    # refuses them by default (in the handshake), so a client that forgets SNI fails here.
+    with running_twin(tmp_path, listeners=(listener,)) as t:
+        creds = t.thing("t1")
+        alpn = ["x-amzn-mqtt-ca"] if listener == "alpn" else None
+        ctx = client_context(t.ca, creds, alpn=alpn)
+        assert _handshake(t.port(listener), ctx, "localhost") == 0
+        ctx.check_hostname = False
+        assert _handshake(t.port(listener), ctx, None) is None  # no SNI
+        assert _handshake(t.port(listener), ctx, "wrong.example") is None
+
+
+def test_sni_check_can_be_turned_off(tmp_path):
+    with running_twin(tmp_path, require_sni=False, listeners=("mtls",)) as t:
+        ctx = client_context(t.ca, t.thing("t1"))
+        ctx.check_hostname = False
+        assert _handshake(t.port("mtls"), ctx, None) == 0
+
+
+def test_our_client_without_sni_fails_and_with_it_connects(tmp_path):
+    # Dialling 127.0.0.1 gives no SNI (an IP address is never sent as a server name,
+    # RFC 6066 §3): our library must be told the endpoint's name, as on AWS.
+    from mqtt_v5 import ConnectOptions, MqttClient, TlsConfig
+    from mqtt_v5.errors import MqttError
+
+    with running_twin(tmp_path, listeners=("mtls",)) as t:
+        creds = t.thing("t1")
+
+        async def attempt(host, server_hostname):
+            options = ConnectOptions(client_id="t1")
+            options.tls = TlsConfig(
+                ca=t.ca,
+                cert=str(creds.cert_path),
+                key=str(creds.key_path),
+                server_hostname=server_hostname,
+            )
+            client = MqttClient(options)
+            try:
+                await asyncio.wait_for(client.connect(f"mqtts://{host}:{t.port('mtls')}"), 10)
+            except (MqttError, OSError) as e:
+                return e
+            await client.disconnect()
+            return None
+
+        assert isinstance(asyncio.run(attempt(HOST, None)), MqttError)  # no SNI
+        assert asyncio.run(attempt("localhost", None)) is None
+        assert asyncio.run(attempt(HOST, "localhost")) is None

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import asyncio
 
-from bench_twin import raise_nofile, run_load
+from bench_twin import raise_nofile, run_load, unthrottled_limits
 
 from twin._server_util import running_twin, wait_for
 
 
 def test_hundred_connections_publishing_qos1_lose_nothing(tmp_path):
     raise_nofile(1024)
-    with running_twin(tmp_path, listeners=("plain",)) as tw:
+    # Bulk load: the per-connection throttles are turned off explicitly.
+    with running_twin(tmp_path, listeners=("plain",), limits=unthrottled_limits()) as tw:
         out = asyncio.run(run_load(tw.port("plain"), 100, 50, timeout_s=60))
         assert out["twin_errors"] == []
         assert out["twin_connections_held"] == 100

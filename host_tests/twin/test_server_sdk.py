@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-awsiot = pytest.importorskip("awsiot")
-from awscrt import mqtt_request_response  # noqa: E402
-from awsiot import (  # noqa: E402
+# awsiotsdk is a pinned dev dependency: a missing one fails here, it does not skip.
+from awscrt import mqtt_request_response
+from awsiot import (
     ServiceStreamOptions,
     V2ServiceException,
     iotjobs,
@@ -18,7 +18,7 @@ from awsiot import (  # noqa: E402
     mqtt5_client_builder,
 )
 
-from twin._server_util import running_twin  # noqa: E402
+from twin._server_util import running_twin
 
 TIMEOUT = 10
 
@@ -202,3 +202,59 @@ def test_sdk_custom_authorizer_builders(tmp_path, builder, listener, route):
             assert "SDK=" in events[0]["protocolData"]["mqtt"]["username"]
         finally:
             client.stop()
+
+
+def test_sdk_reported_only_update_that_leaves_a_difference_sends_a_delta(sdk_client):
+    # Item 10, the current data-flow page: "When the shadow's state changes, AWS IoT sends
+    # /delta messages ... with the difference between the desired and the reported states".
+    client, tw = sdk_client
+    shadow = iotshadow.IotShadowClientV2(client, _options())
+    tw.call(tw.twin.update_shadow, "t1", {"state": {"desired": {"fan": 5}}})  # version 1
+    deltas = []
+    got = threading.Event()
+
+    def on_delta(event):
+        deltas.append(event)
+        got.set()
+
+    stream = shadow.create_shadow_delta_updated_stream(
+        iotshadow.ShadowDeltaUpdatedSubscriptionRequest(thing_name="t1"),
+        ServiceStreamOptions(incoming_event_listener=on_delta),
+    )
+    stream.open()
+    shadow.update_shadow(
+        iotshadow.UpdateShadowRequest(
+            thing_name="t1", state=iotshadow.ShadowState(reported={"fan": 2})
+        )
+    ).result(TIMEOUT)
+    assert got.wait(TIMEOUT)
+    assert deltas[-1].version == 2
+    assert deltas[-1].state == {"fan": 5}
+
+
+def test_sdk_shadow_depth_limit(sdk_client):
+    # Item 10: 6 levels inside desired/reported (8 keys from "state", as the current quota
+    # page's "maximum depth ... 8" reads), one more is 400 (see DEVIATIONS).
+    client, _tw = sdk_client
+    shadow = iotshadow.IotShadowClientV2(client, _options())
+
+    def nested(levels):
+        doc = 1
+        for i in range(levels):
+            doc = {f"k{i}": doc}
+        return doc
+
+    ok = shadow.update_shadow(
+        iotshadow.UpdateShadowRequest(
+            thing_name="t1", state=iotshadow.ShadowState(reported=nested(6))
+        )
+    ).result(TIMEOUT)
+    assert ok.version == 1
+    with pytest.raises(V2ServiceException) as e:
+        shadow.update_shadow(
+            iotshadow.UpdateShadowRequest(
+                thing_name="t1", state=iotshadow.ShadowState(reported=nested(7))
+            )
+        ).result(TIMEOUT)
+    assert e.value.modeled_error.code == 400
+    assert "maximum is 6" in e.value.modeled_error.message

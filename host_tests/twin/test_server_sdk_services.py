@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-awsiot = pytest.importorskip("awsiot")
-from awscrt import mqtt5, mqtt_request_response  # noqa: E402
-from awsiot import (  # noqa: E402
+# awsiotsdk is a pinned dev dependency: a missing one fails here, it does not skip.
+from awscrt import mqtt5, mqtt_request_response
+from awsiot import (
     ServiceStreamOptions,
     V2ServiceException,
     iotidentity,
@@ -25,15 +25,15 @@ from awsiot import (  # noqa: E402
     iotshadow,
     mqtt5_client_builder,
 )
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from iot_twin import policy  # noqa: E402
-from iot_twin.registry import ACTIVE  # noqa: E402
-from mqtt_v5 import codec  # noqa: E402
-from twin._server_util import running_twin  # noqa: E402
+from iot_twin import policy
+from iot_twin.registry import ACTIVE
+from mqtt_v5 import _server_codec as codec
+from twin._server_util import running_twin
 
 TIMEOUT = 5  # seconds; every operation here is answered in milliseconds on loopback
 
@@ -362,7 +362,7 @@ def test_jobs_pending_start_next_update_describe_and_version_mismatch(tw, device
 
 def test_jobs_notify_next_and_notify_streams_when_the_twin_queues_a_job(tw, device):
     # §4.2 notifications: notify-next when the head of the queue changes; notify lists the
-    # pending executions.
+    # pending executions whenever one is queued, starts, or ends (item 3).
     jobs = iotjobs.IotJobsClientV2(device.client, _rr_options())
     nexts, changes, subscribed = queue.Queue(), queue.Queue(), queue.Queue()
 
@@ -398,11 +398,24 @@ def test_jobs_notify_next_and_notify_streams_when_the_twin_queues_a_job(tw, devi
     assert [j.job_id for j in listed.jobs["QUEUED"]] == ["job-a", "job-b"]
     assert nexts.empty()
 
-    # The head goes terminal: notify-next names the new head.
+    # [JOBS-NOTIFY] (current): an execution changing to IN_PROGRESS publishes notify (the
+    # head is still job-a: no notify-next).
+    started = jobs.start_next_pending_job_execution(
+        iotjobs.StartNextPendingJobExecutionRequest(thing_name="t1")
+    ).result(TIMEOUT)
+    assert started.execution.job_id == "job-a"
+    listed = changes.get(timeout=TIMEOUT)
+    assert [j.job_id for j in listed.jobs["IN_PROGRESS"]] == ["job-a"]
+    assert [j.job_id for j in listed.jobs["QUEUED"]] == ["job-b"]
+
+    # The head goes terminal: notify lists what is left, notify-next names the new head.
     jobs.update_job_execution(
-        iotjobs.UpdateJobExecutionRequest(thing_name="t1", job_id="job-a", status="REJECTED")
+        iotjobs.UpdateJobExecutionRequest(thing_name="t1", job_id="job-a", status="FAILED")
     ).result(TIMEOUT)
     assert nexts.get(timeout=TIMEOUT).execution.job_id == "job-b"
+    listed = changes.get(timeout=TIMEOUT)
+    assert "IN_PROGRESS" not in listed.jobs
+    assert [j.job_id for j in listed.jobs["QUEUED"]] == ["job-b"]
 
 
 # --- Fleet provisioning (§5) -------------------------------------------------------------------

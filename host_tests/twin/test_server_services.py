@@ -317,6 +317,10 @@ def test_custom_authorizer_over_alpn_mqtt(tw, authorizer):
     ev = authorizer["events"][-1]
     assert ev["signatureVerified"] is True
     assert ev["protocolData"]["mqtt"]["clientId"] == "dev-ca"
+    # Item 9: MQTT over TLS has no HTTP side: no "http" protocol, no http block.
+    assert ev["protocols"] == ["tls", "mqtt"]
+    assert set(ev["protocolData"]) == {"tls", "mqtt"}
+    assert ev["protocolData"]["tls"] == {"serverName": "localhost"}
     # The authorizer's policy documents decide what the connection may do.
     assert c.subscribe("ca/x", "other/x") == [1, 0x87]
     assert c.publish("ca/x", b"hi") == 0
@@ -326,6 +330,54 @@ def test_custom_authorizer_over_alpn_mqtt(tw, authorizer):
     assert conns[0]["auth"] == "custom-auth"
     assert conns[0]["principal"] == "alice"
     assert conns[0]["listener"] == "alpn-custom-auth"
+    c.close()
+
+
+def test_sdk_custom_authorizer_event(tw, authorizer):
+    # Item 9 with the official SDK's custom-authorizer builder (ALPN "mqtt", §2.2): no
+    # http block. (The CRT never sends an empty client id: it makes up "gen<uuid>".)
+    from awscrt import mqtt5
+    from awsiot import mqtt5_client_builder
+
+    done = []
+    client = mqtt5_client_builder.direct_with_custom_authorizer(
+        endpoint="localhost",
+        port=tw.port("alpn"),
+        ca_filepath=tw.ca,
+        auth_username="alice",
+        auth_authorizer_name="TwinAuth",
+        auth_authorizer_signature=authorizer["signature"],
+        auth_password=b"secret",
+        auth_token_key_name="token",
+        auth_token_value="good",
+        client_id="",
+        connect_options=mqtt5.ConnectPacket(client_id=""),
+        on_lifecycle_connection_success=lambda d: done.append(d),
+        on_lifecycle_connection_failure=lambda d: done.append(d),
+    )
+    client.start()
+    try:
+        wait_for(lambda: done)
+        ev = authorizer["events"][-1]
+        assert ev["protocolData"]["mqtt"]["clientId"].startswith("gen")
+        assert ev["protocolData"]["mqtt"]["username"].startswith("alice?x-amz-customauthorizer")
+        assert "http" not in ev["protocolData"]
+        assert ev["protocols"] == ["tls", "mqtt"]
+    finally:
+        client.stop()
+
+
+def test_custom_authorizer_event_has_no_empty_client_id(tw, authorizer):
+    # Item 9: a CONNECT without a client id gives an event without clientId (not "").
+    from mqtt_v5 import codec
+    from twin._server_util import RawClient
+
+    c = RawClient(tw.port("alpn"), client_context(tw.ca, alpn=["mqtt"]))
+    ack = c.connect("", username=_username(authorizer["signature"]), password=b"secret")
+    assert ack.reason_code == 0
+    assert ack.type == codec.CONNACK
+    ev = authorizer["events"][-1]
+    assert "clientId" not in ev["protocolData"]["mqtt"]
     c.close()
 
 
@@ -363,6 +415,15 @@ def test_custom_authorizer_over_websocket_headers(tw, authorizer):
     c.client.username_pw_set("alice", b"secret")
     c.port = tw.port("wss")
     c.connect()
+    # Item 9: the event carries the HTTP side as AWS's does, and the username as the
+    # client sent it (the header credentials are not written into it).
+    ev = authorizer["events"][-1]
+    assert ev["protocols"] == ["tls", "http", "mqtt"]
+    assert ev["token"] == "good"
+    http = ev["protocolData"]["http"]
+    assert http["headers"]["x-amz-customauthorizer-name"] == "TwinAuth"
+    assert http["queryString"] == ""
+    assert ev["protocolData"]["mqtt"]["username"] == "alice"
     assert c.subscribe("ca/ws") == [1]
     big = bytes(range(256)) * 300  # 76800 bytes: a 64-bit-length WebSocket frame
     assert c.publish("ca/ws", big) == 0
@@ -384,6 +445,9 @@ def test_custom_authorizer_over_websocket_query_and_alpn_http(tw, authorizer):
     c.client.username_pw_set("alice", b"secret")
     c.port = tw.port("alpn")
     c.connect()
+    ev = authorizer["events"][-1]
+    assert ev["protocolData"]["http"]["queryString"] == "?" + query
+    assert ev["protocolData"]["mqtt"]["username"] == "alice"
     assert c.publish("ca/q", b"x") == 0
     assert tw.call(tw.twin.connections)[0]["listener"] == "alpn-wss"
     c.close()

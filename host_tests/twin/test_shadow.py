@@ -141,19 +141,25 @@ def test_delta_is_published_for_desired_updates_with_all_differences(store: Shad
     send(store, "update", {"state": {"desired": {"a": 1}}})
     out = send(store, "update", {"state": {"desired": {"b": 2}}})
     assert out[f"{P}/update/delta"]["state"] == {"a": 1, "b": 2}
-    # A reported-only update publishes no delta (UNVERIFIED ordering rule, §3.2).
+    # A reported-only update that leaves a difference publishes the delta too (the current
+    # data-flow page: "When the shadow's state changes, AWS IoT sends /delta messages").
     out = send(store, "update", {"state": {"reported": {"a": 1}}})
-    assert f"{P}/update/delta" not in out
+    assert out[f"{P}/update/delta"]["state"] == {"b": 2}
     # Desired matching reported: no delta message.
     out = send(store, "update", {"state": {"desired": {"b": 2}, "reported": {"b": 2}}})
     assert f"{P}/update/delta" not in out
 
 
 def test_delta_on_reported_update_option(clock: Clock) -> None:
-    store = ShadowStore(clock=clock, delta_on_reported_update=True)
+    store = ShadowStore(clock=clock)  # the default follows the current data-flow page
     send(store, "update", {"state": {"desired": {"a": 1}}})
     out = send(store, "update", {"state": {"reported": {"a": 3}}})
     assert out[f"{P}/update/delta"]["state"] == {"a": 1}
+    # The older, desired-only reading stays available.
+    older = ShadowStore(clock=clock, delta_on_reported_update=False)
+    send(older, "update", {"state": {"desired": {"a": 1}}})
+    out = send(older, "update", {"state": {"reported": {"a": 3}}})
+    assert f"{P}/update/delta" not in out
 
 
 def test_json_booleans_are_not_numbers(store: ShadowStore) -> None:

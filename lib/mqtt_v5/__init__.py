@@ -26,8 +26,8 @@ def __getattr__(name):
             globals()[name] = value  # found by plain lookup from now on
             return value
     # MicroPython asks here before it imports a submodule by
-    # ``from mqtt_v5 import codec``: import it for it.
-    if name.startswith("_"):
+    # ``from mqtt_v5 import codec``: import it for it (``_server_codec`` too).
+    if name.startswith("__"):
         raise AttributeError(name)
     try:
         __import__("mqtt_v5." + name)

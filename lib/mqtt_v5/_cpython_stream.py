@@ -155,7 +155,15 @@ class Stream(asyncio.BufferedProtocol):
             if n >= 0:
                 return n
 
+    @property
+    def out_buf(self):
+        """Truthy when drain() has something to wait for (as MicroPython's Stream.out_buf:
+        bytes the kernel has not taken): paused above the high-water mark, broken, or
+        (so readers run when the socket never pushes back) every _YIELD_EVERY writes."""
+        return self._write_paused or self._broken or self._writes >= _YIELD_EVERY
+
     def write(self, buf):
+        self._writes += 1
         if self._exc is not None:
             raise self._exc
         if self._t.is_closing():
@@ -180,12 +188,10 @@ class Stream(asyncio.BufferedProtocol):
                 raise self._exc
             if self._broken or self._t.is_closing():
                 raise BrokenPipeError(errno.EPIPE, "connection closed")
-        else:
-            self._writes += 1
-            if self._writes >= _YIELD_EVERY:
-                # Let readers run even when the socket never pushes back.
-                self._writes = 0
-                await asyncio.sleep(0)
+        elif self._writes >= _YIELD_EVERY:
+            # Let readers run even when the socket never pushes back.
+            self._writes = 0
+            await asyncio.sleep(0)
 
     def close(self):
         if self._t is not None:

@@ -6,9 +6,11 @@ from .errors import NetworkError
 
 
 def _errno(e):
+    # MicroPython answers ``.errno`` on any exception with its first argument,
+    # a message string for a ValueError.
     code = getattr(e, "errno", None)
-    if code is None and e.args and isinstance(e.args[0], int):
-        code = e.args[0]
+    if not isinstance(code, int):
+        code = e.args[0] if e.args and isinstance(e.args[0], int) else None
     if code is not None and -256 < code < 0:
         code = -code  # MicroPython's TLS layer passes socket errno negated
     return code
@@ -21,7 +23,8 @@ def _errno_name(code):
                  "ENETUNREACH", "EPIPE", "ECONNABORTED", "ENOTCONN"):
         if getattr(errno, name, None) == code:
             return name
-    return None
+    # MicroPython's errno module has no EPIPE; Linux, lwIP and newlib (ESP32) say 32.
+    return "EPIPE" if code == 32 else None
 
 
 _WHY = {
@@ -53,12 +56,17 @@ def _verify_hint(text):
 def error(e, peer, tls, before_first_byte, client_cert, op):
     """A NetworkError naming the cause of ``e`` (None = EOF) during ``op``
     ("connect", "read" or "write")."""
-    text = "EOF" if e is None else (str(e) or type(e).__name__)
+    # mbedTLS's verify text comes as lines ("\nThe certificate is ...\n"): make it one.
+    text = "EOF" if e is None else " ".join((str(e) or type(e).__name__).split())
     low = text.lower()
     if tls and e is not None:
         verify_msg = getattr(e, "verify_message", None)  # CPython SSLCertVerificationError
-        # MicroPython raises ValueError (mbedTLS's verify text) from the first I/O.
-        if verify_msg or "verif" in low or (isinstance(e, ValueError) and op != "connect"):
+        # MicroPython raises ValueError with mbedTLS's verify text ("The certificate
+        # ...", "The CRL ...", "Usage does not match ...") from the first I/O; any other
+        # ValueError is no verdict on a certificate.
+        if verify_msg or "verif" in low or (
+                isinstance(e, ValueError) and op != "connect"
+                and ("certificate" in low or "crl" in low or "usage" in low)):
             hint = _verify_hint(verify_msg or text)
             return NetworkError("TLS: server certificate verification failed for %s: %s%s"
                                 % (peer, verify_msg or text, "; " + hint if hint else ""))
@@ -68,7 +76,8 @@ def error(e, peer, tls, before_first_byte, client_cert, op):
         name = "ETIMEDOUT"
     if name == "ECONNREFUSED" or name == "EHOSTUNREACH" or name == "ENETUNREACH":
         return NetworkError("%s: %s" % (peer, _WHY[name]))
-    if tls and before_first_byte:
+    # A timeout is no refusal: the server said nothing, it did not close.
+    if tls and before_first_byte and name != "ETIMEDOUT":
         alert = "alert" in low
         # EOF, a reset or an alert right after the handshake: the server said no.
         if alert or (op != "connect" and (e is None or name is not None or "eof" in low)):

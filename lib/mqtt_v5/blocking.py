@@ -8,8 +8,12 @@ on both runtimes). ``readinto(buf, timeout_s)`` waits with ``select.poll``
 ``NetworkError``s named as in ``mqtt_v5.transport``, including the TLS 1.3
 "client certificate refused shows as EOF on the first read" case.
 
-MicroPython does the TLS handshake inside ``connect`` with no timeout of its
-own (a stalled server blocks it); CPython bounds it by ``timeout_s``.
+On MicroPython a stream's ``readinto`` on a blocking socket reads until the
+buffer is full, and one with a timeout raises ETIMEDOUT dropping what it had
+read: so once connected the socket is switched to non-blocking, waited on with
+``poll`` and read for what is there. ``timeout_s`` bounds the TCP connect and
+each read of the TLS handshake (done inside ``connect`` on both runtimes), and
+each wait of a write for room in the kernel's send buffer.
 """
 
 import select
@@ -18,11 +22,15 @@ import socket
 from ._neterr import error as _error
 from .errors import NetworkError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any  # noqa: F401
+
 
 class BlockingTransport:
     """Blocking counterpart of ``StreamTransport``; see the module docstring."""
 
-    def __init__(self, sock, peer="", tls=False, client_cert=False):
+    def __init__(self, sock, peer="", tls=False, client_cert=False, write_timeout_s=30):
         self._sock = sock
         self.peer = peer
         self.tls = tls
@@ -34,9 +42,19 @@ class BlockingTransport:
         # Duck-typed, so no runtime test: CPython sockets have recv_into and
         # sendall; MicroPython streams have readinto and write (sendall only
         # on plain sockets and, since 1.25, SSL sockets).
-        self._recv = getattr(sock, "readinto", None) or sock.recv_into
-        self._send = getattr(sock, "sendall", None) or sock.write
+        self._recv = getattr(sock, "readinto", None)
+        # A MicroPython stream (it has readinto) is read and written non-blocking
+        # (see the module docstring); a CPython socket keeps its timeout, under
+        # which recv_into returns what has arrived.
+        self._nb = self._recv is not None
+        if self._nb:
+            sock.setblocking(False)
+            self._send = sock.write  # type: Any
+        else:
+            self._recv = sock.recv_into
+            self._send = sock.sendall
         self._pending = getattr(sock, "pending", None)  # CPython SSLSocket
+        self.write_timeout_s = write_timeout_s
 
     @classmethod
     def connect(cls, url_or_host, port=None, tls=None, timeout_s=10):
@@ -73,7 +91,7 @@ class BlockingTransport:
         except (OSError, ValueError) as e:
             s.close()
             raise _error(e, peer, ctx is not None, True, has_cert, "connect")
-        return cls(s, peer, ctx is not None, has_cert)
+        return cls(s, peer, ctx is not None, has_cert, timeout_s)
 
     def readinto(self, buf, timeout_s=None):
         """Wait up to ``timeout_s`` (None = forever) for bytes; returns the
@@ -88,7 +106,7 @@ class BlockingTransport:
             n = self._recv(buf)
         except (OSError, ValueError) as e:
             raise _error(e, self.peer, self.tls, not self._got, self._cert, "read")
-        if n is None:  # MicroPython TLS: no whole record yet
+        if n is None:  # non-blocking: nothing yet (TLS: no whole record yet)
             return None
         if n:
             self._got = True
@@ -102,7 +120,23 @@ class BlockingTransport:
         if self._closed:
             raise NetworkError("write on a closed transport")
         try:
-            self._send(buf)
+            if not self._nb:
+                self._send(buf)
+                return
+            n = self._send(buf)
+            if n is not None and n == len(buf):
+                return
+            # The kernel's buffer is full: wait for room, write the rest.
+            mv = memoryview(buf)
+            off = n or 0
+            p = select.poll()
+            p.register(self._sock, select.POLLOUT)
+            while off < len(mv):
+                if not p.poll(int(self.write_timeout_s * 1000)):
+                    raise NetworkError("write on %s: no room to send for %s s (is the "
+                                       "link dead?)" % (self.peer, self.write_timeout_s))
+                n = self._send(mv[off:])
+                off += n or 0
         except (OSError, ValueError) as e:
             raise _error(e, self.peer, self.tls, not self._got, self._cert, "write")
 

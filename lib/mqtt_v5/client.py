@@ -26,6 +26,7 @@ from ._compat import (
 from .errors import (
     ConnectRefused,
     MqttError,
+    MqttTimeout,
     NetworkError,
     ProtocolError,
     PublishFailed,
@@ -39,7 +40,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Awaitable, Callable, Optional, Union  # noqa: F401
 
 # CONNACK codes that retrying cannot fix: stop instead of hammering the server.
-_PERMANENT_REFUSALS = (0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C)
+# (0x95 packet too large, 0x99 payload format, 0x9A retain, 0x9B QoS: our CONNECT or
+# its Will asks what the server refuses, and will ask it again.)
+_PERMANENT_REFUSALS = (0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x95, 0x99, 0x9A, 0x9B)
 
 _log_fn = None
 
@@ -371,41 +374,6 @@ class _Subscription:
         self.sid = sid if given is None else given if isinstance(given, int) else given[0]
 
 
-class _WriteLock:
-    """``async with lock:`` like asyncio.Lock, but the uncontended path (nearly
-    every packet) makes no coroutine: ``__aenter__``/``__aexit__`` are plain
-    methods returning the preallocated ``READY`` (asyncio.Lock costs 208 B per
-    use under MicroPython, three coroutines). Waiters are woken together and
-    the first to run takes it: fair enough for one writer at a time."""
-
-    def __init__(self):
-        self._locked = False
-        self._free = asyncio.Event()
-
-    def locked(self):
-        return self._locked
-
-    def __aenter__(self):
-        if not self._locked:
-            self._locked = True
-            return READY
-        return self._acquire()
-
-    async def _acquire(self):
-        while self._locked:
-            self._free.clear()
-            await self._free.wait()
-        self._locked = True
-
-    def __aexit__(self, exc_type, exc, tb):
-        self.release()
-        return READY  # (result None: an exception goes on)
-
-    def release(self):
-        self._locked = False
-        self._free.set()
-
-
 class _Ack:
     """Waits for a SUBACK / UNSUBACK."""
 
@@ -442,11 +410,18 @@ class MqttClient:
         self._batch_mv = memoryview(self._batch)
         self._batch_len = 0
         self._batch_views = {}  # type: dict
-        # Set when something is batched: wakes the flush task (batching publishes only).
-        self._flush_wake = asyncio.Event() if self._batch_pub else None
+        # The write path (see _put): a write the transport could not finish at once,
+        # what goes after it, since when; set when none is held; wakes the writer.
+        self._held = None  # type: Any
+        self._held_n = 0
+        self._held_tail = None  # type: Any
+        self._held_since = 0
+        self._room = asyncio.Event()
+        self._write_wake = asyncio.Event()
+        self._writer = None  # the writer task, made when first needed
+        self._gave_up = None  # type: Any  # the error publish() raises once reconnecting stopped
         self._transport = None  # type: Any
         self._target = None  # type: Any
-        self._wlock = _WriteLock()
         self._spare = []  # type: list  # Delivery objects publish() may reuse
         self._window = asyncio.Event()
         self._timer_wake = asyncio.Event()
@@ -503,16 +478,37 @@ class MqttClient:
         if self._supervisor is not None:
             raise UsageError("already connected; call disconnect() first")
         self._closing = False
+        self._gave_up = None
         self._target = target
-        transport = await self._open()
-        try:
-            event = await self._handshake(transport)
-        except BaseException:
-            await _close_quietly(transport)
-            raise
+        event = await self._connect_once()
         self._supervisor = asyncio.create_task(self._supervise())
         await self._after_connect(event)
         return event
+
+    async def _connect_once(self):
+        """Open the transport and handshake, all within ``connect_timeout``: a server
+        that accepts TCP and then says nothing (or stalls TLS, whose handshake
+        MicroPython runs inside the first write) cannot hang connect() or the
+        reconnect loop. (DNS on MicroPython blocks the whole event loop: no timeout
+        can bound it; connect by address where that matters.)"""
+        opened = [None]
+        limit = self.options.connect_timeout
+        try:
+            return await asyncio.wait_for(self._open_and_handshake(opened), limit)
+        except asyncio.TimeoutError:
+            await _close_quietly(opened[0])
+            self._session.connection_lost()
+            raise MqttTimeout("connect: no CONNACK within %s s (TCP connect, TLS handshake or "
+                              "the server's answer)" % limit)
+
+    async def _open_and_handshake(self, opened):
+        transport = await self._open()
+        opened[0] = transport
+        try:
+            return await self._handshake(transport)
+        except BaseException:
+            await _close_quietly(transport)
+            raise
 
     async def _open(self):
         t = self._target
@@ -535,6 +531,7 @@ class MqttClient:
         o = self.options
         s = self._session
         self._batch_len = 0  # packets for the old connection are void
+        self._held = None
         if s.state != _s.DISCONNECTED or s.out_len or s.out_tail is not None:
             s.connection_lost()  # also drops a goodbye a failed attempt could not send
         props = dict(o.properties) if o.properties else {}
@@ -549,29 +546,25 @@ class MqttClient:
         _log("CONNECT client_id=%r clean_start=%r keep_alive=%d"
              % (s.client_id, clean, o.keep_alive))
         self._transport = transport
-        await self._write_out(transport)
+        self._held = None  # a write held for an earlier connection is void
+        if not self._put():
+            await self._finish()
         rd = s.reader
         while True:
-            remaining = s.next_timeout(ticks_ms())
-            if remaining <= 0:
-                s.on_timer(ticks_ms())  # raises MqttTimeout once CONNACK is late
-                remaining = 1
-            try:
-                n = await asyncio.wait_for(transport.readinto(rd.free()), remaining / 1000)
-            except asyncio.TimeoutError:
-                continue
+            n = await transport.readinto(rd.free())
             if not n:
                 raise NetworkError("connection closed before CONNACK")
             rd.wrote(n)
             try:
                 ev = s.poll(ticks_ms())
                 while ev == _s.EV_CONTINUE:
-                    await self._write_out(transport)
+                    if s.has_output() and not self._put():
+                        await self._finish()
                     ev = s.poll(ticks_ms())
             except ProtocolError as e:
                 _log("protocol error from server: %s" % e)
                 try:
-                    await self._write_out(transport)  # the DISCONNECT the session queued
+                    self._put()  # the DISCONNECT the session queued
                 except Exception:
                     pass
                 raise
@@ -603,8 +596,8 @@ class MqttClient:
         self._lost = asyncio.Event()
         self._tasks = [asyncio.create_task(self._read_loop(self._transport)),
                        asyncio.create_task(self._timer_loop(self._transport))]
-        if self._batch_pub:
-            self._tasks.append(asyncio.create_task(self._flush_loop()))
+        self._room.set()
+        self._writer = None  # type: Any
         if not event.session_present and self._subs:
             # The server forgot us: subscribe again ourselves.
             for sub in list(self._subs):
@@ -639,21 +632,83 @@ class MqttClient:
             self._views[n] = v
         return v
 
-    async def _write_out(self, transport):
+    # The write path. Every packet is encoded into the session's ``out`` and handed to
+    # the transport at once, with no await in between, so no lock is needed: what
+    # the transport takes whole costs no coroutine and no scheduler round. Only
+    # when it cannot (the kernel's buffer is full) is the write "held": the writer
+    # task finishes it, and until then nothing is encoded (``out`` and the batch
+    # may still be read by the transport). Whoever has something to send then
+    # waits for ``_room``; a caller that drops or cancels its wait holds nothing.
+
+    def _put(self):
+        """Hand the batch, then the packet in ``out`` (and its tail) to the transport.
+        True when it took everything now; False when the rest is held for the writer
+        task. A failed write fails the link and raises NetworkError."""
         s = self._session
-        if self._batch_len:
-            await self._flush_batch()  # what was batched goes first: order is kept
-        if s.out_len:
-            if _log_fn is not None:
-                _log_packet("->", s.out, s.out_len)
-            await transport.write(self._view(s.out_len))
-        if s.out_tail is not None:
-            await transport.write(s.out_tail)
+        n = s.out_len
+        tail = s.out_tail
+        if _log_fn is not None and n:
+            _log_packet("->", s.out, n)
         s.flushed(ticks_ms())
+        t = self._transport
+        try:
+            if self._batch_len:
+                b = self._batch_len
+                self._batch_len = 0
+                w = t.write(self._batch_view(b))
+                if w is not READY:
+                    return self._hold(w, n, tail)
+            if n:
+                w = t.write(self._view(n))
+                if w is not READY:
+                    return self._hold(w, 0, tail)
+            if tail is not None:
+                w = t.write(tail)
+                if w is not READY:
+                    return self._hold(w, 0, None)
+        except Exception as e:
+            raise self._write_failed(e)
+        return True
+
+    def _hold(self, w, n, tail):
+        self._held = w
+        self._held_n = n
+        self._held_tail = tail
+        self._held_since = ticks_ms()
+        self._room.clear()
+        self._wake_writer()
+        return False
+
+    def _wake_writer(self):
+        if self._writer is None and self._connected:
+            self._writer = asyncio.create_task(self._write_loop())  # made on first need
+            self._tasks.append(self._writer)
+        self._write_wake.set()
+
+    async def _finish(self):
+        """Wait for the held write, then write what was behind it."""
+        t = self._transport
+        try:
+            await self._held
+            if self._held_n:
+                await t.write(self._view(self._held_n))
+            if self._held_tail is not None:
+                await t.write(self._held_tail)
+        except Exception as e:
+            raise self._write_failed(e)
+        self._held = None
+        self._held_tail = None
+        self._room.set()
+
+    async def _wait_room(self):
+        """Until no write is held (or the link is gone: the caller checks)."""
+        while self._held is not None and self._lost is not None and not self._lost.is_set():
+            self._room.clear()
+            await self._room.wait()
 
     def _batch_out(self):
-        """Move the packet in ``out`` to the batch if it fits (caller holds the write
-        lock); the flush task or the next write sends it. True if it did."""
+        """Move the packet in ``out`` to the batch if it fits; the writer task (or the
+        next write) sends it. True if it did."""
         s = self._session
         n = s.out_len
         a = self._batch_len
@@ -664,70 +719,41 @@ class MqttClient:
         self._batch_mv[a:a + n] = self._view(n)
         self._batch_len = a + n
         s.flushed(ticks_ms())
-        if self._flush_wake is not None:
-            self._flush_wake.set()
         return True
 
-    async def _flush_batch(self):
-        """Write the batch (caller holds the write lock)."""
-        try:
-            await self._batch_write()
-        except Exception as e:
-            self._link_failed(e)
-            raise NetworkError("write failed: %r" % (e,))
-
-    def _batch_write(self):
-        """The transport's write of the batch, to await (no coroutine of ours)."""
-        n = self._batch_len
-        self._batch_len = 0
+    def _batch_view(self, n):
         v = self._batch_views.get(n)  # sizes repeat in steady state: no allocation
         if v is None:
             if len(self._batch_views) >= 16:
                 self._batch_views.clear()
             v = self._batch_mv[:n]
             self._batch_views[n] = v
-        return self._transport.write(v)
+        return v
 
-    async def _flush_loop(self):
-        """Send the batch once the tasks that filled it let the loop run."""
-        wake = self._flush_wake  # (there is one when this task runs: batch_writes)
+    async def _write_loop(self):
+        """The writer task: finishes held writes, sends what was batched. Asleep on
+        an Event otherwise (nothing allocated while idle)."""
+        wake = self._write_wake
         try:
             while True:
-                wake.clear()  # type: ignore[union-attr]
-                await wake.wait()  # type: ignore[union-attr]
-                if self._batch_len:
-                    async with self._wlock:
-                        if self._batch_len:
-                            await self._flush_batch()
+                if self._held is not None:
+                    await self._finish()
+                elif self._batch_len:
+                    self._put()
+                else:
+                    wake.clear()
+                    await wake.wait()
         except asyncio.CancelledError:
             raise
         except Exception as e:
             self._link_failed(e)
 
-    async def _locked_write(self):
-        try:
-            await self._send()
-        except Exception as e:
-            raise self._write_failed(e)
-
-    def _send(self):
-        """Write the packet in ``out`` (caller holds the write lock); returns an
-        awaitable. The usual case (nothing batched, no tail, no debug log) hands
-        the view to the transport without a coroutine of ours: under MicroPython
-        each one costs its frame per packet. ``out`` is marked flushed before
-        the transport is done with it, which is safe: nothing encodes into it
-        until the caller, awaiting the write, releases the lock."""
-        s = self._session
-        if self._batch_len or s.out_tail is not None or _log_fn is not None:
-            return self._write_out(self._transport)
-        v = self._view(s.out_len)
-        s.flushed(ticks_ms())
-        return self._transport.write(v)
-
     def _write_failed(self, e):
         """A write failed: the link is gone. Returns the NetworkError to raise."""
         self._session.flushed(ticks_ms())
         self._link_failed(e)
+        if isinstance(e, NetworkError):
+            return e
         return NetworkError("write failed: %r" % (e,))
 
     # ---------------------------------------------------------- publish --
@@ -749,15 +775,19 @@ class MqttClient:
         transport, or batched with other small packets) once the server has
         acknowledged QoS >= 1. Raises ``PublishFailed`` with the reason code
         when the server refuses it. While disconnected the message is queued
-        (``QueueFull`` past the bounds) and sent after reconnecting.
+        (``QueueFull`` past the bounds) and sent after reconnecting; once the
+        client gave up reconnecting it raises ``NetworkError`` at once.
 
         A plain method returning an awaitable (await it once, or make it a
-        task). Under MicroPython every coroutine costs its frame, so the usual
-        case (lock free, window open, no batching) makes none: the packet is
-        written here and what is returned is preallocated -- a completed
-        awaitable for QoS 0, the reused Delivery's ``_Acked`` for QoS 1/2.
-        Otherwise it is the one coroutine that does the work."""
-        if not self._batch_pub and not self._wlock._locked and _log_fn is None and (
+        task; dropping it unawaited costs nothing but that outcome). Under
+        MicroPython every coroutine costs its frame, so the usual case (no
+        write held, window open, no batching) makes none: the packet is
+        handed to the transport here and what is returned is preallocated --
+        a completed awaitable for QoS 0, the reused Delivery's ``_Acked`` for
+        QoS 1/2. Otherwise it is the one coroutine that does the work."""
+        if self._gave_up is not None:
+            return _raise(self._gave_up)
+        if not self._batch_pub and self._held is None and _log_fn is None and (
                 not qos or self._session.window_open() or not self._connected):
             return self._publish_now(topic, payload, qos, retain, options)
         if qos == 0:
@@ -767,60 +797,36 @@ class MqttClient:
                              self._spare.pop() if self._spare else Delivery(), False, True)
 
     def _publish_now(self, topic, payload, qos, retain, options):
-        """``publish`` when nothing has to be waited for before the write (the
-        usual case on a device: no batching, lock free, window open). The
-        packet is encoded and handed to the transport here. When the transport
-        took it at once, what is returned makes no coroutine: the completed
-        ``_ZERO`` for QoS 0, the Delivery's ``_Acked`` for QoS 1/2 (a coroutine
-        would cost its frame per publish under MicroPython: 192 B for the
-        general path's). A small coroutine only when the write must be waited for."""
+        """``publish`` when nothing has to be waited for before the write. The
+        packet is encoded and handed to the transport here; if the transport
+        could not take it all, the writer task finishes it. Returns the completed
+        ``_ZERO`` for QoS 0, the Delivery's ``_Acked`` for QoS 1/2."""
         s = self._session
         token = None
         if qos:
             token = self._spare.pop() if self._spare else Delivery()
         if isinstance(payload, str):
             payload = payload.encode()
-        lock = self._wlock
-        lock._locked = True
         try:
             pid = s.publish(self._topic_bytes(topic), payload, qos, retain,
                             options.properties if options is not None else None,
                             options.topic_alias if options is not None else 0, token)
-        except BaseException as e:
-            lock.release()
+        except Exception as e:
             if token is not None:
                 self._spare.append(token)  # refused before the session took it
             return _raise(e)  # raised where the caller awaits, as from a coroutine
-        w = READY  # type: Any
         if s.out_len or s.out_tail is not None:
             if token is not None:
                 token.packet_id = pid
             try:
-                w = self._send()
-            except Exception as e:
-                w = _raise(e)
-        if w is READY:
-            lock.release()
-            if token is None:
-                return _ZERO
-            return self._outcome(token)
-        return self._sent(w, token)
-
-    async def _sent(self, w, token):
-        """The rest of ``_publish_now`` when the transport must be waited for:
-        its write, under the lock, then (QoS 1/2) the acknowledgement."""
-        try:
-            await w
-        except Exception as e:
-            err = self._write_failed(e)
-            if token is None:
-                raise err  # QoS 0: it may be lost, say so
-            # QoS 1/2: resent after reconnecting (see _publish)
-        finally:
-            self._wlock.release()
+                self._put()
+            except NetworkError as e:
+                if token is None:
+                    return _raise(e)  # QoS 0: it may be lost, say so
+                # QoS 1/2: the session holds it and resends it after reconnecting
         if token is None:
-            return 0
-        return await self._outcome(token)
+            return _ZERO
+        return self._outcome(token)
 
     def _outcome(self, token):
         """The awaitable outcome of publish()'s own Delivery: its ``_Acked``,
@@ -868,32 +874,34 @@ class MqttClient:
         topic = self._topic_bytes(topic)
         props = options.properties if options is not None else None
         alias = options.topic_alias if options is not None else 0
-        if qos:
-            while self._connected and not s.window_open() and not self._closing:
-                self._window.clear()
-                await self._window.wait()
-        async with self._wlock:
-            pid = s.publish(topic, payload, qos, retain, props, alias, token)
-            if s.out_len or s.out_tail is not None:
-                if token is not None:
-                    token.packet_id = pid
-                if _log_fn is not None:
-                    _log("PUBLISH topic=%r qos=%d pid=%d len=%d" % (topic, qos, pid, len(payload)))
-                try:
-                    if self._batch_pub and self._batch_out():
-                        if batch:
-                            return pid  # the flush task sends it with whatever follows
-                        await self._batch_write()
-                    else:
-                        await self._send()
-                except Exception as e:
-                    err = self._write_failed(e)
-                    if token is None:
-                        raise err  # QoS 0: it may be lost, say so
-                    # QoS 1/2: the session holds it and resends it after reconnecting;
-                    # the Delivery completes then (raising here would invite a duplicate).
-            elif _log_fn is not None:
-                _log("PUBLISH queued (offline or window full) topic=%r qos=%d" % (topic, qos))
+        while True:
+            if qos:
+                while self._connected and not s.window_open() and not self._closing:
+                    self._window.clear()
+                    await self._window.wait()
+            await self._wait_room()
+            if self._gave_up is not None:
+                raise self._gave_up
+            if self._held is None or not self._connected:
+                break
+        pid = s.publish(topic, payload, qos, retain, props, alias, token)
+        if s.out_len or s.out_tail is not None:
+            if token is not None:
+                token.packet_id = pid
+            if _log_fn is not None:
+                _log("PUBLISH topic=%r qos=%d pid=%d len=%d" % (topic, qos, pid, len(payload)))
+            try:
+                if self._batch_pub and batch and self._batch_out():
+                    self._wake_writer()  # it sends the batch once this task lets it run
+                else:
+                    self._put()
+            except NetworkError:
+                if token is None:
+                    raise  # QoS 0: it may be lost, say so
+                # QoS 1/2: the session holds it and resends it after reconnecting;
+                # the Delivery completes then (raising here would invite a duplicate).
+        elif _log_fn is not None:
+            _log("PUBLISH queued (offline or window full) topic=%r qos=%d" % (topic, qos))
         if not wait:
             return pid
         return await self._outcome(token)
@@ -902,18 +910,20 @@ class MqttClient:
         """Send resends and queued messages while the window allows."""
         s = self._session
         while self._connected:
-            async with self._wlock:
-                token = s.pump()
-                if token is None:
-                    return
-                if token is False:
-                    err = s.ev_error
-                    if s.ev_token is not None:
-                        s.ev_token._done(0, err.reason_code, PublishFailed(
-                            "queued message refused by the server's limits: %s" % err,
-                            err.reason_code))
-                    continue
-                await self._locked_write()
+            await self._wait_room()
+            if not self._connected:
+                return
+            token = s.pump()
+            if token is None:
+                return
+            if token is False:
+                err = s.ev_error
+                if s.ev_token is not None:
+                    s.ev_token._done(0, err.reason_code, PublishFailed(
+                        "queued message refused by the server's limits: %s" % err,
+                        err.reason_code))
+                continue
+            self._put()
 
     # -------------------------------------------------------- subscribe --
 
@@ -950,10 +960,12 @@ class MqttClient:
         if sub.auto_sid and self._session.limits.subscription_identifiers_available:
             props = dict(props) if props else {}
             props[_p.PROP_SUBSCRIPTION_IDENTIFIER] = sub.sid
-        async with self._wlock:
-            pid = self._session.subscribe([(sub.filter, sub.options)], props, waiter)
-            _log("SUBSCRIBE %r pid=%d" % (sub.filter, pid))
-            await self._locked_write()
+        await self._wait_room()
+        if not self._connected:
+            raise NetworkError("not connected")
+        pid = self._session.subscribe([(sub.filter, sub.options)], props, waiter)
+        _log("SUBSCRIBE %r pid=%d" % (sub.filter, pid))
+        self._put()
         await waiter.event.wait()
         if waiter.error is not None:
             raise waiter.error
@@ -968,9 +980,11 @@ class MqttClient:
         if not self._connected:
             raise NetworkError("not connected")
         waiter = _Ack()
-        async with self._wlock:
-            self._session.unsubscribe([topic_filter], properties, waiter)
-            await self._locked_write()
+        await self._wait_room()
+        if not self._connected:
+            raise NetworkError("not connected")
+        self._session.unsubscribe([topic_filter], properties, waiter)
+        self._put()
         await waiter.event.wait()
         if waiter.error is not None:
             raise waiter.error
@@ -1007,10 +1021,13 @@ class MqttClient:
         t = self._transport
         if self._connected and t is not None:
             try:
-                async with self._wlock:
+                # Not behind a write stuck on a dead link: a goodbye is not worth a hang.
+                await asyncio.wait_for(self._wait_room(), 2)
+                if self._held is None:
                     self._session.disconnect(reason_code, properties)
                     _log("DISCONNECT 0x%02X" % reason_code)
-                    await self._write_out(t)
+                    if not self._put():
+                        await asyncio.wait_for(self._wait_room(), 2)
             except Exception as e:
                 _log("DISCONNECT not sent: %r" % e)
         self._connected = False
@@ -1042,22 +1059,22 @@ class MqttClient:
                 except BaseException:
                     pass
         self._tasks = []
+        self._writer = None
+        self._held = None
+        self._batch_len = 0
+        self._room.set()
 
     def _fail_waiters(self, error):
+        """Fail everything waiting on the server: in-flight and queued publishes
+        (the queue is emptied), SUBACK/UNSUBACK waiters."""
         s = self._session
         for tok in s.inflight_tokens():
             if not tok.done():
                 tok._done(0, None, error)
-        for entry in s._queue:
-            if entry[5] is not None and not entry[5].done():
-                entry[5]._done(0, None, error)
-        s._queue = []
-        s._queued_bytes = 0
-        for waiter in s._pending_sub.values():
-            if waiter is not None:
-                waiter.error = error
-                waiter.event.set()
-        s._pending_sub = {}
+        for tok in s.drop_queued():
+            if tok is not None and not tok.done():
+                tok._done(0, None, error)
+        self._fail_subacks(error)
 
     # --------------------------------------------------------- I/O tasks --
 
@@ -1079,35 +1096,30 @@ class MqttClient:
         rd = s.reader
         try:
             while True:
-                async with self._wlock:
+                if self._held is not None:
+                    await self._wait_room()  # the acks this poll may encode need out
+                    if self._held is not None:
+                        return  # the link is gone
+                try:
+                    acking = s._msg_unacked  # this poll answers the last message
+                    ev = s.poll(ticks_ms())
+                    if _log_fn is not None and ev != _s.EV_NONE and not acking:
+                        _log_incoming(s)
+                except ProtocolError as e:
+                    _log("protocol error from server: %s" % e)
                     try:
-                        acking = s._msg_unacked  # this poll answers the last message
-                        ev = s.poll(ticks_ms())
-                        if _log_fn is not None and ev != _s.EV_NONE and not acking:
-                            _log_incoming(s)
-                    except ProtocolError as e:
-                        _log("protocol error from server: %s" % e)
-                        try:
-                            # the acks, then the DISCONNECT
-                            await self._write_out(self._transport)
-                        except Exception:
-                            pass
-                        raise
-                    if s.out_len or s.out_tail is not None:
-                        # Acks are batched while more packets wait in the buffer, so the
-                        # acks of one read leave in one write, in order [MQTT-4.6.0-2].
-                        try:
-                            if not self._batch_out():
-                                await self._send()
-                            elif s.reader.start == s.reader.end:
-                                await self._batch_write()
-                        except Exception as e:
-                            raise self._write_failed(e)
+                        self._put()  # the acks, then the DISCONNECT
+                    except Exception:
+                        pass
+                    raise
+                if s.out_len or s.out_tail is not None:
+                    # Acks are batched while more packets wait in the buffer, so the
+                    # acks of one read leave in one write, in order [MQTT-4.6.0-2].
+                    if not self._batch_out() or rd.start == rd.end:
+                        self._put()
                 if ev == _s.EV_NONE:
                     if self._batch_len:
-                        async with self._wlock:
-                            if self._batch_len:
-                                await self._flush_batch()
+                        self._put()
                     n = await transport.readinto(rd.free())
                     if not n:
                         raise NetworkError("connection closed by the server")
@@ -1204,21 +1216,38 @@ class MqttClient:
             self._cb_tasks.add(asyncio.create_task(_run_callback(self._cb_tasks, r)))
 
     async def _timer_loop(self, transport):
+        """Keep-alive: PINGREQ when due, and a dead link found within 1.5x keep-alive
+        whatever the writer does -- a write that waits that long for room in the
+        kernel's buffer counts as a dead link too (no PINGREQ can pass it)."""
         s = self._session
         try:
             while True:
-                wait = s.next_timeout(ticks_ms())
+                now = ticks_ms()
+                if self._held is not None:
+                    ka = s.keep_alive_ms
+                    if not ka:
+                        await self._wait_room()
+                        if self._held is not None:
+                            return
+                        continue
+                    left = ka + ka // 2 - ticks_diff(now, self._held_since)
+                    if left <= 0:
+                        raise MqttTimeout("a write waited %d ms for room to send: the link is "
+                                          "dead" % (ka + ka // 2))
+                    await sleep_ms(left)
+                    continue
+                wait = s.next_timeout(now)
                 if wait < 0:
                     self._timer_wake.clear()
                     await self._timer_wake.wait()
                     continue
                 if wait > 0:
                     await sleep_ms(wait)
-                async with self._wlock:
-                    s.on_timer(ticks_ms())  # may raise MqttTimeout
-                    if s.out_len or s.out_tail is not None:
-                        _log("PINGREQ")
-                        await self._locked_write()
+                    continue
+                s.on_timer(now)  # may raise MqttTimeout
+                if s.out_len or s.out_tail is not None:
+                    _log("PINGREQ")
+                    self._put()
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -1247,9 +1276,7 @@ class MqttClient:
             await self._emit(Disconnected(code, reason[1], by_server, error))
             self._window.set()
             if not rc_cfg.enabled:
-                self._fail_waiters(NetworkError("connection lost and reconnect is disabled"))
-                self._supervisor = None
-                self._queue_event.set()
+                self._give_up(NetworkError("connection lost and reconnect is disabled"))
                 return
             # A link that keeps dying right after it came up (e.g. two devices with one
             # client id taking the session from each other) must not be retried at the
@@ -1264,43 +1291,44 @@ class MqttClient:
             while not self._closing:
                 attempt += 1
                 if rc_cfg.max_attempts is not None and attempt > rc_cfg.max_attempts:
-                    self._fail_waiters(NetworkError("gave up after %d reconnect attempts"
-                                                    % rc_cfg.max_attempts))
-                    self._supervisor = None
-                    self._queue_event.set()
+                    self._give_up(NetworkError("gave up after %d reconnect attempts"
+                                               % rc_cfg.max_attempts))
                     return
                 delay = rc_cfg.delay(attempt + streak)
                 await self._emit(Reconnecting(attempt, delay))
                 await sleep_ms(int(delay * 1000))
                 if self._closing:
                     return
-                transport = None
                 try:
-                    transport = await self._open()
-                    event = await self._handshake(transport)
+                    event = await self._connect_once()
                 except ConnectRefused as e:
-                    await _close_quietly(transport)
                     if e.reason_code in _PERMANENT_REFUSALS:
                         _log("reconnect refused for good: %s" % e)
-                        self._fail_waiters(e)
-                        self._supervisor = None
+                        self._give_up(e)
                         await self._emit(Disconnected(e.reason_code, str(e), True, e))
                         return
                     continue
                 except (MqttError, OSError) as e:
                     _log("reconnect attempt %d failed: %r" % (attempt, e))
-                    await _close_quietly(transport)
                     continue
                 await self._after_connect(event)
                 break
 
+    def _give_up(self, error):
+        """Reconnecting stopped: what waits fails with ``error``, the offline queue
+        is emptied, and publish() raises it at once until connect() is called."""
+        self._gave_up = error
+        self._fail_waiters(error)
+        self._supervisor = None
+        self._window.set()
+        self._room.set()
+        self._queue_event.set()
+
     def _fail_subacks(self, error):
-        s = self._session
-        for waiter in s._pending_sub.values():
+        for waiter in self._session.drop_requests():
             if waiter is not None:
                 waiter.error = error
                 waiter.event.set()
-        s._pending_sub = {}
 
 
 async def _run_callback(tasks, coro):
@@ -1365,7 +1393,9 @@ def _log_packet(direction, buf, n):
     detail = ""
     if t == _c.PUBLISH or _c.PUBACK <= t <= _c.PUBCOMP or t in (8, 9, 10, 11, 14):
         try:
-            pkt = _c.decode(bytes(buf[:n]))
+            from . import _server_codec  # debug text only: a device never loads it otherwise
+
+            pkt = _server_codec.decode(bytes(buf[:n]))
             pid = getattr(pkt, "packet_id", 0)
             if pid:
                 detail = " pid=%d" % pid

@@ -176,20 +176,6 @@ def utf8_ok(buf, start, end):
 
 # --------------------------------------------------------------- writing ---
 
-def _value_size(ptype, value):
-    if ptype == T_BYTE:
-        return 1
-    if ptype == T_U16:
-        return 2
-    if ptype == T_U32:
-        return 4
-    if ptype == T_VBI:
-        return vbi_size(value)
-    if ptype == T_PAIR:
-        return 4 + len(_utf8(value[0])) + len(_utf8(value[1]))
-    return 2 + len(_utf8(value) if ptype == T_UTF8 else value)
-
-
 def to_utf8(s):
     """A str as UTF-8 bytes; anything else is returned as it is. UsageError
     for a str that has no UTF-8 form (CPython: a lone surrogate)."""
@@ -215,34 +201,61 @@ def vbi_size(value):
     return 4
 
 
-def _check_value(pid, ptype, value):
-    # The same value rules as ``check`` applies on receipt: never send what a
-    # strict peer (or our own decoder) must refuse.
+_SEQ = (tuple, list)
+_BYTES = (bytes, bytearray, memoryview)
+
+
+def _str_size(s):
+    """2 + the UTF-8 length of a valid MQTT string (str or bytes), or -1. One encode
+    for a str (the only allocation sizing a property makes)."""
+    if isinstance(s, str):
+        try:
+            s = s.encode()
+        except UnicodeError:  # CPython: a lone surrogate
+            return -1
+    elif not isinstance(s, _BYTES):
+        return -1
+    n = len(s)
+    return n + 2 if n <= 0xFFFF and utf8_ok(s, 0, n) else -1
+
+
+def _value_size(pid, ptype, value):
+    """Encoded size of one property value, after checking it by the rules ``check``
+    applies on receipt (never send what a strict peer, or our own decoder, must
+    refuse); UsageError for a bad one."""
+    n = -1
     if ptype == T_BYTE:
         # every one-byte property is 0 or 1 (Maximum QoS too: absent means 2)
-        ok = isinstance(value, int) and 0 <= value <= 1
+        if isinstance(value, int) and 0 <= value <= 1:
+            n = 1
     elif ptype == T_U16:
-        ok = isinstance(value, int) and 0 <= value <= 0xFFFF
-        if value == 0 and (pid == PROP_RECEIVE_MAXIMUM or pid == PROP_TOPIC_ALIAS):
-            ok = False
+        if isinstance(value, int) and 0 <= value <= 0xFFFF and (value or (
+                pid != PROP_RECEIVE_MAXIMUM and pid != PROP_TOPIC_ALIAS)):
+            n = 2
     elif ptype == T_U32:
-        ok = isinstance(value, int) and 0 <= value <= 0xFFFFFFFF
-        if value == 0 and pid == PROP_MAXIMUM_PACKET_SIZE:
-            ok = False
+        if isinstance(value, int) and 0 <= value <= 0xFFFFFFFF and (
+                value or pid != PROP_MAXIMUM_PACKET_SIZE):
+            n = 4
     elif ptype == T_VBI:
-        ok = isinstance(value, int) and 1 <= value <= _VBI_MAX
+        if isinstance(value, int) and 1 <= value <= _VBI_MAX:
+            n = vbi_size(value)
     elif ptype == T_PAIR:
-        ok = (isinstance(value, (tuple, list)) and len(value) == 2
-              and _str_ok(value[0]) and _str_ok(value[1]))
+        if isinstance(value, _SEQ) and len(value) == 2:
+            k = _str_size(value[0])
+            v = _str_size(value[1])
+            if k > 0 and v > 0:
+                n = k + v
     elif ptype == T_UTF8:
-        ok = _str_ok(value)
-        if ok and pid == PROP_RESPONSE_TOPIC:
+        n = _str_size(value)
+        if n > 0 and pid == PROP_RESPONSE_TOPIC:
             b = to_utf8(value)
-            ok = _topic_name_ok(b, 0, len(b))
-    else:
-        ok = isinstance(value, (bytes, bytearray, memoryview)) and len(value) <= 0xFFFF
-    if not ok:
+            if not _topic_name_ok(b, 0, len(b)):
+                n = -1
+    elif isinstance(value, _BYTES) and len(value) <= 0xFFFF:
+        n = 2 + len(value)
+    if n < 0:
         raise UsageError("bad value for property 0x%02X: %r" % (pid, value))
+    return n
 
 
 def _topic_name_ok(buf, start, end):
@@ -258,48 +271,27 @@ def _topic_name_ok(buf, start, end):
     return True
 
 
-def _str_ok(s):
-    if isinstance(s, str):
-        try:
-            b = s.encode()  # type: bytes | bytearray
-        except UnicodeError:  # CPython: a lone surrogate
-            return False
-    elif isinstance(s, (bytes, bytearray)):
-        b = s
-    else:
-        return False
-    return len(b) <= 0xFFFF and utf8_ok(b, 0, len(b))
-
-
-def _items(props):
-    """(pid, value) for every value, expanding the repeatable properties."""
-    for pid in props:
-        value = props[pid]
-        if pid == PROP_USER_PROPERTY:
-            for pair in value:
-                yield pid, pair
-        elif pid == PROP_SUBSCRIPTION_IDENTIFIER and isinstance(value, (list, tuple)):
-            for v in value:
-                yield pid, v
-        else:
-            yield pid, value
-
-
 def size(props, where):
     """Byte length of the encoded property block *content* (without its length
     prefix). Validates every property for packet kind ``where``; raises
-    UsageError on anything the spec does not allow."""
+    UsageError on anything the spec does not allow. No generator, no list: plain
+    loops over the dict and the repeated values allocate nothing on MicroPython."""
     if not props:
         return 0
     total = 0
-    for pid, value in _items(props):
+    for pid in props:
+        value = props[pid]
         ptype = prop_type(pid) if isinstance(pid, int) else 0
         if not ptype:
             raise UsageError("unknown property %r" % (pid,))
         if not allowed_in(pid, where):
             raise UsageError("property 0x%02X not allowed in this packet" % pid)
-        _check_value(pid, ptype, value)
-        total += vbi_size(pid) + _value_size(ptype, value)
+        if pid == PROP_USER_PROPERTY or (
+                pid == PROP_SUBSCRIPTION_IDENTIFIER and isinstance(value, _SEQ)):
+            for v in value:
+                total += 1 + _value_size(pid, ptype, v)
+        else:
+            total += vbi_size(pid) + _value_size(pid, ptype, value)
     return total
 
 
@@ -316,25 +308,34 @@ def write_content(buf, pos, props):
     """Write the properties without a length prefix; returns the new position."""
     if not props:
         return pos
-    for pid, value in _items(props):
-        buf[pos] = pid
-        pos += 1
-        ptype = _TYPES[pid]
-        if ptype == T_BYTE:
-            buf[pos] = value
-            pos += 1
-        elif ptype == T_U16:
-            pos = write_u16(buf, pos, value)
-        elif ptype == T_U32:
-            pos = write_u32(buf, pos, value)
-        elif ptype == T_VBI:
-            pos = write_vbi(buf, pos, value)
-        elif ptype == T_PAIR:
-            pos = write_bin(buf, pos, _utf8(value[0]))
-            pos = write_bin(buf, pos, _utf8(value[1]))
+    for pid in props:
+        value = props[pid]
+        if pid == PROP_USER_PROPERTY or (
+                pid == PROP_SUBSCRIPTION_IDENTIFIER and isinstance(value, _SEQ)):
+            for v in value:
+                pos = _write_value(buf, pos, pid, v)
         else:
-            pos = write_bin(buf, pos, _utf8(value))
+            pos = _write_value(buf, pos, pid, value)
     return pos
+
+
+def _write_value(buf, pos, pid, value):
+    buf[pos] = pid
+    pos += 1
+    ptype = _TYPES[pid]
+    if ptype == T_BYTE:
+        buf[pos] = value
+        return pos + 1
+    if ptype == T_U16:
+        return write_u16(buf, pos, value)
+    if ptype == T_U32:
+        return write_u32(buf, pos, value)
+    if ptype == T_VBI:
+        return write_vbi(buf, pos, value)
+    if ptype == T_PAIR:
+        pos = write_bin(buf, pos, _utf8(value[0]))
+        return write_bin(buf, pos, _utf8(value[1]))
+    return write_bin(buf, pos, _utf8(value))
 
 
 def write_u16(buf, pos, value):

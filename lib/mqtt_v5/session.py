@@ -546,6 +546,20 @@ class Session:
         return [sl[i + _TOKEN] for i in range(0, len(sl), _SLOT)
                 if sl[i + _STATE] != _FREE and sl[i + _TOKEN] is not None]
 
+    def drop_queued(self):
+        """Empty the offline queue; returns the tokens of the messages dropped."""
+        q = self._queue
+        self._queue = []
+        self._queued_bytes = 0
+        return [e[5] for e in q]
+
+    def drop_requests(self):
+        """Forget the SUBSCRIBE/UNSUBSCRIBE awaiting their ack (the connection is
+        gone); returns their tokens."""
+        p = self._pending_sub
+        self._pending_sub = {}
+        return list(p.values())
+
     def pump(self):
         """After CONNACK (and whenever the window opens), encode the next
         packet owed to the server: resends first (PUBLISH with DUP, or PUBREL

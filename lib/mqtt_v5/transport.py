@@ -3,7 +3,8 @@
 The client drives any object with this contract::
 
     async def readinto(buf) -> int   # bytes read into buf; 0 = closed by the peer
-    async def write(buf) -> None     # writes ALL of buf; one packet per call
+    def write(buf) -> awaitable      # writes ALL of buf; one packet per call. It may
+                                     # return _compat.READY: then it is done (buf free)
     async def close() -> None
 
 ``open_connection`` returns a ``StreamTransport`` over TCP or TLS. Failures
@@ -27,9 +28,15 @@ inside the first write/read, so every handshake failure surfaces there.
 
 import asyncio
 
-from ._compat import open_stream
-from ._neterr import error as _error
+from ._compat import READY, open_stream
 from .errors import NetworkError, UsageError
+
+
+def _error(*args):
+    from ._neterr import error  # cold: loaded at the first network failure, not at import
+
+    return error(*args)
+
 
 _LAZY = {
     "TlsConfig": "tls",
@@ -99,8 +106,16 @@ def parse_url(url):
 async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
     """Connect over TCP, or TLS when the URL is ``mqtts://`` or ``tls`` is
     given (a ``TlsConfig``, or True for a verifying default). Returns a
-    ``StreamTransport``. ``timeout_s`` bounds DNS + TCP connect (+ the TLS
-    handshake on CPython; MicroPython does the handshake in the first I/O)."""
+    ``StreamTransport``. ``timeout_s`` bounds DNS + TCP connect, and the TLS
+    handshake: here on CPython, in the first write on MicroPython (which runs
+    the handshake there), so a server that accepts TCP and then stalls the
+    handshake cannot hang a connect.
+    ``ws://`` and ``wss://`` URLs go to ``mqtt_v5.ws.open_ws`` (MQTT over WebSocket)."""
+    i = url_or_host.find("://")
+    if 0 < i < 4 and url_or_host[:i].lower() in ("ws", "wss"):
+        from .ws import open_ws  # imported only by those who use WebSocket
+
+        return await open_ws(url_or_host, tls=tls, timeout_s=timeout_s)
     host, url_port, url_tls = parse_url(url_or_host)
     if port is None:
         port = url_port
@@ -130,20 +145,23 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
         raise
     except (OSError, ValueError) as e:
         raise _error(e, where, ctx is not None, True, has_cert, "connect")
-    return StreamTransport(stream, where, ctx is not None, has_cert)
+    return StreamTransport(stream, where, ctx is not None, has_cert, timeout_s)
 
 
 class StreamTransport:
     """A Transport over a runtime stream (asyncio's Stream on MicroPython, a
-    BufferedProtocol stream on CPython). ``peer`` is "host:port"."""
+    BufferedProtocol stream on CPython). ``peer`` is "host:port";
+    ``handshake_timeout_s`` bounds the first write of a TLS stream (where
+    MicroPython does the handshake)."""
 
-    def __init__(self, stream, peer="", tls=False, client_cert=False):
+    def __init__(self, stream, peer="", tls=False, client_cert=False, handshake_timeout_s=None):
         self._s = stream
         self.peer = peer
         self.tls = tls
         self._cert = client_cert
         # Until the first byte arrives, EOF on TLS means the handshake was refused.
         self._got = not tls
+        self._shake_s = handshake_timeout_s if tls else None
         self._closed = False
 
     async def readinto(self, buf):
@@ -165,11 +183,34 @@ class StreamTransport:
             raise _error(None, self.peer, True, True, self._cert, "read")
         return 0
 
-    async def write(self, buf):
-        """Write all of ``buf``; returns when the caller may reuse it."""
+    def write(self, buf):
+        """Write all of ``buf``; awaitable. The stream writes at once what the kernel
+        takes and keeps a copy of the rest: then the preallocated ``READY`` is
+        returned (no coroutine, no scheduler round), else the drain to await,
+        which waits for the socket to be writable. A failure raises here."""
+        s = self._s
         try:
-            self._s.write(buf)
-            await self._s.drain()
+            s.write(buf)
+        except (OSError, ValueError) as e:
+            raise _error(e, self.peer, self.tls, not self._got, self._cert, "write")
+        if not s.out_buf:
+            self._shake_s = None  # the handshake, if any, is done
+            return READY
+        return self._drain()
+
+    async def _drain(self):
+        try:
+            if self._shake_s is None:
+                await self._s.drain()
+            else:
+                timeout_s = self._shake_s
+                self._shake_s = None
+                try:
+                    await asyncio.wait_for(self._s.drain(), timeout_s)
+                except asyncio.TimeoutError:
+                    raise NetworkError("TLS handshake with %s timed out after %s s (the "
+                                       "server accepted TCP, then did not answer)"
+                                       % (self.peer, timeout_s))
         except (OSError, ValueError) as e:
             raise _error(e, self.peer, self.tls, not self._got, self._cert, "write")
 

@@ -61,6 +61,23 @@ class ParsedUsername:
         return self.params.get(token_key_name) if token_key_name else None
 
 
+@dataclass(frozen=True)
+class HttpRequest:
+    """The WebSocket upgrade request of a connection: where §2.1 lets the authorizer
+    name, signature and token travel instead of the CONNECT username."""
+
+    headers: dict[str, str]  # names lower-cased
+    query: str = ""  # without the '?'
+
+    def param(self, name: str) -> str | None:
+        """A query parameter (URL-decoded), else a header; None if neither has it."""
+        for part in self.query.split("&") if self.query else ():
+            key, _, value = part.partition("=")
+            if unquote(key) == name:
+                return unquote(value)
+        return self.headers.get(name.lower())
+
+
 def parse_username(username: str | None) -> ParsedUsername:
     """Split ``user?name=...&signature=...&tok=...&SDK=...`` into its parts.
 
@@ -207,27 +224,40 @@ class Authorizers:
         server_name: str | None,
         signature_verified: bool,
         connection_id: str | None = None,
+        http: HttpRequest | None = None,
+        token: str | None = None,
     ) -> dict[str, Json]:
-        """The Lambda event of [CONFIG-CUSTOM-AUTH] for an MQTT CONNECT.
+        """The Lambda event of [CONFIG-CUSTOM-AUTH] for a connection.
 
-        ``protocolData.mqtt.username`` is the username as sent (query included);
-        the password is base64-encoded; fields without a value are left out.
+        Only what this connection type has: ``http`` (headers and query string) and the
+        ``"http"`` protocol only for MQTT over WebSocket; ``protocolData.mqtt`` with the
+        username as sent (query included, never one built from HTTP credentials), the
+        password base64-encoded, and the client id, each only when the CONNECT had one.
         """
-        mqtt: dict[str, Json] = {"clientId": client_id}
+        mqtt: dict[str, Json] = {}
         if parsed.raw:
             mqtt["username"] = parsed.raw
         if password is not None:
             mqtt["password"] = base64.b64encode(password).decode("ascii")
+        if client_id:
+            mqtt["clientId"] = client_id
         event: dict[str, Json] = {}
-        token = parsed.token(authorizer.token_key_name)
+        if token is None:
+            token = parsed.token(authorizer.token_key_name)
         if token is not None:
             event["token"] = token
         event["signatureVerified"] = signature_verified
-        event["protocols"] = ["tls", "mqtt"]
+        event["protocols"] = ["tls", "http", "mqtt"] if http is not None else ["tls", "mqtt"]
         protocol_data: dict[str, Json] = {}
         if server_name is not None:
             protocol_data["tls"] = {"serverName": server_name}
-        protocol_data["mqtt"] = mqtt
+        if http is not None:
+            protocol_data["http"] = {
+                "headers": dict(http.headers),
+                "queryString": "?" + http.query if http.query else "",
+            }
+        if mqtt:
+            protocol_data["mqtt"] = mqtt
         event["protocolData"] = protocol_data
         event["connectionMetadata"] = {"id": connection_id or str(uuid.uuid4())}
         return event
@@ -240,27 +270,39 @@ class Authorizers:
         client_id: str,
         server_name: str | None = None,
         connection_id: str | None = None,
+        http: HttpRequest | None = None,
     ) -> AuthResult:
         """Authenticate a CONNECT through the named (or default) authorizer.
+
+        ``http``: the WebSocket upgrade request; the authorizer name, signature and token
+        are taken from the username first, then from its query string or headers (§2.1).
 
         Raises :class:`AuthorizerError` for a malformed username, an unknown or disabled
         authorizer, a missing or bad token signature (when signing is enabled), or a
         negative or malformed authorizer response.
         """
         parsed = parse_username(username)
-        name = parsed.authorizer_name or self.default
+
+        def find(key: str | None, from_username: str | None) -> str | None:
+            if from_username is not None or http is None or not key:
+                return from_username
+            return http.param(key)
+
+        name = find(NAME_PARAM, parsed.authorizer_name) or self.default
         if name is None:
             raise AuthorizerError("no authorizer named and no default authorizer")
         authorizer = self.authorizers.get(name)
         if authorizer is None or not authorizer.enabled:
             raise AuthorizerError(f"unknown or disabled authorizer: {name}")
+        key = authorizer.token_key_name
+        token = find(key, parsed.token(key))
+        signature = find(SIGNATURE_PARAM, parsed.signature)
         verified = False
         if not authorizer.signing_disabled:
-            token = parsed.token(authorizer.token_key_name)
-            if token is None or parsed.signature is None:
+            if token is None or signature is None:
                 raise AuthorizerError("signing is enabled: token and signature are required")
             verified = any(
-                verify_token_signature(token, parsed.signature, pem)
+                verify_token_signature(token, signature, pem)
                 for pem in authorizer.public_keys.values()
             )
             if not verified:
@@ -273,6 +315,8 @@ class Authorizers:
             server_name=server_name,
             signature_verified=verified,
             connection_id=connection_id,
+            http=http,
+            token=token,
         )
         try:
             response = authorizer.invoke(event)

@@ -79,7 +79,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--require-sni",
         action="store_true",
-        help="close TLS connections whose SNI is not localhost (AWS refuses a missing SNI)",
+        default=True,
+        help="close TLS connections whose SNI is not localhost (the default: AWS refuses "
+        "a connection without SNI)",
+    )
+    s.add_argument(
+        "--no-sni-check",
+        dest="require_sni",
+        action="store_false",
+        help="accept TLS connections with any server name or none",
+    )
+    s.add_argument(
+        "--iam-credential",
+        action="append",
+        default=[],
+        metavar="KEY_ID:SECRET",
+        help="a static AWS credential for MQTT over WebSocket signed with SigV4 "
+        "(region us-east-1; allowed everything; repeatable)",
+    )
+    s.add_argument(
+        "--no-throttle",
+        action="store_true",
+        help="turn off AWS's per-connection throttles (100 publishes/s, 512 KiB/s, "
+        "1 CONNECT/s per client id), e.g. for load tests",
+    )
+    s.add_argument(
+        "--revocation-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds between a certificate leaving ACTIVE and its live connections being "
+        "closed (AWS: within minutes; default 0)",
     )
     s.add_argument(
         "--allow-remote",
@@ -114,6 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     tc = tsub.add_parser("cert-status", help="set a certificate ACTIVE, INACTIVE or REVOKED")
     tc.add_argument("certificate_id")
     tc.add_argument("status", choices=["ACTIVE", "INACTIVE", "REVOKED"])
+
+    po = sub.add_parser("policy", help="IoT policies on certificates (live connections too)")
+    posub = po.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pa = posub.add_parser("add", help="create (or replace) a policy from a JSON file")
+    pa.add_argument("name")
+    pa.add_argument("file", metavar="FILE.json")
+    for verb in ("attach", "detach"):
+        pv = posub.add_parser(verb, help=f"{verb} a policy to/from a certificate")
+        pv.add_argument("name")
+        pv.add_argument("certificate_id")
 
     j = sub.add_parser("job", help="jobs")
     jsub = j.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -276,6 +316,7 @@ def banner(twin: Any) -> str:
 
 
 async def serve(args: argparse.Namespace, data_dir: Path) -> None:
+    from .server import Limits
     from .twin import Twin
 
     ports = {f"{n}_port": getattr(args, f"{n}_port") for n in DEFAULT_PORTS}
@@ -286,10 +327,19 @@ async def serve(args: argparse.Namespace, data_dir: Path) -> None:
         listeners=tuple(n for n in DEFAULT_PORTS if n not in args.no),
         max_session_expiry_s=args.session_expiry_max,
         require_sni=args.require_sni,
+        revocation_delay_s=args.revocation_delay,
+        limits=Limits(publishes_per_s=0, throughput_bytes_per_s=0, connects_per_s_per_client_id=0)
+        if args.no_throttle
+        else None,
         **ports,
     )
     if args.authorizers:
         _load_authorizers(twin, args.authorizers)
+    for credential in args.iam_credential:
+        key_id, sep, secret = credential.partition(":")
+        if not sep or not key_id or not secret:
+            raise ValueError("--iam-credential wants KEY_ID:SECRET")
+        twin.add_iam_credential(key_id, secret)
     await twin.start()
     print(banner(twin), flush=True)
     stop = asyncio.Event()
@@ -359,6 +409,17 @@ def main(argv: list[str] | None = None) -> int:
             data_dir, "cert-status", {"certificate_id": args.certificate_id, "status": args.status}
         )
         print(f"certificate {args.certificate_id} is {args.status}")
+    elif cmd == "policy" and args.action == "add":
+        doc = _read_json_arg("@" + args.file)
+        run_op(data_dir, "policy-add", {"name": args.name, "document": doc})
+        print(f"policy {args.name} saved")
+    elif cmd == "policy":
+        run_op(
+            data_dir,
+            f"policy-{args.action}",
+            {"name": args.name, "certificate_id": args.certificate_id},
+        )
+        print(f"policy {args.name} {args.action}ed: certificate {args.certificate_id}")
     elif cmd == "job":
         doc = _read_json_arg("@" + args.document)
         job_id = run_op(

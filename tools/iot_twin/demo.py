@@ -2,16 +2,15 @@
 
 It starts the twin in this process (free loopback ports, state in ``$TWIN_DEMO_DATA``,
 default ``.twin-demo/``), registers the thing ``weather-sensor-001`` with a certificate, and
-then runs the device side with mqtt_v5 exactly as it would run against AWS IoT Core, over
-the raw ``$aws/...`` topics:
+then runs the device side with ``mqtt_v5.aws`` exactly as it would run against AWS IoT Core:
 
-1. connect over mutual TLS with the thing name as client id (persistent session);
+1. ``aws_client``: mutual TLS with the thing name as client id, persistent session;
 2. publish telemetry (QoS 1) to ``devices/<thing>/telemetry``;
-3. report the sensor state to the device shadow and wait for ``update/accepted``;
+3. ``Shadow.update``: report the sensor state (answer matched by clientToken);
 4. the demo (standing in for a cloud application) changes the shadow's desired state;
-   the device gets ``update/delta``, applies it and reports the new state;
-5. the demo queues a job; the device gets ``jobs/notify-next``, starts it
-   (``start-next``), executes it and reports SUCCEEDED;
+   ``Shadow.on_delta`` gets only the change, applies it and reports it in the same step;
+5. the demo queues a job; ``Jobs.on_next`` wakes the ``JobRunner``, which starts it, runs
+   the handler for its ``operation`` and reports SUCCEEDED;
 6. QoS 2 is refused up front: AWS IoT Core's CONNACK says Maximum QoS 1.
 
 Every step is printed. Exit status 0 means the whole scenario succeeded.
@@ -23,10 +22,12 @@ import asyncio
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
-from mqtt_v5 import ConnectOptions, MqttClient, TlsConfig, UsageError
+from mqtt_v5 import UsageError
+from mqtt_v5.aws.connect import aws_client
+from mqtt_v5.aws.jobs import JobRunner, Jobs
+from mqtt_v5.aws.shadow import Shadow
 
 from .twin import Twin
 
@@ -38,50 +39,13 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-class Device:
-    """The firmware side: what would run on the ESP32, written against mqtt_v5 only."""
-
-    def __init__(self, client: MqttClient, thing: str) -> None:
-        self.client = client
-        self.thing = thing
-        self.shadow = f"$aws/things/{thing}/shadow"
-        self.jobs = f"$aws/things/{thing}/jobs"
-        self.config = {"report_interval_s": 60, "unit": "C"}
-        self.inbox: asyncio.Queue[tuple[str, dict]] = asyncio.Queue()
-
-    def _on_json(self, msg) -> None:
-        try:
-            body = json.loads(msg.payload) if msg.payload else {}
-        except ValueError:
-            body = {"raw": msg.payload}
-        self.inbox.put_nowait((msg.topic, body))
-
-    async def expect(self, topic: str) -> dict:
-        """The next message on ``topic`` (others seen meanwhile are reported and skipped)."""
-        deadline = time.monotonic() + STEP_TIMEOUT_S
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"nothing on {topic} within {STEP_TIMEOUT_S} s")
-            got, body = await asyncio.wait_for(self.inbox.get(), left)
-            if got == topic:
-                return body
-            say(f"      (also received {got})")
-
-    async def subscribe_all(self) -> None:
-        for suffix in ("update/accepted", "update/rejected", "update/delta"):
-            await self.client.subscribe(f"{self.shadow}/{suffix}", self._on_json, qos=1)
-        for suffix in ("notify-next", "start-next/accepted", "start-next/rejected",
-                       "+/update/accepted", "+/update/rejected"):
-            await self.client.subscribe(f"{self.jobs}/{suffix}", self._on_json, qos=1)
-
-    async def report(self, state: dict) -> dict:
-        body = {"state": {"reported": state}, "clientToken": f"report-{time.monotonic_ns()}"}
-        await self.client.publish_qos1(f"{self.shadow}/update", json.dumps(body))
-        accepted = await self.expect(f"{self.shadow}/update/accepted")
-        if accepted.get("clientToken") != body["clientToken"]:
-            raise RuntimeError("update/accepted for another request")
-        return accepted
+async def until(predicate, what: str) -> None:
+    """Wait (bounded) until ``predicate()`` holds."""
+    for _ in range(int(STEP_TIMEOUT_S / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{what}: not within {STEP_TIMEOUT_S} s")
 
 
 async def scenario(twin: Twin) -> None:
@@ -92,63 +56,63 @@ async def scenario(twin: Twin) -> None:
     say(f"[1] connect {THING} over mutual TLS to mqtts://localhost:{port}")
     say(f"      CA {twin.ca_path}, certificate {cert}")
 
-    options = ConnectOptions(THING, clean_start=False, keep_alive=30,
-                             session_expiry_interval=3600)
-    options.tls = TlsConfig(ca=str(twin.ca_path), cert=str(cert), key=str(key))
-    options.reconnect_config.max_attempts = 3
-    client = MqttClient(options)
+    client = aws_client("localhost", THING, cert=str(cert), key=str(key),
+                        ca=str(twin.ca_path), port=port, keep_alive=30)
+    client.options.reconnect_config.max_attempts = 3
     client.on_connection_event(lambda ev: say(f"      connection event: {ev!r}"))
-    await client.connect(f"mqtts://localhost:{port}")
+    await client.connect()
     lim = client.limits
     say(f"      CONNACK: Receive Maximum {lim.receive_maximum}, Maximum QoS {lim.maximum_qos},"
         f" Maximum Packet Size {lim.maximum_packet_size},"
         f" Topic Alias Maximum {lim.topic_alias_maximum}")
-    device = Device(client, THING)
-    await device.subscribe_all()
 
-    say("[2] publish telemetry (QoS 1) to devices/weather-sensor-001/telemetry")
+    say(f"[2] publish telemetry (QoS 1) to devices/{THING}/telemetry")
     readings = [{"temperature": 21.5 + i * 0.3, "humidity": 48 + i} for i in range(3)]
     for r in readings:
         pid = await client.publish_qos1(f"devices/{THING}/telemetry", json.dumps(r))
         say(f"      {r} acknowledged, packet id {pid}")
 
     say("[3] report state to the device shadow")
-    accepted = await device.report({**readings[-1], **device.config, "firmware": "1.2.3"})
+    shadow = Shadow(client)
+    config = {"report_interval_s": 60, "unit": "C"}
+    accepted = await shadow.update(reported={**readings[-1], **config, "firmware": "1.2.3"})
     say(f"      update/accepted, shadow version {accepted['version']}")
+
+    def apply(state: dict, version: int) -> dict:
+        say(f"      update/delta (version {version}): {state}")
+        config.update(state)
+        return state  # reported back by on_delta, in the same step
+
+    await shadow.on_delta(apply)
 
     say("[4] the cloud asks for a new report interval (desired state)")
     twin.update_shadow(THING, {"state": {"desired": {"report_interval_s": 10}}})
-    delta = await device.expect(f"{device.shadow}/update/delta")
-    say(f"      update/delta: {delta['state']}")
-    device.config.update(delta["state"])
-    accepted = await device.report(device.config)
+
+    def converged() -> bool:
+        doc = twin.get_shadow(THING)
+        return bool(doc) and doc["state"].get("reported", {}).get("report_interval_s") == 10 \
+            and "delta" not in doc["state"]
+
+    await until(converged, "shadow convergence")
     doc = twin.get_shadow(THING)
     assert doc is not None
-    reported = doc["state"]["reported"]["report_interval_s"]
-    if reported != 10 or "delta" in doc["state"]:
-        raise RuntimeError(f"shadow not converged: {doc['state']}")
-    say(f"      reported report_interval_s={reported}; desired and reported agree"
-        f" (version {doc['version']})")
+    say(f"      reported report_interval_s={config['report_interval_s']}; desired and reported"
+        f" agree (version {doc['version']})")
 
     say("[5] the cloud queues a job; the device executes it")
+
+    def calibrate(document: dict, execution: dict) -> dict:
+        say(f"      running job {execution['jobId']}: {document}")
+        return {"result": "offset applied"}
+
+    runner = JobRunner(Jobs(client), {"calibrate": calibrate})
+    run = asyncio.create_task(runner.run())
     job_id = twin.add_job(THING, {"operation": "calibrate", "offset": -0.4})
-    note = await device.expect(f"{device.jobs}/notify-next")
-    say(f"      notify-next: job {note['execution']['jobId']}")
-    await client.publish_qos1(f"{device.jobs}/start-next",
-                              json.dumps({"clientToken": "start-1",
-                                          "statusDetails": {"step": "starting"}}))
-    started = await device.expect(f"{device.jobs}/start-next/accepted")
-    execution = started["execution"]
-    say(f"      start-next: {execution['jobId']} is {execution['status']},"
-        f" document {execution['jobDocument']}")
-    say("      ... calibrating ...")
-    await client.publish_qos1(
-        f"{device.jobs}/{job_id}/update",
-        json.dumps({"status": "SUCCEEDED", "expectedVersion": execution["versionNumber"],
-                    "statusDetails": {"result": "offset applied"}}))
-    await device.expect(f"{device.jobs}/{job_id}/update/accepted")
+    await until(lambda: any(j == job_id for j, _ in runner.history), "the job")
+    runner.stop()
+    await asyncio.wait_for(run, STEP_TIMEOUT_S)
     status = twin.services.jobs.execution(THING, job_id)
-    final = status.status if hasattr(status, "status") else status["status"]
+    final = status.status if status is not None else "missing"
     if final != "SUCCEEDED":
         raise RuntimeError(f"job {job_id} ended {final}")
     say(f"      job {job_id}: {final}")

@@ -13,9 +13,13 @@ in-progress timeouts turn executions ``TIMED_OUT`` when a call finds them expire
 :meth:`JobStore.tick` lets the endpoint apply them without a request. Timestamps are
 epoch seconds [MS1535], [MS1598].
 
-Notifications follow [JOBS-NOTIFY] to the letter: ``notify`` when an execution joins or
-leaves the pending list (starting one publishes nothing), ``notify-next`` when the head
-of the list (IN_PROGRESS first, then by queue time) is a different execution.
+Notifications follow the current jobs-notifications page [JOBS-NOTIFY] (docs.aws.amazon.com
+/iot/latest/developerguide/jobs-comm-notifications.html): a ListNotification (``notify``,
+at most 15 pending executions, IN_PROGRESS first, then by queue time) "whenever a new job
+execution is queued or changes to a non-terminal status (IN_PROGRESS or QUEUED)" and
+when one changes to a terminal status; so starting an execution publishes ``notify``
+(the 2022 text and the SDKs' "added to or removed from the list" said otherwise).
+``notify-next`` when the head of the list is a different execution.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ MAX_DETAIL_VALUE_CHARS = 1024  # [JOBS-MODEL] (an older table said 128)
 MIN_STEP_TIMEOUT_MIN = 1  # [QUOTAS-OLD] 1..10080 minutes
 MAX_STEP_TIMEOUT_MIN = 10080
 MAX_JOB_DOCUMENT_BYTES = 32 * 1024  # [JOBS-MODEL], [QUOTAS-OLD]
-MAX_LIST_NOTIFICATION = 10  # [JOBS-NOTIFY], [JOBS-LIMITS]
+MAX_LIST_NOTIFICATION = 15  # [JOBS-NOTIFY] current text: 'no more than 15'
 
 _DETAIL_KEY = re.compile(r"[a-zA-Z0-9:_-]{1,128}\Z")  # [JOBS-MODEL]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -547,17 +551,22 @@ class JobStore:
 
     # --- notifications ---------------------------------------------------------------
 
-    def _snapshot(self, thing: str) -> tuple[frozenset[str], str | None]:
+    def _snapshot(self, thing: str) -> tuple[frozenset[tuple[str, str]], str | None]:
+        """The pending executions with their statuses, and the head of the list."""
         pending = self.pending(thing)
-        return frozenset(e.job_id for e in pending), pending[0].job_id if pending else None
+        return (
+            frozenset((e.job_id, e.status) for e in pending),
+            pending[0].job_id if pending else None,
+        )
 
     def _notifications(
-        self, thing: str, before: tuple[frozenset[str], str | None], now: int
+        self, thing: str, before: tuple[frozenset[tuple[str, str]], str | None], now: int
     ) -> Responses:
-        ids_before, head_before = before
+        listed_before, head_before = before
         pending = self.pending(thing)
         out: Responses = []
-        if frozenset(e.job_id for e in pending) != ids_before:
+        # An execution queued, removed, or changed between QUEUED and IN_PROGRESS.
+        if frozenset((e.job_id, e.status) for e in pending) != listed_before:
             jobs: dict[str, list[dict[str, Json]]] = {}
             for e in pending[:MAX_LIST_NOTIFICATION]:
                 jobs.setdefault(e.status, []).append(e.summary())

@@ -35,11 +35,13 @@ import ipaddress
 import logging
 import ssl
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from .server import Broker, ConnInfo, Stream, TcpStream
+from .sigv4 import SigV4Error
 
 log = logging.getLogger("iot_twin")
 
@@ -80,9 +82,18 @@ class TlsFiles:
 
 
 def server_context(
-    files: TlsFiles, *, client_cert: int, alpn: list[str] | None = None
+    files: TlsFiles,
+    *,
+    client_cert: int,
+    alpn: list[str] | None = None,
+    sni_names: tuple[str, ...] | None = None,
 ) -> ssl.SSLContext:
-    """A server-side TLS 1.2/1.3 context (§1.3); ``client_cert`` is an ``ssl.CERT_*``."""
+    """A server-side TLS 1.2/1.3 context (§1.3); ``client_cert`` is an ``ssl.CERT_*``.
+
+    ``sni_names``: if given, a ClientHello without one of these server names fails the
+    handshake with an ``unrecognized_name`` alert (§1.3 [MQTT-DOC]: "Connection attempts
+    that don't include the SNI are refused").
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(str(files.cert), str(files.key))
@@ -94,11 +105,17 @@ def server_context(
     if alpn:
         ctx.set_alpn_protocols(alpn)
 
-    def remember_sni(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+    def remember_sni(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> int | None:
         try:
             sslobj._twin_sni = name  # type: ignore[attr-defined]
         except AttributeError:
             pass
+        if sni_names is not None and name not in sni_names:
+            log.info(
+                "TLS ClientHello with server name %r (want one of %s): refused", name, sni_names
+            )
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        return None
 
     ctx.sni_callback = remember_sni  # type: ignore[assignment]
     return ctx
@@ -142,26 +159,34 @@ async def start_listener(
     tls: TlsFiles | None,
     *,
     sni_names: tuple[str, ...] | None = None,
+    check_sigv4: CheckSigV4 | None = None,
 ) -> Listener:
     """Open listener ``name`` (``mtls``, ``alpn``, ``wss`` or ``plain``) on ``host:port``.
 
     ``sni_names``: if given, a TLS client must send one of these server names (§1.3: the
-    emulator may reject a missing or wrong SNI); otherwise SNI is only recorded.
+    handshake fails otherwise); None records SNI without checking it. ``check_sigv4``
+    checks a SigV4-signed WebSocket upgrade (returns the access key id or raises
+    :class:`SigV4Error`); without it such upgrades get HTTP 403.
     """
     ctx: ssl.SSLContext | None = None
     if name != "plain":
         if tls is None:
             raise ValueError(f"listener {name} needs TLS files")
         if name == "mtls":
-            ctx = server_context(tls, client_cert=ssl.CERT_REQUIRED)
+            ctx = server_context(tls, client_cert=ssl.CERT_REQUIRED, sni_names=sni_names)
         elif name == "alpn":
             # §1.2: one port, the authentication method chosen by ALPN; a client
             # certificate is only asked for, checked by the route that needs it.
             ctx = server_context(
-                tls, client_cert=ssl.CERT_OPTIONAL, alpn=[ALPN_X509, ALPN_CUSTOM_AUTH, ALPN_HTTP]
+                tls,
+                client_cert=ssl.CERT_OPTIONAL,
+                alpn=[ALPN_X509, ALPN_CUSTOM_AUTH, ALPN_HTTP],
+                sni_names=sni_names,
             )
         elif name == "wss":
-            ctx = server_context(tls, client_cert=ssl.CERT_NONE, alpn=[ALPN_HTTP])
+            ctx = server_context(
+                tls, client_cert=ssl.CERT_NONE, alpn=[ALPN_HTTP], sni_names=sni_names
+            )
         else:
             raise ValueError(f"unknown listener {name}")
 
@@ -172,7 +197,7 @@ async def start_listener(
         if task is not None:
             tasks.add(task)  # type: ignore[arg-type]
         try:
-            await _route(broker, name, reader, writer, sni_names)
+            await _route(broker, name, reader, writer, sni_names, check_sigv4)
         except asyncio.CancelledError:
             writer.transport.abort()  # shutting down: do not wait for the peer
         except Exception:
@@ -200,12 +225,13 @@ async def _route(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     sni_names: tuple[str, ...] | None = None,
+    check_sigv4: CheckSigV4 | None = None,
 ) -> None:
     peer = writer.get_extra_info("peername")
     peer = (peer[0], peer[1]) if peer else None
     alpn, server_name, cert = _tls_facts(writer)
     if sni_names is not None and name != "plain" and server_name not in sni_names:
-        # §1.3 [MQTT-DOC]: "Connection attempts that don't include the SNI are refused".
+        # The handshake refuses these (server_context); this is a second line.
         log.info("%s: TLS without the SNI %s (got %r), closing", peer, sni_names, server_name)
         writer.transport.abort()
         return
@@ -218,7 +244,7 @@ async def _route(
         info = ConnInfo(
             "wss" if name == "wss" else "alpn-wss", peer, tls=True, alpn=alpn, sni=server_name
         )
-        stream = await websocket_accept(reader, writer, info)
+        stream = await websocket_accept(reader, writer, info, check_sigv4)
         if stream is not None:
             await broker.serve(stream, info)
         return
@@ -245,8 +271,14 @@ class WebSocketError(Exception):
         self.code = code
 
 
+CheckSigV4 = Callable[[str, str, str, dict[str, str]], str]  # method, path, query, headers
+
+
 async def websocket_accept(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, info: ConnInfo
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    info: ConnInfo,
+    check_sigv4: CheckSigV4 | None = None,
 ) -> WsStream | None:
     """Read the HTTP upgrade request and answer it; the stream, or None if refused."""
     try:
@@ -299,9 +331,16 @@ async def websocket_accept(
         _http_error(writer, 400, "Bad Request: the WebSocket subprotocol must be mqtt")
         return None
     if "x-amz-algorithm" in {k.lower() for k, _ in parse_qsl(url.query)}:
-        # SigV4-signed WebSocket URLs need IAM, which the twin does not have.
-        _http_error(writer, 403, "Forbidden: SigV4 is not supported by the twin")
-        return None
+        # §1.2 [PROTO]: MQTT over WebSocket authenticated by a SigV4-signed URL.
+        if check_sigv4 is None:
+            _http_error(writer, 403, "Forbidden: no SigV4 credentials on this twin")
+            return None
+        try:
+            info.sigv4_key_id = check_sigv4(method, url.path, url.query, headers)
+        except SigV4Error as e:
+            log.info("%s: SigV4 upgrade refused: %s", info.peer, e.reason)
+            _http_error(writer, 403, "Forbidden")
+            return None
     accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
     writer.write(
         (

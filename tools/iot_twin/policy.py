@@ -71,11 +71,15 @@ class PolicyContext:
     source_ip: str | None = None
     region: str = DEFAULT_REGION
     account: str = DEFAULT_ACCOUNT
+    # iot:ConnectAttributes of the CONNECT being authorised (see connect_attributes()).
+    connect_attributes: list[str] = field(default_factory=list)
 
     def value(self, name: str) -> str | list[str] | None:
         """The value of policy variable / condition key ``name`` (None if it has none)."""
         if name == "iot:ClientId":
             return self.client_id
+        if name == "iot:ConnectAttributes":
+            return list(self.connect_attributes)
         if name == "aws:SourceIp":
             return self.source_ip
         thing_prefixes = ("iot:Connection.Thing.", "iot:Thing.")
@@ -118,6 +122,23 @@ class PolicyContext:
         if "*" in value or "?" in value or len(value) > _MAX_CERT_VALUE_CHARS:
             return None
         return value
+
+
+PERSISTENT_CONNECT = "PersistentConnect"
+LAST_WILL = "LastWill"
+
+
+def connect_attributes(clean_start: bool, has_will: bool) -> list[str]:
+    """``iot:ConnectAttributes`` of a CONNECT [connect-policy] (aws-iot-spec §1.5):
+    ``PersistentConnect`` when it asks for a persistent session (Clean Start / clean
+    session 0), ``LastWill`` when it carries a will. A clean CONNECT without a will has
+    none, so ``ForAllValues:`` conditions hold for it and ``ForAnyValue:`` ones do not."""
+    out = []
+    if not clean_start:
+        out.append(PERSISTENT_CONNECT)
+    if has_will:
+        out.append(LAST_WILL)
+    return out
 
 
 def resource_arn(

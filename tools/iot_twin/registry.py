@@ -190,6 +190,13 @@ class Registry:
             cert.policies.append(name)
             self.save()
 
+    def detach_policy(self, name: str, cert_id: str) -> None:
+        """DetachPolicy from a certificate."""
+        cert = self.certificates[cert_id]
+        if name in cert.policies:
+            cert.policies.remove(name)
+            self.save()
+
     def policies_for_certificate(self, cert_id: str) -> list[dict[str, Json]]:
         """The documents of the policies attached to a certificate."""
         cert = self.certificates.get(cert_id)

@@ -49,9 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mqtt_v5 import codec
+from mqtt_v5 import _server_codec as codec
 from mqtt_v5 import properties as P
-from mqtt_v5.codec import (
+from mqtt_v5._server_codec import (
     CONNECT,
     DISCONNECT,
     PINGREQ,
@@ -85,9 +85,15 @@ SESSION_EXPIRY_DEFAULT_MAX_S = 3600  # §1.6 default account maximum 1 h [MQTT-D
 SESSION_EXPIRY_HARD_MAX_S = 604800  # §1.6 at most 7 days [MQTT-DOC]
 MESSAGE_EXPIRY_MIN_S = 1  # §1.6 0 -> 1 [MQTT-DOC]
 MESSAGE_EXPIRY_MAX_S = 604800  # §1.6 larger values clamped [MQTT-DOC]
+PUBLISHES_PER_S = 100  # §0 publish requests per second per connection [QUOTAS]
+THROUGHPUT_BYTES_PER_S = 512 * 1024  # §0 512 KiB/s per connection, excess delayed [QUOTAS]
+CONNECTS_PER_S_PER_CLIENT_ID = 1  # §1.5 1 CONNECT/s per client id [QUOTAS]
 
-# §1.9 [SUB50] reports SUBACK 0x80 for the 51st subscription; §8 item 4 repeats it.
-RC_SUBSCRIPTION_QUOTA = 0x80
+# The 51st subscription on a connection: AWS's quotas page says only that it "might be
+# rejected" [QUOTAS]; the 0x80 reports [SUB50] come from MQTT 3.1.1 clients, where 0x80 is
+# the only failure code. For MQTT 5 the twin answers 0x97 Quota exceeded, which AWS lists
+# among its SUBACK codes (§1.8 [MQTT-DOC]); UNVERIFIED, see DEVIATIONS.
+RC_SUBSCRIPTION_QUOTA = 0x97
 
 DEVIATIONS = (
     "QoS 2 SUBSCRIBE is granted QoS 1 (SUBACK 0x01): AWS's answer is UNVERIFIED (§1.9); the "
@@ -99,24 +105,62 @@ DEVIATIONS = (
     "CloudWatch reason) then close; AWS is observed to drop the connection (§1.9).",
     "More than 8 filters in one SUBSCRIBE: DISCONNECT 0x97 then close (AWS: connection "
     "closed, §1.9 [SUB8]).",
-    "No 100 publishes/s or 512 KiB/s per-connection throttling, no 1 CONNECT/s per client "
-    "id, no 10 msg/s replay pacing of queued messages, no 1 h QoS 1 redelivery cutoff.",
+    "Throttles (on by default, AWS's values [QUOTAS], each configurable in Limits; 0 turns "
+    "one off): over 100 inbound PUBLISHes/s on a connection (AWS counts inbound and "
+    "outbound) a QoS 1 PUBLISH gets PUBACK 0x97 and a QoS 0 one is dropped (AWS: 'discarded', "
+    "the signal is UNVERIFIED); over 512 KiB/s inbound the twin stops reading the connection "
+    "until the quota has room (AWS: 'delayed'); over 1 CONNECT/s per client id the CONNACK is "
+    "held until the quota has room, or with connect_throttle_refuses the CONNECT gets CONNACK "
+    "0x97 (AWS: throttled, mechanism UNVERIFIED). Each quota saves up at most one second's "
+    "worth (burst UNVERIFIED). The AWS SDK paces itself to these quotas client-side.",
+    "No 10 msg/s replay pacing of queued messages, no 1 h QoS 1 redelivery cutoff.",
     "Queued QoS 1 messages are re-sent after reconnect with DUP=0: AWS does not support the "
     "DUP flag (§1.6); MQTT 5 asks for DUP=1.",
     "No outbound topic aliases: AWS's use of them towards clients is not documented "
     "(§1.6 shows topicAliasMaximumToClient 0 negotiated).",
-    "SNI is not required (a client connecting to 127.0.0.1 cannot send one); see §1.3.",
+    "SNI is required by default (the MQTT page [MQTT-DOC]; the protocols page [PROTO] calls it "
+    "'highly recommended': §1.3, we follow the stricter one): a ClientHello without the server "
+    "name localhost (or with another one) fails the handshake with unrecognized_name. "
+    "require_sni=False / --no-sni-check accepts any. Clients dialling 127.0.0.1 must set the "
+    "server name to localhost (an IP address is never sent as SNI).",
     "Shared subscriptions are served round-robin among connected members (AWS: random).",
+    "The 51st subscription on a connection gets SUBACK 0x97 Quota exceeded (the connection "
+    "stays up): AWS documents only that it 'might be rejected' and the connection closed; "
+    "0x80 was observed from MQTT 3.1.1 clients, which have no other failure code. The MQTT 5 "
+    "code is UNVERIFIED.",
     "UNSUBACK always carries 0x00: AWS's UNSUBACK code list has no 0x11 (§1.8).",
     "An INACTIVE, REVOKED or unregistered certificate (chaining to the twin's CA) gets "
     "CONNACK 0x87 after a successful handshake; whether AWS fails the TLS handshake instead "
     "is not documented. A certificate from another CA fails the handshake.",
+    "A certificate set INACTIVE or REVOKED closes its live connections revocation_delay_s "
+    "later (default 0; AWS: 'within minutes') with DISCONNECT 0x98 Administrative action "
+    "and lifecycle disconnectReason AUTH_ERROR: AWS's code and reason for this are "
+    "UNVERIFIED. Policies attached to or detached from a certificate apply to its live "
+    "connections' next PUBLISH, SUBSCRIBE or delivery (AWS documents no delay).",
+    "iot:ConnectAttributes holds PersistentConnect when Clean Start (clean session) is 0 and "
+    "LastWill when the CONNECT has a will [connect-policy]; whether AWS also counts Clean "
+    "Start 1 with Session Expiry > 0 as PersistentConnect is UNVERIFIED (the twin does not).",
     "Jobs accepted/rejected answers go to the requester only, subscribed or not (§4.1); "
     "shadow answers go to subscribers (§3.1); fleet provisioning answers go to the "
     "requester only, through its own subscriptions (§5.2).",
-    "MQTT over WebSocket supports custom authorizers only (no SigV4: HTTP 403); the "
-    "authorizer event lists protocols [tls, mqtt] even when the credentials came as HTTP "
-    "headers or query parameters.",
+    "MQTT over WebSocket: custom authorizers, or SigV4 with static test credentials "
+    "(Twin.add_iam_credential / --iam-credential) whose IoT policies stand in for IAM; a bad "
+    "signature gets HTTP 403 at the upgrade. The signature is checked with a 15-minute "
+    "clock-skew allowance when the URL has no X-Amz-Expires (AWS's allowance UNVERIFIED). The "
+    "custom authorizer is invoked at CONNECT (with the upgrade request's headers and query "
+    "string in protocolData.http); whether AWS invokes it at the upgrade is UNVERIFIED.",
+    "Shadow /update/delta follows the current data-flow page ('When the shadow's state "
+    "changes, AWS IoT sends /delta messages'): a reported-only update that leaves a "
+    "difference publishes one too; the MQTT topics page's wording can be read as desired-"
+    "only (ShadowStore(delta_on_reported_update=False)).",
+    "Shadow depth: the current quota page says 8, the current error page 'maximum is 6'. The "
+    "twin allows 6 levels inside desired/reported, i.e. 8 keys on a path counted from "
+    "'state' (the way a third-party quota summary counts [ESPR]); the two pages agree under "
+    "that reading, which is UNVERIFIED. The error text says 'maximum is 6'.",
+    "Jobs notify follows the current jobs-notifications page (published when an execution is "
+    "queued, changes to IN_PROGRESS or QUEUED, or ends; at most 15 listed); the 2022 page and "
+    "the SDKs' docs say 'added to or removed from the list'. Jobs events ($aws/events/job/..., "
+    "$aws/events/jobExecution/...) are not published.",
     "Persistent sessions and retained messages are written to the state directory half a "
     "second after they change and at stop; a killed process loses that last half second.",
 )
@@ -138,12 +182,46 @@ class Limits:
     keepalive_max_s: int = KEEPALIVE_MAX_S
     max_session_expiry_s: int = SESSION_EXPIRY_DEFAULT_MAX_S
     outbound_inflight_max: int = RECEIVE_MAXIMUM
+    # Throttles (§0 [QUOTAS]); 0 turns one off. What a client over them sees is in
+    # DEVIATIONS: PUBACK 0x97 (QoS 0: dropped), reading paused, CONNACK 0x97.
+    publishes_per_s: float = PUBLISHES_PER_S
+    throughput_bytes_per_s: float = THROUGHPUT_BYTES_PER_S
+    connects_per_s_per_client_id: float = CONNECTS_PER_S_PER_CLIENT_ID
+    # Over the CONNECT rate: False holds the CONNACK until the quota has room (the
+    # default: quick reconnects, as tests make, just slow down); True refuses (0x97).
+    connect_throttle_refuses: bool = False
     # Not AWS numbers: how long a connection may stay silent before CONNECT, how many
     # QoS 1 messages an offline session keeps, when QoS 0 deliveries start being dropped.
     connect_timeout_s: float = 10.0
     max_queued_messages: int = 10000
     write_high_water: int = 1 << 20
     lifecycle_events: bool = True
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most one second's worth saved up; ``rate`` 0 is
+    unlimited. ``take(n, now)`` spends ``n`` and returns how far in debt that leaves the
+    bucket, in seconds (0: within the quota)."""
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.at = now
+
+    def take(self, n: float, now: float) -> float:
+        if not self.rate:
+            return 0.0
+        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        self.tokens -= n
+        return -self.tokens / self.rate if self.tokens < 0 else 0.0
+
+    def try_take(self, n: float, now: float) -> bool:
+        """Spend ``n`` only if that stays within the quota."""
+        if self.take(n, now):
+            self.tokens += n
+            return False
+        return True
 
 
 # --- identity --------------------------------------------------------------------------------
@@ -162,6 +240,7 @@ class ConnInfo:
     ws_path: str | None = None
     ws_headers: dict[str, str] = field(default_factory=dict)
     ws_query: str = ""
+    sigv4_key_id: str | None = None  # a WebSocket upgrade SigV4-signed with this key
 
 
 Allow = Callable[[str, str, str], bool]
@@ -565,6 +644,7 @@ class Broker:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.sessions: dict[str, Session] = {}
         self.connections: set[Connection] = set()
+        self._connect_quota: dict[str, TokenBucket] = {}
         self.tree = SubscriptionTree()
         self.retained: dict[str, Message] = {}
         # One encode buffer for every connection: the loop runs one callback at a time.
@@ -841,6 +921,43 @@ class Broker:
 
     # --- introspection --------------------------------------------------------------------
 
+    def connect_quota(self, client_id: str) -> float:
+        """Count a CONNECT for ``client_id``: 0 if it is within the per-client-id rate,
+        else how many seconds it is early (refused CONNECTs are not counted)."""
+        rate = self.limits.connects_per_s_per_client_id
+        if not rate:
+            return 0.0
+        now = asyncio.get_running_loop().time()
+        bucket = self._connect_quota.get(client_id)
+        if bucket is None:
+            if len(self._connect_quota) > 10000:
+                self._connect_quota = {
+                    k: v for k, v in self._connect_quota.items() if now - v.at < 1 / rate
+                }
+            bucket = self._connect_quota[client_id] = TokenBucket(rate, now)
+        if self.limits.connect_throttle_refuses:
+            return 0.0 if bucket.try_take(1, now) else 1.0 / rate
+        return bucket.take(1, now)
+
+    def live_connections(self) -> list[Connection]:
+        return [c for c in self.connections if c.connected and not c.closing]
+
+    def policies_changed(self) -> None:
+        """The policies behind some principals changed: drop every cached answer, so the
+        next PUBLISH, SUBSCRIBE or delivery is judged by the policies attached now."""
+        for conn in self.live_connections():
+            conn.forget_authorisations()
+
+    def disconnect_principal(
+        self, which: Callable[[Principal], bool], reason_code: int, reason: str
+    ) -> int:
+        """Close the live connections whose principal ``which`` selects (a certificate
+        revoked or deactivated); returns how many."""
+        closing = [c for c in self.live_connections() if c.principal and which(c.principal)]
+        for conn in closing:
+            conn.disconnect(reason_code, reason, "AUTH_ERROR")
+        return len(closing)
+
     def connection_list(self) -> list[dict[str, Any]]:
         out = []
         now = time.time()
@@ -1056,6 +1173,10 @@ class Connection:
         # Output is corked: packets queued during one loop iteration leave in one write
         # (one syscall, one TLS record) instead of one each.
         self.loop = asyncio.get_running_loop()
+        lim = broker.limits
+        now = self.loop.time()
+        self._publish_quota = TokenBucket(lim.publishes_per_s, now)
+        self._byte_quota = TokenBucket(lim.throughput_bytes_per_s, now)
         self._out: list[bytes] | None = None
         self._out_bytes = 0
 
@@ -1076,6 +1197,11 @@ class Connection:
                 if not data:
                     break
                 await self._received(data)
+                # §0 [QUOTAS]: over 512 KiB/s the connection's traffic is delayed: stop
+                # reading until the quota has room again.
+                debt_s = self._byte_quota.take(len(data), self.loop.time())
+                if debt_s and not self.closing:
+                    await asyncio.sleep(debt_s)
                 if self._buffered() > self.broker.limits.write_high_water:
                     self._flush()
                     await self.stream.drain()
@@ -1276,7 +1402,13 @@ class Connection:
             msg, retain = session.pending.popleft()
             if msg.expired(now):
                 continue  # §1.6: expired queued messages are dropped
+            if not self.may_receive(msg.topic):
+                continue  # queued while offline or under other policies: judged now
             self._send_qos1(msg, retain)
+
+    def forget_authorisations(self) -> None:
+        self._receive_cache.clear()
+        self._publish_cache.clear()
 
     def may_receive(self, topic: str) -> bool:
         cache = self._receive_cache
@@ -1344,6 +1476,15 @@ class Connection:
             # §1.5 [QUOTAS-OLD], [CRT-MQTT]: '$' client ids are reserved for AWS.
             return self._refuse(0x85, "client ids starting with '$' are reserved")
         self.client_id = cid
+        wait_s = b.connect_quota(cid)
+        if wait_s:
+            # §1.5 [QUOTAS]: 1 CONNECT per second per client id (see DEVIATIONS).
+            if lim.connect_throttle_refuses:
+                return self._refuse(0x97, "CONNECT rate quota exceeded for this client id")
+            log.info("%s: CONNECT rate quota: CONNACK held %.2f s", cid, wait_s)
+            await asyncio.sleep(wait_s)
+            if self.closing:
+                return None
         will = pkt.will
         if will is not None:
             if will.qos > MAXIMUM_QOS:
@@ -1455,8 +1596,11 @@ class Connection:
         b.lifecycle("connected", self)
         if present:
             # Re-send what was in flight, then what was queued (§1.10).
+            # Every one passes this connection's iot:Receive check first, like a live
+            # message: the session may come from disk or from a connection with other
+            # policies (issue 11 item 8).
             for pid, (msg, retain, counted) in list(session.inflight.items()):
-                if not self._send_publish(msg, 1, pid, retain):
+                if not self.may_receive(msg.topic) or not self._send_publish(msg, 1, pid, retain):
                     del session.inflight[pid]
                     if counted:
                         b.shadow_done(msg)
@@ -1481,8 +1625,7 @@ class Connection:
             self.principal = result
             if self.session is not None:
                 self.session.principal = result
-            self._receive_cache.clear()
-            self._publish_cache.clear()
+            self.forget_authorisations()
             if result.refresh_after_s:
                 loop = asyncio.get_running_loop()
                 self._timers.append(loop.call_later(result.refresh_after_s, self._refresh))
@@ -1644,6 +1787,13 @@ class Connection:
             )
             self.disconnect(0x97, "PAYLOAD_LIMIT_EXCEEDED", "CLIENT_ERROR")
             return
+        if not self._publish_quota.try_take(1, self.loop.time()):
+            # §0 [QUOTAS]: over 100 publishes/s on a connection the excess is discarded:
+            # QoS 1 hears it as PUBACK 0x97, QoS 0 is dropped (see DEVIATIONS).
+            b.stats["throttled"] = b.stats.get("throttled", 0) + 1
+            if pkt.qos:
+                return self._publish_refused(pkt, 0x97, "publish rate quota exceeded")
+            return None
         problem = topics.topic_name_problem(topic)
         if problem:
             return self._publish_refused(pkt, 0x90, problem)  # §1.7, §1.8

@@ -35,8 +35,11 @@ Json = Any
 
 MAX_CLIENT_TOKEN_BYTES = 64  # [SHADOW-DOC]
 MAX_STATE_BYTES = 8192  # [QUOTAS-OLD] 8 KB of desired+reported, metadata excluded
-# ⚠ AWS pages say 5, 6 and 8 (§3.4). 6 is what the current error text says
-# ("maximum is 6") and what a device staying within it can rely on; configurable.
+# ⚠ AWS pages say 5, 6 and 8 (§3.4). The current quota page's "maximum depth of JSON
+# device state documents: 8" counts keys on the path from "state" (a third-party reading
+# of it: state.reported.params.<device>.<param> is 5 [ESPR]); the current error page's
+# "maximum is 6" then counts inside desired/reported: the same limit. We count inside a
+# section, 6 (UNVERIFIED reading, see DEVIATIONS); configurable.
 DEFAULT_MAX_DEPTH = 6
 MAX_IN_FLIGHT = 10  # [QUOTAS-OLD], [SHADOW-ERR]
 VERSION_MEMORY_S = 48 * 3600  # [SHADOW-FLOW] recreate within 48 h keeps numbering
@@ -211,7 +214,7 @@ class ShadowStore:
         max_state_bytes: int = MAX_STATE_BYTES,
         max_in_flight: int = MAX_IN_FLIGHT,
         version_memory_s: int = VERSION_MEMORY_S,
-        delta_on_reported_update: bool = False,
+        delta_on_reported_update: bool = True,
         path: Path | str | None = None,
     ) -> None:
         self.clock = clock
@@ -437,8 +440,12 @@ class ShadowStore:
         }
         out: Responses = [(request.accepted, with_token(accepted))]
 
+        # The current data-flow page [SHADOW-FLOW]: "When the shadow's state changes, AWS
+        # IoT sends /delta messages ... with the difference between the desired and the
+        # reported states": a reported-only update that leaves a difference publishes one
+        # too (delta_on_reported_update=False restores the older desired-only reading).
         touched_desired = state is not None and isinstance(state.get("desired"), dict)
-        if touched_desired or self.delta_on_reported_update:
+        if touched_desired or (self.delta_on_reported_update and state is not None):
             d, d_meta = delta_with_metadata(
                 new.state.get("desired", {}),
                 new.state.get("reported", {}),

@@ -32,15 +32,15 @@ import os
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote
 
-from mqtt_v5.codec import Connect
+from mqtt_v5._server_codec import Connect
 
-from . import persist, policy, topics
-from .authorizer import NAME_PARAM, SIGNATURE_PARAM, AuthorizerError, CustomAuthorizer
+from . import persist, policy, sigv4, topics
+from .authorizer import AuthorizerError, CustomAuthorizer, HttpRequest
 from .ca import SERVER_HOSTS
 from .listeners import DEFAULT_PORTS, PORT_ENV, Listener, TlsFiles, is_loopback, start_listener
 from .provisioning import register_device
@@ -93,8 +93,10 @@ class Twin:
     (§1.5), which would make a keep-alive timeout test take 45 s; a lower floor lets it
     take a second or two. ``max_session_expiry_s`` is the account's session expiry
     maximum (AWS default 1 h, at most 7 days; §1.6). ``require_sni=True`` closes TLS
-    connections whose SNI is not ``localhost`` (§1.3; off by default because a client
-    connecting to 127.0.0.1 sends no SNI).
+    connections whose SNI is not one of the twin's server names (``localhost``; §1.3:
+    AWS refuses a connection without SNI). It is on by default, so that a device library
+    that forgets SNI fails here before it fails in the field; ``require_sni=False`` (CLI:
+    ``--no-sni-check``) accepts any server name or none.
 
     Methods are not thread-safe: call them on the loop the twin runs on (from another
     thread, through ``asyncio.run_coroutine_threadsafe``), or before ``start``.
@@ -116,7 +118,9 @@ class Twin:
         connect_timeout_s: float | None = None,
         limits: Limits | None = None,
         admin: bool = True,
-        require_sni: bool = False,
+        require_sni: bool = True,
+        revocation_delay_s: float = 0.0,
+        authorizer_time_scale: float = 1.0,
     ) -> None:
         self.data_dir = persist.data_dir(data_dir)
         self.host = host or os.environ.get("TWIN_HOST") or "127.0.0.1"
@@ -140,7 +144,14 @@ class Twin:
         if connect_timeout_s is not None:
             self.limits.connect_timeout_s = connect_timeout_s
         self.admin_enabled = admin
+        # Static IAM-like credentials for SigV4 WebSocket: key id -> (secret, policies).
+        self.iam_credentials: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         self.require_sni = require_sni
+        self.revocation_delay_s = revocation_delay_s
+        # Test-only, like keepalive_floor_s: custom authorizers' refresh and disconnect
+        # timers (300 s at least, §2.3) are multiplied by this, so that a test of them
+        # at the endpoint takes seconds.
+        self.authorizer_time_scale = authorizer_time_scale
         self.services = ServiceLayer(self.data_dir)
         self.registry = self.services.registry
         self.broker: Broker | None = None
@@ -188,6 +199,7 @@ class Twin:
                     port,
                     tls,
                     sni_names=SERVER_HOSTS if self.require_sni else None,
+                    check_sigv4=self._check_sigv4,
                 )
                 self.listeners[name] = listener
                 self.ports[name] = listener.port
@@ -268,9 +280,24 @@ class Twin:
         return out
 
     def set_certificate_status(self, certificate_id: str, status: str) -> None:
-        """UpdateCertificate (ACTIVE, INACTIVE, REVOKED); takes effect on the next CONNECT."""
+        """UpdateCertificate (ACTIVE, INACTIVE, REVOKED). A certificate that is no longer
+        ACTIVE may not CONNECT, and its live connections are closed ``revocation_delay_s``
+        after the change (AWS: "within minutes"; DISCONNECT 0x98, see DEVIATIONS)."""
         self.registry.set_certificate_status(certificate_id, status)
         log.info("certificate %s… is now %s", certificate_id[:12], status)
+        if status != ACTIVE and self.broker is not None:
+            broker = self.broker
+
+            def close() -> None:
+                cert = self.registry.certificates.get(certificate_id)
+                if cert is None or cert.status != ACTIVE:
+                    broker.disconnect_principal(
+                        lambda p: p.cert_id == certificate_id,
+                        0x98,
+                        f"certificate {status}",
+                    )
+
+            asyncio.get_running_loop().call_later(self.revocation_delay_s, close)
 
     def add_template(self, name: str, body: dict[str, Any] | str) -> None:
         """CreateProvisioningTemplate."""
@@ -283,6 +310,53 @@ class Twin:
         self.registry.create_policy(name, document)
         if certificate_id:
             self.registry.attach_policy(name, certificate_id)
+        self._policies_changed()
+
+    def _policies_changed(self) -> None:
+        """Policies are read at each authorisation: forget what connections cached."""
+        if self.broker is not None:
+            self.broker.policies_changed()
+
+    def attach_policy(self, name: str, certificate_id: str) -> None:
+        """AttachPolicy: live connections of that certificate get it at their next action."""
+        self.registry.attach_policy(name, certificate_id)
+        self._policies_changed()
+        log.info("policy %s attached to certificate %s…", name, certificate_id[:12])
+
+    def detach_policy(self, name: str, certificate_id: str) -> None:
+        """DetachPolicy: live connections of that certificate lose it at their next action."""
+        self.registry.detach_policy(name, certificate_id)
+        self._policies_changed()
+        log.info("policy %s detached from certificate %s…", name, certificate_id[:12])
+
+    def add_iam_credential(
+        self,
+        access_key_id: str,
+        secret_access_key: str,
+        policies: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """A static AWS credential for MQTT over WebSocket signed with SigV4 (§1.2).
+        ``policies`` (IoT policy documents) say what it may do; default: everything."""
+        if policies is None:
+            arn = f"arn:aws:iot:{self.services.region}:{self.services.account}"
+            policies = [
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": f"{arn}:*"}],
+                }
+            ]
+        self.iam_credentials[access_key_id] = (secret_access_key, list(policies))
+
+    def _check_sigv4(self, method: str, path: str, query: str, headers: dict[str, str]) -> str:
+        return sigv4.verify_presigned(
+            method=method,
+            path=path,
+            query=query,
+            headers=headers,
+            credentials={k: v[0] for k, v in self.iam_credentials.items()},
+            now=time.time(),
+            region=self.services.region,
+        )
 
     def register_authorizer(self, authorizer: CustomAuthorizer, *, default: bool = False) -> None:
         """Add a custom authorizer (a Python callable stands in for the Lambda, §2.3)."""
@@ -371,6 +445,7 @@ class Twin:
         cid = connect.client_id
         ip = info.peer[0] if info.peer else None
         svc = self.services
+        attributes = policy.connect_attributes(connect.clean_start, connect.will is not None)
         if info.listener in ("mtls", "alpn-x509"):
             if info.cert_der is None:
                 return 0x87
@@ -386,9 +461,18 @@ class Twin:
                 )
                 return 0x87
             ctx = svc.policy_context(cid, cert_id, source_ip=ip)
-            policies = self.registry.policies_for_certificate(cert_id)
+            ctx.connect_attributes = attributes
             thing = ctx.thing_name or (cert.things[0] if cert.things else None)
-            return _principal("x509", cert_id, ctx, policies, thing=thing, cert_id=cert_id)
+            # The policies attached now, read again at every check: AttachPolicy and
+            # DetachPolicy apply to live connections' next action.
+            return _principal(
+                "x509",
+                cert_id,
+                ctx,
+                lambda: self.registry.policies_for_certificate(cert_id),
+                thing=thing,
+                cert_id=cert_id,
+            )
         if info.listener == "plain":
             # No AWS equivalent: the client id is the thing name, the default policy rules.
             ctx = policy.PolicyContext(
@@ -398,6 +482,7 @@ class Twin:
                 source_ip=ip,
                 region=svc.region,
                 account=svc.account,
+                connect_attributes=attributes,
             )
             return _principal(
                 "plain",
@@ -406,52 +491,54 @@ class Twin:
                 [policy.default_thing_policy(svc.region, svc.account)],
                 thing=cid,
             )
-        username = connect.username
+        if info.sigv4_key_id is not None:
+            # SigV4 WebSocket (§1.2): the credential's policies, read at each check.
+            key_id = info.sigv4_key_id
+            ctx = policy.PolicyContext(
+                client_id=cid,
+                source_ip=ip,
+                region=svc.region,
+                account=svc.account,
+                connect_attributes=attributes,
+            )
+            return _principal(
+                "sigv4",
+                key_id,
+                ctx,
+                lambda: self.iam_credentials.get(key_id, ("", []))[1],
+            )
+        http = None
         if info.listener in ("wss", "alpn-wss"):
-            username = self._ws_username(info, username)
+            # §2.1: on WebSocket the credentials may be upgrade headers or query parameters;
+            # the authorizer reads them there (the CONNECT username stays as sent).
+            http = HttpRequest(dict(info.ws_headers), info.ws_query)
         try:
             result = svc.authorizers.authenticate(
-                username=username, password=connect.password, client_id=cid, server_name=info.sni
+                username=connect.username,
+                password=connect.password,
+                client_id=cid,
+                server_name=info.sni,
+                http=http,
             )
         except AuthorizerError as e:
             log.info("%s: custom authorizer refused: %s", cid or "?", e.reason)
             return 0x87 if e.not_authorized else 0x86
         ctx = policy.PolicyContext(
-            client_id=cid, source_ip=ip, region=svc.region, account=svc.account
+            client_id=cid,
+            source_ip=ip,
+            region=svc.region,
+            account=svc.account,
+            connect_attributes=attributes,
         )
         return _principal(
             "custom-auth",
             result.principal_id,
             ctx,
             result.policy_documents,
-            disconnect_after_s=result.disconnect_after_s,
-            refresh_after_s=result.refresh_after_s,
+            disconnect_after_s=result.disconnect_after_s * self.authorizer_time_scale,
+            refresh_after_s=result.refresh_after_s * self.authorizer_time_scale,
             refresh=lambda: self._authenticate(info, connect),
         )
-
-    def _ws_username(self, info: ConnInfo, username: str | None) -> str | None:
-        """§2.1: on WebSocket the authorizer name, signature and token may come as upgrade
-        headers or query parameters instead of the CONNECT username."""
-        found = dict(parse_qsl(info.ws_query, keep_blank_values=True))
-        for key, value in info.ws_headers.items():
-            found.setdefault(key, value)
-        name = found.get(NAME_PARAM) or self.services.authorizers.default
-        if not name:
-            return username
-        wanted = {NAME_PARAM: name}
-        if SIGNATURE_PARAM in found:
-            wanted[SIGNATURE_PARAM] = found[SIGNATURE_PARAM]
-        authorizer = self.services.authorizers.authorizers.get(name)
-        key = authorizer.token_key_name if authorizer else None
-        if key:
-            token = found.get(key, found.get(key.lower()))
-            if token is not None:
-                wanted[key] = token
-        user = username or ""
-        if len(wanted) == 1 and NAME_PARAM not in found:
-            return username  # nothing on the HTTP side: CONNECT carries the credentials
-        query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in wanted.items())
-        return user + ("&" if "?" in user else "?") + query
 
     # --- admin endpoint -------------------------------------------------------------------
 
@@ -510,6 +597,15 @@ class Twin:
         if op == "cert-status":
             self.set_certificate_status(args["certificate_id"], args["status"])
             return None
+        if op == "policy-add":
+            self.add_policy(args["name"], args["document"], args.get("certificate_id"))
+            return None
+        if op == "policy-attach":
+            self.attach_policy(args["name"], args["certificate_id"])
+            return None
+        if op == "policy-detach":
+            self.detach_policy(args["name"], args["certificate_id"])
+            return None
         if op == "job-add":
             return self.add_job(args["thing"], args["document"], args.get("job_id"))
         if op == "template-add":
@@ -539,12 +635,18 @@ class Twin:
 
 
 def _principal(
-    kind: str, name: str, ctx: policy.PolicyContext, policies: list[dict[str, Any]], **kwargs: Any
+    kind: str,
+    name: str,
+    ctx: policy.PolicyContext,
+    documents: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]],
+    **kwargs: Any,
 ) -> Principal:
-    """A principal whose ``allowed`` evaluates ``policies`` in ``ctx`` (policy.py)."""
-    policies = list(policies)
+    """A principal whose ``allowed`` evaluates ``documents`` (or, if it is a callable,
+    what it returns at each check) in ``ctx`` (policy.py)."""
+    fixed = None if callable(documents) else list(documents)
 
     def allow(action: str, target: str, client_id: str) -> bool:
+        policies = fixed if fixed is not None else documents()  # type: ignore[operator]
         if action == policy.CONNECT:
             return policy.can_connect(policies, ctx)
         if action == policy.PUBLISH:

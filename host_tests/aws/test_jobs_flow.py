@@ -1,0 +1,181 @@
+"""Jobs through mqtt_v5.aws.jobs against the AWS IoT twin over mutual TLS."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from netutil import FaultProxy
+
+from mqtt_v5 import UsageError
+from mqtt_v5.aws import AwsRejected
+from mqtt_v5.aws.jobs import (
+    JobRunner,
+    Jobs,
+    check_status_details,
+    jobs_topic,
+    match_jobs_topic,
+    update_request,
+)
+
+from .conftest import device, run
+
+
+def execution(twin, thing, job_id):
+    return twin.call(twin.twin.services.jobs.execution, thing, job_id)
+
+
+def test_topics_assemble_and_match():
+    assert jobs_topic("t1", "start-next") == "$aws/things/t1/jobs/start-next"
+    assert jobs_topic("t1", "update", "j-1") == "$aws/things/t1/jobs/j-1/update"
+    assert jobs_topic("t1", "get", "$next") == "$aws/things/t1/jobs/$next/get"
+    assert match_jobs_topic("$aws/things/t1/jobs/j-1/update/accepted") == (
+        "t1", "j-1", "update", "accepted")
+    assert match_jobs_topic("$aws/things/t1/jobs/notify-next") == ("t1", None, "notify-next", None)
+    assert match_jobs_topic("$aws/things/t1/jobs/start-next/rejected") == (
+        "t1", None, "start-next", "rejected")
+    for other in ("$aws/things/t1/shadow/get", "$aws/things/t1/jobs/x/y/z",
+                  "$aws/things/t1/jobs/notify/accepted", "foo"):
+        assert match_jobs_topic(other) is None, other
+    with pytest.raises(UsageError):
+        jobs_topic("t1", "update", "bad/id")
+
+
+@pytest.mark.parametrize("details", [
+    {str(i): "v" for i in range(11)},        # more than 10 pairs
+    {"bad key": "v"},                        # key outside [a-zA-Z0-9:_-]
+    {"k": ""},                               # empty value
+    {"k": "x" * 1025},                       # value over 1024 characters
+    {"k": "a\nb"},                           # control character
+    {"k": 5},                                # not a string
+])
+def test_status_details_limits_checked(details):
+    with pytest.raises(UsageError):
+        check_status_details(details)
+    with pytest.raises(UsageError):
+        update_request("SUCCEEDED", details)
+
+
+def test_update_request_checks_status_and_step_timeout():
+    with pytest.raises(UsageError):
+        update_request("QUEUED")
+    with pytest.raises(UsageError):
+        update_request("IN_PROGRESS", step_timeout_min=0)
+    assert update_request("IN_PROGRESS", step_timeout_min=-1)["stepTimeoutInMinutes"] == -1
+    assert update_request("FAILED", {"k": "v"}, expected_version=3) == {
+        "status": "FAILED", "statusDetails": {"k": "v"}, "expectedVersion": 3}
+
+
+def test_device_api_and_rejections(twin):
+    async def main():
+        c = device(twin, "jobs-1")
+        await c.connect()
+        jobs = Jobs(c)
+        nexts = []
+        got_next = asyncio.Event()
+        await jobs.on_next(lambda ex: (nexts.append(ex), got_next.set()))
+        assert await jobs.start_next() is None
+        pending = await jobs.get_pending()
+        assert pending["inProgressJobs"] == []
+        assert pending["queuedJobs"] == []
+
+        job = twin.call(twin.twin.add_job, "jobs-1", {"operation": "blink", "times": 3})
+        await asyncio.wait_for(got_next.wait(), 5)
+        assert nexts[-1]["jobId"] == job
+        assert [j["jobId"] for j in (await jobs.get_pending())["queuedJobs"]] == [job]
+        ex = await jobs.start_next(status_details={"step": "download"}, step_timeout_min=5)
+        assert ex["jobId"] == job
+        assert ex["status"] == "IN_PROGRESS"
+        assert ex["jobDocument"] == {"operation": "blink", "times": 3}
+        described = await jobs.describe(job)
+        assert described["statusDetails"] == {"step": "download"}
+        version = described["versionNumber"]
+
+        # a stale expectedVersion: AWS's VersionMismatch with the current state
+        with pytest.raises(AwsRejected) as e:
+            await jobs.update(job, "IN_PROGRESS", expected_version=version - 1)
+        assert e.value.code == "VersionMismatch"
+        answer = await jobs.update(job, "IN_PROGRESS", {"step": "flash"},
+                                   expected_version=version, include_state=True)
+        assert answer["executionState"]["statusDetails"] == {"step": "flash"}
+        await jobs.update(job, "SUCCEEDED")
+        with pytest.raises(AwsRejected) as e:  # out of a terminal state
+            await jobs.update(job, "IN_PROGRESS")
+        assert e.value.code == "InvalidStateTransition"
+        with pytest.raises(AwsRejected) as e:
+            await jobs.update("no-such-job", "IN_PROGRESS")
+        assert e.value.code == "ResourceNotFound"
+        # the bad statusDetails never reach the wire
+        with pytest.raises(UsageError):
+            await jobs.update(job, "FAILED", {"k": "x" * 2000})
+        await c.disconnect()
+
+    run(main())
+
+
+def test_runner_success_failure_and_unknown_operation(twin):
+    async def main():
+        c = device(twin, "jobs-run")
+        await c.connect()
+        ran = []
+
+        def blink(doc, ex):
+            ran.append(doc["times"])
+            return {"blinked": str(doc["times"])}
+
+        async def explode(doc, ex):
+            raise ValueError("flash full")
+
+        runner = JobRunner(Jobs(c), {"blink": blink, "explode": explode})
+        a = twin.call(twin.twin.add_job, "jobs-run", {"operation": "blink", "times": 2})
+        b = twin.call(twin.twin.add_job, "jobs-run", {"operation": "explode"})
+        d = twin.call(twin.twin.add_job, "jobs-run", {"operation": "dance"})
+        task = asyncio.create_task(runner.run())
+        for _ in range(100):
+            if len(runner.history) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert runner.history == [(a, "SUCCEEDED"), (b, "FAILED"), (d, "REJECTED")]
+        # one more, announced by notify-next while the runner waits
+        e = twin.call(twin.twin.add_job, "jobs-run", {"operation": "blink", "times": 5})
+        for _ in range(100):
+            if len(runner.history) == 4:
+                break
+            await asyncio.sleep(0.05)
+        assert runner.history[-1] == (e, "SUCCEEDED")
+        assert ran == [2, 5]
+        runner.stop()
+        await asyncio.wait_for(task, 5)
+        failed = execution(twin, "jobs-run", b)
+        assert failed.status == "FAILED"
+        assert "flash full" in failed.status_details["error"]
+        assert execution(twin, "jobs-run", a).status_details == {"blinked": "2"}
+        assert "dance" in execution(twin, "jobs-run", d).status_details["reason"]
+        await c.disconnect()
+
+    run(main())
+
+
+def test_runner_survives_a_reconnect_in_the_middle_of_a_job(twin):
+    proxy = FaultProxy("127.0.0.1", twin.port("mtls")).start()
+    try:
+        async def main():
+            c = device(twin, "jobs-cut")
+            c.url = f"mqtts://127.0.0.1:{proxy.port}"
+            await c.connect()
+
+            async def slow(doc, ex):
+                proxy.cut()  # the link drops while the job runs
+                await asyncio.sleep(0.3)
+                return {"done": "yes"}
+
+            runner = JobRunner(Jobs(c, timeout_s=3), {"slow": slow})
+            job = twin.call(twin.twin.add_job, "jobs-cut", {"operation": "slow"})
+            assert await runner.run_once() == (job, "SUCCEEDED")
+            assert proxy.connections >= 2
+            assert execution(twin, "jobs-cut", job).status == "SUCCEEDED"
+            await c.disconnect()
+
+        run(main())
+    finally:
+        proxy.stop()

@@ -1,0 +1,216 @@
+"""Device Shadow through mqtt_v5.aws.shadow against the AWS IoT twin over mutual TLS."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mqtt_v5.aws import AwsRejected
+from mqtt_v5.aws.shadow import Shadow, match_shadow_topic, shadow_topic, update_request
+
+from .conftest import device, run
+
+
+def test_topics_assemble_and_match():
+    assert shadow_topic("t1", "update") == "$aws/things/t1/shadow/update"
+    assert (shadow_topic("t1", "get/accepted", "cfg")
+            == "$aws/things/t1/shadow/name/cfg/get/accepted")
+    assert match_shadow_topic("$aws/things/t1/shadow/update/delta") == ("t1", None, "update/delta")
+    assert match_shadow_topic("$aws/things/t1/shadow/name/cfg/get/rejected") == (
+        "t1", "cfg", "get/rejected")
+    for other in ("$aws/things/t1/shadow/update", "$aws/things/t1/shadow/update/deltaX",
+                  "$aws/things/t1/jobs/notify", "a/b", "$aws/things//shadow/get/accepted",
+                  "$aws/things/t1/shadow/name//get/accepted"):
+        assert match_shadow_topic(other) is None, other
+
+
+def test_update_request_payload():
+    import json
+
+    body = json.loads(update_request(reported={"t": 1}, version=3, client_token="c"))
+    assert body == {"state": {"reported": {"t": 1}}, "version": 3, "clientToken": "c"}
+    assert json.loads(update_request(state={"desired": None})) == {"state": {"desired": None}}
+
+
+def test_get_update_delete_classic_and_named(twin):
+    async def main():
+        c = device(twin, "sh-1")
+        await c.connect()
+        for name in (None, "config"):
+            s = Shadow(c, name=name)
+            with pytest.raises(AwsRejected) as e:
+                await s.get()
+            assert e.value.code == 404
+            assert "No shadow exists" in e.value.message
+            acc = await s.update(reported={"temp": 21.5})
+            assert acc["state"] == {"reported": {"temp": 21.5}}
+            v = acc["version"]
+            doc = await s.get()
+            assert doc["state"]["reported"] == {"temp": 21.5}
+            assert doc["version"] == v
+            assert s.version == v
+            # optional version check: a stale version is refused with AWS's 409
+            with pytest.raises(AwsRejected) as e:
+                await s.update(reported={"temp": 1}, version=v - 1)
+            assert e.value.code == 409
+            assert e.value.message == "Version conflict"
+            acc = await s.update(reported={"temp": 22}, version=v)
+            assert acc["version"] == v + 1
+            gone = await s.delete()
+            assert "version" in gone
+            with pytest.raises(AwsRejected):
+                await s.get()
+        assert twin.call(twin.twin.get_shadow, "sh-1") is None
+        await c.disconnect()
+
+    run(main())
+
+
+def test_bad_request_rejected_400(twin):
+    async def main():
+        c = device(twin, "sh-400")
+        await c.connect()
+        s = Shadow(c)
+        with pytest.raises(AwsRejected) as e:
+            await s.update(state={"reported": 5})  # AWS: "Reported node must be an object"
+        assert e.value.code == 400
+        await c.disconnect()
+
+    run(main())
+
+
+def test_delta_applied_and_reported_in_one_step(twin):
+    async def main():
+        c = device(twin, "sh-delta")
+        await c.connect()
+        s = Shadow(c)
+        await s.update(reported={"interval": 60, "unit": "C"})
+        seen = []
+
+        def apply(state, version):
+            seen.append((state, version))
+            return None  # report the delta as given
+
+        await s.on_delta(apply)
+        twin.call(twin.twin.update_shadow, "sh-delta",
+                  {"state": {"desired": {"interval": 10, "unit": "C"}}})
+        for _ in range(100):
+            doc = twin.call(twin.twin.get_shadow, "sh-delta")
+            if doc["state"].get("reported", {}).get("interval") == 10:
+                break
+            await asyncio.sleep(0.05)
+        assert seen
+        assert seen[0][0] == {"interval": 10}
+        assert doc["state"]["reported"] == {"interval": 10, "unit": "C"}
+        assert "delta" not in doc["state"]
+        await c.disconnect()
+
+    run(main())
+
+
+def test_documents_callback(twin):
+    async def main():
+        c = device(twin, "sh-docs")
+        await c.connect()
+        s = Shadow(c)
+        got = asyncio.Event()
+        docs = []
+        await s.on_documents(lambda d: (docs.append(d), got.set()))
+        await s.update(reported={"a": 1})
+        await asyncio.wait_for(got.wait(), 5)
+        assert docs[0]["current"]["state"]["reported"] == {"a": 1}
+        await c.disconnect()
+
+    run(main())
+
+
+@pytest.mark.parametrize("persistent", [True, False], ids=["session-kept", "session-lost"])
+def test_reconnect_in_the_middle_of_an_update(twin, persistent):
+    """The update's PUBLISH is swallowed by a stalled link which then drops: the client
+    reconnects, restores the answer subscriptions when the session was lost, resends,
+    and the caller gets the accepted document."""
+    from netutil import FaultProxy
+
+    proxy = FaultProxy("127.0.0.1", twin.port("mtls")).start()
+    try:
+        async def main():
+            kw = {} if persistent else {"clean_start": True, "session_expiry_interval": 0}
+            c = device(twin, "sh-cut", **kw)
+            c.url = f"mqtts://127.0.0.1:{proxy.port}"
+            events = []
+            c.on_connection_event(events.append)
+            await c.connect()
+            s = Shadow(c, timeout_s=8)
+            await s.update(reported={"n": 1})  # answer topics subscribed now
+            proxy.stall()
+            task = asyncio.create_task(s.update(reported={"n": 2}))
+            await asyncio.sleep(0.3)
+            proxy.cut()
+            proxy.resume()
+            acc = await task
+            assert acc["state"] == {"reported": {"n": 2}}
+            connected = [e for e in events if type(e).__name__ == "Connected"]
+            assert len(connected) == 2
+            assert connected[1].session_present is persistent
+            doc = twin.call(twin.twin.get_shadow, "sh-cut")
+            assert doc["state"]["reported"] == {"n": 2}
+            await c.disconnect()
+
+        run(main())
+    finally:
+        proxy.stop()
+
+
+def test_delta_missed_while_offline_is_applied_after_reconnect(twin):
+    from netutil import FaultProxy
+
+    proxy = FaultProxy("127.0.0.1", twin.port("mtls")).start()
+    try:
+        async def main():
+            c = device(twin, "sh-away", clean_start=True, session_expiry_interval=0)
+            c.url = f"mqtts://127.0.0.1:{proxy.port}"
+            await c.connect()
+            s = Shadow(c)
+            await s.update(reported={"mode": "eco"})
+            seen = []
+            await s.on_delta(lambda state, version: seen.append(state))
+            proxy.refuse(True)
+            proxy.cut()
+            await asyncio.sleep(0.2)
+            desired = {"state": {"desired": {"mode": "boost"}}}
+            twin.call(twin.twin.update_shadow, "sh-away", desired)
+            proxy.refuse(False)
+            for _ in range(100):
+                if seen:
+                    break
+                await asyncio.sleep(0.05)
+            assert seen == [{"mode": "boost"}]
+            for _ in range(100):
+                doc = twin.call(twin.twin.get_shadow, "sh-away")
+                if doc["state"]["reported"]["mode"] == "boost":
+                    break
+                await asyncio.sleep(0.05)
+            assert "delta" not in doc["state"]
+            await c.disconnect()
+
+        run(main())
+    finally:
+        proxy.stop()
+
+
+def test_stale_and_repeated_deltas_are_dropped(twin):
+    async def main():
+        c = device(twin, "sh-order")
+        await c.connect()
+        s = Shadow(c)
+        seen = []
+        await s.on_delta(lambda state, version: seen.append(version) or False, resync=False)
+        await s._apply({"x": 1}, 5)
+        await s._apply({"x": 0}, 4)   # older: dropped
+        await s._apply({"x": 1}, 5)   # repeated: dropped
+        await s._apply({"x": 2}, 6)
+        assert seen == [5, 6]
+        await c.disconnect()
+
+    run(main())

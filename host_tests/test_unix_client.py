@@ -1,0 +1,565 @@
+"""MqttClient on MicroPython's unix port (micropython-unix32 and -unix64: real sockets,
+mbedTLS), against the suite's Mosquitto, the fault proxy and the scripted hostile broker.
+
+Each test runs one MicroPython process (a script in host_tests/mp_scripts/) that goes
+through several cases, and judges by what the other side saw: the broker's log, a paho
+consumer's messages, the proxy's connection count, the bytes the scripted broker read, as
+well as the script's own report. A missing binary skips (mp_unix.SKIP_REASON), which fails
+the run under CI=true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import re
+
+import mp_unix
+import pytest
+from client_kit import Paho, unique
+from conftest import AUTH_USERS
+from netutil import DOWN, UP, FaultProxy, ScriptedBroker
+
+from mqtt_v5 import codec
+from mqtt_v5 import properties as P
+
+pytestmark = pytest.mark.broker
+
+
+def run(port, script, params, tmp_path, **kw):
+    """Run mp_scripts/<script> on ``port`` with ``params`` (JSON, through a file: the unix
+    port cannot take a long argument) and return its report."""
+    arg = tmp_path / f"{script}-{port}.json"
+    arg.write_text(json.dumps(params))
+    proc = mp_unix.run_script(port, mp_unix.ROOT / "host_tests" / "mp_scripts" / script,
+                              args=[str(arg)], **kw)
+    report = mp_unix.last_json(proc)
+    assert "crash" not in report, f"{script} crashed on {port}:\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == 0, f"{script} on {port}:\n{proc.stdout}\n{proc.stderr}"
+    return report
+
+
+# ------------------------------------------------------------------------------ TLS --
+
+
+def _pkcs8(pki, tmp_path):
+    """The client's RSA key as PKCS#8 ("BEGIN PRIVATE KEY"), PEM and DER, and encrypted."""
+    from cryptography.hazmat.primitives import serialization as s
+
+    key = s.load_pem_private_key(pki.read("client_key"), None)
+    out = {}
+    for name, enc, alg in (("pem", s.Encoding.PEM, s.NoEncryption()),
+                           ("der", s.Encoding.DER, s.NoEncryption()),
+                           ("enc", s.Encoding.PEM, s.BestAvailableEncryption(b"pw"))):
+        path = tmp_path / f"client-pkcs8.{name}"
+        path.write_bytes(key.private_bytes(enc, s.PrivateFormat.PKCS8, alg))
+        out[name] = str(path)
+    return out
+
+
+# What mosquitto logs when a TLS handshake fails, per refused case below.
+_BROKER_SAYS = {
+    "untrusted-server": "alert unknown ca",  # our client aborted: unknown CA
+    "rogue-client-cert": "certificate verify failed",  # the broker refused our certificate
+    "no-client-cert": "peer did not return a certificate",
+    "host-mismatch": "alert bad certificate",  # our client aborted: wrong name
+}
+
+
+def test_plain_tls_and_mutual_tls(mp_unix_port, mosquitto, pki, tmp_path):
+    """PEM certificates and keys decode on MicroPython to the very DER the PKI wrote, at
+    the cost of little more than the DER itself (the unix port's ssl takes only DER).
+    Plain TCP, TLS (CA as PEM and as DER, by DNS name and by IP) and mutual TLS
+    (certificate and key as PEM files, DER files, PEM or DER bytes; RSA PKCS#1 / PKCS#8 and
+    EC SEC1 keys) each connect, publish and disconnect; an untrusted server, a rogue or
+    missing client certificate and a host-name mismatch are refused with a NetworkError
+    naming the cause, as the broker saw it too; an encrypted key is a UsageError; a wrong
+    or missing password is refused with 0x87."""
+    root = unique("unix-tls")
+    p8 = _pkcs8(pki, tmp_path)
+    host = mosquitto.host
+
+    def tls(ca=pki.ca, cert=None, key=None, server_hostname=None):
+        return {"ca": ca, "cert": cert, "key": key, "server_hostname": server_hostname}
+
+    plain = f"mqtt://{host}:{mosquitto.plain_port}"
+    tls_url = f"mqtts://localhost:{mosquitto.tls_port}"
+    mtls = f"mqtts://localhost:{mosquitto.mtls_port}"
+    ok = {  # name: (url, tls, as_bytes, user the broker must see: the certificate's CN)
+        "plain": (plain, None, False, None),
+        "tls-pem": (tls_url, tls(), False, None),
+        "tls-der-by-ip": (f"mqtts://{host}:{mosquitto.tls_port}", tls(pki.ca_der), False, None),
+        "mtls-rsa-pem": (mtls, tls(cert=pki.client_cert, key=pki.client_key), False, "t1"),
+        "mtls-ec-pem": (mtls, tls(cert=pki.client_ec_cert, key=pki.client_ec_key), False, "t2"),
+        "mtls-rsa-der": (mtls, tls(pki.ca_der, pki.client_cert_der, pki.client_key_der),
+                         False, "t1"),
+        "mtls-ec-der": (mtls, tls(pki.ca_der, pki.client_ec_cert_der, pki.client_ec_key_der),
+                        False, "t2"),
+        "mtls-pem-bytes": (mtls, tls(cert=pki.client_cert, key=pki.client_key), True, "t1"),
+        "mtls-der-bytes": (mtls, tls(pki.ca_der, pki.client_cert_der, pki.client_key_der),
+                           True, "t1"),
+        "mtls-pkcs8-pem": (mtls, tls(cert=pki.client_cert, key=p8["pem"]), False, "t1"),
+        "mtls-pkcs8-der": (mtls, tls(cert=pki.client_cert_der, key=p8["der"]), False, "t1"),
+        "password": (f"mqtt://{host}:{mosquitto.auth_port}", None, False, "user"),
+        "wrong-host-named": (f"mqtts://localhost:{mosquitto.wrong_host_port}",
+                             tls(server_hostname="wrong.example"), False, None),
+    }
+    refused = {  # name: (url, tls, error type, words the message must hold)
+        "untrusted-server": (tls_url, tls(pki.rogue_ca_der), "NetworkError",
+                             ["verification failed", "unknown CA"]),
+        "rogue-client-cert": (mtls, tls(cert=pki.rogue_client_cert, key=pki.rogue_client_key),
+                              "NetworkError", ["rejected the client certificate"]),
+        "no-client-cert": (mtls, tls(), "NetworkError", ["requires a client certificate"]),
+        "host-mismatch": (f"mqtts://localhost:{mosquitto.wrong_host_port}", tls(),
+                          "NetworkError", ["verification failed", "host name mismatch"]),
+        "bad-password": (f"mqtt://{host}:{mosquitto.auth_port}", None, "ConnectRefused",
+                         ["refused"]),
+        "no-password": (f"mqtt://{host}:{mosquitto.auth_port}", None, "ConnectRefused",
+                        ["refused"]),
+        "encrypted-key": (mtls, tls(cert=pki.client_cert, key=p8["enc"]), "UsageError",
+                          ["encrypted private keys are not supported"]),
+    }
+    burst = {"plain": [20, 1000], "mtls-rsa-pem": [20, 1000]}
+    cases = []
+    for name, (url, t, as_bytes, _) in ok.items():
+        cases.append({"name": name, "url": url, "tls": t, "as_bytes": as_bytes,
+                      "burst": burst.get(name)})
+    for name, (url, t, _, _) in refused.items():
+        cases.append({"name": name, "url": url, "tls": t})
+    for case in cases:
+        case["client_id"] = f"{root}-{case['name']}"
+        case["topic"] = f"{root}/{case['name']}"
+    logins = {"password": ("user", AUTH_USERS["user"]), "bad-password": ("user", "wrong")}
+    for case in cases:
+        case["username"], case["password"] = logins.get(case["name"], (None, None))
+
+    pem = [[getattr(pki, k), getattr(pki, k + "_der")] for k in (
+        "ca", "client_cert", "client_key", "client_ec_key")] + [[p8["pem"], p8["der"]]]
+
+    paho = Paho(mosquitto.plain_port).connect()
+    paho.subscribe(root + "/#", qos=1)
+    mark = mosquitto.log_size()
+    try:
+        report = run(mp_unix_port, "unix_tls.py", {"cases": cases, "pem": pem}, tmp_path)
+        for r in report["pem"]:
+            assert r["same"], r
+            # the DER, plus the list, tuple, label and views: no copy of the PEM text
+            assert r["alloc"] <= r["der_len"] + 512, r
+        results = {r["name"]: r for r in report["cases"]}
+        assert [r for r in results.values() if r["ok"] != (r["name"] in ok)] == []
+        for name, (_, _, kind, words) in refused.items():
+            err = results[name]["error"]
+            assert err["type"] == kind, (name, err)
+            for w in words:
+                assert w in err["msg"], (name, err["msg"])
+            assert "\n" not in err["msg"], (name, err["msg"])
+            if kind == "ConnectRefused":
+                assert err["rc"] == 0x87, (name, err)  # Not authorized
+            assert results[name]["connected_after"] is False
+        # What the others saw: every accepted case's message reached paho, once...
+        msgs = asyncio.run(paho.wait_messages(len(ok) + 40, timeout=10))
+    finally:
+        paho.disconnect()
+    assert sorted(m.payload.decode() for m in msgs if "/burst" not in m.topic) == sorted(ok)
+    for name, (n, size) in burst.items():
+        assert paho.payloads(f"{root}/{name}/burst") == [b"x" * size] * n, name
+        # A payload bigger than the send buffer leaves in a write of its own after its
+        # header: without TCP_NODELAY (the unix port's socket module has no such name) it
+        # waited for the broker's delayed ACK, >= 40 ms a message (880 ms for these 20).
+        assert results[name]["burst_ms"] < n * 40 / 2, (name, results[name]["burst_ms"])
+    log = mosquitto.log(since=mark)
+    # ...the broker saw each accepted client connect (with its certificate's CN) and leave
+    # cleanly, and none of the refused ones.
+    for name, (_, _, _, cn) in ok.items():
+        line = re.search(rf"as {re.escape(root)}-{name} \(([^)]*)\)", log)
+        assert line, f"{name} not in the broker log:\n{log}"
+        assert (f"u'{cn}'" in line.group(1)) if cn else ("u'" not in line.group(1)), line[0]
+        assert f"Client {root}-{name} disconnected.\n" in log, name
+    for name in refused:
+        assert f"as {root}-{name} (" not in log, name
+    assert log.count("disconnected, not authorised.") == 2  # bad and no password
+    # ...and refused the handshakes for the reasons given, in that order.
+    said = re.findall(r"OpenSSL Error\[0\]: \S+ (.*)", log)
+    expected = [_BROKER_SAYS[n] for n in refused if n in _BROKER_SAYS]
+    assert [next((e for e in expected if e in s), s) for s in said] == expected, said
+
+
+# ---------------------------------------------------------------------- fault proxy --
+
+
+class ScheduledCuts(FaultProxy):
+    """A FaultProxy that arms ``cut_after_bytes`` itself as each connection is accepted:
+    connection k (from 0) is cut after ``schedule[k] = (n, direction)`` bytes, later ones
+    run undisturbed. Armed inside the proxy's loop, so however fast the client is, every
+    fault lands, and at the same byte offset on every run."""
+
+    def __init__(self, *args, schedule, **kw):
+        super().__init__(*args, **kw)
+        self.schedule = list(schedule)
+
+    async def _accept(self, cr, cw):
+        k = self.connections
+        if k < len(self.schedule):
+            n, direction = self.schedule[k]
+            self._budget[direction] = n
+        await super()._accept(cr, cw)
+
+
+async def test_reset_reconnects_and_resubscribes(mp_unix_port, mosquitto, pki, tmp_path):
+    """An RST on a mutual-TLS link: the client on the unix port reconnects by itself (a new
+    handshake), subscribes again (its own message comes back) and the broker saw two
+    connections with the client's certificate."""
+    root = unique("unix-reset")
+    paho = Paho(mosquitto.plain_port).connect()
+    paho.subscribe(root + "/#", qos=1)
+    mark = mosquitto.log_size()
+    with FaultProxy(mosquitto.host, mosquitto.mtls_port) as proxy:
+        params = {"reconnect": {"url": f"mqtts://{mosquitto.host}:{proxy.port}",
+                                "client_id": root, "topic": root + "/t",
+                                "ready_topic": root + "/ready",
+                                "tls": {"ca": pki.ca, "cert": pki.client_cert,
+                                        "key": pki.client_key}}}
+        script = asyncio.create_task(
+            asyncio.to_thread(run, mp_unix_port, "unix_faults.py", params, tmp_path))
+        try:
+            await paho.wait_messages(1, timeout=20, topic=root + "/ready")
+            proxy.reset()
+            report = (await asyncio.wait_for(script, 60))["reconnect"]
+        finally:
+            paho.disconnect()
+            if not script.done():
+                await asyncio.wait_for(script, 60)
+        assert proxy.connections == 2
+    kinds = [e["kind"] for e in report["events"]]
+    assert kinds == ["Connected", "Disconnected", "Reconnecting", "Connected", "Disconnected"]
+    lost = report["events"][1]
+    assert lost["error"]["type"] == "NetworkError", lost
+    assert not lost["by_server"], lost
+    assert report["got"] == ["after"]  # through the renewed subscription
+    assert report["after_pid"] > 0
+    assert paho.payloads(root + "/t") == [b"after"]
+    assert mosquitto.log(since=mark).count(f"as {root} (p5, c1, k60, u't1')") == 2
+
+
+async def test_no_loss_across_cuts(mp_unix_port, mosquitto, tmp_path):
+    """QoS 1 and QoS 2 messages published from the unix port while the proxy cuts the link
+    five times, mid-packet both ways: a consumer on the broker gets every one, and each
+    QoS 2 message once; the client resumed its session each time."""
+    root = unique("unix-noloss")
+    n = 300
+    schedule = [(3000, UP), (700, DOWN), (2001, UP), (333, DOWN), (1501, UP)]
+    consumer = Paho(mosquitto.plain_port, unique("consumer"), clean_start=False,
+                    session_expiry=60).connect()
+    consumer.subscribe(root + "/#", qos=2)
+    proxy = ScheduledCuts(mosquitto.host, mosquitto.plain_port, schedule=schedule).start()
+    try:
+        params = {"noloss": {"url": proxy.url, "client_id": root, "root": root, "n": n}}
+        report = (await asyncio.to_thread(run, mp_unix_port, "unix_faults.py", params,
+                                          tmp_path))["noloss"]
+        msgs = await consumer.wait_messages(2 * n, timeout=20)
+        await asyncio.sleep(0.2)  # a late duplicate would show up now
+        msgs = consumer.received()
+    finally:
+        consumer.disconnect()
+        proxy.stop()
+    assert report["errors"] == []
+    assert len(report["pids1"]) == n
+    assert all(report["pids1"])
+    assert len(report["pids2"]) == n
+    assert all(report["pids2"])
+    assert proxy.connections == len(schedule) + 1  # every cut happened
+    connects = [e for e in report["events"] if e["kind"] == "Connected"]
+    assert len(connects) == len(schedule) + 1
+    assert all(e["session_present"] for e in connects[1:])
+    q1 = collections.Counter(m.payload for m in msgs if m.topic == root + "/q1")
+    q2 = collections.Counter(m.payload for m in msgs if m.topic == root + "/q2")
+    want = {b"%d" % i for i in range(n)}
+    assert set(q1) == want, f"QoS 1 lost {sorted(want - set(q1))[:20]}"
+    assert set(q2) == want, f"QoS 2 lost {sorted(want - set(q2))[:20]}"
+    assert not {k: v for k, v in q2.items() if v > 1}, "QoS 2 duplicates"
+
+
+# ------------------------------------------------------------------- hostile broker --
+
+
+async def _accept_connect(broker, connack=None):
+    conn = await broker.accept()
+    await conn.expect(codec.CONNECT)
+    await conn.send_packet(connack if connack is not None else codec.Connack(0))
+    return conn
+
+
+async def _disconnect_reason(conn, skip=()):
+    """The reason code of the DISCONNECT the client sent before closing (packets of the
+    types in ``skip`` may come first)."""
+    while True:
+        got = await conn.read_packet(5)
+        assert got is not None, "the client closed without a DISCONNECT"
+        first, _, pkt = got
+        if first >> 4 not in skip:
+            break
+    assert first >> 4 == codec.DISCONNECT, pkt
+    assert await conn.wait_closed(5), "the client did not close after its DISCONNECT"
+    return pkt.reason_code
+
+
+def _violation(raw, rc, skip=()):
+    async def serve(broker):
+        conn = await _accept_connect(broker)
+        await conn.send(raw)
+        assert await _disconnect_reason(conn, skip) == rc
+
+    return serve
+
+
+async def _connack_never(broker):
+    conn = await broker.accept()
+    await conn.expect(codec.CONNECT)
+    assert await conn.wait_closed(5), "the client did not give up"
+
+
+async def _tls_hello_unanswered(broker):
+    conn = await broker.accept()
+    hello = await conn.read_bytes(5)
+    assert hello[:1] == b"\x16", hello[:16]  # a TLS handshake record: the ClientHello
+    assert await conn.wait_closed(5), "the client did not give up"
+
+
+async def _pingresp_never_comes(broker):
+    conn = await _accept_connect(broker)
+    first, _, _ = await conn.read_packet(3)
+    assert first >> 4 == codec.PINGREQ  # keep-alive 1 s: a PINGREQ within a second or so
+    assert await conn.wait_closed(3), "the client did not give up on a silent server"
+
+
+async def _connack_refused(broker):
+    conn = await _accept_connect(broker, codec.Connack(
+        0x87, properties={P.PROP_REASON_STRING: "go away"}))
+    assert await conn.wait_closed(5)
+
+
+async def _session_present_after_clean_start(broker):
+    conn = await _accept_connect(broker, codec.Connack(0, session_present=True))
+    assert await _disconnect_reason(conn) == 0x82  # [MQTT-3.2.2-4]
+
+
+async def _packet_before_connack(broker):
+    conn = await broker.accept()
+    await conn.expect(codec.CONNECT)
+    await conn.send_packet(codec.Publish("t", b"early"))
+    assert await _disconnect_reason(conn) == 0x82
+
+
+async def _puback_refusal(broker):
+    conn = await _accept_connect(broker)
+    pub = await conn.expect(codec.PUBLISH)
+    await conn.send_packet(codec.Ack(codec.PUBACK, pub.packet_id, 0x97,
+                                     {P.PROP_REASON_STRING: "quota"}))
+    pub2 = await conn.expect(codec.PUBLISH)
+    assert pub2.payload == b"2"
+    await conn.send_packet(codec.Ack(codec.PUBACK, pub2.packet_id))
+    assert await _disconnect_reason(conn) == 0  # the connection stayed up until the end
+    return pub2.packet_id
+
+
+async def _suback_refusal(broker):
+    conn = await _accept_connect(broker)
+    sub = await conn.expect(codec.SUBSCRIBE)
+    await conn.send_packet(codec.SubAck(codec.SUBACK, sub.packet_id, [0x87]))
+    assert await _disconnect_reason(conn) == 0
+
+
+async def _server_disconnect(broker):
+    conn = await _accept_connect(broker)
+    await conn.send_packet(codec.Disconnect(0x98, {P.PROP_REASON_STRING: "admin"}))
+    assert await conn.wait_closed(5)
+
+
+async def _acks_in_order(broker):
+    conn = await _accept_connect(broker)
+    await conn.send(b"".join(codec.encode_bytes(codec.Publish(
+        "t", b"%d" % i, qos=1 + i % 2, packet_id=100 + i)) for i in range(20)))
+    acks = [await conn.read_packet(5) for _ in range(20)]
+    assert [(first >> 4, pkt.packet_id) for first, _, pkt in acks] == [
+        (codec.PUBACK if i % 2 == 0 else codec.PUBREC, 100 + i) for i in range(20)]
+    assert await _disconnect_reason(conn) == 0
+
+
+def _publish_of(n):
+    return codec.encode_bytes(codec.Publish("t", b"x" * n))
+
+
+# name: (ConnectOptions keywords, script action, the broker's side, what the client says)
+# "says" is (error type, reason code) of the Disconnected event for wait_disconnect, of the
+# error raised otherwise.
+HOSTILE = {
+    "remaining-length-5-bytes": ({}, "wait_disconnect",
+                                 _violation(b"\x30\xff\xff\xff\xff\x7f", 0x81),
+                                 ("ProtocolError", 0x81)),
+    "remaining-length-not-minimal": ({}, "wait_disconnect", _violation(b"\xd0\x80\x00", 0x81),
+                                     ("ProtocolError", 0x81)),
+    "reserved-packet-type-0": ({}, "wait_disconnect", _violation(b"\x00\x00", 0x81),
+                               ("ProtocolError", 0x81)),
+    "property-not-allowed-in-publish": (
+        {}, "wait_disconnect",
+        _violation(b"\x30\x0a\x00\x01t\x05\x11\x00\x00\x00\x0ax", 0x81),
+        ("ProtocolError", 0x81)),
+    "topic-alias-above-our-maximum": (
+        {"topic_alias_maximum": 8}, "wait_disconnect",
+        _violation(b"\x30\x08\x00\x01t\x03\x23\x00\x09x", 0x94), ("ProtocolError", 0x94)),
+    "unknown-topic-alias": ({}, "wait_disconnect",
+                            _violation(b"\x30\x07\x00\x00\x03\x23\x00\x02x", 0x82),
+                            ("ProtocolError", 0x82)),
+    "puback-for-unknown-packet-id": (
+        {}, "wait_disconnect", _violation(codec.encode_bytes(codec.Ack(codec.PUBACK, 77)), 0x82),
+        ("ProtocolError", 0x82)),
+    "pingreq-from-the-server": ({}, "wait_disconnect", _violation(b"\xc0\x00", 0x82),
+                                ("ProtocolError", 0x82)),
+    # Keep-alive 1 s and a server that stays silent (a dead link): MqttTimeout after the
+    # PINGRESP wait (1 s), well before the 3.5 s the test allows.
+    "pingresp-never-comes": ({"keep_alive": 1, "connect_timeout": 1}, "wait_disconnect",
+                             _pingresp_never_comes, ("MqttTimeout", None)),
+    "second-connack": ({}, "wait_disconnect",
+                       _violation(codec.encode_bytes(codec.Connack(0)), 0x82),
+                       ("ProtocolError", 0x82)),
+    "packet-above-our-maximum-size": ({"maximum_packet_size": 256}, "wait_disconnect",
+                                      _violation(_publish_of(1000), 0x95),
+                                      ("ProtocolError", 0x95)),
+    "huge-announced-length": (  # 256 MB announced: refused from the header, nothing buffered
+        {"maximum_packet_size": 1024}, "wait_disconnect",
+        _violation(b"\x30\xff\xff\xff\x7f" + b"\x00\x01t" + b"x" * 100, 0x95),
+        ("ProtocolError", 0x95)),
+    "qos2-flood-beyond-our-receive-maximum": (
+        {"receive_maximum": 2}, "wait_disconnect",
+        _violation(b"".join(codec.encode_bytes(codec.Publish("t", b"x", qos=2, packet_id=i))
+                            for i in range(1, 4)), 0x93, skip=(codec.PUBREC,)),
+        ("ProtocolError", 0x93)),
+    "connack-never-comes": ({"connect_timeout": 0.5}, "connect_error", _connack_never,
+                            ("MqttTimeout", None)),
+    # MicroPython runs the TLS handshake inside the first write: bounded by connect_timeout
+    "tls-handshake-never-completes": ({"connect_timeout": 0.5}, "connect_error",
+                                      _tls_hello_unanswered, ("NetworkError", None)),
+    "connack-refusal": ({}, "connect_error", _connack_refused, ("ConnectRefused", 0x87)),
+    "session-present-after-clean-start": ({}, "connect_error",
+                                          _session_present_after_clean_start,
+                                          ("ProtocolError", 0x82)),
+    "packet-before-connack": ({}, "connect_error", _packet_before_connack,
+                              ("ProtocolError", 0x82)),
+    "puback-refusal": ({}, "publish_twice", _puback_refusal, ("PublishFailed", 0x97)),
+    "suback-refusal": ({}, "subscribe", _suback_refusal, ("SubscribeFailed", 0x87)),
+    "server-disconnect": ({}, "wait_disconnect", _server_disconnect, (None, 0x98)),
+    "acks-in-order": ({"receive_maximum": 32}, "receive", _acks_in_order, None),
+}
+
+
+async def test_hostile_broker(mp_unix_port, pki, tmp_path):
+    """The scripted broker (in this process) breaks the protocol in every way
+    test_client_hostile.py knows; the client on the unix port answers each with the
+    DISCONNECT reason code the spec asks for (read by the broker), a typed error with that
+    code, and no hang; a 256 MB announced length allocates nothing like it."""
+    cases = [{"name": name, "opts": opts, "action": action, "n": 20,
+              "measure": name == "huge-announced-length",
+              "tls_ca": pki.ca if name.startswith("tls-") else None}
+             for name, (opts, action, _, _) in HOSTILE.items()]
+    seen = {}
+    failed = None
+    async with ScriptedBroker() as broker:
+        script = asyncio.create_task(asyncio.to_thread(
+            run, mp_unix_port, "unix_hostile.py", {"url": broker.url, "cases": cases},
+            tmp_path))
+        for name, (_, _, serve, _) in HOSTILE.items():
+            try:
+                seen[name] = await asyncio.wait_for(serve(broker), 15)
+            except Exception as e:
+                failed = AssertionError(f"case {name}, the broker's side: {e!r}")
+                break
+        if failed is not None:
+            await broker.stop()  # the script's next connects fail fast
+            try:
+                await asyncio.wait_for(script, 120)
+            except Exception:
+                pass
+            raise failed
+        report = await asyncio.wait_for(script, 120)
+    results = {r["name"]: r for r in report["cases"]}
+    for name, (_, action, _, says) in HOSTILE.items():
+        r = results[name]
+        assert r.get("unexpected") is None, (name, r)
+        if action == "wait_disconnect":
+            ev = next(e for e in r["events"] if e["kind"] == "Disconnected")
+            kind, rc = says
+            assert ev["rc"] == rc, (name, ev)
+            if kind is not None:
+                assert ev["error"]["type"] == kind, (name, ev)
+                assert ev["error"]["rc"] == rc, (name, ev)
+        elif action == "connect_error":
+            assert {"type": r["error"]["type"], "rc": r["error"]["rc"]} == {
+                "type": says[0], "rc": says[1]}, (name, r["error"])
+            assert r["connected"] is False
+        elif action in ("publish_twice", "subscribe"):
+            assert [(e["type"], e["rc"]) for e in r["errors"]] == [says], (name, r)
+    assert "go away" in results["connack-refusal"]["error"]["msg"]
+    assert "TLS handshake" in results["tls-handshake-never-completes"]["error"]["msg"]
+    assert "timed out" in results["tls-handshake-never-completes"]["error"]["msg"]
+    assert results["puback-refusal"]["pids"] == [seen["puback-refusal"]]
+    assert results["puback-refusal"]["connected"] is True
+    assert results["suback-refusal"]["connected"] is True
+    ev = next(e for e in results["server-disconnect"]["events"] if e["kind"] == "Disconnected")
+    assert (ev["reason_string"], ev["by_server"]) == ("admin", True)
+    assert results["acks-in-order"]["got"] == [100 + i for i in range(20)]
+    assert results["pingresp-never-comes"]["ms"] < 3500, results["pingresp-never-comes"]
+    assert results["huge-announced-length"]["alloc"] < 50_000, results["huge-announced-length"]
+
+
+# ---------------------------------------------------------------------- SyncClient --
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 item 0: SyncClient readinto on MicroPython")
+def test_sync_client_repl_session(mp_unix_port, mosquitto, pki, tmp_path):
+    """sync.py's REPL session, as its docstring shows it, over plain TCP and mutual TLS."""
+    root = unique("unix-sync")
+    cases = [
+        {"name": "plain", "url": f"mqtt://{mosquitto.host}:{mosquitto.plain_port}", "tls": None},
+        {"name": "mtls", "url": f"mqtts://localhost:{mosquitto.mtls_port}",
+         "tls": {"ca": pki.ca, "cert": pki.client_cert, "key": pki.client_key}},
+    ]
+    for case in cases:
+        case["client_id"] = f"{root}-{case['name']}"
+        case["topic"] = f"{root}/{case['name']}"
+        case["timeout_s"] = 1  # loopback; keeps the xfail cheap
+    paho = Paho(mosquitto.plain_port).connect()
+    paho.subscribe(root + "/#", qos=1)
+    try:
+        report = run(mp_unix_port, "unix_sync.py", {"cases": cases}, tmp_path)
+    finally:
+        paho.disconnect()
+    for r in report["cases"]:
+        assert r["error"] is None, r
+        name = r["name"]
+        assert r["steps"] == ["False", "1", r["steps"][2],
+                              [f"{root}/{name}/hello", "hi", 1], "None", "None"], r
+        assert int(r["steps"][2]) > 0, r  # the packet id PUBACK acknowledged
+        assert paho.payloads(f"{root}/{name}/hello") == [b"hi"], name
+
+
+# ------------------------------------------------------------------ error messages --
+
+
+def test_network_errors_are_named(mp_unix_port):
+    """The exceptions MicroPython's sockets and mbedTLS raise, as NetworkError messages: a
+    timeout is no refusal, EPIPE (which MicroPython's errno does not name) after the
+    handshake is one, a ValueError is a certificate verdict only when it says so."""
+    proc = mp_unix.run_script(mp_unix_port, mp_unix.ROOT / "host_tests" / "mp_scripts"
+                              / "unix_neterr.py")
+    said = mp_unix.last_json(proc)
+    assert "timed out" in said["tls-read-timeout"], said
+    assert "certificate" not in said["tls-read-timeout"], said
+    assert "rejected the client certificate" in said["tls-write-epipe-with-cert"], said
+    assert "requires a client certificate" in said["tls-read-reset-without-cert"], said
+    assert "verification failed" in said["tls-verify"], said
+    assert "unknown CA" in said["tls-verify"], said
+    assert "\n" not in said["tls-verify"], said
+    assert "buffer too small" in said["tls-other-valueerror"], said
+    assert "certificate" not in said["tls-other-valueerror"], said
+    assert "connection refused" in said["refused"], said

