@@ -458,6 +458,32 @@ class MqttClient:
     def client_id(self):
         return self._session.client_id
 
+    def status(self):
+        # type: () -> dict
+        """What the client is doing, for the REPL and logs (cold path): ``state``
+        ("connected", "reconnecting", "gave up" or "disconnected"), ``client_id``,
+        ``server`` (the URL connected to), ``in_flight`` (QoS 1/2 publishes awaiting
+        their ack), ``queued`` (publishes waiting for the connection or the send
+        window), ``subscriptions`` and the server's ``limits`` (from CONNACK)."""
+        s = self._session
+        if self._connected:
+            state = "connected"
+        elif self._gave_up is not None:
+            state = "gave up"
+        elif self._supervisor is not None and not self._closing:
+            state = "reconnecting"
+        else:
+            state = "disconnected"
+        return {"state": state, "client_id": s.client_id,
+                "server": self._target if isinstance(self._target, str) else None,
+                "in_flight": s.inflight(), "queued": s.queued(),
+                "subscriptions": len(self._subs), "limits": s.limits}
+
+    def __repr__(self):
+        st = self.status()
+        return "<MqttClient %r %s %s in_flight=%d queued=%d>" % (
+            st["client_id"], st["state"], st["server"] or "", st["in_flight"], st["queued"])
+
     def on_connection_event(self, callback):
         """Call ``callback(event)`` on Connected / Disconnected / Reconnecting."""
         self._event_cbs.append(callback)
