@@ -66,8 +66,17 @@ SETTINGS = {
 }
 
 
+_T0 = time.ticks_ms()
+
+
+def uptime_ms():
+    # ticks are opaque (they wrap): only ticks_diff makes a number of them (this one wraps
+    # to negative after about 6 days on an ESP32: good enough for log lines and uptime)
+    return time.ticks_diff(time.ticks_ms(), _T0)
+
+
 def log(*args):
-    ms = time.ticks_ms()
+    ms = uptime_ms()
     print("[%d.%03d]" % (ms // 1000 % 100000, ms % 1000), *args)
 
 
@@ -172,7 +181,7 @@ def read_sensor(wlan):
         rssi = wlan.status("rssi")
     except (OSError, ValueError):
         rssi = None
-    return {"temperature": temp, "rssi": rssi, "uptime_s": time.ticks_ms() // 1000,
+    return {"temperature": temp, "rssi": rssi, "uptime_s": uptime_ms() // 1000,
             "mem_free": gc.mem_free()}
 
 

@@ -415,10 +415,10 @@ class MqttClient:
         self._held = None  # type: Any
         self._held_n = 0
         self._held_tail = None  # type: Any
-        self._held_since = 0
+        self._held_since = 0  # type: Any
         self._room = asyncio.Event()
         self._write_wake = asyncio.Event()
-        self._writer = None  # the writer task, made when first needed
+        self._writer = None  # type: Any  # the writer task, made when first needed
         self._gave_up = None  # type: Any  # the error publish() raises once reconnecting stopped
         self._transport = None  # type: Any
         self._target = None  # type: Any
@@ -435,12 +435,12 @@ class MqttClient:
         self._cb_tasks = set()  # type: set  # running callbacks (CPython keeps only weak refs)
         self._topics = {}  # type: dict
         self._tasks = []  # type: list
-        self._supervisor = None
+        self._supervisor = None  # type: Any
         self._closing = False
         self._connected = False
         self._lost = None  # type: Any
         self._has_connected = False
-        self._up_since = 0
+        self._up_since = 0  # type: Any
         self._short_links = 0  # connections in a row that died young (backoff carries on)
 
     # ---------------------------------------------------------- properties --
@@ -623,7 +623,7 @@ class MqttClient:
         self._tasks = [asyncio.create_task(self._read_loop(self._transport)),
                        asyncio.create_task(self._timer_loop(self._transport))]
         self._room.set()
-        self._writer = None  # type: Any
+        self._writer = None
         if not event.session_present and self._subs:
             # The server forgot us: subscribe again ourselves.
             for sub in list(self._subs):
