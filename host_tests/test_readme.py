@@ -27,13 +27,9 @@ def test_the_readme_has_runnable_examples():
 
 
 def _cases():
-    for index, code in enumerate(runnable_blocks()):
+    for index in range(len(runnable_blocks())):
         yield pytest.param(index, "cpython", id=f"{index}-cpython")
-        marks = ()
-        if "SyncClient" in code:
-            marks = pytest.mark.xfail(
-                strict=True, reason="issue 8 item 0: SyncClient readinto on MicroPython")
-        yield pytest.param(index, "unix32", id=f"{index}-unix32", marks=marks)
+        yield pytest.param(index, "unix32", id=f"{index}-unix32")
 
 
 @pytest.mark.parametrize(("index", "runtime"), list(_cases()))

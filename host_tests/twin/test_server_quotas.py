@@ -47,7 +47,7 @@ def test_throttles_are_on_by_default_with_aws_values():
 def test_publishes_over_100_per_second_get_quota_exceeded(tw):
     # §0 [QUOTAS]: over 100 publishes a second on a connection the excess is discarded;
     # a QoS 1 publisher hears PUBACK 0x97 (our choice of signal, see DEVIATIONS).
-    from mqtt_v5 import codec
+    from mqtt_v5 import _server_codec as codec
 
     tw.thing("t1")
     raw = tw.raw("mtls", thing="t1")
