@@ -439,10 +439,10 @@ class MqttClient:
         self._held = None  # type: Any
         self._held_n = 0
         self._held_tail = None  # type: Any
-        self._held_since = 0
+        self._held_since = 0  # type: Any
         self._room = asyncio.Event()
         self._write_wake = asyncio.Event()
-        self._writer = None  # the writer task, made when first needed
+        self._writer = None  # type: Any  # the writer task, made when first needed
         self._gave_up = None  # type: Any  # the error publish() raises once reconnecting stopped
         self._reauth = None  # type: Any  # set when a re-authentication succeeded
         self._transport = None  # type: Any
@@ -464,12 +464,12 @@ class MqttClient:
         self._link_no = 0  # counts connections: a deferred ack is for its own
         self._topics = {}  # type: dict
         self._tasks = []  # type: list
-        self._supervisor = None
+        self._supervisor = None  # type: Any
         self._closing = False
         self._connected = False
         self._lost = None  # type: Any
         self._has_connected = False
-        self._up_since = 0
+        self._up_since = 0  # type: Any
         self._short_links = 0  # connections in a row that died young (backoff carries on)
 
     # ---------------------------------------------------------- properties --
@@ -486,6 +486,32 @@ class MqttClient:
     @property
     def client_id(self):
         return self._session.client_id
+
+    def status(self):
+        # type: () -> dict
+        """What the client is doing, for the REPL and logs (cold path): ``state``
+        ("connected", "reconnecting", "gave up" or "disconnected"), ``client_id``,
+        ``server`` (the URL connected to), ``in_flight`` (QoS 1/2 publishes awaiting
+        their ack), ``queued`` (publishes waiting for the connection or the send
+        window), ``subscriptions`` and the server's ``limits`` (from CONNACK)."""
+        s = self._session
+        if self._connected:
+            state = "connected"
+        elif self._gave_up is not None:
+            state = "gave up"
+        elif self._supervisor is not None and not self._closing:
+            state = "reconnecting"
+        else:
+            state = "disconnected"
+        return {"state": state, "client_id": s.client_id,
+                "server": self._target if isinstance(self._target, str) else None,
+                "in_flight": s.inflight(), "queued": s.queued(),
+                "subscriptions": len(self._subs), "limits": s.limits}
+
+    def __repr__(self):
+        st = self.status()
+        return "<MqttClient %r %s %s in_flight=%d queued=%d>" % (
+            st["client_id"], st["state"], st["server"] or "", st["in_flight"], st["queued"])
 
     def on_connection_event(self, callback):
         """Call ``callback(event)`` on Connected / Disconnected / Reconnecting."""
@@ -658,7 +684,7 @@ class MqttClient:
         self._tasks = [asyncio.create_task(self._read_loop(self._transport)),
                        asyncio.create_task(self._timer_loop(self._transport))]
         self._room.set()
-        self._writer = None  # type: Any
+        self._writer = None
         if not event.session_present and self._subs:
             # The server forgot us: subscribe again ourselves.
             for sub in list(self._subs):
