@@ -401,7 +401,7 @@ else:
             finally:
                 os.close(fd)
             return
-        if os.path.isdir("/dev/fd"):
+        if os.path.isdir("/dev/fd"):  # type: ignore[attr-defined]  # CPython only
             ends = []
             try:
                 for data in (chain, key):
