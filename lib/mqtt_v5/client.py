@@ -1,9 +1,22 @@
 """The asyncio driver and public API: ``MqttClient``.
 
 The driver only moves bytes and time between a transport and the sans-IO
-``Session``: one task reads (and dispatches messages), one sleeps until the
-next keep-alive deadline, and a supervisor reconnects with backoff. Every
-packet is written under one lock, in one write. Nothing here polls.
+``Session``. Its parts, in this file's order:
+
+* connecting: ``connect`` / ``_connect_once`` / ``_handshake`` (bounded by
+  ``connect_timeout``), and the **supervisor** task (``_supervise``) that
+  reconnects with backoff, follows redirections, and gives up for good;
+* the **write path** (``_put``): every packet is encoded and handed to the
+  transport with no await in between, so no lock; a write the transport could
+  not finish at once is *held* and finished by a writer task, and nothing is
+  encoded until it is;
+* the **publish path** (``publish``): no coroutine in the usual case;
+* subscribe / unsubscribe / disconnect;
+* the **reader** task (``_read_loop``, ``_dispatch``: callbacks, coroutine
+  callbacks bounded by ``receive_maximum``) and the **keep-alive** task
+  (``_timer_loop``), which needs nothing the writer holds.
+
+Nothing here polls.
 """
 
 import asyncio
@@ -1123,7 +1136,7 @@ class MqttClient:
     async def _read_loop(self, transport):
         """Handle what is buffered, then read more; forever: one coroutine for the
         connection's life, not one per read (under MicroPython a coroutine's frame is
-        allocated at each call: 160 B for this one). Packets that came in the same read
+        allocated at each call). Packets that came in the same read
         as CONNACK (a resumed session's queued messages) are already buffered: they are
         handled before the first read."""
         s = self._session

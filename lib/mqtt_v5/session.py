@@ -76,8 +76,8 @@ _WAIT_PUBCOMP = const(3)
 
 # The in-flight table is ONE flat list of _SLOT entries per outgoing QoS 1/2 message,
 # with these fields at these offsets; a slot is named by the offset of its first entry
-# (-1: none). One list of 10 words a slot instead of one list per field (~80 B each
-# under MicroPython: ten of them cost ~500 B more for the default 8 slots).
+# (-1: none). One list of 10 words a slot instead of one list per field (each list
+# object costs its header and slack under MicroPython).
 _PID = const(0)
 _STATE = const(1)  # _FREE / _WAIT_*: also its QoS (_WAIT_PUBACK is QoS 1, the others 2)
 _SEQ = const(2)  # send order, for resends [MQTT-4.6.0-1]
