@@ -1,7 +1,7 @@
 """The asyncio driver and public API: ``MqttClient``.
 
 The driver only moves bytes and time between a transport and the sans-IO
-``Session``. Its parts, in this file's order:
+``Session``. Its parts:
 
 * connecting: ``connect`` / ``_connect_once`` / ``_handshake`` (bounded by
   ``connect_timeout``), and the **supervisor** task (``_supervise``) that
