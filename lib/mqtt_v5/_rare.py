@@ -3,7 +3,7 @@ uses neither loads none of this): enhanced authentication (AUTH exchanges, at
 connect and re-authentication) and server redirection (Server Reference)."""
 
 from . import properties as _p
-from .errors import ProtocolError
+from .errors import NetworkError, ProtocolError, UsageError
 
 _CONTINUE = 0x18
 _REAUTHENTICATE = 0x19
@@ -21,7 +21,20 @@ def auth_props(options, data, props=None):
 def answer(client):
     """The server sent AUTH (the session's ev_rc / ev_props): check it, and for
     "continue authentication" encode our answer from ``on_auth(data)`` into the
-    session's ``out``. Returns the AUTH reason code (0: authentication succeeded)."""
+    session's ``out``. Returns the AUTH reason code (0: authentication succeeded).
+    An AUTH we cannot accept: DISCONNECT 0x82 written, ProtocolError raised."""
+    try:
+        return _answer(client)
+    except ProtocolError as e:
+        client._session.abort(e.reason_code)  # DISCONNECT, and the session is over
+        try:
+            client._put()
+        except Exception:
+            pass
+        raise
+
+
+def _answer(client):
     s = client._session
     o = client.options
     rc = s.ev_rc
@@ -41,9 +54,39 @@ def answer(client):
     return rc
 
 
-def reauthenticate(client, data):
-    """Encode AUTH "re-authenticate" (the caller writes it)."""
-    client._session.auth(_REAUTHENTICATE, auth_props(client.options, data))
+async def reauthenticate(client, data):
+    """MqttClient.reauthenticate."""
+    import asyncio
+
+    if client.options.auth_method is None:
+        raise UsageError("re-authentication needs ConnectOptions(auth_method=...)")
+    if not client._connected:
+        raise NetworkError("not connected")
+    await client._wait_room()
+    client._reauth = done = asyncio.Event()
+    lost = client._lost
+    try:
+        client._session.auth(_REAUTHENTICATE, auth_props(client.options, data))
+        client._put()
+        await done.wait()  # set by the success, or by the link's loss
+    finally:
+        client._reauth = None
+    if lost.is_set():
+        e = getattr(client, "_lost_error", None)
+        raise NetworkError("re-authentication failed: %s" % (e,),
+                           getattr(e, "reason_code", None))
+
+
+def redirect(client, rc, props):
+    """Follow a Server Reference (0x9C use another server, 0x9D server moved) of a
+    URL target: True if the next connection goes elsewhere."""
+    if not ((rc == 0x9C or rc == 0x9D) and props and isinstance(client._target, str)):
+        return False
+    ref = props.get(_p.PROP_SERVER_REFERENCE)
+    if not ref:
+        return False
+    client._target = redirected(client._target, ref)
+    return True
 
 
 def redirected(target, reference):

@@ -446,19 +446,12 @@ class MqttClient:
         return event
 
     def _redirect(self, rc, props):
-        """Follow a Server Reference (0x9C use another server, 0x9D server moved)
-        when the options say so; True if the next connection goes elsewhere."""
-        if not (self.options.follow_redirects and (rc == 0x9C or rc == 0x9D) and props
-                and isinstance(self._target, str)):
-            return False
-        ref = props.get(_p.PROP_SERVER_REFERENCE)
-        if not ref:
+        """True if the next connection goes elsewhere (see ``_rare.redirect``)."""
+        if not self.options.follow_redirects:
             return False
         from . import _rare
 
-        self._target = _rare.redirected(self._target, ref)
-        _log("redirected to %s" % self._target)
-        return True
+        return _rare.redirect(self, rc, props)
 
     async def _connect_once(self):
         """Open the transport and handshake, all within ``connect_timeout``: a server
@@ -605,44 +598,19 @@ class MqttClient:
                 _log("connection event callback raised %r" % e)
 
     def _auth_step(self):
-        """The server sent AUTH: answer it (the reply, if any, is left in ``out``);
-        returns its reason code. ProtocolError for an AUTH we cannot accept."""
+        """The server sent AUTH: answer it (see ``_rare.answer``)."""
         from . import _rare
 
-        try:
-            return _rare.answer(self)
-        except ProtocolError as e:
-            self._session.abort(e.reason_code)  # DISCONNECT, and the session is over
-            try:
-                self._put()
-            except Exception:
-                pass
-            raise
+        return _rare.answer(self)
 
-    async def reauthenticate(self, data=None):
+    def reauthenticate(self, data=None):
         """Enhanced authentication again, on this connection: AUTH "re-authenticate"
         with ``data``, then the server's challenges go to ``on_auth`` as at connect.
-        Returns once the server says success; a server that refuses disconnects
-        (``NetworkError`` with its reason code)."""
+        Awaitable: done once the server says success; a server that refuses
+        disconnects (``NetworkError`` with its reason code)."""
         from . import _rare
 
-        if self.options.auth_method is None:
-            raise UsageError("re-authentication needs ConnectOptions(auth_method=...)")
-        if not self._connected:
-            raise NetworkError("not connected")
-        await self._wait_room()
-        self._reauth = done = asyncio.Event()
-        lost = self._lost
-        try:
-            _rare.reauthenticate(self, data)
-            self._put()
-            await done.wait()  # set by the success, or by the link's loss
-        finally:
-            self._reauth = None
-        if lost.is_set():
-            e = getattr(self, "_lost_error", None)
-            raise NetworkError("re-authentication failed: %s" % (e,),
-                               getattr(e, "reason_code", None))
+        return _rare.reauthenticate(self, data)
 
     # ---------------------------------------------------------- writing --
 
