@@ -194,7 +194,7 @@ make firmware builds MicroPython's ESP32 port with this board's manifest frozen 
        . /path/to/esp-idf/export.sh        (sets IDF_PATH and puts idf.py on PATH)
 Or skip the build: flash a stock MicroPython image with
   make flash BOARD={board} PORT=/dev/ttyUSB0 FIRMWARE=path/to/downloaded.bin
-and install the library with `make deploy` or mip (README: "From an unboxed ESP32")."""
+and install the library with `make deploy` or mip (README: "On the device")."""
 
 
 def firmware_image(board: str) -> Path:
