@@ -40,10 +40,6 @@ KNOWN_FROZEN_FAILURES = {
     ("test_codec_alloc.py",
      "test_encode_publish_with_the_same_str_user_properties_allocates_nothing"):
         _FROZEN_LONG_INT,
-    ("test_client_memory.py",
-     "test_qos1_publish_allocates_nothing_in_the_client_under_micropython"): _FROZEN_LONG_INT,
-    ("test_client_memory.py",
-     "test_receiving_allocates_nothing_in_the_client_under_micropython"): _FROZEN_LONG_INT,
 }
 
 
