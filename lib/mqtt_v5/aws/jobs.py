@@ -214,7 +214,9 @@ class Jobs:
         self._pending[token] = req
         try:
             await _bounded(_send_wait(self.client, topic, json.dumps(body).encode(), req.event),
-                           self.timeout_s, "jobs " + topic)
+                           self.timeout_s, "jobs %s (answers over maximum_packet_size=%d "
+                           "bytes, e.g. a big job document, are dropped by AWS)"
+                           % (topic, self.client.options.maximum_packet_size))
         finally:
             self._pending.pop(token, None)
         if req.error is not None:
