@@ -370,9 +370,11 @@ class JobRunner:
     async def run(self):
         # type: () -> None
         """Run jobs until ``stop()``: every pending one, then each one announced on
-        ``jobs/notify-next``."""
+        ``jobs/notify-next``, and whatever is pending after a reconnect (a notification
+        sent while the device was away is lost with its session)."""
         self._stopping = False
         await self.jobs.on_next(self._on_next)
+        self.jobs.client.on_connection_event(self._on_event)
         while not self._stopping:
             self._wake.clear()
             try:
@@ -392,4 +394,8 @@ class JobRunner:
 
     def _on_next(self, execution):
         if execution is not None:
+            self._wake.set()
+
+    def _on_event(self, event):
+        if getattr(event, "session_present", None) is not None:  # Connected
             self._wake.set()
