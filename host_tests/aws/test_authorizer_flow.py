@@ -95,3 +95,31 @@ def test_bad_signature_is_refused(auth_twin, transport):
         assert e.value.reason_code in (0x86, 0x87)
 
     run(main())
+
+
+EVENTS: list = []
+
+
+def test_password_and_username_reach_the_authorizer_as_aws_passes_them(twin):
+    pem = KEY.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    def recording(event):
+        EVENTS.append(event)
+        return lambda_fn(event)
+
+    twin.call(twin.twin.register_authorizer, CustomAuthorizer(
+        "DevAuth", function=recording, token_key_name="token", public_keys={"k1": pem}))
+
+    async def main():
+        c = client(twin, "mqtt", sign(TOKEN), username="alice", password=b"s3cret")
+        await c.connect()
+        await c.disconnect()
+
+    run(main())
+    mqtt = EVENTS[-1]["protocolData"]["mqtt"]
+    assert base64.b64decode(mqtt["password"]) == b"s3cret"
+    assert mqtt["username"].startswith("alice?x-amz-customauthorizer-name=DevAuth&")
+    assert mqtt["clientId"] == "dev-7"
+    assert EVENTS[-1]["token"] == TOKEN
+    assert EVENTS[-1]["signatureVerified"] is True

@@ -104,11 +104,37 @@ def test_encode_publish_with_bytes_properties_allocates_nothing():
         P.PROP_CONTENT_TYPE: "application/json", P.PROP_MESSAGE_EXPIRY_INTERVAL: 60})
 
 
-def _reader(n):
+def test_encode_publish_with_the_same_str_user_properties_allocates_nothing():
+    # the strings of a PublishOptions reused publish after publish are encoded once
+    from mqtt_v5 import properties as P
+
+    props = {P.PROP_USER_PROPERTY: [("k", "v"), ("unit", "celsius")]}
+
+    def with_props():
+        return codec.encode_publish(BUF, TOPIC, PAYLOAD, 0, props=props)
+
+    eq(allocated(with_props), 0)
+    eq(codec.decode_publish_into(codec.PublishView(), 0x30, _reader(with_props(), 0x30))
+       .properties(), {P.PROP_USER_PROPERTY: [("k", "v"), ("unit", "celsius")]})
+
+
+def test_property_strings_are_checked_whatever_was_encoded_before():
+    from mqtt_v5 import properties as P
+
+    good = "ok"
+    P.size({P.PROP_CONTENT_TYPE: good}, 1 << codec.PUBLISH)
+    for bad in ("nul\x00", "x" * 70000):
+        try:
+            P.size({P.PROP_USER_PROPERTY: [(good, bad)]}, 1 << codec.PUBLISH)
+        except codec.UsageError:
+            continue
+        raise AssertionError("accepted %r" % bad[:8])
+
+
+def _reader(n, first=0x32):
     rd = codec.PacketReader(512)
     rd.feed(BUF[:n])
-    first = rd.next()
-    eq(first, 0x32)
+    eq(rd.next(), first)
     return rd.reader.reset(rd.buf, rd.body_start, rd.body_end)
 
 

@@ -24,6 +24,8 @@ def test_unknown_reason_codes_pass_through_as_hex():
     eq(reasons.name(0x03), "0x03")
     eq(reasons.name(0xFF), "0xFF")
     eq(reasons.name(0xA3), "0xA3")
+    eq(reasons.name(0x8AB), "0x8AB")  # not "anned": the table is searched by two digits
+    eq(reasons.prop_name(0x1A1), "0x1A1")
 
 
 def test_every_code_a_packet_may_carry_has_a_name():

@@ -131,10 +131,45 @@ def _will_repr(self):
 
 
 # codec's packet objects compare and print only where they are compared and printed.
-Packet.__eq__ = _packet_eq
-Packet.__repr__ = _packet_repr
-Will.__eq__ = _will_eq
-Will.__repr__ = _will_repr
+Packet.__eq__ = _packet_eq  # type: ignore[method-assign]
+Packet.__repr__ = _packet_repr  # type: ignore[method-assign]
+Will.__eq__ = _will_eq  # type: ignore[method-assign]
+Will.__repr__ = _will_repr  # type: ignore[method-assign]
+
+
+class Connack(Packet):
+    type = CONNACK
+
+    def __init__(self, reason_code=0, session_present=False, properties=None):
+        self.reason_code = reason_code
+        self.session_present = session_present
+        self.properties = properties or {}
+
+
+class SubAck(Packet):
+    """SUBACK or UNSUBACK (``type`` set per instance): one reason code per filter."""
+
+    def __init__(self, type, packet_id, reason_codes, properties=None):
+        self.type = type
+        self.packet_id = packet_id
+        self.reason_codes = reason_codes
+        self.properties = properties or {}
+
+
+class Disconnect(Packet):
+    type = DISCONNECT
+
+    def __init__(self, reason_code=0, properties=None):
+        self.reason_code = reason_code
+        self.properties = properties or {}
+
+
+class Auth(Packet):
+    type = AUTH
+
+    def __init__(self, reason_code=0, properties=None):
+        self.reason_code = reason_code
+        self.properties = properties or {}
 
 
 class Connect(Packet):
@@ -382,7 +417,7 @@ def encode_bytes(packet, max_size=VBI_MAX):
             size = min(size * 4, max_size + 5)
 
 
-def decode_body(first, r):
+def decode_body(first, r):  # type: ignore[no-redef]
     """Decode the packet whose first byte is ``first`` and whose body is under
     reader ``r``, of any type, either direction; returns a packet object (cold path)."""
     t = first >> 4
@@ -403,5 +438,13 @@ def decode_body(first, r):
     if t == PINGREQ or t == PINGRESP:
         _expect_end(r)
         return Ping(t)
-    # CONNACK, SUBACK, UNSUBACK, DISCONNECT, AUTH: the client's decoders
-    return _client_decode_body(first, r)
+    # CONNACK, SUBACK, UNSUBACK, DISCONNECT, AUTH: the client's decoders, their
+    # result as this module's packet classes
+    p = _client_decode_body(first, r)
+    if t == CONNACK:
+        return Connack(p.reason_code, p.session_present, p.properties)
+    if t == SUBACK or t == UNSUBACK:
+        return SubAck(t, p.packet_id, p.reason_codes, p.properties)
+    if t == DISCONNECT:
+        return Disconnect(p.reason_code, p.properties)
+    return Auth(p.reason_code, p.properties)

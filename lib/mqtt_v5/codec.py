@@ -107,11 +107,21 @@ def sub_options(qos=0, no_local=False, retain_as_published=False, retain_handlin
 # ------------------------------------------------------------ packets -----
 
 class Packet:
-    """Base of the cold-path packet objects; ``type`` is the packet type. Equality and
-    repr (for tests and servers) are added by ``_server_codec``: a device has no use
-    for them."""
+    """A packet as an object (cold path); ``type`` is the packet type. ``decode_body``
+    gives one of this class with the fields of its type (CONNACK: reason_code,
+    session_present, properties; SUBACK/UNSUBACK: packet_id, reason_codes, properties;
+    DISCONNECT/AUTH: reason_code, properties). ``_server_codec`` has a subclass per
+    packet type, and adds equality and repr, which a device has no use for."""
 
     type = 0
+
+
+def _packet(t, reason_code, props):
+    p = Packet()
+    p.type = t
+    p.reason_code = reason_code  # type: ignore[attr-defined]
+    p.properties = props  # type: ignore[attr-defined]
+    return p
 
 
 class Will:
@@ -122,41 +132,6 @@ class Will:
         self.payload = payload
         self.qos = qos
         self.retain = retain
-        self.properties = properties or {}
-
-
-class Connack(Packet):
-    type = CONNACK
-
-    def __init__(self, reason_code=0, session_present=False, properties=None):
-        self.reason_code = reason_code
-        self.session_present = session_present
-        self.properties = properties or {}
-
-
-class SubAck(Packet):
-    """SUBACK or UNSUBACK (``type`` set per instance): one reason code per filter."""
-
-    def __init__(self, type, packet_id, reason_codes, properties=None):
-        self.type = type
-        self.packet_id = packet_id
-        self.reason_codes = reason_codes
-        self.properties = properties or {}
-
-
-class Disconnect(Packet):
-    type = DISCONNECT
-
-    def __init__(self, reason_code=0, properties=None):
-        self.reason_code = reason_code
-        self.properties = properties or {}
-
-
-class Auth(Packet):
-    type = AUTH
-
-    def __init__(self, reason_code=0, properties=None):
-        self.reason_code = reason_code
         self.properties = properties or {}
 
 
@@ -530,11 +505,15 @@ class PacketReader:
 # ------------------------------------------------------------ decoding ----
 
 class PublishView:
-    """An incoming PUBLISH as offsets into the receive buffer (hot path).
-    Valid until the reader frames the next packet."""
+    """An incoming PUBLISH as offsets into the receive buffer (hot path), or, as
+    ``AckView``, an incoming PUBACK/PUBREC/PUBREL/PUBCOMP (``type``, ``packet_id``,
+    ``reason_code``). One class for both: a device keeps one view of each. Valid
+    until the reader frames the next packet."""
 
     def __init__(self):
         self.buf = b""
+        self.type = 0
+        self.reason_code = 0
         self.qos = 0
         self.retain = False
         self.dup = False
@@ -554,18 +533,7 @@ class PublishView:
         return _p.to_dict(self.buf, self.prop_start, self.prop_end)
 
 
-class AckView:
-    """An incoming PUBACK/PUBREC/PUBREL/PUBCOMP (hot path)."""
-
-    def __init__(self):
-        self.type = 0
-        self.packet_id = 0
-        self.reason_code = 0
-        self.buf = b""
-        self.prop_start = self.prop_end = 0
-
-    def properties(self):
-        return _p.to_dict(self.buf, self.prop_start, self.prop_end)
+AckView = PublishView
 
 
 def _check_flags(first):
@@ -661,9 +629,10 @@ def _decode_connack(r):
         raise ProtocolError("reason code 0x%02X not allowed in CONNACK" % rc, 0x82)
     if rc and ack_flags:
         raise ProtocolError("session present with a failure code [MQTT-3.2.2-6]", 0x82)
-    props = _props(r, 1 << CONNACK)
+    p = _packet(CONNACK, rc, _props(r, 1 << CONNACK))
     _expect_end(r)
-    return Connack(rc, bool(ack_flags), props)
+    p.session_present = bool(ack_flags)  # type: ignore[attr-defined]
+    return p
 
 
 def _decode_subacks(r, t):
@@ -680,13 +649,16 @@ def _decode_subacks(r, t):
         codes.append(rc)
     if not codes:
         raise ProtocolError("%s without reason codes" % PACKET_NAMES[t], 0x82)
-    return SubAck(t, pid, codes, props)
+    p = _packet(t, 0, props)
+    p.packet_id = pid  # type: ignore[attr-defined]
+    p.reason_codes = codes  # type: ignore[attr-defined]
+    return p
 
 
 def _decode_reason_only(r, t):
     if r.pos == r.end:
         # [MQTT-3.14.2.1] [MQTT-3.15.2.1] no reason code means 0x00
-        return Disconnect() if t == DISCONNECT else Auth()
+        return _packet(t, 0, {})
     rc = r.u8()
     if not reason_allowed(t, rc):
         raise ProtocolError("reason code 0x%02X not allowed in %s" % (rc, PACKET_NAMES[t]), 0x82)
@@ -694,19 +666,19 @@ def _decode_reason_only(r, t):
         # "If the Remaining Length is less than 2, a value of 0 is used" (3.14.2.2.1)
         props = _props(r, 1 << t) if r.pos < r.end else {}
         _expect_end(r)
-        return Disconnect(rc, props)
+        return _packet(t, rc, props)
     # AUTH has no such rule: Reason Code and Property Length go together (3.15.2.1)
     props = _props(r, 1 << t)
     _expect_end(r)
     if _p.PROP_AUTHENTICATION_METHOD not in props:
         raise ProtocolError("AUTH without an Authentication Method (3.15.2.2.2)", 0x82)
-    return Auth(rc, props)
+    return _packet(t, rc, props)
 
 
 def decode_body(first, r):
     """Decode a packet a server sends on a cold path -- CONNACK, SUBACK, UNSUBACK,
     DISCONNECT, AUTH -- whose first byte is ``first`` and whose body is under reader
-    ``r``; returns a packet object. PUBLISH and the acks have their allocation-free
+    ``r``; returns a ``Packet``. PUBLISH and the acks have their allocation-free
     decoders above; every packet type both ways: ``_server_codec.decode_body``."""
     t = first >> 4
     _check_flags(first)

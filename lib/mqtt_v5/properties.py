@@ -43,13 +43,13 @@ PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE = const(0x29)
 PROP_SHARED_SUBSCRIPTION_AVAILABLE = const(0x2A)
 
 # Value types.
-T_BYTE = const(1)
-T_U16 = const(2)
-T_U32 = const(3)
-T_VBI = const(4)
-T_UTF8 = const(5)
-T_BINARY = const(6)
-T_PAIR = const(7)
+_T_BYTE = const(1)
+_T_U16 = const(2)
+_T_U32 = const(3)
+_T_VBI = const(4)
+_T_UTF8 = const(5)
+_T_BINARY = const(6)
+_T_PAIR = const(7)
 
 # Where a property may appear: bit (1 << packet type); bit 0 stands for the
 # Will Properties of CONNECT. Packet types: 1 CONNECT .. 15 AUTH.
@@ -187,9 +187,6 @@ def to_utf8(s):
     return s
 
 
-_utf8 = to_utf8
-
-
 def vbi_size(value):
     """Bytes needed for ``value`` as a Variable Byte Integer."""
     if value < 128:
@@ -205,18 +202,45 @@ _SEQ = (tuple, list)
 _BYTES = (bytes, bytearray, memoryview)
 
 
-def _str_size(s):
-    """2 + the UTF-8 length of a valid MQTT string (str or bytes), or -1. One encode
-    for a str (the only allocation sizing a property makes)."""
+# The last short str property strings encoded, as (str, its valid UTF-8) pairs: a device
+# sending the same user properties with every publish (one PublishOptions, or a dict kept
+# by the caller) encodes each string once, not twice per publish. Found by identity (str is
+# immutable); one pair per slot, replaced whole, so concurrent CPython threads never see a
+# str paired with another's bytes.
+_CACHE_SLOTS = const(8)
+_CACHE_MAX = const(64)
+_cache = [None] * _CACHE_SLOTS  # type: list
+_cache_next = 0
+
+
+def _str_bytes(s):
+    """The UTF-8 bytes of a valid MQTT string given as str or bytes-like, or None."""
+    global _cache_next
     if isinstance(s, str):
+        for i in range(_CACHE_SLOTS):
+            e = _cache[i]
+            if e is not None and e[0] is s:
+                return e[1]
         try:
-            s = s.encode()
+            b = s.encode()
         except UnicodeError:  # CPython: a lone surrogate
-            return -1
-    elif not isinstance(s, _BYTES):
-        return -1
-    n = len(s)
-    return n + 2 if n <= 0xFFFF and utf8_ok(s, 0, n) else -1
+            return None
+        if len(b) > 0xFFFF or not utf8_ok(b, 0, len(b)):
+            return None
+        if len(b) <= _CACHE_MAX:
+            i = _cache_next
+            _cache[i] = (s, b)
+            _cache_next = (i + 1) % _CACHE_SLOTS
+        return b
+    if isinstance(s, _BYTES) and len(s) <= 0xFFFF and utf8_ok(s, 0, len(s)):
+        return s
+    return None
+
+
+def _str_size(s):
+    """2 + the UTF-8 length of a valid MQTT string (str or bytes), or -1."""
+    b = _str_bytes(s)
+    return -1 if b is None else len(b) + 2
 
 
 def _value_size(pid, ptype, value):
@@ -224,28 +248,28 @@ def _value_size(pid, ptype, value):
     applies on receipt (never send what a strict peer, or our own decoder, must
     refuse); UsageError for a bad one."""
     n = -1
-    if ptype == T_BYTE:
+    if ptype == _T_BYTE:
         # every one-byte property is 0 or 1 (Maximum QoS too: absent means 2)
         if isinstance(value, int) and 0 <= value <= 1:
             n = 1
-    elif ptype == T_U16:
+    elif ptype == _T_U16:
         if isinstance(value, int) and 0 <= value <= 0xFFFF and (value or (
                 pid != PROP_RECEIVE_MAXIMUM and pid != PROP_TOPIC_ALIAS)):
             n = 2
-    elif ptype == T_U32:
+    elif ptype == _T_U32:
         if isinstance(value, int) and 0 <= value <= 0xFFFFFFFF and (
                 value or pid != PROP_MAXIMUM_PACKET_SIZE):
             n = 4
-    elif ptype == T_VBI:
+    elif ptype == _T_VBI:
         if isinstance(value, int) and 1 <= value <= _VBI_MAX:
             n = vbi_size(value)
-    elif ptype == T_PAIR:
+    elif ptype == _T_PAIR:
         if isinstance(value, _SEQ) and len(value) == 2:
             k = _str_size(value[0])
             v = _str_size(value[1])
             if k > 0 and v > 0:
                 n = k + v
-    elif ptype == T_UTF8:
+    elif ptype == _T_UTF8:
         n = _str_size(value)
         if n > 0 and pid == PROP_RESPONSE_TOPIC:
             b = to_utf8(value)
@@ -323,19 +347,21 @@ def _write_value(buf, pos, pid, value):
     buf[pos] = pid
     pos += 1
     ptype = _TYPES[pid]
-    if ptype == T_BYTE:
+    if ptype == _T_BYTE:
         buf[pos] = value
         return pos + 1
-    if ptype == T_U16:
+    if ptype == _T_U16:
         return write_u16(buf, pos, value)
-    if ptype == T_U32:
+    if ptype == _T_U32:
         return write_u32(buf, pos, value)
-    if ptype == T_VBI:
+    if ptype == _T_VBI:
         return write_vbi(buf, pos, value)
-    if ptype == T_PAIR:
-        pos = write_bin(buf, pos, _utf8(value[0]))
-        return write_bin(buf, pos, _utf8(value[1]))
-    return write_bin(buf, pos, _utf8(value))
+    if ptype == _T_PAIR:
+        pos = write_bin(buf, pos, _str_bytes(value[0]))
+        return write_bin(buf, pos, _str_bytes(value[1]))
+    if ptype == _T_UTF8:
+        return write_bin(buf, pos, _str_bytes(value))
+    return write_bin(buf, pos, value)
 
 
 def write_u16(buf, pos, value):
@@ -503,31 +529,31 @@ def check(r, where):
                 if seen_hi & bit:
                     raise ProtocolError("property 0x%02X given twice" % pid, 0x82)
                 seen_hi |= bit
-        if ptype == T_BYTE:
+        if ptype == _T_BYTE:
             v = r.u8()
             if v > 1:
                 # Every one-byte property (Maximum QoS included) is 0 or 1.
                 raise ProtocolError("property 0x%02X must be 0 or 1" % pid, 0x82)
-        elif ptype == T_U16:
+        elif ptype == _T_U16:
             v = r.u16()
             if v == 0 and (pid == PROP_RECEIVE_MAXIMUM or pid == PROP_TOPIC_ALIAS):
                 # Receive Maximum 0 (spec 3.1.2.11.3, 3.2.2.3.3) and Topic Alias 0 [MQTT-3.3.2-8]
                 raise ProtocolError("property 0x%02X must not be 0" % pid, 0x82)
             if pid == PROP_TOPIC_ALIAS:
                 alias = v
-        elif ptype == T_U32:
+        elif ptype == _T_U32:
             v = r.u32()
             if v == 0 and pid == PROP_MAXIMUM_PACKET_SIZE:
                 raise ProtocolError("Maximum Packet Size must not be 0", 0x82)
-        elif ptype == T_VBI:
+        elif ptype == _T_VBI:
             if r.vbi() == 0:
                 # [MQTT-3.8.2.1.2] Subscription Identifier 0 is a Protocol Error
                 raise ProtocolError("Subscription Identifier 0", 0x82)
-        elif ptype == T_BINARY:
+        elif ptype == _T_BINARY:
             r.span()
         else:
             s = r.utf8()
-            if ptype == T_PAIR:
+            if ptype == _T_PAIR:
                 r.utf8()
             elif pid == PROP_RESPONSE_TOPIC and not _topic_name_ok(r.buf, s, r.pos):
                 # [MQTT-3.3.2-14] no wildcards; [MQTT-4.7.3-1] at least one character
@@ -563,18 +589,18 @@ class PropertyCursor:
             return 0
         pid = r.vbi()
         ptype = _TYPES[pid]
-        if ptype == T_BYTE:
+        if ptype == _T_BYTE:
             self.value = r.u8()
-        elif ptype == T_U16:
+        elif ptype == _T_U16:
             self.value = r.u16()
-        elif ptype == T_U32:
+        elif ptype == _T_U32:
             self.value = r.u32()
-        elif ptype == T_VBI:
+        elif ptype == _T_VBI:
             self.value = r.vbi()
         else:
             self.start = r.span()
             self.end = r.pos
-            if ptype == T_PAIR:
+            if ptype == _T_PAIR:
                 self.start2 = r.span()
                 self.end2 = r.pos
         return pid
@@ -591,7 +617,7 @@ def to_dict(buf, start, end):
         if not pid:
             return out
         ptype = _TYPES[pid]
-        if ptype == T_PAIR:
+        if ptype == _T_PAIR:
             pair = (str(buf[c.start:c.end], "utf-8"), str(buf[c.start2:c.end2], "utf-8"))
             if pid in out:
                 out[pid].append(pair)
@@ -602,9 +628,9 @@ def to_dict(buf, start, end):
                 out[pid].append(c.value)
             else:
                 out[pid] = [c.value]
-        elif ptype == T_UTF8:
+        elif ptype == _T_UTF8:
             out[pid] = str(buf[c.start:c.end], "utf-8")
-        elif ptype == T_BINARY:
+        elif ptype == _T_BINARY:
             out[pid] = bytes(buf[c.start:c.end])
         else:
             out[pid] = c.value

@@ -15,82 +15,45 @@ from ._compat import const
 _DISCONNECT = const(14)
 _SUBACK = const(9)
 
+# Tables as one str constant each ("|" + two hex digits + name, per code): frozen, a str
+# stays in flash; from a .mpy it is one object, where a dict of 48 entries cost 4.5 KB of
+# heap (its table, a str per name). Scanned only when a name is asked for.
 # Codes whose name is the same in every packet that may carry them.
-_NAMES = {
-    0x00: "Success",
-    0x01: "Granted QoS 1",
-    0x02: "Granted QoS 2",
-    0x04: "Disconnect with Will Message",
-    0x10: "No matching subscribers",
-    0x11: "No subscription existed",
-    0x18: "Continue authentication",
-    0x19: "Re-authenticate",
-    0x80: "Unspecified error",
-    0x81: "Malformed Packet",
-    0x82: "Protocol Error",
-    0x83: "Implementation specific error",
-    0x84: "Unsupported Protocol Version",
-    0x85: "Client Identifier not valid",
-    0x86: "Bad User Name or Password",
-    0x87: "Not authorized",
-    0x88: "Server unavailable",
-    0x89: "Server busy",
-    0x8A: "Banned",
-    0x8B: "Server shutting down",
-    0x8C: "Bad authentication method",
-    0x8D: "Keep Alive timeout",
-    0x8E: "Session taken over",
-    0x8F: "Topic Filter invalid",
-    0x90: "Topic Name invalid",
-    0x91: "Packet Identifier in use",
-    0x92: "Packet Identifier not found",
-    0x93: "Receive Maximum exceeded",
-    0x94: "Topic Alias invalid",
-    0x95: "Packet too large",
-    0x96: "Message rate too high",
-    0x97: "Quota exceeded",
-    0x98: "Administrative action",
-    0x99: "Payload format invalid",
-    0x9A: "Retain not supported",
-    0x9B: "QoS not supported",
-    0x9C: "Use another server",
-    0x9D: "Server moved",
-    0x9E: "Shared Subscriptions not supported",
-    0x9F: "Connection rate exceeded",
-    0xA0: "Maximum connect time",
-    0xA1: "Subscription Identifiers not supported",
-    0xA2: "Wildcard Subscriptions not supported",
-}
+_NAMES = (
+    "|00Success|01Granted QoS 1|02Granted QoS 2|04Disconnect with Will Message|"
+    "10No matching subscribers|11No subscription existed|18Continue authentication|"
+    "19Re-authenticate|80Unspecified error|81Malformed Packet|82Protocol Error|"
+    "83Implementation specific error|84Unsupported Protocol Version|"
+    "85Client Identifier not valid|86Bad User Name or Password|87Not authorized|"
+    "88Server unavailable|89Server busy|8ABanned|8BServer shutting down|"
+    "8CBad authentication method|8DKeep Alive timeout|8ESession taken over|"
+    "8FTopic Filter invalid|90Topic Name invalid|91Packet Identifier in use|"
+    "92Packet Identifier not found|93Receive Maximum exceeded|94Topic Alias invalid|"
+    "95Packet too large|96Message rate too high|97Quota exceeded|98Administrative action|"
+    "99Payload format invalid|9ARetain not supported|9BQoS not supported|"
+    "9CUse another server|9DServer moved|9EShared Subscriptions not supported|"
+    "9FConnection rate exceeded|A0Maximum connect time|"
+    "A1Subscription Identifiers not supported|A2Wildcard Subscriptions not supported|"
+)
 
-_PROPS = {
-    0x01: "Payload Format Indicator",
-    0x02: "Message Expiry Interval",
-    0x03: "Content Type",
-    0x08: "Response Topic",
-    0x09: "Correlation Data",
-    0x0B: "Subscription Identifier",
-    0x11: "Session Expiry Interval",
-    0x12: "Assigned Client Identifier",
-    0x13: "Server Keep Alive",
-    0x15: "Authentication Method",
-    0x16: "Authentication Data",
-    0x17: "Request Problem Information",
-    0x18: "Will Delay Interval",
-    0x19: "Request Response Information",
-    0x1A: "Response Information",
-    0x1C: "Server Reference",
-    0x1F: "Reason String",
-    0x21: "Receive Maximum",
-    0x22: "Topic Alias Maximum",
-    0x23: "Topic Alias",
-    0x24: "Maximum QoS",
-    0x25: "Retain Available",
-    0x26: "User Property",
-    0x27: "Maximum Packet Size",
-    0x28: "Wildcard Subscription Available",
-    0x29: "Subscription Identifier Available",
-    0x2A: "Shared Subscription Available",
-}
+_PROPS = (
+    "|01Payload Format Indicator|02Message Expiry Interval|03Content Type|"
+    "08Response Topic|09Correlation Data|0BSubscription Identifier|"
+    "11Session Expiry Interval|12Assigned Client Identifier|13Server Keep Alive|"
+    "15Authentication Method|16Authentication Data|17Request Problem Information|"
+    "18Will Delay Interval|19Request Response Information|1AResponse Information|"
+    "1CServer Reference|1FReason String|21Receive Maximum|22Topic Alias Maximum|"
+    "23Topic Alias|24Maximum QoS|25Retain Available|26User Property|"
+    "27Maximum Packet Size|28Wildcard Subscription Available|"
+    "29Subscription Identifier Available|2AShared Subscription Available|"
+)
+
+
+def _find(table, code):
+    i = table.find("|%02X" % code) if 0 <= code <= 0xFF else -1
+    if i < 0:
+        return "0x%02X" % code
+    return table[i + 3:table.find("|", i + 3)]
 
 
 def name(code, ptype=0):
@@ -102,11 +65,9 @@ def name(code, ptype=0):
             return "Normal disconnection"
         if ptype == _SUBACK:
             return "Granted QoS 0"
-    n = _NAMES.get(code)
-    return n if n is not None else "0x%02X" % code
+    return _find(_NAMES, code)
 
 
 def prop_name(pid):
     """The spec's name for property identifier ``pid``; "0x%02X" if unknown."""
-    n = _PROPS.get(pid)
-    return n if n is not None else "0x%02X" % pid
+    return _find(_PROPS, pid)

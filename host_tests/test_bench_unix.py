@@ -1,0 +1,54 @@
+"""The unix-port benchmark's machinery (tools/bench_unix.py), not its figures: the heap
+scenario succeeds for every library with room to spare and fails cleanly without it, so a
+binary search over it measures something; the table and the chart render from results."""
+
+import sys
+from pathlib import Path
+
+import mp_unix
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+
+import bench_unix
+
+
+class _Bench:
+    def __init__(self, mosquitto, pki):
+        self.broker = mosquitto
+        self.pki = pki
+
+
+@pytest.mark.parametrize("lib", bench_unix.LIBS)
+def test_heap_scenario_runs_with_room_and_fails_cleanly_without(lib, mosquitto, pki):
+    exe = mp_unix.binary("unix32")
+    if exe is None:
+        pytest.skip(mp_unix.why_missing())
+    b = _Bench(mosquitto, pki)
+    ok, err = bench_unix._scenario_ok(exe, lib, 512, b, False)
+    assert ok, err
+    ok, err = bench_unix._scenario_ok(exe, lib, 24, b, False)
+    assert not ok
+    assert err  # a reason, reported as JSON by the script itself
+
+
+def test_table_and_chart_render_from_results(tmp_path):
+    heap = {lib: {"scenario .mpy KiB": 100 + i} for i, lib in enumerate(bench_unix.LIBS)}
+    heap["ours"].update({"scenario frozen KiB": 70, "import .mpy B": 70_000,
+                         "import frozen B": 15_000})
+    ops = {"ours": {"publish qos0": 288, "publish qos1": 688, "wakeup": 288, "idle B/s": 0,
+                    "qos0 publishes/s": 7000, "qos1 stop-and-wait/s": 9000,
+                    "qos1 pipelined 20/s": 8000, "receive qos1": 576},
+           "umqtt": {"publish qos0": 64, "qos0 publishes/s": 150_000},
+           "mqtt_as": {"publish qos0": 1314, "idle B/s": 26_000}}
+    results = {"heap": heap, "ops": ops, "targets": bench_unix.TARGETS}
+    text = bench_unix.table(results)
+    assert "scenario .mpy KiB" in text
+    assert "150,000" in text
+    svg = tmp_path / "chart.svg"
+    bench_unix.write_chart(results, svg)
+    body = svg.read_text()
+    assert body.startswith("<svg")
+    assert body.rstrip().endswith("</svg>")
+    for shown in ("70,000", "target 80", "umqtt.simple", "asyncio's own cost"):
+        assert shown in body
