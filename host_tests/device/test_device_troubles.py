@@ -11,9 +11,8 @@ from pathlib import Path
 import device
 import mp_unix
 import pytest
-from twin._server_util import running_twin
-
 from conftest import free_port
+from twin._server_util import running_twin
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

@@ -1,10 +1,9 @@
 # Connect attempts that go wrong, for the README's troubleshooting table: each scenario of
 # the JSON file in argv[1] ({"name", "url", "client_id", "ca", "cert", "key",
 # "server_hostname"}) is tried once; the report maps name -> [exception type, str(e)].
+import asyncio
 import json
 import sys
-
-import asyncio
 
 from mqtt_v5 import ConnectOptions, MqttClient, ReconnectConfig, TlsConfig
 
@@ -20,7 +19,7 @@ async def attempt(s):
         await c.connect(s["url"])
         await c.disconnect()
         return ["ok", ""]
-    except Exception as e:  # noqa: BLE001 (the report is the point)
+    except Exception as e:
         return [type(e).__name__, str(e)]
 
 
