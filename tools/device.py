@@ -102,7 +102,10 @@ def unpack_source(tarball: Path | None = None, dest: Path | None = None) -> Path
     shutil.rmtree(src, ignore_errors=True)
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball) as tf:
-        tf.extractall(dest, filter="data")
+        try:
+            tf.extractall(dest, filter="data")
+        except TypeError:  # Python 3.11 before 3.11.4 has no extraction filters
+            tf.extractall(dest)  # (our own pinned archive)
     (src / ".unpacked").touch()
     return src
 
