@@ -1,9 +1,22 @@
 """The asyncio driver and public API: ``MqttClient``.
 
 The driver only moves bytes and time between a transport and the sans-IO
-``Session``: one task reads (and dispatches messages), one sleeps until the
-next keep-alive deadline, and a supervisor reconnects with backoff. Every
-packet is written under one lock, in one write. Nothing here polls.
+``Session``. Its parts:
+
+* connecting: ``connect`` / ``_connect_once`` / ``_handshake`` (bounded by
+  ``connect_timeout``), and the **supervisor** task (``_supervise``) that
+  reconnects with backoff, follows redirections, and gives up for good;
+* the **write path** (``_put``): every packet is encoded and handed to the
+  transport with no await in between, so no lock; a write the transport could
+  not finish at once is *held* and finished by a writer task, and nothing is
+  encoded until it is;
+* the **publish path** (``publish``): no coroutine in the usual case;
+* subscribe / unsubscribe / disconnect;
+* the **reader** task (``_read_loop``, ``_dispatch``: callbacks, coroutine
+  callbacks bounded by ``receive_maximum``) and the **keep-alive** task
+  (``_timer_loop``), which needs nothing the writer holds.
+
+Nothing here polls.
 """
 
 import asyncio
@@ -33,6 +46,7 @@ from .errors import (
     SubscribeFailed,
     UsageError,
 )
+from .session import Message, Will  # noqa: F401  (one of each for both drivers; public here)
 from .topic import filter_ok, matches, share_prefix_len
 
 TYPE_CHECKING = False
@@ -83,24 +97,6 @@ class ReconnectConfig:
         return d
 
 
-class Will:
-    """The message the server publishes if we vanish (``delay`` in seconds)."""
-
-    def __init__(self, topic, payload=b"", qos=0, retain=False, properties=None, delay=0):
-        self.topic = topic
-        self.payload = payload
-        self.qos = qos
-        self.retain = retain
-        self.properties = properties
-        self.delay = delay
-
-    def _to_codec(self):
-        props = dict(self.properties) if self.properties else {}
-        if self.delay:
-            props[_p.PROP_WILL_DELAY_INTERVAL] = self.delay
-        return _c.Will(self.topic, self.payload, self.qos, self.retain, props)
-
-
 class ConnectOptions:
     """How to connect. Times are in seconds, as in MQTT.
 
@@ -116,7 +112,8 @@ class ConnectOptions:
                  receive_maximum=8, maximum_packet_size=2048, topic_alias_maximum=8,
                  tls=None, reconnect_config=None, max_inflight=8, out_buffer_size=256,
                  max_queued=64, max_queued_bytes=32768, connect_timeout=10.0,
-                 auto_topic_alias=False, properties=None, batch_writes=None):
+                 auto_topic_alias=False, properties=None, batch_writes=None, auth_method=None,
+                 auth_data=None, on_auth=None, follow_redirects=False):
         self.client_id = client_id
         self.clean_start = clean_start
         self.keep_alive = keep_alive
@@ -143,6 +140,14 @@ class ConnectOptions:
         # much faster in bursts, a few allocations more per lone publish. None: on
         # CPython yes, on MicroPython no. (The acks of one read always leave together.)
         self.batch_writes = batch_writes
+        # Enhanced authentication: the method's name (str), the data for CONNECT, and
+        # on_auth(server_data) -> our next data, called for each challenge (at connect
+        # and after reauthenticate()).
+        self.auth_method = auth_method
+        self.auth_data = auth_data
+        self.on_auth = on_auth
+        # Follow a CONNACK or DISCONNECT 0x9C/0x9D with a Server Reference (URL targets).
+        self.follow_redirects = follow_redirects
 
 
 class PublishOptions:
@@ -170,124 +175,39 @@ class PublishOptions:
         self.properties = props or None
 
 
-class Message:
-    """A received message. Passed to a plain callback, it is only valid during
-    the call (it reads the receive buffer); ``copy()`` keeps one. Coroutine
-    callbacks and ``messages()`` get detached messages that stay valid. ``topic`` and
-    ``payload`` build a str / bytes on first access; ``topic_is`` and
-    ``payload_into`` do not allocate."""
-
-    def __init__(self):
-        self._session = None  # type: Any
-        self._topic = None  # type: Any
-        self._payload = None  # type: Any
-        self._props = None  # type: Any
-        self.qos = 0
-        self.retain = False
-        self.dup = False
-        self.packet_id = 0
-
-    def _bind(self, session):
-        m = session.msg
-        self._session = session
-        self._topic = None
-        self._payload = None
-        self._props = None
-        self.qos = m.qos
-        self.retain = m.retain
-        self.dup = m.dup
-        self.packet_id = m.packet_id
-
-    @property
-    def topic(self):
-        if self._topic is None:
-            s = self._session
-            self._topic = str(s.topic_buf[s.topic_start:s.topic_end], "utf-8")
-        return self._topic
-
-    @property
-    def payload(self):
-        if self._payload is None:
-            self._payload = self._session.msg.payload()
-        return self._payload
-
-    @property
-    def properties(self):
-        if self._props is None:
-            self._props = self._session.msg.properties()
-        return self._props
-
-    def topic_is(self, topic):
-        """True if the topic equals ``topic`` (bytes), without allocating."""
-        s = self._session
-        if s is None:  # detached
-            return self._topic.encode() == topic
-        n = s.topic_end - s.topic_start
-        if len(topic) != n:
-            return False
-        buf = s.topic_buf
-        base = s.topic_start
-        for i in range(n):
-            if buf[base + i] != topic[i]:
-                return False
-        return True
-
-    def payload_into(self, buf):
-        """Copy the payload into ``buf``; returns its length."""
-        if self._session is None:  # detached
-            n = len(self._payload)
-            memoryview(buf)[0:n] = self._payload
-            return n
-        m = self._session.msg
-        n = m.payload_end - m.payload_start
-        mv = memoryview(buf)
-        mv[0:n] = memoryview(m.buf)[m.payload_start:m.payload_end]
-        return n
-
-    def _detach(self):
-        """Read everything out of the receive buffer: this object stays valid."""
-        if self._session is not None:
-            self._topic = self.topic
-            self._payload = self.payload
-            self._props = self.properties
-            self._session = None
-
-    def copy(self):
-        """A detached copy that stays valid."""
-        c = Message()
-        c._topic = self.topic
-        c._payload = self.payload
-        c._props = self.properties
-        c.qos = self.qos
-        c.retain = self.retain
-        c.dup = self.dup
-        c.packet_id = self.packet_id
-        return c
-
-    def __repr__(self):
-        return "Message(topic=%r, payload=%r, qos=%d, retain=%r)" % (
-            self.topic, self.payload, self.qos, self.retain)
-
-
 class ConnectionEvent:
     """Base of the events given to ``on_connection_event`` callbacks."""
 
 
 class Connected(ConnectionEvent):
-    def __init__(self, session_present, limits):
+    """``properties`` are the CONNACK's (a dict); the ones an application acts on are
+    attributes too (None when absent)."""
+
+    def __init__(self, session_present, limits, properties=None):
         self.session_present = session_present
         self.limits = limits
+        p = properties or {}
+        self.properties = p
+        self.assigned_client_id = p.get(_p.PROP_ASSIGNED_CLIENT_IDENTIFIER)
+        self.response_information = p.get(_p.PROP_RESPONSE_INFORMATION)
+        self.server_reference = p.get(_p.PROP_SERVER_REFERENCE)
+        self.reason_string = p.get(_p.PROP_REASON_STRING)
+        self.user_properties = p.get(_p.PROP_USER_PROPERTY)
 
     def __repr__(self):
         return "Connected(session_present=%r)" % self.session_present
 
 
 class Disconnected(ConnectionEvent):
-    def __init__(self, reason_code=None, reason_string=None, by_server=False, error=None):
+    """``server_reference``: where the server said to go instead (0x9C / 0x9D)."""
+
+    def __init__(self, reason_code=None, reason_string=None, by_server=False, error=None,
+                 server_reference=None):
         self.reason_code = reason_code
         self.reason_string = reason_string
         self.by_server = by_server
         self.error = error
+        self.server_reference = server_reference
 
     def __repr__(self):
         return "Disconnected(reason_code=%r, reason_string=%r, by_server=%r, error=%r)" % (
@@ -421,6 +341,7 @@ class MqttClient:
         self._write_wake = asyncio.Event()
         self._writer = None  # type: Any  # the writer task, made when first needed
         self._gave_up = None  # type: Any  # the error publish() raises once reconnecting stopped
+        self._reauth = None  # type: Any  # set when a re-authentication succeeded
         self._transport = None  # type: Any
         self._target = None  # type: Any
         self._spare = []  # type: list  # Delivery objects publish() may reuse
@@ -511,10 +432,26 @@ class MqttClient:
         self._closing = False
         self._gave_up = None
         self._target = target
-        event = await self._connect_once()
+        hops = 0
+        while True:
+            try:
+                event = await self._connect_once()
+                break
+            except ConnectRefused as e:
+                hops += 1
+                if hops > 3 or not self._redirect(e.reason_code, self._session.ev_props):
+                    raise
         self._supervisor = asyncio.create_task(self._supervise())
         await self._after_connect(event)
         return event
+
+    def _redirect(self, rc, props):
+        """True if the next connection goes elsewhere (see ``_rare.redirect``)."""
+        if not self.options.follow_redirects:
+            return False
+        from . import _rare
+
+        return _rare.redirect(self, rc, props)
 
     async def _connect_once(self):
         """Open the transport and handshake, all within ``connect_timeout``: a server
@@ -568,11 +505,15 @@ class MqttClient:
         props = dict(o.properties) if o.properties else {}
         if o.user_properties:
             props[_p.PROP_USER_PROPERTY] = list(o.user_properties)
+        if o.auth_method is not None:
+            from . import _rare
+
+            _rare.auth_props(o, o.auth_data, props)
         clean = o.clean_start if not self._has_connected else (
             o.clean_start and not o.session_expiry_interval)
         now = ticks_ms()
         s.connect(now, clean, o.keep_alive, o.username, o.password,
-                  o.will._to_codec() if o.will is not None else None, props,
+                  o.will, props,
                   o.session_expiry_interval, o.auto_topic_alias)
         _log("CONNECT client_id=%r clean_start=%r keep_alive=%d"
              % (s.client_id, clean, o.keep_alive))
@@ -600,6 +541,11 @@ class MqttClient:
                 raise
             if ev == _s.EV_CONNACK:
                 break
+            if ev == _s.EV_AUTH:
+                self._auth_step()  # a step of enhanced authentication
+                if not self._put():
+                    await self._finish()
+                continue
             if ev != _s.EV_NONE:
                 raise ProtocolError("unexpected packet before CONNACK", 0x82)
         if s.ev_rc >= 0x80:
@@ -620,7 +566,7 @@ class MqttClient:
         self._link_no += 1
         self._up_since = ticks_ms()
         self._has_connected = True
-        return Connected(s.ev_session_present, s.limits)
+        return Connected(s.ev_session_present, s.limits, s.ev_props)
 
     async def _after_connect(self, event):
         """Start the I/O tasks, restore subscriptions, send what is owed."""
@@ -650,6 +596,21 @@ class MqttClient:
                     await r
             except Exception as e:  # a user callback must not kill the client
                 _log("connection event callback raised %r" % e)
+
+    def _auth_step(self):
+        """The server sent AUTH: answer it (see ``_rare.answer``)."""
+        from . import _rare
+
+        return _rare.answer(self)
+
+    def reauthenticate(self, data=None):
+        """Enhanced authentication again, on this connection: AUTH "re-authenticate"
+        with ``data``, then the server's challenges go to ``on_auth`` as at connect.
+        Awaitable: done once the server says success; a server that refuses
+        disconnects (``NetworkError`` with its reason code)."""
+        from . import _rare
+
+        return _rare.reauthenticate(self, data)
 
     # ---------------------------------------------------------- writing --
 
@@ -1129,6 +1090,8 @@ class MqttClient:
         if self._lost is not None and not self._lost.is_set():
             self._lost_error = error
             self._lost.set()
+            if self._reauth is not None:
+                self._reauth.set()
             # From now on publish() queues (the session is disconnected) and nobody
             # waits for room behind a write on a dead link; the supervisor does the rest.
             self._connected = False
@@ -1141,19 +1104,20 @@ class MqttClient:
     async def _read_loop(self, transport):
         """Handle what is buffered, then read more; forever: one coroutine for the
         connection's life, not one per read (under MicroPython a coroutine's frame is
-        allocated at each call: 160 B for this one). Packets that came in the same read
+        allocated at each call). Packets that came in the same read
         as CONNACK (a resumed session's queued messages) are already buffered: they are
         handled before the first read."""
         s = self._session
         rd = s.reader
         # A transport's read_raw costs no coroutine of ours per read (see transport.py).
-        read = getattr(transport, "read_raw", None) or transport.readinto
+        raw = hasattr(transport, "read_raw")
         try:
             while True:
                 if self._held is not None:
                     await self._wait_room()  # the acks this poll may encode need out
                 try:
-                    acking = s._msg_unacked  # this poll answers the last message
+                    # (this poll answers the last message: nothing to log)
+                    acking = s.owes_ack() if _log_fn is not None else False
                     ev = s.poll(ticks_ms())
                     if _log_fn is not None and ev != _s.EV_NONE and not acking:
                         _log_incoming(s)
@@ -1172,7 +1136,10 @@ class MqttClient:
                 if ev == _s.EV_NONE:
                     if self._batch_len:
                         self._put()
-                    n = await read(rd.free())
+                    if raw:
+                        n = await transport.read_raw(rd.free())
+                    else:
+                        n = await transport.readinto(rd.free())
                     if n is None:
                         continue  # (read_raw: nothing whole yet)
                     if not n:
@@ -1209,10 +1176,15 @@ class MqttClient:
                         w.codes = s.ev_codes
                         w.props = s.ev_props
                         w.event.set()
+                elif ev == _s.EV_AUTH:
+                    if self._auth_step() == 0 and self._reauth is not None:
+                        self._reauth.set()  # re-authentication succeeded
+                    elif s.out_len or s.out_tail is not None:
+                        self._put()
                 elif ev == _s.EV_DISCONNECT:
                     reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
                     _log("DISCONNECT from server 0x%02X %s" % (s.ev_rc, reason or ""))
-                    self._server_disconnect = (s.ev_rc, reason)  # type: Any
+                    self._server_disconnect = (s.ev_rc, reason, s.ev_props)  # type: Any
                     raise NetworkError("server disconnected: %s" % (reason or "reason code"),
                                        s.ev_rc)
         except asyncio.CancelledError:
@@ -1362,11 +1334,13 @@ class MqttClient:
             await self._stop_tasks()
             self._fail_acks(self._session.connection_lost(), NetworkError("connection lost"))
             by_server = isinstance(error, NetworkError) and error.reason_code is not None
-            reason = getattr(self, "_server_disconnect", (None, None))
-            self._server_disconnect = (None, None)
+            reason = getattr(self, "_server_disconnect", (None, None, None))
+            self._server_disconnect = (None, None, None)
             _log("connection lost: %r" % (error,))
             code = reason[0] if by_server else getattr(error, "reason_code", None)
-            await self._emit(Disconnected(code, reason[1], by_server, error))
+            ref = reason[2].get(_p.PROP_SERVER_REFERENCE) if by_server and reason[2] else None
+            await self._emit(Disconnected(code, reason[1], by_server, error, ref))
+            self._redirect(code, reason[2] if by_server else None)
             # Closed after telling: a close may wait (bounded) to flush a stalled link.
             await _close_quietly(self._transport)
             self._window.set()
@@ -1397,6 +1371,8 @@ class MqttClient:
                 try:
                     event = await self._connect_once()
                 except ConnectRefused as e:
+                    if self._redirect(e.reason_code, self._session.ev_props):
+                        continue
                     if e.reason_code in _PERMANENT_REFUSALS:
                         _log("reconnect refused for good: %s" % e)
                         self._give_up(e)
@@ -1461,7 +1437,7 @@ def _log_incoming(s):
     t = s.reader.first >> 4
     name = _c.PACKET_NAMES[t]
     if _c.PUBACK <= t <= _c.PUBCOMP:
-        a = s._ack
+        a = s.last_ack()
         _log("<- %s pid=%d rc=0x%02X" % (name, a.packet_id, a.reason_code))
     elif t == _c.PUBLISH:
         m = s.msg
