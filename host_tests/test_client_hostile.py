@@ -384,3 +384,25 @@ async def test_retained_message_right_behind_the_suback_reaches_the_callback():
         assert (await conn.expect(codec.PUBACK)).packet_id == 9
         assert got == [b"retained"]
         await c.disconnect()
+
+
+@pytest.mark.parametrize("rc", [0x95, 0x99, 0x9A, 0x9B])
+async def test_a_refusal_retrying_cannot_fix_stops_reconnecting(rc):
+    """Issue 8 item 11: packet too large, payload format, retain or QoS not supported (our
+    CONNECT or its Will asks what the server refuses, and would ask again): no more attempts,
+    a Disconnected naming the code, and publish raises at once."""
+    rec = Recorder()
+    async with ScriptedBroker() as broker:
+        c, conn = await connected(broker, rec, reconnect_config=FAST)
+        conn.close()
+        await rec.wait(Reconnecting, 1)
+        await accept_connect(broker, codec.Connack(rc))
+        gone = await rec.wait(Disconnected, 2)
+        assert gone.reason_code == rc, gone
+        assert gone.by_server
+        assert isinstance(gone.error, ConnectRefused)
+        await asyncio.sleep(0.3)  # well past the next backoff delay
+        assert len(rec.of(Reconnecting)) == 1, rec.events
+        with pytest.raises(ConnectRefused):
+            await asyncio.wait_for(c.publish("t", b"x", 1), 1)
+        await c.disconnect()

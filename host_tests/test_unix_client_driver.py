@@ -44,14 +44,15 @@ def repl_script(url: str, tls_expr: str | None) -> tuple[str, list[str | None]]:
     """A script that runs the REPL session against ``url`` (the docstring's broker address
     replaced), printing the repr of each expression's value (None when it has none) as a JSON
     list. Returns (script, expected reprs)."""
-    lines = ["import json", "_seen = []", "def _show(v):", "    _seen.append(None if v is None else repr(v))"]
+    lines = ["import json", "_seen = []", "def _show(v):",
+             "    _seen.append(None if v is None else repr(v))"]
     if tls_expr:
         lines.append("from mqtt_v5.tls import TlsConfig")
     expected: list[str | None] = []
     for stmt, out in repl_session():
         node = ast.parse(stmt).body[0]
         code = ast.unparse(node)
-        if "connect(" in code and "disconnect" not in code:
+        if "connect(" in code and "disconnect" not in code:  # the docstring's broker
             code = re.sub(r"'mqtts?://[^']*'", repr(url), code)
             if tls_expr:
                 code = code[:-1] + ", tls=" + tls_expr + ")"
@@ -173,3 +174,182 @@ def test_sync_connect_to_a_silent_server_times_out_cpython(silent_server, pki, m
         env={"PYTHONPATH": str(ROOT / "lib")},
     )
     _check_silent(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+# ------------------------------------------------------------------------------------------
+# Items 1-4: mp_scripts/driver_cases.py, the same script on the unix port and on CPython
+
+from netutil import FaultProxies  # noqa: E402
+
+SCRIPTS = ROOT / "host_tests" / "mp_scripts"
+RUNTIMES = ["cpython", "unix32", "unix64"]
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime(request) -> str:
+    if request.param != "cpython" and mp_unix.binary(request.param) is None:
+        pytest.skip(mp_unix.why_missing())
+    return request.param
+
+
+@pytest.fixture
+def fault_proxy():
+    with FaultProxies() as make:
+        yield make
+
+
+class Case:
+    """driver_cases.py CASE URL ARGS on one runtime; ``step()`` waits for its "ready" line,
+    the test acts, then ``go()`` lets it continue; ``result()`` is its JSON."""
+
+    def __init__(self, runtime, case, url, *args, heapsize="1m"):
+        if runtime == "cpython":
+            cmd = [sys.executable, str(SCRIPTS / "driver_cases.py")]
+            env = {"PYTHONPATH": str(ROOT / "lib"), "PATH": "/usr/bin:/bin"}
+        else:
+            cmd = [str(mp_unix.binary(runtime)), "-X", f"heapsize={heapsize}",
+                   str(SCRIPTS / "driver_cases.py")]
+            env = {"MICROPYPATH": f"{ROOT / 'lib'}:.frozen"}
+        self.proc = subprocess.Popen(
+            [*cmd, case, url, *map(str, args)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=env,
+        )
+
+    def step(self, timeout=20):
+        import select
+
+        r, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if r else ""
+        if line.strip() != "ready":
+            self.proc.kill()
+            raise AssertionError(f"no 'ready' ({line!r}): {self.proc.stderr.read()}")
+
+    def go(self):
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def result(self, timeout=60):
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            raise AssertionError(f"the script hung:\n{out}\n{err}") from None
+        lines = out.strip().splitlines()
+        assert self.proc.returncode == 0, f"{out}\n{err}"
+        assert lines, err
+        return json.loads(lines[-1])
+
+
+def test_dropped_or_cancelled_publish_does_not_jam(runtime, mosquitto):
+    r = Case(runtime, "dropped", f"mqtt://127.0.0.1:{mosquitto.plain_port}").result()
+    assert r == {"after_dropped": r["after_dropped"], "after_cancelled": r["after_cancelled"],
+                 "got_last": True, "next_connection": r["next_connection"]}, r
+    assert all(isinstance(r[k], int) and r[k] > 0
+               for k in ("after_dropped", "after_cancelled", "next_connection")), r
+
+
+def test_dropped_publish_while_a_write_is_held(runtime, mosquitto, fault_proxy):
+    proxy = fault_proxy(mosquitto.host, mosquitto.plain_port)
+    case = Case(runtime, "dropped_held", proxy.url)
+    case.step()
+    proxy.stall(3)
+    case.go()
+    r = case.result()
+    assert r["filled"], r
+    assert isinstance(r["after"], int), r
+    assert r["after"] > 0, r
+
+
+def test_keepalive_finds_a_dead_link_behind_a_stuck_write(runtime, mosquitto, fault_proxy):
+    proxy = fault_proxy(mosquitto.host, mosquitto.plain_port)
+    ka = 2
+    case = Case(runtime, "keepalive_stuck_writer", proxy.url, ka)
+    case.step()
+    proxy.stall()
+    case.go()
+    r = case.result()
+    assert r["lost_after_ms"] is not None, r
+    assert r["lost_after_ms"] <= ka * 1500 + 700, r  # 1.5x keep-alive (plus scheduling)
+    assert not r["connected"]
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_connect_to_a_silent_server_is_bounded(runtime, silent_server, pki, tls):
+    args = [pki.ca_der if runtime != "cpython" else pki.ca] if tls else []
+    scheme = "mqtts" if tls else "mqtt"
+    r = Case(runtime, "silent_connect", f"{scheme}://127.0.0.1:{silent_server}", *args).result()
+    assert r["result"].startswith("MqttTimeout"), r
+    assert "certificate" not in r["result"], r
+    assert r["ms"] < 3000, r
+
+
+def test_reconnect_goes_on_past_a_silent_server(runtime, mosquitto, fault_proxy):
+    proxy = fault_proxy(mosquitto.host, mosquitto.plain_port)
+    case = Case(runtime, "reconnect_silent", proxy.url)
+    case.step()
+    proxy.stall()
+    proxy.cut()
+    case.go()
+    r = case.result()
+    assert r["attempts"][:3] == [1, 2, 3], r
+
+
+@pytest.mark.parametrize("mode", ["attempts", "disabled"])
+def test_publish_after_reconnecting_gave_up_raises_at_once(runtime, mosquitto, fault_proxy, mode):
+    proxy = fault_proxy(mosquitto.host, mosquitto.plain_port)
+    case = Case(runtime, "gave_up", proxy.url, mode)
+    case.step()
+    proxy.refuse(True)
+    proxy.cut()
+    case.go()
+    r = case.result()
+    assert r["queued1"] == "NetworkError", r
+    assert r["qos0"] == "NetworkError", r
+    assert r["qos1"] == "NetworkError", r
+    assert r["ms"] < 500, r
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_coroutine_callbacks_are_bounded(runtime, mosquitto, qos):
+    r = Case(runtime, "callbacks_bounded", f"mqtt://127.0.0.1:{mosquitto.plain_port}",
+             qos).result()
+    assert r["received"] == 40, r
+    assert 1 <= r["most_at_once"] <= 4, r  # receive_maximum
+
+
+def test_subscription_identifiers_do_not_collide(runtime, mosquitto):
+    r = Case(runtime, "sid_collision", f"mqtt://127.0.0.1:{mosquitto.plain_port}").result()
+    assert r == {"a": ["/a/x"], "b": ["/b/x"]}
+
+
+def test_publish_options_take_a_raw_topic_alias_as_the_checked_one():
+    """Item 8: a Topic Alias given among raw properties is the alias PublishOptions checks
+    against the server's Topic Alias Maximum, not a property that skips the check."""
+    from mqtt_v5 import properties as P
+    from mqtt_v5.client import PublishOptions
+
+    o = PublishOptions(properties={P.PROP_TOPIC_ALIAS: 3, P.PROP_CONTENT_TYPE: "x"})
+    assert o.topic_alias == 3
+    assert o.properties == {P.PROP_CONTENT_TYPE: "x"}
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 7, the driver's part: garbage per operation over a real socket (gc off: counts, not
+# timings), beside asyncio's own cost of one socket wake-up measured in the same process.
+
+
+@pytest.mark.parametrize("mpy", [False, True], ids=["py", "mpy"])
+def test_garbage_per_operation_unix_port(mp_unix_port, mosquitto, mpy):
+    proc = mp_unix.run_script(
+        mp_unix_port, SCRIPTS / "driver_garbage.py", args=[mosquitto.plain_port, 40],
+        heapsize="1m", mpy=mpy, timeout=60,
+    )
+    r = mp_unix.last_json(proc)
+    floor = r["floor"]  # asyncio: one task woken by its socket
+    assert r["qos0"] == 0, r
+    assert r["qos0_str"] == 0, r
+    assert r["qos1"] <= floor, r  # written at once; the one wake-up is the reader's
+    assert r["recv0"] <= floor, r
+    assert r["recv1"] <= floor, r  # its PUBACK written at once
+    assert r["idle"] == 0, r

@@ -55,7 +55,7 @@ SECTIONS = {
     "client": ("bench_client:bench_client",
                "MqttClient vs paho-mqtt msg/s through a private Mosquitto"),
     "twin": ("bench_twin:bench_twin", "the AWS IoT twin under 500 concurrent QoS 1 clients"),
-    "aws": ("bench_aws:bench_aws", "heap kept by mqtt_v5.aws imports, micropython-unix32 .mpy"),
+    "aws": ("bench_aws:bench_aws", "mqtt_v5.aws: heap per import, bytes per publish (unix32)"),
 }
 
 

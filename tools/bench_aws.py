@@ -8,7 +8,9 @@ device talking TLS to AWS has loaded anyway: ``mqtt_v5.client`` and ``mqtt_v5.tl
 is reported apart (``core``). Budgets (issue 9): the connection preset plus Shadow
 <= 10 KB; Jobs and Provisioning each <= 8 KB more. The objects a device makes are measured
 too: an ``AwsClient`` less a plain ``MqttClient`` with the same options, a ``Shadow``
-with its answer topics registered (no I/O), a ``Jobs``.
+with its answer topics registered (no I/O), a ``Jobs``. And the hot path: bytes allocated
+per publish by ``MqttClient`` and by ``AwsClient`` (whose limit checks run on every
+publish), against the twin's plain listener.
 
     python tools/bench_aws.py            # table
     python tools/bench_aws.py --json
@@ -21,9 +23,40 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-for _p in (ROOT / "host_tests", ROOT / "lib"):
+for _p in (ROOT / "host_tests", ROOT / "lib", ROOT / "tools"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
+
+_PER_OP = r"""
+import asyncio, gc, json, sys
+from mqtt_v5.client import ConnectOptions, MqttClient
+from mqtt_v5.aws.connect import AwsClient
+
+async def per_op(c, qos, n=200):
+    payload = b"x" * 32
+    for _ in range(20):
+        await c.publish("bench/aws", payload, qos)
+    await asyncio.sleep_ms(20)
+    gc.collect()
+    gc.disable()
+    a = gc.mem_alloc()
+    for _ in range(n):
+        await c.publish("bench/aws", payload, qos)
+    b = gc.mem_alloc()
+    gc.enable()
+    return (b - a) // n
+
+async def main(url):
+    out = []
+    for name, cls in (("MqttClient", MqttClient), ("AwsClient", AwsClient)):
+        c = cls(ConnectOptions("bench-aws", keep_alive=300))
+        await c.connect(url)
+        out.append((name, {"qos0": await per_op(c, 0), "qos1": await per_op(c, 1)}))
+        await c.disconnect()
+    print(json.dumps(out))
+
+asyncio.run(main(sys.argv[1]))
+"""
 
 BUDGET_PRESET_SHADOW = 10 * 1024
 BUDGET_EACH_MORE = 8 * 1024
@@ -89,8 +122,42 @@ def measure(port: str = "unix32") -> dict:
     return dict(mp_unix.last_json(proc))
 
 
+def measure_per_publish(port: str = "unix32") -> dict:
+    """Bytes allocated per publish (QoS 0, QoS 1 with its PUBACK) by a plain
+    ``MqttClient`` and by an ``AwsClient`` (its limit checks on the hot path), on the unix
+    port against the twin's plain listener (no TLS: the figures are the clients')."""
+    import asyncio
+    import tempfile
+    import threading
+
+    import mp_unix
+
+    from iot_twin.server import Limits
+    from iot_twin.twin import Twin
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    with tempfile.TemporaryDirectory() as data:
+        # AWS's per-connection throttles off: the figures are about the client
+        limits = Limits(publishes_per_s=0, throughput_bytes_per_s=0,
+                        connects_per_s_per_client_id=0)
+        twin = Twin(data, plain_port=0, listeners=("plain",), admin=False, limits=limits)
+        asyncio.run_coroutine_threadsafe(twin.start(), loop).result(30)
+        try:
+            url = f"mqtt://127.0.0.1:{twin.ports['plain']}"
+            proc = mp_unix.run_script(port, _PER_OP, mpy=True, heapsize="1m", args=[url])
+            return dict(mp_unix.last_json(proc))
+        finally:
+            asyncio.run_coroutine_threadsafe(twin.stop(), loop).result(30)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5)
+
+
 def bench_aws(results: dict) -> None:
-    """Fill ``results`` with the heap figures and the budget checks."""
+    """Fill ``results`` with the heap figures, the budget checks and the bytes allocated
+    per publish."""
+    results["per_publish_bytes"] = measure_per_publish()
     r = measure()
     preset_shadow = r["aws preset (mqtt_v5.aws.connect)"] + r["shadow"]
     results["heap_bytes"] = r
@@ -108,6 +175,9 @@ def _table(results: dict) -> str:
     lines = ["heap kept after import, micropython-unix32, .mpy (bytes):"]
     for k, v in results["heap_bytes"].items():
         lines.append(f"  {k:<40} {v:>8,}")
+    lines.append("bytes allocated per publish (unix32, .mpy, plain TCP to the twin):")
+    for k, v in results.get("per_publish_bytes", {}).items():
+        lines.append(f"  {k:<40} QoS 0: {v['qos0']:>5}   QoS 1: {v['qos1']:>5}")
     lines.append("budgets:")
     for k, v in results["budget"].items():
         lines.append(f"  {k:<40} {v['bytes']:>8,} / {v['budget']:,}  "

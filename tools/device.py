@@ -341,7 +341,8 @@ def mpremote() -> list[str]:
 
 
 def deploy_commands(port: str, tree: Path, program: bool = True) -> list[list[str]]:
-    cmd = [*mpremote(), "connect", port, "exec", _CLEAN_PY,
+    # One line (exec of the escaped script): the command prints and pastes as one line.
+    cmd = [*mpremote(), "connect", port, "exec", f"exec({_CLEAN_PY!r})",
            "+", "cp", "-r", str(tree / "lib"), ":"]
     if program:
         for name in PROGRAM:
@@ -452,6 +453,9 @@ def certs_commands(port: str, folder: Path) -> list[list[str]]:
 
 
 def cmd_certs(a: argparse.Namespace) -> int:
+    if not a.thing:
+        raise DeviceError("no thing: pass THING=<thing name> (the twin's: `make twin-thing "
+                          "THING=name` creates one)")
     if not a.endpoint:
         raise DeviceError(
             "no endpoint: pass ENDPOINT=<your AWS IoT data endpoint, the -ats one from "
@@ -462,12 +466,12 @@ def cmd_certs(a: argparse.Namespace) -> int:
         print("note: WIFI_SSID is not set: config.json has no Wi-Fi credentials "
               "(set WIFI_SSID and WIFI_PASSWORD in the environment to include them)",
               file=sys.stderr)
-    _need_port(a.port, a.dry_run)
     folder = prepare_certs(
         a.thing, a.endpoint, cert=_opt_path(a.cert), key=_opt_path(a.key), ca=_opt_path(a.ca),
         port=a.mqtt_port, server_hostname=a.server_hostname)
     print(f"prepared {folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder}: "
           "cert.der key.der ca.der config.json")
+    _need_port(a.port, a.dry_run)
     for cmd in certs_commands(a.port, folder):
         _run(cmd, dry_run=a.dry_run)
     return 0

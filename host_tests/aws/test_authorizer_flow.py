@@ -95,3 +95,68 @@ def test_bad_signature_is_refused(auth_twin, transport):
         assert e.value.reason_code in (0x86, 0x87)
 
     run(main())
+
+
+EVENTS: list = []
+
+
+def test_password_and_username_reach_the_authorizer_as_aws_passes_them(twin):
+    pem = KEY.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    def recording(event):
+        EVENTS.append(event)
+        return lambda_fn(event)
+
+    twin.call(twin.twin.register_authorizer, CustomAuthorizer(
+        "DevAuth", function=recording, token_key_name="token", public_keys={"k1": pem}))
+
+    async def main():
+        c = client(twin, "mqtt", sign(TOKEN), username="alice", password=b"s3cret")
+        await c.connect()
+        await c.disconnect()
+
+    run(main())
+    mqtt = EVENTS[-1]["protocolData"]["mqtt"]
+    assert base64.b64decode(mqtt["password"]) == b"s3cret"
+    assert mqtt["username"].startswith("alice?x-amz-customauthorizer-name=DevAuth&")
+    assert mqtt["clientId"] == "dev-7"
+    assert EVENTS[-1]["token"] == TOKEN
+    assert EVENTS[-1]["signatureVerified"] is True
+
+
+def test_wss_link_reopens_after_a_drop(auth_twin):
+    """Over WebSocket the client's target is a function that opens a new link: after a
+    drop the client reconnects through it (new TLS, new upgrade with the credentials)."""
+    import asyncio
+
+    from netutil import FaultProxy
+
+    from mqtt_v5 import ReconnectConfig
+
+    proxy = FaultProxy("127.0.0.1", auth_twin.port("wss")).start()
+    try:
+        async def main():
+            c = authorizer_client("127.0.0.1", "dev-7", authorizer_name="DevAuth",
+                                  token_key_name="token", token=TOKEN, signature=sign(TOKEN),
+                                  ca=auth_twin.ca, transport="wss", port=proxy.port,
+                                  server_hostname="localhost",
+                                  reconnect_config=ReconnectConfig(initial_delay=0.1,
+                                                                   max_delay=0.3, jitter=0))
+            events = []
+            c.on_connection_event(events.append)
+            await c.connect()
+            s = Shadow(c, "dev-7")
+            await s.update(reported={"n": 1})
+            proxy.cut()
+            for _ in range(100):
+                if sum(type(e).__name__ == "Connected" for e in events) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await s.update(reported={"n": 2}))["state"] == {"reported": {"n": 2}}
+            assert proxy.connections == 2
+            await c.disconnect()
+
+        run(main())
+    finally:
+        proxy.stop()

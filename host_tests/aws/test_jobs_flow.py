@@ -74,6 +74,8 @@ def test_device_api_and_rejections(twin):
         nexts = []
         got_next = asyncio.Event()
         await jobs.on_next(lambda ex: (nexts.append(ex), got_next.set()))
+        notes = []
+        await jobs.on_notify(notes.append)
         assert await jobs.start_next() is None
         pending = await jobs.get_pending()
         assert pending["inProgressJobs"] == []
@@ -99,6 +101,13 @@ def test_device_api_and_rejections(twin):
                                    expected_version=version, include_state=True)
         assert answer["executionState"]["statusDetails"] == {"step": "flash"}
         await jobs.update(job, "SUCCEEDED")
+        for _ in range(100):
+            if notes and notes[-1] == {}:
+                break
+            await asyncio.sleep(0.05)
+        assert [j["jobId"] for j in notes[0]["QUEUED"]] == [job]   # jobs/notify: queued
+        assert notes[-1] == {}                                     # ... and none left
+        assert nexts[-1] is None                                   # notify-next: empty
         with pytest.raises(AwsRejected) as e:  # out of a terminal state
             await jobs.update(job, "IN_PROGRESS")
         assert e.value.code == "InvalidStateTransition"
@@ -174,6 +183,73 @@ def test_runner_survives_a_reconnect_in_the_middle_of_a_job(twin):
             assert await runner.run_once() == (job, "SUCCEEDED")
             assert proxy.connections >= 2
             assert execution(twin, "jobs-cut", job).status == "SUCCEEDED"
+            await c.disconnect()
+
+        run(main())
+    finally:
+        proxy.stop()
+
+
+def test_an_unreported_outcome_is_reported_not_run_again(twin):
+    """The report cannot get through (here: the device's own update call fails, as when a
+    link stays down past the retries): the next run_once gets the same IN_PROGRESS job
+    from AWS and reports the stored outcome instead of running the handler again."""
+    from mqtt_v5 import MqttError, MqttTimeout
+
+    class FlakyJobs(Jobs):
+        failures = 3
+
+        async def update(self, *args, **kwargs):
+            if self.failures:
+                self.failures -= 1
+                raise MqttTimeout("link down")
+            return await Jobs.update(self, *args, **kwargs)
+
+    async def main():
+        c = device(twin, "jobs-down")
+        await c.connect()
+        runs = []
+
+        def once(doc, ex):
+            runs.append(ex["jobId"])
+            return {"ran": "1"}
+
+        runner = JobRunner(FlakyJobs(c), {"once": once})
+        job = twin.call(twin.twin.add_job, "jobs-down", {"operation": "once"})
+        with pytest.raises(MqttError, match="could not report SUCCEEDED"):
+            await runner.run_once()
+        assert execution(twin, "jobs-down", job).status == "IN_PROGRESS"
+        assert await runner.run_once() == (job, "SUCCEEDED")
+        assert runs == [job]                      # the handler ran once
+        assert execution(twin, "jobs-down", job).status_details == {"ran": "1"}
+        assert await runner.run_once() is None
+        await c.disconnect()
+
+    run(main())
+
+
+def test_runner_finds_a_job_queued_while_the_session_was_lost(twin):
+    proxy = FaultProxy("127.0.0.1", twin.port("mtls")).start()
+    try:
+        async def main():
+            c = device(twin, "jobs-away", clean_start=True, session_expiry_interval=0)
+            c.url = f"mqtts://127.0.0.1:{proxy.port}"
+            await c.connect()
+            runner = JobRunner(Jobs(c), {"noop": lambda doc, ex: None})
+            task = asyncio.create_task(runner.run())
+            await asyncio.sleep(0.3)                  # idle: waiting for notify-next
+            proxy.refuse(True)
+            proxy.cut()
+            await asyncio.sleep(0.2)
+            job = twin.call(twin.twin.add_job, "jobs-away", {"operation": "noop"})
+            proxy.refuse(False)
+            for _ in range(100):
+                if runner.history:
+                    break
+                await asyncio.sleep(0.05)
+            assert runner.history == [(job, "SUCCEEDED")]
+            runner.stop()
+            await asyncio.wait_for(task, 5)
             await c.disconnect()
 
         run(main())

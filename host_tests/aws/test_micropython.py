@@ -19,7 +19,7 @@ def test_shadow_and_jobs_on_micropython(twin, mp_unix_port, mpy):
     twin.call(twin.twin.update_shadow, "mp-dev", {"state": {"desired": {"interval": 5}}})
     a = twin.call(twin.twin.add_job, "mp-dev", {"operation": "blink", "times": 2})
     b = twin.call(twin.twin.add_job, "mp-dev", {"operation": "boom"})
-    proc = mp_unix.run_script(mp_unix_port, SCRIPT, mpy=mpy, heapsize="256k", timeout=120,
+    proc = mp_unix.run_script(mp_unix_port, SCRIPT, mpy=mpy, heapsize="512k", timeout=120,
                               args=["shadow_jobs", "127.0.0.1", twin.port("mtls"), twin.ca,
                                     creds.cert_path, creds.key_path, "mp-dev"])
     out = mp_unix.last_json(proc)
@@ -41,7 +41,7 @@ def test_wss_custom_authorizer_on_micropython(auth_twin, mp_unix_port, tmp_path)
     twin = auth_twin
     sig = tmp_path / "signature"
     sig.write_text(sign(TOKEN))
-    proc = mp_unix.run_script(mp_unix_port, SCRIPT, mpy=True, heapsize="256k", timeout=120,
+    proc = mp_unix.run_script(mp_unix_port, SCRIPT, mpy=True, heapsize="512k", timeout=120,
                               args=["wss", "127.0.0.1", twin.port("wss"), twin.ca, "dev-7",
                                     sig, TOKEN])
     out = mp_unix.last_json(proc)
@@ -64,3 +64,26 @@ def test_ws_against_an_independent_server_on_micropython(mosquitto, mp_unix_port
     out = mp_unix.last_json(asyncio.run(main()))
     assert out["got"][:2] == [5, 10240]   # 10 KiB: 16-bit length, 3-byte fragments
     assert out["connected_after_pings"] is True
+
+
+def test_doctor_on_micropython(twin, mp_unix_port):
+    creds = twin.thing("mp-doc")
+    base = ["doctor", "127.0.0.1", twin.port("mtls"), twin.ca, creds.cert_path, creds.key_path,
+            "mp-doc"]
+    ok = mp_unix.last_json(mp_unix.run_script(mp_unix_port, SCRIPT, mpy=True, heapsize="512k",
+                                              args=[*base, "mp-doc"]))
+    assert ok["steps"] == [["dns", True], ["tcp", True], ["clock", True], ["connect", True],
+                           ["subscribe", True], ["publish", True], ["receive", True]]
+    bad = mp_unix.last_json(mp_unix.run_script(mp_unix_port, SCRIPT, mpy=True, heapsize="512k",
+                                               args=[*base, "not-the-thing"]))
+    assert bad["steps"][-1] == ["connect", False]
+    assert "iot:Connect for client id 'not-the-thing'" in bad["fix"]
+
+
+def test_doctor_on_micropython_names_a_refused_client_certificate(twin, pki, mp_unix_port):
+    out = mp_unix.last_json(mp_unix.run_script(
+        mp_unix_port, SCRIPT, mpy=True, heapsize="512k",
+        args=["doctor", "127.0.0.1", twin.port("mtls"), twin.ca, pki.client_cert,
+              pki.client_key, "mp-rogue", "mp-rogue"]))
+    assert out["steps"][-1] == ["connect", False]
+    assert "client certificate is not registered" in out["fix"]

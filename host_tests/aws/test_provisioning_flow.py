@@ -201,9 +201,31 @@ def test_first_boot_example_on_micropython(fleet, tmp_path, mp_unix_port):
     import mp_unix
 
     for boot in (1, 2):
-        proc = mp_unix.run_script(mp_unix_port, EXAMPLE, mpy=True, heapsize="256k",
+        proc = mp_unix.run_script(mp_unix_port, EXAMPLE, mpy=True, heapsize="512k",
                                   args=example_args(fleet, tmp_path))
         out = mp_unix.last_json(proc)
         assert out == {"thing": "sensor-77", "shadow_version": boot}
     assert (tmp_path / "device.crt").read_bytes()[0] == 0x30      # DER for MicroPython's ssl
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_cbor_on_micropython_matches_the_twins_codec(mp_unix_port):
+    import binascii
+
+    import mp_unix
+
+    value = {"certificatePem": "-----BEGIN CERTIFICATE-----\nMII...\n", "n": -70000,
+             "big": 2**40, "ok": True, "none": None, "raw": b"\x00\xff", "list": [1, "a"]}
+    encoded = twin_cbor.dumps(value)
+    script = "\n".join([
+        "import binascii, json",
+        "from mqtt_v5.aws import cbor",
+        f"v = cbor.loads(binascii.unhexlify({binascii.hexlify(encoded).decode()!r}))",
+        "v['raw'] = binascii.hexlify(v['raw']).decode()",
+        "print(json.dumps({'decoded': v, 'encoded': binascii.hexlify(cbor.dumps("
+        "{'a': [1, -2, 'x'], 'b': b'\\x01', 'c': None})).decode()}))",
+        ""])
+    out = mp_unix.last_json(mp_unix.run_script(mp_unix_port, script, mpy=True))
+    assert out["decoded"] == {**value, "raw": "00ff"}
+    assert twin_cbor.loads(binascii.unhexlify(out["encoded"])) == {
+        "a": [1, -2, "x"], "b": b"\x01", "c": None}

@@ -49,7 +49,7 @@ def test_readme_aws_example_runs(twin, tmp_path, index, runtime):
     else:
         if mp_unix.binary(runtime) is None:
             pytest.skip(mp_unix.why_missing())
-        proc = mp_unix.run_script(runtime, code, mpy=True, heapsize="256k", cwd=tmp_path)
+        proc = mp_unix.run_script(runtime, code, mpy=True, heapsize="512k", cwd=tmp_path)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     out = proc.stdout
     if "Shadow" in code:

@@ -214,3 +214,85 @@ def test_stale_and_repeated_deltas_are_dropped(twin):
         await c.disconnect()
 
     run(main())
+
+
+def test_a_partly_applied_delta_does_not_loop(twin):
+    """AWS publishes a delta after a reported-only update that leaves a difference: a
+    device that applies only part of a delta must not report it again and again."""
+    async def main():
+        c = device(twin, "sh-partial")
+        await c.connect()
+        s = Shadow(c)
+        await s.update(reported={"led": "off"})
+        calls = []
+
+        def apply(state, version):
+            calls.append(state)
+            return {k: v for k, v in state.items() if k != "colour"}  # no colour here
+
+        await s.on_delta(apply)
+        twin.call(twin.twin.update_shadow, "sh-partial",
+                  {"state": {"desired": {"led": "on", "colour": "red"}}})
+        for _ in range(100):
+            doc = twin.call(twin.twin.get_shadow, "sh-partial")
+            if doc["state"]["reported"].get("led") == "on":
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        settled = twin.call(twin.twin.get_shadow, "sh-partial")["version"]
+        await asyncio.sleep(0.5)
+        assert twin.call(twin.twin.get_shadow, "sh-partial")["version"] == settled
+        assert calls[0] == {"led": "on", "colour": "red"}
+        assert len(calls) <= 2                # the first, and at most the leftover once
+        assert twin.call(twin.twin.get_shadow, "sh-partial")["state"]["delta"] == {
+            "colour": "red"}
+        await c.disconnect()
+
+    run(main())
+
+
+def test_a_lost_answer_times_out_instead_of_parking_the_caller(twin):
+    from netutil import FaultProxy
+
+    from mqtt_v5 import MqttTimeout
+
+    proxy = FaultProxy("127.0.0.1", twin.port("mtls")).start()
+    try:
+        async def main():
+            c = device(twin, "sh-lost")
+            c.url = f"mqtts://127.0.0.1:{proxy.port}"
+            await c.connect()
+            s = Shadow(c, timeout_s=0.5)
+            await s.update(reported={"a": 1})
+            proxy.stall()                         # nothing gets through any more
+            with pytest.raises(MqttTimeout, match=r"no answer within 0\.5 s"):
+                await asyncio.wait_for(s.get(), 5)
+            proxy.resume()
+            assert (await s.get())["state"]["reported"] == {"a": 1}
+            await c.disconnect()
+
+        run(main())
+    finally:
+        proxy.stop()
+
+
+def test_an_answer_over_the_maximum_packet_size_times_out_with_a_hint(twin):
+    from mqtt_v5 import MqttTimeout
+
+    async def main():
+        c = device(twin, "sh-big", maximum_packet_size=2048)
+        await c.connect()
+        s = Shadow(c, timeout_s=1)
+        big = {f"k{i}": "v" * 40 for i in range(40)}    # the get answer (with metadata) > 2 KB
+        await asyncio.wait_for(s.update(reported={"a": 1}), 5)
+        twin.call(twin.twin.update_shadow, "sh-big", {"state": {"reported": big}})
+        with pytest.raises(MqttTimeout, match="maximum_packet_size=2048"):
+            await s.get()
+        bigger = device(twin, "sh-big", maximum_packet_size=16384)
+        await c.disconnect()
+        await bigger.connect()
+        doc = await Shadow(bigger).get()
+        assert doc["state"]["reported"]["k39"] == "v" * 40
+        await bigger.disconnect()
+
+    run(main())

@@ -76,12 +76,16 @@ def device_env(**extra: str) -> dict[str, str]:
     return dict(os.environ, MICROPYPATH=":".join([*map(str, path), ".frozen"]), **extra)
 
 
-def boot(exe: Path, fs: Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
-    """Reset the board: boot.py then main.py, until main.py ends (deep sleep, reset)."""
+def boot(exe: Path, fs: Path, timeout: float = 60, heap: str = "256k", frozen: bool = False,
+         **env: str) -> subprocess.CompletedProcess:
+    """Reset the board: boot.py then main.py, until main.py ends (deep sleep, reset).
+    ``frozen``: the library comes from the binary, not from .mpy files."""
+    e = device_env(**env)
+    if frozen:
+        e["MICROPYPATH"] = f"{STAND_INS}:.frozen"
     try:
-        return subprocess.run([str(exe), "-X", "heapsize=256k", str(BOOT)], cwd=fs,
-                              env=device_env(**env), capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run([str(exe), "-X", f"heapsize={heap}", str(BOOT)], cwd=fs,
+                              env=e, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
         raise AssertionError(f"main.py still running after {timeout} s:\n{out}") from None
@@ -120,12 +124,12 @@ def test_continuous_sensor_against_the_twin(mp32, tw, tmp_path):
         wait_for(lambda: reported(tw, THING).get("led") == "off", timeout=30)
         tw.call(tw.twin.update_shadow, THING,
                 {"state": {"desired": {"led": "on", "report_interval_s": 2, "colour": "red"}}})
+        wait_for(lambda: reported(tw, THING).get("led") == "on", timeout=30)
         job_id = tw.call(tw.twin.add_job, THING, {"operation": "set",
                                                   "settings": {"report_interval_s": 3}})
         bad_job = tw.call(tw.twin.add_job, THING, {"operation": "self-destruct"})
         wait_for(lambda: job_status(tw, THING, bad_job) == "FAILED", timeout=30)
         assert job_status(tw, THING, job_id) == "SUCCEEDED"
-        wait_for(lambda: reported(tw, THING).get("led") == "on", timeout=30)
         telemetry = [spy.get(10) for _ in range(2)]
     finally:
         spy.close()
@@ -133,11 +137,12 @@ def test_continuous_sensor_against_the_twin(mp32, tw, tmp_path):
         out = proc.communicate(timeout=10)[0]
     state = reported(tw, THING)
     assert state["led"] == "on"
-    # The job ran after the delta (same topic order as the twin sent them): its setting won.
-    assert state["report_interval_s"] == 3
-    assert "colour" not in state  # not a setting this device has: left in the delta
+    # The job set 3; the shadow's desired 2 then came back as a delta and won, as on AWS.
+    assert lines_with(out, "shadow: reported {'report_interval_s': 3}")
+    wait_for(lambda: reported(tw, THING).get("report_interval_s") == 2)
     doc = tw.call(tw.twin.get_shadow, THING)
-    assert doc["state"]["delta"] == {"colour": "red", "report_interval_s": 2}
+    assert "colour" not in doc["state"]["reported"]  # not a setting of this device ...
+    assert doc["state"]["delta"] == {"colour": "red"}  # ... so it stays in the delta
     for m in telemetry:
         assert m.qos == 1
         body = json.loads(m.payload)
@@ -236,6 +241,25 @@ def test_first_boot_provisions_by_claim(mp32, tw, tmp_path):
     assert again.returncode == 0, again.stdout + again.stderr
     assert "provisioning" not in again.stdout
     assert "session present: True" in again.stdout
+
+
+# The smallest MicroPython heap the whole deep-sleep cycle (mutual TLS with a 2048-bit RSA
+# client key, shadow, jobs) ran in, measured on this 32-bit port where mbedTLS also takes
+# its memory from the MicroPython heap: about 116 KiB with the library frozen, 200 KiB with
+# it loaded from .mpy (its code then lives in the heap). These sizes keep 10 % in hand; the
+# README's device section quotes them. On an ESP32, mbedTLS uses ESP-IDF's heap instead.
+@pytest.mark.parametrize(("library", "heap"), [("frozen", "128k"), ("mpy", "224k")])
+def test_deep_sleep_cycle_fits_the_heap(library, heap, mp32, tw, tmp_path):
+    exe = mp32
+    if library == "frozen":
+        if not (device.shared_micropython() / "build-unix.sh").is_file():
+            pytest.skip(mp_unix.why_missing())
+        exe = device.frozen_unix_binary()
+    fs = device_fs(tmp_path, tw, THING, mode="deepsleep", sleep_s=60, awake_s=1)
+    proc = boot(exe, fs, timeout=30, heap=heap, frozen=library == "frozen")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "standin: deepsleep 60000" in proc.stdout
+    assert reported(tw, THING) == {"report_interval_s": 60, "led": "off"}
 
 
 def test_safe_mode_stops_before_the_watchdog(mp32, tw, tmp_path):

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.micropython
 # telling to drop the entry.
 KNOWN_FROZEN_FAILURES: dict = {
     # (file, test): why. Empty: properties' _WHERE table (an int of 2**15 or more in a
-    # constant tuple is a long int once frozen) is a bytes constant now.
+    # constant tuple is a long int once frozen, and '& where' on it allocated) is a bytes
+    # constant now, which fixed both entries this had.
 }
 
 

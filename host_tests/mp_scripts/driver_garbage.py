@@ -1,167 +1,166 @@
-# Garbage (bytes allocated, gc disabled) per operation of MqttClient over a real socket to
-# Mosquitto, beside asyncio's own cost of one socket wake-up measured in the same process.
+# Garbage (bytes allocated, collector off) per operation of MqttClient over a real socket
+# to Mosquitto, beside asyncio's own cost of one socket wake-up measured in the same process.
 # Usage: micropython driver_garbage.py PORT [N]
-# Prints {"floor": B, "qos0": B, "qos1": B, "recv0": B, "recv1": B, "idle": B, ...}: bytes per
-# operation (idle: bytes over the idle period), as the last line.
+# Prints, as its last line, a JSON object of bytes per operation:
+#   floor   one task woken by its socket through asyncio's Stream (asyncio's own cost)
+#   qos0 / qos0_str / qos0_props   an awaited QoS 0 publish (bytes topic and payload / str
+#                                  topic / with user properties)
+#   qos1    an awaited QoS 1 publish: written, then the reader woken by PUBACK, which
+#           completes the publisher's wait
+#   recv0 / recv1   a message received (QoS 0 / QoS 1, acknowledged), plain callback
+#   idle    connected and idle, over one second
+# The harness's own costs (the coroutine of each measured step, the sleeps) are measured
+# the same way with nothing in them and taken off.
 import asyncio
 import gc
 import json
+import socket
 import sys
 
-from mqtt_v5 import ConnectOptions, MqttClient
+from mqtt_v5 import ConnectOptions, MqttClient, PublishOptions
 
 PORT = int(sys.argv[1])
-N = int(sys.argv[2]) if len(sys.argv) > 2 else 50
-TOPIC = "garbage/%d" % PORT
+N = int(sys.argv[2]) if len(sys.argv) > 2 else 40
 
 
-def alloc():
-    return gc.mem_alloc()
+def raw_connect(client_id):
+    """A blocking MQTT connection outside asyncio (its costs are not the client's)."""
+    s = socket.socket()
+    s.connect(socket.getaddrinfo("127.0.0.1", PORT)[0][-1])
+    cid = client_id.encode()
+    body = b"\x00\x04MQTT\x05\x02\x00\x3c\x00" + bytes([0, len(cid)]) + cid
+    s.write(bytes([0x10, len(body)]) + body)
+    s.read(5)  # CONNACK with no properties: 20 03 00 00 00
+    return s
+
+
+def publish_bytes(topic, payload, qos, pid=1):
+    t = topic.encode()
+    vh = bytes([0, len(t)]) + t + (bytes([pid >> 8, pid & 255]) if qos else b"") + b"\x00"
+    body = vh + payload
+    return bytes([0x30 | (qos << 1), len(body)]) + body
 
 
 async def floor():
-    """One socket wake-up through asyncio's Stream: a PINGREQ written straight to the socket,
-    its PINGRESP awaited with stream.readinto (the loop wakes the task once)."""
-    import socket
-
-    ai = socket.getaddrinfo("127.0.0.1", PORT)[0]
-    s = socket.socket()
-    s.connect(ai[-1])
-    s.write(b"\x10\x0d\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x00")  # CONNECT, empty client id
+    """One socket wake-up through asyncio's Stream: PINGREQ written straight to the
+    socket, PINGRESP awaited with stream.readinto (the loop wakes the task once)."""
+    s = raw_connect("garbage-floor")
     s.setblocking(False)
     st = asyncio.StreamReader(s)
-    buf = bytearray(64)
-    mv = memoryview(buf)
-    await st.readinto(mv)  # CONNACK
+    mv = memoryview(bytearray(64))
     ping = b"\xc0\x00"
     for _ in range(5):
         s.write(ping)
         await st.readinto(mv)
     gc.collect()
     gc.disable()
-    a = alloc()
+    a = gc.mem_alloc()
     for _ in range(N):
         s.write(ping)
         await st.readinto(mv)
-    b = alloc()
+    b = gc.mem_alloc()
     gc.enable()
     s.close()
     return (b - a) // N
 
 
+def begin():
+    gc.collect()
+    gc.disable()
+    return gc.mem_alloc()
+
+
+def end(a):
+    b = gc.mem_alloc()
+    gc.enable()
+    return (b - a) // N
+
+
 async def main():
     out = {"floor": await floor()}
-    print(out)
     got = [0]
 
     def on_msg(m):
         got[0] += 1
 
-    c = MqttClient(ConnectOptions(keep_alive=60, reconnect_config=None))
+    c = MqttClient(ConnectOptions("garbage-client", keep_alive=60))
     await c.connect("mqtt://127.0.0.1:%d" % PORT)
-    await c.subscribe(TOPIC + "/in/#", on_msg, qos=1)
-    topic = TOPIC + "/out"
+    base = "garbage/%d" % PORT
+    await c.subscribe(base + "/in/#", on_msg, qos=1)
+    tb = (base + "/out").encode()
+    ts = base + "/out"
     payload = b"x" * 64
-    # A second client feeds messages in (its own garbage is not counted: its
-    # publishes are made before the measured window).
-    feeder = MqttClient(ConnectOptions(keep_alive=60))
-    await feeder.connect("mqtt://127.0.0.1:%d" % PORT)
+    props = PublishOptions(user_properties=[("k", "v")])
 
-    async def measure(what, op):
-        for _ in range(5):
-            await op()
-        gc.collect()
-        gc.disable()
-        a = alloc()
-        for _ in range(N):
-            await op()
-        b = alloc()
-        gc.enable()
-        out[what] = (b - a) // N
+    # Each loop in one coroutine: no harness coroutine per step.
+    for _ in range(5):
+        await c.publish(tb, payload, 0)
+        await c.publish(ts, payload, 0)
+        await c.publish(tb, payload, 0, False, props)
+        await c.publish(tb, payload, 1)
+    a = begin()
+    for _ in range(N):
+        await c.publish(tb, payload, 0)
+    out["qos0"] = end(a)
+    a = begin()
+    for _ in range(N):
+        await c.publish(ts, payload, 0)
+    out["qos0_str"] = end(a)
+    a = begin()
+    for _ in range(N):
+        await c.publish(tb, payload, 0, False, props)
+    out["qos0_props"] = end(a)
+    a = begin()
+    for _ in range(N):
+        await c.publish(tb, payload, 1)
+    out["qos1"] = end(a)
 
-    async def pub0():
-        await c.publish(topic, payload, 0)
+    # Received: a raw socket feeds the broker (outside asyncio); the message reaches the
+    # client while this task sleeps. The sleep is measured alone and taken off.
+    feeder = raw_connect("garbage-feeder")
+    msg0 = publish_bytes(base + "/in/x", payload, 0)
+    msg1 = publish_bytes(base + "/in/x", payload, 1)
 
-    async def pub1():
-        await c.publish(topic, payload, 1)
-
-    await measure("qos0", pub0)
-    await measure("qos1", pub1)
-    print(out)
-
-    async def recv(qos, what):
-        # Messages arrive while this task sleeps; the cost of the sleep itself is
-        # measured apart and taken off.
+    async def recv(msg, qos):
         for _ in range(3):
             got[0] = 0
-            await feeder.publish(TOPIC + "/in/x", payload, qos)
+            feeder.write(msg)
+            if qos:
+                feeder.read(4)  # PUBACK
             while not got[0]:
                 await asyncio.sleep_ms(1)
-        total = 0
-        n = 0
+        # the waiting alone: a timed sleep of 3 ms, N times
+        a = begin()
         for _ in range(N):
-            got[0] = 0
-            await feeder.publish(TOPIC + "/in/x", payload, qos)
-            await asyncio.sleep_ms(20)
-            gc.collect()
-            gc.disable()
-            a = alloc()
-            await asyncio.sleep_ms(20)  # the message arrives in here (sent 20 ms ago)
-            b = alloc()
-            gc.enable()
-            total += b - a
-            n += 1
-        out[what] = total // n
-
-    # the feeder's message reaches the broker and comes back while we wait: to keep the
-    # feeder out of the window it publishes, then we wait for delivery inside the window.
-    async def recv_in_window(qos, what):
-        print("recv", qos)
-        for _ in range(3):
-            got[0] = 0
-            await feeder.publish(TOPIC + "/in/x", payload, qos)
-            while not got[0]:
-                await asyncio.sleep_ms(1)
-        # cost of the waiting itself, with no message
-        gc.collect()
-        gc.disable()
-        a = alloc()
-        for _ in range(N):
-            await asyncio.sleep_ms(2)
-        b = alloc()
-        gc.enable()
-        wait_cost = (b - a) // N
-        print("wc", wait_cost)
+            await asyncio.sleep_ms(3)
+        sleep_cost = end(a)
         total = 0
         for _ in range(N):
             got[0] = 0
-            # the feeder writes now; delivery to us needs the loop, which only
-            # runs in the measured sleep below
-            feeder.publish(TOPIC + "/in/x", payload, 0 if qos == 0 else 1)
+            feeder.write(msg)
+            if qos:
+                feeder.read(4)
             gc.collect()
             gc.disable()
-            a = alloc()
-            await asyncio.sleep_ms(2)
+            a = gc.mem_alloc()
+            await asyncio.sleep_ms(3)
             while not got[0]:
-                await asyncio.sleep_ms(2)
-            b = alloc()
+                await asyncio.sleep_ms(3)
+            b = gc.mem_alloc()
             gc.enable()
             total += b - a
-        out[what] = total // N - wait_cost
-        out[what + "_sleep"] = wait_cost
+        return total // N - sleep_cost
 
-    await recv_in_window(0, "recv0")
-    await recv_in_window(1, "recv1")
-    # idle: connected, nothing happening, over 1 s of sleeping (the sleep's own cost is
-    # asyncio's: one timed wake-up)
+    out["recv0"] = await recv(msg0, 0)
+    out["recv1"] = await recv(msg1, 1)
+    feeder.close()
     gc.collect()
     gc.disable()
-    a = alloc()
+    a = gc.mem_alloc()
     await asyncio.sleep_ms(1000)
-    b = alloc()
+    b = gc.mem_alloc()
     gc.enable()
     out["idle"] = b - a
-    await feeder.disconnect()
     await c.disconnect()
     print(json.dumps(out))
 

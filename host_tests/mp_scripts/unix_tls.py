@@ -4,12 +4,15 @@
 #       "server_hostname"}, "as_bytes": bool, "burst": null | [n, size], "username",
 #       "password"}]: each connects,
 #       publishes its name (QoS 1) to its topic, then n QoS 1 messages of size bytes to
-#       topic + "/burst" one after the other if given, and disconnects; the material is
+#       topic + "/burst" one after the other if given, then given "echo": size, sends
+#       itself one message of size bytes through topic + "/echo" (reports whether it came
+#       back intact), and disconnects; the material is
 #       read into bytes first when as_bytes;
 #   "pem": [[pem path, der path]]: each PEM file, read into bytes, is decoded by
 #       tls.read_pem_or_der and compared with the DER file, counting the bytes allocated.}
-# Prints {"cases": [{"name", "ok", "pid", "burst_ms", "error": {type, msg, rc} | null}],
+# Prints {"cases": [{"name", "ok", "pid", "burst_ms", "echo", "error": {type, msg, rc} | null}],
 #   "pem": [{"pem", "der_len", "same", "alloc"}]}.
+import asyncio
 import gc
 import time
 
@@ -36,7 +39,8 @@ async def one(case):
     c = MqttClient(ConnectOptions(case["client_id"], tls=tls, connect_timeout=5,
                                   reconnect_config=ReconnectConfig(enabled=False),
                                   username=case.get("username"),
-                                  password=case.get("password")))
+                                  password=case.get("password"),
+                                  maximum_packet_size=(case.get("echo") or 1024) + 1024))
     out = {"name": case["name"], "ok": False, "pid": None, "error": None}
     try:
         await c.connect(case["url"])
@@ -48,6 +52,18 @@ async def one(case):
             for _ in range(burst[0]):
                 await c.publish(case["topic"] + "/burst", data, qos=1)
             out["burst_ms"] = time.ticks_diff(time.ticks_ms(), t0)
+        size = case.get("echo")
+        if size:  # one big message to ourselves, through the broker
+            got = []
+            await c.subscribe(case["topic"] + "/echo",
+                              lambda m: got.append(bytes(m.payload)), qos=1)
+            data = bytes(i * 7 & 0xFF for i in range(size))
+            await c.publish(case["topic"] + "/echo", data, qos=1)
+            for _ in range(1000):
+                if got:
+                    break
+                await asyncio.sleep(0.01)
+            out["echo"] = len(got) == 1 and got[0] == data
         await c.disconnect()
         out["ok"] = True
     except Exception as e:

@@ -372,3 +372,35 @@ def test_persistence(tmp_path: Path, clock: Clock) -> None:
     clock.now += 180
     assert [t for t, _ in decode(b.tick())] == [f"{J}/notify", f"{J}/notify-next"]
     assert JobStore(clock=clock, path=path).execution("t1", "a").status == "TIMED_OUT"  # type: ignore[union-attr]
+
+
+def test_job_events_when_enabled(clock: Clock) -> None:
+    """[events-jobs]: with jobs events enabled, an execution that ends publishes on
+    $aws/events/jobExecution/<jobId>/<status>, and the job's last one on .../completed."""
+    store = JobStore(clock=clock, events=True)
+    store.create_job("j", {"op": 1}, ["t1", "t2"])
+    out = call(store, "j/update", {"status": "SUCCEEDED", "statusDetails": {"k": "v"}})
+    events = [(t, b) for t, b in out if t.startswith("$aws/events/")]
+    assert [t for t, _ in events] == ["$aws/events/jobExecution/j/succeeded"]
+    body = events[0][1]
+    assert body["eventType"] == "JOB_EXECUTION"
+    assert body["status"] == "SUCCEEDED"
+    assert body["thingArn"].endswith(":thing/t1")
+    assert body["statusDetails"] == {"k": "v"}
+    out = decode(store.cancel_execution("t2", "j"))
+    assert [t for t, _ in out if t.startswith("$aws/events/")] == [
+        "$aws/events/jobExecution/j/canceled",
+        "$aws/events/job/j/completed",
+    ]
+    # CancelJob: the executions' events, then the job's "canceled" (not "completed").
+    store.create_job("k", {}, ["t1", "t2"])
+    out = decode(store.cancel_job("k"))
+    assert [t for t, _ in out if t.startswith("$aws/events/")] == [
+        "$aws/events/jobExecution/k/canceled",
+        "$aws/events/jobExecution/k/canceled",
+        "$aws/events/job/k/canceled",
+    ]
+    # Off by default, as on AWS.
+    quiet = JobStore(clock=clock)
+    quiet.create_job("j", {}, ["t1"])
+    assert not [t for t, _ in call(quiet, "j/update", {"status": "FAILED"}) if "events" in t]

@@ -92,6 +92,35 @@ def test_commands_go_through_the_running_twin(tmp_path, capsys):
         doc.write_text('{"operation": "fw"}')
         run(capsys, data, "job", "add", "t7", str(doc), "--job-id", "fw-1")
         assert json.loads(c.get().payload)["execution"]["jobId"] == "fw-1"
+        # Issue 11 item 1: policies attached and detached, and a revoked certificate, act on
+        # the live connection (the CLI talks to the running twin).
+        cert_id = json.loads(run(capsys, data, "--json", "thing", "list"))[0]["certificates"][0][
+            "certificate_id"
+        ]
+        pol = tmp_path / "deny.json"
+        arn = "arn:aws:iot:us-east-1:123456789012"
+        pol.write_text(
+            json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Deny",
+                            "Action": "iot:Publish",
+                            "Resource": f"{arn}:topic/t7/*",
+                        }
+                    ],
+                }
+            )
+        )
+        run(capsys, data, "policy", "add", "deny-t7", str(pol))
+        assert c.publish("t7/x", b"1") == 0
+        run(capsys, data, "policy", "attach", "deny-t7", cert_id)
+        assert c.publish("t7/x", b"2") == 0x87
+        run(capsys, data, "policy", "detach", "deny-t7", cert_id)
+        assert c.publish("t7/x", b"3") == 0
+        run(capsys, data, "thing", "cert-status", cert_id, "REVOKED")
+        assert c.disconnected() == 0x98
         c.close()
     assert not (data / "admin.json").exists()
 

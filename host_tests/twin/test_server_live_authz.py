@@ -245,3 +245,41 @@ def test_messages_of_a_session_restored_from_disk_pass_the_receive_check(tmp_pat
         device.stop()
     finally:
         tw.stop()
+
+
+def test_job_events_reach_a_subscribed_monitor(tmp_path):
+    # Item 3 (jobs events, opt-in as on AWS): the SDK device finishes a job; a monitor
+    # subscribed to $aws/events/... hears the execution's end and the job's completion.
+    import json
+
+    with running_twin(tmp_path, listeners=("mtls",), job_events=True) as tw:
+        monitor_cert = tw.thing("monitor").certificate_id
+        doc = {
+            "Version": "2012-10-17",
+            "Statement": [
+                _statement("Allow", "iot:Subscribe", f"{ARN}:topicfilter/$aws/events/*"),
+                _statement("Allow", "iot:Receive", f"{ARN}:topic/$aws/events/*"),
+            ],
+        }
+        tw.call(tw.twin.add_policy, "monitor-events", doc, monitor_cert)
+        monitor = SdkClient(tw, "monitor")
+        device = SdkClient(tw, "t1")
+        monitor.wait_connected()
+        device.wait_connected()
+        try:
+            assert monitor.subscribe("$aws/events/jobExecution/+/+", "$aws/events/job/+/+") == [
+                1,
+                1,
+            ]
+            job_id = tw.call(tw.twin.add_job, "t1", {"operation": "blink"}, "job-e")
+            assert (
+                device.publish(f"$aws/things/t1/jobs/{job_id}/update", '{"status": "SUCCEEDED"}')
+                == 0
+            )
+            first, second = monitor.get(), monitor.get()
+            assert first.topic == "$aws/events/jobExecution/job-e/succeeded"
+            assert json.loads(first.payload)["status"] == "SUCCEEDED"
+            assert second.topic == "$aws/events/job/job-e/completed"
+        finally:
+            device.stop()
+            monitor.stop()

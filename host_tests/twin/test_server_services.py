@@ -369,7 +369,7 @@ def test_sdk_custom_authorizer_event(tw, authorizer):
 
 def test_custom_authorizer_event_has_no_empty_client_id(tw, authorizer):
     # Item 9: a CONNECT without a client id gives an event without clientId (not "").
-    from mqtt_v5 import codec
+    from mqtt_v5 import _server_codec as codec
     from twin._server_util import RawClient
 
     c = RawClient(tw.port("alpn"), client_context(tw.ca, alpn=["mqtt"]))

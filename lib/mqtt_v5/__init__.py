@@ -34,3 +34,36 @@ def __getattr__(name):
     except ImportError:
         raise AttributeError(name) from None
     return globals()[name]
+
+
+# For type checkers only (never true at run time, nothing is imported): the public names
+# with their types, which the lazy __getattr__ above hides from them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from .client import (  # noqa: F401
+        Connected,
+        ConnectionEvent,
+        ConnectOptions,
+        Delivery,
+        Disconnected,
+        Message,
+        MqttClient,
+        PublishOptions,
+        ReconnectConfig,
+        Reconnecting,
+        Will,
+        set_debug,
+    )
+    from .errors import (  # noqa: F401
+        ConnectRefused,
+        MqttError,
+        MqttTimeout,
+        NetworkError,
+        ProtocolError,
+        PublishFailed,
+        QueueFull,
+        SubscribeFailed,
+        UsageError,
+    )
+    from .sync import SyncClient  # noqa: F401
+    from .transport import TlsConfig  # noqa: F401

@@ -404,7 +404,7 @@ else:
 
         from ._cpython_stream import Stream
 
-        loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()  # type: ignore[attr-defined]  # CPython only
         try:
             _, stream = await loop.create_connection(
                 Stream, host, port, ssl=ctx,

@@ -152,8 +152,9 @@ class PublishOptions:
     def __init__(self, topic_alias=0, message_expiry_interval=None, content_type=None,
                  response_topic=None, correlation_data=None, user_properties=None,
                  payload_format_indicator=None, properties=None):
-        self.topic_alias = topic_alias
         props = dict(properties) if properties else {}
+        # A raw Topic Alias would skip the server's Topic Alias Maximum: it is the alias.
+        self.topic_alias = props.pop(_p.PROP_TOPIC_ALIAS, 0) or topic_alias
         if message_expiry_interval is not None:
             props[_p.PROP_MESSAGE_EXPIRY_INTERVAL] = message_expiry_interval
         if content_type is not None:
@@ -415,10 +416,10 @@ class MqttClient:
         self._held = None  # type: Any
         self._held_n = 0
         self._held_tail = None  # type: Any
-        self._held_since = 0
+        self._held_since = 0  # type: Any
         self._room = asyncio.Event()
         self._write_wake = asyncio.Event()
-        self._writer = None  # the writer task, made when first needed
+        self._writer = None  # type: Any  # the writer task, made when first needed
         self._gave_up = None  # type: Any  # the error publish() raises once reconnecting stopped
         self._transport = None  # type: Any
         self._target = None  # type: Any
@@ -433,14 +434,18 @@ class MqttClient:
         self._queue_event = asyncio.Event()
         self._msg = Message()
         self._cb_tasks = set()  # type: set  # running callbacks (CPython keeps only weak refs)
+        self._cb_max = o.receive_maximum
+        self._cb_done = asyncio.Event()
+        self._coros = None  # type: Any  # the coroutine callbacks of the message dispatched
+        self._link_no = 0  # counts connections: a deferred ack is for its own
         self._topics = {}  # type: dict
         self._tasks = []  # type: list
-        self._supervisor = None
+        self._supervisor = None  # type: Any
         self._closing = False
         self._connected = False
         self._lost = None  # type: Any
         self._has_connected = False
-        self._up_since = 0
+        self._up_since = 0  # type: Any
         self._short_links = 0  # connections in a row that died young (backoff carries on)
 
     # ---------------------------------------------------------- properties --
@@ -457,6 +462,32 @@ class MqttClient:
     @property
     def client_id(self):
         return self._session.client_id
+
+    def status(self):
+        # type: () -> dict
+        """What the client is doing, for the REPL and logs (cold path): ``state``
+        ("connected", "reconnecting", "gave up" or "disconnected"), ``client_id``,
+        ``server`` (the URL connected to), ``in_flight`` (QoS 1/2 publishes awaiting
+        their ack), ``queued`` (publishes waiting for the connection or the send
+        window), ``subscriptions`` and the server's ``limits`` (from CONNACK)."""
+        s = self._session
+        if self._connected:
+            state = "connected"
+        elif self._gave_up is not None:
+            state = "gave up"
+        elif self._supervisor is not None and not self._closing:
+            state = "reconnecting"
+        else:
+            state = "disconnected"
+        return {"state": state, "client_id": s.client_id,
+                "server": self._target if isinstance(self._target, str) else None,
+                "in_flight": s.inflight(), "queued": s.queued(),
+                "subscriptions": len(self._subs), "limits": s.limits}
+
+    def __repr__(self):
+        st = self.status()
+        return "<MqttClient %r %s %s in_flight=%d queued=%d>" % (
+            st["client_id"], st["state"], st["server"] or "", st["in_flight"], st["queued"])
 
     def on_connection_event(self, callback):
         """Call ``callback(event)`` on Connected / Disconnected / Reconnecting."""
@@ -498,6 +529,7 @@ class MqttClient:
         except asyncio.TimeoutError:
             await _close_quietly(opened[0])
             self._session.connection_lost()
+            self._drop_writes()
             raise MqttTimeout("connect: no CONNACK within %s s (TCP connect, TLS handshake or "
                               "the server's answer)" % limit)
 
@@ -530,8 +562,7 @@ class MqttClient:
     async def _handshake(self, transport):
         o = self.options
         s = self._session
-        self._batch_len = 0  # packets for the old connection are void
-        self._held = None
+        self._drop_writes()  # packets for the old connection are void
         if s.state != _s.DISCONNECTED or s.out_len or s.out_tail is not None:
             s.connection_lost()  # also drops a goodbye a failed attempt could not send
         props = dict(o.properties) if o.properties else {}
@@ -546,7 +577,6 @@ class MqttClient:
         _log("CONNECT client_id=%r clean_start=%r keep_alive=%d"
              % (s.client_id, clean, o.keep_alive))
         self._transport = transport
-        self._held = None  # a write held for an earlier connection is void
         if not self._put():
             await self._finish()
         rd = s.reader
@@ -587,6 +617,7 @@ class MqttClient:
                     "the server lost the session after PUBREC: QoS 2 delivery unconfirmed",
                     None, pid))
         self._connected = True
+        self._link_no += 1
         self._up_since = ticks_ms()
         self._has_connected = True
         return Connected(s.ev_session_present, s.limits)
@@ -597,7 +628,7 @@ class MqttClient:
         self._tasks = [asyncio.create_task(self._read_loop(self._transport)),
                        asyncio.create_task(self._timer_loop(self._transport))]
         self._room.set()
-        self._writer = None  # type: Any
+        self._writer = None
         if not event.session_present and self._subs:
             # The server forgot us: subscribe again ourselves.
             for sub in list(self._subs):
@@ -700,9 +731,16 @@ class MqttClient:
         self._held_tail = None
         self._room.set()
 
+    def _drop_writes(self):
+        """The connection is gone: what was held or batched for it is void."""
+        self._held = None
+        self._held_tail = None
+        self._batch_len = 0
+        self._room.set()
+
     async def _wait_room(self):
-        """Until no write is held (or the link is gone: the caller checks)."""
-        while self._held is not None and self._lost is not None and not self._lost.is_set():
+        """Until no write is held (a lost link voids it)."""
+        while self._held is not None:
             self._room.clear()
             await self._room.wait()
 
@@ -937,10 +975,9 @@ class MqttClient:
         f = topic_filter.encode() if isinstance(topic_filter, str) else topic_filter
         if not filter_ok(f, 0, len(f)):
             raise UsageError("invalid topic filter %r" % (topic_filter,), 0x8F)
-        self._last_sid = self._last_sid + 1 if self._last_sid < 268435455 else 1
         sub = _Subscription(topic_filter, callback,
                             _c.sub_options(qos, no_local, retain_as_published, retain_handling),
-                            properties, self._last_sid)
+                            properties, self._free_sid(topic_filter))
         # Registered before SUBSCRIBE leaves: a retained message may come right
         # behind the SUBACK, in the same read.
         old = [x for x in self._subs if x.filter == sub.filter]
@@ -951,6 +988,17 @@ class MqttClient:
         except BaseException:
             self._subs = [x for x in self._subs if x is not sub] + old
             raise
+
+    def _free_sid(self, filt):
+        """A Subscription Identifier no other filter's subscription uses (the user's
+        own included), so a message is routed to its filter's callback only."""
+        while True:
+            self._last_sid = self._last_sid + 1 if self._last_sid < 268435455 else 1
+            for sub in self._subs:
+                if sub.sid == self._last_sid and sub.filter != filt:
+                    break
+            else:
+                return self._last_sid
 
     async def _subscribe_one(self, sub):
         if not self._connected:
@@ -1041,8 +1089,9 @@ class MqttClient:
             self._supervisor = None
         if t is not None:
             await _close_quietly(t)
-        self._session.connection_lost()
-        self._fail_waiters(NetworkError("client disconnected"))
+        err = NetworkError("client disconnected")
+        self._fail_acks(self._session.connection_lost(), err)
+        self._fail_waiters(err)
         self._window.set()
         self._queue_event.set()
         await self._emit(Disconnected(reason_code, None, False))
@@ -1060,9 +1109,7 @@ class MqttClient:
                     pass
         self._tasks = []
         self._writer = None
-        self._held = None
-        self._batch_len = 0
-        self._room.set()
+        self._drop_writes()
 
     def _fail_waiters(self, error):
         """Fail everything waiting on the server: in-flight and queued publishes
@@ -1082,9 +1129,14 @@ class MqttClient:
         if self._lost is not None and not self._lost.is_set():
             self._lost_error = error
             self._lost.set()
+            # From now on publish() queues (the session is disconnected) and nobody
+            # waits for room behind a write on a dead link; the supervisor does the rest.
+            self._connected = False
             # A SUBACK will not come: release its waiter now (the supervisor may be the
             # one waiting, re-subscribing in _after_connect).
-            self._fail_subacks(NetworkError("connection lost"))
+            self._fail_acks(self._session.connection_lost(), NetworkError("connection lost"))
+            self._drop_writes()
+            self._window.set()
 
     async def _read_loop(self, transport):
         """Handle what is buffered, then read more; forever: one coroutine for the
@@ -1094,12 +1146,12 @@ class MqttClient:
         handled before the first read."""
         s = self._session
         rd = s.reader
+        # A transport's read_raw costs no coroutine of ours per read (see transport.py).
+        read = getattr(transport, "read_raw", None) or transport.readinto
         try:
             while True:
                 if self._held is not None:
                     await self._wait_room()  # the acks this poll may encode need out
-                    if self._held is not None:
-                        return  # the link is gone
                 try:
                     acking = s._msg_unacked  # this poll answers the last message
                     ev = s.poll(ticks_ms())
@@ -1120,7 +1172,9 @@ class MqttClient:
                 if ev == _s.EV_NONE:
                     if self._batch_len:
                         self._put()
-                    n = await transport.readinto(rd.free())
+                    n = await read(rd.free())
+                    if n is None:
+                        continue  # (read_raw: nothing whole yet)
                     if not n:
                         raise NetworkError("connection closed by the server")
                     rd.wrote(n)
@@ -1129,6 +1183,14 @@ class MqttClient:
                     continue
                 if ev == _s.EV_MESSAGE:
                     self._dispatch()
+                    if self._coros is not None:
+                        self._start_callbacks()
+                        # QoS 0 messages have no window, and a server may ignore ours:
+                        # past receive_maximum running callbacks, stop reading until
+                        # one ends (TCP pushes back).
+                        while len(self._cb_tasks) >= self._cb_max:
+                            self._cb_done.clear()
+                            await self._cb_done.wait()
                 elif ev == _s.EV_PUBLISH_DONE or ev == _s.EV_PUBLISH_FAILED:
                     tok = s.ev_token
                     if tok is not None:
@@ -1156,6 +1218,8 @@ class MqttClient:
         except asyncio.CancelledError:
             raise
         except Exception as e:
+            if not isinstance(e, MqttError) and hasattr(transport, "name_error"):
+                e = transport.name_error(e)
             self._link_failed(e)
 
     def _dispatch(self):
@@ -1175,7 +1239,10 @@ class MqttClient:
                     break
                 if pid == _p.PROP_SUBSCRIPTION_IDENTIFIER:
                     for sub in self._subs:
-                        if sub.sid == c.value:
+                        # (a user may give one identifier to several filters)
+                        if sub.sid == c.value and matches(sub.fbytes, sub.match_start,
+                                                          len(sub.fbytes), s.topic_buf,
+                                                          s.topic_start, s.topic_end):
                             routed = True
                             if sub.callback is not None:
                                 taken = True
@@ -1202,18 +1269,48 @@ class MqttClient:
 
     def _call(self, callback, msg):
         """Run a message callback. A plain function runs now, on the message as it
-        sits in the receive buffer. A coroutine function runs as its own task on a
-        detached message, so it may await anything, including a QoS 1/2
-        ``publish`` whose acknowledgement this reader has yet to read."""
+        sits in the receive buffer. A coroutine function runs as a task (see
+        ``_start_callbacks``) on a detached message, so it may await anything,
+        including a QoS 1/2 ``publish`` whose acknowledgement this reader has yet
+        to read."""
         try:
             r = callback(msg)
         except Exception as e:  # a user callback must not kill the client
             _log("message callback raised %r" % (e,))
             return
         if is_awaitable(r):
-            msg._detach()  # the coroutine holds this object: later messages get another
-            self._msg = Message()
-            self._cb_tasks.add(asyncio.create_task(_run_callback(self._cb_tasks, r)))
+            if self._coros is None:
+                msg._detach()  # the coroutine holds this object: later messages get another
+                self._msg = Message()
+                self._coros = []
+            self._coros.append(r)
+
+    def _start_callbacks(self):
+        """One task runs the message's coroutine callbacks, one after the other, and
+        only then acknowledges a QoS 1/2 message: the server's in-flight window
+        (our Receive Maximum) bounds how many run at once."""
+        coros = self._coros
+        self._coros = None
+        key = self._session.defer_ack()
+        self._cb_tasks.add(asyncio.create_task(self._run_callbacks(coros, key, self._link_no)))
+
+    async def _run_callbacks(self, coros, key, link_no):
+        try:
+            for coro in coros:
+                try:
+                    await coro
+                except Exception as e:  # a user callback must not kill the client
+                    _log("message callback raised %r" % (e,))
+            if key and link_no == self._link_no and self._connected:
+                await self._wait_room()
+                if link_no == self._link_no and self._connected:
+                    self._session.ack(key)
+                    self._put()
+        except Exception as e:
+            _log("acknowledgement after a callback not sent: %r" % (e,))
+        finally:
+            self._cb_tasks.discard(_current_task())
+            self._cb_done.set()
 
     async def _timer_loop(self, transport):
         """Keep-alive: PINGREQ when due, and a dead link found within 1.5x keep-alive
@@ -1227,8 +1324,6 @@ class MqttClient:
                     ka = s.keep_alive_ms
                     if not ka:
                         await self._wait_room()
-                        if self._held is not None:
-                            return
                         continue
                     left = ka + ka // 2 - ticks_diff(now, self._held_since)
                     if left <= 0:
@@ -1265,15 +1360,15 @@ class MqttClient:
             error = getattr(self, "_lost_error", None)
             self._connected = False
             await self._stop_tasks()
-            await _close_quietly(self._transport)
-            self._session.connection_lost()
-            self._fail_subacks(NetworkError("connection lost"))
+            self._fail_acks(self._session.connection_lost(), NetworkError("connection lost"))
             by_server = isinstance(error, NetworkError) and error.reason_code is not None
             reason = getattr(self, "_server_disconnect", (None, None))
             self._server_disconnect = (None, None)
             _log("connection lost: %r" % (error,))
             code = reason[0] if by_server else getattr(error, "reason_code", None)
             await self._emit(Disconnected(code, reason[1], by_server, error))
+            # Closed after telling: a close may wait (bounded) to flush a stalled link.
+            await _close_quietly(self._transport)
             self._window.set()
             if not rc_cfg.enabled:
                 self._give_up(NetworkError("connection lost and reconnect is disabled"))
@@ -1325,19 +1420,14 @@ class MqttClient:
         self._queue_event.set()
 
     def _fail_subacks(self, error):
-        for waiter in self._session.drop_requests():
+        self._fail_acks(self._session.drop_requests(), error)
+
+    def _fail_acks(self, waiters, error):
+        """SUBACK/UNSUBACK waiters (``{pid: waiter}`` or a list) fail with ``error``."""
+        for waiter in (waiters.values() if isinstance(waiters, dict) else waiters):
             if waiter is not None:
                 waiter.error = error
                 waiter.event.set()
-
-
-async def _run_callback(tasks, coro):
-    try:
-        await coro
-    except Exception as e:  # a user callback must not kill the client
-        _log("message callback raised %r" % (e,))
-    finally:
-        tasks.discard(_current_task())
 
 
 async def _raise(error):

@@ -167,6 +167,7 @@ class Session:
         self._in_qos2 = [0] * receive_maximum
         # SUBSCRIBE/UNSUBSCRIBE awaiting their ack: pid -> token (cold path).
         self._pending_sub = {}
+        self._requested = {}  # pid -> the QoS asked per filter (bytes)
         # Offline queue: [topic, payload, qos, retain, props, token] entries.
         self._queue = []
         self._queued_bytes = 0
@@ -175,6 +176,7 @@ class Session:
         self._alias_out = {}
         self._auto_alias = False
         self._clean_start = True
+        self._expiry_was_zero = True
         # Timers.
         self._last_sent = 0
         self._last_recv = 0
@@ -229,6 +231,7 @@ class Session:
             p[_p.PROP_TOPIC_ALIAS_MAXIMUM] = len(self._alias_in) - 1
         if session_expiry_s:
             p[_p.PROP_SESSION_EXPIRY_INTERVAL] = session_expiry_s
+        self._expiry_was_zero = not p.get(_p.PROP_SESSION_EXPIRY_INTERVAL)
         self._encode_cold(_c.encode_connect, self.client_id, clean_start, keep_alive_s,
                           username, password, will, p)
         self.keep_alive_ms = keep_alive_s * 1000
@@ -260,6 +263,7 @@ class Session:
         self._mark_resend()
         tokens = self._pending_sub
         self._pending_sub = {}
+        self._requested = {}
         return tokens
 
     def _mark_resend(self):
@@ -325,10 +329,10 @@ class Session:
                 topic = sl[i + _TOPIC]
                 payload = sl[i + _PAYLOAD]
                 front.append([topic, payload, 1 if st == _WAIT_PUBACK else 2, sl[i + _RETAIN],
-                              sl[i + _PROPS], sl[i + _TOKEN]])
+                              sl[i + _PROPS], sl[i + _TOKEN], 0])
                 # Counted like any queued message (pump() subtracts it again);
                 # may exceed max_queued_bytes: these were accepted already.
-                self._queued_bytes += len(payload) + len(topic)
+                self._queued_bytes += _queued_size(topic, payload, sl[i + _PROPS])
             elif sl[i + _TOKEN] is not None:
                 # The server acknowledged receipt with PUBREC before losing the
                 # session; sending again could duplicate a QoS 2 message, so the
@@ -375,6 +379,14 @@ class Session:
         """Raise UsageError if the server's limits forbid this PUBLISH."""
         if qos != 0 and qos != 1 and qos != 2:
             raise UsageError("QoS must be 0, 1 or 2")
+        if props:
+            if _p.PROP_SUBSCRIPTION_IDENTIFIER in props:
+                # [MQTT-3.3.4-6] only the server puts one on a PUBLISH
+                raise UsageError("a client's PUBLISH carries no Subscription Identifier", 0x82)
+            if _p.PROP_TOPIC_ALIAS in props:
+                # Only the alias argument is checked against the server's maximum.
+                raise UsageError("give the Topic Alias as topic_alias (PublishOptions), not "
+                                 "as a raw property", 0x94)
         if self.state == CONNECTED:
             lim = self.limits
             if qos > lim.maximum_qos:
@@ -395,19 +407,19 @@ class Session:
         """
         self.check_publish(topic, payload, qos, retain, props)
         if self.state != CONNECTED or (qos and not self.window_open()) or self._queue:
-            self._enqueue(topic, payload, qos, retain, props, token)
+            self._enqueue(topic, payload, qos, retain, props, token, topic_alias)
             return 0
         self._ready_out()
         return self._send_publish(topic, payload, qos, retain, props, topic_alias, token)
 
-    def _enqueue(self, topic, payload, qos, retain, props, token):
-        size = len(payload) + len(topic)
+    def _enqueue(self, topic, payload, qos, retain, props, token, alias=0):
+        size = _queued_size(topic, payload, props)
         if (len(self._queue) >= self.max_queued
                 or self._queued_bytes + size > self.max_queued_bytes):
             raise QueueFull("offline queue full (%d messages, %d bytes)"
                             % (len(self._queue), self._queued_bytes))
         # The message waits as given; the caller must not change a mutable payload.
-        self._queue.append([topic, payload, qos, retain, props, token])
+        self._queue.append([topic, payload, qos, retain, props, token, alias])
         self._queued_bytes += size
 
     def _send_publish(self, topic, payload, qos, retain, props, alias_req, token):
@@ -558,6 +570,7 @@ class Session:
         gone); returns their tokens."""
         p = self._pending_sub
         self._pending_sub = {}
+        self._requested = {}
         return list(p.values())
 
     def pump(self):
@@ -587,6 +600,15 @@ class Session:
             if sl[i + _STATE] == _WAIT_PUBCOMP:
                 self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
             else:
+                err = self._resend_refused(i)
+                if err is not None:
+                    # The server we came back to cannot take it (lower limits).
+                    self.ev_rc = err.reason_code
+                    self.ev_token = sl[i + _TOKEN]
+                    self.ev_pid = pid
+                    self.ev_error = err
+                    self._free_slot(i)
+                    return False
                 self._resend_publish(i)
                 sl[i + _CARRIED] = False
             return sl[i + _TOKEN] or True
@@ -597,10 +619,13 @@ class Session:
         if qos and self._inflight >= self._window:
             return None
         del self._queue[0]
-        self._queued_bytes -= len(entry[1]) + len(entry[0])
+        self._queued_bytes -= _queued_size(entry[0], entry[1], entry[4])
+        alias = entry[6]
+        if alias > self.limits.topic_alias_maximum:
+            alias = 0  # this server allows fewer aliases: the topic goes in full
         try:
             self.check_publish(entry[0], entry[1], qos, entry[3], entry[4])
-            self._send_publish(entry[0], entry[1], qos, entry[3], entry[4], 0, entry[5])
+            self._send_publish(entry[0], entry[1], qos, entry[3], entry[4], alias, entry[5])
         except UsageError as e:
             # The new server cannot take it (lower limits than when queued).
             self.ev_rc = e.reason_code or 0x80
@@ -617,6 +642,23 @@ class Session:
             if sl[i + _STATE] != _FREE and not sl[i + _CARRIED]:
                 n += 1
         return n
+
+    def _resend_refused(self, i):
+        """The UsageError this server's limits make of resending slot ``i``, or None."""
+        sl = self._slots
+        lim = self.limits
+        qos = 1 if sl[i + _STATE] == _WAIT_PUBACK else 2
+        if qos > lim.maximum_qos:
+            # [MQTT-3.2.2-11] never above the server's Maximum QoS
+            return UsageError("the server supports QoS <= %d only" % lim.maximum_qos, 0x9B)
+        props = sl[i + _PROPS]
+        size = _c.publish_size(len(sl[i + _TOPIC]), len(sl[i + _PAYLOAD]), qos,
+                               _p.size(props, 1 << _c.PUBLISH) if props else 0)
+        if size > lim.maximum_packet_size:
+            # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
+            return UsageError("PUBLISH of %d bytes exceeds the server's Maximum Packet Size %d"
+                              % (size, lim.maximum_packet_size), 0x95)
+        return None
 
     def _resend_publish(self, i):
         sl = self._slots
@@ -701,6 +743,8 @@ class Session:
         pid = self._peek_pid()
         n = self._encode_cold(_c.encode_subscribe, pid, subscriptions, props)
         self._commit_request(pid, n, token)
+        # What the SUBACK must match: one code per filter, none above the QoS asked.
+        self._requested[pid] = bytes([o & 3 for _f, o in subscriptions])
         return pid
 
     def unsubscribe(self, filters, props=None, token=None):
@@ -711,6 +755,7 @@ class Session:
         pid = self._peek_pid()
         self._commit_request(pid, self._encode_cold(_c.encode_unsubscribe, pid, filters, props),
                              token)
+        self._requested[pid] = bytes(len(filters))
         return pid
 
     def _commit_request(self, pid, n, token):
@@ -730,6 +775,10 @@ class Session:
         self._ready_out()
         if self.state == DISCONNECTED:
             raise UsageError("not connected")
+        if props and self._expiry_was_zero and props.get(_p.PROP_SESSION_EXPIRY_INTERVAL):
+            # [MQTT-3.14.2-2] a session CONNECT said ends now cannot be extended
+            raise UsageError("CONNECT set no Session Expiry Interval: DISCONNECT cannot set "
+                             "one", 0x82)
         self._encode_cold(_c.encode_disconnect, reason_code, props)
         self.state = DISCONNECTED
 
@@ -851,6 +900,17 @@ class Session:
             if pkt.packet_id not in self._pending_sub:
                 raise ProtocolError("%s for unknown packet id %d"
                                     % (_c.PACKET_NAMES[t], pkt.packet_id), 0x82)
+            asked = self._requested.pop(pkt.packet_id, None)
+            codes = pkt.reason_codes
+            if asked is not None:
+                if len(codes) != len(asked):
+                    raise ProtocolError("%s has %d reason codes for %d filters"
+                                        % (_c.PACKET_NAMES[t], len(codes), len(asked)), 0x82)
+                if t == _c.SUBACK:
+                    for k in range(len(codes)):
+                        if codes[k] < 0x80 and codes[k] > asked[k]:
+                            raise ProtocolError("SUBACK grants QoS %d where %d was asked"
+                                                % (codes[k], asked[k]), 0x82)
             self.ev_token = self._pending_sub.pop(pkt.packet_id)
             self.ev_pid = pkt.packet_id
             self.ev_codes = pkt.reason_codes
@@ -858,6 +918,11 @@ class Session:
             return EV_SUBACK if t == _c.SUBACK else EV_UNSUBACK
         if t == _c.DISCONNECT:
             pkt = _c.decode_body(first, r)
+            if pkt.reason_code == 0x04:
+                raise ProtocolError("DISCONNECT 0x04 (with will) is the client's to send", 0x82)
+            if pkt.properties and _p.PROP_SESSION_EXPIRY_INTERVAL in pkt.properties:
+                # [MQTT-3.14.2-2] the server sends no Session Expiry Interval
+                raise ProtocolError("server DISCONNECT with a Session Expiry Interval", 0x82)
             self.ev_rc = pkt.reason_code
             self.ev_props = pkt.properties
             self.state = DISCONNECTED
@@ -928,6 +993,22 @@ class Session:
         elif qos == 2:
             self.out_len = _c.encode_ack(self.out, _c.PUBREC, pid)
 
+    def defer_ack(self):
+        """Keep the message just handed out unacknowledged past the next ``poll``
+        (its callback runs on; the server's Receive Maximum then bounds how many
+        such messages wait). Returns the key to give ``ack`` (0 for QoS 0)."""
+        qos = self._msg_unacked
+        self._msg_unacked = 0
+        return (qos << 16) | self.msg.packet_id if qos else 0
+
+    def ack(self, key):
+        """Encode the PUBACK / PUBREC ``defer_ack`` put off (nothing if the
+        connection it came on is gone: the server sends the message again)."""
+        self._ready_out()
+        if key and self.state == CONNECTED:
+            self.out_len = _c.encode_ack(self.out, _c.PUBACK if key >> 16 == 1 else _c.PUBREC,
+                                         key & 0xFFFF)
+
     def _on_ack(self, first, r):
         a = _c.decode_ack_into(self._ack, first, r)
         t = a.type
@@ -973,6 +1054,11 @@ class Session:
         self.ev_token = self._slots[i + _TOKEN]
         self._free_slot(i)
         return EV_PUBLISH_FAILED if rc >= 0x80 else EV_PUBLISH_DONE
+
+
+def _queued_size(topic, payload, props):
+    """What a queued message counts against max_queued_bytes."""
+    return len(topic) + len(payload) + (_p.size(props, 1 << _c.PUBLISH) if props else 0)
 
 
 def _same(known, buf, start, end):

@@ -129,7 +129,7 @@ def pem_to_der(data, what="certificate"):
             der = b""
         else:
             try:
-                der = binascii.a2b_base64(view[body_start:end])
+                der = binascii.a2b_base64(view[body_start:end])  # type: ignore[arg-type]
             except ValueError as e:  # binascii.Error is a ValueError
                 raise UsageError("TLS: the %s has bad base64 in its PEM block: %s" % (what, e))
         out.append((label.decode(), der))

@@ -106,10 +106,9 @@ def parse_url(url):
 async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
     """Connect over TCP, or TLS when the URL is ``mqtts://`` or ``tls`` is
     given (a ``TlsConfig``, or True for a verifying default). Returns a
-    ``StreamTransport``. ``timeout_s`` bounds DNS + TCP connect, and the TLS
-    handshake: here on CPython, in the first write on MicroPython (which runs
-    the handshake there), so a server that accepts TCP and then stalls the
-    handshake cannot hang a connect.
+    ``StreamTransport``. ``timeout_s`` bounds DNS + TCP connect (+ the TLS
+    handshake on CPython; MicroPython does the handshake in the first I/O,
+    which ``MqttClient`` bounds by its ``connect_timeout``).
     ``ws://`` and ``wss://`` URLs go to ``mqtt_v5.ws.open_ws`` (MQTT over WebSocket)."""
     i = url_or_host.find("://")
     if 0 < i < 4 and url_or_host[:i].lower() in ("ws", "wss"):
@@ -145,23 +144,20 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
         raise
     except (OSError, ValueError) as e:
         raise _error(e, where, ctx is not None, True, has_cert, "connect")
-    return StreamTransport(stream, where, ctx is not None, has_cert, timeout_s)
+    return StreamTransport(stream, where, ctx is not None, has_cert)
 
 
 class StreamTransport:
     """A Transport over a runtime stream (asyncio's Stream on MicroPython, a
-    BufferedProtocol stream on CPython). ``peer`` is "host:port";
-    ``handshake_timeout_s`` bounds the first write of a TLS stream (where
-    MicroPython does the handshake)."""
+    BufferedProtocol stream on CPython). ``peer`` is "host:port"."""
 
-    def __init__(self, stream, peer="", tls=False, client_cert=False, handshake_timeout_s=None):
+    def __init__(self, stream, peer="", tls=False, client_cert=False):
         self._s = stream
         self.peer = peer
         self.tls = tls
         self._cert = client_cert
         # Until the first byte arrives, EOF on TLS means the handshake was refused.
         self._got = not tls
-        self._shake_s = handshake_timeout_s if tls else None
         self._closed = False
 
     async def readinto(self, buf):
@@ -183,6 +179,21 @@ class StreamTransport:
             raise _error(None, self.peer, True, True, self._cert, "read")
         return 0
 
+    def read_raw(self, buf):
+        """``readinto`` for a driver that reads in a loop, without a coroutine of ours
+        once the first byte has come (then it is the stream's own read: asyncio's
+        cost only). It may complete with None (nothing whole yet: call again) and
+        raise the runtime's OSError or ValueError: ``name_error`` names it."""
+        if self._got:
+            return self._s.readinto(buf)
+        return self.readinto(buf)
+
+    def name_error(self, e, op="read"):
+        """A NetworkError naming ``e``, raised by ``read_raw``."""
+        if isinstance(e, NetworkError):
+            return e
+        return _error(e, self.peer, self.tls, not self._got, self._cert, op)
+
     def write(self, buf):
         """Write all of ``buf``; awaitable. The stream writes at once what the kernel
         takes and keeps a copy of the rest: then the preallocated ``READY`` is
@@ -194,23 +205,12 @@ class StreamTransport:
         except (OSError, ValueError) as e:
             raise _error(e, self.peer, self.tls, not self._got, self._cert, "write")
         if not s.out_buf:
-            self._shake_s = None  # the handshake, if any, is done
             return READY
         return self._drain()
 
     async def _drain(self):
         try:
-            if self._shake_s is None:
-                await self._s.drain()
-            else:
-                timeout_s = self._shake_s
-                self._shake_s = None
-                try:
-                    await asyncio.wait_for(self._s.drain(), timeout_s)
-                except asyncio.TimeoutError:
-                    raise NetworkError("TLS handshake with %s timed out after %s s (the "
-                                       "server accepted TCP, then did not answer)"
-                                       % (self.peer, timeout_s))
+            await self._s.drain()
         except (OSError, ValueError) as e:
             raise _error(e, self.peer, self.tls, not self._got, self._cert, "write")
 

@@ -33,6 +33,10 @@ import struct
 
 from mqtt_v5.errors import NetworkError, ProtocolError, UsageError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Union  # noqa: F401
+
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _OP_CONT = 0x0
 _OP_TEXT = 0x1
@@ -45,6 +49,7 @@ _CHUNK = 512  # masking buffer
 
 
 def parse_ws_url(url):
+    # type: (str) -> tuple
     """``ws://host[:port][/path][?query]`` / ``wss://...`` -> (tls, host, port, path).
     The path defaults to ``/mqtt`` (AWS IoT, Mosquitto, HiveMQ, EMQX all serve MQTT
     there)."""
@@ -92,6 +97,7 @@ def _port(p, url):
 
 
 def quote(s):
+    # type: (Union[str, bytes]) -> str
     """Percent-encode ``s`` for a URL query (RFC 3986 unreserved characters kept)."""
     out = []
     for b in s.encode() if isinstance(s, str) else s:
@@ -107,6 +113,7 @@ def _pairs(d):
 
 
 def accept_key(key):
+    # type: (Union[str, bytes]) -> str
     """The ``Sec-WebSocket-Accept`` a server must answer to ``key`` (RFC 6455 4.2.2)."""
     if isinstance(key, str):
         key = key.encode()
@@ -115,6 +122,7 @@ def accept_key(key):
 
 def handshake_request(host, port, path, key, tls=True, headers=None, query=None,
                       subprotocol="mqtt"):
+    # type: (str, int, str, str, bool, Any, Any, str) -> bytes
     """The HTTP/1.1 Upgrade request (bytes)."""
     q = "&".join("%s=%s" % (quote(k), quote(v)) for k, v in _pairs(query))
     if q:
@@ -133,6 +141,7 @@ def handshake_request(host, port, path, key, tls=True, headers=None, query=None,
 
 
 def check_handshake_response(head, key, subprotocol="mqtt"):
+    # type: (bytes, str, str) -> None
     """Raise ``NetworkError`` unless ``head`` (the answer up to the blank line, bytes)
     accepts the upgrade for ``key`` with ``subprotocol``."""
     lines = head.decode("utf-8", "replace").split("\r\n")
@@ -158,23 +167,13 @@ def check_handshake_response(head, key, subprotocol="mqtt"):
                            % (subprotocol, fields.get("sec-websocket-protocol")))
 
 
-def frame_header(opcode, n, mask=True, fin=True):
-    """A frame header for ``n`` payload bytes (without the mask key)."""
-    b0 = (0x80 if fin else 0) | opcode
-    m = 0x80 if mask else 0
-    if n < 126:
-        return bytes((b0, m | n))
-    if n < 65536:
-        return struct.pack(">BBH", b0, m | 126, n)
-    return struct.pack(">BBQ", b0, m | 127, n)
-
-
 def _new_key():
     return binascii.b2a_base64(bytes(random.getrandbits(8) for _ in range(16))).strip().decode()
 
 
 async def open_ws(url, tls=None, headers=None, query=None, timeout_s=10, subprotocol="mqtt",
                   read_buffer=512):
+    # type: (str, Any, Any, Any, float, str, int) -> WebSocketTransport
     """Connect to ``url`` (ws:// or wss://; a ``TlsConfig`` for wss, default: verify
     against the system CAs) and upgrade; returns a ``WebSocketTransport``. ``headers``
     and ``query``: dicts or lists of (name, value) added to the Upgrade request."""
@@ -252,6 +251,7 @@ class WebSocketTransport:
         return True
 
     async def readinto(self, buf):
+        # type: (Any) -> int
         """MQTT bytes into ``buf``; 0 when the connection ended (close frame or EOF)."""
         while True:
             if self._closed:
@@ -374,12 +374,14 @@ class WebSocketTransport:
                     return
 
     async def write(self, buf):
+        # type: (Any) -> None
         """Send ``buf`` as one masked binary frame."""
         if self._closed:
             raise NetworkError("WebSocket: connection closed")
         await self._send(_OP_BINARY, buf)
 
     async def close(self):
+        # type: () -> None
         """Send a close frame (1000) if none was sent, then close the link. Idempotent."""
         if self._closed:
             return

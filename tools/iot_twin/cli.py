@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(region us-east-1; allowed everything; repeatable)",
     )
     s.add_argument(
+        "--job-events",
+        action="store_true",
+        help="publish jobs events ($aws/events/job/..., $aws/events/jobExecution/...), "
+        "which AWS publishes only once enabled",
+    )
+    s.add_argument(
         "--no-throttle",
         action="store_true",
         help="turn off AWS's per-connection throttles (100 publishes/s, 512 KiB/s, "
@@ -277,7 +283,8 @@ def banner(twin: Any) -> str:
         "mtls": "mutual TLS, client certificate required (like AWS 8883)",
         "alpn": "TLS routed by ALPN (like AWS 443): x-amzn-mqtt-ca = X.509, "
         "mqtt = custom authorizer, http/1.1 = WebSocket",
-        "wss": "MQTT over WebSocket over TLS, wss://localhost:%d/mqtt (custom authorizer)",
+        "wss": "MQTT over WebSocket over TLS, wss://localhost:%d/mqtt (custom authorizer "
+        "or SigV4)",
         "plain": "plain MQTT, NO AWS equivalent (client id = thing name, default policy)",
     }
     lines = [
@@ -288,6 +295,20 @@ def banner(twin: Any) -> str:
     for name, port in twin.ports.items():
         text = where[name] % port if "%d" in where[name] else where[name]
         lines.append(f"  {name:<10}  {host}:{port:<6} {text}")
+    lim = twin.limits
+    lines.append(
+        "  TLS         SNI "
+        + ("required: connect to localhost" if twin.require_sni else "not checked")
+    )
+    lines.append(
+        "  throttles   "
+        + (
+            f"{lim.publishes_per_s:g} PUBLISH/s, {lim.throughput_bytes_per_s / 1024:g} KiB/s per "
+            f"connection, {lim.connects_per_s_per_client_id:g} CONNECT/s per client id"
+            if lim.publishes_per_s or lim.throughput_bytes_per_s
+            else "off"
+        )
+    )
     if twin.admin_port:
         lines.append(
             f"  admin       127.0.0.1:{twin.admin_port} (used by the other "
@@ -328,6 +349,7 @@ async def serve(args: argparse.Namespace, data_dir: Path) -> None:
         max_session_expiry_s=args.session_expiry_max,
         require_sni=args.require_sni,
         revocation_delay_s=args.revocation_delay,
+        job_events=args.job_events,
         limits=Limits(publishes_per_s=0, throughput_bytes_per_s=0, connects_per_s_per_client_id=0)
         if args.no_throttle
         else None,

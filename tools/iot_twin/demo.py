@@ -56,15 +56,24 @@ async def scenario(twin: Twin) -> None:
     say(f"[1] connect {THING} over mutual TLS to mqtts://localhost:{port}")
     say(f"      CA {twin.ca_path}, certificate {cert}")
 
-    client = aws_client("localhost", THING, cert=str(cert), key=str(key),
-                        ca=str(twin.ca_path), port=port, keep_alive=30)
+    client = aws_client(
+        "localhost",
+        THING,
+        cert=str(cert),
+        key=str(key),
+        ca=str(twin.ca_path),
+        port=port,
+        keep_alive=30,
+    )
     client.options.reconnect_config.max_attempts = 3
     client.on_connection_event(lambda ev: say(f"      connection event: {ev!r}"))
     await client.connect()
     lim = client.limits
-    say(f"      CONNACK: Receive Maximum {lim.receive_maximum}, Maximum QoS {lim.maximum_qos},"
+    say(
+        f"      CONNACK: Receive Maximum {lim.receive_maximum}, Maximum QoS {lim.maximum_qos},"
         f" Maximum Packet Size {lim.maximum_packet_size},"
-        f" Topic Alias Maximum {lim.topic_alias_maximum}")
+        f" Topic Alias Maximum {lim.topic_alias_maximum}"
+    )
 
     say(f"[2] publish telemetry (QoS 1) to devices/{THING}/telemetry")
     readings = [{"temperature": 21.5 + i * 0.3, "humidity": 48 + i} for i in range(3)]
@@ -90,14 +99,19 @@ async def scenario(twin: Twin) -> None:
 
     def converged() -> bool:
         doc = twin.get_shadow(THING)
-        return bool(doc) and doc["state"].get("reported", {}).get("report_interval_s") == 10 \
+        return (
+            bool(doc)
+            and doc["state"].get("reported", {}).get("report_interval_s") == 10
             and "delta" not in doc["state"]
+        )
 
     await until(converged, "shadow convergence")
     doc = twin.get_shadow(THING)
     assert doc is not None
-    say(f"      reported report_interval_s={config['report_interval_s']}; desired and reported"
-        f" agree (version {doc['version']})")
+    say(
+        f"      reported report_interval_s={config['report_interval_s']}; desired and reported"
+        f" agree (version {doc['version']})"
+    )
 
     say("[5] the cloud queues a job; the device executes it")
 

@@ -28,6 +28,7 @@ import copy
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -185,9 +186,22 @@ class JobStore:
     rewritten after every change; None keeps the store in memory.
     """
 
-    def __init__(self, *, clock: Clock = time.time, path: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock = time.time,
+        path: Path | str | None = None,
+        events: bool = False,
+        thing_arn_prefix: str = "arn:aws:iot:us-east-1:123456789012:thing/",
+    ) -> None:
         self.clock = clock
         self.path = Path(path) if path is not None else None
+        # Jobs events ($aws/events/jobExecution/..., $aws/events/job/.../completed) are
+        # off until enabled, as on AWS [events-jobs]: "enable these jobs events".
+        self.events = events
+        self.thing_arn_prefix = thing_arn_prefix
+        self._ended: list[Execution] = []  # reached a terminal status since the last call
+        self._canceling: str | None = None
         self._jobs: dict[str, Job] = {}
         self._executions: dict[tuple[str, str], Execution] = {}
         self._seq = 0
@@ -301,8 +315,23 @@ class JobStore:
             raise KeyError(job_id)
         things = [t for (t, j) in self._executions if j == job_id]
         out: Responses = []
-        for thing in things:
-            out += self._end_by_api(thing, job_id, CANCELED, force=force)
+        self._canceling = job_id  # its end is "canceled", not "completed"
+        try:
+            for thing in things:
+                out += self._end_by_api(thing, job_id, CANCELED, force=force)
+        finally:
+            self._canceling = None
+        if self.events:
+            now = int(self.clock())
+            body = {
+                "eventType": "JOB",
+                "eventId": uuid.uuid4().hex,
+                "timestamp": now,
+                "operation": "canceled",
+                "jobId": job_id,
+                "status": "CANCELED",
+            }
+            out.append((f"$aws/events/job/{job_id}/canceled", _dumps(body)))
         return out
 
     def cancel_execution(self, thing: str, job_id: str, *, force: bool = False) -> Responses:
@@ -529,6 +558,8 @@ class JobStore:
                 e.in_progress_deadline = now + timeout * 60
         if status in TERMINAL:
             e.step_deadline = e.in_progress_deadline = None
+            if self.events:
+                self._ended.append(e)
         e.status = status
         e.version += 1
         e.last_updated_at = now
@@ -577,6 +608,40 @@ class JobStore:
             if head is not None:
                 doc["execution"] = self.execution_document(head, include_thing=False)
             out.append((jobs_topic(thing, "notify-next"), _dumps(doc)))
+        return out + self._job_events(now)
+
+    def _job_events(self, now: int) -> Responses:
+        """Jobs events for the executions that ended [events-jobs]: one on
+        ``$aws/events/jobExecution/<jobId>/<status>`` each, and ``.../job/<jobId>/completed``
+        when the job's last execution ended. Fields beyond the documented example's
+        (eventType, eventId, timestamp, operation, jobId, status) are UNVERIFIED."""
+        out: Responses = []
+        ended, self._ended = self._ended, []
+        for e in ended:
+            operation = e.status.lower()
+            body: dict[str, Json] = {
+                "eventType": "JOB_EXECUTION",
+                "eventId": uuid.uuid4().hex,
+                "timestamp": now,
+                "operation": operation,
+                "jobId": e.job_id,
+                "thingArn": self.thing_arn_prefix + e.thing,
+                "status": e.status,
+            }
+            if e.status_details:
+                body["statusDetails"] = dict(e.status_details)
+            out.append((f"$aws/events/jobExecution/{e.job_id}/{operation}", _dumps(body)))
+            executions = [x for (_, j), x in self._executions.items() if j == e.job_id]
+            if e.job_id != self._canceling and all(x.status in TERMINAL for x in executions):
+                done = {
+                    "eventType": "JOB",
+                    "eventId": uuid.uuid4().hex,
+                    "timestamp": now,
+                    "operation": "completed",
+                    "jobId": e.job_id,
+                    "status": "COMPLETED",
+                }
+                out.append((f"$aws/events/job/{e.job_id}/completed", _dumps(done)))
         return out
 
     # --- persistence -----------------------------------------------------------------

@@ -19,9 +19,9 @@ wss        18444        MQTT over WebSocket over TLS (path ``/mqtt``, subprotoco
 plain      11883        MQTT over plain TCP: no AWS equivalent, for experiments     none
 =========  ===========  =========================================================  ===========
 
-The WebSocket server side (RFC 6455) is written here, small and strict: masked client
-frames only, binary data frames (text frames are refused, [MQTT-6.0.0-1]), ping/pong and
-close handled, fragmented messages joined.
+The WebSocket server side (RFC 6455) is ``websockets``' sans-I/O protocol (the upgrade
+here, the frames in :class:`~iot_twin.streams.WsStream`): it runs on the same asyncio
+streams as MQTT over TLS because one port (``alpn``) serves both, chosen by ALPN.
 
 Only loopback addresses are used unless the caller explicitly allows otherwise.
 """
@@ -29,19 +29,22 @@ Only loopback addresses are used unless the caller explicitly allows otherwise.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import ipaddress
 import logging
 import ssl
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from .server import Broker, ConnInfo, Stream, TcpStream
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+
+from .broker import Broker
+from .identity import ConnInfo
 from .sigv4 import SigV4Error
+from .streams import TcpStream, WsStream
 
 log = logging.getLogger("iot_twin")
 
@@ -59,7 +62,6 @@ PORT_ENV = {
 TLS_HANDSHAKE_TIMEOUT_S = 10.0
 HTTP_UPGRADE_TIMEOUT_S = 10.0
 MAX_HTTP_REQUEST = 16384
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 WS_PATH = "/mqtt"  # §1.1: wss://<endpoint>/mqtt [PROTO-2022]
 
 
@@ -262,16 +264,10 @@ async def _route(
     await broker.serve(TcpStream(reader, writer), info)
 
 
-# --- WebSocket (RFC 6455), server side ----------------------------------------------------------
-
-
-class WebSocketError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
+# --- WebSocket (RFC 6455), server side: websockets' sans-I/O protocol ------------------------
 
 CheckSigV4 = Callable[[str, str, str, dict[str, str]], str]  # method, path, query, headers
+WS_MAX_MESSAGE = 1 << 20
 
 
 async def websocket_accept(
@@ -280,204 +276,70 @@ async def websocket_accept(
     info: ConnInfo,
     check_sigv4: CheckSigV4 | None = None,
 ) -> WsStream | None:
-    """Read the HTTP upgrade request and answer it; the stream, or None if refused."""
-    try:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HTTP_UPGRADE_TIMEOUT_S)
-    except (
-        asyncio.IncompleteReadError,
-        asyncio.LimitOverrunError,
-        TimeoutError,
-        ConnectionError,
-        OSError,
-        ssl.SSLError,
-    ):
-        writer.transport.abort()
-        return None
-    try:
-        lines = head.decode("latin-1").split("\r\n")
-        method, target, version = lines[0].split(" ", 2)
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if not line:
-                continue
-            key, sep, value = line.partition(":")
-            if not sep:
-                raise ValueError("bad header line")
-            headers[key.strip().lower()] = value.strip()
-    except ValueError:
-        _http_error(writer, 400, "Bad Request")
-        return None
-    url = urlsplit(target)
+    """Read the HTTP upgrade request and answer it; the stream, or None if refused.
+
+    ``websockets``' :class:`ServerProtocol` parses the request and writes the answer; the
+    twin adds AWS's rules: path ``/mqtt`` (404), subprotocol ``mqtt`` (400,
+    [MQTT-6.0.0-3]), a SigV4-signed URL checked by ``check_sigv4`` (403).
+    """
+    protocol = ServerProtocol(
+        subprotocols=[Subprotocol("mqtt")], max_size=WS_MAX_MESSAGE, logger=log
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + HTTP_UPGRADE_TIMEOUT_S
+    events: list[object] = []
+    request: Request | None = None
+    while request is None:
+        try:
+            data = await asyncio.wait_for(reader.read(MAX_HTTP_REQUEST), deadline - loop.time())
+        except (TimeoutError, ConnectionError, OSError, ssl.SSLError):
+            writer.transport.abort()
+            return None
+        if not data:
+            writer.transport.abort()
+            return None
+        protocol.receive_data(data)
+        events += protocol.events_received()
+        if protocol.handshake_exc is not None:  # not HTTP: websockets answered or closed
+            _send(writer, protocol)
+            writer.close()
+            return None
+        for i, event in enumerate(events):
+            if isinstance(event, Request):
+                request, events = event, events[i + 1 :]
+                break
+    url = urlsplit(request.path)
+    headers = {k.lower(): v for k, v in request.headers.raw_items()}
     info.ws_path = url.path
     info.ws_headers = headers
     info.ws_query = url.query
-    key = headers.get("sec-websocket-key", "")
-    protocols = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",")]
-    if method != "GET" or not version.startswith("HTTP/1.1"):
-        _http_error(writer, 400, "Bad Request")
-        return None
+    offered = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",")]
+    response = None
     if url.path != WS_PATH:
-        _http_error(writer, 404, "Not Found")
-        return None
-    if (
-        "websocket" not in headers.get("upgrade", "").lower()
-        or not key
-        or headers.get("sec-websocket-version") != "13"
-    ):
-        _http_error(writer, 400, "Bad Request")
-        return None
-    if "mqtt" not in protocols:
-        # [MQTT-6.0.0-3] the subprotocol is "mqtt".
-        _http_error(writer, 400, "Bad Request: the WebSocket subprotocol must be mqtt")
-        return None
-    if "x-amz-algorithm" in {k.lower() for k, _ in parse_qsl(url.query)}:
+        response = protocol.reject(404, "Not Found")
+    elif "mqtt" not in offered:
+        response = protocol.reject(400, "Bad Request: the WebSocket subprotocol must be mqtt")
+    elif "x-amz-algorithm" in {k.lower() for k, _ in parse_qsl(url.query)}:
         # §1.2 [PROTO]: MQTT over WebSocket authenticated by a SigV4-signed URL.
         if check_sigv4 is None:
-            _http_error(writer, 403, "Forbidden: no SigV4 credentials on this twin")
-            return None
-        try:
-            info.sigv4_key_id = check_sigv4(method, url.path, url.query, headers)
-        except SigV4Error as e:
-            log.info("%s: SigV4 upgrade refused: %s", info.peer, e.reason)
-            _http_error(writer, 403, "Forbidden")
-            return None
-    accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
-    writer.write(
-        (
-            "HTTP/1.1 101 Switching Protocols\r\n"
-            "Upgrade: websocket\r\n"
-            "Connection: Upgrade\r\n"
-            f"Sec-WebSocket-Accept: {accept}\r\n"
-            "Sec-WebSocket-Protocol: mqtt\r\n\r\n"
-        ).encode()
-    )
-    return WsStream(reader, writer)
-
-
-def _http_error(writer: asyncio.StreamWriter, status: int, text: str) -> None:
-    body = text.encode()
-    writer.write(
-        b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-        % (status, text.split(":")[0].encode(), len(body), body)
-    )
-    writer.close()
-
-
-def _unmask(data: bytes, mask: bytes) -> bytes:
-    n = len(data)
-    if not n:
-        return data
-    key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
-
-
-def ws_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> bytes:
-    """One final frame (servers send unmasked frames; ``mask`` is for test clients)."""
-    n = len(payload)
-    head = bytearray([0x80 | opcode])
-    mbit = 0x80 if mask is not None else 0
-    if n < 126:
-        head.append(mbit | n)
-    elif n < 65536:
-        head.append(mbit | 126)
-        head += struct.pack("!H", n)
-    else:
-        head.append(mbit | 127)
-        head += struct.pack("!Q", n)
-    if mask is not None:
-        head += mask
-        payload = _unmask(payload, mask)
-    return bytes(head) + payload
-
-
-class WsStream(Stream):
-    """MQTT bytes carried in binary WebSocket messages."""
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        max_message: int = 1 << 20,
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.transport = writer.transport
-        self.max_message = max_message
-        self.closed_sent = False
-
-    async def read(self) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        in_message = False
-        while True:
+            response = protocol.reject(403, "Forbidden: no SigV4 credentials on this twin")
+        else:
             try:
-                first, second = await self.reader.readexactly(2)
-            except asyncio.IncompleteReadError:
-                return b""
-            fin = first & 0x80
-            opcode = first & 0x0F
-            if first & 0x70:
-                return self._fail(1002, "reserved bits set")
-            if not second & 0x80:
-                return self._fail(1002, "client frames must be masked")
-            n = second & 0x7F
-            if n == 126:
-                (n,) = struct.unpack("!H", await self.reader.readexactly(2))
-            elif n == 127:
-                (n,) = struct.unpack("!Q", await self.reader.readexactly(8))
-            if size + n > self.max_message:
-                return self._fail(1009, "message too big")
-            mask = await self.reader.readexactly(4)
-            data = _unmask(await self.reader.readexactly(n), mask)
-            if opcode >= 8:
-                if not fin or n > 125:
-                    return self._fail(1002, "bad control frame")
-                if opcode == 8:
-                    self._send_close(1000)
-                    return b""
-                if opcode == 9:
-                    self.writer.write(ws_frame(10, data))
-                continue  # pong (10) and unknown control frames are ignored
-            if opcode == 1:
-                return self._fail(1003, "MQTT needs binary frames")  # [MQTT-6.0.0-1]
-            if opcode not in (0, 2) or (opcode == 2) == in_message:
-                return self._fail(1002, "bad data frame sequence")
-            in_message = True
-            parts.append(data)
-            size += n
-            if fin:
-                message = b"".join(parts) if len(parts) > 1 else parts[0]
-                if message:
-                    return message
-                # An empty message carries no MQTT bytes; b"" would mean end of stream.
-                parts, size, in_message = [], 0, False
+                info.sigv4_key_id = check_sigv4("GET", url.path, url.query, headers)
+            except SigV4Error as e:
+                log.info("%s: SigV4 upgrade refused: %s", info.peer, e.reason)
+                response = protocol.reject(403, "Forbidden")
+    if response is None:
+        response = protocol.accept(request)  # 101, or 400/426 for a bad upgrade
+    protocol.send_response(response)
+    _send(writer, protocol)
+    if response.status_code != 101:
+        writer.close()
+        return None
+    return WsStream(reader, writer, protocol, events)
 
-    def _fail(self, code: int, reason: str) -> bytes:
-        log.info("websocket: %s, closing", reason)
-        self._send_close(code)
-        return b""
 
-    def _send_close(self, code: int) -> None:
-        if not self.closed_sent and not self.transport.is_closing():
-            self.closed_sent = True
-            self.writer.write(ws_frame(8, struct.pack("!H", code)))
-
-    def write(self, data: bytes) -> None:
-        if not self.transport.is_closing():
-            self.writer.write(ws_frame(2, data))
-
-    def buffered(self) -> int:
-        return self.transport.get_write_buffer_size()
-
-    async def drain(self) -> None:
-        await self.writer.drain()
-
-    def close(self) -> None:
-        self._send_close(1000)
-        self.writer.close()
-
-    def abort(self) -> None:
-        self.transport.abort()
-
-    def is_closing(self) -> bool:
-        return self.transport.is_closing()
+def _send(writer: asyncio.StreamWriter, protocol: ServerProtocol) -> None:
+    for chunk in protocol.data_to_send():
+        if chunk and not writer.transport.is_closing():
+            writer.write(chunk)

@@ -1,10 +1,10 @@
-"""One object wiring the twin's services together, for the endpoint to call.
+"""The twin's services in one object, for the broker and the endpoint to call.
 
-``Twin(data_dir)`` loads (or creates) everything from the state directory: the CA
+``ServiceLayer(data_dir)`` loads (or creates) everything from the state directory: the CA
 (``ca.pem``), the registry (``registry.json``), shadows (``shadows.json``) and jobs
-(``jobs.json``). ``Twin.handle(topic, payload, client_id=..., certificate_id=...)``
-routes a PUBLISH on a reserved service topic and returns the ``(topic, payload)`` pairs
-to publish, or None when the topic is not a service request (an ordinary publish).
+(``jobs.json``). The broker's connections hand requests on reserved topics to
+``shadows``, ``jobs`` and ``provisioning`` (each ``handle(request, payload)`` returns the
+``(topic, payload)`` pairs to publish); ``tick()`` applies timers.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from .policy import DEFAULT_ACCOUNT, DEFAULT_REGION, PolicyContext
 from .provisioning import FleetProvisioning
 from .registry import Registry
 from .shadow import ShadowStore
-from .topics import JobsRequest, ProvisioningRequest, ShadowRequest, parse_request
 
 Clock = Callable[[], float]
 Responses = list[tuple[str, bytes]]
@@ -30,7 +29,7 @@ SHADOWS_FILE = "shadows.json"
 JOBS_FILE = "jobs.json"
 
 
-class Twin:
+class ServiceLayer:
     """The twin's service layer: registry, CA, shadows, jobs, provisioning, authorizers.
 
     ``data_dir`` None means ``$TWIN_DATA`` or ``.twin``; ``in_memory=True`` persists
@@ -67,26 +66,6 @@ class Twin:
             self.registry, self.ca, clock=clock, region=region, account=account, key_type=key_type
         )
         self.authorizers = Authorizers()
-
-    def handle(
-        self,
-        topic: str,
-        payload: bytes,
-        *,
-        client_id: str = "",
-        certificate_id: str | None = None,
-    ) -> Responses | None:
-        """Answer a publish to a service topic; None if ``topic`` is not one."""
-        request = parse_request(topic)
-        if isinstance(request, ShadowRequest):
-            return self.shadows.handle(request, payload)
-        if isinstance(request, JobsRequest):
-            return self.jobs.handle(request, payload)
-        if isinstance(request, ProvisioningRequest):
-            return self.provisioning.handle(
-                request, payload, client_id=client_id, claim_certificate_id=certificate_id
-            )
-        return None
 
     def tick(self) -> Responses:
         """Apply timers that fire without a request (job timeouts) and expire tokens."""

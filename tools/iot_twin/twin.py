@@ -9,7 +9,7 @@ and the admin endpoint the CLI talks to while ``serve`` runs.
 
 Identity (aws-iot-spec §1.2): on ``mtls`` and ALPN ``x-amzn-mqtt-ca`` the client
 certificate's SHA-256 (its certificateId) is looked up in the registry: only an ACTIVE
-certificate may connect (otherwise CONNACK 0x87, see :data:`server.DEVIATIONS`), and the
+certificate may connect (otherwise CONNACK 0x87, see :data:`deviations.DEVIATIONS`), and the
 policies attached to it decide ``iot:Connect/Publish/Subscribe/Receive/RetainPublish``
 (``policy.py``), with ``${iot:Connection.Thing.ThingName}`` bound when the certificate is
 attached to a thing named like the client id. On ALPN ``mqtt`` and on WebSocket the
@@ -41,19 +41,14 @@ from mqtt_v5._server_codec import Connect
 
 from . import persist, policy, sigv4, topics
 from .authorizer import AuthorizerError, CustomAuthorizer, HttpRequest
+from .broker import Broker
 from .ca import SERVER_HOSTS
+from .identity import ConnInfo, Principal
+from .limits import SESSION_EXPIRY_HARD_MAX_S, Limits
 from .listeners import DEFAULT_PORTS, PORT_ENV, Listener, TlsFiles, is_loopback, start_listener
 from .provisioning import register_device
 from .registry import ACTIVE
-from .server import (
-    SESSION_EXPIRY_HARD_MAX_S,
-    Broker,
-    ConnInfo,
-    Limits,
-    Principal,
-    Services,
-)
-from .services import Twin as ServiceLayer
+from .services import ServiceLayer
 
 log = logging.getLogger("iot_twin")
 
@@ -121,6 +116,7 @@ class Twin:
         require_sni: bool = True,
         revocation_delay_s: float = 0.0,
         authorizer_time_scale: float = 1.0,
+        job_events: bool = False,
     ) -> None:
         self.data_dir = persist.data_dir(data_dir)
         self.host = host or os.environ.get("TWIN_HOST") or "127.0.0.1"
@@ -153,6 +149,12 @@ class Twin:
         # at the endpoint takes seconds.
         self.authorizer_time_scale = authorizer_time_scale
         self.services = ServiceLayer(self.data_dir)
+        # Jobs events ($aws/events/job..., $aws/events/jobExecution...): off unless enabled,
+        # as on AWS.
+        self.services.jobs.events = job_events
+        self.services.jobs.thing_arn_prefix = (
+            f"arn:aws:iot:{self.services.region}:{self.services.account}:thing/"
+        )
         self.registry = self.services.registry
         self.broker: Broker | None = None
         self.listeners: dict[str, Listener] = {}
@@ -181,12 +183,7 @@ class Twin:
         self.broker = Broker(
             limits=self.limits,
             authenticate=self._authenticate,
-            services=Services(
-                self.services.shadows,
-                self.services.jobs,
-                self.services.provisioning,
-                self.services.tick,
-            ),
+            services=self.services,
             state_dir=self.data_dir,
         )
         self.broker.start()

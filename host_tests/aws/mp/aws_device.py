@@ -124,8 +124,21 @@ async def ws_plain(url):
     return {"got": got, "connected_after_pings": connected}
 
 
+async def doctor(host, port, ca, cert, key, thing, client_id):
+    from mqtt_v5.aws.doctor import diagnose
+
+    r = await diagnose(host, thing, cert, key, ca, port=port, client_id=client_id,
+                       server_hostname="localhost", timeout_s=3)
+    print(r)
+    return {"steps": [[s.name, s.ok] for s in r.steps],
+            "fix": r.failed.fix if r.failed else None}
+
+
 def main():
     a = sys.argv[1:]
+    if a[0] == "doctor":
+        print(json.dumps(asyncio.run(doctor(a[1], int(a[2]), a[3], a[4], a[5], a[6], a[7]))))
+        return
     if a[0] == "ws_plain":
         print(json.dumps(asyncio.run(ws_plain(a[1]))))
         return

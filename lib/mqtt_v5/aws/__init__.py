@@ -18,7 +18,7 @@ service raises on a ``/rejected`` answer.
 
 import asyncio
 
-from mqtt_v5.errors import MqttError
+from mqtt_v5.errors import MqttError, MqttTimeout
 
 
 class AwsRejected(MqttError):
@@ -49,3 +49,20 @@ def _spawn(coro):
     _tasks[:] = [x for x in _tasks if not x.done()]
     _tasks.append(t)
     return t
+
+
+async def _bounded(coro, timeout_s, what):
+    """``await coro`` within ``timeout_s`` or raise ``MqttTimeout``."""
+    try:
+        return await asyncio.wait_for(coro, timeout_s)
+    except asyncio.TimeoutError:
+        raise MqttTimeout("%s: no answer within %s s" % (what, timeout_s))
+
+
+async def _send_wait(client, topic, payload, event):
+    """Publish ``payload`` (QoS 1) and wait for ``event`` (set by the answer). Run under
+    ``_bounded``: a link that swallows the PUBLISH, its PUBACK or the answer never parks
+    the caller. The message stays with the client's session (resent after a reconnect);
+    an answer that comes after the timeout is ignored."""
+    await client.publish_qos1(topic, payload)
+    await event.wait()

@@ -25,7 +25,7 @@ The pure checks (``check_topic``, ``check_publish``, ``check_filters``,
 """
 
 from mqtt_v5._compat import const
-from mqtt_v5.client import ConnectOptions, MqttClient
+from mqtt_v5.client import ConnectOptions, MqttClient, _raise
 from mqtt_v5.errors import UsageError
 from mqtt_v5.tls import TlsConfig
 
@@ -112,12 +112,6 @@ def check_client_id(client_id):
         raise UsageError("AWS IoT: client ids starting with '$' are reserved", 0x85)
 
 
-def check_keep_alive(keep_alive):
-    if not _KEEP_ALIVE_MIN_S <= keep_alive <= _KEEP_ALIVE_MAX_S:
-        raise UsageError("AWS IoT: keep-alive must be %d..%d s (AWS silently changes other "
-                         "values; 0 becomes 1200)" % (_KEEP_ALIVE_MIN_S, _KEEP_ALIVE_MAX_S))
-
-
 def has_alpn():
     # type: () -> bool
     """True if this runtime's ssl can offer ALPN (CPython yes; stock MicroPython no)."""
@@ -143,7 +137,9 @@ class AwsClient(MqttClient):
 
     def __init__(self, options, url=None):
         check_client_id(options.client_id)
-        check_keep_alive(options.keep_alive)
+        if not _KEEP_ALIVE_MIN_S <= options.keep_alive <= _KEEP_ALIVE_MAX_S:
+            # AWS would silently change it (0 becomes 1200)
+            raise UsageError("AWS IoT: keep-alive must be 30..1200 s")
         w = options.will
         if w is not None:
             check_publish(w.topic, w.payload, w.qos)
@@ -189,7 +185,6 @@ class AwsClient(MqttClient):
         new = topic_filter not in subs
         if new:
             _over("subscriptions on one connection", len(subs) + 1, _MAX_SUBSCRIPTIONS, 0x97)
-        if new:
             subs.append(topic_filter)
         try:
             return await MqttClient.subscribe(self, topic_filter, callback, qos, no_local,
@@ -203,10 +198,6 @@ class AwsClient(MqttClient):
         if topic_filter in self._aws_filters:
             self._aws_filters.remove(topic_filter)
         return await MqttClient.unsubscribe(self, topic_filter, properties)
-
-
-async def _raise(e):
-    raise e
 
 
 def aws_client(endpoint, thing_name, cert=None, key=None, ca=None, port=8883, client_id=None,
@@ -225,7 +216,8 @@ def aws_client(endpoint, thing_name, cert=None, key=None, ca=None, port=8883, cl
     Session defaults for AWS: a persistent session (``clean_start=False``,
     ``session_expiry_interval=3600``, AWS's default maximum), keep-alive 300 s (AWS allows
     30..1200). ``metrics=True`` adds AWS's SDK-metrics query to the username. Other
-    keyword arguments go to ``ConnectOptions``.
+    keyword arguments go to ``ConnectOptions``; ``maximum_packet_size`` (default 2048)
+    bounds what AWS will send us: raise it for big shadow documents or job documents.
     """
     if cert is None or key is None:
         raise UsageError("AWS IoT on port %d needs the thing's certificate and key (mutual TLS);"
@@ -245,10 +237,7 @@ def aws_client(endpoint, thing_name, cert=None, key=None, ca=None, port=8883, cl
                        clean_start=clean_start, keep_alive=keep_alive,
                        session_expiry_interval=session_expiry_interval, username=username,
                        tls=tls, **options)
-    c = AwsClient(o, "mqtts://%s:%d" % (_host(endpoint), port))
+    host = "[%s]" % endpoint if ":" in endpoint else endpoint  # an IPv6 literal
+    c = AwsClient(o, "mqtts://%s:%d" % (host, port))
     c.thing_name = thing_name
     return c
-
-
-def _host(h):
-    return "[%s]" % h if ":" in h else h

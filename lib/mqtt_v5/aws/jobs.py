@@ -14,13 +14,17 @@ is spent on them. Each request carries a ``clientToken`` and has a timeout; a
 ``/rejected`` raises ``AwsRejected`` with AWS's code ("VersionMismatch",
 "InvalidStateTransition", "ResourceNotFound", "TerminalStateReached", ...) and, where AWS
 sends it, the execution state in ``error.document["executionState"]``.
+
+``on_message`` gets what no subscription callback took: do not also subscribe
+``$aws/things/<thing>/jobs/#`` with a callback of your own. Make one ``Jobs`` per thing
+and keep it (each registers its answer handler with the client).
 """
 
 import asyncio
 import json
 import random
 
-from mqtt_v5.aws import AwsRejected, _spawn
+from mqtt_v5.aws import AwsRejected, _bounded, _send_wait, _spawn
 from mqtt_v5.errors import MqttError, MqttTimeout, UsageError
 
 TYPE_CHECKING = False
@@ -209,11 +213,10 @@ class Jobs:
         req = _Request()
         self._pending[token] = req
         try:
-            await self.client.publish_qos1(topic, json.dumps(body).encode())
-            try:
-                await asyncio.wait_for(req.event.wait(), self.timeout_s)
-            except asyncio.TimeoutError:
-                raise MqttTimeout("jobs %s: no answer within %s s" % (topic, self.timeout_s))
+            await _bounded(_send_wait(self.client, topic, json.dumps(body).encode(), req.event),
+                           self.timeout_s, "jobs %s (answers over maximum_packet_size=%d "
+                           "bytes, e.g. a big job document, are dropped by AWS)"
+                           % (topic, self.client.options.maximum_packet_size))
         finally:
             self._pending.pop(token, None)
         if req.error is not None:
@@ -280,7 +283,12 @@ class JobRunner:
     document's ``operation`` (``handlers[operation](document, execution)``, plain or
     async), and reports the outcome: SUCCEEDED (statusDetails: what the handler
     returned, if a dict), FAILED when it raises (statusDetails: the error), REJECTED
-    when no handler knows the operation. ``operation_key`` names the field to look up."""
+    when no handler knows the operation. ``operation_key`` names the field to look up.
+
+    A job whose outcome could not be reported (the link stayed down) is not run again
+    when AWS hands it out once more (IN_PROGRESS jobs come first): its outcome is
+    reported. A device that restarts has no such memory: AWS's delivery is at least
+    once, so handlers should be safe to run twice."""
 
     def __init__(self, jobs, handlers, operation_key="operation", step_timeout_min=None):
         self.jobs = jobs
@@ -289,15 +297,21 @@ class JobRunner:
         self.step_timeout_min = step_timeout_min
         self._wake = asyncio.Event()
         self._stopping = False
+        self._unreported = None  # type: Any  # (job id, status, details) not yet reported
         self.history = []  # (job id, status) of the jobs this runner finished
 
     async def run_once(self):
         # type: () -> Optional[tuple]
         """Run the next pending job, if any; returns ``(job_id, status)`` or None."""
         ex = await self.jobs.start_next(step_timeout_min=self.step_timeout_min)
+        u = self._unreported
+        self._unreported = None
         if ex is None:
             return None
         job_id = ex["jobId"]
+        if u is not None and u[0] == job_id:
+            await self._finish(*u)
+            return job_id, u[1]
         doc = ex.get("jobDocument") or {}
         op = doc.get(self.operation_key) if isinstance(doc, dict) else None
         handler = self.handlers.get(op)
@@ -322,9 +336,14 @@ class JobRunner:
             status = FAILED
             details = {"error": ("the handler's result is not valid statusDetails: %s"
                                  % e)[:MAX_DETAIL_VALUE]}
-        await self._report(job_id, status, details)
-        self.history.append((job_id, status))
+        await self._finish(job_id, status, details)
         return job_id, status
+
+    async def _finish(self, job_id, status, details):
+        self._unreported = (job_id, status, details)
+        await self._report(job_id, status, details)
+        self._unreported = None
+        self.history.append((job_id, status))
 
     async def _report(self, job_id, status, details):
         # A link that drops here is not fatal: the QoS 1 update is resent after the
@@ -351,9 +370,11 @@ class JobRunner:
     async def run(self):
         # type: () -> None
         """Run jobs until ``stop()``: every pending one, then each one announced on
-        ``jobs/notify-next``."""
+        ``jobs/notify-next``, and whatever is pending after a reconnect (a notification
+        sent while the device was away is lost with its session)."""
         self._stopping = False
         await self.jobs.on_next(self._on_next)
+        self.jobs.client.on_connection_event(self._on_event)
         while not self._stopping:
             self._wake.clear()
             try:
@@ -373,4 +394,8 @@ class JobRunner:
 
     def _on_next(self, execution):
         if execution is not None:
+            self._wake.set()
+
+    def _on_event(self, event):
+        if getattr(event, "session_present", None) is not None:  # Connected
             self._wake.set()

@@ -21,10 +21,9 @@ answers: the PEM texts need no JSON escaping), through ``mqtt_v5.aws.cbor``.
 import asyncio
 import json
 import os
-import sys
 
-from mqtt_v5.aws import AwsRejected
-from mqtt_v5.errors import MqttTimeout, UsageError
+from mqtt_v5.aws import AwsRejected, _bounded, _send_wait
+from mqtt_v5.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,21 +108,22 @@ class Provisioner:
             body["parameters"] = parameters
         return await self._request(register_thing_topic(template, self.fmt), body)
 
+    async def _subscribe_answers(self, topic):
+        for suffix in ("/accepted", "/rejected"):
+            if topic + suffix not in self._subscribed:
+                await self.client.subscribe(topic + suffix, self._on_answer, qos=1)
+                self._subscribed.append(topic + suffix)
+
     async def _request(self, topic, body):
         async with self._lock:  # no clientToken in this API: one request at a time
-            for suffix in ("/accepted", "/rejected"):
-                if topic + suffix not in self._subscribed:
-                    await self.client.subscribe(topic + suffix, self._on_answer, qos=1)
-                    self._subscribed.append(topic + suffix)
+            if topic + "/rejected" not in self._subscribed:
+                await _bounded(self._subscribe_answers(topic), self.timeout_s, "SUBACK")
             self._event.clear()
             self._answer = None
             self._topic = topic
-            await self.client.publish_qos1(topic, b"" if body is None else self._encode(body))
-            try:
-                await asyncio.wait_for(self._event.wait(), self.timeout_s)
-            except asyncio.TimeoutError:
-                raise MqttTimeout("fleet provisioning %s: no answer within %s s"
-                                  % (topic, self.timeout_s))
+            payload = b"" if body is None else self._encode(body)
+            await _bounded(_send_wait(self.client, topic, payload, self._event),
+                           self.timeout_s, "fleet provisioning " + topic)
             rejected, doc = self._answer  # type: bool, dict
             if rejected:
                 raise AwsRejected("fleet provisioning " + topic, doc)
@@ -171,7 +171,7 @@ def save_identity(cert_pem, key_pem, cert_path, key_path, der=None):
     loses power in between provisions again). ``der``: store DER (default on MicroPython,
     whose ssl parses DER only on several ports; ``TlsConfig`` reads either)."""
     if der is None:
-        der = sys.implementation.name == "micropython"
+        from mqtt_v5._compat import IS_MICROPYTHON as der
     if isinstance(cert_pem, str):
         cert_pem = cert_pem.encode()
     if isinstance(key_pem, str):

@@ -29,8 +29,8 @@ import json
 import random
 
 from mqtt_v5._compat import const
-from mqtt_v5.aws import AwsRejected, _spawn
-from mqtt_v5.errors import MqttTimeout, UsageError
+from mqtt_v5.aws import AwsRejected, _bounded, _send_wait, _spawn
+from mqtt_v5.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -137,6 +137,7 @@ class Shadow:
         self._n = 0
         self._delta_cb = None  # type: Any
         self._delta_version = -1
+        self._delta_state = None  # type: Any
         self._delta_lock = None  # type: Any
         self._docs_cb = None  # type: Any
 
@@ -168,8 +169,10 @@ class Shadow:
 
     async def _request(self, op, body):
         # Answers first: AWS publishes them once, to whoever is subscribed then.
-        await self._subscribe(op + "/accepted", self._on_answer)
-        await self._subscribe(op + "/rejected", self._on_answer)
+        for answer in ("/accepted", "/rejected"):
+            if op + answer not in self._subscribed:
+                await _bounded(self._subscribe(op + answer, self._on_answer), self.timeout_s,
+                               "SUBACK")
         self._n += 1
         token = "%s-%d" % (self._tag, self._n)
         if isinstance(body, dict):
@@ -180,12 +183,11 @@ class Shadow:
         req = _Request()
         self._pending[token] = req
         try:
-            await self.client.publish_qos1(self.prefix + "/" + op, payload)
-            try:
-                await asyncio.wait_for(req.event.wait(), self.timeout_s)
-            except asyncio.TimeoutError:
-                raise MqttTimeout("shadow %s of %s: no answer within %s s"
-                                  % (op, self.prefix, self.timeout_s))
+            # An answer over our Maximum Packet Size is dropped by AWS, never sent: say so.
+            await _bounded(_send_wait(self.client, self.prefix + "/" + op, payload, req.event),
+                           self.timeout_s, "shadow %s of %s (answers over maximum_packet_size="
+                           "%d bytes are dropped by AWS)"
+                           % (op, self.prefix, self.client.options.maximum_packet_size))
         finally:
             self._pending.pop(token, None)
         if req.error is not None:
@@ -259,10 +261,16 @@ class Shadow:
             if version <= self._delta_version:
                 return
             self._delta_version = version
+            # AWS also publishes a delta after a reported-only update that leaves a
+            # difference: our own report of a partly applied delta would bring back the
+            # same delta, again and again. The same difference is not handled twice.
+            if state == self._delta_state:
+                return
+            self._delta_state = state
             r = self._delta_cb(state, version)
             if hasattr(r, "send"):  # a coroutine (MicroPython's are generators)
                 r = await r
-            if r is False:
+            if r is False or r == {}:
                 return
             try:
                 await self.update(reported=state if r is None else r)
