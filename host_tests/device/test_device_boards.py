@@ -164,9 +164,6 @@ def _long_int_constants(src: Path, frozen_mpy: Path) -> list[str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="properties._WHERE holds ints with bits 14/15 set "
-                   "(DISCONNECT, AUTH): in firmware every lookup on them allocates; see "
-                   "test_device_frozen.KNOWN_FROZEN_FAILURES")
 def test_frozen_code_has_no_long_int_constants(mp_src, tmp_path):
     """mpy-tool freezes an int constant outside -0x2000..0x1FFF (the small-int range of the
     smallest target) as a long int in ROM: arithmetic on it then allocates, in firmware

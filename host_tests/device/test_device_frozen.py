@@ -22,24 +22,12 @@ NO_LIB = [ROOT / "host_tests" / "mp_scripts", SCRIPTS]
 pytestmark = pytest.mark.micropython
 
 # Portable tests that fail on the frozen build only (they pass with lib/ as .py or .mpy),
-# asserted to still fail, so that a fix shows up here as a failure telling to drop the entry.
-#
-# The cause, found here: MicroPython's tools/mpy-tool.py freezes an int constant outside
-# -0x2000..0x1FFF (the smallest small-int range of any target) as a long-int object in ROM.
-# properties._WHERE is a constant-folded tuple whose entries for Reason String (0x1F) and
-# User Property (0x26) have bits 14 and 15 set (DISCONNECT, AUTH): in firmware each
-# `_WHERE[pid] & where` on them computes with a long int and allocates 32 bytes. Loaded from
-# .py or .mpy the same ints are small ints in RAM. Fix in the library (e.g. keep _WHERE in a
-# bytes table, two bytes per identifier, as _TYPES is), then empty this table.
-_FROZEN_LONG_INT = "properties._WHERE holds ints > 0x1FFF: long ints when frozen (see above)"
-KNOWN_FROZEN_FAILURES = {
-    ("test_session_alloc.py", "test_receive_with_properties_allocates_nothing"):
-        _FROZEN_LONG_INT,
-    ("test_codec_alloc.py", "test_encode_publish_with_bytes_properties_allocates_nothing"):
-        _FROZEN_LONG_INT,
-    ("test_codec_alloc.py",
-     "test_encode_publish_with_the_same_str_user_properties_allocates_nothing"):
-        _FROZEN_LONG_INT,
+# each a bug found here: asserted to still fail, so that a fix shows up as a failure here
+# telling to drop the entry.
+KNOWN_FROZEN_FAILURES: dict = {
+    # (file, test): why. Empty: properties' _WHERE table (an int of 2**15 or more in a
+    # constant tuple is a long int once frozen, and '& where' on it allocated) is a bytes
+    # constant now, which fixed both entries this had.
 }
 
 
