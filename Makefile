@@ -11,7 +11,8 @@
 #   make firmware BOARD=ESP32_GENERIC        image with mqtt_v5 frozen (MICROPY_DIR + ESP-IDF)
 #   make flash BOARD=... PORT=/dev/ttyUSB0 [FIRMWARE=file.bin]   erase + write (esptool)
 #   make deploy PORT=... [BOARD=...]         library as .mpy + firmware/{boot,main}.py (mpremote)
-#   make certs PORT=... THING=t1 ENDPOINT=host [CERT= KEY= CA=]   DER certs + config.json
+#   make certs PORT=... THING=t1 ENDPOINT=host [CERT= KEY= CA= MQTT_PORT= SERVER_HOSTNAME=]
+#                                            DER certs + config.json (Wi-Fi: WIFI_SSID/PASSWORD)
 #   make freeze BOARD=...                    check a board manifest with makemanifest.py
 #   (tools/device.py; DRY_RUN=1 prints the esptool / mpremote commands instead)
 
@@ -31,7 +32,7 @@ TWIN := PYTHONPATH=lib:tools $(PY) -m iot_twin
 # Root needs no sudo (CI runs as root); otherwise use sudo when there is one.
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
-.PHONY: setup test fuzz bench demo twin twin-thing twin-job twin-template lint typecheck mpy \
+.PHONY: setup test fuzz bench demo twin doctor twin-thing twin-job twin-template lint typecheck mpy \
 	package-json clean distclean mosquitto FORCE firmware flash deploy certs freeze
 
 setup: $(STAMPS)/venv $(STAMPS)/mpstubs $(STAMPS)/npm mosquitto
@@ -83,6 +84,16 @@ demo: setup
 twin: setup
 	$(TWIN) serve
 
+# Diagnose a connection step by step (DNS, TCP, clock, TLS + CONNECT, SUBSCRIBE, PUBLISH):
+#   make doctor ENDPOINT=xxx-ats.iot.REGION.amazonaws.com THING=t1 CERT=.. KEY=.. CA=..
+# CERT/KEY/CA default to the local twin's thing folder (.twin/things/THING, .twin/ca.pem).
+doctor: $(STAMPS)/venv
+	@test -n "$(ENDPOINT)" -a -n "$(THING)" || { echo "usage: make doctor ENDPOINT=host THING=name [CERT= KEY= CA= PORT=8883]"; exit 2; }
+	$(PY) tools/aws_doctor.py "$(ENDPOINT)" "$(THING)" \
+		--cert "$(or $(CERT),$(or $(TWIN_DATA),.twin)/things/$(THING)/cert.pem)" \
+		--key "$(or $(KEY),$(or $(TWIN_DATA),.twin)/things/$(THING)/key.pem)" \
+		--ca "$(or $(CA),$(or $(TWIN_DATA),.twin)/ca.pem)" --port $(or $(PORT),8883)
+
 twin-thing: setup
 	$(TWIN) thing add $(THING)
 
@@ -128,6 +139,7 @@ deploy: $(STAMPS)/venv
 certs: $(STAMPS)/venv
 	@$(DEVICE) certs --thing "$(THING)" --port "$(PORT)" \
 		$(if $(ENDPOINT),--endpoint "$(ENDPOINT)") $(if $(MQTT_PORT),--mqtt-port $(MQTT_PORT)) \
+		$(if $(SERVER_HOSTNAME),--server-hostname "$(SERVER_HOSTNAME)") \
 		$(if $(CERT),--cert "$(CERT)") $(if $(KEY),--key "$(KEY)") $(if $(CA),--ca "$(CA)") \
 		$(DEVICE_DRY)
 
