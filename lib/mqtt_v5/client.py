@@ -1015,7 +1015,7 @@ class MqttClient:
 
     async def __anext__(self):
         while not self._queue:
-            if self._closing and self._supervisor is None:
+            if (self._closing or self._gave_up is not None) and self._supervisor is None:
                 raise StopAsyncIteration
             self._queue_event.clear()
             await self._queue_event.wait()
