@@ -105,3 +105,26 @@ async def test_bad_password_is_refused_with_0x87(mosquitto):
     await c.connect(f"mqtt://127.0.0.1:{mosquitto.auth_port}")
     assert c.is_connected
     await c.disconnect()
+
+
+@pytest.mark.parametrize("way", ["memfd", "pipes"])
+async def test_client_key_never_written_to_disk(mosquitto, pki, monkeypatch, way):
+    """Issue 8 item 11: CPython's ssl loads a key only from a path; the key goes through an
+    in-memory file (Linux) or pipes, never a file on disk."""
+    import os
+    import tempfile
+
+    def no_file(*a, **kw):
+        raise AssertionError("the client key went to a file")
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_file)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", no_file)
+    if way == "pipes":
+        monkeypatch.delattr(os, "memfd_create", raising=False)
+    elif not hasattr(os, "memfd_create"):
+        pytest.skip("no memfd_create here")
+    tls = TlsConfig(ca=pki.ca, cert=pki.client_cert, key=pki.client_key)
+    c = client(tls)
+    await c.connect(f"mqtts://127.0.0.1:{mosquitto.mtls_port}")
+    assert c.is_connected
+    await c.disconnect()

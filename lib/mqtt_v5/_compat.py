@@ -378,23 +378,54 @@ else:
             ctx.check_hostname = False  # type: ignore[attr-defined]
             ctx.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]
         if certs:
-            import os
-            import tempfile  # type: ignore[import-not-found]
-
             from .tls import der_to_pem
 
-            fd, path = tempfile.mkstemp(suffix=".pem")  # mode 0600
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(der_to_pem(key[1], key[0]))
-                    for der in certs:
-                        f.write(der_to_pem(der))
-                ctx.load_cert_chain(path)
-            finally:
-                os.unlink(path)
+            _load_chain_unwritten(ctx, b"".join(der_to_pem(der) for der in certs),
+                                  der_to_pem(key[1], key[0]))
         if alpn:
             ctx.set_alpn_protocols(alpn)  # type: ignore[attr-defined]
         return ctx
+
+    def _load_chain_unwritten(ctx, chain, key):
+        """ssl loads a client key only from a path: hand it one the key never rests
+        at on disk -- an in-memory file (Linux), else pipes read through /dev/fd
+        (the bytes pass through the kernel only). Windows has neither: a file of
+        mode 0600, deleted at once."""
+        import os
+
+        if hasattr(os, "memfd_create"):
+            fd = os.memfd_create("mqtt_v5-client-key")  # type: ignore[attr-defined]
+            try:
+                os.write(fd, key + chain)
+                ctx.load_cert_chain("/proc/self/fd/%d" % fd)
+            finally:
+                os.close(fd)
+            return
+        if os.path.isdir("/dev/fd"):  # type: ignore[attr-defined]  # CPython only
+            ends = []
+            try:
+                for data in (chain, key):
+                    r, w = os.pipe()
+                    ends += [r, w]
+                    os.set_blocking(w, False)  # type: ignore[attr-defined]
+                    if os.write(w, data) != len(data):
+                        raise OSError("client certificate chain too large for a pipe")
+                    os.close(w)
+                    ends.remove(w)
+                ctx.load_cert_chain("/dev/fd/%d" % ends[0], "/dev/fd/%d" % ends[1])
+            finally:
+                for fd in ends:
+                    os.close(fd)
+            return
+        import tempfile  # type: ignore[import-not-found]
+
+        fd, path = tempfile.mkstemp(suffix=".pem")  # mode 0600
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(key + chain)
+            ctx.load_cert_chain(path)
+        finally:
+            os.unlink(path)
 
     async def open_stream(host, port, ctx, server_hostname):
         """TCP (+TLS, handshake done here) as a Stream over a BufferedProtocol.

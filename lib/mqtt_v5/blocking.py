@@ -42,7 +42,7 @@ class BlockingTransport:
         # Duck-typed, so no runtime test: CPython sockets have recv_into and
         # sendall; MicroPython streams have readinto and write (sendall only
         # on plain sockets and, since 1.25, SSL sockets).
-        self._recv = getattr(sock, "readinto", None)
+        self._recv = getattr(sock, "readinto", None)  # type: Any
         # A MicroPython stream (it has readinto) is read and written non-blocking
         # (see the module docstring); a CPython socket keeps its timeout, under
         # which recv_into returns what has arrived.

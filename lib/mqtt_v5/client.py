@@ -116,7 +116,8 @@ class ConnectOptions:
                  receive_maximum=8, maximum_packet_size=2048, topic_alias_maximum=8,
                  tls=None, reconnect_config=None, max_inflight=8, out_buffer_size=256,
                  max_queued=64, max_queued_bytes=32768, connect_timeout=10.0,
-                 auto_topic_alias=False, properties=None, batch_writes=None):
+                 auto_topic_alias=False, properties=None, batch_writes=None, auth_method=None,
+                 auth_data=None, on_auth=None, follow_redirects=False):
         self.client_id = client_id
         self.clean_start = clean_start
         self.keep_alive = keep_alive
@@ -143,6 +144,14 @@ class ConnectOptions:
         # much faster in bursts, a few allocations more per lone publish. None: on
         # CPython yes, on MicroPython no. (The acks of one read always leave together.)
         self.batch_writes = batch_writes
+        # Enhanced authentication: the method's name (str), the data for CONNECT, and
+        # on_auth(server_data) -> our next data, called for each challenge (at connect
+        # and after reauthenticate()).
+        self.auth_method = auth_method
+        self.auth_data = auth_data
+        self.on_auth = on_auth
+        # Follow a CONNACK or DISCONNECT 0x9C/0x9D with a Server Reference (URL targets).
+        self.follow_redirects = follow_redirects
 
 
 class PublishOptions:
@@ -274,20 +283,34 @@ class ConnectionEvent:
 
 
 class Connected(ConnectionEvent):
-    def __init__(self, session_present, limits):
+    """``properties`` are the CONNACK's (a dict); the ones an application acts on are
+    attributes too (None when absent)."""
+
+    def __init__(self, session_present, limits, properties=None):
         self.session_present = session_present
         self.limits = limits
+        p = properties or {}
+        self.properties = p
+        self.assigned_client_id = p.get(_p.PROP_ASSIGNED_CLIENT_IDENTIFIER)
+        self.response_information = p.get(_p.PROP_RESPONSE_INFORMATION)
+        self.server_reference = p.get(_p.PROP_SERVER_REFERENCE)
+        self.reason_string = p.get(_p.PROP_REASON_STRING)
+        self.user_properties = p.get(_p.PROP_USER_PROPERTY)
 
     def __repr__(self):
         return "Connected(session_present=%r)" % self.session_present
 
 
 class Disconnected(ConnectionEvent):
-    def __init__(self, reason_code=None, reason_string=None, by_server=False, error=None):
+    """``server_reference``: where the server said to go instead (0x9C / 0x9D)."""
+
+    def __init__(self, reason_code=None, reason_string=None, by_server=False, error=None,
+                 server_reference=None):
         self.reason_code = reason_code
         self.reason_string = reason_string
         self.by_server = by_server
         self.error = error
+        self.server_reference = server_reference
 
     def __repr__(self):
         return "Disconnected(reason_code=%r, reason_string=%r, by_server=%r, error=%r)" % (
@@ -421,6 +444,7 @@ class MqttClient:
         self._write_wake = asyncio.Event()
         self._writer = None  # type: Any  # the writer task, made when first needed
         self._gave_up = None  # type: Any  # the error publish() raises once reconnecting stopped
+        self._reauth = None  # type: Any  # set when a re-authentication succeeded
         self._transport = None  # type: Any
         self._target = None  # type: Any
         self._spare = []  # type: list  # Delivery objects publish() may reuse
@@ -511,10 +535,33 @@ class MqttClient:
         self._closing = False
         self._gave_up = None
         self._target = target
-        event = await self._connect_once()
+        hops = 0
+        while True:
+            try:
+                event = await self._connect_once()
+                break
+            except ConnectRefused as e:
+                hops += 1
+                if hops > 3 or not self._redirect(e.reason_code, self._session.ev_props):
+                    raise
         self._supervisor = asyncio.create_task(self._supervise())
         await self._after_connect(event)
         return event
+
+    def _redirect(self, rc, props):
+        """Follow a Server Reference (0x9C use another server, 0x9D server moved)
+        when the options say so; True if the next connection goes elsewhere."""
+        if not (self.options.follow_redirects and (rc == 0x9C or rc == 0x9D) and props
+                and isinstance(self._target, str)):
+            return False
+        ref = props.get(_p.PROP_SERVER_REFERENCE)
+        if not ref:
+            return False
+        from . import _rare
+
+        self._target = _rare.redirected(self._target, ref)
+        _log("redirected to %s" % self._target)
+        return True
 
     async def _connect_once(self):
         """Open the transport and handshake, all within ``connect_timeout``: a server
@@ -568,6 +615,10 @@ class MqttClient:
         props = dict(o.properties) if o.properties else {}
         if o.user_properties:
             props[_p.PROP_USER_PROPERTY] = list(o.user_properties)
+        if o.auth_method is not None:
+            from . import _rare
+
+            _rare.auth_props(o, o.auth_data, props)
         clean = o.clean_start if not self._has_connected else (
             o.clean_start and not o.session_expiry_interval)
         now = ticks_ms()
@@ -600,6 +651,11 @@ class MqttClient:
                 raise
             if ev == _s.EV_CONNACK:
                 break
+            if ev == _s.EV_AUTH:
+                self._auth_step()  # a step of enhanced authentication
+                if not self._put():
+                    await self._finish()
+                continue
             if ev != _s.EV_NONE:
                 raise ProtocolError("unexpected packet before CONNACK", 0x82)
         if s.ev_rc >= 0x80:
@@ -620,7 +676,7 @@ class MqttClient:
         self._link_no += 1
         self._up_since = ticks_ms()
         self._has_connected = True
-        return Connected(s.ev_session_present, s.limits)
+        return Connected(s.ev_session_present, s.limits, s.ev_props)
 
     async def _after_connect(self, event):
         """Start the I/O tasks, restore subscriptions, send what is owed."""
@@ -650,6 +706,46 @@ class MqttClient:
                     await r
             except Exception as e:  # a user callback must not kill the client
                 _log("connection event callback raised %r" % e)
+
+    def _auth_step(self):
+        """The server sent AUTH: answer it (the reply, if any, is left in ``out``);
+        returns its reason code. ProtocolError for an AUTH we cannot accept."""
+        from . import _rare
+
+        try:
+            return _rare.answer(self)
+        except ProtocolError as e:
+            self._session.abort(e.reason_code)  # DISCONNECT, and the session is over
+            try:
+                self._put()
+            except Exception:
+                pass
+            raise
+
+    async def reauthenticate(self, data=None):
+        """Enhanced authentication again, on this connection: AUTH "re-authenticate"
+        with ``data``, then the server's challenges go to ``on_auth`` as at connect.
+        Returns once the server says success; a server that refuses disconnects
+        (``NetworkError`` with its reason code)."""
+        from . import _rare
+
+        if self.options.auth_method is None:
+            raise UsageError("re-authentication needs ConnectOptions(auth_method=...)")
+        if not self._connected:
+            raise NetworkError("not connected")
+        await self._wait_room()
+        self._reauth = done = asyncio.Event()
+        lost = self._lost
+        try:
+            _rare.reauthenticate(self, data)
+            self._put()
+            await done.wait()  # set by the success, or by the link's loss
+        finally:
+            self._reauth = None
+        if lost.is_set():
+            e = getattr(self, "_lost_error", None)
+            raise NetworkError("re-authentication failed: %s" % (e,),
+                               getattr(e, "reason_code", None))
 
     # ---------------------------------------------------------- writing --
 
@@ -1129,6 +1225,8 @@ class MqttClient:
         if self._lost is not None and not self._lost.is_set():
             self._lost_error = error
             self._lost.set()
+            if self._reauth is not None:
+                self._reauth.set()
             # From now on publish() queues (the session is disconnected) and nobody
             # waits for room behind a write on a dead link; the supervisor does the rest.
             self._connected = False
@@ -1209,10 +1307,15 @@ class MqttClient:
                         w.codes = s.ev_codes
                         w.props = s.ev_props
                         w.event.set()
+                elif ev == _s.EV_AUTH:
+                    if self._auth_step() == 0 and self._reauth is not None:
+                        self._reauth.set()  # re-authentication succeeded
+                    elif s.out_len or s.out_tail is not None:
+                        self._put()
                 elif ev == _s.EV_DISCONNECT:
                     reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
                     _log("DISCONNECT from server 0x%02X %s" % (s.ev_rc, reason or ""))
-                    self._server_disconnect = (s.ev_rc, reason)  # type: Any
+                    self._server_disconnect = (s.ev_rc, reason, s.ev_props)  # type: Any
                     raise NetworkError("server disconnected: %s" % (reason or "reason code"),
                                        s.ev_rc)
         except asyncio.CancelledError:
@@ -1362,11 +1465,13 @@ class MqttClient:
             await self._stop_tasks()
             self._fail_acks(self._session.connection_lost(), NetworkError("connection lost"))
             by_server = isinstance(error, NetworkError) and error.reason_code is not None
-            reason = getattr(self, "_server_disconnect", (None, None))
-            self._server_disconnect = (None, None)
+            reason = getattr(self, "_server_disconnect", (None, None, None))
+            self._server_disconnect = (None, None, None)
             _log("connection lost: %r" % (error,))
             code = reason[0] if by_server else getattr(error, "reason_code", None)
-            await self._emit(Disconnected(code, reason[1], by_server, error))
+            ref = reason[2].get(_p.PROP_SERVER_REFERENCE) if by_server and reason[2] else None
+            await self._emit(Disconnected(code, reason[1], by_server, error, ref))
+            self._redirect(code, reason[2] if by_server else None)
             # Closed after telling: a close may wait (bounded) to flush a stalled link.
             await _close_quietly(self._transport)
             self._window.set()
@@ -1397,6 +1502,8 @@ class MqttClient:
                 try:
                     event = await self._connect_once()
                 except ConnectRefused as e:
+                    if self._redirect(e.reason_code, self._session.ev_props):
+                        continue
                     if e.reason_code in _PERMANENT_REFUSALS:
                         _log("reconnect refused for good: %s" % e)
                         self._give_up(e)

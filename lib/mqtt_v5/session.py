@@ -870,6 +870,11 @@ class Session:
             self._fail(e.reason_code or 0x82)
             raise
 
+    def abort(self, rc):
+        """The driver found the server breaking the protocol: queue DISCONNECT ``rc``;
+        the session is disconnected."""
+        self._fail(rc)
+
     def _fail(self, rc):
         """Queue a DISCONNECT for a protocol violation by the server."""
         self.out_len = 0
