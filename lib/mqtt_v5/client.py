@@ -1,9 +1,22 @@
 """The asyncio driver and public API: ``MqttClient``.
 
 The driver only moves bytes and time between a transport and the sans-IO
-``Session``: one task reads (and dispatches messages), one sleeps until the
-next keep-alive deadline, and a supervisor reconnects with backoff. Every
-packet is written under one lock, in one write. Nothing here polls.
+``Session``. Its parts, in this file's order:
+
+* connecting: ``connect`` / ``_connect_once`` / ``_handshake`` (bounded by
+  ``connect_timeout``), and the **supervisor** task (``_supervise``) that
+  reconnects with backoff, follows redirections, and gives up for good;
+* the **write path** (``_put``): every packet is encoded and handed to the
+  transport with no await in between, so no lock; a write the transport could
+  not finish at once is *held* and finished by a writer task, and nothing is
+  encoded until it is;
+* the **publish path** (``publish``): no coroutine in the usual case;
+* subscribe / unsubscribe / disconnect;
+* the **reader** task (``_read_loop``, ``_dispatch``: callbacks, coroutine
+  callbacks bounded by ``receive_maximum``) and the **keep-alive** task
+  (``_timer_loop``), which needs nothing the writer holds.
+
+Nothing here polls.
 """
 
 import asyncio
@@ -33,6 +46,7 @@ from .errors import (
     SubscribeFailed,
     UsageError,
 )
+from .session import Message, Will  # noqa: F401  (one of each for both drivers; public here)
 from .topic import filter_ok, matches, share_prefix_len
 
 TYPE_CHECKING = False
@@ -81,24 +95,6 @@ class ReconnectConfig:
         if self.jitter:
             d += d * self.jitter * random_ms(1000) / 1000
         return d
-
-
-class Will:
-    """The message the server publishes if we vanish (``delay`` in seconds)."""
-
-    def __init__(self, topic, payload=b"", qos=0, retain=False, properties=None, delay=0):
-        self.topic = topic
-        self.payload = payload
-        self.qos = qos
-        self.retain = retain
-        self.properties = properties
-        self.delay = delay
-
-    def _to_codec(self):
-        props = dict(self.properties) if self.properties else {}
-        if self.delay:
-            props[_p.PROP_WILL_DELAY_INTERVAL] = self.delay
-        return _c.Will(self.topic, self.payload, self.qos, self.retain, props)
 
 
 class ConnectOptions:
@@ -177,105 +173,6 @@ class PublishOptions:
         if payload_format_indicator is not None:
             props[_p.PROP_PAYLOAD_FORMAT_INDICATOR] = payload_format_indicator
         self.properties = props or None
-
-
-class Message:
-    """A received message. Passed to a plain callback, it is only valid during
-    the call (it reads the receive buffer); ``copy()`` keeps one. Coroutine
-    callbacks and ``messages()`` get detached messages that stay valid. ``topic`` and
-    ``payload`` build a str / bytes on first access; ``topic_is`` and
-    ``payload_into`` do not allocate."""
-
-    def __init__(self):
-        self._session = None  # type: Any
-        self._topic = None  # type: Any
-        self._payload = None  # type: Any
-        self._props = None  # type: Any
-        self.qos = 0
-        self.retain = False
-        self.dup = False
-        self.packet_id = 0
-
-    def _bind(self, session):
-        m = session.msg
-        self._session = session
-        self._topic = None
-        self._payload = None
-        self._props = None
-        self.qos = m.qos
-        self.retain = m.retain
-        self.dup = m.dup
-        self.packet_id = m.packet_id
-
-    @property
-    def topic(self):
-        if self._topic is None:
-            s = self._session
-            self._topic = str(s.topic_buf[s.topic_start:s.topic_end], "utf-8")
-        return self._topic
-
-    @property
-    def payload(self):
-        if self._payload is None:
-            self._payload = self._session.msg.payload()
-        return self._payload
-
-    @property
-    def properties(self):
-        if self._props is None:
-            self._props = self._session.msg.properties()
-        return self._props
-
-    def topic_is(self, topic):
-        """True if the topic equals ``topic`` (bytes), without allocating."""
-        s = self._session
-        if s is None:  # detached
-            return self._topic.encode() == topic
-        n = s.topic_end - s.topic_start
-        if len(topic) != n:
-            return False
-        buf = s.topic_buf
-        base = s.topic_start
-        for i in range(n):
-            if buf[base + i] != topic[i]:
-                return False
-        return True
-
-    def payload_into(self, buf):
-        """Copy the payload into ``buf``; returns its length."""
-        if self._session is None:  # detached
-            n = len(self._payload)
-            memoryview(buf)[0:n] = self._payload
-            return n
-        m = self._session.msg
-        n = m.payload_end - m.payload_start
-        mv = memoryview(buf)
-        mv[0:n] = memoryview(m.buf)[m.payload_start:m.payload_end]
-        return n
-
-    def _detach(self):
-        """Read everything out of the receive buffer: this object stays valid."""
-        if self._session is not None:
-            self._topic = self.topic
-            self._payload = self.payload
-            self._props = self.properties
-            self._session = None
-
-    def copy(self):
-        """A detached copy that stays valid."""
-        c = Message()
-        c._topic = self.topic
-        c._payload = self.payload
-        c._props = self.properties
-        c.qos = self.qos
-        c.retain = self.retain
-        c.dup = self.dup
-        c.packet_id = self.packet_id
-        return c
-
-    def __repr__(self):
-        return "Message(topic=%r, payload=%r, qos=%d, retain=%r)" % (
-            self.topic, self.payload, self.qos, self.retain)
 
 
 class ConnectionEvent:
@@ -623,7 +520,7 @@ class MqttClient:
             o.clean_start and not o.session_expiry_interval)
         now = ticks_ms()
         s.connect(now, clean, o.keep_alive, o.username, o.password,
-                  o.will._to_codec() if o.will is not None else None, props,
+                  o.will, props,
                   o.session_expiry_interval, o.auto_topic_alias)
         _log("CONNECT client_id=%r clean_start=%r keep_alive=%d"
              % (s.client_id, clean, o.keep_alive))
@@ -1239,19 +1136,20 @@ class MqttClient:
     async def _read_loop(self, transport):
         """Handle what is buffered, then read more; forever: one coroutine for the
         connection's life, not one per read (under MicroPython a coroutine's frame is
-        allocated at each call: 160 B for this one). Packets that came in the same read
+        allocated at each call). Packets that came in the same read
         as CONNACK (a resumed session's queued messages) are already buffered: they are
         handled before the first read."""
         s = self._session
         rd = s.reader
         # A transport's read_raw costs no coroutine of ours per read (see transport.py).
-        read = getattr(transport, "read_raw", None) or transport.readinto
+        raw = hasattr(transport, "read_raw")
         try:
             while True:
                 if self._held is not None:
                     await self._wait_room()  # the acks this poll may encode need out
                 try:
-                    acking = s._msg_unacked  # this poll answers the last message
+                    # (this poll answers the last message: nothing to log)
+                    acking = s.owes_ack() if _log_fn is not None else False
                     ev = s.poll(ticks_ms())
                     if _log_fn is not None and ev != _s.EV_NONE and not acking:
                         _log_incoming(s)
@@ -1270,7 +1168,10 @@ class MqttClient:
                 if ev == _s.EV_NONE:
                     if self._batch_len:
                         self._put()
-                    n = await read(rd.free())
+                    if raw:
+                        n = await transport.read_raw(rd.free())
+                    else:
+                        n = await transport.readinto(rd.free())
                     if n is None:
                         continue  # (read_raw: nothing whole yet)
                     if not n:
@@ -1568,7 +1469,7 @@ def _log_incoming(s):
     t = s.reader.first >> 4
     name = _c.PACKET_NAMES[t]
     if _c.PUBACK <= t <= _c.PUBCOMP:
-        a = s._ack
+        a = s.last_ack()
         _log("<- %s pid=%d rc=0x%02X" % (name, a.packet_id, a.reason_code))
     elif t == _c.PUBLISH:
         m = s.msg

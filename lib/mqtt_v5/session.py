@@ -76,8 +76,8 @@ _WAIT_PUBCOMP = const(3)
 
 # The in-flight table is ONE flat list of _SLOT entries per outgoing QoS 1/2 message,
 # with these fields at these offsets; a slot is named by the offset of its first entry
-# (-1: none). One list of 10 words a slot instead of one list per field (~80 B each
-# under MicroPython: ten of them cost ~500 B more for the default 8 slots).
+# (-1: none). One list of 10 words a slot instead of one list per field (each list
+# object costs its header and slack under MicroPython).
 _PID = const(0)
 _STATE = const(1)  # _FREE / _WAIT_*: also its QoS (_WAIT_PUBACK is QoS 1, the others 2)
 _SEQ = const(2)  # send order, for resends [MQTT-4.6.0-1]
@@ -124,6 +124,140 @@ class Limits:
                     self.maximum_packet_size, self.topic_alias_maximum,
                     self.wildcard_available, self.subscription_identifiers_available,
                     self.shared_available, self.server_keep_alive))
+
+
+# ------------------------------------------------- the drivers' shared types --
+
+class Will:
+    """The message the server publishes if we vanish (``delay`` in seconds)."""
+
+    def __init__(self, topic, payload=b"", qos=0, retain=False, properties=None, delay=0):
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.properties = properties
+        self.delay = delay
+
+    def _to_codec(self):
+        props = dict(self.properties) if self.properties else {}
+        if self.delay:
+            props[_p.PROP_WILL_DELAY_INTERVAL] = self.delay
+        return _c.Will(self.topic, self.payload, self.qos, self.retain, props)
+
+
+def _codec_will(w):
+    """A Will (or the codec's own, or None) as the codec wants it."""
+    return w._to_codec() if isinstance(w, Will) else w
+
+
+
+class Message:
+    """A received message. Passed to a plain callback, it is only valid during
+    the call (it reads the receive buffer); ``copy()`` keeps one. Coroutine
+    callbacks and ``messages()`` get detached messages that stay valid. ``topic`` and
+    ``payload`` build a str / bytes on first access; ``topic_is`` and
+    ``payload_into`` do not allocate."""
+
+    def __init__(self):
+        self._session = None  # type: Any
+        self._topic = None  # type: Any
+        self._payload = None  # type: Any
+        self._props = None  # type: Any
+        self.qos = 0
+        self.retain = False
+        self.dup = False
+        self.packet_id = 0
+
+    def _bind(self, session):
+        m = session.msg
+        self._session = session
+        self._topic = None
+        self._payload = None
+        self._props = None
+        self.qos = m.qos
+        self.retain = m.retain
+        self.dup = m.dup
+        self.packet_id = m.packet_id
+
+    @property
+    def topic(self):
+        if self._topic is None:
+            s = self._session
+            self._topic = str(s.topic_buf[s.topic_start:s.topic_end], "utf-8")
+        return self._topic
+
+    @property
+    def payload(self):
+        if self._payload is None:
+            self._payload = self._session.msg.payload()
+        return self._payload
+
+    @property
+    def properties(self):
+        if self._props is None:
+            self._props = self._session.msg.properties()
+        return self._props
+
+    def topic_is(self, topic):
+        """True if the topic equals ``topic`` (bytes), without allocating."""
+        s = self._session
+        if s is None:  # detached
+            return self._topic.encode() == topic
+        n = s.topic_end - s.topic_start
+        if len(topic) != n:
+            return False
+        buf = s.topic_buf
+        base = s.topic_start
+        for i in range(n):
+            if buf[base + i] != topic[i]:
+                return False
+        return True
+
+    def payload_into(self, buf):
+        """Copy the payload into ``buf``; returns its length."""
+        if self._session is None:  # detached
+            n = len(self._payload)
+            memoryview(buf)[0:n] = self._payload
+            return n
+        m = self._session.msg
+        n = m.payload_end - m.payload_start
+        mv = memoryview(buf)
+        mv[0:n] = memoryview(m.buf)[m.payload_start:m.payload_end]
+        return n
+
+    def _detach(self):
+        """Read everything out of the receive buffer: this object stays valid."""
+        if self._session is not None:
+            self._topic = self.topic
+            self._payload = self.payload
+            self._props = self.properties
+            self._session = None
+
+    def copy(self):
+        """A detached copy that stays valid."""
+        c = Message()
+        c._topic = self.topic
+        c._payload = self.payload
+        c._props = self.properties
+        c.qos = self.qos
+        c.retain = self.retain
+        c.dup = self.dup
+        c.packet_id = self.packet_id
+        return c
+
+    def __repr__(self):
+        return "Message(topic=%r, payload=%r, qos=%d, retain=%r)" % (
+            self.topic, self.payload, self.qos, self.retain)
+
+
+def detached_message(session):
+    """The message ``poll`` just handed out, as a detached ``Message``."""
+    m = Message()
+    m._bind(session)
+    m._detach()
+    return m
+
 
 
 class Session:
@@ -220,7 +354,8 @@ class Session:
 
     def connect(self, now_ms, clean_start=True, keep_alive_s=60, username=None, password=None,
                 will=None, props=None, session_expiry_s=0, auto_alias=False):
-        """Encode CONNECT. ``props`` are extra CONNECT properties (dict)."""
+        """Encode CONNECT. ``props`` are extra CONNECT properties (dict); ``will`` a
+        ``Will`` (or the codec's)."""
         self._ready_out()
         if self.state != DISCONNECTED:
             raise UsageError("already connected or connecting")
@@ -233,7 +368,7 @@ class Session:
             p[_p.PROP_SESSION_EXPIRY_INTERVAL] = session_expiry_s
         self._expiry_was_zero = not p.get(_p.PROP_SESSION_EXPIRY_INTERVAL)
         self._encode_cold(_c.encode_connect, self.client_id, clean_start, keep_alive_s,
-                          username, password, will, p)
+                          username, password, _codec_will(will), p)
         self.keep_alive_ms = keep_alive_s * 1000
         self._auto_alias = auto_alias
         self._clean_start = clean_start
@@ -997,6 +1132,15 @@ class Session:
             self.out_len = _c.encode_ack(self.out, _c.PUBACK, pid)
         elif qos == 2:
             self.out_len = _c.encode_ack(self.out, _c.PUBREC, pid)
+
+    def owes_ack(self):
+        """True if the next ``poll`` sends the acknowledgement of the message it
+        handed out last (rather than handling another packet)."""
+        return self._msg_unacked != 0
+
+    def last_ack(self):
+        """The PUBACK/PUBREC/PUBREL/PUBCOMP ``poll`` handled last (an AckView)."""
+        return self._ack
 
     def defer_ack(self):
         """Keep the message just handed out unacknowledged past the next ``poll``

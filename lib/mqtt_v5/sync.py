@@ -54,28 +54,12 @@ from .errors import (
     SubscribeFailed,
     UsageError,
 )
+from .session import Message, Will  # noqa: F401  (the ones MqttClient uses: public here)
 from .topic import filter_ok
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any  # noqa: F401
-
-
-class Message:
-    """A received message (a detached copy: ``topic`` str, ``payload`` bytes)."""
-
-    def __init__(self, topic, payload, qos, retain, dup, packet_id, properties):
-        self.topic = topic
-        self.payload = payload
-        self.qos = qos
-        self.retain = retain
-        self.dup = dup
-        self.packet_id = packet_id
-        self.properties = properties
-
-    def __repr__(self):
-        return "Message(topic=%r, payload=%r, qos=%d, retain=%r)" % (
-            self.topic, self.payload, self.qos, self.retain)
 
 
 class _Op:
@@ -93,7 +77,7 @@ class SyncClient:
 
     Keyword options (as ``ConnectOptions``): ``clean_start=True``,
     ``keep_alive=60`` (s), ``session_expiry_interval=0`` (s), ``username``,
-    ``password``, ``will`` (``mqtt_v5.client.Will`` or ``codec.Will``),
+    ``password``, ``will`` (``Will``, as MqttClient's),
     ``user_properties``, ``properties`` (extra CONNECT properties),
     ``receive_maximum=8``, ``maximum_packet_size=2048`` (the receive buffer),
     ``topic_alias_maximum=0``, ``max_inflight=4``, ``out_buffer_size=512``,
@@ -177,7 +161,7 @@ class SyncClient:
         clean = self.clean_start and not (self._has_connected and self.session_expiry_interval)
         try:
             s.connect(ticks_ms(), clean, self.keep_alive, self.username, self.password,
-                      _will(self.will), props, self.session_expiry_interval)
+                      self.will, props, self.session_expiry_interval)
             self._t = t
             self._write()
             while True:
@@ -390,9 +374,7 @@ class SyncClient:
             if ev == _s.EV_NONE:
                 return None
             if ev == _s.EV_MESSAGE:
-                m = s.msg
-                msg = Message(str(s.topic_buf[s.topic_start:s.topic_end], "utf-8"),
-                              m.payload(), m.qos, m.retain, m.dup, m.packet_id, m.properties())
+                msg = _s.detached_message(s)
                 if self._cb is not None:
                     self._cb(msg)
                 elif not want_message:
@@ -431,7 +413,7 @@ class SyncClient:
         """Send the acknowledgement of the message just taken (the session
         queues it on the next poll), without handling the packets after it."""
         s = self._session
-        if s._msg_unacked:
+        if s.owes_ack():
             s.poll(ticks_ms())  # only acknowledges: returns EV_CONTINUE
             if s.out_len or s.out_tail is not None:
                 self._write()
@@ -476,13 +458,3 @@ class SyncClient:
                 t.close()
             except Exception:
                 pass
-
-
-def _will(w):
-    if w is None or isinstance(w, _c.Will):
-        return w
-    props = dict(w.properties) if w.properties else {}
-    delay = getattr(w, "delay", 0)
-    if delay:
-        props[_p.PROP_WILL_DELAY_INTERVAL] = delay
-    return _c.Will(w.topic, w.payload, w.qos, w.retain, props)
