@@ -349,7 +349,10 @@ def test_garbage_per_operation_unix_port(mp_unix_port, mosquitto, mpy):
     floor = r["floor"]  # asyncio: one task woken by its socket
     assert r["qos0"] == 0, r
     assert r["qos0_str"] == 0, r
+    assert r["qos0_props"] == 0, r  # a user property given as str
+    assert r["qos0_props_bytes"] == 0, r
     assert r["qos1"] <= floor, r  # written at once; the one wake-up is the reader's
     assert r["recv0"] <= floor, r
     assert r["recv1"] <= floor, r  # its PUBACK written at once
+    assert r["recv1_props"] <= floor, r
     assert r["idle"] == 0, r

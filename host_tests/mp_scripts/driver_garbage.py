@@ -3,11 +3,12 @@
 # Usage: micropython driver_garbage.py PORT [N]
 # Prints, as its last line, a JSON object of bytes per operation:
 #   floor   one task woken by its socket through asyncio's Stream (asyncio's own cost)
-#   qos0 / qos0_str / qos0_props   an awaited QoS 0 publish (bytes topic and payload / str
-#                                  topic / with user properties)
+#   qos0 / qos0_str / qos0_props / qos0_props_bytes   an awaited QoS 0 publish (bytes topic
+#                 and payload / str topic / with a str user property / given as bytes)
 #   qos1    an awaited QoS 1 publish: written, then the reader woken by PUBACK, which
 #           completes the publisher's wait
-#   recv0 / recv1   a message received (QoS 0 / QoS 1, acknowledged), plain callback
+#   recv0 / recv1 / recv1_props   a message received (QoS 0 / QoS 1, acknowledged / with a
+#                 user property), plain callback
 #   idle    connected and idle, over one second
 # The harness's own costs (the coroutine of each measured step, the sleeps) are measured
 # the same way with nothing in them and taken off.
@@ -34,9 +35,10 @@ def raw_connect(client_id):
     return s
 
 
-def publish_bytes(topic, payload, qos, pid=1):
+def publish_bytes(topic, payload, qos, pid=1, props=b""):
     t = topic.encode()
-    vh = bytes([0, len(t)]) + t + (bytes([pid >> 8, pid & 255]) if qos else b"") + b"\x00"
+    vh = (bytes([0, len(t)]) + t + (bytes([pid >> 8, pid & 255]) if qos else b"")
+          + bytes([len(props)]) + props)
     body = vh + payload
     return bytes([0x30 | (qos << 1), len(body)]) + body
 
@@ -91,6 +93,7 @@ async def main():
     ts = base + "/out"
     payload = b"x" * 64
     props = PublishOptions(user_properties=[("k", "v")])
+    bprops = PublishOptions(user_properties=[(b"k", b"v")])
 
     # Each loop in one coroutine: no harness coroutine per step.
     for _ in range(5):
@@ -110,6 +113,12 @@ async def main():
     for _ in range(N):
         await c.publish(tb, payload, 0, False, props)
     out["qos0_props"] = end(a)
+    for _ in range(5):
+        await c.publish(tb, payload, 0, False, bprops)
+    a = begin()
+    for _ in range(N):
+        await c.publish(tb, payload, 0, False, bprops)
+    out["qos0_props_bytes"] = end(a)
     a = begin()
     for _ in range(N):
         await c.publish(tb, payload, 1)
@@ -120,6 +129,8 @@ async def main():
     feeder = raw_connect("garbage-feeder")
     msg0 = publish_bytes(base + "/in/x", payload, 0)
     msg1 = publish_bytes(base + "/in/x", payload, 1)
+    # with a user property ("k", "v")
+    msg1p = publish_bytes(base + "/in/x", payload, 1, 1, b"\x26\x00\x01k\x00\x01v")
 
     async def recv(msg, qos):
         for _ in range(3):
@@ -153,6 +164,7 @@ async def main():
 
     out["recv0"] = await recv(msg0, 0)
     out["recv1"] = await recv(msg1, 1)
+    out["recv1_props"] = await recv(msg1p, 1)
     feeder.close()
     gc.collect()
     gc.disable()
