@@ -1,12 +1,20 @@
 """MqttClient's rarely used MQTT 5 features, imported on first use (a device that
-uses neither loads none of this): enhanced authentication (AUTH exchanges, at
-connect and re-authentication) and server redirection (Server Reference)."""
+uses neither loads none of this): enhanced authentication (AUTH exchanges at connect
+and re-authentication, MQTT 5 section 4.12) and server redirection (Server
+Reference, 4.11). The client keeps only the hooks: ``step`` when AUTH arrives,
+``reauthenticate``, ``follow`` when a CONNACK or DISCONNECT says 0x9C / 0x9D."""
+
+import asyncio
 
 from . import properties as _p
-from .errors import ProtocolError
+from ._compat import is_awaitable
+from .errors import ConnectRefused, MqttError, MqttTimeout, NetworkError, ProtocolError, UsageError
 
 _CONTINUE = 0x18
 _REAUTHENTICATE = 0x19
+# Redirections followed in a row without a connection coming up: two servers that
+# send a client to each other must not keep it busy forever.
+MAX_HOPS = 3
 
 
 def auth_props(options, data, props=None):
@@ -18,37 +26,125 @@ def auth_props(options, data, props=None):
     return p
 
 
-def answer(client):
-    """The server sent AUTH (the session's ev_rc / ev_props): check it, and for
-    "continue authentication" encode our answer from ``on_auth(data)`` into the
-    session's ``out``. Returns the AUTH reason code (0: authentication succeeded)."""
+async def step(client):
+    """The server sent AUTH (the session's ``ev_rc`` / ``ev_props``). "Continue
+    authentication" (0x18): ``on_auth(data)`` (a function or a coroutine function)
+    gives our answer, encoded into the session's ``out`` for the caller to write;
+    "success" (0x00) ends a re-authentication. Anything else the spec forbids: the
+    DISCONNECT is queued (and written) and a ProtocolError raised; ``on_auth``
+    failing: DISCONNECT 0x80 and an MqttError naming what it raised."""
     s = client._session
     o = client.options
     rc = s.ev_rc
     props = s.ev_props or {}
-    if o.auth_method is None:
-        # [MQTT-4.12.0-6] no AUTH to a client that asked for no enhanced authentication
-        raise ProtocolError("AUTH from the server, but we use no authentication method", 0x82)
-    if props.get(_p.PROP_AUTHENTICATION_METHOD) != o.auth_method:
-        # [MQTT-4.12.0-5] the same method throughout
-        raise ProtocolError("AUTH with another authentication method", 0x82)
-    if rc == _CONTINUE:
+    waiter = client._reauth
+    connected = client._connected
+    try:
+        if o.auth_method is None:
+            # [MQTT-4.12.0-6] no AUTH to a client that asked for no enhanced authentication
+            raise ProtocolError("AUTH from the server, but we use no authentication method", 0x82)
+        if props.get(_p.PROP_AUTHENTICATION_METHOD) != o.auth_method:
+            # [MQTT-4.12.0-5] the same method throughout
+            raise ProtocolError("AUTH with another authentication method", 0x82)
+        if connected and waiter is None:
+            # 4.12.1: only the client starts a re-authentication
+            raise ProtocolError("AUTH 0x%02X from the server, but no re-authentication is "
+                                "under way" % rc, 0x82)
+        if rc == 0 and connected:
+            waiter.set()  # re-authentication succeeded
+            return
+        if rc != _CONTINUE:
+            # at connect, success comes as CONNACK; 0x19 is the client's to send
+            raise ProtocolError("AUTH 0x%02X from the server %s" % (
+                rc, "during re-authentication" if connected else "before CONNACK"), 0x82)
         cb = o.on_auth
-        reply = cb(props.get(_p.PROP_AUTHENTICATION_DATA)) if cb is not None else None
+        try:
+            reply = cb(props.get(_p.PROP_AUTHENTICATION_DATA)) if cb is not None else None
+            if is_awaitable(reply):
+                reply = await reply
+        except Exception as e:
+            raise MqttError("authentication abandoned: on_auth raised %r" % (e,), 0x80)
+        if connected:
+            await client._wait_room()  # others may have written while on_auth ran
         s.auth(_CONTINUE, auth_props(o, reply))
-    elif rc != 0:
-        raise ProtocolError("AUTH with reason code 0x%02X from the server" % rc, 0x82)
-    return rc
+    except MqttError as e:
+        s.abort(e.reason_code or 0x80)  # DISCONNECT; the session is over
+        try:
+            client._put()
+        except Exception:
+            pass
+        raise
 
 
-def reauthenticate(client, data):
-    """Encode AUTH "re-authenticate" (the caller writes it)."""
-    client._session.auth(_REAUTHENTICATE, auth_props(client.options, data))
+async def reauthenticate(client, data):
+    """MqttClient.reauthenticate (see there)."""
+    o = client.options
+    if o.auth_method is None:
+        raise UsageError("re-authentication needs ConnectOptions(auth_method=...)")
+    if client._reauth is not None:
+        raise UsageError("a re-authentication is already under way")
+    if not client._connected:
+        raise NetworkError("not connected")
+    lost = client._lost
+    client._reauth = done = asyncio.Event()
+    try:
+        await client._wait_room()
+        if not lost.is_set():
+            client._session.auth(_REAUTHENTICATE, auth_props(o, data))
+            client._put()
+            try:
+                await asyncio.wait_for(done.wait(), o.connect_timeout)
+            except asyncio.TimeoutError:
+                # The exchange is in an unknown state: a new connection (which
+                # authenticates from the start) is the way out.
+                e = MqttTimeout("re-authentication: no answer within %s s" % o.connect_timeout)
+                client._link_failed(e)
+                raise e
+    finally:
+        client._reauth = None
+    if lost.is_set():
+        e = getattr(client, "_lost_error", None)
+        rc = getattr(e, "reason_code", None)
+        if type(e) is NetworkError and rc is not None and rc >= 0x80:
+            # the server's DISCONNECT: how it refuses a re-authentication [MQTT-4.12.1-2]
+            raise ConnectRefused("re-authentication refused by the server", rc)
+        if isinstance(e, MqttError):
+            raise e
+        raise NetworkError("re-authentication: connection lost (%r)" % (e,))
+
+
+def follow(client, rc, reference):
+    """A CONNACK or DISCONNECT said 0x9C (use another server: for now) or 0x9D (server
+    moved: for good) with Server Reference ``reference``: point the client's target
+    there. False when it cannot be followed (no reference, not a URL target, too many
+    hops in a row); the client then goes back to where the user pointed it."""
+    t = client._target
+    new = redirected(t, reference) if reference and isinstance(t, str) else None
+    if new is None or client._hops >= MAX_HOPS:
+        client._target = client._home
+        return False
+    client._hops += 1
+    client._target = new
+    if rc == 0x9D:
+        client._home = new
+    return True
 
 
 def redirected(target, reference):
-    """The URL to connect to instead of ``target`` (a URL), from a Server Reference
-    ("host[:port]", the first of a space-separated list), keeping the scheme."""
-    ref = reference.split(" ")[0]
+    """The URL to connect to instead of ``target`` (a URL), from a Server Reference:
+    "host[:port]" (IPv6 in brackets), the first of a space-separated list. The
+    target's scheme is kept (a redirection never turns TLS off), and its path (a
+    WebSocket URL's) unless the reference has one. None if there is no host."""
+    ref = reference.strip().split(" ")[0]
+    i = ref.find("://")
+    if i >= 0:
+        ref = ref[i + 3:]
+    if not ref or ref[0] == "/" or ref[0] == ":":
+        return None
     i = target.find("://")
-    return (target[:i + 3] if i >= 0 else "") + ref
+    scheme = target[:i + 3] if i >= 0 else ""
+    rest = target[i + 3:] if i >= 0 else target
+    j = rest.find("/")
+    if j >= 0 and ref.find("/") < 0:
+        ref += rest[j:]
+    return scheme + ref

@@ -431,34 +431,29 @@ class MqttClient:
             raise UsageError("already connected; call disconnect() first")
         self._closing = False
         self._gave_up = None
-        self._target = target
-        hops = 0
+        self._target = self._home = target
+        self._hops = 0  # redirections followed in a row
         while True:
             try:
                 event = await self._connect_once()
                 break
             except ConnectRefused as e:
-                hops += 1
-                if hops > 3 or not self._redirect(e.reason_code, self._session.ev_props):
+                if not self._redirect(e.reason_code, e.server_reference):
                     raise
         self._supervisor = asyncio.create_task(self._supervise())
         await self._after_connect(event)
         return event
 
-    def _redirect(self, rc, props):
+    def _redirect(self, rc, reference):
         """Follow a Server Reference (0x9C use another server, 0x9D server moved)
         when the options say so; True if the next connection goes elsewhere."""
-        if not (self.options.follow_redirects and (rc == 0x9C or rc == 0x9D) and props
-                and isinstance(self._target, str)):
-            return False
-        ref = props.get(_p.PROP_SERVER_REFERENCE)
-        if not ref:
-            return False
-        from . import _rare
+        if self.options.follow_redirects and (rc == 0x9C or rc == 0x9D):
+            from . import _rare
 
-        self._target = _rare.redirected(self._target, ref)
-        _log("redirected to %s" % self._target)
-        return True
+            if _rare.follow(self, rc, reference):
+                _log("redirected to %s" % self._target)
+                return True
+        return False
 
     async def _connect_once(self):
         """Open the transport and handshake, all within ``connect_timeout``: a server
@@ -548,8 +543,10 @@ class MqttClient:
                 raise
             if ev == _s.EV_CONNACK:
                 break
-            if ev == _s.EV_AUTH:
-                self._auth_step()  # a step of enhanced authentication
+            if ev == _s.EV_AUTH:  # a step of enhanced authentication
+                from . import _rare
+
+                await _rare.step(self)
                 if not self._put():
                     await self._finish()
                 continue
@@ -558,8 +555,10 @@ class MqttClient:
         if s.ev_rc >= 0x80:
             reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
             _log("<- CONNACK refused rc=0x%02X %s" % (s.ev_rc, reason or ""))
-            raise ConnectRefused("connection refused%s" % (": " + reason if reason else ""),
-                                 s.ev_rc)
+            e = ConnectRefused("connection refused%s" % (": " + reason if reason else ""),
+                               s.ev_rc)
+            e.server_reference = s.ev_props.get(_p.PROP_SERVER_REFERENCE) if s.ev_props else None
+            raise e
         _log("<- CONNACK rc=0x%02X session_present=%r %r" % (s.ev_rc, s.ev_session_present,
                                                              s.limits))
         if s.ev_orphans:
@@ -573,6 +572,7 @@ class MqttClient:
         self._link_no += 1
         self._up_since = ticks_ms()
         self._has_connected = True
+        self._hops = 0
         return Connected(s.ev_session_present, s.limits, s.ev_props)
 
     async def _after_connect(self, event):
@@ -604,45 +604,18 @@ class MqttClient:
             except Exception as e:  # a user callback must not kill the client
                 _log("connection event callback raised %r" % e)
 
-    def _auth_step(self):
-        """The server sent AUTH: answer it (the reply, if any, is left in ``out``);
-        returns its reason code. ProtocolError for an AUTH we cannot accept."""
-        from . import _rare
-
-        try:
-            return _rare.answer(self)
-        except ProtocolError as e:
-            self._session.abort(e.reason_code)  # DISCONNECT, and the session is over
-            try:
-                self._put()
-            except Exception:
-                pass
-            raise
-
     async def reauthenticate(self, data=None):
-        """Enhanced authentication again, on this connection: AUTH "re-authenticate"
-        with ``data``, then the server's challenges go to ``on_auth`` as at connect.
-        Returns once the server says success; a server that refuses disconnects
-        (``NetworkError`` with its reason code)."""
+        # type: (Optional[bytes]) -> None
+        """Enhanced authentication again, on this connection (needs
+        ``ConnectOptions(auth_method=...)``): AUTH "re-authenticate" with ``data``,
+        then the server's challenges go to ``on_auth`` as at connect. Returns once the
+        server says success. A server that refuses disconnects: ``ConnectRefused``
+        with its reason code (the client then reconnects as configured, authenticating
+        from the start); no answer within ``connect_timeout``: ``MqttTimeout`` (and a
+        new connection)."""
         from . import _rare
 
-        if self.options.auth_method is None:
-            raise UsageError("re-authentication needs ConnectOptions(auth_method=...)")
-        if not self._connected:
-            raise NetworkError("not connected")
-        await self._wait_room()
-        self._reauth = done = asyncio.Event()
-        lost = self._lost
-        try:
-            _rare.reauthenticate(self, data)
-            self._put()
-            await done.wait()  # set by the success, or by the link's loss
-        finally:
-            self._reauth = None
-        if lost.is_set():
-            e = getattr(self, "_lost_error", None)
-            raise NetworkError("re-authentication failed: %s" % (e,),
-                               getattr(e, "reason_code", None))
+        await _rare.reauthenticate(self, data)
 
     # ---------------------------------------------------------- writing --
 
@@ -1208,10 +1181,11 @@ class MqttClient:
                         w.codes = s.ev_codes
                         w.props = s.ev_props
                         w.event.set()
-                elif ev == _s.EV_AUTH:
-                    if self._auth_step() == 0 and self._reauth is not None:
-                        self._reauth.set()  # re-authentication succeeded
-                    elif s.out_len or s.out_tail is not None:
+                elif ev == _s.EV_AUTH:  # re-authentication
+                    from . import _rare
+
+                    await _rare.step(self)
+                    if s.out_len:
                         self._put()
                 elif ev == _s.EV_DISCONNECT:
                     reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
@@ -1372,7 +1346,7 @@ class MqttClient:
             code = reason[0] if by_server else getattr(error, "reason_code", None)
             ref = reason[2].get(_p.PROP_SERVER_REFERENCE) if by_server and reason[2] else None
             await self._emit(Disconnected(code, reason[1], by_server, error, ref))
-            self._redirect(code, reason[2] if by_server else None)
+            self._redirect(code, ref)
             # Closed after telling: a close may wait (bounded) to flush a stalled link.
             await _close_quietly(self._transport)
             self._window.set()
@@ -1403,8 +1377,9 @@ class MqttClient:
                 try:
                     event = await self._connect_once()
                 except ConnectRefused as e:
-                    if self._redirect(e.reason_code, self._session.ev_props):
+                    if self._redirect(e.reason_code, e.server_reference):
                         continue
+                    self._target = self._home  # a redirection (0x9C) lasts one attempt
                     if e.reason_code in _PERMANENT_REFUSALS:
                         _log("reconnect refused for good: %s" % e)
                         self._give_up(e)
@@ -1413,6 +1388,7 @@ class MqttClient:
                     continue
                 except (MqttError, OSError) as e:
                     _log("reconnect attempt %d failed: %r" % (attempt, e))
+                    self._target = self._home
                     continue
                 await self._after_connect(event)
                 break
