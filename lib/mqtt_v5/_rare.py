@@ -61,7 +61,7 @@ async def step(client):
         try:
             reply = cb(props.get(_p.PROP_AUTHENTICATION_DATA)) if cb is not None else None
             if is_awaitable(reply):
-                reply = await reply
+                reply = await reply  # type: ignore[misc]
         except Exception as e:
             raise MqttError("authentication abandoned: on_auth raised %r" % (e,), 0x80)
         if connected:
@@ -97,9 +97,10 @@ async def reauthenticate(client, data):
             except asyncio.TimeoutError:
                 # The exchange is in an unknown state: a new connection (which
                 # authenticates from the start) is the way out.
-                e = MqttTimeout("re-authentication: no answer within %s s" % o.connect_timeout)
-                client._link_failed(e)
-                raise e
+                late = MqttTimeout("re-authentication: no answer within %s s"
+                                   % o.connect_timeout)
+                client._link_failed(late)
+                raise late
     finally:
         client._reauth = None
     if lost.is_set():

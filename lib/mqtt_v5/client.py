@@ -555,10 +555,11 @@ class MqttClient:
         if s.ev_rc >= 0x80:
             reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
             _log("<- CONNACK refused rc=0x%02X %s" % (s.ev_rc, reason or ""))
-            e = ConnectRefused("connection refused%s" % (": " + reason if reason else ""),
-                               s.ev_rc)
-            e.server_reference = s.ev_props.get(_p.PROP_SERVER_REFERENCE) if s.ev_props else None
-            raise e
+            refused = ConnectRefused("connection refused%s" % (
+                ": " + reason if reason else ""), s.ev_rc)
+            refused.server_reference = (s.ev_props.get(_p.PROP_SERVER_REFERENCE)
+                                        if s.ev_props else None)
+            raise refused
         _log("<- CONNACK rc=0x%02X session_present=%r %r" % (s.ev_rc, s.ev_session_present,
                                                              s.limits))
         if s.ev_orphans:
