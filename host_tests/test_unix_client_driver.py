@@ -356,3 +356,95 @@ def test_garbage_per_operation_unix_port(mp_unix_port, mosquitto, mpy):
     assert r["recv1"] <= floor, r  # its PUBACK written at once
     assert r["recv1_props"] <= floor, r
     assert r["idle"] == 0, r
+
+
+# ------------------------------------------------------------------------------------------
+# Items 6, 7, 11 on the unix port: the client in MicroPython, a scripted broker in this test
+
+
+async def _spawn(runtime, case, url):
+    import asyncio
+
+    if runtime == "cpython":
+        cmd = [sys.executable, str(SCRIPTS / "driver_cases.py")]
+        env = {"PYTHONPATH": str(ROOT / "lib"), "PATH": "/usr/bin:/bin"}
+    else:
+        cmd = [str(mp_unix.binary(runtime)), "-X", "heapsize=1m",
+               str(SCRIPTS / "driver_cases.py")]
+        env = {"MICROPYPATH": f"{ROOT / 'lib'}:.frozen"}
+    return await asyncio.create_subprocess_exec(
+        *cmd, case, url, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=env)
+
+
+async def _result(proc):
+    import asyncio
+
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    lines = out.decode().strip().splitlines()
+    assert proc.returncode == 0, err.decode()
+    assert lines, err.decode()
+    return json.loads(lines[-1])
+
+
+async def test_enhanced_authentication_on_each_runtime(runtime):
+    from netutil import ScriptedBroker
+
+    from mqtt_v5 import _server_codec as codec
+    from mqtt_v5 import properties as P
+
+    method = {P.PROP_AUTHENTICATION_METHOD: "X-CHALLENGE"}
+    async with ScriptedBroker() as broker:
+        proc = await _spawn(runtime, "auth", broker.url)
+        conn = await broker.accept(10)
+        connect = await conn.expect(codec.CONNECT)
+        assert connect.properties[P.PROP_AUTHENTICATION_DATA] == b"hello"
+        for challenge in (b"one", b"two"):
+            await conn.send_packet(codec.Auth(0x18, {**method,
+                                                     P.PROP_AUTHENTICATION_DATA: challenge}))
+            reply = await conn.expect(codec.AUTH)
+            assert reply.properties[P.PROP_AUTHENTICATION_DATA] == b"answer:" + challenge
+        await conn.send_packet(codec.Connack(0, False, method))
+        again = await conn.expect(codec.AUTH)
+        assert again.reason_code == 0x19
+        await conn.send_packet(codec.Auth(0x18, {**method, P.PROP_AUTHENTICATION_DATA: b"3"}))
+        reply = await conn.expect(codec.AUTH)
+        assert reply.properties[P.PROP_AUTHENTICATION_DATA] == b"answer:3"
+        await conn.send_packet(codec.Auth(0, method))
+        assert await _result(proc) == {"connected": True, "reauthenticated": True}
+
+
+async def test_redirection_on_each_runtime(runtime, mosquitto):
+    from netutil import ScriptedBroker
+
+    from mqtt_v5 import _server_codec as codec
+    from mqtt_v5 import properties as P
+
+    async with ScriptedBroker() as broker:
+        proc = await _spawn(runtime, "redirect", broker.url)
+        conn = await broker.accept(10)
+        await conn.expect(codec.CONNECT)
+        await conn.send_packet(codec.Connack(0x9D, False, {
+            P.PROP_SERVER_REFERENCE: f"127.0.0.1:{mosquitto.plain_port}"}))
+        assert await _result(proc) == {"reason_string": None, "granted": 1}
+
+
+async def test_refusal_retrying_cannot_fix_on_each_runtime(runtime):
+    from netutil import ScriptedBroker
+
+    from mqtt_v5 import _server_codec as codec
+
+    async with ScriptedBroker() as broker:
+        proc = await _spawn(runtime, "refused_for_good", broker.url)
+        conn = await broker.accept(10)
+        await conn.expect(codec.CONNECT)
+        await conn.send_packet(codec.Connack(0))
+        conn.close()
+        conn = await broker.accept(10)
+        await conn.expect(codec.CONNECT)
+        await conn.send_packet(codec.Connack(0x9B))
+        r = await _result(proc)
+    kinds = [e[0] for e in r["events"]]
+    assert kinds == ["Connected", "Disconnected", "Reconnecting", "Disconnected"], r
+    assert r["events"][-1][1] == 0x9B, r
+    assert r["publish"] == "ConnectRefused", r

@@ -255,7 +255,59 @@ async def sid_collision():
     return {"a": [t[len(base):] for t in got["a"]], "b": [t[len(base):] for t in got["b"]]}
 
 
+async def auth():
+    """Item 6: enhanced authentication at connect and again later (the server is scripted
+    by the test: two challenges at connect, one at re-authentication)."""
+    c = MqttClient(ConnectOptions("authed", auth_method="X-CHALLENGE", auth_data=b"hello",
+                                  on_auth=lambda data: b"answer:" + data, connect_timeout=5,
+                                  reconnect_config=ReconnectConfig(enabled=False)))
+    out = {}
+    try:
+        await c.connect(URL)
+        out["connected"] = c.is_connected
+        await asyncio.wait_for(c.reauthenticate(b"again"), 5)
+        out["reauthenticated"] = c.is_connected
+    except Exception as e:
+        out["error"] = type(e).__name__ + ": " + str(e)
+    await within(c.disconnect(), 3000)
+    return out
+
+
+async def redirect():
+    """Item 7: CONNACK 0x9D with a Server Reference, followed when asked."""
+    c = MqttClient(ConnectOptions(connect_timeout=5, follow_redirects=True,
+                                  reconnect_config=ReconnectConfig(enabled=False)))
+    out = {}
+    try:
+        ev = await c.connect(URL)
+        out["reason_string"] = ev.reason_string
+        out["granted"] = await c.subscribe("drv/redirect/x", qos=1)
+    except Exception as e:
+        out["error"] = type(e).__name__ + ": " + str(e)
+    await within(c.disconnect(), 3000)
+    return out
+
+
+async def refused_for_good():
+    """Item 11: a reconnect refused with a code retrying cannot fix stops reconnecting."""
+    c = MqttClient(ConnectOptions(connect_timeout=5, reconnect_config=ReconnectConfig(
+        initial_delay=0.05, max_delay=0.1, jitter=0)))
+    events = []
+    c.on_connection_event(lambda e: events.append(
+        [type(e).__name__, getattr(e, "reason_code", None)]))
+    await c.connect(URL)
+    t0 = ticks_ms()
+    while len([e for e in events if e[0] == "Disconnected"]) < 2 and \
+            ticks_diff(ticks_ms(), t0) < 5000:
+        await sleep_ms(20)
+    await sleep_ms(300)  # past the next backoff delay
+    return {"events": events, "publish": await within(c.publish("t", b"x", 1), 1000)}
+
+
 CASES = {
+    "auth": auth,
+    "redirect": redirect,
+    "refused_for_good": refused_for_good,
     "sid_collision": sid_collision,
     "callbacks_bounded": callbacks_bounded,
     "dropped": dropped,
