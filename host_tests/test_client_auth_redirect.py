@@ -86,7 +86,8 @@ def _auth_at_connect(prefix):
         await connect_with_auth(conn)
         for data in (b"one", b"two"):
             await challenge(conn, data, prefix)
-        await conn.send_packet(codec.Connack(0, False, {P.PROP_AUTHENTICATION_METHOD: METHOD}))
+        await conn.send_packet(codec.Connack(0, False, {P.PROP_AUTHENTICATION_METHOD: METHOD,
+                                                         P.PROP_AUTHENTICATION_DATA: b"proof"}))
         await goodbye(conn)
     return serve
 
@@ -131,7 +132,7 @@ async def _reauth(a, b):
     assert first.properties == {P.PROP_AUTHENTICATION_METHOD: METHOD,
                                 P.PROP_AUTHENTICATION_DATA: b"again"}
     await challenge(conn, b"c", b"async:")
-    await conn.send_packet(auth(0))
+    await conn.send_packet(auth(0, b"verifier"))
     bad = await conn.expect(codec.AUTH)
     assert (bad.reason_code, bad.properties[P.PROP_AUTHENTICATION_DATA]) == (0x19, b"bad")
     await conn.send_packet(codec.Disconnect(0x87))
@@ -230,10 +231,13 @@ def check(results, b_url):
     assert err("auth-to-plain-client") == ("ProtocolError", 0x82)
     assert [(e["type"], e["rc"]) if e else None for e in r["reauth"]["errors"]] == [
         None, ("ConnectRefused", 0x87)]
+    assert r["reauth"]["finals"] == ["verifier"]
+    assert r["auth-at-connect"]["conn"]["auth_data"] == "proof"
     gone = next(e for e in r["unsolicited-auth"]["events"] if e["kind"] == "Disconnected")
     assert (gone["error"]["type"], gone["error"]["rc"]) == ("ProtocolError", 0x82)
     assert r["connack-properties"]["conn"] == {
-        "assigned_client_id": "given-id", "response_information": "resp/base",
+        "client_id": "given-id", "auth_data": None, "assigned_client_id": "given-id",
+        "response_information": "resp/base",
         "server_reference": None, "reason_string": "welcome",
         "user_properties": [["region", "here"], ["tier", "1"]]}
     assert r["connack-redirect"]["server"] == b_url

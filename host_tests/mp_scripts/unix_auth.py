@@ -5,7 +5,8 @@
 #   every case connects to "a". Actions:
 #   "connect"      connect, then disconnect: the Connected event's CONNACK fields, or the error
 #   "reauth"       connect, reauthenticate(b"again") (the server agrees after a challenge),
-#                  reauthenticate(b"bad") (the server refuses): each one's error or None
+#                  reauthenticate(b"bad") (the server refuses): each one's error or None,
+#                  "finals": what the successful ones returned
 #   "redirected"   connect, wait for a Disconnected and the next Connected (reconnecting fast)
 #   "disconnected" connect, wait for a Disconnected (the server misbehaves)
 # Prints {"cases": [{"name", "connected", "error", "errors", "conn", "server", "events",
@@ -14,6 +15,7 @@ import asyncio
 
 from mp_kit import Events, error_info, params, report, run
 
+from mqtt_v5 import properties as P
 from mqtt_v5.client import Connected, ConnectOptions, Disconnected, MqttClient, ReconnectConfig
 
 
@@ -33,10 +35,16 @@ def refuse(data):
 ON_AUTH = {"sync": answer, "async": answer_later, "raise": refuse}
 
 
-def fields(ev):
+def text(data):
+    return data.decode() if data is not None else None
+
+
+def fields(ev, c):
     """The CONNACK's properties as the Connected event gives them (JSON)."""
     up = ev.user_properties
-    return {"assigned_client_id": ev.assigned_client_id,
+    return {"client_id": c.client_id,
+            "auth_data": text(ev.properties.get(P.PROP_AUTHENTICATION_DATA)),
+            "assigned_client_id": ev.assigned_client_id,
             "response_information": ev.response_information,
             "server_reference": ev.server_reference, "reason_string": ev.reason_string,
             "user_properties": [list(p) for p in up] if up else None}
@@ -52,12 +60,12 @@ async def one(url, case):
         opts["on_auth"] = ON_AUTH[case["on_auth"]]
     c = MqttClient(ConnectOptions("auth-" + case["name"], **opts))
     ev = Events(c)
-    out = {"name": case["name"], "error": None, "errors": [], "conn": None}
+    out = {"name": case["name"], "error": None, "errors": [], "finals": [], "conn": None}
     action = case["action"]
     try:
         try:
             conn = await c.connect(url)
-            out["conn"] = fields(conn)
+            out["conn"] = fields(conn, c)
         except Exception as e:
             out["error"] = error_info(e)
             out["server_reference"] = getattr(e, "server_reference", None)
@@ -66,13 +74,13 @@ async def one(url, case):
             if action == "reauth":
                 for data in (b"again", b"bad"):
                     try:
-                        await c.reauthenticate(data)
+                        out["finals"].append(text(await c.reauthenticate(data)))
                         out["errors"].append(None)
                     except Exception as e:
                         out["errors"].append(error_info(e))
             elif action == "redirected":
                 await ev.wait(Disconnected, timeout_s=5)
-                out["conn"] = fields(await ev.wait(Connected, 2, timeout_s=5))
+                out["conn"] = fields(await ev.wait(Connected, 2, timeout_s=5), c)
             elif action == "disconnected":
                 await ev.wait(Disconnected, timeout_s=5)
             out["server"] = c.status()["server"]

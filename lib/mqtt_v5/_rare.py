@@ -51,7 +51,9 @@ async def step(client):
             raise ProtocolError("AUTH 0x%02X from the server, but no re-authentication is "
                                 "under way" % rc, 0x82)
         if rc == 0 and connected:
-            waiter.set()  # re-authentication succeeded
+            # re-authentication succeeded; its data (a SCRAM server's proof) for the caller
+            client._auth_final = props.get(_p.PROP_AUTHENTICATION_DATA)
+            waiter.set()
             return
         if rc != _CONTINUE:
             # at connect, success comes as CONNACK; 0x19 is the client's to send
@@ -86,6 +88,7 @@ async def reauthenticate(client, data):
     if not client._connected:
         raise NetworkError("not connected")
     lost = client._lost
+    client._auth_final = None
     client._reauth = done = asyncio.Event()
     try:
         await client._wait_room()
@@ -112,6 +115,7 @@ async def reauthenticate(client, data):
         if isinstance(e, MqttError):
             raise e
         raise NetworkError("re-authentication: connection lost (%r)" % (e,))
+    return client._auth_final
 
 
 def follow(client, rc, reference):

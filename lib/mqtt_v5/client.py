@@ -606,17 +606,18 @@ class MqttClient:
                 _log("connection event callback raised %r" % e)
 
     async def reauthenticate(self, data=None):
-        # type: (Optional[bytes]) -> None
+        # type: (Optional[bytes]) -> Optional[bytes]
         """Enhanced authentication again, on this connection (needs
         ``ConnectOptions(auth_method=...)``): AUTH "re-authenticate" with ``data``,
         then the server's challenges go to ``on_auth`` as at connect. Returns once the
-        server says success. A server that refuses disconnects: ``ConnectRefused``
-        with its reason code (the client then reconnects as configured, authenticating
-        from the start); no answer within ``connect_timeout``: ``MqttTimeout`` (and a
-        new connection)."""
+        server says success, with the Authentication Data of that AUTH (None if none;
+        at connect it is in ``Connected.properties``). A server that refuses
+        disconnects: ``ConnectRefused`` with its reason code (the client then
+        reconnects as configured, authenticating from the start); no answer within
+        ``connect_timeout``: ``MqttTimeout`` (and a new connection)."""
         from . import _rare
 
-        await _rare.reauthenticate(self, data)
+        return await _rare.reauthenticate(self, data)
 
     # ---------------------------------------------------------- writing --
 
