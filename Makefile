@@ -31,7 +31,7 @@ TWIN := PYTHONPATH=lib:tools $(PY) -m iot_twin
 # Root needs no sudo (CI runs as root); otherwise use sudo when there is one.
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
-.PHONY: setup test fuzz bench demo twin twin-thing twin-job twin-template lint typecheck mpy \
+.PHONY: setup test fuzz bench demo twin doctor twin-thing twin-job twin-template lint typecheck mpy \
 	package-json clean distclean mosquitto FORCE firmware flash deploy certs freeze
 
 setup: $(STAMPS)/venv $(STAMPS)/mpstubs $(STAMPS)/npm mosquitto
@@ -82,6 +82,16 @@ demo: setup
 
 twin: setup
 	$(TWIN) serve
+
+# Diagnose a connection step by step (DNS, TCP, clock, TLS + CONNECT, SUBSCRIBE, PUBLISH):
+#   make doctor ENDPOINT=xxx-ats.iot.REGION.amazonaws.com THING=t1 CERT=.. KEY=.. CA=..
+# CERT/KEY/CA default to the local twin's thing folder (.twin/things/THING, .twin/ca.pem).
+doctor: $(STAMPS)/venv
+	@test -n "$(ENDPOINT)" -a -n "$(THING)" || { echo "usage: make doctor ENDPOINT=host THING=name [CERT= KEY= CA= PORT=8883]"; exit 2; }
+	$(PY) tools/aws_doctor.py "$(ENDPOINT)" "$(THING)" \
+		--cert "$(or $(CERT),$(or $(TWIN_DATA),.twin)/things/$(THING)/cert.pem)" \
+		--key "$(or $(KEY),$(or $(TWIN_DATA),.twin)/things/$(THING)/key.pem)" \
+		--ca "$(or $(CA),$(or $(TWIN_DATA),.twin)/ca.pem)" --port $(or $(PORT),8883)
 
 twin-thing: setup
 	$(TWIN) thing add $(THING)

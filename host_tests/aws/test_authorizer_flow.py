@@ -123,3 +123,40 @@ def test_password_and_username_reach_the_authorizer_as_aws_passes_them(twin):
     assert mqtt["clientId"] == "dev-7"
     assert EVENTS[-1]["token"] == TOKEN
     assert EVENTS[-1]["signatureVerified"] is True
+
+
+def test_wss_link_reopens_after_a_drop(auth_twin):
+    """Over WebSocket the client's target is a function that opens a new link: after a
+    drop the client reconnects through it (new TLS, new upgrade with the credentials)."""
+    import asyncio
+
+    from netutil import FaultProxy
+
+    from mqtt_v5 import ReconnectConfig
+
+    proxy = FaultProxy("127.0.0.1", auth_twin.port("wss")).start()
+    try:
+        async def main():
+            c = authorizer_client("127.0.0.1", "dev-7", authorizer_name="DevAuth",
+                                  token_key_name="token", token=TOKEN, signature=sign(TOKEN),
+                                  ca=auth_twin.ca, transport="wss", port=proxy.port,
+                                  server_hostname="localhost",
+                                  reconnect_config=ReconnectConfig(initial_delay=0.1,
+                                                                   max_delay=0.3, jitter=0))
+            events = []
+            c.on_connection_event(events.append)
+            await c.connect()
+            s = Shadow(c, "dev-7")
+            await s.update(reported={"n": 1})
+            proxy.cut()
+            for _ in range(100):
+                if sum(type(e).__name__ == "Connected" for e in events) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await s.update(reported={"n": 2}))["state"] == {"reported": {"n": 2}}
+            assert proxy.connections == 2
+            await c.disconnect()
+
+        run(main())
+    finally:
+        proxy.stop()

@@ -139,3 +139,13 @@ def test_asn1_times(when):
     full = ("20" + when) if tag == 0x17 else when
     expected = calendar.timegm(time.strptime(full, "%Y%m%d%H%M%SZ"))
     assert _asn1_time(when.encode(), tag, 0, len(when)) == expected
+
+
+def test_client_certificate_the_endpoint_does_not_know(twin, pki):
+    """A certificate from a CA the endpoint does not trust: refused in the TLS handshake."""
+    r = run(diagnose("127.0.0.1", "doc-rogue", str(pki.client_cert), str(pki.client_key),
+                     twin.ca, port=twin.port("mtls"), server_hostname="localhost",
+                     timeout_s=2.0))
+    assert r.failed.name == "connect"
+    assert "TLS" in r.failed.detail
+    assert "client certificate is not registered" in r.failed.fix

@@ -226,3 +226,32 @@ def test_an_unreported_outcome_is_reported_not_run_again(twin):
         await c.disconnect()
 
     run(main())
+
+
+def test_runner_finds_a_job_queued_while_the_session_was_lost(twin):
+    proxy = FaultProxy("127.0.0.1", twin.port("mtls")).start()
+    try:
+        async def main():
+            c = device(twin, "jobs-away", clean_start=True, session_expiry_interval=0)
+            c.url = f"mqtts://127.0.0.1:{proxy.port}"
+            await c.connect()
+            runner = JobRunner(Jobs(c), {"noop": lambda doc, ex: None})
+            task = asyncio.create_task(runner.run())
+            await asyncio.sleep(0.3)                  # idle: waiting for notify-next
+            proxy.refuse(True)
+            proxy.cut()
+            await asyncio.sleep(0.2)
+            job = twin.call(twin.twin.add_job, "jobs-away", {"operation": "noop"})
+            proxy.refuse(False)
+            for _ in range(100):
+                if runner.history:
+                    break
+                await asyncio.sleep(0.05)
+            assert runner.history == [(job, "SUCCEEDED")]
+            runner.stop()
+            await asyncio.wait_for(task, 5)
+            await c.disconnect()
+
+        run(main())
+    finally:
+        proxy.stop()

@@ -78,3 +78,12 @@ def test_doctor_on_micropython(twin, mp_unix_port):
                                                args=[*base, "not-the-thing"]))
     assert bad["steps"][-1] == ["connect", False]
     assert "iot:Connect for client id 'not-the-thing'" in bad["fix"]
+
+
+def test_doctor_on_micropython_names_a_refused_client_certificate(twin, pki, mp_unix_port):
+    out = mp_unix.last_json(mp_unix.run_script(
+        mp_unix_port, SCRIPT, mpy=True, heapsize="512k",
+        args=["doctor", "127.0.0.1", twin.port("mtls"), twin.ca, pki.client_cert,
+              pki.client_key, "mp-rogue", "mp-rogue"]))
+    assert out["steps"][-1] == ["connect", False]
+    assert "client certificate is not registered" in out["fix"]

@@ -274,3 +274,25 @@ def test_a_lost_answer_times_out_instead_of_parking_the_caller(twin):
         run(main())
     finally:
         proxy.stop()
+
+
+def test_an_answer_over_the_maximum_packet_size_times_out_with_a_hint(twin):
+    from mqtt_v5 import MqttTimeout
+
+    async def main():
+        c = device(twin, "sh-big", maximum_packet_size=2048)
+        await c.connect()
+        s = Shadow(c, timeout_s=1)
+        big = {f"k{i}": "v" * 40 for i in range(40)}    # the get answer (with metadata) > 2 KB
+        await asyncio.wait_for(s.update(reported={"a": 1}), 5)
+        twin.call(twin.twin.update_shadow, "sh-big", {"state": {"reported": big}})
+        with pytest.raises(MqttTimeout, match="maximum_packet_size=2048"):
+            await s.get()
+        bigger = device(twin, "sh-big", maximum_packet_size=16384)
+        await c.disconnect()
+        await bigger.connect()
+        doc = await Shadow(bigger).get()
+        assert doc["state"]["reported"]["k39"] == "v" * 40
+        await bigger.disconnect()
+
+    run(main())

@@ -153,7 +153,7 @@ def test_revoking_a_certificate_closes_its_live_connections(tw, status):
 
 
 def test_revocation_delay(tmp_path):
-    with running_twin(tmp_path, listeners=("mtls",), revocation_delay_s=1.0) as tw:
+    with running_twin(tmp_path, listeners=("mtls",), revocation_delay_s=2.0) as tw:
         device = SdkClient(tw, "t1")
         device.wait_connected()
         try:

@@ -53,16 +53,18 @@ def test_publishes_over_100_per_second_get_quota_exceeded(tw):
     raw = tw.raw("mtls", thing="t1")
     assert raw.connect("t1").reason_code == 0
     codes = []
-    for batch in range(3):  # 3 x 50 at once, within Receive Maximum (100)
+    for first, n in ((1, 100), (101, 50)):  # within Receive Maximum (100) each time
         raw.send(
             b"".join(
                 codec.encode_bytes(codec.Publish("t1/burst", b"x", qos=1, packet_id=pid))
-                for pid in range(batch * 50 + 1, batch * 50 + 51)
+                for pid in range(first, first + n)
             )
         )
-        codes += [raw.recv_type(codec.PUBACK).reason_code for _ in range(50)]
-    assert codes[:100] == [0] * 100
-    assert codes.count(0x97) >= 40  # well inside one second: only a few refilled
+        codes += [raw.recv_type(codec.PUBACK).reason_code for _ in range(n)]
+    assert codes[:100] == [0] * 100  # the quota saves up one second's worth
+    assert set(codes[100:]) <= {0, 0x97}
+    # Only what refilled while the first 100 were answered (100/s) gets through.
+    assert codes.count(0x97) >= 10
     time.sleep(1.1)  # the quota refills
     raw.send(codec.Publish("t1/after", b"y", qos=1, packet_id=7))
     assert raw.recv_type(codec.PUBACK).reason_code == 0
@@ -136,7 +138,7 @@ def test_connects_over_one_per_second_per_client_id_wait(tw):
     start = time.monotonic()
     second = tw.raw("mtls", thing="t1")
     assert second.connect("t1").reason_code == 0
-    assert time.monotonic() - start >= 0.8
+    assert time.monotonic() - start >= 0.5  # held until a second after the first CONNECT
     first.close()
     second.close()
 

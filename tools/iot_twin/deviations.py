@@ -63,7 +63,8 @@ DEVIATIONS = (
     "changes, AWS IoT sends /delta messages'): a reported-only update that leaves a "
     "difference publishes one too; the MQTT topics page's wording can be read as desired-"
     "only (ShadowStore(delta_on_reported_update=False)).",
-    "Shadow depth: the current quota page says 8, the current error page 'maximum is 6'. The "
+    "Shadow depth: the current quota page says 8 (as quoted by [ESPR] and an emulator's "
+    "changelog; not read directly), the current error page 'maximum is 6' (read). The "
     "twin allows 6 levels inside desired/reported, i.e. 8 keys on a path counted from "
     "'state' (the way a third-party quota summary counts [ESPR]); the two pages agree under "
     "that reading, which is UNVERIFIED. The error text says 'maximum is 6'.",

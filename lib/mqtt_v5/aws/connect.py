@@ -216,7 +216,8 @@ def aws_client(endpoint, thing_name, cert=None, key=None, ca=None, port=8883, cl
     Session defaults for AWS: a persistent session (``clean_start=False``,
     ``session_expiry_interval=3600``, AWS's default maximum), keep-alive 300 s (AWS allows
     30..1200). ``metrics=True`` adds AWS's SDK-metrics query to the username. Other
-    keyword arguments go to ``ConnectOptions``.
+    keyword arguments go to ``ConnectOptions``; ``maximum_packet_size`` (default 2048)
+    bounds what AWS will send us: raise it for big shadow documents or job documents.
     """
     if cert is None or key is None:
         raise UsageError("AWS IoT on port %d needs the thing's certificate and key (mutual TLS);"

@@ -250,13 +250,14 @@ def _tls_fix(msg, endpoint):
     if "hostname" in m or "host name" in m or "mismatch" in m:
         return ("the server's name does not match: connect to (or set server_hostname to) "
                 "the endpoint %r itself" % endpoint)
-    if "verif" in m or "unknown ca" in m or "trust" in m:
-        return ("the server's certificate is not trusted by the CA given: use Amazon Root "
-                "CA 1 (AmazonRootCA1.pem) for the ATS endpoint")
-    if "client certificate" in m or "handshake" in m or "closed" in m:
+    # before the CA test: this message also says "not signed by a CA it trusts"
+    if "client certificate" in m or "closed the connection" in m:
         return ("AWS closed the connection during or right after TLS: the client "
                 "certificate is not registered or not ACTIVE, or the key does not match "
                 "the certificate")
+    if "verif" in m or "unknown ca" in m:
+        return ("the server's certificate is not trusted by the CA given: use Amazon Root "
+                "CA 1 (AmazonRootCA1.pem) for the ATS endpoint")
     return "check the endpoint, port, CA and the device certificate and key"
 
 

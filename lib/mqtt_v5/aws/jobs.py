@@ -214,7 +214,9 @@ class Jobs:
         self._pending[token] = req
         try:
             await _bounded(_send_wait(self.client, topic, json.dumps(body).encode(), req.event),
-                           self.timeout_s, "jobs " + topic)
+                           self.timeout_s, "jobs %s (answers over maximum_packet_size=%d "
+                           "bytes, e.g. a big job document, are dropped by AWS)"
+                           % (topic, self.client.options.maximum_packet_size))
         finally:
             self._pending.pop(token, None)
         if req.error is not None:
@@ -368,9 +370,11 @@ class JobRunner:
     async def run(self):
         # type: () -> None
         """Run jobs until ``stop()``: every pending one, then each one announced on
-        ``jobs/notify-next``."""
+        ``jobs/notify-next``, and whatever is pending after a reconnect (a notification
+        sent while the device was away is lost with its session)."""
         self._stopping = False
         await self.jobs.on_next(self._on_next)
+        self.jobs.client.on_connection_event(self._on_event)
         while not self._stopping:
             self._wake.clear()
             try:
@@ -390,4 +394,8 @@ class JobRunner:
 
     def _on_next(self, execution):
         if execution is not None:
+            self._wake.set()
+
+    def _on_event(self, event):
+        if getattr(event, "session_present", None) is not None:  # Connected
             self._wake.set()

@@ -183,8 +183,11 @@ class Shadow:
         req = _Request()
         self._pending[token] = req
         try:
+            # An answer over our Maximum Packet Size is dropped by AWS, never sent: say so.
             await _bounded(_send_wait(self.client, self.prefix + "/" + op, payload, req.event),
-                           self.timeout_s, "shadow %s of %s" % (op, self.prefix))
+                           self.timeout_s, "shadow %s of %s (answers over maximum_packet_size="
+                           "%d bytes are dropped by AWS)"
+                           % (op, self.prefix, self.client.options.maximum_packet_size))
         finally:
             self._pending.pop(token, None)
         if req.error is not None:
