@@ -18,6 +18,8 @@ import mp_unix
 import pytest
 from client_kit import Recorder
 from conftest import free_port
+from hypothesis import example, given
+from hypothesis import strategies as st
 from netutil import ScriptedBroker
 
 from mqtt_v5 import _rare
@@ -443,3 +445,23 @@ async def test_use_another_server_is_temporary_server_moved_is_not():
 def test_server_reference_to_url(target, reference, url):
     assert _rare.redirected(target, reference) == url
 
+
+
+@example("[]:1")
+@example("b/c")
+@example("mqtt://")
+@given(st.text(max_size=40))
+def test_any_server_reference_is_followed_or_refused(reference):
+    """Whatever a server puts in Server Reference: a URL the transport parses, or not
+    followed (back home), never an exception."""
+    from types import SimpleNamespace
+
+    from mqtt_v5.transport import parse_url
+
+    c = SimpleNamespace(_target="mqtts://home:8883", _home="mqtts://home:8883", _hops=0)
+    if _rare.follow(c, 0x9C, reference):
+        host, _port, tls = parse_url(c._target)
+        assert tls
+        assert host
+    else:
+        assert c._target == "mqtts://home:8883"

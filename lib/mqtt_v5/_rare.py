@@ -125,6 +125,14 @@ def follow(client, rc, reference):
     hops in a row); the client then goes back to where the user pointed it."""
     t = client._target
     new = redirected(t, reference) if reference and isinstance(t, str) else None
+    if new is not None and not new.startswith("ws"):
+        from .transport import parse_url
+
+        try:  # a server's garbage is no reason for a UsageError
+            if not parse_url(new)[0]:
+                new = None
+        except Exception:
+            new = None
     if new is None or client._hops >= MAX_HOPS:
         client._target = client._home
         return False
