@@ -31,7 +31,7 @@ from mqtt_v5.client import (
     MqttClient,
     ReconnectConfig,
 )
-from mqtt_v5.errors import MqttError, MqttTimeout, ProtocolError, UsageError
+from mqtt_v5.errors import MqttError, MqttTimeout, NetworkError, ProtocolError, UsageError
 
 METHOD = "X-CHALLENGE"
 FAST = ReconnectConfig(initial_delay=0.05, max_delay=0.2, jitter=0)
@@ -333,7 +333,8 @@ async def connected_pair(broker, client):
 async def test_reauthentication_one_at_a_time_and_bounded():
     """A second reauthenticate() while one is under way is a UsageError; a server that
     never answers: MqttTimeout after connect_timeout, and the link is given up (its
-    state is unknown); without an authentication method: UsageError."""
+    state is unknown); disconnect() meanwhile ends it at once; without an
+    authentication method: UsageError."""
     async with ScriptedBroker() as broker:
         c = auth_client(connect_timeout=0.5)
         conn = await connected_pair(broker, c)
@@ -346,6 +347,14 @@ async def test_reauthentication_one_at_a_time_and_bounded():
         assert await conn.wait_closed(3)
         assert not c.is_connected
         await c.disconnect()
+        # disconnect() during a re-authentication: it ends at once, with a NetworkError
+        c = auth_client()
+        conn = await connected_pair(broker, c)
+        again = asyncio.create_task(c.reauthenticate(b"x"))
+        await conn.expect(codec.AUTH)
+        await c.disconnect()
+        with pytest.raises(NetworkError, match="disconnected"):
+            await asyncio.wait_for(again, 0.5)
         plain = MqttClient(ConnectOptions())
         with pytest.raises(UsageError):
             await plain.reauthenticate()

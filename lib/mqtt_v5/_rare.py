@@ -52,7 +52,7 @@ async def step(client):
                                 "under way" % rc, 0x82)
         if rc == 0 and connected:
             # re-authentication succeeded; its data (a SCRAM server's proof) for the caller
-            client._auth_final = props.get(_p.PROP_AUTHENTICATION_DATA)
+            client._auth_final = [props.get(_p.PROP_AUTHENTICATION_DATA)]
             waiter.set()
             return
         if rc != _CONTINUE:
@@ -92,7 +92,7 @@ async def reauthenticate(client, data):
     client._reauth = done = asyncio.Event()
     try:
         await client._wait_room()
-        if not lost.is_set():
+        if client._connected:
             client._session.auth(_REAUTHENTICATE, auth_props(o, data))
             client._put()
             try:
@@ -106,16 +106,18 @@ async def reauthenticate(client, data):
                 raise late
     finally:
         client._reauth = None
-    if lost.is_set():
-        e = getattr(client, "_lost_error", None)
-        rc = getattr(e, "reason_code", None)
-        if type(e) is NetworkError and rc is not None and rc >= 0x80:
-            # the server's DISCONNECT: how it refuses a re-authentication [MQTT-4.12.1-2]
-            raise ConnectRefused("re-authentication refused by the server", rc)
-        if isinstance(e, MqttError):
-            raise e
-        raise NetworkError("re-authentication: connection lost (%r)" % (e,))
-    return client._auth_final
+    if client._auth_final is not None:
+        return client._auth_final[0]
+    if not lost.is_set():
+        raise NetworkError("re-authentication: the client disconnected")
+    e = getattr(client, "_lost_error", None)
+    rc = getattr(e, "reason_code", None)
+    if type(e) is NetworkError and rc is not None and rc >= 0x80:
+        # the server's DISCONNECT: how it refuses a re-authentication [MQTT-4.12.1-2]
+        raise ConnectRefused("re-authentication refused by the server", rc)
+    if isinstance(e, MqttError):
+        raise e
+    raise NetworkError("re-authentication: connection lost (%r)" % (e,))
 
 
 def follow(client, rc, reference):

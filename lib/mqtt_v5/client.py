@@ -1081,8 +1081,10 @@ class MqttClient:
 
     def _fail_waiters(self, error):
         """Fail everything waiting on the server: in-flight and queued publishes
-        (the queue is emptied), SUBACK/UNSUBACK waiters."""
+        (the queue is emptied), SUBACK/UNSUBACK waiters, a re-authentication."""
         s = self._session
+        if self._reauth is not None:
+            self._reauth.set()
         for tok in s.inflight_tokens():
             if not tok.done():
                 tok._done(0, None, error)
