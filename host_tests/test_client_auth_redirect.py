@@ -474,3 +474,32 @@ def test_any_server_reference_is_followed_or_refused(reference):
         assert host
     else:
         assert c._target == "mqtts://home:8883"
+
+
+async def test_publishing_while_an_async_on_auth_runs():
+    """The reader waits for a coroutine on_auth; publishes made meanwhile go out whole
+    and the answer follows them (the send buffer is not overwritten)."""
+    release = asyncio.Event()
+
+    async def slow(data):
+        await release.wait()
+        return b"late:" + data
+
+    async with ScriptedBroker() as broker:
+        c = auth_client(on_auth=slow)
+        conn = await connected_pair(broker, c)
+        again = asyncio.create_task(c.reauthenticate(b"r"))
+        await conn.expect(codec.AUTH)
+        await conn.send_packet(auth(0x18, b"c"))
+        await asyncio.sleep(0.05)  # on_auth is running
+        sent = [asyncio.create_task(c.publish("t/x", b"p%d" % i, qos=0)) for i in range(5)]
+        await asyncio.gather(*sent)
+        release.set()
+        for i in range(5):
+            pub = await conn.expect(codec.PUBLISH)
+            assert pub.payload == b"p%d" % i
+        reply = await conn.expect(codec.AUTH)
+        assert reply.properties[P.PROP_AUTHENTICATION_DATA] == b"late:c"
+        await conn.send_packet(auth(0))
+        assert await asyncio.wait_for(again, 3) is None
+        await c.disconnect()

@@ -70,6 +70,8 @@ async def step(client):
             await client._wait_room()  # others may have written while on_auth ran
         s.auth(_CONTINUE, auth_props(o, reply))
     except MqttError as e:
+        if connected:
+            await client._wait_room()  # out may still be on its way (bounded: keep-alive)
         s.abort(e.reason_code or 0x80)  # DISCONNECT; the session is over
         try:
             client._put()
