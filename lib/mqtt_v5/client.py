@@ -141,8 +141,8 @@ class ConnectOptions:
         # CPython yes, on MicroPython no. (The acks of one read always leave together.)
         self.batch_writes = batch_writes
         # Enhanced authentication: the method's name (str), the data for CONNECT, and
-        # on_auth(server_data) -> our next data, called for each challenge (at connect
-        # and after reauthenticate()).
+        # on_auth(server_data) -> our next data (a function or a coroutine function),
+        # called for each challenge (at connect and after reauthenticate()).
         self.auth_method = auth_method
         self.auth_data = auth_data
         self.on_auth = on_auth
