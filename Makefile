@@ -11,7 +11,8 @@
 #   make firmware BOARD=ESP32_GENERIC        image with mqtt_v5 frozen (MICROPY_DIR + ESP-IDF)
 #   make flash BOARD=... PORT=/dev/ttyUSB0 [FIRMWARE=file.bin]   erase + write (esptool)
 #   make deploy PORT=... [BOARD=...]         library as .mpy + firmware/{boot,main}.py (mpremote)
-#   make certs PORT=... THING=t1 ENDPOINT=host [CERT= KEY= CA=]   DER certs + config.json
+#   make certs PORT=... THING=t1 ENDPOINT=host [CERT= KEY= CA= MQTT_PORT= SERVER_HOSTNAME=]
+#                                            DER certs + config.json (Wi-Fi: WIFI_SSID/PASSWORD)
 #   make freeze BOARD=...                    check a board manifest with makemanifest.py
 #   (tools/device.py; DRY_RUN=1 prints the esptool / mpremote commands instead)
 
@@ -138,6 +139,7 @@ deploy: $(STAMPS)/venv
 certs: $(STAMPS)/venv
 	@$(DEVICE) certs --thing "$(THING)" --port "$(PORT)" \
 		$(if $(ENDPOINT),--endpoint "$(ENDPOINT)") $(if $(MQTT_PORT),--mqtt-port $(MQTT_PORT)) \
+		$(if $(SERVER_HOSTNAME),--server-hostname "$(SERVER_HOSTNAME)") \
 		$(if $(CERT),--cert "$(CERT)") $(if $(KEY),--key "$(KEY)") $(if $(CA),--ca "$(CA)") \
 		$(DEVICE_DRY)
 

@@ -93,12 +93,18 @@ def load_config():
         cfg = json.load(f)
     for k, v in DEFAULTS.items():
         cfg.setdefault(k, v)
+    if "thing" not in cfg and exists(cfg["cert"] + ".thing"):
+        # provisioned, but the power went before config.json was rewritten
+        with open(cfg["cert"] + ".thing") as f:
+            cfg["thing"] = f.read().strip()
     return cfg
 
 
 def save_config(cfg):
-    with open(CONFIG, "w") as f:
-        json.dump({k: v for k, v in cfg.items() if DEFAULTS.get(k, ...) != v}, f)
+    from mqtt_v5.aws.provisioning import write_atomic  # all of it or none, power cut or not
+
+    body = {k: v for k, v in cfg.items() if DEFAULTS.get(k, ...) != v}
+    write_atomic(CONFIG, json.dumps(body).encode())
 
 
 # -- the board --------------------------------------------------------------------------
@@ -236,8 +242,11 @@ async def provision(cfg, wdt):
     log("provisioning: connecting with the claim certificate as", opts.client_id)
     await connect(client, cfg, wdt)
     try:
+        # The thing name is kept next to the certificate before the identity is written
+        # (the certificate last): a power cut anywhere leaves a state the next boot handles.
         reg = await fleet_provision(client, p["template"], {"SerialNumber": serial},
-                                    cfg["cert"], cfg["key"], der=True)
+                                    cfg["cert"], cfg["key"], der=True,
+                                    name_path=cfg["cert"] + ".thing")
     finally:
         await client.disconnect()
     cfg["thing"] = reg["thingName"]

@@ -102,7 +102,10 @@ def unpack_source(tarball: Path | None = None, dest: Path | None = None) -> Path
     shutil.rmtree(src, ignore_errors=True)
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball) as tf:
-        tf.extractall(dest, filter="data")
+        try:
+            tf.extractall(dest, filter="data")
+        except TypeError:  # Python 3.11 before 3.11.4 has no extraction filters
+            tf.extractall(dest)  # (our own pinned archive)
     (src / ".unpacked").touch()
     return src
 
@@ -194,7 +197,7 @@ make firmware builds MicroPython's ESP32 port with this board's manifest frozen 
        . /path/to/esp-idf/export.sh        (sets IDF_PATH and puts idf.py on PATH)
 Or skip the build: flash a stock MicroPython image with
   make flash BOARD={board} PORT=/dev/ttyUSB0 FIRMWARE=path/to/downloaded.bin
-and install the library with `make deploy` or mip (README: "From an unboxed ESP32")."""
+and install the library with `make deploy` or mip (README: "On the device")."""
 
 
 def firmware_image(board: str) -> Path:

@@ -131,3 +131,54 @@ def test_cpython_only_code_fails_the_freeze(mp_src, tmp_path):
     with pytest.raises(device.DeviceError, match=r"mqtt_v5/newer\.py"):
         device.freeze("ESP32_GENERIC", mp_src, tmp_path / "out", boards / "ESP32_GENERIC"
                       / "manifest.py")
+
+
+def _long_int_constants(src: Path, frozen_mpy: Path) -> list[str]:
+    """Int constants of the frozen mqtt_v5 modules that MicroPython's mpy-tool.py turns into
+    long-int objects in ROM (outside -0x2000..0x1FFF) although a 32-bit port holds them as
+    small ints when the same module is loaded from .py or .mpy."""
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(src / "py"))  # mpy-tool imports makeqstrdata from there
+    try:
+        spec = importlib.util.spec_from_file_location("mpy_tool", src / "tools" / "mpy-tool.py")
+        tool = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(tool)
+    finally:
+        sys.path.remove(str(src / "py"))
+    tool.global_qstrs = tool.GlobalQStrList()
+    found = []
+
+    def walk(obj, where):
+        if isinstance(obj, tuple):
+            for x in obj:
+                walk(x, where)
+        elif (isinstance(obj, int) and not isinstance(obj, bool)
+              and not tool.mp_small_int_fits(obj) and -(1 << 30) <= obj < (1 << 30)):
+            found.append(f"{where}: {obj}")
+
+    for mpy in sorted((frozen_mpy / "mqtt_v5").rglob("*.mpy")):
+        for obj in tool.read_mpy(str(mpy)).obj_table:
+            walk(obj, mpy.relative_to(frozen_mpy).with_suffix(".py").as_posix())
+    return found
+
+
+def test_frozen_code_has_no_long_int_constants(mp_src, tmp_path):
+    """mpy-tool freezes an int constant outside -0x2000..0x1FFF (the small-int range of the
+    smallest target) as a long int in ROM: arithmetic on it then allocates, in firmware
+    only (from .py/.mpy it is a small int). A hot path must not have one."""
+    out = device.freeze("ESP32_GENERIC", mp_src, tmp_path / "freeze")
+    found = _long_int_constants(mp_src, out / "frozen_mpy")
+    assert not found, "long ints when frozen: " + "; ".join(found)
+
+
+def test_the_long_int_check_finds_one(mp_src, tmp_path):
+    boards = _fake_repo(tmp_path, with_aws=False)
+    (tmp_path / "lib" / "mqtt_v5" / "bits.py").write_text(
+        "_SMALL = (1, 0x1FFF)\n_LARGE = (1, 1 << 15)\n")
+    out = device.freeze("ESP32_GENERIC", mp_src, tmp_path / "out",
+                        boards / "ESP32_GENERIC" / "manifest.py")
+    found = _long_int_constants(mp_src, out / "frozen_mpy")
+    assert "mqtt_v5/bits.py: 32768" in found
+    assert not [f for f in found if f.endswith(": 8191")]

@@ -24,13 +24,10 @@ pytestmark = pytest.mark.micropython
 # Portable tests that fail on the frozen build only (they pass with lib/ as .py or .mpy),
 # each a bug found here: asserted to still fail, so that a fix shows up as a failure here
 # telling to drop the entry.
-KNOWN_FROZEN_FAILURES = {
-    ("test_session_alloc.py", "test_receive_with_properties_allocates_nothing"):
-        "frozen properties.check() allocates under heap_lock (properties.py, the _WHERE "
-        "lookup line); the same code from .py/.mpy allocates nothing",
-    ("test_codec_alloc.py", "test_encode_publish_with_bytes_properties_allocates_nothing"):
-        "frozen codec.encode_publish with bytes-valued properties allocates (32 B per call, "
-        "under heap_lock in properties.to_utf8); from .py/.mpy on the same binary it does not",
+KNOWN_FROZEN_FAILURES: dict = {
+    # (file, test): why. Empty: properties' _WHERE table (an int of 2**15 or more in a
+    # constant tuple is a long int once frozen, and '& where' on it allocated) is a bytes
+    # constant now, which fixed both entries this had.
 }
 
 

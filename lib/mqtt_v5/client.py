@@ -1,7 +1,7 @@
 """The asyncio driver and public API: ``MqttClient``.
 
 The driver only moves bytes and time between a transport and the sans-IO
-``Session``. Its parts, in this file's order:
+``Session``. Its parts:
 
 * connecting: ``connect`` / ``_connect_once`` / ``_handshake`` (bounded by
   ``connect_timeout``), and the **supervisor** task (``_supervise``) that
@@ -605,8 +605,8 @@ class MqttClient:
             except Exception as e:  # a user callback must not kill the client
                 _log("connection event callback raised %r" % e)
 
-    async def reauthenticate(self, data=None):
-        # type: (Optional[bytes]) -> Optional[bytes]
+    def reauthenticate(self, data=None):
+        # type: (Optional[bytes]) -> Awaitable[Optional[bytes]]
         """Enhanced authentication again, on this connection (needs
         ``ConnectOptions(auth_method=...)``): AUTH "re-authenticate" with ``data``,
         then the server's challenges go to ``on_auth`` as at connect. Returns once the
@@ -614,10 +614,10 @@ class MqttClient:
         at connect it is in ``Connected.properties``). A server that refuses
         disconnects: ``ConnectRefused`` with its reason code (the client then
         reconnects as configured, authenticating from the start); no answer within
-        ``connect_timeout``: ``MqttTimeout`` (and a new connection)."""
+        ``connect_timeout``: ``MqttTimeout`` (and a new connection). (An awaitable.)"""
         from . import _rare
 
-        return await _rare.reauthenticate(self, data)
+        return _rare.reauthenticate(self, data)
 
     # ---------------------------------------------------------- writing --
 

@@ -75,44 +75,53 @@ _TYPES = (
     b"\x00\x03\x05\x02\x00\x05\x06\x01\x03\x01\x05\x00\x05\x00\x00\x05"
     b"\x00\x02\x02\x02\x01\x01\x07\x03\x01\x01\x01"
 )
-# Where each property may appear, indexed by identifier.
+# Where each property may appear, indexed by identifier: two bytes (big-endian) of
+# packet-kind bits per identifier. A bytes constant, not a tuple of ints: frozen into
+# firmware, an int of 2**15 or more in a constant tuple is stored as a long int, and
+# `& where` on it allocated 32 B per User Property checked or written (AUTH is bit 15).
+# Built from (bit 0 = Will Properties, bit n = packet type n):
+#   0,
+#   _PUBLISH | W_WILL,  # 0x01 Payload Format Indicator
+#   _PUBLISH | W_WILL,  # 0x02 Message Expiry Interval
+#   _PUBLISH | W_WILL,  # 0x03 Content Type
+#   0, 0, 0, 0,
+#   _PUBLISH | W_WILL,  # 0x08 Response Topic
+#   _PUBLISH | W_WILL,  # 0x09 Correlation Data
+#   0,
+#   _PUBLISH | _SUBSCRIBE,  # 0x0B Subscription Identifier
+#   0, 0, 0, 0, 0,
+#   _CONNECT | _CONNACK | _DISCONNECT,  # 0x11 Session Expiry Interval
+#   _CONNACK,  # 0x12 Assigned Client Identifier
+#   _CONNACK,  # 0x13 Server Keep Alive
+#   0,
+#   _CONNECT | _CONNACK | _AUTH,  # 0x15 Authentication Method
+#   _CONNECT | _CONNACK | _AUTH,  # 0x16 Authentication Data
+#   _CONNECT,  # 0x17 Request Problem Information
+#   W_WILL,  # 0x18 Will Delay Interval
+#   _CONNECT,  # 0x19 Request Response Information
+#   _CONNACK,  # 0x1A Response Information
+#   0,
+#   _CONNACK | _DISCONNECT,  # 0x1C Server Reference
+#   0, 0,
+#   _CONNACK | _ACKS | _SUBACK | _UNSUBACK | _DISCONNECT | _AUTH,  # 0x1F Reason String
+#   0,
+#   _CONNECT | _CONNACK,  # 0x21 Receive Maximum
+#   _CONNECT | _CONNACK,  # 0x22 Topic Alias Maximum
+#   _PUBLISH,  # 0x23 Topic Alias
+#   _CONNACK,  # 0x24 Maximum QoS
+#   _CONNACK,  # 0x25 Retain Available
+#   W_WILL | _CONNECT | _CONNACK | _PUBLISH | _ACKS | _SUBSCRIBE | _SUBACK
+#   | _UNSUBSCRIBE | _UNSUBACK | _DISCONNECT | _AUTH,  # 0x26 User Property
+#   _CONNECT | _CONNACK,  # 0x27 Maximum Packet Size
+#   _CONNACK,  # 0x28 Wildcard Subscription Available
+#   _CONNACK,  # 0x29 Subscription Identifier Available
+#   _CONNACK,  # 0x2A Shared Subscription Available
 _WHERE = (
-    0,
-    _PUBLISH | W_WILL,  # 0x01 Payload Format Indicator
-    _PUBLISH | W_WILL,  # 0x02 Message Expiry Interval
-    _PUBLISH | W_WILL,  # 0x03 Content Type
-    0, 0, 0, 0,
-    _PUBLISH | W_WILL,  # 0x08 Response Topic
-    _PUBLISH | W_WILL,  # 0x09 Correlation Data
-    0,
-    _PUBLISH | _SUBSCRIBE,  # 0x0B Subscription Identifier
-    0, 0, 0, 0, 0,
-    _CONNECT | _CONNACK | _DISCONNECT,  # 0x11 Session Expiry Interval
-    _CONNACK,  # 0x12 Assigned Client Identifier
-    _CONNACK,  # 0x13 Server Keep Alive
-    0,
-    _CONNECT | _CONNACK | _AUTH,  # 0x15 Authentication Method
-    _CONNECT | _CONNACK | _AUTH,  # 0x16 Authentication Data
-    _CONNECT,  # 0x17 Request Problem Information
-    W_WILL,  # 0x18 Will Delay Interval
-    _CONNECT,  # 0x19 Request Response Information
-    _CONNACK,  # 0x1A Response Information
-    0,
-    _CONNACK | _DISCONNECT,  # 0x1C Server Reference
-    0, 0,
-    _CONNACK | _ACKS | _SUBACK | _UNSUBACK | _DISCONNECT | _AUTH,  # 0x1F Reason String
-    0,
-    _CONNECT | _CONNACK,  # 0x21 Receive Maximum
-    _CONNECT | _CONNACK,  # 0x22 Topic Alias Maximum
-    _PUBLISH,  # 0x23 Topic Alias
-    _CONNACK,  # 0x24 Maximum QoS
-    _CONNACK,  # 0x25 Retain Available
-    W_WILL | _CONNECT | _CONNACK | _PUBLISH | _ACKS | _SUBSCRIBE | _SUBACK
-    | _UNSUBSCRIBE | _UNSUBACK | _DISCONNECT | _AUTH,  # 0x26 User Property
-    _CONNECT | _CONNACK,  # 0x27 Maximum Packet Size
-    _CONNACK,  # 0x28 Wildcard Subscription Available
-    _CONNACK,  # 0x29 Subscription Identifier Available
-    _CONNACK,  # 0x2A Shared Subscription Available
+    b"\x00\x00\x00\x09\x00\x09\x00\x09\x00\x00\x00\x00\x00\x00\x00\x00\x00\x09\x00\x09"
+    b"\x00\x00\x01\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x40\x06\x00\x04\x00\x04"
+    b"\x00\x00\x80\x06\x80\x06\x00\x02\x00\x01\x00\x02\x00\x04\x00\x00\x40\x04\x00\x00"
+    b"\x00\x00\xca\xf4\x00\x00\x00\x06\x00\x06\x00\x08\x00\x04\x00\x04\xcf\xff\x00\x06"
+    b"\x00\x04\x00\x04\x00\x04"
 )
 _LAST_ID = const(0x2A)
 _VBI_MAX = const(268435455)
@@ -123,10 +132,14 @@ def prop_type(pid):
     return _TYPES[pid] if 0 <= pid <= _LAST_ID else 0
 
 
+def _where(pid):
+    return (_WHERE[2 * pid] << 8) | _WHERE[2 * pid + 1]
+
+
 def allowed_in(pid, where):
     """True if property ``pid`` may appear in a packet of kind ``where``
     (``1 << packet_type``, or ``W_WILL``)."""
-    return 0 <= pid <= _LAST_ID and (_WHERE[pid] & where) != 0
+    return 0 <= pid <= _LAST_ID and (_where(pid) & where) != 0
 
 
 # ---------------------------------------------------------------- UTF-8 ---
@@ -513,7 +526,7 @@ def check(r, where):
         ptype = prop_type(pid)
         if not ptype:
             raise ProtocolError("unknown property identifier 0x%02X" % pid, 0x81)
-        if not _WHERE[pid] & where:
+        if not _where(pid) & where:
             # MQTT 5.0 2.2.2.2: an Identifier not valid for its packet is Malformed.
             raise ProtocolError("property 0x%02X not allowed in this packet" % pid, 0x81)
         if pid != PROP_USER_PROPERTY and not (pid == PROP_SUBSCRIPTION_IDENTIFIER

@@ -148,46 +148,6 @@ async def wakeup_task_cost():
     return r
 
 
-async def wakeup_transport_cost():
-    """The same as wakeup_task_cost, the task reading through mqtt_v5's StreamTransport
-    (what the client's reader awaits): the transport's own share of a received message."""
-    import asyncio
-
-    raw = Raw(b"wake2")
-    raw.s.setblocking(False)
-    from mqtt_v5.transport import StreamTransport
-    st = StreamTransport(asyncio.StreamReader(raw.s))
-    buf = bytearray(2)
-    n = [0]
-
-    async def reader():
-        while True:
-            await st.readinto(buf)
-            n[0] += 1
-
-    task = asyncio.create_task(reader())
-    ping = b"\xc0\x00"
-
-    async def one():
-        want = n[0] + 1
-        raw.s.write(ping)
-        while n[0] < want:
-            await asyncio.sleep_ms(0)
-
-    for _ in range(3):
-        await one()
-    a = start()
-    for _ in range(N):
-        want = n[0] + 1
-        raw.s.write(ping)
-        while n[0] < want:
-            await asyncio.sleep_ms(0)
-    r = stop(a, N)
-    task.cancel()
-    raw.s.close()
-    return r
-
-
 async def ours():
     import asyncio
 
@@ -203,7 +163,6 @@ async def ours():
     await c.subscribe("bench/in/#", on, qos=1)
     out["wakeup"] = await wakeup_cost()
     out["wakeup in a task"] = await wakeup_task_cost()
-    out["wakeup via transport"] = await wakeup_transport_cost()
     opts = PublishOptions(user_properties=[("k", "v"), ("unit", "celsius")])
     # -- garbage per publish
     for q in (0, 1):
