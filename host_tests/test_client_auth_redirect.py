@@ -133,7 +133,7 @@ async def _reauth(a, b):
     assert first.reason_code == 0x19
     assert first.properties == {P.PROP_AUTHENTICATION_METHOD: METHOD,
                                 P.PROP_AUTHENTICATION_DATA: b"again"}
-    await challenge(conn, b"c", b"async:")
+    await challenge(conn, b"c" * 600, b"async:")  # an answer longer than the send buffer
     await conn.send_packet(auth(0, b"verifier"))
     bad = await conn.expect(codec.AUTH)
     assert (bad.reason_code, bad.properties[P.PROP_AUTHENTICATION_DATA]) == (0x19, b"bad")

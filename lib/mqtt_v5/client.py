@@ -1189,7 +1189,7 @@ class MqttClient:
                     from . import _rare
 
                     await _rare.step(self)
-                    if s.out_len:
+                    if s.out_len or s.out_tail is not None:  # (a long answer: a tail)
                         self._put()
                 elif ev == _s.EV_DISCONNECT:
                     reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
