@@ -1,4 +1,5 @@
-# The REPL session of mqtt_v5.sync_client's docstring, as written, with SyncClient on the unix port.
+# The REPL session of mqtt_v5.sync_client's docstring, as written, with SyncClient on
+# the unix port.
 # argv[1]: JSON (or a JSON file) {"cases": [{"name", "url", "client_id", "topic",
 #   "tls": null | {"ca", "cert", "key"}, "timeout_s"}]}: connect, subscribe topic/#, publish to
 #   topic/hello (QoS 1), wait_msg(5), check_msg(), ping(), disconnect().
