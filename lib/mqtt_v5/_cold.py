@@ -254,3 +254,36 @@ def log_packet(direction, buf, n):
         except MqttError:
             pass
     _log("%s %s (%d bytes)%s" % (direction, _c.PACKET_NAMES[t], n, detail))
+
+
+def start_callbacks(self):
+    """One task runs the message's coroutine callbacks, one after the other, and
+    only then acknowledges a QoS 1/2 message: the server's in-flight window
+    (our Receive Maximum) bounds how many run at once."""
+    import asyncio
+
+    coros = self._coros
+    self._coros = None
+    key = self._session.defer_ack()
+    self._cb_tasks.add(asyncio.create_task(run_callbacks(self, coros, key, self._link_no)))
+
+
+async def run_callbacks(self, coros, key, link_no):
+    from .client import _current_task, _log
+
+    try:
+        for coro in coros:
+            try:
+                await coro
+            except Exception as e:  # a user callback must not kill the client
+                _log("message callback raised %r" % (e,))
+        if key and link_no == self._link_no and self._connected:
+            await self._wait_room()
+            if link_no == self._link_no and self._connected:
+                self._session.ack(key)
+                self._put()
+    except Exception as e:
+        _log("acknowledgement after a callback not sent: %r" % (e,))
+    finally:
+        self._cb_tasks.discard(_current_task())
+        self._cb_done.set()

@@ -327,3 +327,62 @@ def handle_other(self, first, r, t):
         raise ProtocolError("second CONNACK [MQTT-3.2.0-2]", 0x82)
     # CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ never go server -> client.
     raise ProtocolError("%s sent to a client" % _c.PACKET_NAMES[t], 0x82)
+
+
+def auth(self, reason_code, props):
+    """Session.auth (see there)."""
+    self._ready_out()
+    self._encode_cold(_c.encode_auth, reason_code, props)
+
+
+def codec_will(w):
+    """A Will (or the codec's own) as the codec wants it."""
+    from .session import Will
+
+    if not isinstance(w, Will):
+        return w
+    props = dict(w.properties) if w.properties else {}
+    if w.delay:
+        props[_p.PROP_WILL_DELAY_INTERVAL] = w.delay
+    return _c.Will(w.topic, w.payload, w.qos, w.retain, props)
+
+
+def limits_repr(lim):
+    return ("Limits(receive_maximum=%d, maximum_qos=%d, retain_available=%r, "
+            "maximum_packet_size=%d, topic_alias_maximum=%d, wildcards=%r, "
+            "subscription_ids=%r, shared=%r, server_keep_alive=%d)" % (
+                lim.receive_maximum, lim.maximum_qos, lim.retain_available,
+                lim.maximum_packet_size, lim.topic_alias_maximum,
+                lim.wildcard_available, lim.subscription_identifiers_available,
+                lim.shared_available, lim.server_keep_alive))
+
+
+# ------------------------------------------------------------------- Message --
+
+def detach(m):
+    """Message._detach (see there)."""
+    if m._session is not None:
+        m._topic = m.topic
+        m._payload = m.payload
+        m._props = m.properties
+        m._session = None
+
+
+def copy(m):
+    """Message.copy (see there)."""
+    from .session import Message
+
+    c = Message()
+    c._topic = m.topic
+    c._payload = m.payload
+    c._props = m.properties
+    c.qos = m.qos
+    c.retain = m.retain
+    c.dup = m.dup
+    c.packet_id = m.packet_id
+    return c
+
+
+def message_repr(m):
+    return "Message(topic=%r, payload=%r, qos=%d, retain=%r)" % (
+        m.topic, m.payload, m.qos, m.retain)

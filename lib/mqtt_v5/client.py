@@ -536,8 +536,9 @@ class MqttClient:
             from . import _cold
 
             raise _cold.refused(s)
-        _log("<- CONNACK rc=0x%02X session_present=%r %r" % (s.ev_rc, s.ev_session_present,
-                                                             s.limits))
+        if _log_fn is not None:
+            _log("<- CONNACK rc=0x%02X session_present=%r %r" % (
+                s.ev_rc, s.ev_session_present, s.limits))
         if s.ev_orphans:
             from . import _cold
 
@@ -1220,31 +1221,10 @@ class MqttClient:
             self._coros.append(r)
 
     def _start_callbacks(self):
-        """One task runs the message's coroutine callbacks, one after the other, and
-        only then acknowledges a QoS 1/2 message: the server's in-flight window
-        (our Receive Maximum) bounds how many run at once."""
-        coros = self._coros
-        self._coros = None
-        key = self._session.defer_ack()
-        self._cb_tasks.add(asyncio.create_task(self._run_callbacks(coros, key, self._link_no)))
+        """One task runs the message's coroutine callbacks (see ``_cold``)."""
+        from . import _cold
 
-    async def _run_callbacks(self, coros, key, link_no):
-        try:
-            for coro in coros:
-                try:
-                    await coro
-                except Exception as e:  # a user callback must not kill the client
-                    _log("message callback raised %r" % (e,))
-            if key and link_no == self._link_no and self._connected:
-                await self._wait_room()
-                if link_no == self._link_no and self._connected:
-                    self._session.ack(key)
-                    self._put()
-        except Exception as e:
-            _log("acknowledgement after a callback not sent: %r" % (e,))
-        finally:
-            self._cb_tasks.discard(_current_task())
-            self._cb_done.set()
+        _cold.start_callbacks(self)
 
     async def _timer_loop(self, transport):
         """Keep-alive: PINGREQ when due, and a dead link found within 1.5x keep-alive

@@ -117,13 +117,9 @@ class Limits:
         self.assigned_client_id = None
 
     def __repr__(self):
-        return ("Limits(receive_maximum=%d, maximum_qos=%d, retain_available=%r, "
-                "maximum_packet_size=%d, topic_alias_maximum=%d, wildcards=%r, "
-                "subscription_ids=%r, shared=%r, server_keep_alive=%d)" % (
-                    self.receive_maximum, self.maximum_qos, self.retain_available,
-                    self.maximum_packet_size, self.topic_alias_maximum,
-                    self.wildcard_available, self.subscription_identifiers_available,
-                    self.shared_available, self.server_keep_alive))
+        from . import _session_rare
+
+        return _session_rare.limits_repr(self)
 
 
 # ------------------------------------------------- the drivers' shared types --
@@ -138,19 +134,6 @@ class Will:
         self.retain = retain
         self.properties = properties
         self.delay = delay
-
-    def _to_codec(self):
-        props = dict(self.properties) if self.properties else {}
-        if self.delay:
-            props[_p.PROP_WILL_DELAY_INTERVAL] = self.delay
-        return _c.Will(self.topic, self.payload, self.qos, self.retain, props)
-
-
-def _codec_will(w):
-    """A Will (or the codec's own, or None) as the codec wants it."""
-    return w._to_codec() if isinstance(w, Will) else w
-
-
 
 class Message:
     """A received message. Passed to a plain callback, it is only valid during
@@ -228,27 +211,20 @@ class Message:
 
     def _detach(self):
         """Read everything out of the receive buffer: this object stays valid."""
-        if self._session is not None:
-            self._topic = self.topic
-            self._payload = self.payload
-            self._props = self.properties
-            self._session = None
+        from . import _session_rare
+
+        _session_rare.detach(self)
 
     def copy(self):
         """A detached copy that stays valid."""
-        c = Message()
-        c._topic = self.topic
-        c._payload = self.payload
-        c._props = self.properties
-        c.qos = self.qos
-        c.retain = self.retain
-        c.dup = self.dup
-        c.packet_id = self.packet_id
-        return c
+        from . import _session_rare
+
+        return _session_rare.copy(self)
 
     def __repr__(self):
-        return "Message(topic=%r, payload=%r, qos=%d, retain=%r)" % (
-            self.topic, self.payload, self.qos, self.retain)
+        from . import _session_rare
+
+        return _session_rare.message_repr(self)
 
 
 def detached_message(session):
@@ -368,7 +344,8 @@ class Session:
             p[_p.PROP_SESSION_EXPIRY_INTERVAL] = session_expiry_s
         self._expiry_was_zero = not p.get(_p.PROP_SESSION_EXPIRY_INTERVAL)
         self._encode_cold(_c.encode_connect, self.client_id, clean_start, keep_alive_s,
-                          username, password, _codec_will(will), p)
+                          username, password,
+                          None if will is None else _session_rare_will(will), p)
         self.keep_alive_ms = keep_alive_s * 1000
         self._auto_alias = auto_alias
         self._clean_start = clean_start
@@ -750,8 +727,9 @@ class Session:
 
     def auth(self, reason_code, props):
         """Encode AUTH (enhanced authentication)."""
-        self._ready_out()
-        self._encode_cold(_c.encode_auth, reason_code, props)
+        from . import _session_rare
+
+        _session_rare.auth(self, reason_code, props)
 
     # ------------------------------------------------------------ timers --
 
@@ -981,6 +959,12 @@ class Session:
         self.ev_token = self._slots[i + _TOKEN]
         self._free_slot(i)
         return EV_PUBLISH_FAILED if rc >= 0x80 else EV_PUBLISH_DONE
+
+
+def _session_rare_will(will):
+    from . import _session_rare
+
+    return _session_rare.codec_will(will)
 
 
 def _queued_size(topic, payload, props):
