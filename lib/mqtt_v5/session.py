@@ -477,6 +477,16 @@ class Session:
         is returned; ``pump`` sends it later. Raises ``QueueFull`` when the
         queue is full and ``UsageError`` for what the server cannot accept.
         """
+        if (not qos and not props and not topic_alias and self.state == CONNECTED
+                and not self.out_len and self.out_tail is None and not self._queue
+                and not self._auto_alias and (not retain or self.limits.retain_available)):
+            # The common QoS 0 PUBLISH (the checks below hold for it): encoded whole
+            # by one codec call; 0 when it is not that plain, then the full path.
+            n = _c.encode_publish_plain(self.out, topic, payload, 0, 0, retain,
+                                        self.limits.maximum_packet_size)
+            if n:
+                self.out_len = n
+                return 0
         self.check_publish(topic, payload, qos, retain, props)
         if self.state != CONNECTED or (qos and not self.window_open()) or self._queue:
             self._enqueue(topic, payload, qos, retain, props, token, topic_alias)
@@ -619,6 +629,12 @@ class Session:
         else left in ``out_tail``. A header larger than ``out`` (a long topic with
         many properties) gets a buffer of its own for this one packet."""
         out = self.out
+        if not props and not alias and not dup:
+            m = _c.encode_publish_plain(out, topic, payload, qos, pid, retain,
+                                        _DEFAULT_SERVER_MAX)  # (the size was checked)
+            if m:
+                self.out_len = m
+                return
         n = len(payload)
         try:
             hlen = _c.encode_publish_header(out, topic, n, qos, pid, retain, dup, props, alias)
