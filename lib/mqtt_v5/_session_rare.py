@@ -38,8 +38,6 @@ _DISCONNECTED = 0
 def requeue(self):
     """CONNACK without a session: the unacknowledged publishes go out again as new
     messages (MQTT 5.0 §4.1), in the order they were first sent."""
-    from .session import _queued_size
-
     front = []
     sl = self._slots
     while True:
@@ -86,8 +84,6 @@ def oldest(self, resend_only, pubrel_only=False):
 
 def pump(self):
     """Session.pump (see there) when something is due: a resend or a queued message."""
-    from .session import _queued_size
-
     sl = self._slots
     i = oldest(self, True)  # resends keep the original order [MQTT-4.6.0-1]
     if i >= 0 and sl[i + _STATE] != _WAIT_PUBCOMP and \
@@ -173,8 +169,6 @@ def _resend_refused(self, i):
 
 def enqueue(self, topic, payload, qos, retain, props, token, alias=0):
     """Into the offline queue (``QueueFull`` past its bounds)."""
-    from .session import _queued_size
-
     size = _queued_size(topic, payload, props)
     if (len(self._queue) >= self.max_queued
             or self._queued_bytes + size > self.max_queued_bytes):
@@ -336,11 +330,7 @@ def auth(self, reason_code, props):
 
 
 def codec_will(w):
-    """A Will (or the codec's own) as the codec wants it."""
-    from .session import Will
-
-    if not isinstance(w, Will):
-        return w
+    """A session Will as the codec wants it."""
     props = dict(w.properties) if w.properties else {}
     if w.delay:
         props[_p.PROP_WILL_DELAY_INTERVAL] = w.delay
@@ -368,11 +358,8 @@ def detach(m):
         m._session = None
 
 
-def copy(m):
-    """Message.copy (see there)."""
-    from .session import Message
-
-    c = Message()
+def copy(m, c):
+    """Message.copy (see there): into ``c``, a new Message."""
     c._topic = m.topic
     c._payload = m.payload
     c._props = m.properties
@@ -386,3 +373,8 @@ def copy(m):
 def message_repr(m):
     return "Message(topic=%r, payload=%r, qos=%d, retain=%r)" % (
         m.topic, m.payload, m.qos, m.retain)
+
+
+def _queued_size(topic, payload, props):
+    """What a queued message counts against max_queued_bytes."""
+    return len(topic) + len(payload) + (_p.size(props, 1 << _c.PUBLISH) if props else 0)

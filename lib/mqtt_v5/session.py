@@ -135,6 +135,15 @@ class Will:
         self.properties = properties
         self.delay = delay
 
+def _codec_will(w):
+    """A Will (or the codec's own, or None) as the codec wants it."""
+    if not isinstance(w, Will):
+        return w
+    from . import _session_rare
+
+    return _session_rare.codec_will(w)
+
+
 class Message:
     """A received message. Passed to a plain callback, it is only valid during
     the call (it reads the receive buffer); ``copy()`` keeps one. Coroutine
@@ -219,7 +228,7 @@ class Message:
         """A detached copy that stays valid."""
         from . import _session_rare
 
-        return _session_rare.copy(self)
+        return _session_rare.copy(self, Message())
 
     def __repr__(self):
         from . import _session_rare
@@ -345,7 +354,7 @@ class Session:
         self._expiry_was_zero = not p.get(_p.PROP_SESSION_EXPIRY_INTERVAL)
         self._encode_cold(_c.encode_connect, self.client_id, clean_start, keep_alive_s,
                           username, password,
-                          None if will is None else _session_rare_will(will), p)
+                          _codec_will(will), p)
         self.keep_alive_ms = keep_alive_s * 1000
         self._auto_alias = auto_alias
         self._clean_start = clean_start
@@ -975,17 +984,6 @@ class Session:
         self.ev_token = self._slots[i + _TOKEN]
         self._free_slot(i)
         return EV_PUBLISH_FAILED if rc >= 0x80 else EV_PUBLISH_DONE
-
-
-def _session_rare_will(will):
-    from . import _session_rare
-
-    return _session_rare.codec_will(will)
-
-
-def _queued_size(topic, payload, props):
-    """What a queued message counts against max_queued_bytes."""
-    return len(topic) + len(payload) + (_p.size(props, 1 << _c.PUBLISH) if props else 0)
 
 
 def _same(known, buf, start, end):
