@@ -293,7 +293,9 @@ def unsubscribe(self, filters, props, token):
     if self.state != 2:  # CONNECTED
         raise UsageError("not connected")
     pid = self._peek_pid()
-    self._commit_request(pid, self._encode_cold(_c.encode_unsubscribe, pid, filters, props),
+    from ._codec_rare import encode_unsubscribe
+
+    self._commit_request(pid, self._encode_cold(encode_unsubscribe, pid, filters, props),
                          token)
     self._requested[pid] = bytes(len(filters))
     return pid
@@ -326,7 +328,9 @@ def handle_other(self, first, r, t):
 def auth(self, reason_code, props):
     """Session.auth (see there)."""
     self._ready_out()
-    self._encode_cold(_c.encode_auth, reason_code, props)
+    from ._codec_rare import encode_auth
+
+    self._encode_cold(encode_auth, reason_code, props)
 
 
 def codec_will(w):
@@ -334,7 +338,9 @@ def codec_will(w):
     props = dict(w.properties) if w.properties else {}
     if w.delay:
         props[_p.PROP_WILL_DELAY_INTERVAL] = w.delay
-    return _c.Will(w.topic, w.payload, w.qos, w.retain, props)
+    from ._codec_rare import Will
+
+    return Will(w.topic, w.payload, w.qos, w.retain, props)
 
 
 def limits_repr(lim):
