@@ -776,7 +776,7 @@ class MqttClient:
         QoS 1/2. Otherwise it is the one coroutine that does the work."""
         if self._gave_up is not None:
             return _raise(self._gave_up)
-        if self._held is None and _log_fn is None and (not qos or not self._batch_pub) and (
+        if self._held is None and _log_fn is None and (
                 not qos or self._session.window_open() or not self._connected):
             return self._publish_now(topic, payload, qos, retain, options)
         if qos == 0:
@@ -845,7 +845,14 @@ class MqttClient:
             if token is not None:
                 token.packet_id = pid
             try:
-                self._put()
+                if token is not None and self._batch_pub and s.inflight() > 1 and \
+                        self._batch_out():
+                    # Others are in flight (pipelining): this one leaves with what
+                    # the other tasks publish this scheduler round, in one write
+                    # when the writer task runs; a lone one (stop-and-wait) at once.
+                    self._wake_writer()
+                else:
+                    self._put()
             except NetworkError as e:
                 if token is None:
                     return _raise(e)  # QoS 0: it may be lost, say so

@@ -277,6 +277,9 @@ class Session:
         self.max_inflight = max_inflight
         free = [0, _FREE, 0, False, False, False, None, None, None, None]  # type: list
         self._slots = free * max_inflight
+        # Each slot's packet id, 0 while free: found by the list's own (C) ``in`` and
+        # ``index`` rather than a Python loop over the slots, twice per QoS 1 message.
+        self._pids = [0] * max_inflight
         self._resends = 0  # slots with _RESEND set (window_open is per publish)
         self._seq = 0
         self._inflight = 0
@@ -445,7 +448,7 @@ class Session:
 
     def window_open(self):
         """True if a QoS 1/2 PUBLISH may be sent now (Receive Maximum)."""
-        return self.state == CONNECTED and self._inflight < self._window and not self._has_resend()
+        return self.state == CONNECTED and self._inflight < self._window and not self._resends
 
     def _has_resend(self):
         return self._resends > 0
@@ -496,6 +499,20 @@ class Session:
             if n:
                 self.out_len = n
                 return 0
+        elif (not props and not topic_alias and (qos == 1 or qos == 2) and self.state == CONNECTED
+                and self._inflight < self._window and not self._resends and not self.out_len
+                and self.out_tail is None and not self._queue and not self._auto_alias
+                and qos <= self.limits.maximum_qos
+                and (not retain or self.limits.retain_available)):
+            # The same for QoS 1/2 with the window open.
+            pid = self._peek_pid()
+            n = _c.encode_publish_plain(self.out, topic, payload, qos, pid, retain,
+                                        self.limits.maximum_packet_size)
+            if n:
+                self.out_len = n
+                self._take_slot(self._pids.index(0) * _SLOT, pid, qos, retain, topic, payload,
+                                None, token)
+                return pid
         self.check_publish(topic, payload, qos, retain, props)
         if self.state != CONNECTED or (qos and not self.window_open()) or self._queue:
             self._enqueue(topic, payload, qos, retain, props, token, topic_alias)
@@ -539,31 +556,34 @@ class Session:
 
             _session_rare.remember_alias(self, topic, -alias)
         if qos:
-            self._next_pid = pid
-            sl = self._slots
-            sl[slot + _PID] = pid
-            sl[slot + _STATE] = _WAIT_PUBACK if qos == 1 else _WAIT_PUBREC
-            self._seq = (self._seq + 1) & _SEQ_MASK
-            sl[slot + _SEQ] = self._seq
-            sl[slot + _RETAIN] = retain
-            sl[slot + _RESEND] = False
-            sl[slot + _CARRIED] = False
-            sl[slot + _TOPIC] = topic
-            sl[slot + _PAYLOAD] = payload
-            sl[slot + _PROPS] = props
-            sl[slot + _TOKEN] = token
-            self._inflight += 1
+            self._take_slot(slot, pid, qos, retain, topic, payload, props, token)
         return pid
 
-    def _free_slot_index(self):
+    def _take_slot(self, slot, pid, qos, retain, topic, payload, props, token):
+        """Record the PUBLISH just encoded in the free slot ``slot``."""
+        self._next_pid = pid
+        self._pids[slot // _SLOT] = pid
         sl = self._slots
-        for i in range(0, len(sl), _SLOT):
-            if sl[i + _STATE] == _FREE:
-                return i
+        sl[slot + _PID] = pid
+        sl[slot + _STATE] = _WAIT_PUBACK if qos == 1 else _WAIT_PUBREC
+        self._seq = (self._seq + 1) & _SEQ_MASK
+        sl[slot + _SEQ] = self._seq
+        sl[slot + _RETAIN] = retain
+        sl[slot + _RESEND] = False
+        sl[slot + _CARRIED] = False
+        sl[slot + _TOPIC] = topic
+        sl[slot + _PAYLOAD] = payload
+        sl[slot + _PROPS] = props
+        sl[slot + _TOKEN] = token
+        self._inflight += 1
+
+    def _free_slot_index(self):
+        if 0 in self._pids:
+            return self._pids.index(0) * _SLOT
         raise UsageError("no free in-flight slot")  # window_open() prevents this
 
     def _pid_in_use(self, pid):
-        return self._find_slot(pid) >= 0 or pid in self._pending_sub
+        return pid in self._pids or pid in self._pending_sub
 
     def _peek_pid(self):
         """The next free packet identifier, not yet taken: 1..65535, wrapping,
@@ -571,7 +591,7 @@ class Session:
         pid = self._next_pid
         while True:
             pid = pid + 1 if pid < 0xFFFF else 1
-            if not self._pid_in_use(pid):
+            if pid not in self._pids and pid not in self._pending_sub:  # (_pid_in_use)
                 return pid
 
     def _alloc_pid(self):
@@ -582,6 +602,7 @@ class Session:
     def _free_slot(self, i):
         sl = self._slots
         sl[i + _STATE] = _FREE
+        self._pids[i // _SLOT] = 0
         if sl[i + _RESEND]:
             self._resends -= 1
         sl[i + _RESEND] = False
@@ -593,10 +614,8 @@ class Session:
         self._inflight -= 1
 
     def _find_slot(self, pid):
-        sl = self._slots
-        for i in range(0, len(sl), _SLOT):
-            if sl[i] == pid and sl[i + _STATE] != _FREE:  # (sl[i]: _PID is 0, per packet)
-                return i
+        if pid and pid in self._pids:  # (a free slot's is 0)
+            return self._pids.index(pid) * _SLOT
         return -1
 
     def inflight_tokens(self):
