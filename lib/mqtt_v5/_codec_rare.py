@@ -1,4 +1,4 @@
-"""The codec's cold half, loaded on first use (``codec`` gives these names too): the
+"""The codec's cold half, loaded on first use (``_server_codec`` re-exports it): the
 Will of a CONNECT, UNSUBSCRIBE, AUTH, and decoding the DISCONNECT or AUTH a server
 sends. Sans-IO like the codec."""
 

@@ -13,7 +13,7 @@ from .errors import ConnectRefused, MqttError, NetworkError, PublishFailed, Subs
 # CONNACK codes that retrying cannot fix: stop instead of hammering the server.
 # (0x95 packet too large, 0x99 payload format, 0x9A retain, 0x9B QoS: our CONNECT or
 # its Will asks what the server refuses, and will ask it again.)
-_PERMANENT_REFUSALS = b"\x84\x85\x86\x87\x8a\x8c\x95\x99\x9a\x9b"
+_PERMANENT_REFUSALS = (0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x95, 0x99, 0x9A, 0x9B)
 
 
 def delay(cfg, attempt):
@@ -156,10 +156,11 @@ def client_repr(self):
 
 def event_repr(ev):
     """repr() of a Connected / Disconnected / Reconnecting event."""
-    n = type(ev).__name__
-    if n == "Connected":
+    from .client import Connected, Reconnecting
+
+    if isinstance(ev, Connected):
         return "Connected(session_present=%r)" % ev.session_present
-    if n == "Reconnecting":
+    if isinstance(ev, Reconnecting):
         return "Reconnecting(attempt=%d, delay=%.2f)" % (ev.attempt, ev.delay)
     return "Disconnected(reason_code=%r, reason_string=%r, by_server=%r, error=%r)" % (
         ev.reason_code, ev.reason_string, ev.by_server, ev.error)

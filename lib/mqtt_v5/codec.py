@@ -677,13 +677,3 @@ def decode_body(first, r):
 
         return _codec_rare.decode_reason_only(r, t)
     raise ProtocolError("%s is not decoded by a client" % PACKET_NAMES[t], 0x82)
-
-
-def __getattr__(name):
-    # The codec's cold half, loaded when first asked for (a device that never
-    # unsubscribes, authenticates or sends a Will never loads it).
-    if name == "Will" or name == "encode_unsubscribe" or name == "encode_auth":
-        from . import _codec_rare
-
-        return getattr(_codec_rare, name)
-    raise AttributeError(name)

@@ -47,6 +47,21 @@ from ._compat import const, ticks_diff
 from .errors import MqttTimeout, ProtocolError, UsageError
 from .topic import is_wildcard, share_prefix_len
 
+# _session_rare (the cold paths), once loaded: kept in a global because an import
+# statement allocates on MicroPython (it builds the module's full name each time), and
+# paths it holds must not allocate once warm (a QoS 2 exchange, a known topic alias).
+_rare = None
+
+
+def _rare_paths():
+    global _rare
+    if _rare is None:
+        from . import _session_rare
+
+        _rare = _session_rare
+    return _rare
+
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any  # noqa: F401
@@ -117,9 +132,7 @@ class Limits:
         self.assigned_client_id = None
 
     def __repr__(self):
-        from . import _session_rare
-
-        return _session_rare.limits_repr(self)
+        return _rare_paths().limits_repr(self)
 
 
 # ------------------------------------------------- the drivers' shared types --
@@ -139,9 +152,7 @@ def _codec_will(w):
     """A Will (or the codec's own, or None) as the codec wants it."""
     if not isinstance(w, Will):
         return w
-    from . import _session_rare
-
-    return _session_rare.codec_will(w)
+    return _rare_paths().codec_will(w)
 
 
 class Message:
@@ -220,20 +231,14 @@ class Message:
 
     def _detach(self):
         """Read everything out of the receive buffer: this object stays valid."""
-        from . import _session_rare
-
-        _session_rare.detach(self)
+        _rare_paths().detach(self)
 
     def copy(self):
         """A detached copy that stays valid."""
-        from . import _session_rare
-
-        return _session_rare.copy(self, Message())
+        return _rare_paths().copy(self, Message())
 
     def __repr__(self):
-        from . import _session_rare
-
-        return _session_rare.message_repr(self)
+        return _rare_paths().message_repr(self)
 
 
 def detached_message(session):
@@ -439,9 +444,7 @@ class Session:
             # as new messages, so nothing accepted is lost (MQTT 5.0 §4.1).
             self._discard_session_state()
             if self._inflight:
-                from . import _session_rare
-
-                _session_rare.requeue(self)
+                _rare_paths().requeue(self)
         return EV_CONNACK
 
     # ---------------------------------------------------------- publishing --
@@ -521,9 +524,7 @@ class Session:
         return self._send_publish(topic, payload, qos, retain, props, topic_alias, token)
 
     def _enqueue(self, topic, payload, qos, retain, props, token, alias=0):
-        from . import _session_rare
-
-        _session_rare.enqueue(self, topic, payload, qos, retain, props, token, alias)
+        _rare_paths().enqueue(self, topic, payload, qos, retain, props, token, alias)
 
     def _send_publish(self, topic, payload, qos, retain, props, alias_req, token):
         # Nothing changes until the packet is encoded: a UsageError leaves the
@@ -532,9 +533,7 @@ class Session:
         alias = 0
         send_topic = topic
         if alias_req or self._auto_alias:
-            from . import _session_rare
-
-            alias = _session_rare.outbound_alias(self, topic, alias_req)
+            alias = _rare_paths().outbound_alias(self, topic, alias_req)
             if alias > 0:
                 send_topic = b""  # the server knows this alias already
         n = len(payload)
@@ -552,9 +551,7 @@ class Session:
         self._put_publish(send_topic, payload, qos, pid, retain, False, props,
                           alias if alias > 0 else -alias)
         if alias < 0:
-            from . import _session_rare
-
-            _session_rare.remember_alias(self, topic, -alias)
+            _rare_paths().remember_alias(self, topic, -alias)
         if qos:
             self._take_slot(slot, pid, qos, retain, topic, payload, props, token)
         return pid
@@ -648,9 +645,7 @@ class Session:
         limits refuse it): ``ev_token`` and ``ev_error`` then say which and why."""
         if self.state != CONNECTED or self.out_len or not (self._resends or self._queue):
             return None
-        from . import _session_rare
-
-        return _session_rare.pump(self)
+        return _rare_paths().pump(self)
 
     def _put_publish(self, topic, payload, qos, pid, retain, dup, props, alias):
         """PUBLISH into ``out``: the payload copied behind the header when it fits,
@@ -741,9 +736,7 @@ class Session:
 
     def unsubscribe(self, filters, props=None, token=None):
         """Encode UNSUBSCRIBE; returns the packet id."""
-        from . import _session_rare
-
-        return _session_rare.unsubscribe(self, filters, props, token)
+        return _rare_paths().unsubscribe(self, filters, props, token)
 
     def _commit_request(self, pid, n, token):
         if n > self.limits.maximum_packet_size:
@@ -771,9 +764,7 @@ class Session:
 
     def auth(self, reason_code, props):
         """Encode AUTH (enhanced authentication)."""
-        from . import _session_rare
-
-        _session_rare.auth(self, reason_code, props)
+        _rare_paths().auth(self, reason_code, props)
 
     # ------------------------------------------------------------ timers --
 
@@ -909,9 +900,7 @@ class Session:
             self.ev_codes = pkt.reason_codes
             self.ev_props = pkt.properties
             return EV_SUBACK if t == _c.SUBACK else EV_UNSUBACK
-        from . import _session_rare
-
-        return _session_rare.handle_other(self, first, r, t)
+        return _rare_paths().handle_other(self, first, r, t)
 
     def _on_publish(self, first, r):
         m = _c.decode_publish_into(self.msg, first, r)
@@ -940,9 +929,7 @@ class Session:
             self.topic_start = m.topic_start
             self.topic_end = m.topic_end
         if m.qos == 2:
-            from . import _session_rare
-
-            ev = _session_rare.publish_qos2(self, m)
+            ev = _rare_paths().publish_qos2(self, m)
             if ev is not None:
                 return ev
         self._msg_unacked = m.qos
@@ -993,9 +980,7 @@ class Session:
             if st != _WAIT_PUBACK:
                 raise ProtocolError("PUBACK for unknown packet id %d" % pid, 0x82)
             return self._complete(i, a.reason_code)
-        from . import _session_rare
-
-        return _session_rare.ack_qos2(self, a, i, st)
+        return _rare_paths().ack_qos2(self, a, i, st)
 
     def _complete(self, i, rc):
         self.ev_pid = self._slots[i + _PID]
