@@ -115,3 +115,29 @@ def test_qos1_fast_path_keeps_the_in_flight_table():
     s.flushed(0)
     feed(s, Ack(codec.PUBACK, pids[0]))  # already acknowledged: unknown now
     raises(ProtocolError, s.poll, 0)
+
+
+def test_the_usual_puback_and_what_is_not_one():
+    # The 4-byte PUBACK takes a shortcut in poll(); these must still be refused, with
+    # the reason code of the full decoder, and leave the in-flight table as it was.
+    for wire, what in ((b"\x40\x02\x00\x00", "packet id 0"),
+                       (b"\x40\x02\x12\x34", "an id not in flight"),
+                       (b"\x41\x02\x00\x01", "reserved flags set")):
+        s = connected()
+        pid = s.publish(b"t", b"x", 1)
+        eq(pid, 1, "first packet id")
+        s.flushed(0)
+        feed(s, wire)
+        e = raises(ProtocolError, s.poll, 0)
+        eq(e.reason_code in (0x81, 0x82), True, "%s: reason code 0x%02X" % (what, e.reason_code))
+    s = connected()
+    q2 = s.publish(b"t", b"x", 2)
+    s.flushed(0)
+    feed(s, bytes((0x40, 2, q2 >> 8, q2 & 255)))  # a PUBACK for a QoS 2 message
+    raises(ProtocolError, s.poll, 0)
+    s = connected()
+    q1 = s.publish(b"t", b"x", 1)
+    s.flushed(0)
+    feed(s, bytes((0x40, 2, q1 >> 8, q1 & 255)))
+    eq(s.poll(0), S.EV_PUBLISH_DONE, "the usual PUBACK")
+    eq((s.ev_pid, s.ev_rc, s.inflight(), s.last_ack().packet_id), (q1, 0, 0, q1), "completed")
