@@ -279,6 +279,14 @@ class _Acked(Waiter):
         return self._client._acknowledged(self._token)
 
 
+class _Woken(Waiter):
+    """``await w.wait()``: until ``event`` is set (the writer task's wait: no
+    coroutine per wake-up under MicroPython, see ``_compat.Waiter``)."""
+
+    def poll(self):
+        return 1 if self.event.is_set() else PENDING  # (an int: _stop_with allocates none)
+
+
 class _Subscription:
     def __init__(self, filt, callback, options, props, sid):
         self.filter = filt
@@ -740,6 +748,7 @@ class MqttClient:
         """The writer task: finishes held writes, sends what was batched. Asleep on
         an Event otherwise (nothing allocated while idle)."""
         wake = self._write_wake
+        woken = _Woken(wake)  # waits on the Event with no coroutine per wake-up
         try:
             while True:
                 if self._held is not None:
@@ -748,7 +757,7 @@ class MqttClient:
                     self._put()
                 else:
                     wake.clear()
-                    await wake.wait()
+                    await woken.wait()
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -793,7 +802,7 @@ class MqttClient:
         QoS 1/2. Otherwise it is the one coroutine that does the work."""
         if self._gave_up is not None:
             return _raise(self._gave_up)
-        if not self._batch_pub and self._held is None and _log_fn is None and (
+        if self._held is None and _log_fn is None and (
                 not qos or self._session.window_open() or not self._connected):
             return self._publish_now(topic, payload, qos, retain, options)
         if qos == 0:
@@ -813,19 +822,63 @@ class MqttClient:
             token = self._spare.pop() if self._spare else Delivery()
         if isinstance(payload, str):
             payload = payload.encode()
+        tb = self._topics.get(topic) if type(topic) is str else topic
         try:
-            pid = s.publish(self._topic_bytes(topic), payload, qos, retain,
-                            options.properties if options is not None else None,
+            pid = s.publish(tb if tb is not None else self._topic_bytes(topic), payload, qos,
+                            retain, options.properties if options is not None else None,
                             options.topic_alias if options is not None else 0, token)
         except Exception as e:
             if token is not None:
                 self._spare.append(token)  # refused before the session took it
             return _raise(e)  # raised where the caller awaits, as from a coroutine
+        n = s.out_len
+        if n and token is None and s.out_tail is None:
+            # QoS 0, one packet in ``out``: batched (the writer task sends the batch
+            # when this task next yields, or the next write that does not fit does)
+            # or written at once, without _put's general case.
+            a = self._batch_len
+            if self._batch_pub and n <= len(self._batch):
+                if a + n > len(self._batch):
+                    # The batch is full: it leaves now, this packet starts the next.
+                    self._batch_len = 0
+                    s.flushed(ticks_ms())
+                    try:
+                        w = self._transport.write(self._batch_view(a))
+                    except Exception as e:
+                        return _raise(self._write_failed(e))
+                    if w is not READY:
+                        self._hold(w, n, None)  # out[:n] follows the held write
+                        return _ZERO
+                    a = 0
+                v = self._views.get(n)
+                self._batch_mv[a:a + n] = v if v is not None else self._view(n)
+                self._batch_len = a + n
+                s.flushed(ticks_ms())
+                if self._writer is None or not self._write_wake.is_set():  # (else it is due)
+                    self._wake_writer()
+                return _ZERO
+            if not a:
+                s.flushed(ticks_ms())
+                v = self._views.get(n)
+                try:
+                    w = self._transport.write(v if v is not None else self._view(n))
+                except Exception as e:
+                    return _raise(self._write_failed(e))  # QoS 0: it may be lost, say so
+                if w is not READY:
+                    self._hold(w, 0, None)
+                return _ZERO
         if s.out_len or s.out_tail is not None:
             if token is not None:
                 token.packet_id = pid
             try:
-                self._put()
+                if token is not None and self._batch_pub and s.inflight() > 1 and \
+                        self._batch_out():
+                    # Others are in flight (pipelining): this one leaves with what
+                    # the other tasks publish this scheduler round, in one write
+                    # when the writer task runs; a lone one (stop-and-wait) at once.
+                    self._wake_writer()
+                else:
+                    self._put()
             except NetworkError as e:
                 if token is None:
                     return _raise(e)  # QoS 0: it may be lost, say so
