@@ -80,6 +80,55 @@ def test_bad_request_rejected_400(twin):
     run(main())
 
 
+def test_document_too_large_rejected_413(twin):
+    """A state over the shadow's 8 KB but far under AWS's 128 KiB MQTT limit: the
+    library's limit checks let it through, the shadow service refuses it with 413."""
+    async def main():
+        c = device(twin, "sh-413", maximum_packet_size=65536)
+        await c.connect()
+        s = Shadow(c)
+        with pytest.raises(AwsRejected) as e:
+            await s.update(reported={"blob": "x" * 9000})
+        assert e.value.code == 413
+        assert e.value.status == 413
+        assert e.value.message.startswith("Json document too large")
+        assert e.value.document["code"] == 413
+        assert twin.call(twin.twin.get_shadow, "sh-413") is None  # nothing stored
+        assert (await s.update(reported={"blob": "x" * 100}))["version"] == 1
+        await c.disconnect()
+
+    run(main())
+
+
+def test_too_many_requests_rejected_429(twin):
+    """AWS throttles a thing with 10 shadow responses in flight (published, not yet
+    acknowledged): the twin counts them; with the count at the limit the next request
+    through ``Shadow`` gets 429, and once they are acknowledged it is served again."""
+    async def main():
+        c = device(twin, "sh-429")
+        await c.connect()
+        s = Shadow(c)
+        await s.update(reported={"t": 1})
+        shadows = twin.twin.services.shadows
+        for _ in range(shadows.max_in_flight):
+            twin.call(shadows.begin, "sh-429")
+        try:
+            with pytest.raises(AwsRejected) as e:
+                await s.update(reported={"t": 2})
+            assert e.value.code == 429
+            assert e.value.message == "Too Many Requests"
+            with pytest.raises(AwsRejected) as e:
+                await s.get()
+            assert e.value.code == 429
+        finally:
+            for _ in range(shadows.max_in_flight):
+                twin.call(shadows.end, "sh-429")
+        assert (await s.get())["state"]["reported"] == {"t": 1}  # the 429s changed nothing
+        await c.disconnect()
+
+    run(main())
+
+
 def test_delta_applied_and_reported_in_one_step(twin):
     async def main():
         c = device(twin, "sh-delta")
