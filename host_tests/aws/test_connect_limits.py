@@ -77,7 +77,7 @@ def test_metrics_username_reaches_the_endpoint(twin):
                           ("metrics-3", {"metrics": False})):
             c = device(twin, thing, **({"metrics": True} | kw))
             await c.connect()
-            await c.publish_qos1("devices/%s/up" % thing, b"1")
+            await c.publish_qos1(f"devices/{thing}/up", b"1")
             await c.disconnect()
 
     run(main())
