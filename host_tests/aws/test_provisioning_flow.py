@@ -153,6 +153,79 @@ def test_rejections_bad_and_expired_ownership_token(fleet, tmp_path):
     run(main())
 
 
+def test_one_request_per_operation_in_flight(fleet):
+    """The API has no clientToken, so two concurrent requests of one operation must not
+    overlap. The twin holds back the answer to the first CreateKeysAndCertificate for
+    0.5 s and notes when each request arrives: the second arrives only after the first
+    answer went out, and each caller gets its own certificate."""
+    import asyncio
+    import time
+
+    prov = fleet.twin.services.provisioning
+    real = prov.handle
+    log = []
+
+    def slow_first(request, payload, **kw):
+        out = real(request, payload, **kw)
+        log.append(("request", request.op, time.monotonic()))
+        if len(log) > 1:
+            return out
+
+        def answer():
+            log.append(("answer", request.op, time.monotonic()))
+            for topic, body in out:
+                fleet.twin.broker.publish(topic, body)
+
+        fleet.loop.call_later(0.5, answer)
+        return []
+
+    async def main():
+        claim = device(fleet, "fleet-claim", maximum_packet_size=8192)
+        await claim.connect()
+        p = Provisioner(claim, "fleet")
+        prov.handle = slow_first
+        try:
+            a, b = await asyncio.gather(p.create_keys_and_certificate(),
+                                        p.create_keys_and_certificate())
+        finally:
+            prov.handle = real
+        assert a["certificateId"] != b["certificateId"]
+        await claim.disconnect()
+
+    run(main())
+    assert [(kind, op) for kind, op, _ in log] == [
+        ("request", "create-keys"), ("answer", "create-keys"), ("request", "create-keys")]
+    assert log[2][2] > log[1][2]  # the second request came after the first answer
+
+
+@pytest.mark.parametrize("fmt", ["json", "cbor"])
+def test_no_answer_times_out(fleet, fmt):
+    """A claim whose policy lets it subscribe to the answer topics and publish requests
+    but not receive the answers (iot:Receive denied: AWS drops them silently): the
+    request ends in the library's MqttTimeout, not a hang."""
+    from mqtt_v5 import MqttTimeout
+
+    creds = fleet.thing("fleet-deaf-" + fmt)
+    deny = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Action": "iot:Receive",
+         "Resource": "arn:aws:iot:*:*:topic/$aws/certificates/*"}]}
+    fleet.call(fleet.twin.add_policy, "deaf-" + fmt, deny, creds.certificate_id)
+
+    async def main():
+        claim = device(fleet, "fleet-deaf-" + fmt, maximum_packet_size=8192)
+        await claim.connect()
+        p = Provisioner(claim, "fleet", timeout_s=1.0, fmt=fmt)
+        with pytest.raises(MqttTimeout, match="fleet provisioning"):
+            await p.create_keys_and_certificate()
+        # the Provisioner is usable again (its lock was released)
+        with pytest.raises(AwsRejected):
+            await p.register_thing("", {"SerialNumber": "1"})
+        assert claim.is_connected
+        await claim.disconnect()
+
+    run(main())
+
+
 def test_atomic_write_never_leaves_a_partial_file(tmp_path, monkeypatch):
     path = str(tmp_path / "key.pem")
     write_atomic(path, b"old")
