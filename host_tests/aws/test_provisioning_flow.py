@@ -131,6 +131,40 @@ def test_certificate_from_csr_keeps_the_device_key(fleet, tmp_path, fmt):
     run(main())
 
 
+@pytest.mark.parametrize("fmt", ["json", "cbor"])
+def test_create_keys_and_certificate_then_register(fleet, tmp_path, fmt):
+    """CreateKeysAndCertificate and RegisterThing over each format's own topics: the key
+    AWS made matches the certificate, and the stored identity connects as the thing."""
+    async def main():
+        claim = device(fleet, "fleet-claim", maximum_packet_size=8192)
+        await claim.connect()
+        p = Provisioner(claim, "fleet", fmt=fmt)
+        created = await p.create_keys_and_certificate()
+        registered = await p.register_thing(created["certificateOwnershipToken"],
+                                            {"SerialNumber": "keys-" + fmt})
+        subs = next(c["subscriptions"] for c in fleet.call(fleet.twin.broker.connection_list)
+                    if c["client_id"] == "fleet-claim")
+        await claim.disconnect()
+        assert f"$aws/certificates/create/{fmt}/accepted" in subs
+        assert f"$aws/provisioning-templates/fleet/provision/{fmt}/accepted" in subs
+        assert registered["thingName"] == "sensor-keys-" + fmt
+        cert = x509.load_pem_x509_certificate(created["certificatePem"].encode())
+        key = serialization.load_pem_private_key(created["privateKey"].encode(), None)
+        assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+        save_identity(created["certificatePem"], created["privateKey"],
+                      str(tmp_path / "c.pem"), str(tmp_path / "k.pem"))
+        from mqtt_v5.aws.connect import aws_client
+
+        dev = aws_client("127.0.0.1", registered["thingName"], cert=str(tmp_path / "c.pem"),
+                         key=str(tmp_path / "k.pem"), ca=fleet.ca, port=fleet.port("mtls"),
+                         server_hostname="localhost")
+        await dev.connect()
+        assert (await Shadow(dev).update(reported={"fmt": fmt}))["version"] == 1
+        await dev.disconnect()
+
+    run(main())
+
+
 def test_rejections_bad_and_expired_ownership_token(fleet, tmp_path):
     async def main():
         claim = device(fleet, "fleet-claim", maximum_packet_size=8192)
