@@ -336,3 +336,37 @@ def test_cbor_on_micropython_matches_the_twins_codec(mp_unix_port):
     assert out["decoded"] == {**value, "raw": "00ff"}
     assert twin_cbor.loads(binascii.unhexlify(out["encoded"])) == {
         "a": [1, -2, "x"], "b": b"\x01", "c": None}
+
+
+def test_create_keys_over_cbor_on_micropython(fleet, mp_unix_port):
+    """CreateKeysAndCertificate and RegisterThing through the CBOR topics from the unix
+    port (mqtt_v5.aws.cbor decoding AWS's answer on the device)."""
+    import mp_unix
+
+    claim = fleet.thing("fleet-claim")
+    script = "\n".join([
+        "import asyncio, json, sys",
+        "from mqtt_v5.aws.connect import aws_client",
+        "from mqtt_v5.aws.provisioning import PROVISIONING_PACKET_SIZE, Provisioner",
+        "async def main(port, ca, cert, key):",
+        "    c = aws_client('127.0.0.1', 'fleet-claim', cert=cert, key=key, ca=ca,",
+        "                   port=int(port), server_hostname='localhost', clean_start=True,",
+        "                   maximum_packet_size=PROVISIONING_PACKET_SIZE)",
+        "    await c.connect()",
+        "    p = Provisioner(c, 'fleet', fmt='cbor')",
+        "    created = await p.create_keys_and_certificate()",
+        "    reg = await p.register_thing(created['certificateOwnershipToken'],",
+        "                                 {'SerialNumber': 'mp-cbor'})",
+        "    await c.disconnect()",
+        "    return {'thing': reg['thingName'], 'id': created['certificateId'],",
+        "            'key': created['privateKey'][:30], 'cert': created['certificatePem'][:27]}",
+        "print(json.dumps(asyncio.run(main(*sys.argv[1:]))))",
+        ""])
+    out = mp_unix.last_json(mp_unix.run_script(
+        mp_unix_port, script, mpy=True, heapsize="512k",
+        args=[fleet.port("mtls"), fleet.ca, claim.cert_path, claim.key_path]))
+    assert out["thing"] == "sensor-mp-cbor"
+    assert out["cert"] == "-----BEGIN CERTIFICATE-----"
+    assert out["key"].startswith("-----BEGIN ")
+    cert = fleet.call(fleet.twin.registry.certificates.get, out["id"])
+    assert cert is not None
