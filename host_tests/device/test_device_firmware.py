@@ -182,7 +182,8 @@ def test_deep_sleep_keeps_the_session(mp32, tw, tmp_path):
     assert "woke from deep sleep" in out
     assert "session present: True" in out
     assert "subscribed" not in out  # the session kept the subscriptions
-    assert lines_with(out, "shadow: delta", "'led': 'on'")
+    # The desired setting the board lost while asleep comes back from the shadow.
+    assert lines_with(out, "shadow: desired settings applied", "'led': 'on'")
     assert reported(tw, THING)["led"] == "on"
     assert job_status(tw, THING, job_id) == "SUCCEEDED"
     assert "standin: deepsleep 600000" in out
