@@ -10,9 +10,9 @@ subscriber received."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +26,8 @@ from iot_twin.policy import claim_policy
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-STAND_INS = HERE / "stand_ins"
-BOOT = HERE / "mp_scripts" / "device_boot.py"
+STAND_INS = device.STAND_INS
+BOOT = device.BOOT_SCRIPT
 THING = "weather-sensor-001"
 PORT = "unix32"
 # Short, so that a program that stops feeding it is reset during a test (the stand-in
@@ -53,25 +53,11 @@ def tw(tmp_path):
 
 def device_fs(tmp_path: Path, tw, thing: str | None, **config) -> Path:
     """The board's filesystem: boot.py, main.py, certificates and config.json."""
-    fs = tmp_path / "device-fs"
-    fs.mkdir()
-    for name in device.PROGRAM:
-        shutil.copy(ROOT / "firmware" / name, fs / name)
-    if thing is not None:
-        creds = tw.thing(thing)
-        device.prepare_certs(thing, "127.0.0.1", cert=creds.cert_path, key=creds.key_path,
-                             ca=Path(tw.ca), port=tw.port("mtls"), server_hostname="localhost",
-                             out=fs, env={"WIFI_SSID": "lab", "WIFI_PASSWORD": "pw"})
-    else:
-        (fs / "ca.der").write_bytes(device.to_der(Path(tw.ca).read_bytes(), "cert"))
-        cfg = device.device_config("", "127.0.0.1", tw.port("mtls"), "localhost",
-                                   {"WIFI_SSID": "lab"})
-        del cfg["thing"]
-        (fs / "config.json").write_text(json.dumps(cfg))
-    cfg = json.loads((fs / "config.json").read_text())
-    cfg.update({"watchdog_s": WATCHDOG_S, "wifi_timeout_s": 1, "wifi_retry_s": 1}, **config)
-    (fs / "config.json").write_text(json.dumps(cfg))
-    return fs
+    creds = tw.thing(thing) if thing is not None else None
+    config = {"watchdog_s": WATCHDOG_S, "wifi_timeout_s": 1, "wifi_retry_s": 1, **config}
+    return device.firmware_fs(tmp_path / "device-fs", thing, ca=Path(tw.ca),
+                              port=tw.port("mtls"), cert=creds and creds.cert_path,
+                              key=creds and creds.key_path, **config)
 
 
 def device_env(**extra: str) -> dict[str, str]:
@@ -83,12 +69,9 @@ def boot(exe: Path, fs: Path, timeout: float = 60, heap: str = "256k", frozen: b
          **env: str) -> subprocess.CompletedProcess:
     """Reset the board: boot.py then main.py, until main.py ends (deep sleep, reset).
     ``frozen``: the library comes from the binary, not from .mpy files."""
-    e = device_env(**env)
-    if frozen:
-        e["MICROPYPATH"] = f"{STAND_INS}:.frozen"
     try:
-        return subprocess.run([str(exe), "-X", f"heapsize={heap}", str(BOOT)], cwd=fs,
-                              env=e, capture_output=True, text=True, timeout=timeout)
+        return device.boot_firmware(exe, fs, mpy_tree=None if frozen else mp_unix.mpy_tree(),
+                                    heap=heap, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
         raise AssertionError(f"main.py still running after {timeout} s:\n{out}") from None
@@ -164,7 +147,7 @@ def test_continuous_sensor_against_the_twin(mp32, tw, tmp_path):
     assert lines_with(out, "wifi: not connected", "retry in 1000 ms")
     assert first(out, "wifi: up") < first(out, "standin: ntptime.settime timed out")
     assert first(out, "time: set over NTP") < first(out, "mqtt: connected to")
-    assert first(out, "standin: WDT %d ms" % (WATCHDOG_S * 1000)) < first(out, "mqtt: connected to")
+    assert first(out, f"standin: WDT {WATCHDOG_S * 1000} ms") < first(out, "mqtt: connected to")
     assert "boot: power on" in out
     assert lines_with(out, "job:", bad_job, "FAILED")
     assert lines_with(out, "job:", unknown_job, "REJECTED")
@@ -172,7 +155,8 @@ def test_continuous_sensor_against_the_twin(mp32, tw, tmp_path):
     # The watchdog (WATCHDOG_S) was fed in time all along, from its start to the end.
     assert "watchdog reset" not in out, out
     gaps = [int(ln.split()[-2]) for ln in lines_with(out, "standin: WDT longest gap")]
-    assert gaps and max(gaps) < WATCHDOG_S * 1000, gaps
+    assert gaps
+    assert max(gaps) < WATCHDOG_S * 1000, gaps
 
 
 def test_watchdog_resets_a_program_that_hangs(mp32, tw, tmp_path):
@@ -213,7 +197,8 @@ def test_wifi_backoff_doubles_up_to_the_cap(mp32, tw, tmp_path):
     assert len(attempts) == 6
     assert "ok" in lines_with(out, "wlan.connect", "attempt 6")[0]
     # Between two attempts: the join timeout (0.2 s) and then the back-off.
-    for gap, delay in zip([b - a for a, b in zip(attempts, attempts[1:])], logged):
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    for gap, delay in zip(gaps, logged, strict=True):
         assert gap >= 200 + delay, (attempts, logged)
     assert first(out, "attempt 6") < first(out, "wifi: up") < first(out, "mqtt: connected")
     assert "watchdog reset" not in out

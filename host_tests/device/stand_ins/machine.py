@@ -1,11 +1,10 @@
 # Stand-in for MicroPython's `machine` (ESP32): reset causes, a watchdog that resets the
 # "board" when it is not fed in time, deep sleep that ends the process (and makes the next
 # run a wake-up), reset.
+import _thread
 import os
 import sys
 import time
-
-import _thread
 
 PWRON_RESET = 1
 HARD_RESET = 2
