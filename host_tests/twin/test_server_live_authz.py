@@ -247,6 +247,48 @@ def test_messages_of_a_session_restored_from_disk_pass_the_receive_check(tmp_pat
         tw.stop()
 
 
+def test_messages_queued_before_a_restart_pass_the_receive_check_after_it(tmp_path):
+    # Item 8: QoS 1 messages queued for an offline persistent session are written to disk
+    # when the twin stops; the policy then loses iot:Receive on one topic; after the
+    # restart the session resumes from sessions.json and each restored message passes
+    # iot:Receive on delivery (as AWS judges queued messages when they are delivered),
+    # so the denied one is dropped and the allowed one arrives.
+    import json
+
+    from twin._server_util import TwinThread
+
+    data = tmp_path / "twin-data"
+    tw = TwinThread(data, listeners=("mtls",))
+    try:
+        cert_id = _device_policy(tw)
+        things = tw._things
+        device = _persistent(tw)
+        device.wait_connected()
+        assert device.subscribe("t1/+/+") == [1]
+        device.stop()
+        wait_for(lambda: not tw.call(tw.twin.connections))
+        # Both pass iot:Receive now, so both are queued (the denied one first: were it
+        # delivered, it would be the first message the device gets).
+        assert tw.call(tw.twin.publish, "t1/secret/a", b"queued secret") == 1
+        assert tw.call(tw.twin.publish, "t1/ok/a", b"queued ok") == 1
+        tw.call(tw.twin.detach_policy, "t1-secret", cert_id)
+    finally:
+        tw.stop()
+    saved = json.loads((data / "sessions.json").read_text())
+    (session,) = (s for s in saved["sessions"] if s["client_id"] == "t1")
+    assert [q["topic"] for q in session["queued"]] == ["t1/secret/a", "t1/ok/a"]
+    tw = TwinThread(data, listeners=("mtls",))  # the queue comes back from sessions.json
+    tw._things = things
+    try:
+        device = _persistent(tw)
+        device.wait_connected()
+        assert device.get().payload == b"queued ok"
+        device.nothing()
+        device.stop()
+    finally:
+        tw.stop()
+
+
 def test_job_events_reach_a_subscribed_monitor(tmp_path):
     # Item 3 (jobs events, opt-in as on AWS): the SDK device finishes a job; a monitor
     # subscribed to $aws/events/... hears the execution's end and the job's completion.
