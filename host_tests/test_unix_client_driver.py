@@ -308,6 +308,7 @@ def test_publish_after_reconnecting_gave_up_raises_at_once(runtime, mosquitto, f
     assert r["qos0"] == "NetworkError", r
     assert r["qos1"] == "NetworkError", r
     assert r["ms"] < 500, r
+    assert r["iterator"] == "ended", r
 
 
 @pytest.mark.parametrize("qos", [0, 1])

@@ -141,8 +141,8 @@ class ConnectOptions:
         # CPython yes, on MicroPython no. (The acks of one read always leave together.)
         self.batch_writes = batch_writes
         # Enhanced authentication: the method's name (str), the data for CONNECT, and
-        # on_auth(server_data) -> our next data, called for each challenge (at connect
-        # and after reauthenticate()).
+        # on_auth(server_data) -> our next data (a function or a coroutine function),
+        # called for each challenge (at connect and after reauthenticate()).
         self.auth_method = auth_method
         self.auth_data = auth_data
         self.on_auth = on_auth
@@ -431,27 +431,29 @@ class MqttClient:
             raise UsageError("already connected; call disconnect() first")
         self._closing = False
         self._gave_up = None
-        self._target = target
-        hops = 0
+        self._target = self._home = target
+        self._hops = 0  # redirections followed in a row
         while True:
             try:
                 event = await self._connect_once()
                 break
             except ConnectRefused as e:
-                hops += 1
-                if hops > 3 or not self._redirect(e.reason_code, self._session.ev_props):
+                if not self._redirect(e.reason_code, e.server_reference):
                     raise
         self._supervisor = asyncio.create_task(self._supervise())
         await self._after_connect(event)
         return event
 
-    def _redirect(self, rc, props):
-        """True if the next connection goes elsewhere (see ``_rare.redirect``)."""
-        if not self.options.follow_redirects:
-            return False
-        from . import _rare
+    def _redirect(self, rc, reference):
+        """Follow a Server Reference (0x9C use another server, 0x9D server moved)
+        when the options say so; True if the next connection goes elsewhere."""
+        if self.options.follow_redirects and (rc == 0x9C or rc == 0x9D):
+            from . import _rare
 
-        return _rare.redirect(self, rc, props)
+            if _rare.follow(self, rc, reference):
+                _log("redirected to %s" % self._target)
+                return True
+        return False
 
     async def _connect_once(self):
         """Open the transport and handshake, all within ``connect_timeout``: a server
@@ -541,8 +543,10 @@ class MqttClient:
                 raise
             if ev == _s.EV_CONNACK:
                 break
-            if ev == _s.EV_AUTH:
-                self._auth_step()  # a step of enhanced authentication
+            if ev == _s.EV_AUTH:  # a step of enhanced authentication
+                from . import _rare
+
+                await _rare.step(self)
                 if not self._put():
                     await self._finish()
                 continue
@@ -551,8 +555,11 @@ class MqttClient:
         if s.ev_rc >= 0x80:
             reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
             _log("<- CONNACK refused rc=0x%02X %s" % (s.ev_rc, reason or ""))
-            raise ConnectRefused("connection refused%s" % (": " + reason if reason else ""),
-                                 s.ev_rc)
+            refused = ConnectRefused("connection refused%s" % (
+                ": " + reason if reason else ""), s.ev_rc)
+            refused.server_reference = (s.ev_props.get(_p.PROP_SERVER_REFERENCE)
+                                        if s.ev_props else None)
+            raise refused
         _log("<- CONNACK rc=0x%02X session_present=%r %r" % (s.ev_rc, s.ev_session_present,
                                                              s.limits))
         if s.ev_orphans:
@@ -566,6 +573,7 @@ class MqttClient:
         self._link_no += 1
         self._up_since = ticks_ms()
         self._has_connected = True
+        self._hops = 0
         return Connected(s.ev_session_present, s.limits, s.ev_props)
 
     async def _after_connect(self, event):
@@ -597,17 +605,16 @@ class MqttClient:
             except Exception as e:  # a user callback must not kill the client
                 _log("connection event callback raised %r" % e)
 
-    def _auth_step(self):
-        """The server sent AUTH: answer it (see ``_rare.answer``)."""
-        from . import _rare
-
-        return _rare.answer(self)
-
     def reauthenticate(self, data=None):
-        """Enhanced authentication again, on this connection: AUTH "re-authenticate"
-        with ``data``, then the server's challenges go to ``on_auth`` as at connect.
-        Awaitable: done once the server says success; a server that refuses
-        disconnects (``NetworkError`` with its reason code)."""
+        # type: (Optional[bytes]) -> Awaitable[Optional[bytes]]
+        """Enhanced authentication again, on this connection (needs
+        ``ConnectOptions(auth_method=...)``): AUTH "re-authenticate" with ``data``,
+        then the server's challenges go to ``on_auth`` as at connect. Returns once the
+        server says success, with the Authentication Data of that AUTH (None if none;
+        at connect it is in ``Connected.properties``). A server that refuses
+        disconnects: ``ConnectRefused`` with its reason code (the client then
+        reconnects as configured, authenticating from the start); no answer within
+        ``connect_timeout``: ``MqttTimeout`` (and a new connection). (An awaitable.)"""
         from . import _rare
 
         return _rare.reauthenticate(self, data)
@@ -1015,7 +1022,7 @@ class MqttClient:
 
     async def __anext__(self):
         while not self._queue:
-            if self._closing and self._supervisor is None:
+            if (self._closing or self._gave_up is not None) and self._supervisor is None:
                 raise StopAsyncIteration
             self._queue_event.clear()
             await self._queue_event.wait()
@@ -1074,8 +1081,10 @@ class MqttClient:
 
     def _fail_waiters(self, error):
         """Fail everything waiting on the server: in-flight and queued publishes
-        (the queue is emptied), SUBACK/UNSUBACK waiters."""
+        (the queue is emptied), SUBACK/UNSUBACK waiters, a re-authentication."""
         s = self._session
+        if self._reauth is not None:
+            self._reauth.set()
         for tok in s.inflight_tokens():
             if not tok.done():
                 tok._done(0, None, error)
@@ -1176,10 +1185,11 @@ class MqttClient:
                         w.codes = s.ev_codes
                         w.props = s.ev_props
                         w.event.set()
-                elif ev == _s.EV_AUTH:
-                    if self._auth_step() == 0 and self._reauth is not None:
-                        self._reauth.set()  # re-authentication succeeded
-                    elif s.out_len or s.out_tail is not None:
+                elif ev == _s.EV_AUTH:  # re-authentication
+                    from . import _rare
+
+                    await _rare.step(self)
+                    if s.out_len or s.out_tail is not None:  # (a long answer: a tail)
                         self._put()
                 elif ev == _s.EV_DISCONNECT:
                     reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
@@ -1340,7 +1350,7 @@ class MqttClient:
             code = reason[0] if by_server else getattr(error, "reason_code", None)
             ref = reason[2].get(_p.PROP_SERVER_REFERENCE) if by_server and reason[2] else None
             await self._emit(Disconnected(code, reason[1], by_server, error, ref))
-            self._redirect(code, reason[2] if by_server else None)
+            self._redirect(code, ref)
             # Closed after telling: a close may wait (bounded) to flush a stalled link.
             await _close_quietly(self._transport)
             self._window.set()
@@ -1371,8 +1381,9 @@ class MqttClient:
                 try:
                     event = await self._connect_once()
                 except ConnectRefused as e:
-                    if self._redirect(e.reason_code, self._session.ev_props):
+                    if self._redirect(e.reason_code, e.server_reference):
                         continue
+                    self._target = self._home  # a redirection (0x9C) lasts one attempt
                     if e.reason_code in _PERMANENT_REFUSALS:
                         _log("reconnect refused for good: %s" % e)
                         self._give_up(e)
@@ -1381,6 +1392,7 @@ class MqttClient:
                     continue
                 except (MqttError, OSError) as e:
                     _log("reconnect attempt %d failed: %r" % (attempt, e))
+                    self._target = self._home
                     continue
                 await self._after_connect(event)
                 break
