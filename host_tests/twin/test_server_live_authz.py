@@ -217,6 +217,39 @@ def test_queued_messages_pass_the_receive_check_when_the_session_resumes(tw):
         device.stop()
 
 
+def test_unacknowledged_messages_pass_the_receive_check_when_resent(tw):
+    # Item 8, the in-flight half: QoS 1 messages sent but never acknowledged are sent again
+    # when the session resumes (§1.10), and each passes iot:Receive again first: the one
+    # the policy now denies is not re-sent, the allowed one is (same packet identifier).
+    from mqtt_v5 import _server_codec as codec
+    from mqtt_v5 import properties as P
+
+    cert_id = _device_policy(tw)
+    sei = {P.PROP_SESSION_EXPIRY_INTERVAL: 300}
+    raw = tw.raw("mtls", thing="t1")
+    assert raw.connect("t1", clean_start=False, properties=sei).reason_code == 0
+    raw.send(codec.Subscribe(1, [("t1/+/+", 1)]))
+    assert raw.recv_type(codec.SUBACK).reason_codes == [1]
+    assert tw.call(tw.twin.publish, "t1/secret/a", b"secret") == 1
+    assert tw.call(tw.twin.publish, "t1/ok/a", b"ok") == 1
+    sent = [raw.recv_type(codec.PUBLISH) for _ in range(2)]
+    assert [p.payload for p in sent] == [b"secret", b"ok"]
+    raw.close()  # no PUBACK: both stay in flight
+    wait_for(lambda: not tw.call(tw.twin.connections))
+    tw.call(tw.twin.detach_policy, "t1-secret", cert_id)
+    raw = tw.raw("mtls", thing="t1")
+    try:
+        assert raw.connect("t1", clean_start=False, properties=sei).session_present
+        raw.send(b"\xc0\x00")  # PINGREQ: what is re-sent comes before its PINGRESP
+        resent = []
+        while (p := raw.recv()).type != codec.PINGRESP:
+            if p.type == codec.PUBLISH:
+                resent.append((p.payload, p.packet_id))
+        assert resent == [(b"ok", sent[1].packet_id)]
+    finally:
+        raw.close()
+
+
 def test_messages_of_a_session_restored_from_disk_pass_the_receive_check(tmp_path):
     from twin._server_util import TwinThread
 
