@@ -71,7 +71,7 @@ _PROTOCOL_NAME = b"\x00\x04MQTT"
 _PROTOCOL_LEVEL = const(5)
 PINGREQ_BYTES = b"\xc0\x00"
 PINGRESP_BYTES = b"\xd0\x00"
-VBI_MAX = const(268435455)
+_VBI_MAX = const(268435455)
 
 
 def reason_allowed(ptype, rc):
@@ -143,7 +143,7 @@ _bytes = _p.to_utf8
 def _header(buf, first, remaining, payload_len=0):
     """Check capacity, write the fixed header; returns the body offset.
     ``payload_len`` bytes of the packet are not meant for ``buf``."""
-    if remaining > VBI_MAX:
+    if remaining > _VBI_MAX:
         raise UsageError("packet too large for MQTT", 0x95)
     total = 1 + vbi_size(remaining) + remaining - payload_len
     if total > len(buf):
