@@ -274,7 +274,7 @@ class _Woken(Waiter):
     coroutine per wake-up under MicroPython, see ``_compat.Waiter``)."""
 
     def poll(self):
-        return True if self.event.is_set() else PENDING
+        return 1 if self.event.is_set() else PENDING  # (an int: _stop_with allocates none)
 
 
 class _Subscription:

@@ -843,6 +843,21 @@ class Session:
                 return EV_NONE
             self._last_recv = now_ms
             rd = self.reader
+            if first == 0x40 and rd.body_end - rd.body_start == 2 and self.state == CONNECTED:
+                # The usual PUBACK (success: no reason code, no properties) for a
+                # QoS 1 message in flight; anything else about it (id 0, an id not
+                # in flight) takes the full way below, which says what is wrong.
+                b = rd.buf
+                pid = (b[rd.body_start] << 8) | b[rd.body_start + 1]
+                if pid and pid in self._pids:
+                    i = self._pids.index(pid) * _SLOT
+                    if self._slots[i + _STATE] == _WAIT_PUBACK:
+                        a = self._ack
+                        a.type = 4  # PUBACK
+                        a.packet_id = pid
+                        a.reason_code = 0
+                        a.prop_start = a.prop_end = 0
+                        return self._complete(i, 0)
             r = rd.reader.reset(rd.buf, rd.body_start, rd.body_end)
             return self._handle(first, r)
         except ProtocolError as e:
