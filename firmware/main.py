@@ -4,25 +4,33 @@
 #   config.json   {"thing": "weather-sensor-001", "endpoint": "<prefix>-ats.iot.<region>...",
 #                  "port": 8883, "ca": "ca.der", "cert": "cert.der", "key": "key.der",
 #                  "ssid": "...", "wifi_password": "..."}   and optionally (defaults below):
-#                  "server_hostname" (TLS name/SNI if not the endpoint), "tls": false (plain
-#                  MQTT to a test broker), "username"/"password", "mode": "deepsleep",
-#                  "sleep_s", "awake_s", "report_interval_s", "watchdog_s", "session_expiry_s",
+#                  "server_hostname" (TLS name/SNI if not the endpoint), "aws": false (any
+#                  other MQTT 5 broker: telemetry only, no shadow or jobs), "tls": false (plain
+#                  MQTT to a test broker, with "aws": false), "username"/"password",
+#                  "mode": "deepsleep", "sleep_s", "awake_s", "report_interval_s",
+#                  "watchdog_s", "session_expiry_s", "wifi_retry_s", "wifi_retry_max_s",
 #                  "provisioning": {"template", "claim_cert", "claim_key"} (first boot)
 #   ca.der, cert.der, key.der   the CA and the thing's certificate and key (DER or PEM)
 #
-# What it does, in order: Wi-Fi (retry with backoff), the clock over NTP (a certificate is
+# What it does, in order: Wi-Fi (retry with exponential back-off: wifi_retry_s, doubled
+# after each failed attempt up to wifi_retry_max_s), the clock over NTP (a certificate is
 # only valid with a clock), fleet provisioning on first boot when there is no certificate
 # yet, then mutual TLS to the broker as the thing (persistent session), and:
 #   - telemetry at QoS 1 to devices/<thing>/telemetry every report_interval_s;
-#   - the device shadow: reports its state, applies desired-state changes (update/delta);
-#   - jobs: takes the next job (start-next), runs it, reports SUCCEEDED or FAILED;
-#   - a watchdog that resets the board if the program stops feeding it;
-#   - "mode": "deepsleep": wake, report, handle what queued up meanwhile, sleep again. The
-#     session persists across sleeps, so what arrives while asleep waits on the server.
-# Outages are normal: the client reconnects and queues QoS 1 messages by itself.
-# Topics and request bodies come from mqtt_v5.aws (shadow, jobs, provisioning); every message
-# goes through one on_message handler, so those queued for the session while the board slept
-# are handled even though they arrive before any subscription is made.
+#   - the device shadow (mqtt_v5.aws.shadow.Shadow): at start the desired settings are
+#     applied and the whole state reported; each delta after that is applied and what
+#     changed reported back;
+#   - jobs (mqtt_v5.aws.jobs.JobRunner): every pending job and each one announced, run by
+#     its document's "operation" ("set", "report", "reboot"), SUCCEEDED / FAILED / REJECTED;
+#   - a watchdog that resets the board if the program stops feeding it (the main loop
+#     feeds it at least every second; each step before it is bounded well under watchdog_s);
+#   - "mode": "deepsleep": wake, report, run what queued up meanwhile, stay up until nothing
+#     happened for awake_s, sleep. The session persists across sleeps, so what arrives
+#     while asleep waits on the server.
+# The client is mqtt_v5.aws.connect.aws_client (AWS IoT's limits checked before a byte is
+# sent). Outages are normal: the client reconnects and queues QoS 1 messages by itself;
+# the Shadow fetches a delta missed while the session was lost, the JobRunner what is
+# pending.
 # Safe mode: a file named "safe" on the device (`mpremote touch :safe`) stops main.py before
 # it starts the watchdog, so the REPL stays yours (`mpremote rm :safe` to undo).
 
@@ -38,14 +46,11 @@ import network
 import ntptime
 
 from mqtt_v5 import ConnectOptions, ConnectRefused, MqttClient, MqttError, TlsConfig
-from mqtt_v5.aws.jobs import jobs_topic
-from mqtt_v5.aws.jobs import update_request as job_update
-from mqtt_v5.aws.shadow import shadow_topic
-from mqtt_v5.aws.shadow import update_request as shadow_update
 
 CONFIG = "config.json"
 DEFAULTS = {
     "port": 8883,
+    "aws": True,  # False: any MQTT 5 broker (telemetry only: shadow and jobs are AWS's)
     "mode": "continuous",  # or "deepsleep"
     "report_interval_s": 60,
     "sleep_s": 300,
@@ -57,7 +62,8 @@ DEFAULTS = {
     # its metadata grows with the state: AWS allows 8 KB of state).
     "max_packet_size": 4096,
     "wifi_timeout_s": 15,
-    "wifi_retry_s": 2,  # first back-off; doubles up to 60 s
+    "wifi_retry_s": 2,  # the first back-off after a failed join; doubles after each one ...
+    "wifi_retry_max_s": 60,  # ... up to this
 }
 # What the shadow's desired state may change, and how to check a value.
 SETTINGS = {
@@ -111,7 +117,8 @@ def save_config(cfg):
 
 class Watchdog:
     """machine.WDT, or nothing when watchdog_s is 0. Once started it cannot be stopped:
-    a program that hangs (or stops at an error) is reset after watchdog_s."""
+    a program that hangs (a sensor read or a driver that never returns, a step that never
+    ends) is reset after watchdog_s without a feed."""
 
     def __init__(self, seconds):
         self.wdt = machine.WDT(timeout=seconds * 1000) if seconds else None
@@ -144,16 +151,17 @@ async def wifi_up(cfg, wdt):
         attempt += 1
         log("wifi: joining", cfg["ssid"], "attempt", attempt)
         wlan.connect(cfg["ssid"], cfg.get("wifi_password", ""))
-        for _ in range(cfg["wifi_timeout_s"] * 10):
+        for _ in range(int(cfg["wifi_timeout_s"] * 10)):
             if wlan.isconnected():
                 break
             wdt.feed()
             await asyncio.sleep_ms(100)
         else:
-            log("wifi: not connected (status %s); retry in %d s" % (wlan.status(), delay))
+            log("wifi: not connected (status %s); retry in %d ms"
+                % (wlan.status(), int(delay * 1000)))
             wlan.disconnect()
             await sleep_fed(delay, wdt)
-            delay = min(delay * 2, 60)
+            delay = min(delay * 2, cfg["wifi_retry_max_s"])
     log("wifi: up, address", wlan.ifconfig()[0])
     return wlan
 
@@ -205,11 +213,28 @@ def broker_url(cfg):
     return "%s://%s:%d" % (scheme, cfg["endpoint"], cfg["port"])
 
 
+def make_client(cfg, client_id, cert, key, **options):
+    """AWS IoT: mqtt_v5.aws's AwsClient (mutual TLS, SNI, AWS's limits checked before
+    sending). Any other broker ("aws": false): a plain MqttClient."""
+    if cfg["aws"]:
+        from mqtt_v5.aws.connect import aws_client
+
+        return aws_client(cfg["endpoint"], client_id, cert=cert, key=key, ca=cfg["ca"],
+                          port=cfg["port"], server_hostname=cfg.get("server_hostname"),
+                          username=cfg.get("username"), password=cfg.get("password"),
+                          **options)
+    opts = ConnectOptions(client_id, username=cfg.get("username"),
+                          password=cfg.get("password"), **options)
+    opts.tls = tls_config(cfg, cert, key)
+    return MqttClient(opts)
+
+
 async def connect(client, cfg, wdt):
     """The first connection, retried with back-off (the client reconnects by itself after
     that). A refusal that retrying cannot fix (bad certificate, not authorized) stops."""
     delay = 2
     while True:
+        wdt.feed()
         gc.collect()  # mbedTLS wants tens of KB in one piece for the handshake
         try:
             return await client.connect(broker_url(cfg))
@@ -235,11 +260,11 @@ async def provision(cfg, wdt):
     serial = "".join("%02x" % b for b in machine.unique_id())
     # The answer holds a certificate and a private key in PEM, about 3 KB: a server drops
     # what is larger than the client's Maximum Packet Size (its receive buffer).
-    opts = ConnectOptions(p.get("client_id") or "claim-" + serial, keep_alive=60,
-                          maximum_packet_size=PROVISIONING_PACKET_SIZE)
-    opts.tls = tls_config(cfg, p["claim_cert"], p["claim_key"])
-    client = MqttClient(opts)
-    log("provisioning: connecting with the claim certificate as", opts.client_id)
+    client = make_client(cfg, p.get("client_id") or "claim-" + serial, p["claim_cert"],
+                         p["claim_key"], keep_alive=60, clean_start=True,
+                         session_expiry_interval=0,
+                         maximum_packet_size=PROVISIONING_PACKET_SIZE)
+    log("provisioning: connecting with the claim certificate as", client.options.client_id)
     await connect(client, cfg, wdt)
     try:
         # The thing name is kept next to the certificate before the identity is written
@@ -257,62 +282,72 @@ async def provision(cfg, wdt):
 # -- the application --------------------------------------------------------------------
 
 class Sensor:
+    """The sensor's state (its settings), telemetry, and, on AWS IoT, the shadow and jobs
+    through mqtt_v5.aws: ``Shadow.on_delta`` hands over only what changed in the desired
+    state and reports back what ``on_delta`` returns; ``JobRunner`` starts each pending job,
+    calls the handler of its "operation" and reports the outcome."""
+
     def __init__(self, client, cfg, wdt, wlan):
         self.client = client
         self.cfg = cfg
         self.wdt = wdt
         self.wlan = wlan
-        thing = cfg["thing"]
-        self.thing = thing
-        self.telemetry_topic = "devices/%s/telemetry" % thing
-        self.delta = shadow_topic(thing, "update/delta")
-        self.get_accepted = shadow_topic(thing, "get/accepted")
-        self.get_rejected = shadow_topic(thing, "get/rejected")  # 404: no shadow yet
-        self.update_rejected = shadow_topic(thing, "update/rejected")
-        self.notify_next = jobs_topic(thing, "notify-next")
-        self.started = jobs_topic(thing, "start-next/accepted")
+        self.thing = cfg["thing"]
+        self.telemetry_topic = "devices/%s/telemetry" % self.thing
         self.state = {k: cfg[k] for k in SETTINGS if k in cfg}
         self.state.setdefault("led", "off")
-        self.inbox = []
-        self.wake = asyncio.Event()
-        self.last_message = time.ticks_ms()
+        self.activity = time.ticks_ms()  # the last delta or job (deep sleep waits for quiet)
+        self.reboot_job = None
+        self.jobs_logged = 0
+        self.shadow = self.runner = self.runner_task = None
+        if cfg["aws"]:
+            from mqtt_v5.aws.jobs import JobRunner, Jobs
+            from mqtt_v5.aws.shadow import Shadow
 
-    # Every message lands here (also those queued for the session while the device slept,
-    # which may arrive before any subscribe): parse now, act in the main loop.
-    def on_message(self, msg):
-        try:
-            body = json.loads(msg.payload) if msg.payload else {}
-        except ValueError:
-            log("ignored non-JSON message on", msg.topic)
-            return
-        self.inbox.append((msg.topic, body))
-        self.last_message = time.ticks_ms()
-        self.wake.set()
+            self.shadow = Shadow(client, self.thing)
+            # Jobs takes its answers through client.on_message: made before connecting,
+            # it also sees what a resumed session delivers first.
+            self.runner = JobRunner(Jobs(client, self.thing), {
+                "set": self.job_set, "report": self.job_report, "reboot": self.job_reboot})
 
     def on_event(self, event):
         log("mqtt:", event)
 
-    async def subscribe(self):
-        for t in (self.delta, self.get_accepted, self.get_rejected, self.update_rejected,
-                  self.notify_next, self.started):
-            await self.client.subscribe(t, qos=1)
-        log("mqtt: subscribed to the shadow and jobs topics")
+    async def start(self, session_present):
+        """Right after connecting: take the desired settings the shadow holds (a board that
+        slept or reset has lost its own), report the whole state, then follow the deltas;
+        run jobs in the background (every pending one, then each announced one)."""
+        if self.shadow is None:
+            return
+        try:
+            doc = await self.shadow.get()
+        except MqttError as e:  # AwsRejected 404: no shadow yet
+            log("shadow: none yet:", e)
+            doc = {}
+        desired = doc.get("state", {}).get("desired")
+        if desired:
+            changed = self.apply(desired)
+            if changed:
+                log("shadow: desired settings applied:", changed)
+        self.wdt.feed()
+        try:
+            await self.shadow.update(reported=self.state)
+            log("shadow: reported", self.state)
+        except MqttError as e:  # reported again at the next start; deltas still apply
+            log("shadow: report failed:", e)
+        self.wdt.feed()
+        await self.shadow.on_delta(self.on_delta)
+        if not session_present:
+            log("mqtt: subscribed to the shadow and jobs topics")
+        self.runner_task = asyncio.create_task(self.runner.run())
 
-    async def catch_up(self):
-        """Ask for what happened while the device had no session: the shadow (its delta)
-        and the next queued job."""
-        await self.client.publish(shadow_topic(self.thing, "get"), "{}", qos=1)
-        await self.client.publish(jobs_topic(self.thing, "start-next"), "{}", qos=1)
-
-    async def report(self, state):
-        body = shadow_update(reported=state)
-        await self.client.publish(shadow_topic(self.thing, "update"), body, qos=1)
-        log("shadow: reported", state)
-
-    async def send_telemetry(self):
-        reading = read_sensor(self.wlan)
-        await self.client.publish(self.telemetry_topic, json.dumps(reading), qos=1)
-        log("telemetry:", reading)
+    def on_delta(self, state, version):
+        log("shadow: delta", state, "version", version)
+        self.activity = time.ticks_ms()
+        changed = self.apply(state)
+        if changed:
+            log("shadow: reported", changed)
+        return changed  # reported back by the Shadow ({}: nothing)
 
     def apply(self, desired):
         """Take the settings the shadow asks for that are valid; returns what changed."""
@@ -327,71 +362,55 @@ class Sensor:
                 changed[k] = v
         return changed
 
-    async def handle(self, topic, body):
-        if topic == self.delta:
-            log("shadow: delta", body.get("state"))
-            changed = self.apply(body.get("state", {}))
-            if changed:
-                await self.report(changed)
-        elif topic == self.get_accepted:
-            delta = body.get("state", {}).get("delta")
-            if delta:
-                log("shadow: desired state waiting:", delta)
-                self.apply(delta)
-            await self.report(self.state)
-        elif topic == self.get_rejected:
-            await self.report(self.state)
-        elif topic == self.update_rejected:
-            log("shadow: update rejected:", body)
-        elif topic == self.notify_next:
-            if body.get("execution"):
-                await self.client.publish(jobs_topic(self.thing, "start-next"), "{}", qos=1)
-        elif topic == self.started:
-            execution = body.get("execution")
-            if execution:
-                await self.run_job(execution)
+    async def send_telemetry(self):
+        reading = read_sensor(self.wlan)
+        await self.client.publish(self.telemetry_topic, json.dumps(reading), qos=1)
+        log("telemetry:", reading)
 
-    async def run_job(self, execution):
-        job_id = execution["jobId"]
-        doc = execution.get("jobDocument", {})
-        op = doc.get("operation")
-        log("job:", job_id, doc)
-        status, details = "SUCCEEDED", {}
-        reboot = False
-        if op == "set":  # {"operation": "set", "settings": {...}}: like a desired state
-            changed = self.apply(doc.get("settings", {}))
-            if changed:
-                await self.report(changed)
-            if changed:
-                details = {"changed": ",".join(sorted(changed))}
-        elif op == "report":  # send a reading now
-            await self.send_telemetry()
-        elif op == "reboot":
-            reboot = True
-        else:
-            status, details = "FAILED", {"reason": "unknown operation %r" % (op,)}
-        body = job_update(status, details or None)
-        await self.client.publish(jobs_topic(self.thing, "update", job_id), json.dumps(body),
-                                  qos=1)
-        log("job:", job_id, status)
-        if reboot:
-            await self.client.disconnect()
-            machine.reset()
+    # Job handlers: handler(document, execution); what one returns is the statusDetails of
+    # SUCCEEDED, an exception makes the job FAILED, an unknown operation is REJECTED.
+    async def job_set(self, doc, execution):  # {"operation": "set", "settings": {...}}
+        self.job_started(execution)
+        settings = doc.get("settings")
+        if not isinstance(settings, dict):
+            raise ValueError("a 'set' job needs a 'settings' object")
+        changed = self.apply(settings)
+        if changed:
+            await self.shadow.update(reported=changed)
+            log("shadow: reported", changed)
+            return {"changed": ",".join(sorted(changed))}
+        return None
 
-    async def drain(self):
-        while self.inbox:
-            topic, body = self.inbox.pop(0)
-            try:
-                await self.handle(topic, body)
-            except (MqttError, OSError, KeyError, ValueError) as e:
-                log("error handling", topic, ":", repr(e))
+    async def job_report(self, doc, execution):  # send a reading now
+        self.job_started(execution)
+        await self.send_telemetry()
+
+    def job_reboot(self, doc, execution):  # reset once SUCCEEDED is reported
+        self.job_started(execution)
+        self.reboot_job = execution["jobId"]
+
+    def job_started(self, execution):
+        self.activity = time.ticks_ms()
+        log("job:", execution["jobId"], execution.get("jobDocument"))
+
+    async def after_jobs(self):
+        """Log each job's outcome; reset when a reboot job has been reported."""
+        if self.runner is None:
+            return
+        history = self.runner.history
+        for job_id, status in history[self.jobs_logged:]:
+            log("job:", job_id, status)
+            self.activity = time.ticks_ms()
+            if job_id == self.reboot_job:
+                await self.client.disconnect()
+                machine.reset()
+        self.jobs_logged = len(history)
 
     async def run_forever(self):
         next_report = time.ticks_ms()
         while True:
             self.wdt.feed()
-            self.wake.clear()  # before draining: a message arriving meanwhile sets it again
-            await self.drain()
+            await self.after_jobs()
             now = time.ticks_ms()
             if time.ticks_diff(now, next_report) >= 0:
                 try:
@@ -399,27 +418,24 @@ class Sensor:
                 except MqttError as e:  # queued or refused: keep measuring
                     log("telemetry:", e)
                 next_report = time.ticks_add(now, self.state["report_interval_s"] * 1000)
-            wait = min(max(time.ticks_diff(next_report, time.ticks_ms()), 0), 1000)
-            try:
-                await asyncio.wait_for_ms(self.wake.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
+            await asyncio.sleep_ms(min(max(time.ticks_diff(next_report, time.ticks_ms()), 0),
+                                       1000))
 
     async def run_awake(self):
-        """Deep-sleep mode: one reading, then whatever the session brings, until quiet."""
+        """Deep-sleep mode: one reading, then whatever the session brings (deltas, jobs),
+        until nothing happened for awake_s; then the job runner stops (after reporting the
+        job at hand, if any)."""
         await self.send_telemetry()
         quiet_ms = self.cfg["awake_s"] * 1000
-        while True:
+        self.activity = time.ticks_ms()
+        while time.ticks_diff(time.ticks_ms(), self.activity) < quiet_ms:
             self.wdt.feed()
-            self.wake.clear()
-            await self.drain()
-            idle = time.ticks_diff(time.ticks_ms(), self.last_message)
-            if idle >= quiet_ms and not self.inbox:
-                return
-            try:
-                await asyncio.wait_for_ms(self.wake.wait(), quiet_ms - idle)
-            except asyncio.TimeoutError:
-                pass
+            await self.after_jobs()
+            await asyncio.sleep_ms(100)
+        if self.runner_task is not None:
+            self.runner.stop()
+            await asyncio.wait_for(self.runner_task, 20)
+        await self.after_jobs()
 
 
 async def main():
@@ -435,23 +451,16 @@ async def main():
     await set_clock(cfg, wdt)
     if not exists(cfg["cert"]) and "provisioning" in cfg:
         await provision(cfg, wdt)
-    opts = ConnectOptions(cfg["thing"], clean_start=False, keep_alive=cfg["keep_alive_s"],
-                          session_expiry_interval=cfg["session_expiry_s"],
-                          maximum_packet_size=cfg["max_packet_size"],
-                          username=cfg.get("username"), password=cfg.get("password"))
-    opts.tls = tls_config(cfg, cfg["cert"], cfg["key"])
-    client = MqttClient(opts)
+    client = make_client(cfg, cfg["thing"], cfg["cert"], cfg["key"], clean_start=False,
+                         keep_alive=cfg["keep_alive_s"],
+                         session_expiry_interval=cfg["session_expiry_s"],
+                         maximum_packet_size=cfg["max_packet_size"])
     app = Sensor(client, cfg, wdt, wlan)
-    client.on_message(app.on_message)
     client.on_connection_event(app.on_event)
     event = await connect(client, cfg, wdt)
     log("mqtt: connected to", cfg["endpoint"], "as", cfg["thing"], "session present:",
         event.session_present)
-    if not event.session_present:
-        # A new session: subscribe, then ask for what happened meanwhile. A resumed one
-        # kept its subscriptions and queued what arrived: it just comes in.
-        await app.subscribe()
-        await app.catch_up()
+    await app.start(event.session_present)
     if cfg["mode"] == "deepsleep":
         await app.run_awake()
         await client.disconnect()  # the session stays on the server for session_expiry_s

@@ -448,6 +448,51 @@ def prepare_certs(thing: str, endpoint: str, *, cert: Path | None = None,
     return out
 
 
+# -- the device program on MicroPython's unix port (tests and `make bench`) --------------
+
+STAND_INS = ROOT / "host_tests" / "device" / "stand_ins"
+BOOT_SCRIPT = ROOT / "host_tests" / "device" / "mp_scripts" / "device_boot.py"
+
+
+def firmware_fs(fs: Path, thing: str | None, *, ca: Path, port: int,
+                cert: Path | None = None, key: Path | None = None,
+                server_hostname: str = "localhost", **config) -> Path:
+    """A board's filesystem in ``fs`` for firmware/main.py against a local broker on
+    127.0.0.1:``port``: boot.py, main.py, and what ``make certs`` uploads (DER
+    certificate, key and CA, config.json with Wi-Fi "lab"), ``config`` added to
+    config.json. ``thing`` None: no thing certificate yet (first-boot provisioning)."""
+    fs.mkdir(parents=True, exist_ok=True)
+    for name in PROGRAM:
+        shutil.copy(ROOT / "firmware" / name, fs / name)
+    env = {"WIFI_SSID": "lab", "WIFI_PASSWORD": "pw"}
+    if thing is not None:
+        prepare_certs(thing, "127.0.0.1", cert=cert, key=key, ca=ca, port=port,
+                      server_hostname=server_hostname, out=fs, env=env)
+        cfg = json.loads((fs / "config.json").read_text())
+    else:
+        (fs / "ca.der").write_bytes(to_der(Path(ca).read_bytes(), "cert"))
+        cfg = device_config("", "127.0.0.1", port, server_hostname, env)
+        del cfg["thing"]
+    cfg.update(config)
+    (fs / "config.json").write_text(json.dumps(cfg))
+    return fs
+
+
+def boot_firmware(exe: Path, fs: Path, *, mpy_tree: Path | None, heap: str = "256k",
+                  timeout: float = 60, env: dict[str, str] | None = None
+                  ) -> subprocess.CompletedProcess:
+    """Reset the board: boot.py then main.py, unchanged, on the unix port ``exe`` in the
+    board's filesystem ``fs``, with the hardware stand-ins, until main.py ends (deep sleep,
+    reset). The library comes from ``mpy_tree`` (.mpy files, as ``make deploy`` copies
+    them) or, when None, from ``exe`` (frozen). ``env``: the stand-ins' knobs."""
+    path = [str(STAND_INS), ".frozen"]
+    if mpy_tree is not None:
+        path.insert(0, str(mpy_tree))
+    e = dict(os.environ, MICROPYPATH=":".join(path), **(env or {}))
+    return subprocess.run([str(exe), "-X", f"heapsize={heap}", str(BOOT_SCRIPT)], cwd=fs,
+                          env=e, capture_output=True, text=True, timeout=timeout)
+
+
 def certs_commands(port: str, folder: Path) -> list[list[str]]:
     cmd = [*mpremote(), "connect", port]
     for i, name in enumerate(("cert.der", "key.der", "ca.der", "config.json")):

@@ -10,9 +10,9 @@ subscriber received."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,10 +26,13 @@ from iot_twin.policy import claim_policy
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-STAND_INS = HERE / "stand_ins"
-BOOT = HERE / "mp_scripts" / "device_boot.py"
+STAND_INS = device.STAND_INS
+BOOT = device.BOOT_SCRIPT
 THING = "weather-sensor-001"
 PORT = "unix32"
+# Short, so that a program that stops feeding it is reset during a test (the stand-in
+# enforces it: host_tests/device/stand_ins/machine.py).
+WATCHDOG_S = 3
 
 pytestmark = [pytest.mark.micropython, pytest.mark.slow]
 
@@ -50,25 +53,11 @@ def tw(tmp_path):
 
 def device_fs(tmp_path: Path, tw, thing: str | None, **config) -> Path:
     """The board's filesystem: boot.py, main.py, certificates and config.json."""
-    fs = tmp_path / "device-fs"
-    fs.mkdir()
-    for name in device.PROGRAM:
-        shutil.copy(ROOT / "firmware" / name, fs / name)
-    if thing is not None:
-        creds = tw.thing(thing)
-        device.prepare_certs(thing, "127.0.0.1", cert=creds.cert_path, key=creds.key_path,
-                             ca=Path(tw.ca), port=tw.port("mtls"), server_hostname="localhost",
-                             out=fs, env={"WIFI_SSID": "lab", "WIFI_PASSWORD": "pw"})
-    else:
-        (fs / "ca.der").write_bytes(device.to_der(Path(tw.ca).read_bytes(), "cert"))
-        cfg = device.device_config("", "127.0.0.1", tw.port("mtls"), "localhost",
-                                   {"WIFI_SSID": "lab"})
-        del cfg["thing"]
-        (fs / "config.json").write_text(json.dumps(cfg))
-    cfg = json.loads((fs / "config.json").read_text())
-    cfg.update({"watchdog_s": 30, "wifi_timeout_s": 1, "wifi_retry_s": 1}, **config)
-    (fs / "config.json").write_text(json.dumps(cfg))
-    return fs
+    creds = tw.thing(thing) if thing is not None else None
+    config = {"watchdog_s": WATCHDOG_S, "wifi_timeout_s": 1, "wifi_retry_s": 1, **config}
+    return device.firmware_fs(tmp_path / "device-fs", thing, ca=Path(tw.ca),
+                              port=tw.port("mtls"), cert=creds and creds.cert_path,
+                              key=creds and creds.key_path, **config)
 
 
 def device_env(**extra: str) -> dict[str, str]:
@@ -80,12 +69,9 @@ def boot(exe: Path, fs: Path, timeout: float = 60, heap: str = "256k", frozen: b
          **env: str) -> subprocess.CompletedProcess:
     """Reset the board: boot.py then main.py, until main.py ends (deep sleep, reset).
     ``frozen``: the library comes from the binary, not from .mpy files."""
-    e = device_env(**env)
-    if frozen:
-        e["MICROPYPATH"] = f"{STAND_INS}:.frozen"
     try:
-        return subprocess.run([str(exe), "-X", f"heapsize={heap}", str(BOOT)], cwd=fs,
-                              env=e, capture_output=True, text=True, timeout=timeout)
+        return device.boot_firmware(exe, fs, mpy_tree=None if frozen else mp_unix.mpy_tree(),
+                                    heap=heap, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
         raise AssertionError(f"main.py still running after {timeout} s:\n{out}") from None
@@ -127,10 +113,17 @@ def test_continuous_sensor_against_the_twin(mp32, tw, tmp_path):
         wait_for(lambda: reported(tw, THING).get("led") == "on", timeout=30)
         job_id = tw.call(tw.twin.add_job, THING, {"operation": "set",
                                                   "settings": {"report_interval_s": 3}})
-        bad_job = tw.call(tw.twin.add_job, THING, {"operation": "self-destruct"})
+        unknown_job = tw.call(tw.twin.add_job, THING, {"operation": "self-destruct"})
+        bad_job = tw.call(tw.twin.add_job, THING, {"operation": "set"})  # no settings
         wait_for(lambda: job_status(tw, THING, bad_job) == "FAILED", timeout=30)
         assert job_status(tw, THING, job_id) == "SUCCEEDED"
+        assert job_status(tw, THING, unknown_job) == "REJECTED"  # no handler for it
         telemetry = [spy.get(10) for _ in range(2)]
+        # Keep it running for longer than the watchdog's timeout in its main loop: a loop
+        # that stopped feeding it would be reset by now.
+        while json.loads(telemetry[-1].payload)["uptime_s"] <= 3 * WATCHDOG_S:
+            telemetry.append(spy.get(10))
+        assert proc.poll() is None, "the device program ended"
     finally:
         spy.close()
         proc.terminate()
@@ -151,13 +144,64 @@ def test_continuous_sensor_against_the_twin(mp32, tw, tmp_path):
     # The order a board needs: Wi-Fi (after one failed attempt and a back-off), NTP (after
     # one timeout), the watchdog, then TLS to the broker.
     assert lines_with(out, "wlan.connect", "attempt 1", "no AP")
-    assert lines_with(out, "wifi: not connected", "retry in 1 s")
+    assert lines_with(out, "wifi: not connected", "retry in 1000 ms")
     assert first(out, "wifi: up") < first(out, "standin: ntptime.settime timed out")
     assert first(out, "time: set over NTP") < first(out, "mqtt: connected to")
-    assert first(out, "standin: WDT 30000 ms") < first(out, "mqtt: connected to")
+    assert first(out, f"standin: WDT {WATCHDOG_S * 1000} ms") < first(out, "mqtt: connected to")
     assert "boot: power on" in out
     assert lines_with(out, "job:", bad_job, "FAILED")
+    assert lines_with(out, "job:", unknown_job, "REJECTED")
     assert "Traceback" not in out, out
+    # The watchdog (WATCHDOG_S) was fed in time all along, from its start to the end.
+    assert "watchdog reset" not in out, out
+    gaps = [int(ln.split()[-2]) for ln in lines_with(out, "standin: WDT longest gap")]
+    assert gaps
+    assert max(gaps) < WATCHDOG_S * 1000, gaps
+
+
+def test_watchdog_resets_a_program_that_hangs(mp32, tw, tmp_path):
+    """The sensor read hangs in a blocking call (the stand-in never returns from its third
+    reading): nothing feeds the watchdog any more and it resets the board after
+    WATCHDOG_S; the next boot says why. Before the hang the loop fed it in time."""
+    fs = device_fs(tmp_path, tw, THING, report_interval_s=1)
+    proc = boot(mp32, fs, STANDIN_SENSOR_HANG_AFTER="2")
+    out = proc.stdout
+    assert proc.returncode == -9, out + proc.stderr  # killed by the stand-in's "reset"
+    assert first(out, "mqtt: connected to") < first(out, "standin: esp32.mcu_temperature hangs")
+    assert first(out, "mcu_temperature hangs") < first(out, "standin: watchdog reset")
+    late = int(lines_with(out, "standin: watchdog reset")[0].split("not fed for")[1].split()[0])
+    assert late > WATCHDOG_S * 1000
+    assert len(lines_with(out, "telemetry: {")) == 2  # the two readings before the hang
+    # The reset is a reset: the board boots again and knows it was the watchdog.
+    cfg = json.loads((fs / "config.json").read_text())
+    (fs / "config.json").write_text(json.dumps(dict(cfg, mode="deepsleep", awake_s=1)))
+    again = boot(mp32, fs)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "boot: watchdog" in again.stdout
+    assert "reset cause 3" in again.stdout
+
+
+def test_wifi_backoff_doubles_up_to_the_cap(mp32, tw, tmp_path):
+    """Five failed joins: the wait before each new attempt doubles from wifi_retry_s up to
+    wifi_retry_max_s (as main.py documents), logged and really waited (the stand-in's
+    attempt times), with the watchdog fed throughout."""
+    fs = device_fs(tmp_path, tw, THING, mode="deepsleep", awake_s=1, wifi_timeout_s=0.2,
+                   wifi_retry_s=0.2, wifi_retry_max_s=0.8)
+    proc = boot(mp32, fs, STANDIN_WIFI_FAILS="5")
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    logged = [int(ln.split("retry in ")[1].split()[0])
+              for ln in lines_with(out, "wifi: not connected")]
+    assert logged == [200, 400, 800, 800, 800]
+    attempts = [int(ln.split(" at ")[1].split()[0]) for ln in lines_with(out, "wlan.connect")]
+    assert len(attempts) == 6
+    assert "ok" in lines_with(out, "wlan.connect", "attempt 6")[0]
+    # Between two attempts: the join timeout (0.2 s) and then the back-off.
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    for gap, delay in zip(gaps, logged, strict=True):
+        assert gap >= 200 + delay, (attempts, logged)
+    assert first(out, "attempt 6") < first(out, "wifi: up") < first(out, "mqtt: connected")
+    assert "watchdog reset" not in out
 
 
 def test_deep_sleep_keeps_the_session(mp32, tw, tmp_path):
@@ -182,7 +226,8 @@ def test_deep_sleep_keeps_the_session(mp32, tw, tmp_path):
     assert "woke from deep sleep" in out
     assert "session present: True" in out
     assert "subscribed" not in out  # the session kept the subscriptions
-    assert lines_with(out, "shadow: delta", "'led': 'on'")
+    # The desired setting the board lost while asleep comes back from the shadow.
+    assert lines_with(out, "shadow: desired settings applied", "'led': 'on'")
     assert reported(tw, THING)["led"] == "on"
     assert job_status(tw, THING, job_id) == "SUCCEEDED"
     assert "standin: deepsleep 600000" in out
@@ -255,7 +300,8 @@ def test_deep_sleep_cycle_fits_the_heap(library, heap, mp32, tw, tmp_path):
         if not (device.shared_micropython() / "build-unix.sh").is_file():
             pytest.skip(mp_unix.why_missing())
         exe = device.frozen_unix_binary()
-    fs = device_fs(tmp_path, tw, THING, mode="deepsleep", sleep_s=60, awake_s=1)
+    fs = device_fs(tmp_path, tw, THING, mode="deepsleep", sleep_s=60, awake_s=1,
+                   watchdog_s=30)  # a small heap makes the TLS handshake slow
     proc = boot(exe, fs, timeout=30, heap=heap, frozen=library == "frozen")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "standin: deepsleep 60000" in proc.stdout

@@ -1,5 +1,7 @@
-# Stand-in for MicroPython's `machine` (ESP32): reset causes, a watchdog that checks it is fed
-# in time, deep sleep that ends the process (and makes the next run a wake-up), reset.
+# Stand-in for MicroPython's `machine` (ESP32): reset causes, a watchdog that resets the
+# "board" when it is not fed in time, deep sleep that ends the process (and makes the next
+# run a wake-up), reset.
+import _thread
 import os
 import sys
 import time
@@ -11,11 +13,14 @@ DEEPSLEEP_RESET = 4
 SOFT_RESET = 5
 
 _WAKE = ".standin_deepsleep"
-try:
-    os.remove(_WAKE)
-    _cause = DEEPSLEEP_RESET
-except OSError:
-    _cause = PWRON_RESET
+_WDT = ".standin_watchdog"
+_cause = PWRON_RESET
+for _file, _why in ((_WAKE, DEEPSLEEP_RESET), (_WDT, WDT_RESET)):
+    try:
+        os.remove(_file)
+        _cause = _why
+    except OSError:
+        pass
 
 
 def reset_cause():
@@ -31,19 +36,46 @@ def freq(*args):
 
 
 class WDT:
-    """Exits the process with status 3 (a watchdog reset) when fed late."""
+    """A watchdog that resets the "board" when it is not fed within ``timeout`` ms, as the
+    ESP32's does: a thread checks every 50 ms (so a program stuck in a blocking call is
+    caught too, not only a late feed), prints ``standin: watchdog reset ...`` and kills
+    the process (SIGKILL: nothing of the program runs after it, as on a board); the next
+    run's ``reset_cause()`` is ``WDT_RESET``. Each new longest gap between feeds (from
+    the start to the first feed included) is printed as ``standin: WDT longest gap N ms``
+    so a test can check how close the program comes to the limit."""
 
     def __init__(self, id=0, timeout=5000):
         self.timeout = timeout
         self.last = time.ticks_ms()
+        self.longest = 0
         self.feeds = 0
         print("standin: WDT", timeout, "ms")
+        _thread.start_new_thread(self._check, ())
+
+    def _gap(self):
+        return time.ticks_diff(time.ticks_ms(), self.last)
+
+    def _check(self):
+        while True:
+            time.sleep_ms(50)
+            late = self._gap()
+            if late > self.timeout:
+                self._reset(late)
+
+    def _reset(self, late):
+        print("standin: watchdog reset (not fed for", late, "ms, timeout", self.timeout, "ms)")
+        with open(_WDT, "w") as f:
+            f.write(str(late))
+        os.system("kill -9 $PPID")  # the shell's parent: this MicroPython process
+        time.sleep(10)  # never reached
 
     def feed(self):
-        late = time.ticks_diff(time.ticks_ms(), self.last)
-        if late > self.timeout:
-            print("standin: watchdog reset (fed after", late, "ms)")
-            sys.exit(3)
+        gap = self._gap()
+        if gap > self.timeout:
+            self._reset(gap)
+        if gap > self.longest:
+            self.longest = gap
+            print("standin: WDT longest gap", gap, "ms")
         self.last = time.ticks_ms()
         self.feeds += 1
 

@@ -1,6 +1,7 @@
 # Stand-in for MicroPython's `network` (ESP32): a station that joins after a set number of
 # failed attempts (STANDIN_WIFI_FAILS). The unix port's own network stack does the rest.
 import os
+import time
 
 STA_IF = 0
 AP_IF = 1
@@ -35,7 +36,7 @@ class WLAN:
         _state["attempts"] += 1
         ok = _state["attempts"] > _fails
         print("standin: wlan.connect", ssid, "attempt", _state["attempts"],
-              "ok" if ok else "no AP")
+              "ok" if ok else "no AP", "at", time.ticks_ms(), "ms")
         _state["connected"] = ok
 
     def disconnect(self):
