@@ -1,4 +1,4 @@
-"""SyncClient (mqtt_v5.sync), the blocking facade: against the real Mosquitto fixture
+"""SyncClient (mqtt_v5.sync_client), the blocking facade: against the real Mosquitto fixture
 (plain, TLS, mutual TLS, password). What a well-behaved broker never does (refusals,
 protocol violations) is in portable/test_sync_scripted.py, on both runtimes."""
 
@@ -11,7 +11,7 @@ from client_kit import Paho, unique
 
 from mqtt_v5 import properties as P
 from mqtt_v5.errors import ConnectRefused, NetworkError, UsageError
-from mqtt_v5.sync import Message, SyncClient
+from mqtt_v5.sync_client import Message, SyncClient
 from mqtt_v5.tls import TlsConfig
 
 HOST = "127.0.0.1"

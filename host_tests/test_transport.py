@@ -14,7 +14,7 @@ import pytest
 from netutil import DOWN, UP, FaultProxies, FaultProxy, ScriptedBroker
 
 from mqtt_v5 import _server_codec as codec
-from mqtt_v5.blocking import BlockingTransport
+from mqtt_v5.blocking_transport import BlockingTransport
 from mqtt_v5.errors import NetworkError, UsageError
 from mqtt_v5.tls import TlsConfig, der_to_pem, key_label, pem_to_der, read_pem_or_der
 from mqtt_v5.transport import StreamTransport, open_connection, parse_url

@@ -596,7 +596,7 @@ async def test_hostile_broker(mp_unix_port, pki, tmp_path):
 
 
 def test_sync_client_repl_session(mp_unix_port, mosquitto, pki, tmp_path):
-    """sync.py's REPL session, as its docstring shows it, over plain TCP and mutual TLS."""
+    """sync_client.py's REPL session, as its docstring shows it, over plain TCP and mutual TLS."""
     root = unique("unix-sync")
     cases = [
         {"name": "plain", "url": f"mqtt://{mosquitto.host}:{mosquitto.plain_port}", "tls": None},

@@ -18,15 +18,15 @@ import mp_unix
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SYNC = ROOT / "lib" / "mqtt_v5" / "sync.py"
+SYNC = ROOT / "lib" / "mqtt_v5" / "sync_client.py"
 
 
 # ------------------------------------------------------------------------------------------
-# Item 0: the REPL session in sync.py's docstring, as written, on the unix port
+# Item 0: the REPL session in sync_client.py's docstring, as written, on the unix port
 
 
 def repl_session() -> list[tuple[str, list[str]]]:
-    """(statement, expected output lines) for each ``>>>`` line of sync.py's docstring."""
+    """(statement, expected output lines) for each ``>>>`` line of sync_client.py's docstring."""
     doc = ast.get_docstring(ast.parse(SYNC.read_text()))
     steps: list[tuple[str, list[str]]] = []
     for line in doc.splitlines():
@@ -129,7 +129,7 @@ def silent_server():
 
 SILENT_SYNC = """
 import json, sys
-from mqtt_v5.sync import SyncClient
+from mqtt_v5.sync_client import SyncClient
 from mqtt_v5.tls import TlsConfig
 from mqtt_v5._compat import ticks_ms, ticks_diff
 port, mode, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -308,6 +308,7 @@ def test_publish_after_reconnecting_gave_up_raises_at_once(runtime, mosquitto, f
     assert r["qos0"] == "NetworkError", r
     assert r["qos1"] == "NetworkError", r
     assert r["ms"] < 500, r
+    assert r["iterator"] == "ended", r
 
 
 @pytest.mark.parametrize("qos", [0, 1])

@@ -13,6 +13,8 @@ SECTIONS. An optional ``fn.table(results) -> str`` prints it; otherwise a generi
 printed (flat values, or rows of dicts as columns).
 
 A section that fails is reported (and recorded as {"error": ...}); the others still run.
+A section may check budgets: ``results["budget"] = {name: {"bytes", "budget", "ok"}}``;
+one that is not ok is reported and makes the run exit 1, like a failed section.
 bench/results.json keeps the sections not run this time, so `--only` refreshes just those.
 Timings are machine-specific: nothing here is asserted by the tests.
 """
@@ -179,7 +181,21 @@ def main(argv=None) -> int:
     names = [n for n in (only or SECTIONS) if n not in skip]
     results = run(names)
     failed = [n for n in names if "error" in results.get(n, {})]
-    return 1 if failed else 0
+    over = over_budget(results, names)
+    for line in over:
+        print(f"!! over budget: {line}")
+    return 1 if failed or over else 0
+
+
+def over_budget(results: dict, names: list[str]) -> list[str]:
+    """The budgets (``results[section]["budget"][name]["ok"]``) that do not hold."""
+    out = []
+    for n in names:
+        budget = results.get(n, {}).get("budget")
+        for k, v in (budget.items() if isinstance(budget, dict) else ()):
+            if isinstance(v, dict) and v.get("ok") is False:
+                out.append(f"{n}: {k}: {v.get('bytes')} > {v.get('budget')}")
+    return out
 
 
 if __name__ == "__main__":

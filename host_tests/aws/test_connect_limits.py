@@ -64,6 +64,31 @@ def test_metrics_username():
     assert metrics_username("u?a=b", version="1") == "u?a=b&SDK=mqtt_v5&Version=1"
 
 
+def test_metrics_username_reaches_the_endpoint(twin):
+    """``aws_client(..., metrics=True)`` end to end: the twin's CONNECT carries the
+    username with AWS's SDK-metrics query (after the user's own username, if any), the
+    connection is accepted over mutual TLS, and without ``metrics`` no username is sent."""
+    from urllib.parse import parse_qs
+
+    from mqtt_v5 import __version__
+
+    async def main():
+        for thing, kw in (("metrics-1", {}), ("metrics-2", {"username": "fleet-a"}),
+                          ("metrics-3", {"metrics": False})):
+            c = device(twin, thing, **({"metrics": True} | kw))
+            await c.connect()
+            await c.publish_qos1(f"devices/{thing}/up", b"1")
+            await c.disconnect()
+
+    run(main())
+    seen = twin.twin.connect_usernames
+    for thing, user in (("metrics-1", ""), ("metrics-2", "fleet-a")):
+        name, _, query = seen[thing].partition("?")
+        assert name == user
+        assert parse_qs(query) == {"SDK": ["mqtt_v5"], "Version": [__version__]}
+    assert seen["metrics-3"] is None
+
+
 def test_preset_defaults_and_refusals():
     c = aws_client("abc-ats.iot.eu-west-1.amazonaws.com", "thing-1", cert=b"x", key=b"y")
     o = c.options

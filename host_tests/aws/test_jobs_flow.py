@@ -255,3 +255,72 @@ def test_runner_finds_a_job_queued_while_the_session_was_lost(twin):
         run(main())
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize("bad", [0, 10081, -1, 2.5, "5", True])
+def test_invalid_step_timeout_refused_before_sending(twin, bad):
+    async def main():
+        c = device(twin, "jobs-bad-step")
+        await c.connect()
+        jobs = Jobs(c)
+        job = twin.call(twin.twin.add_job, "jobs-bad-step", {"operation": "x"})
+        with pytest.raises(UsageError, match="stepTimeoutInMinutes"):
+            await jobs.start_next(step_timeout_min=bad)
+        with pytest.raises(UsageError, match="stepTimeoutInMinutes"):
+            JobRunner(jobs, {}, step_timeout_min=bad)
+        assert execution(twin, "jobs-bad-step", job).status == "QUEUED"  # nothing was sent
+        await c.disconnect()
+
+    run(main())
+
+
+def test_step_timeout_reaches_aws_and_times_the_execution_out(twin):
+    """start-next's stepTimeoutInMinutes arms AWS's step timer: the execution's deadline is
+    the start plus the step timeout, and once that passes (the twin's jobs clock moved on)
+    the execution is TIMED_OUT and the device's late SUCCEEDED is refused."""
+    async def main():
+        c = device(twin, "jobs-step")
+        await c.connect()
+        jobs = Jobs(c)
+        job = twin.call(twin.twin.add_job, "jobs-step", {"operation": "slow"})
+        ex = await jobs.start_next(step_timeout_min=7)
+        assert ex["jobId"] == job
+        e = execution(twin, "jobs-step", job)
+        assert e.status == "IN_PROGRESS"
+        assert e.step_deadline - e.started_at == 7 * 60
+        store = twin.twin.services.jobs
+        real = store.clock
+        store.clock = lambda: real() + 7 * 60 + 1
+        try:
+            with pytest.raises(AwsRejected) as err:
+                await jobs.update(job, "SUCCEEDED")
+            assert err.value.code == "InvalidStateTransition"
+            assert "TIMED_OUT" in err.value.message
+            assert execution(twin, "jobs-step", job).status == "TIMED_OUT"
+        finally:
+            store.clock = real
+        await c.disconnect()
+
+    run(main())
+
+
+def test_runner_sends_its_step_timeout_with_each_start_next(twin):
+    async def main():
+        c = device(twin, "jobs-run-step")
+        await c.connect()
+        seen = []
+
+        def work(doc, ex):
+            e = execution(twin, "jobs-run-step", ex["jobId"])
+            seen.append(e.step_deadline - e.started_at)
+
+        runner = JobRunner(Jobs(c), {"work": work}, step_timeout_min=3)
+        twin.call(twin.twin.add_job, "jobs-run-step", {"operation": "work"})
+        twin.call(twin.twin.add_job, "jobs-run-step", {"operation": "work"})
+        while await runner.run_once() is not None:
+            pass
+        assert seen == [180, 180]
+        assert [s for _, s in runner.history] == ["SUCCEEDED", "SUCCEEDED"]
+        await c.disconnect()
+
+    run(main())

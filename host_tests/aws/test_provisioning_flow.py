@@ -131,6 +131,40 @@ def test_certificate_from_csr_keeps_the_device_key(fleet, tmp_path, fmt):
     run(main())
 
 
+@pytest.mark.parametrize("fmt", ["json", "cbor"])
+def test_create_keys_and_certificate_then_register(fleet, tmp_path, fmt):
+    """CreateKeysAndCertificate and RegisterThing over each format's own topics: the key
+    AWS made matches the certificate, and the stored identity connects as the thing."""
+    async def main():
+        claim = device(fleet, "fleet-claim", maximum_packet_size=8192)
+        await claim.connect()
+        p = Provisioner(claim, "fleet", fmt=fmt)
+        created = await p.create_keys_and_certificate()
+        registered = await p.register_thing(created["certificateOwnershipToken"],
+                                            {"SerialNumber": "keys-" + fmt})
+        subs = next(c["subscriptions"] for c in fleet.call(fleet.twin.broker.connection_list)
+                    if c["client_id"] == "fleet-claim")
+        await claim.disconnect()
+        assert f"$aws/certificates/create/{fmt}/accepted" in subs
+        assert f"$aws/provisioning-templates/fleet/provision/{fmt}/accepted" in subs
+        assert registered["thingName"] == "sensor-keys-" + fmt
+        cert = x509.load_pem_x509_certificate(created["certificatePem"].encode())
+        key = serialization.load_pem_private_key(created["privateKey"].encode(), None)
+        assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+        save_identity(created["certificatePem"], created["privateKey"],
+                      str(tmp_path / "c.pem"), str(tmp_path / "k.pem"))
+        from mqtt_v5.aws.connect import aws_client
+
+        dev = aws_client("127.0.0.1", registered["thingName"], cert=str(tmp_path / "c.pem"),
+                         key=str(tmp_path / "k.pem"), ca=fleet.ca, port=fleet.port("mtls"),
+                         server_hostname="localhost")
+        await dev.connect()
+        assert (await Shadow(dev).update(reported={"fmt": fmt}))["version"] == 1
+        await dev.disconnect()
+
+    run(main())
+
+
 def test_rejections_bad_and_expired_ownership_token(fleet, tmp_path):
     async def main():
         claim = device(fleet, "fleet-claim", maximum_packet_size=8192)
@@ -148,6 +182,79 @@ def test_rejections_bad_and_expired_ownership_token(fleet, tmp_path):
         assert "expired" in e.value.message
         with pytest.raises(AwsRejected):
             await Provisioner(claim, "no-such-template").register_thing("x", {})
+        await claim.disconnect()
+
+    run(main())
+
+
+def test_one_request_per_operation_in_flight(fleet):
+    """The API has no clientToken, so two concurrent requests of one operation must not
+    overlap. The twin holds back the answer to the first CreateKeysAndCertificate for
+    0.5 s and notes when each request arrives: the second arrives only after the first
+    answer went out, and each caller gets its own certificate."""
+    import asyncio
+    import time
+
+    prov = fleet.twin.services.provisioning
+    real = prov.handle
+    log = []
+
+    def slow_first(request, payload, **kw):
+        out = real(request, payload, **kw)
+        log.append(("request", request.op, time.monotonic()))
+        if len(log) > 1:
+            return out
+
+        def answer():
+            log.append(("answer", request.op, time.monotonic()))
+            for topic, body in out:
+                fleet.twin.broker.publish(topic, body)
+
+        fleet.loop.call_later(0.5, answer)
+        return []
+
+    async def main():
+        claim = device(fleet, "fleet-claim", maximum_packet_size=8192)
+        await claim.connect()
+        p = Provisioner(claim, "fleet")
+        prov.handle = slow_first
+        try:
+            a, b = await asyncio.gather(p.create_keys_and_certificate(),
+                                        p.create_keys_and_certificate())
+        finally:
+            prov.handle = real
+        assert a["certificateId"] != b["certificateId"]
+        await claim.disconnect()
+
+    run(main())
+    assert [(kind, op) for kind, op, _ in log] == [
+        ("request", "create-keys"), ("answer", "create-keys"), ("request", "create-keys")]
+    assert log[2][2] > log[1][2]  # the second request came after the first answer
+
+
+@pytest.mark.parametrize("fmt", ["json", "cbor"])
+def test_no_answer_times_out(fleet, fmt):
+    """A claim whose policy lets it subscribe to the answer topics and publish requests
+    but not receive the answers (iot:Receive denied: AWS drops them silently): the
+    request ends in the library's MqttTimeout, not a hang."""
+    from mqtt_v5 import MqttTimeout
+
+    creds = fleet.thing("fleet-deaf-" + fmt)
+    deny = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Action": "iot:Receive",
+         "Resource": "arn:aws:iot:*:*:topic/$aws/certificates/*"}]}
+    fleet.call(fleet.twin.add_policy, "deaf-" + fmt, deny, creds.certificate_id)
+
+    async def main():
+        claim = device(fleet, "fleet-deaf-" + fmt, maximum_packet_size=8192)
+        await claim.connect()
+        p = Provisioner(claim, "fleet", timeout_s=1.0, fmt=fmt)
+        with pytest.raises(MqttTimeout, match="fleet provisioning"):
+            await p.create_keys_and_certificate()
+        # the Provisioner is usable again (its lock was released)
+        with pytest.raises(AwsRejected):
+            await p.register_thing("", {"SerialNumber": "1"})
+        assert claim.is_connected
         await claim.disconnect()
 
     run(main())
@@ -229,3 +336,37 @@ def test_cbor_on_micropython_matches_the_twins_codec(mp_unix_port):
     assert out["decoded"] == {**value, "raw": "00ff"}
     assert twin_cbor.loads(binascii.unhexlify(out["encoded"])) == {
         "a": [1, -2, "x"], "b": b"\x01", "c": None}
+
+
+def test_create_keys_over_cbor_on_micropython(fleet, mp_unix_port):
+    """CreateKeysAndCertificate and RegisterThing through the CBOR topics from the unix
+    port (mqtt_v5.aws.cbor decoding AWS's answer on the device)."""
+    import mp_unix
+
+    claim = fleet.thing("fleet-claim")
+    script = "\n".join([
+        "import asyncio, json, sys",
+        "from mqtt_v5.aws.connect import aws_client",
+        "from mqtt_v5.aws.provisioning import PROVISIONING_PACKET_SIZE, Provisioner",
+        "async def main(port, ca, cert, key):",
+        "    c = aws_client('127.0.0.1', 'fleet-claim', cert=cert, key=key, ca=ca,",
+        "                   port=int(port), server_hostname='localhost', clean_start=True,",
+        "                   maximum_packet_size=PROVISIONING_PACKET_SIZE)",
+        "    await c.connect()",
+        "    p = Provisioner(c, 'fleet', fmt='cbor')",
+        "    created = await p.create_keys_and_certificate()",
+        "    reg = await p.register_thing(created['certificateOwnershipToken'],",
+        "                                 {'SerialNumber': 'mp-cbor'})",
+        "    await c.disconnect()",
+        "    return {'thing': reg['thingName'], 'id': created['certificateId'],",
+        "            'key': created['privateKey'][:30], 'cert': created['certificatePem'][:27]}",
+        "print(json.dumps(asyncio.run(main(*sys.argv[1:]))))",
+        ""])
+    out = mp_unix.last_json(mp_unix.run_script(
+        mp_unix_port, script, mpy=True, heapsize="512k",
+        args=[fleet.port("mtls"), fleet.ca, claim.cert_path, claim.key_path]))
+    assert out["thing"] == "sensor-mp-cbor"
+    assert out["cert"] == "-----BEGIN CERTIFICATE-----"
+    assert out["key"].startswith("-----BEGIN ")
+    cert = fleet.call(fleet.twin.registry.certificates.get, out["id"])
+    assert cert is not None

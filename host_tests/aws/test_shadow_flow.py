@@ -80,6 +80,74 @@ def test_bad_request_rejected_400(twin):
     run(main())
 
 
+def test_document_too_large_rejected_413(twin):
+    """A state over the shadow's 8 KB but far under AWS's 128 KiB MQTT limit: the
+    library's limit checks let it through, the shadow service refuses it with 413."""
+    async def main():
+        c = device(twin, "sh-413", maximum_packet_size=65536)
+        await c.connect()
+        s = Shadow(c)
+        with pytest.raises(AwsRejected) as e:
+            await s.update(reported={"blob": "x" * 9000})
+        assert e.value.code == 413
+        assert e.value.status == 413
+        assert e.value.message.startswith("Json document too large")
+        assert e.value.document["code"] == 413
+        assert twin.call(twin.twin.get_shadow, "sh-413") is None  # nothing stored
+        assert (await s.update(reported={"blob": "x" * 100}))["version"] == 1
+        await c.disconnect()
+
+    run(main())
+
+
+def test_too_many_requests_rejected_429(twin):
+    """AWS throttles a thing with 10 shadow responses in flight (published, not yet
+    acknowledged). Another client subscribed to the thing's get/accepted at QoS 1 never
+    acknowledges what it gets: after ten gets through ``Shadow`` its ten copies are in
+    flight and the next request is rejected with 429; once it is gone, requests are
+    served again."""
+    from mqtt_v5 import _server_codec as codec
+
+    watch = twin.thing("sh-429-watch")
+    allow = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": ["iot:Subscribe", "iot:Receive"],
+        "Resource": ["arn:aws:iot:*:*:topicfilter/$aws/things/sh-429/shadow/*",
+                     "arn:aws:iot:*:*:topic/$aws/things/sh-429/shadow/*"]}]}
+    twin.call(twin.twin.add_policy, "watch-429", allow, watch.certificate_id)
+    raw = twin.raw("mtls", thing="sh-429-watch")
+    assert raw.connect("sh-429-watch", clean_start=True).reason_code == 0
+    raw.send(codec.Subscribe(1, [("$aws/things/sh-429/shadow/get/accepted", 1)]))
+    assert raw.recv_type(codec.SUBACK).reason_codes == [1]
+    shadows = twin.twin.services.shadows
+
+    async def main():
+        c = device(twin, "sh-429")
+        await c.connect()
+        s = Shadow(c)
+        await s.update(reported={"t": 1})
+        for _ in range(shadows.max_in_flight):
+            await s.get()    # answered; the watcher's copy stays unacknowledged
+        with pytest.raises(AwsRejected) as e:
+            await s.update(reported={"t": 2})
+        assert e.value.code == 429
+        assert e.value.message == "Too Many Requests"
+        with pytest.raises(AwsRejected) as e:
+            await s.get()
+        assert e.value.code == 429
+        raw.close()
+        for _ in range(100):
+            if shadows.in_flight("sh-429") == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert (await s.get())["state"]["reported"] == {"t": 1}  # the 429s changed nothing
+        await c.disconnect()
+
+    try:
+        run(main())
+    finally:
+        raw.close()
+
+
 def test_delta_applied_and_reported_in_one_step(twin):
     async def main():
         c = device(twin, "sh-delta")

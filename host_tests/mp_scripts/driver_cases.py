@@ -175,6 +175,7 @@ async def gave_up():
     else:
         rc = ReconnectConfig(initial_delay=0.05, max_delay=0.1, jitter=0, max_attempts=2)
     c = MqttClient(ConnectOptions(keep_alive=30, connect_timeout=1, reconnect_config=rc))
+    c.messages()
     events = []
     c.on_connection_event(lambda e: events.append(type(e).__name__))
     await c.connect(URL)
@@ -193,6 +194,13 @@ async def gave_up():
     out["qos0"] = await within(c.publish("drv/gone/a", b"late0", 0), 3000)
     out["qos1"] = await within(c.publish("drv/gone/a", b"late1", 1), 3000)
     out["ms"] = ticks_diff(ticks_ms(), t1)
+    try:  # the messages() iterator ends: nothing will come any more
+        await asyncio.wait_for(c.__anext__(), 1)
+        out["iterator"] = "message"
+    except StopAsyncIteration:
+        out["iterator"] = "ended"
+    except asyncio.TimeoutError:  # (MicroPython has no builtin TimeoutError)
+        out["iterator"] = "hung"
     return out
 
 

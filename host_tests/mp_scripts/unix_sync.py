@@ -1,11 +1,12 @@
-# The REPL session of mqtt_v5.sync's docstring, as written, with SyncClient on the unix port.
+# The REPL session of mqtt_v5.sync_client's docstring, as written, with SyncClient on
+# the unix port.
 # argv[1]: JSON (or a JSON file) {"cases": [{"name", "url", "client_id", "topic",
 #   "tls": null | {"ca", "cert", "key"}, "timeout_s"}]}: connect, subscribe topic/#, publish to
 #   topic/hello (QoS 1), wait_msg(5), check_msg(), ping(), disconnect().
 # Prints {"cases": [{"name", "ok", "error", "steps": [what each call returned, as repr]}]}.
 from mp_kit import error_info, params, report
 
-from mqtt_v5.sync import SyncClient
+from mqtt_v5.sync_client import SyncClient
 from mqtt_v5.tls import TlsConfig
 
 

@@ -272,6 +272,8 @@ class FaultProxy:
                 data = await reader.read(65536)
                 if not data:
                     # Half-close: pass the FIN on, the other direction may still flow.
+                    # A stalled link passes nothing, a FIN included.
+                    await self._flowing.wait()
                     if writer.can_write_eof() and not writer.is_closing():
                         writer.write_eof()
                     return

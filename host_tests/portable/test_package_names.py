@@ -15,7 +15,7 @@ PUBLIC = {
                "Message", "Delivery", "ConnectionEvent", "Connected", "Disconnected",
                "Reconnecting", "set_debug"),
     "transport": ("TlsConfig",),
-    "sync": ("SyncClient",),
+    "sync_client": ("SyncClient",),
 }
 
 

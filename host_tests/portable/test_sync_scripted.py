@@ -1,4 +1,4 @@
-"""SyncClient (mqtt_v5.sync) over a scripted blocking link, under pytest AND real
+"""SyncClient (mqtt_v5.sync_client) over a scripted blocking link, under pytest AND real
 MicroPython: what a well-behaved broker never does (refusals, protocol violations,
 silence). The Mosquitto tests are host_tests/test_sync_client.py."""
 
@@ -16,7 +16,7 @@ from mqtt_v5.errors import (
     PublishFailed,
     SubscribeFailed,
 )
-from mqtt_v5.sync import SyncClient
+from mqtt_v5.sync_client import SyncClient
 
 
 class Link:

@@ -217,6 +217,39 @@ def test_queued_messages_pass_the_receive_check_when_the_session_resumes(tw):
         device.stop()
 
 
+def test_unacknowledged_messages_pass_the_receive_check_when_resent(tw):
+    # Item 8, the in-flight half: QoS 1 messages sent but never acknowledged are sent again
+    # when the session resumes (§1.10), and each passes iot:Receive again first: the one
+    # the policy now denies is not re-sent, the allowed one is (same packet identifier).
+    from mqtt_v5 import _server_codec as codec
+    from mqtt_v5 import properties as P
+
+    cert_id = _device_policy(tw)
+    sei = {P.PROP_SESSION_EXPIRY_INTERVAL: 300}
+    raw = tw.raw("mtls", thing="t1")
+    assert raw.connect("t1", clean_start=False, properties=sei).reason_code == 0
+    raw.send(codec.Subscribe(1, [("t1/+/+", 1)]))
+    assert raw.recv_type(codec.SUBACK).reason_codes == [1]
+    assert tw.call(tw.twin.publish, "t1/secret/a", b"secret") == 1
+    assert tw.call(tw.twin.publish, "t1/ok/a", b"ok") == 1
+    sent = [raw.recv_type(codec.PUBLISH) for _ in range(2)]
+    assert [p.payload for p in sent] == [b"secret", b"ok"]
+    raw.close()  # no PUBACK: both stay in flight
+    wait_for(lambda: not tw.call(tw.twin.connections))
+    tw.call(tw.twin.detach_policy, "t1-secret", cert_id)
+    raw = tw.raw("mtls", thing="t1")
+    try:
+        assert raw.connect("t1", clean_start=False, properties=sei).session_present
+        raw.send(b"\xc0\x00")  # PINGREQ: what is re-sent comes before its PINGRESP
+        resent = []
+        while (p := raw.recv()).type != codec.PINGRESP:
+            if p.type == codec.PUBLISH:
+                resent.append((p.payload, p.packet_id))
+        assert resent == [(b"ok", sent[1].packet_id)]
+    finally:
+        raw.close()
+
+
 def test_messages_of_a_session_restored_from_disk_pass_the_receive_check(tmp_path):
     from twin._server_util import TwinThread
 
@@ -238,6 +271,48 @@ def test_messages_of_a_session_restored_from_disk_pass_the_receive_check(tmp_pat
     try:
         assert tw.call(tw.twin.publish, "t1/secret/a", b"queued secret") == 1
         assert tw.call(tw.twin.publish, "t1/ok/a", b"queued ok") == 1
+        device = _persistent(tw)
+        device.wait_connected()
+        assert device.get().payload == b"queued ok"
+        device.nothing()
+        device.stop()
+    finally:
+        tw.stop()
+
+
+def test_messages_queued_before_a_restart_pass_the_receive_check_after_it(tmp_path):
+    # Item 8: QoS 1 messages queued for an offline persistent session are written to disk
+    # when the twin stops; the policy then loses iot:Receive on one topic; after the
+    # restart the session resumes from sessions.json and each restored message passes
+    # iot:Receive on delivery (as AWS judges queued messages when they are delivered),
+    # so the denied one is dropped and the allowed one arrives.
+    import json
+
+    from twin._server_util import TwinThread
+
+    data = tmp_path / "twin-data"
+    tw = TwinThread(data, listeners=("mtls",))
+    try:
+        cert_id = _device_policy(tw)
+        things = tw._things
+        device = _persistent(tw)
+        device.wait_connected()
+        assert device.subscribe("t1/+/+") == [1]
+        device.stop()
+        wait_for(lambda: not tw.call(tw.twin.connections))
+        # Both pass iot:Receive now, so both are queued (the denied one first: were it
+        # delivered, it would be the first message the device gets).
+        assert tw.call(tw.twin.publish, "t1/secret/a", b"queued secret") == 1
+        assert tw.call(tw.twin.publish, "t1/ok/a", b"queued ok") == 1
+        tw.call(tw.twin.detach_policy, "t1-secret", cert_id)
+    finally:
+        tw.stop()
+    saved = json.loads((data / "sessions.json").read_text())
+    (session,) = (s for s in saved["sessions"] if s["client_id"] == "t1")
+    assert [q["topic"] for q in session["queued"]] == ["t1/secret/a", "t1/ok/a"]
+    tw = TwinThread(data, listeners=("mtls",))  # the queue comes back from sessions.json
+    tw._things = things
+    try:
         device = _persistent(tw)
         device.wait_connected()
         assert device.get().payload == b"queued ok"

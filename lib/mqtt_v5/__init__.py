@@ -15,7 +15,7 @@ _NAMES = ("errors MqttError UsageError ProtocolError NetworkError ConnectRefused
           "PublishFailed SubscribeFailed MqttTimeout QueueFull|"
           "client MqttClient ConnectOptions ReconnectConfig PublishOptions Will Message "
           "Delivery ConnectionEvent Connected Disconnected Reconnecting set_debug|"
-          "transport TlsConfig|sync SyncClient")
+          "transport TlsConfig|sync_client SyncClient")
 
 
 def __getattr__(name):
@@ -65,5 +65,5 @@ if TYPE_CHECKING:  # pragma: no cover
         SubscribeFailed,
         UsageError,
     )
-    from .sync import SyncClient  # noqa: F401
+    from .sync_client import SyncClient  # noqa: F401
     from .transport import TlsConfig  # noqa: F401

@@ -1,12 +1,20 @@
 """MqttClient's rarely used MQTT 5 features, imported on first use (a device that
-uses neither loads none of this): enhanced authentication (AUTH exchanges, at
-connect and re-authentication) and server redirection (Server Reference)."""
+uses neither loads none of this): enhanced authentication (AUTH exchanges at connect
+and re-authentication, MQTT 5 section 4.12) and server redirection (Server
+Reference, 4.11). The client keeps only the hooks: ``step`` when AUTH arrives,
+``reauthenticate``, ``follow`` when a CONNACK or DISCONNECT says 0x9C / 0x9D."""
+
+import asyncio
 
 from . import properties as _p
-from .errors import NetworkError, ProtocolError, UsageError
+from ._compat import is_awaitable
+from .errors import ConnectRefused, MqttError, MqttTimeout, NetworkError, ProtocolError, UsageError
 
 _CONTINUE = 0x18
 _REAUTHENTICATE = 0x19
+# Redirections followed in a row without a connection coming up: two servers that
+# send a client to each other must not keep it busy forever.
+MAX_HOPS = 3
 
 
 def auth_props(options, data, props=None):
@@ -18,15 +26,53 @@ def auth_props(options, data, props=None):
     return p
 
 
-def answer(client):
-    """The server sent AUTH (the session's ev_rc / ev_props): check it, and for
-    "continue authentication" encode our answer from ``on_auth(data)`` into the
-    session's ``out``. Returns the AUTH reason code (0: authentication succeeded).
-    An AUTH we cannot accept: DISCONNECT 0x82 written, ProtocolError raised."""
+async def step(client):
+    """The server sent AUTH (the session's ``ev_rc`` / ``ev_props``). "Continue
+    authentication" (0x18): ``on_auth(data)`` (a function or a coroutine function)
+    gives our answer, encoded into the session's ``out`` for the caller to write;
+    "success" (0x00) ends a re-authentication. Anything else the spec forbids: the
+    DISCONNECT is queued (and written) and a ProtocolError raised; ``on_auth``
+    failing: DISCONNECT 0x80 and an MqttError naming what it raised."""
+    s = client._session
+    o = client.options
+    rc = s.ev_rc
+    props = s.ev_props or {}
+    waiter = client._reauth
+    connected = client._connected
     try:
-        return _answer(client)
-    except ProtocolError as e:
-        client._session.abort(e.reason_code)  # DISCONNECT, and the session is over
+        if o.auth_method is None:
+            # [MQTT-4.12.0-6] no AUTH to a client that asked for no enhanced authentication
+            raise ProtocolError("AUTH from the server, but we use no authentication method", 0x82)
+        if props.get(_p.PROP_AUTHENTICATION_METHOD) != o.auth_method:
+            # [MQTT-4.12.0-5] the same method throughout
+            raise ProtocolError("AUTH with another authentication method", 0x82)
+        if connected and waiter is None:
+            # 4.12.1: only the client starts a re-authentication
+            raise ProtocolError("AUTH 0x%02X from the server, but no re-authentication is "
+                                "under way" % rc, 0x82)
+        if rc == 0 and connected:
+            # re-authentication succeeded; its data (a SCRAM server's proof) for the caller
+            client._auth_final = [props.get(_p.PROP_AUTHENTICATION_DATA)]
+            waiter.set()
+            return
+        if rc != _CONTINUE:
+            # at connect, success comes as CONNACK; 0x19 is the client's to send
+            raise ProtocolError("AUTH 0x%02X from the server %s" % (
+                rc, "during re-authentication" if connected else "before CONNACK"), 0x82)
+        cb = o.on_auth
+        try:
+            reply = cb(props.get(_p.PROP_AUTHENTICATION_DATA)) if cb is not None else None
+            if is_awaitable(reply):
+                reply = await reply  # type: ignore[misc]
+        except Exception as e:
+            raise MqttError("authentication abandoned: on_auth raised %r" % (e,), 0x80)
+        if connected:
+            await client._wait_room()  # others may have written while on_auth ran
+        s.auth(_CONTINUE, auth_props(o, reply))
+    except MqttError as e:
+        if connected:
+            await client._wait_room()  # out may still be on its way (bounded: keep-alive)
+        s.abort(e.reason_code or 0x80)  # DISCONNECT; the session is over
         try:
             client._put()
         except Exception:
@@ -34,64 +80,88 @@ def answer(client):
         raise
 
 
-def _answer(client):
-    s = client._session
-    o = client.options
-    rc = s.ev_rc
-    props = s.ev_props or {}
-    if o.auth_method is None:
-        # [MQTT-4.12.0-6] no AUTH to a client that asked for no enhanced authentication
-        raise ProtocolError("AUTH from the server, but we use no authentication method", 0x82)
-    if props.get(_p.PROP_AUTHENTICATION_METHOD) != o.auth_method:
-        # [MQTT-4.12.0-5] the same method throughout
-        raise ProtocolError("AUTH with another authentication method", 0x82)
-    if rc == _CONTINUE:
-        cb = o.on_auth
-        reply = cb(props.get(_p.PROP_AUTHENTICATION_DATA)) if cb is not None else None
-        s.auth(_CONTINUE, auth_props(o, reply))
-    elif rc != 0:
-        raise ProtocolError("AUTH with reason code 0x%02X from the server" % rc, 0x82)
-    return rc
-
-
 async def reauthenticate(client, data):
-    """MqttClient.reauthenticate."""
-    import asyncio
-
-    if client.options.auth_method is None:
+    """MqttClient.reauthenticate (see there)."""
+    o = client.options
+    if o.auth_method is None:
         raise UsageError("re-authentication needs ConnectOptions(auth_method=...)")
+    if client._reauth is not None:
+        raise UsageError("a re-authentication is already under way")
     if not client._connected:
         raise NetworkError("not connected")
-    await client._wait_room()
-    client._reauth = done = asyncio.Event()
     lost = client._lost
+    client._auth_final = None
+    client._reauth = done = asyncio.Event()
     try:
-        client._session.auth(_REAUTHENTICATE, auth_props(client.options, data))
-        client._put()
-        await done.wait()  # set by the success, or by the link's loss
+        await client._wait_room()
+        if client._connected:
+            client._session.auth(_REAUTHENTICATE, auth_props(o, data))
+            client._put()
+            try:
+                await asyncio.wait_for(done.wait(), o.connect_timeout)
+            except asyncio.TimeoutError:
+                # The exchange is in an unknown state: a new connection (which
+                # authenticates from the start) is the way out.
+                late = MqttTimeout("re-authentication: no answer within %s s"
+                                   % o.connect_timeout)
+                client._link_failed(late)
+                raise late
     finally:
         client._reauth = None
-    if lost.is_set():
-        e = getattr(client, "_lost_error", None)
-        raise NetworkError("re-authentication failed: %s" % (e,),
-                           getattr(e, "reason_code", None))
+    if client._auth_final is not None:
+        return client._auth_final[0]
+    if not lost.is_set():
+        raise NetworkError("re-authentication: the client disconnected")
+    e = getattr(client, "_lost_error", None)
+    rc = getattr(e, "reason_code", None)
+    if type(e) is NetworkError and rc is not None and rc >= 0x80:
+        # the server's DISCONNECT: how it refuses a re-authentication [MQTT-4.12.1-2]
+        raise ConnectRefused("re-authentication refused by the server", rc)
+    if isinstance(e, MqttError):
+        raise e
+    raise NetworkError("re-authentication: connection lost (%r)" % (e,))
 
 
-def redirect(client, rc, props):
-    """Follow a Server Reference (0x9C use another server, 0x9D server moved) of a
-    URL target: True if the next connection goes elsewhere."""
-    if not ((rc == 0x9C or rc == 0x9D) and props and isinstance(client._target, str)):
+def follow(client, rc, reference):
+    """A CONNACK or DISCONNECT said 0x9C (use another server: for now) or 0x9D (server
+    moved: for good) with Server Reference ``reference``: point the client's target
+    there. False when it cannot be followed (no reference, not a URL target, too many
+    hops in a row); the client then goes back to where the user pointed it."""
+    t = client._target
+    new = redirected(t, reference) if reference and isinstance(t, str) else None
+    if new is not None and not new.startswith("ws"):
+        from .transport import parse_url
+
+        try:  # a server's garbage is no reason for a UsageError
+            if not parse_url(new)[0]:
+                new = None
+        except Exception:
+            new = None
+    if new is None or client._hops >= MAX_HOPS:
+        client._target = client._home
         return False
-    ref = props.get(_p.PROP_SERVER_REFERENCE)
-    if not ref:
-        return False
-    client._target = redirected(client._target, ref)
+    client._hops += 1
+    client._target = new
+    if rc == 0x9D:
+        client._home = new
     return True
 
 
 def redirected(target, reference):
-    """The URL to connect to instead of ``target`` (a URL), from a Server Reference
-    ("host[:port]", the first of a space-separated list), keeping the scheme."""
-    ref = reference.split(" ")[0]
+    """The URL to connect to instead of ``target`` (a URL), from a Server Reference:
+    "host[:port]" (IPv6 in brackets), the first of a space-separated list. The
+    target's scheme is kept (a redirection never turns TLS off), and its path (a
+    WebSocket URL's) unless the reference has one. None if there is no host."""
+    ref = reference.strip().split(" ")[0]
+    i = ref.find("://")
+    if i >= 0:
+        ref = ref[i + 3:]
+    if not ref or ref[0] == "/" or ref[0] == ":":
+        return None
     i = target.find("://")
-    return (target[:i + 3] if i >= 0 else "") + ref
+    scheme = target[:i + 3] if i >= 0 else ""
+    rest = target[i + 3:] if i >= 0 else target
+    j = rest.find("/")
+    if j >= 0 and ref.find("/") < 0:
+        ref += rest[j:]
+    return scheme + ref

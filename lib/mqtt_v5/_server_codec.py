@@ -45,6 +45,7 @@ from .errors import ProtocolError, UsageError
 from .properties import vbi_size, write_u16
 from .topic import filter_ok, topic_name_ok
 
+# codec's packet types again as const(), so that this module's code folds them too.
 CONNECT = const(1)
 CONNACK = const(2)
 PUBLISH = const(3)

@@ -141,8 +141,8 @@ class ConnectOptions:
         # CPython yes, on MicroPython no. (The acks of one read always leave together.)
         self.batch_writes = batch_writes
         # Enhanced authentication: the method's name (str), the data for CONNECT, and
-        # on_auth(server_data) -> our next data, called for each challenge (at connect
-        # and after reauthenticate()).
+        # on_auth(server_data) -> our next data (a function or a coroutine function),
+        # called for each challenge (at connect and after reauthenticate()).
         self.auth_method = auth_method
         self.auth_data = auth_data
         self.on_auth = on_auth
@@ -277,6 +277,14 @@ class _Acked(Waiter):
         if not self.event.is_set():
             return PENDING
         return self._client._acknowledged(self._token)
+
+
+class _Woken(Waiter):
+    """``await w.wait()``: until ``event`` is set (the writer task's wait: no
+    coroutine per wake-up under MicroPython, see ``_compat.Waiter``)."""
+
+    def poll(self):
+        return 1 if self.event.is_set() else PENDING  # (an int: _stop_with allocates none)
 
 
 class _Subscription:
@@ -431,27 +439,29 @@ class MqttClient:
             raise UsageError("already connected; call disconnect() first")
         self._closing = False
         self._gave_up = None
-        self._target = target
-        hops = 0
+        self._target = self._home = target
+        self._hops = 0  # redirections followed in a row
         while True:
             try:
                 event = await self._connect_once()
                 break
             except ConnectRefused as e:
-                hops += 1
-                if hops > 3 or not self._redirect(e.reason_code, self._session.ev_props):
+                if not self._redirect(e.reason_code, e.server_reference):
                     raise
         self._supervisor = asyncio.create_task(self._supervise())
         await self._after_connect(event)
         return event
 
-    def _redirect(self, rc, props):
-        """True if the next connection goes elsewhere (see ``_rare.redirect``)."""
-        if not self.options.follow_redirects:
-            return False
-        from . import _rare
+    def _redirect(self, rc, reference):
+        """Follow a Server Reference (0x9C use another server, 0x9D server moved)
+        when the options say so; True if the next connection goes elsewhere."""
+        if self.options.follow_redirects and (rc == 0x9C or rc == 0x9D):
+            from . import _rare
 
-        return _rare.redirect(self, rc, props)
+            if _rare.follow(self, rc, reference):
+                _log("redirected to %s" % self._target)
+                return True
+        return False
 
     async def _connect_once(self):
         """Open the transport and handshake, all within ``connect_timeout``: a server
@@ -541,8 +551,10 @@ class MqttClient:
                 raise
             if ev == _s.EV_CONNACK:
                 break
-            if ev == _s.EV_AUTH:
-                self._auth_step()  # a step of enhanced authentication
+            if ev == _s.EV_AUTH:  # a step of enhanced authentication
+                from . import _rare
+
+                await _rare.step(self)
                 if not self._put():
                     await self._finish()
                 continue
@@ -551,8 +563,11 @@ class MqttClient:
         if s.ev_rc >= 0x80:
             reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
             _log("<- CONNACK refused rc=0x%02X %s" % (s.ev_rc, reason or ""))
-            raise ConnectRefused("connection refused%s" % (": " + reason if reason else ""),
-                                 s.ev_rc)
+            refused = ConnectRefused("connection refused%s" % (
+                ": " + reason if reason else ""), s.ev_rc)
+            refused.server_reference = (s.ev_props.get(_p.PROP_SERVER_REFERENCE)
+                                        if s.ev_props else None)
+            raise refused
         _log("<- CONNACK rc=0x%02X session_present=%r %r" % (s.ev_rc, s.ev_session_present,
                                                              s.limits))
         if s.ev_orphans:
@@ -566,6 +581,7 @@ class MqttClient:
         self._link_no += 1
         self._up_since = ticks_ms()
         self._has_connected = True
+        self._hops = 0
         return Connected(s.ev_session_present, s.limits, s.ev_props)
 
     async def _after_connect(self, event):
@@ -597,17 +613,16 @@ class MqttClient:
             except Exception as e:  # a user callback must not kill the client
                 _log("connection event callback raised %r" % e)
 
-    def _auth_step(self):
-        """The server sent AUTH: answer it (see ``_rare.answer``)."""
-        from . import _rare
-
-        return _rare.answer(self)
-
     def reauthenticate(self, data=None):
-        """Enhanced authentication again, on this connection: AUTH "re-authenticate"
-        with ``data``, then the server's challenges go to ``on_auth`` as at connect.
-        Awaitable: done once the server says success; a server that refuses
-        disconnects (``NetworkError`` with its reason code)."""
+        # type: (Optional[bytes]) -> Awaitable[Optional[bytes]]
+        """Enhanced authentication again, on this connection (needs
+        ``ConnectOptions(auth_method=...)``): AUTH "re-authenticate" with ``data``,
+        then the server's challenges go to ``on_auth`` as at connect. Returns once the
+        server says success, with the Authentication Data of that AUTH (None if none;
+        at connect it is in ``Connected.properties``). A server that refuses
+        disconnects: ``ConnectRefused`` with its reason code (the client then
+        reconnects as configured, authenticating from the start); no answer within
+        ``connect_timeout``: ``MqttTimeout`` (and a new connection). (An awaitable.)"""
         from . import _rare
 
         return _rare.reauthenticate(self, data)
@@ -733,6 +748,7 @@ class MqttClient:
         """The writer task: finishes held writes, sends what was batched. Asleep on
         an Event otherwise (nothing allocated while idle)."""
         wake = self._write_wake
+        woken = _Woken(wake)  # waits on the Event with no coroutine per wake-up
         try:
             while True:
                 if self._held is not None:
@@ -741,7 +757,7 @@ class MqttClient:
                     self._put()
                 else:
                     wake.clear()
-                    await wake.wait()
+                    await woken.wait()
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -786,7 +802,7 @@ class MqttClient:
         QoS 1/2. Otherwise it is the one coroutine that does the work."""
         if self._gave_up is not None:
             return _raise(self._gave_up)
-        if not self._batch_pub and self._held is None and _log_fn is None and (
+        if self._held is None and _log_fn is None and (
                 not qos or self._session.window_open() or not self._connected):
             return self._publish_now(topic, payload, qos, retain, options)
         if qos == 0:
@@ -806,19 +822,63 @@ class MqttClient:
             token = self._spare.pop() if self._spare else Delivery()
         if isinstance(payload, str):
             payload = payload.encode()
+        tb = self._topics.get(topic) if type(topic) is str else topic
         try:
-            pid = s.publish(self._topic_bytes(topic), payload, qos, retain,
-                            options.properties if options is not None else None,
+            pid = s.publish(tb if tb is not None else self._topic_bytes(topic), payload, qos,
+                            retain, options.properties if options is not None else None,
                             options.topic_alias if options is not None else 0, token)
         except Exception as e:
             if token is not None:
                 self._spare.append(token)  # refused before the session took it
             return _raise(e)  # raised where the caller awaits, as from a coroutine
+        n = s.out_len
+        if n and token is None and s.out_tail is None:
+            # QoS 0, one packet in ``out``: batched (the writer task sends the batch
+            # when this task next yields, or the next write that does not fit does)
+            # or written at once, without _put's general case.
+            a = self._batch_len
+            if self._batch_pub and n <= len(self._batch):
+                if a + n > len(self._batch):
+                    # The batch is full: it leaves now, this packet starts the next.
+                    self._batch_len = 0
+                    s.flushed(ticks_ms())
+                    try:
+                        w = self._transport.write(self._batch_view(a))
+                    except Exception as e:
+                        return _raise(self._write_failed(e))
+                    if w is not READY:
+                        self._hold(w, n, None)  # out[:n] follows the held write
+                        return _ZERO
+                    a = 0
+                v = self._views.get(n)
+                self._batch_mv[a:a + n] = v if v is not None else self._view(n)
+                self._batch_len = a + n
+                s.flushed(ticks_ms())
+                if self._writer is None or not self._write_wake.is_set():  # (else it is due)
+                    self._wake_writer()
+                return _ZERO
+            if not a:
+                s.flushed(ticks_ms())
+                v = self._views.get(n)
+                try:
+                    w = self._transport.write(v if v is not None else self._view(n))
+                except Exception as e:
+                    return _raise(self._write_failed(e))  # QoS 0: it may be lost, say so
+                if w is not READY:
+                    self._hold(w, 0, None)
+                return _ZERO
         if s.out_len or s.out_tail is not None:
             if token is not None:
                 token.packet_id = pid
             try:
-                self._put()
+                if token is not None and self._batch_pub and s.inflight() > 1 and \
+                        self._batch_out():
+                    # Others are in flight (pipelining): this one leaves with what
+                    # the other tasks publish this scheduler round, in one write
+                    # when the writer task runs; a lone one (stop-and-wait) at once.
+                    self._wake_writer()
+                else:
+                    self._put()
             except NetworkError as e:
                 if token is None:
                     return _raise(e)  # QoS 0: it may be lost, say so
@@ -1015,7 +1075,7 @@ class MqttClient:
 
     async def __anext__(self):
         while not self._queue:
-            if self._closing and self._supervisor is None:
+            if (self._closing or self._gave_up is not None) and self._supervisor is None:
                 raise StopAsyncIteration
             self._queue_event.clear()
             await self._queue_event.wait()
@@ -1074,8 +1134,10 @@ class MqttClient:
 
     def _fail_waiters(self, error):
         """Fail everything waiting on the server: in-flight and queued publishes
-        (the queue is emptied), SUBACK/UNSUBACK waiters."""
+        (the queue is emptied), SUBACK/UNSUBACK waiters, a re-authentication."""
         s = self._session
+        if self._reauth is not None:
+            self._reauth.set()
         for tok in s.inflight_tokens():
             if not tok.done():
                 tok._done(0, None, error)
@@ -1176,10 +1238,11 @@ class MqttClient:
                         w.codes = s.ev_codes
                         w.props = s.ev_props
                         w.event.set()
-                elif ev == _s.EV_AUTH:
-                    if self._auth_step() == 0 and self._reauth is not None:
-                        self._reauth.set()  # re-authentication succeeded
-                    elif s.out_len or s.out_tail is not None:
+                elif ev == _s.EV_AUTH:  # re-authentication
+                    from . import _rare
+
+                    await _rare.step(self)
+                    if s.out_len or s.out_tail is not None:  # (a long answer: a tail)
                         self._put()
                 elif ev == _s.EV_DISCONNECT:
                     reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
@@ -1340,7 +1403,7 @@ class MqttClient:
             code = reason[0] if by_server else getattr(error, "reason_code", None)
             ref = reason[2].get(_p.PROP_SERVER_REFERENCE) if by_server and reason[2] else None
             await self._emit(Disconnected(code, reason[1], by_server, error, ref))
-            self._redirect(code, reason[2] if by_server else None)
+            self._redirect(code, ref)
             # Closed after telling: a close may wait (bounded) to flush a stalled link.
             await _close_quietly(self._transport)
             self._window.set()
@@ -1371,8 +1434,9 @@ class MqttClient:
                 try:
                     event = await self._connect_once()
                 except ConnectRefused as e:
-                    if self._redirect(e.reason_code, self._session.ev_props):
+                    if self._redirect(e.reason_code, e.server_reference):
                         continue
+                    self._target = self._home  # a redirection (0x9C) lasts one attempt
                     if e.reason_code in _PERMANENT_REFUSALS:
                         _log("reconnect refused for good: %s" % e)
                         self._give_up(e)
@@ -1381,6 +1445,7 @@ class MqttClient:
                     continue
                 except (MqttError, OSError) as e:
                     _log("reconnect attempt %d failed: %r" % (attempt, e))
+                    self._target = self._home
                     continue
                 await self._after_connect(event)
                 break

@@ -71,7 +71,7 @@ _PROTOCOL_NAME = b"\x00\x04MQTT"
 _PROTOCOL_LEVEL = const(5)
 PINGREQ_BYTES = b"\xc0\x00"
 PINGRESP_BYTES = b"\xd0\x00"
-VBI_MAX = const(268435455)
+_VBI_MAX = const(268435455)
 
 
 def reason_allowed(ptype, rc):
@@ -143,7 +143,7 @@ _bytes = _p.to_utf8
 def _header(buf, first, remaining, payload_len=0):
     """Check capacity, write the fixed header; returns the body offset.
     ``payload_len`` bytes of the packet are not meant for ``buf``."""
-    if remaining > VBI_MAX:
+    if remaining > _VBI_MAX:
         raise UsageError("packet too large for MQTT", 0x95)
     total = 1 + vbi_size(remaining) + remaining - payload_len
     if total > len(buf):
@@ -277,6 +277,50 @@ def encode_publish_header(buf, topic, payload_len, qos=0, packet_id=0, retain=Fa
         buf[pos] = _p.PROP_TOPIC_ALIAS
         pos = write_u16(buf, pos + 1, topic_alias)
     return _p.write_content(buf, pos, props)
+
+
+def encode_publish_plain(buf, topic, payload, qos, packet_id, retain, limit):
+    """The common PUBLISH whole into ``buf``: a bytes topic, no properties, no alias,
+    no DUP, QoS 0 (``packet_id`` ignored) or 1/2 (a valid ``packet_id``), payload
+    copied behind the header. Returns its length, or 0 when it is not that case or
+    does not fit ``buf`` or ``limit`` bytes (the caller then takes
+    ``encode_publish_header``, which says why). The hot path: no call but the topic
+    check, and that only for a topic object other than the last one checked."""
+    global _valid_topic
+    if topic is not _valid_topic:
+        if type(topic) is not bytes or not topic or not topic_name_ok(topic, 0, len(topic)):
+            return 0
+        _valid_topic = topic  # bytes are immutable: the same object stays valid
+    tlen = len(topic)
+    n = len(payload)
+    rem = tlen + n + (5 if qos else 3)  # topic length, topic, [packet id], 0 properties
+    if rem < 128:
+        pos = 2
+    elif rem < 16384:
+        pos = 3
+    else:
+        return 0
+    if pos + rem > len(buf) or pos + rem > limit:
+        return 0
+    buf[0] = 0x30 | (qos << 1) | (1 if retain else 0)
+    if pos == 2:
+        buf[1] = rem
+    else:
+        buf[1] = (rem & 0x7F) | 0x80
+        buf[2] = rem >> 7
+    buf[pos] = tlen >> 8
+    buf[pos + 1] = tlen & 0xFF
+    pos += 2
+    buf[pos:pos + tlen] = topic
+    pos += tlen
+    if qos:
+        buf[pos] = packet_id >> 8
+        buf[pos + 1] = packet_id & 0xFF
+        pos += 2
+    buf[pos] = 0
+    pos += 1
+    buf[pos:pos + n] = payload
+    return pos + n
 
 
 def encode_publish(buf, topic, payload, qos=0, packet_id=0, retain=False, dup=False,

@@ -34,7 +34,11 @@ class NetworkError(MqttError):
 
 
 class ConnectRefused(MqttError):
-    """The server answered CONNECT with a CONNACK reason code >= 0x80."""
+    """The server answered CONNECT with a CONNACK reason code >= 0x80, or ended a
+    re-authentication with a DISCONNECT (its reason code). ``server_reference``: the
+    CONNACK's Server Reference (where 0x9C / 0x9D send the client), if any."""
+
+    server_reference = None
 
 
 class PublishFailed(MqttError):

@@ -292,6 +292,9 @@ class Session:
         self.max_inflight = max_inflight
         free = [0, _FREE, 0, False, False, False, None, None, None, None]  # type: list
         self._slots = free * max_inflight
+        # Each slot's packet id, 0 while free: found by the list's own (C) ``in`` and
+        # ``index`` rather than a Python loop over the slots, twice per QoS 1 message.
+        self._pids = [0] * max_inflight
         self._resends = 0  # slots with _RESEND set (window_open is per publish)
         self._seq = 0
         self._inflight = 0
@@ -499,7 +502,7 @@ class Session:
 
     def window_open(self):
         """True if a QoS 1/2 PUBLISH may be sent now (Receive Maximum)."""
-        return self.state == CONNECTED and self._inflight < self._window and not self._has_resend()
+        return self.state == CONNECTED and self._inflight < self._window and not self._resends
 
     def _has_resend(self):
         return self._resends > 0
@@ -540,6 +543,30 @@ class Session:
         is returned; ``pump`` sends it later. Raises ``QueueFull`` when the
         queue is full and ``UsageError`` for what the server cannot accept.
         """
+        if (not qos and not props and not topic_alias and self.state == CONNECTED
+                and not self.out_len and self.out_tail is None and not self._queue
+                and not self._auto_alias and (not retain or self.limits.retain_available)):
+            # The common QoS 0 PUBLISH (the checks below hold for it): encoded whole
+            # by one codec call; 0 when it is not that plain, then the full path.
+            n = _c.encode_publish_plain(self.out, topic, payload, 0, 0, retain,
+                                        self.limits.maximum_packet_size)
+            if n:
+                self.out_len = n
+                return 0
+        elif (not props and not topic_alias and (qos == 1 or qos == 2) and self.state == CONNECTED
+                and self._inflight < self._window and not self._resends and not self.out_len
+                and self.out_tail is None and not self._queue and not self._auto_alias
+                and qos <= self.limits.maximum_qos
+                and (not retain or self.limits.retain_available)):
+            # The same for QoS 1/2 with the window open.
+            pid = self._peek_pid()
+            n = _c.encode_publish_plain(self.out, topic, payload, qos, pid, retain,
+                                        self.limits.maximum_packet_size)
+            if n:
+                self.out_len = n
+                self._take_slot(self._pids.index(0) * _SLOT, pid, qos, retain, topic, payload,
+                                None, token)
+                return pid
         self.check_publish(topic, payload, qos, retain, props)
         if self.state != CONNECTED or (qos and not self.window_open()) or self._queue:
             self._enqueue(topic, payload, qos, retain, props, token, topic_alias)
@@ -584,21 +611,26 @@ class Session:
         if alias < 0:
             self._remember_alias(topic, -alias)
         if qos:
-            self._next_pid = pid
-            sl = self._slots
-            sl[slot + _PID] = pid
-            sl[slot + _STATE] = _WAIT_PUBACK if qos == 1 else _WAIT_PUBREC
-            self._seq = (self._seq + 1) & _SEQ_MASK
-            sl[slot + _SEQ] = self._seq
-            sl[slot + _RETAIN] = retain
-            sl[slot + _RESEND] = False
-            sl[slot + _CARRIED] = False
-            sl[slot + _TOPIC] = topic
-            sl[slot + _PAYLOAD] = payload
-            sl[slot + _PROPS] = props
-            sl[slot + _TOKEN] = token
-            self._inflight += 1
+            self._take_slot(slot, pid, qos, retain, topic, payload, props, token)
         return pid
+
+    def _take_slot(self, slot, pid, qos, retain, topic, payload, props, token):
+        """Record the PUBLISH just encoded in the free slot ``slot``."""
+        self._next_pid = pid
+        self._pids[slot // _SLOT] = pid
+        sl = self._slots
+        sl[slot + _PID] = pid
+        sl[slot + _STATE] = _WAIT_PUBACK if qos == 1 else _WAIT_PUBREC
+        self._seq = (self._seq + 1) & _SEQ_MASK
+        sl[slot + _SEQ] = self._seq
+        sl[slot + _RETAIN] = retain
+        sl[slot + _RESEND] = False
+        sl[slot + _CARRIED] = False
+        sl[slot + _TOPIC] = topic
+        sl[slot + _PAYLOAD] = payload
+        sl[slot + _PROPS] = props
+        sl[slot + _TOKEN] = token
+        self._inflight += 1
 
     def _outbound_alias(self, topic, requested):
         """The Topic Alias for ``topic`` within the server's Topic Alias Maximum:
@@ -644,14 +676,12 @@ class Session:
         self._alias_out[key] = alias
 
     def _free_slot_index(self):
-        sl = self._slots
-        for i in range(0, len(sl), _SLOT):
-            if sl[i + _STATE] == _FREE:
-                return i
+        if 0 in self._pids:
+            return self._pids.index(0) * _SLOT
         raise UsageError("no free in-flight slot")  # window_open() prevents this
 
     def _pid_in_use(self, pid):
-        return self._find_slot(pid) >= 0 or pid in self._pending_sub
+        return pid in self._pids or pid in self._pending_sub
 
     def _peek_pid(self):
         """The next free packet identifier, not yet taken: 1..65535, wrapping,
@@ -659,7 +689,7 @@ class Session:
         pid = self._next_pid
         while True:
             pid = pid + 1 if pid < 0xFFFF else 1
-            if not self._pid_in_use(pid):
+            if pid not in self._pids and pid not in self._pending_sub:  # (_pid_in_use)
                 return pid
 
     def _alloc_pid(self):
@@ -670,6 +700,7 @@ class Session:
     def _free_slot(self, i):
         sl = self._slots
         sl[i + _STATE] = _FREE
+        self._pids[i // _SLOT] = 0
         if sl[i + _RESEND]:
             self._resends -= 1
         sl[i + _RESEND] = False
@@ -681,10 +712,8 @@ class Session:
         self._inflight -= 1
 
     def _find_slot(self, pid):
-        sl = self._slots
-        for i in range(0, len(sl), _SLOT):
-            if sl[i] == pid and sl[i + _STATE] != _FREE:  # (sl[i]: _PID is 0, per packet)
-                return i
+        if pid and pid in self._pids:  # (a free slot's is 0)
+            return self._pids.index(pid) * _SLOT
         return -1
 
     def inflight_tokens(self):
@@ -806,6 +835,12 @@ class Session:
         else left in ``out_tail``. A header larger than ``out`` (a long topic with
         many properties) gets a buffer of its own for this one packet."""
         out = self.out
+        if not props and not alias and not dup:
+            m = _c.encode_publish_plain(out, topic, payload, qos, pid, retain,
+                                        _DEFAULT_SERVER_MAX)  # (the size was checked)
+            if m:
+                self.out_len = m
+                return
         n = len(payload)
         try:
             hlen = _c.encode_publish_header(out, topic, n, qos, pid, retain, dup, props, alias)
@@ -999,6 +1034,21 @@ class Session:
                 return EV_NONE
             self._last_recv = now_ms
             rd = self.reader
+            if first == 0x40 and rd.body_end - rd.body_start == 2 and self.state == CONNECTED:
+                # The usual PUBACK (success: no reason code, no properties) for a
+                # QoS 1 message in flight; anything else about it (id 0, an id not
+                # in flight) takes the full way below, which says what is wrong.
+                b = rd.buf
+                pid = (b[rd.body_start] << 8) | b[rd.body_start + 1]
+                if pid and pid in self._pids:
+                    i = self._pids.index(pid) * _SLOT
+                    if self._slots[i + _STATE] == _WAIT_PUBACK:
+                        a = self._ack
+                        a.type = 4  # PUBACK
+                        a.packet_id = pid
+                        a.reason_code = 0
+                        a.prop_start = a.prop_end = 0
+                        return self._complete(i, 0)
             r = rd.reader.reset(rd.buf, rd.body_start, rd.body_end)
             return self._handle(first, r)
         except ProtocolError as e:

@@ -15,7 +15,7 @@ The runtime-specific parts (SSL context, opening the socket) live in
 
 Other transports, imported only by those who use them:
 ``mqtt_v5.tls.TlsConfig``, ``mqtt_v5.memory.memory_pipe`` (in-process pair,
-tests and user-supplied links), ``mqtt_v5.blocking.BlockingTransport``
+tests and user-supplied links), ``mqtt_v5.blocking_transport.BlockingTransport``
 (socket-based, for the REPL facade). They are also reachable here by name.
 
 TLS 1.3 note: a broker that refuses our client certificate does so after the
@@ -42,7 +42,7 @@ _LAZY = {
     "TlsConfig": "tls",
     "MemoryTransport": "memory",
     "memory_pipe": "memory",
-    "BlockingTransport": "blocking",
+    "BlockingTransport": "blocking_transport",
 }
 
 

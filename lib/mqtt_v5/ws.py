@@ -335,6 +335,30 @@ class WebSocketTransport:
         await self.close()
         raise ProtocolError(why)
 
+    def _head(self, opcode, n):
+        """Write a frame header with a fresh masking key into the write buffer;
+        returns where the payload starts."""
+        w = self._wbuf
+        if n < 126:
+            w[0] = 0x80 | opcode
+            w[1] = 0x80 | n
+            hl = 2
+        elif n < 65536:
+            struct.pack_into(">BBH", w, 0, 0x80 | opcode, 0xFE, n)
+            hl = 4
+        else:
+            struct.pack_into(">BBQ", w, 0, 0x80 | opcode, 0xFF, n)
+            hl = 10
+        key = self._key
+        r = random.getrandbits(16)
+        key[0] = r >> 8
+        key[1] = r & 0xFF
+        r = random.getrandbits(16)
+        key[2] = r >> 8
+        key[3] = r & 0xFF
+        w[hl:hl + 4] = key
+        return hl + 4
+
     async def _send(self, opcode, data):
         # The reader answers pings while the client may be writing: one frame at a time.
         async with self._wlock:
@@ -342,25 +366,8 @@ class WebSocketTransport:
                 self._close_sent = True
             n = len(data)
             w = self._wbuf
-            if n < 126:
-                w[0] = 0x80 | opcode
-                w[1] = 0x80 | n
-                hl = 2
-            elif n < 65536:
-                struct.pack_into(">BBH", w, 0, 0x80 | opcode, 0xFE, n)
-                hl = 4
-            else:
-                struct.pack_into(">BBQ", w, 0, 0x80 | opcode, 0xFF, n)
-                hl = 10
             key = self._key
-            r = random.getrandbits(16)
-            key[0] = r >> 8
-            key[1] = r & 0xFF
-            r = random.getrandbits(16)
-            key[2] = r >> 8
-            key[3] = r & 0xFF
-            w[hl:hl + 4] = key
-            start = hl + 4
+            start = self._head(opcode, n)
             pos = 0
             src = memoryview(data)
             while True:
@@ -373,12 +380,24 @@ class WebSocketTransport:
                 if pos >= n:
                     return
 
-    async def write(self, buf):
-        # type: (Any) -> None
-        """Send ``buf`` as one masked binary frame."""
+    def write(self, buf):
+        # type: (Any) -> Any
+        """Send ``buf`` as one masked binary frame; awaitable, as the transport
+        contract says. A frame that fits the masking buffer, with no other frame
+        under way, goes to the link at once and the link's answer is returned
+        (its ``READY``, or the drain to await): no coroutine of ours per packet.
+        A longer frame, or one behind a frame under way, is sent by a coroutine."""
         if self._closed:
             raise NetworkError("WebSocket: connection closed")
-        await self._send(_OP_BINARY, buf)
+        n = len(buf)
+        if n > _CHUNK or self._wlock.locked():
+            return self._send(_OP_BINARY, buf)
+        w = self._wbuf
+        key = self._key
+        start = self._head(_OP_BINARY, n)
+        for i in range(n):
+            w[start + i] = buf[i] ^ key[i & 3]
+        return self._link.write(self._wmv[0:start + n])
 
     async def close(self):
         # type: () -> None

@@ -148,9 +148,9 @@ class Broker:
         principal = session.principal
         conn = session.conn
         if conn is not None:
-            if not conn.may_receive(msg.topic):
+            if not conn.delivery.may_receive(msg.topic):
                 return 0
-            return conn.send_message(msg, qos, retain)
+            return conn.delivery.send_message(msg, qos, retain)
         if principal is not None and not principal.allowed(
             "iot:Receive", msg.topic, session.client_id
         ):
@@ -373,7 +373,7 @@ class Broker:
                     "auth": conn.principal.kind if conn.principal else None,
                     "listener": conn.info.listener,
                     "peer": "{}:{}".format(*conn.info.peer) if conn.info.peer else None,
-                    "keep_alive_s": conn.keep_alive,
+                    "keep_alive_s": conn.lifetime.keep_alive,
                     "session_expiry_s": s.expiry_s,
                     "connected_for_s": round(now - conn.connected_at, 1),
                     "subscriptions": sorted(s.subs),

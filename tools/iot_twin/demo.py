@@ -14,149 +14,139 @@ then runs the device side with ``mqtt_v5.aws`` exactly as it would run against A
 6. QoS 2 is refused up front: AWS IoT Core's CONNACK says Maximum QoS 1.
 
 Every step is printed. Exit status 0 means the whole scenario succeeded.
+
+The device half is ``demo_device.py``, one source for both runtimes: here it runs in this
+process on CPython; ``--micropython BINARY`` runs it on the MicroPython unix port instead
+(``MICROPYPATH`` from the environment, else ``lib/``), the twin and the cloud's part
+staying here: the script asks for the cloud's steps with ``@cloud ...`` lines.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import sys
 from pathlib import Path
 
-from mqtt_v5 import UsageError
-from mqtt_v5.aws.connect import aws_client
-from mqtt_v5.aws.jobs import JobRunner, Jobs
-from mqtt_v5.aws.shadow import Shadow
-
+from . import demo_device
+from .demo_device import JOB, NEW_INTERVAL_S, THING
 from .twin import Twin
 
-THING = "weather-sensor-001"
-STEP_TIMEOUT_S = 10.0
+LIB = Path(__file__).resolve().parents[2] / "lib"
 
 
 def say(text: str) -> None:
     print(text, flush=True)
 
 
-async def until(predicate, what: str) -> None:
-    """Wait (bounded) until ``predicate()`` holds."""
-    for _ in range(int(STEP_TIMEOUT_S / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"{what}: not within {STEP_TIMEOUT_S} s")
+class Cloud:
+    """The cloud application's part: change the desired state, queue the job; then check
+    what the twin (standing in for AWS IoT Core) holds at the end."""
+
+    def __init__(self, twin: Twin) -> None:
+        self.twin = twin
+        self.job_id: str | None = None
+
+    async def __call__(self, what: str) -> None:
+        if what == "desired":
+            self.twin.update_shadow(
+                THING, {"state": {"desired": {"report_interval_s": NEW_INTERVAL_S}}}
+            )
+        elif what == "job":
+            self.job_id = self.twin.add_job(THING, JOB)
+        else:
+            raise RuntimeError(f"the device asked the cloud for {what!r}")
+
+    def verify(self, summary: dict) -> None:
+        doc = self.twin.get_shadow(THING) or {}
+        st = doc.get("state", {})
+        if st.get("reported", {}).get("report_interval_s") != NEW_INTERVAL_S or "delta" in st:
+            raise RuntimeError(f"the shadow did not converge: {st}")
+        if self.job_id is None or summary.get("job") != self.job_id:
+            raise RuntimeError(f"the device ran job {summary.get('job')}, not {self.job_id}")
+        ex = self.twin.services.jobs.execution(THING, self.job_id)
+        final = ex.status if ex is not None else "missing"
+        if final != "SUCCEEDED":
+            raise RuntimeError(f"job {self.job_id} ended {final}")
 
 
-async def scenario(twin: Twin) -> None:
-    creds = twin.add_thing(THING) if not (twin.thing_dir(THING) / "cert.pem").exists() else None
-    cert = creds.cert_path if creds else twin.thing_dir(THING) / "cert.pem"
-    key = creds.key_path if creds else twin.thing_dir(THING) / "key.pem"
-    port = twin.ports["mtls"]
-    say(f"[1] connect {THING} over mutual TLS to mqtts://localhost:{port}")
-    say(f"      CA {twin.ca_path}, certificate {cert}")
+def credentials(twin: Twin) -> tuple[Path, Path]:
+    if not (twin.thing_dir(THING) / "cert.pem").exists():
+        creds = twin.add_thing(THING)
+        return creds.cert_path, creds.key_path
+    return twin.thing_dir(THING) / "cert.pem", twin.thing_dir(THING) / "key.pem"
 
-    client = aws_client(
-        "localhost",
-        THING,
-        cert=str(cert),
-        key=str(key),
-        ca=str(twin.ca_path),
-        port=port,
-        keep_alive=30,
+
+async def on_micropython(binary: str, heapsize: str, args: list[str], cloud: Cloud) -> dict:
+    """Run demo_device.py on the unix port; answer its ``@cloud`` lines, echo the rest."""
+    env = dict(os.environ)
+    env.setdefault("MICROPYPATH", f"{LIB}:.frozen")
+    proc = await asyncio.create_subprocess_exec(
+        binary, "-X", f"heapsize={heapsize}", demo_device.__file__, *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )
-    client.options.reconnect_config.max_attempts = 3
-    client.on_connection_event(lambda ev: say(f"      connection event: {ev!r}"))
-    await client.connect()
-    lim = client.limits
-    say(
-        f"      CONNACK: Receive Maximum {lim.receive_maximum}, Maximum QoS {lim.maximum_qos},"
-        f" Maximum Packet Size {lim.maximum_packet_size},"
-        f" Topic Alias Maximum {lim.topic_alias_maximum}"
-    )
-
-    say(f"[2] publish telemetry (QoS 1) to devices/{THING}/telemetry")
-    readings = [{"temperature": 21.5 + i * 0.3, "humidity": 48 + i} for i in range(3)]
-    for r in readings:
-        pid = await client.publish_qos1(f"devices/{THING}/telemetry", json.dumps(r))
-        say(f"      {r} acknowledged, packet id {pid}")
-
-    say("[3] report state to the device shadow")
-    shadow = Shadow(client)
-    config = {"report_interval_s": 60, "unit": "C"}
-    accepted = await shadow.update(reported={**readings[-1], **config, "firmware": "1.2.3"})
-    say(f"      update/accepted, shadow version {accepted['version']}")
-
-    def apply(state: dict, version: int) -> dict:
-        say(f"      update/delta (version {version}): {state}")
-        config.update(state)
-        return state  # reported back by on_delta, in the same step
-
-    await shadow.on_delta(apply)
-
-    say("[4] the cloud asks for a new report interval (desired state)")
-    twin.update_shadow(THING, {"state": {"desired": {"report_interval_s": 10}}})
-
-    def converged() -> bool:
-        doc = twin.get_shadow(THING)
-        return (
-            bool(doc)
-            and doc["state"].get("reported", {}).get("report_interval_s") == 10
-            and "delta" not in doc["state"]
-        )
-
-    await until(converged, "shadow convergence")
-    doc = twin.get_shadow(THING)
-    assert doc is not None
-    say(
-        f"      reported report_interval_s={config['report_interval_s']}; desired and reported"
-        f" agree (version {doc['version']})"
-    )
-
-    say("[5] the cloud queues a job; the device executes it")
-
-    def calibrate(document: dict, execution: dict) -> dict:
-        say(f"      running job {execution['jobId']}: {document}")
-        return {"result": "offset applied"}
-
-    runner = JobRunner(Jobs(client), {"calibrate": calibrate})
-    run = asyncio.create_task(runner.run())
-    job_id = twin.add_job(THING, {"operation": "calibrate", "offset": -0.4})
-    await until(lambda: any(j == job_id for j, _ in runner.history), "the job")
-    runner.stop()
-    await asyncio.wait_for(run, STEP_TIMEOUT_S)
-    status = twin.services.jobs.execution(THING, job_id)
-    final = status.status if status is not None else "missing"
-    if final != "SUCCEEDED":
-        raise RuntimeError(f"job {job_id} ended {final}")
-    say(f"      job {job_id}: {final}")
-
-    say("[6] QoS 2 on AWS IoT: refused before anything is sent")
+    stdout, stderr = proc.stdout, proc.stderr
+    if stdout is None or stderr is None:  # pragma: no cover (both are pipes)
+        raise RuntimeError("no pipes to the device")
+    last = ""
     try:
-        await client.publish(f"devices/{THING}/telemetry", b"{}", qos=2)
-        raise RuntimeError("QoS 2 was accepted")
-    except UsageError as e:
-        say(f"      UsageError: {e}")
+        async with asyncio.timeout(120):
+            while line := (await stdout.readline()).decode():
+                line = line.rstrip("\n")
+                if line.startswith("@cloud "):
+                    await cloud(line[7:])
+                elif line.startswith("{"):
+                    last = line
+                else:
+                    say(line)
+            err = (await stderr.read()).decode()
+            rc = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    if rc != 0 or not last:
+        raise RuntimeError(f"the device (MicroPython) exited {rc}:\n{err.strip()}")
+    return json.loads(last)
 
-    await client.disconnect()
+
+async def scenario(twin: Twin, micropython: str | None = None, heapsize: str = "512k") -> None:
+    cert, key = credentials(twin)
+    cloud = Cloud(twin)
+    args = ["localhost", str(twin.ports["mtls"]), str(twin.ca_path), str(cert), str(key)]
+    if micropython:
+        say(f"      (the device runs on MicroPython: {micropython})")
+        summary = await on_micropython(micropython, heapsize, args, cloud)
+    else:
+        summary = await demo_device.run_device(
+            args[0], int(args[1]), *args[2:], cloud=cloud, say=say
+        )
+    cloud.verify(summary)
     say("done: telemetry, shadow report, delta, job SUCCEEDED")
 
 
-async def main() -> int:
+async def main(micropython: str | None = None, heapsize: str = "512k") -> int:
     data = Path(os.environ.get("TWIN_DEMO_DATA", ".twin-demo"))
     twin = Twin(data, mtls_port=0, listeners=("mtls",), admin=False)
     say(f"starting the AWS IoT twin (state in {data}/)")
     await twin.start()
     try:
-        await scenario(twin)
+        await scenario(twin, micropython, heapsize)
     finally:
         await twin.stop()
     return 0
 
 
 if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description="the AWS IoT weather-sensor demo against the twin")
+    ap.add_argument("--micropython", metavar="BINARY",
+                    help="run the device half on this MicroPython unix port binary")
+    ap.add_argument("--heapsize", default="512k", help="its -X heapsize (default 512k)")
+    opts = ap.parse_args()
     try:
-        sys.exit(asyncio.run(main()))
+        sys.exit(asyncio.run(main(opts.micropython, opts.heapsize)))
     except Exception as e:  # the demo's one job is to say clearly what failed
         print(f"demo FAILED: {type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(1)

@@ -40,7 +40,13 @@ Where things are (one concern per module; this one re-exports their public names
 ``session``         :class:`Message`, :class:`Session`
 ``routing``         :class:`Subscription`, :class:`SubscriptionTree`
 ``persistence``     sessions and retained messages on disk
-``connection``      :class:`Connection`: one client, CONNECT to DISCONNECT
+``connection``      :class:`Connection`: one client's task, framing, output, dispatch;
+                    it composes the parts below, one concern each
+``handshake``       :class:`Handshake`: CONNECT to CONNACK, the authorizer's timers
+``pubsub``          :class:`PubSub`: the client's PUBLISH, SUBSCRIBE, UNSUBSCRIBE
+``reserved``        :class:`ReservedTopics`: shadow / jobs / provisioning requests
+``delivery``        :class:`Delivery`: PUBLISH to the client, iot:Receive, in-flight, queue
+``lifetime``        :class:`Lifetime`: keep-alive, DISCONNECT, will, session expiry
 ``broker``          :class:`Broker`: sessions, routing, retained, wills, lifecycle events
 ``listeners``       the TLS / ALPN / WebSocket / plain front ends
 ``twin``            the whole endpoint: registry, CA, services, broker, listeners, admin

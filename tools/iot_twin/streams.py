@@ -177,3 +177,38 @@ class WsStream(Stream):
 
     def is_closing(self) -> bool:
         return self.transport.is_closing()
+
+
+class Output:
+    """A connection's corked output: packets queued during one loop iteration leave in
+    one write (one syscall, one TLS record) instead of one each."""
+
+    __slots__ = ("_out", "_out_bytes", "loop", "stream")
+
+    def __init__(self, stream: Stream, loop: asyncio.AbstractEventLoop) -> None:
+        self.stream = stream
+        self.loop = loop
+        self._out: list[bytes] | None = None
+        self._out_bytes = 0
+
+    def send(self, data: bytes) -> None:
+        out = self._out
+        if out is None:
+            self._out = [data]
+            self._out_bytes = len(data)
+            self.loop.call_soon(self.flush)
+        else:
+            out.append(data)
+            self._out_bytes += len(data)
+
+    def flush(self) -> None:
+        out = self._out
+        if out is None:
+            return
+        self._out = None
+        self._out_bytes = 0
+        self.stream.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def buffered(self) -> int:
+        """Bytes queued here or in the stream, not yet handed to the kernel."""
+        return self.stream.buffered() + self._out_bytes

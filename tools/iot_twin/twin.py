@@ -148,6 +148,9 @@ class Twin:
         # timers (300 s at least, §2.3) are multiplied by this, so that a test of them
         # at the endpoint takes seconds.
         self.authorizer_time_scale = authorizer_time_scale
+        # The username of each client id's last CONNECT, as sent (AWS reads its SDK-metrics
+        # query, ``?SDK=..&Version=..``): for tests; bounded.
+        self.connect_usernames: dict[str, str | None] = {}
         self.services = ServiceLayer(self.data_dir)
         # Jobs events ($aws/events/job..., $aws/events/jobExecution...): off unless enabled,
         # as on AWS.
@@ -440,6 +443,9 @@ class Twin:
 
     def _authenticate(self, info: ConnInfo, connect: Connect) -> Principal | int:
         cid = connect.client_id
+        if len(self.connect_usernames) >= 1000:
+            self.connect_usernames.clear()
+        self.connect_usernames[cid] = connect.username
         ip = info.peer[0] if info.peer else None
         svc = self.services
         attributes = policy.connect_attributes(connect.clean_start, connect.will is not None)

@@ -116,7 +116,8 @@ def check_status_details(details):
 def _check_step(step_timeout_min, allow_clear=False):
     if step_timeout_min is None or (allow_clear and step_timeout_min == -1):
         return
-    if not MIN_STEP_TIMEOUT_MIN <= step_timeout_min <= MAX_STEP_TIMEOUT_MIN:
+    if not isinstance(step_timeout_min, int) or isinstance(step_timeout_min, bool) \
+            or not MIN_STEP_TIMEOUT_MIN <= step_timeout_min <= MAX_STEP_TIMEOUT_MIN:
         raise UsageError("stepTimeoutInMinutes is 1..10080%s"
                          % (" (or -1 to clear it)" if allow_clear else ""))
 
@@ -288,9 +289,13 @@ class JobRunner:
     A job whose outcome could not be reported (the link stayed down) is not run again
     when AWS hands it out once more (IN_PROGRESS jobs come first): its outcome is
     reported. A device that restarts has no such memory: AWS's delivery is at least
-    once, so handlers should be safe to run twice."""
+    once, so handlers should be safe to run twice.
+
+    ``step_timeout_min`` (1..10080) is sent with each start-next: AWS times the
+    execution out (TIMED_OUT) if the handler has not finished by then."""
 
     def __init__(self, jobs, handlers, operation_key="operation", step_timeout_min=None):
+        _check_step(step_timeout_min)  # refused here, not at the first start-next
         self.jobs = jobs
         self.handlers = handlers
         self.operation_key = operation_key

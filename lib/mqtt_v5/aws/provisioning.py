@@ -14,8 +14,17 @@ payloads: aws-iot-spec section 5. The API has no clientToken, so a ``Provisioner
 keeps one request in flight at a time and takes the answer on that operation's
 ``/accepted`` or ``/rejected`` topic (subscribed before the request), with a timeout.
 A ``/rejected`` raises ``AwsRejected`` (``status`` 400/403/..., ``code`` such as
-"InvalidCertificateOwnershipToken"). ``fmt="cbor"`` uses the CBOR topics (smaller
-answers: the PEM texts need no JSON escaping), through ``mqtt_v5.aws.cbor``.
+"InvalidCertificateOwnershipToken"). ``fmt="cbor"`` uses the CBOR topics, through
+``mqtt_v5.aws.cbor``.
+
+JSON is the default on every runtime because CBOR does not save a device memory here
+(`make bench`, section aws, micropython-unix32 with .mpy, against the twin over mutual
+TLS): a CreateKeysAndCertificate answer is only ~2% smaller in CBOR (2841 vs 2900 bytes:
+the PEM texts need no escaping, that is all), but decoding it with our pure-Python CBOR
+allocates 3488 bytes against 3040 for MicroPython's C ``json``; a whole round allocates
+about 370 bytes more (11008 vs 10640), a CreateCertificateFromCsr round about 830 more
+(5840 vs 5008: the request is encoded in Python too); and importing ``mqtt_v5.aws.cbor``
+keeps 1.8 KB of heap. Use CBOR where a fleet's tooling wants it, not to save RAM.
 """
 
 import asyncio
@@ -125,6 +134,7 @@ class Provisioner:
             await _bounded(_send_wait(self.client, topic, payload, self._event),
                            self.timeout_s, "fleet provisioning " + topic)
             rejected, doc = self._answer  # type: bool, dict
+            self._answer = None  # the caller holds it now (it may carry a private key)
             if rejected:
                 raise AwsRejected("fleet provisioning " + topic, doc)
             return doc

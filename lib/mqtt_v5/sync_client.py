@@ -11,7 +11,7 @@ A REPL session on a board (``mpremote`` connected, Wi-Fi already up)::
 
     $ mpremote cp -r lib/mqtt_v5 :lib/        # once (or freeze it: boards/manifest.py)
     $ mpremote repl
-    >>> from mqtt_v5.sync import SyncClient
+    >>> from mqtt_v5.sync_client import SyncClient
     >>> c = SyncClient("esp32-repl", keep_alive=60)
     >>> c.connect("mqtt://192.168.1.10")             # or "mqtts://...", tls=TlsConfig(ca=...)
     False
@@ -145,7 +145,7 @@ class SyncClient:
             raise UsageError("already connected; call disconnect() first")
         s = self._session
         if isinstance(target, str):
-            from .blocking import BlockingTransport
+            from .blocking_transport import BlockingTransport
 
             t = BlockingTransport.connect(
                 target, tls=tls,
