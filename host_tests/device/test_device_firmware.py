@@ -234,6 +234,43 @@ def test_deep_sleep_keeps_the_session(mp32, tw, tmp_path):
     assert "Traceback" not in out, out
 
 
+@pytest.mark.broker
+def test_any_broker_without_aws(mp32, mosquitto, pki, tmp_path):
+    """"aws": false: a plain MqttClient to any MQTT 5 broker (here Mosquitto, plain MQTT):
+    telemetry at QoS 1, a persistent session, deep sleep; no shadow or jobs (AWS's)."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    got = []
+    spy = paho.Client(CallbackAPIVersion.VERSION2, client_id="fw-spy", protocol=paho.MQTTv5)
+    spy.on_message = lambda c, u, m: got.append(m)
+    spy.connect(mosquitto.host, mosquitto.plain_port)
+    spy.subscribe("devices/plain-sensor/telemetry", qos=1)
+    spy.loop_start()
+    try:
+        fs = device.firmware_fs(tmp_path / "fs", None, ca=Path(pki.ca), port=mosquitto.plain_port,
+                                aws=False, tls=False, mode="deepsleep", awake_s=1,
+                                watchdog_s=WATCHDOG_S, wifi_timeout_s=1)
+        cfg = json.loads((fs / "config.json").read_text())
+        (fs / "config.json").write_text(json.dumps(dict(cfg, thing="plain-sensor")))
+        proc = boot(mp32, fs)
+        out = proc.stdout
+        assert proc.returncode == 0, out + proc.stderr
+        assert "mqtt: connected to 127.0.0.1 as plain-sensor" in out
+        assert "standin: deepsleep" in out
+        assert "shadow" not in out
+        assert "job" not in out
+        wait_for(lambda: got, timeout=10)
+        assert got[0].qos == 1
+        assert json.loads(got[0].payload)["temperature"] == 41
+        again = boot(mp32, fs)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "session present: True" in again.stdout
+    finally:
+        spy.loop_stop()
+        spy.disconnect()
+
+
 TEMPLATE = {
     "Parameters": {
         "SerialNumber": {"Type": "String"},
