@@ -28,7 +28,7 @@ inside the first write/read, so every handshake failure surfaces there.
 
 import asyncio
 
-from ._compat import READY, open_stream
+from ._compat import READY, open_stream, stream_socket
 from .errors import NetworkError, UsageError
 
 
@@ -153,6 +153,7 @@ class StreamTransport:
 
     def __init__(self, stream, peer="", tls=False, client_cert=False):
         self._s = stream
+        self._raw = stream_socket(stream)  # written to first, as the stream does (see write)
         self.peer = peer
         self.tls = tls
         self._cert = client_cert
@@ -201,7 +202,16 @@ class StreamTransport:
         which waits for the socket to be writable. A failure raises here."""
         s = self._s
         try:
-            s.write(buf)
+            raw = self._raw
+            if raw is not None and not s.out_buf:
+                # What MicroPython's Stream.write does, without its call: the socket
+                # first, what it did not take to the stream's out_buf for drain().
+                n = raw.write(buf)
+                if n == len(buf):
+                    return READY
+                s.out_buf += buf[n:] if n else buf
+            else:
+                s.write(buf)
         except (OSError, ValueError) as e:
             raise _error(e, self.peer, self.tls, not self._got, self._cert, "write")
         if not s.out_buf:
