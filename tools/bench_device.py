@@ -40,7 +40,7 @@ import mp_unix  # noqa: E402
 
 EXPECTED = {"report_interval_s": 60, "led": "off"}
 # The heaps the suite runs the cycle in (test_deep_sleep_cycle_fits_the_heap).
-SUITE = {"frozen": 132, ".mpy": 232}
+SUITE = {"frozen": 132, ".mpy": 224}
 
 
 class _Probe:
