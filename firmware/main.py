@@ -317,10 +317,11 @@ class Sensor:
         """Right after connecting: take the desired settings the shadow holds (a board that
         slept or reset has lost its own), report the whole state, then follow the deltas;
         run jobs in the background (every pending one, then each announced one)."""
-        if self.shadow is None:
+        shadow, runner = self.shadow, self.runner
+        if shadow is None or runner is None:
             return
         try:
-            doc = await self.shadow.get()
+            doc = await shadow.get()
         except MqttError as e:  # AwsRejected 404: no shadow yet
             log("shadow: none yet:", e)
             doc = {}
@@ -331,15 +332,15 @@ class Sensor:
                 log("shadow: desired settings applied:", changed)
         self.wdt.feed()
         try:
-            await self.shadow.update(reported=self.state)
+            await shadow.update(reported=self.state)
             log("shadow: reported", self.state)
         except MqttError as e:  # reported again at the next start; deltas still apply
             log("shadow: report failed:", e)
         self.wdt.feed()
-        await self.shadow.on_delta(self.on_delta)
+        await shadow.on_delta(self.on_delta)
         if not session_present:
             log("mqtt: subscribed to the shadow and jobs topics")
-        self.runner_task = asyncio.create_task(self.runner.run())
+        self.runner_task = asyncio.create_task(runner.run())
 
     def on_delta(self, state, version):
         log("shadow: delta", state, "version", version)
@@ -375,7 +376,7 @@ class Sensor:
         if not isinstance(settings, dict):
             raise ValueError("a 'set' job needs a 'settings' object")
         changed = self.apply(settings)
-        if changed:
+        if changed and self.shadow is not None:
             await self.shadow.update(reported=changed)
             log("shadow: reported", changed)
             return {"changed": ",".join(sorted(changed))}
@@ -432,7 +433,7 @@ class Sensor:
             self.wdt.feed()
             await self.after_jobs()
             await asyncio.sleep_ms(100)
-        if self.runner_task is not None:
+        if self.runner is not None and self.runner_task is not None:
             self.runner.stop()
             await asyncio.wait_for(self.runner_task, 20)
         await self.after_jobs()

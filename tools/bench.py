@@ -58,6 +58,7 @@ SECTIONS = {
                "MqttClient vs paho-mqtt msg/s through a private Mosquitto"),
     "twin": ("bench_twin:bench_twin", "the AWS IoT twin under 500 concurrent QoS 1 clients"),
     "aws": ("bench_aws:bench_aws", "mqtt_v5.aws: heap per import, bytes per publish (unix32)"),
+    "device": ("bench_device:bench_device", "firmware/main.py: smallest heap, unix32"),
 }
 
 

@@ -479,18 +479,42 @@ def firmware_fs(fs: Path, thing: str | None, *, ca: Path, port: int,
 
 
 def boot_firmware(exe: Path, fs: Path, *, mpy_tree: Path | None, heap: str = "256k",
-                  timeout: float = 60, env: dict[str, str] | None = None
-                  ) -> subprocess.CompletedProcess:
+                  timeout: float = 60, env: dict[str, str] | None = None,
+                  stop_at: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """Reset the board: boot.py then main.py, unchanged, on the unix port ``exe`` in the
     board's filesystem ``fs``, with the hardware stand-ins, until main.py ends (deep sleep,
     reset). The library comes from ``mpy_tree`` (.mpy files, as ``make deploy`` copies
-    them) or, when None, from ``exe`` (frozen). ``env``: the stand-ins' knobs."""
+    them) or, when None, from ``exe`` (frozen). ``env``: the stand-ins' knobs.
+    ``stop_at``: end the run (returncode None) at the first output line holding one of
+    these, e.g. "fatal error" instead of waiting out main.py's 10 s before its reset."""
     path = [str(STAND_INS), ".frozen"]
     if mpy_tree is not None:
         path.insert(0, str(mpy_tree))
     e = dict(os.environ, MICROPYPATH=":".join(path), **(env or {}))
-    return subprocess.run([str(exe), "-X", f"heapsize={heap}", str(BOOT_SCRIPT)], cwd=fs,
-                          env=e, capture_output=True, text=True, timeout=timeout)
+    cmd = [str(exe), "-X", f"heapsize={heap}", str(BOOT_SCRIPT)]
+    if not stop_at:
+        return subprocess.run(cmd, cwd=fs, env=e, capture_output=True, text=True,
+                              timeout=timeout)
+    import threading
+
+    with subprocess.Popen(cmd, cwd=fs, env=e, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as proc:
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        lines = []
+        stopped = False
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                if any(s in line for s in stop_at):
+                    stopped = True
+                    proc.kill()
+                    break
+        finally:
+            timer.cancel()
+        rc = proc.wait()
+    return subprocess.CompletedProcess(cmd, None if stopped else rc, "".join(lines), "")
 
 
 def certs_commands(port: str, folder: Path) -> list[list[str]]:

@@ -83,3 +83,12 @@ def test_frozen_client_round_trip_with_mosquitto(listener, frozen_mp, mosquitto,
     assert sorted(report["got"]) == [["frozen/t", "one"], ["frozen/t", "zero"]]
     assert report["client_file"] == "mqtt_v5/client.py"
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.broker
+def test_frozen_everyday_path_loads_no_cold_module(frozen_mp, mosquitto, pki):
+    """As host_tests/test_unix_lazy.py, frozen: the everyday path loads no cold module,
+    and the cold paths work from the modules they load out of the binary."""
+    from test_unix_lazy import check_lazy_report, lazy_report
+
+    check_lazy_report(lazy_report(frozen_mp, mosquitto, pki, path=NO_LIB))

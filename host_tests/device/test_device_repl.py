@@ -46,8 +46,10 @@ def test_status_on_cpython(mosquitto):
 
 @pytest.mark.micropython
 def test_status_on_micropython(mosquitto, mp_unix_port):
+    # The library as .mpy, as on a board (compiling client.py from source at the prompt
+    # would take more heap than running it).
     proc = mp_unix.run_script(mp_unix_port, SCRIPT, args=[mosquitto.host, mosquitto.plain_port],
-                              heapsize="256k")
+                              heapsize="256k", mpy=True)
     r = mp_unix.last_json(proc)
     url = f"mqtt://{mosquitto.host}:{mosquitto.plain_port}"
     assert r["before"] == "<MqttClient 'repl-1' disconnected  in_flight=0 queued=0>"

@@ -388,7 +388,7 @@ else:
             ctx.check_hostname = False  # type: ignore[attr-defined]
             ctx.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]
         if certs:
-            from .tls import der_to_pem
+            from ._pem import der_to_pem
 
             _load_chain_unwritten(ctx, b"".join(der_to_pem(der) for der in certs),
                                   der_to_pem(key[1], key[0]))

@@ -13,6 +13,7 @@ reason code to DISCONNECT with, ``UsageError`` for arguments MQTT does not allow
 """
 
 from . import properties as _p
+from ._codec_rare import Will, encode_auth, encode_unsubscribe
 from ._compat import const
 from .codec import *  # noqa: F403  (the client half, re-exported)
 from .codec import (  # noqa: F401  (names used below, private ones included)
@@ -22,7 +23,6 @@ from .codec import (  # noqa: F401  (names used below, private ones included)
     Packet,
     PacketReader,
     PublishView,
-    Will,
     _check_flags,
     _check_id,
     _check_str,
@@ -32,12 +32,10 @@ from .codec import (  # noqa: F401  (names used below, private ones included)
     decode_ack_into,
     decode_publish_into,
     encode_ack,
-    encode_auth,
     encode_connect,
     encode_disconnect,
     encode_publish,
     encode_subscribe,
-    encode_unsubscribe,
     reason_allowed,
 )
 from .codec import decode_body as _client_decode_body

@@ -31,7 +31,6 @@ from ._compat import (
     Done,
     Waiter,
     is_awaitable,
-    random_ms,
     sleep_ms,
     ticks_diff,
     ticks_ms,
@@ -52,11 +51,6 @@ from .topic import filter_ok, matches, share_prefix_len
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Awaitable, Callable, Optional, Union  # noqa: F401
-
-# CONNACK codes that retrying cannot fix: stop instead of hammering the server.
-# (0x95 packet too large, 0x99 payload format, 0x9A retain, 0x9B QoS: our CONNECT or
-# its Will asks what the server refuses, and will ask it again.)
-_PERMANENT_REFUSALS = (0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x95, 0x99, 0x9A, 0x9B)
 
 _log_fn = None
 
@@ -86,15 +80,9 @@ class ReconnectConfig:
 
     def delay(self, attempt):
         """Seconds to wait before reconnect attempt ``attempt`` (1-based)."""
-        d = self.initial_delay
-        for _ in range(attempt - 1):
-            d *= 2
-            if d >= self.max_delay:
-                d = self.max_delay
-                break
-        if self.jitter:
-            d += d * self.jitter * random_ms(1000) / 1000
-        return d
+        from . import _cold
+
+        return _cold.delay(self, attempt)
 
 
 class ConnectOptions:
@@ -175,6 +163,12 @@ class PublishOptions:
         self.properties = props or None
 
 
+def _event_repr(ev):
+    from . import _cold
+
+    return _cold.event_repr(ev)
+
+
 class ConnectionEvent:
     """Base of the events given to ``on_connection_event`` callbacks."""
 
@@ -194,8 +188,7 @@ class Connected(ConnectionEvent):
         self.reason_string = p.get(_p.PROP_REASON_STRING)
         self.user_properties = p.get(_p.PROP_USER_PROPERTY)
 
-    def __repr__(self):
-        return "Connected(session_present=%r)" % self.session_present
+    __repr__ = _event_repr
 
 
 class Disconnected(ConnectionEvent):
@@ -209,9 +202,7 @@ class Disconnected(ConnectionEvent):
         self.error = error
         self.server_reference = server_reference
 
-    def __repr__(self):
-        return "Disconnected(reason_code=%r, reason_string=%r, by_server=%r, error=%r)" % (
-            self.reason_code, self.reason_string, self.by_server, self.error)
+    __repr__ = _event_repr
 
 
 class Reconnecting(ConnectionEvent):
@@ -219,8 +210,7 @@ class Reconnecting(ConnectionEvent):
         self.attempt = attempt
         self.delay = delay
 
-    def __repr__(self):
-        return "Reconnecting(attempt=%d, delay=%.2f)" % (self.attempt, self.delay)
+    __repr__ = _event_repr
 
 
 ConnectionEvent.Connected = Connected  # type: ignore[attr-defined]
@@ -399,24 +389,14 @@ class MqttClient:
         ``server`` (the URL connected to), ``in_flight`` (QoS 1/2 publishes awaiting
         their ack), ``queued`` (publishes waiting for the connection or the send
         window), ``subscriptions`` and the server's ``limits`` (from CONNACK)."""
-        s = self._session
-        if self._connected:
-            state = "connected"
-        elif self._gave_up is not None:
-            state = "gave up"
-        elif self._supervisor is not None and not self._closing:
-            state = "reconnecting"
-        else:
-            state = "disconnected"
-        return {"state": state, "client_id": s.client_id,
-                "server": self._target if isinstance(self._target, str) else None,
-                "in_flight": s.inflight(), "queued": s.queued(),
-                "subscriptions": len(self._subs), "limits": s.limits}
+        from . import _cold
+
+        return _cold.status(self)
 
     def __repr__(self):
-        st = self.status()
-        return "<MqttClient %r %s %s in_flight=%d queued=%d>" % (
-            st["client_id"], st["state"], st["server"] or "", st["in_flight"], st["queued"])
+        from . import _cold
+
+        return _cold.client_repr(self)
 
     def on_connection_event(self, callback):
         """Call ``callback(event)`` on Connected / Disconnected / Reconnecting."""
@@ -561,22 +541,16 @@ class MqttClient:
             if ev != _s.EV_NONE:
                 raise ProtocolError("unexpected packet before CONNACK", 0x82)
         if s.ev_rc >= 0x80:
-            reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
-            _log("<- CONNACK refused rc=0x%02X %s" % (s.ev_rc, reason or ""))
-            refused = ConnectRefused("connection refused%s" % (
-                ": " + reason if reason else ""), s.ev_rc)
-            refused.server_reference = (s.ev_props.get(_p.PROP_SERVER_REFERENCE)
-                                        if s.ev_props else None)
-            raise refused
-        _log("<- CONNACK rc=0x%02X session_present=%r %r" % (s.ev_rc, s.ev_session_present,
-                                                             s.limits))
+            from . import _cold
+
+            raise _cold.refused(s)
+        if _log_fn is not None:
+            _log("<- CONNACK rc=0x%02X session_present=%r %r" % (
+                s.ev_rc, s.ev_session_present, s.limits))
         if s.ev_orphans:
-            orphans = s.ev_orphans
-            s.ev_orphans = []
-            for pid, tok in orphans:
-                tok._done(pid, None, PublishFailed(
-                    "the server lost the session after PUBREC: QoS 2 delivery unconfirmed",
-                    None, pid))
+            from . import _cold
+
+            _cold.orphans(s)
         self._connected = True
         self._link_no += 1
         self._up_since = ticks_ms()
@@ -1022,23 +996,9 @@ class MqttClient:
 
     async def unsubscribe(self, topic_filter, properties=None):
         """Unsubscribe; returns the UNSUBACK reason code (0 or 0x11)."""
-        self._subs = [x for x in self._subs if x.filter != topic_filter]
-        if not self._connected:
-            raise NetworkError("not connected")
-        waiter = _Ack()
-        await self._wait_room()
-        if not self._connected:
-            raise NetworkError("not connected")
-        self._session.unsubscribe([topic_filter], properties, waiter)
-        self._put()
-        await waiter.event.wait()
-        if waiter.error is not None:
-            raise waiter.error
-        rc = waiter.codes[0]
-        if rc >= 0x80:
-            raise SubscribeFailed("unsubscribe from %r refused" % (topic_filter,), rc,
-                                  waiter.codes)
-        return rc
+        from . import _cold
+
+        return await _cold.unsubscribe(self, topic_filter, properties)
 
     def messages(self, maxsize=64):
         """An async iterator of messages no callback took (detached copies)."""
@@ -1050,13 +1010,10 @@ class MqttClient:
     def __aiter__(self):
         return self
 
-    async def __anext__(self):
-        while not self._queue:
-            if (self._closing or self._gave_up is not None) and self._supervisor is None:
-                raise StopAsyncIteration
-            self._queue_event.clear()
-            await self._queue_event.wait()
-        return self._queue.pop(0)
+    def __anext__(self):
+        from . import _cold
+
+        return _cold.next_message(self)
 
     # ------------------------------------------------------- disconnect --
 
@@ -1271,13 +1228,9 @@ class MqttClient:
                 self._call(cb, msg)
         # The iterator, like on_message, gets what no subscription callback took.
         if self._queue is not None and not taken:
-            if len(self._queue) < self._queue_max:
-                self._queue.append(msg.copy())
-                self._queue_event.set()
-            else:
-                _log("message queue full: oldest message dropped")
-                self._queue.pop(0)
-                self._queue.append(msg.copy())
+            from . import _cold
+
+            _cold.queue_message(self, msg)
 
     def _call(self, callback, msg):
         """Run a message callback. A plain function runs now, on the message as it
@@ -1298,31 +1251,10 @@ class MqttClient:
             self._coros.append(r)
 
     def _start_callbacks(self):
-        """One task runs the message's coroutine callbacks, one after the other, and
-        only then acknowledges a QoS 1/2 message: the server's in-flight window
-        (our Receive Maximum) bounds how many run at once."""
-        coros = self._coros
-        self._coros = None
-        key = self._session.defer_ack()
-        self._cb_tasks.add(asyncio.create_task(self._run_callbacks(coros, key, self._link_no)))
+        """One task runs the message's coroutine callbacks (see ``_cold``)."""
+        from . import _cold
 
-    async def _run_callbacks(self, coros, key, link_no):
-        try:
-            for coro in coros:
-                try:
-                    await coro
-                except Exception as e:  # a user callback must not kill the client
-                    _log("message callback raised %r" % (e,))
-            if key and link_no == self._link_no and self._connected:
-                await self._wait_room()
-                if link_no == self._link_no and self._connected:
-                    self._session.ack(key)
-                    self._put()
-        except Exception as e:
-            _log("acknowledgement after a callback not sent: %r" % (e,))
-        finally:
-            self._cb_tasks.discard(_current_task())
-            self._cb_done.set()
+        _cold.start_callbacks(self)
 
     async def _timer_loop(self, transport):
         """Keep-alive: PINGREQ when due, and a dead link found within 1.5x keep-alive
@@ -1363,79 +1295,18 @@ class MqttClient:
     # -------------------------------------------------------- supervisor --
 
     async def _supervise(self):
-        """Wait for the link to fail, then reconnect with backoff."""
-        rc_cfg = self.options.reconnect_config
-        while not self._closing:
-            await self._lost.wait()
-            if self._closing:
-                return
-            error = getattr(self, "_lost_error", None)
-            self._connected = False
-            await self._stop_tasks()
-            self._fail_acks(self._session.connection_lost(), NetworkError("connection lost"))
-            by_server = isinstance(error, NetworkError) and error.reason_code is not None
-            reason = getattr(self, "_server_disconnect", (None, None, None))
-            self._server_disconnect = (None, None, None)
-            _log("connection lost: %r" % (error,))
-            code = reason[0] if by_server else getattr(error, "reason_code", None)
-            ref = reason[2].get(_p.PROP_SERVER_REFERENCE) if by_server and reason[2] else None
-            await self._emit(Disconnected(code, reason[1], by_server, error, ref))
-            self._redirect(code, ref)
-            # Closed after telling: a close may wait (bounded) to flush a stalled link.
-            await _close_quietly(self._transport)
-            self._window.set()
-            if not rc_cfg.enabled:
-                self._give_up(NetworkError("connection lost and reconnect is disabled"))
-                return
-            # A link that keeps dying right after it came up (e.g. two devices with one
-            # client id taking the session from each other) must not be retried at the
-            # initial delay forever: the backoff is only reset by a connection that
-            # outlived max_delay.
-            if ticks_diff(ticks_ms(), self._up_since) < rc_cfg.max_delay * 1000:
-                streak = self._short_links
-                self._short_links += 1
-            else:
-                streak = self._short_links = 0
-            attempt = 0
-            while not self._closing:
-                attempt += 1
-                if rc_cfg.max_attempts is not None and attempt > rc_cfg.max_attempts:
-                    self._give_up(NetworkError("gave up after %d reconnect attempts"
-                                               % rc_cfg.max_attempts))
-                    return
-                delay = rc_cfg.delay(attempt + streak)
-                await self._emit(Reconnecting(attempt, delay))
-                await sleep_ms(int(delay * 1000))
-                if self._closing:
-                    return
-                try:
-                    event = await self._connect_once()
-                except ConnectRefused as e:
-                    if self._redirect(e.reason_code, e.server_reference):
-                        continue
-                    self._target = self._home  # a redirection (0x9C) lasts one attempt
-                    if e.reason_code in _PERMANENT_REFUSALS:
-                        _log("reconnect refused for good: %s" % e)
-                        self._give_up(e)
-                        await self._emit(Disconnected(e.reason_code, str(e), True, e))
-                        return
-                    continue
-                except (MqttError, OSError) as e:
-                    _log("reconnect attempt %d failed: %r" % (attempt, e))
-                    self._target = self._home
-                    continue
-                await self._after_connect(event)
-                break
+        """Wait for the link to fail, then reconnect with backoff (loaded then)."""
+        await self._lost.wait()
+        if self._closing:
+            return
+        from . import _cold
+
+        await _cold.supervise(self)
 
     def _give_up(self, error):
-        """Reconnecting stopped: what waits fails with ``error``, the offline queue
-        is emptied, and publish() raises it at once until connect() is called."""
-        self._gave_up = error
-        self._fail_waiters(error)
-        self._supervisor = None
-        self._window.set()
-        self._room.set()
-        self._queue_event.set()
+        from . import _cold
+
+        _cold.give_up(self, error)
 
     def _fail_subacks(self, error):
         self._fail_acks(self._session.drop_requests(), error)
@@ -1475,41 +1346,12 @@ def _current_task():
 
 
 def _log_incoming(s):
-    """Log the packet the session just handled (debug only)."""
-    t = s.reader.first >> 4
-    name = _c.PACKET_NAMES[t]
-    if _c.PUBACK <= t <= _c.PUBCOMP:
-        a = s.last_ack()
-        _log("<- %s pid=%d rc=0x%02X" % (name, a.packet_id, a.reason_code))
-    elif t == _c.PUBLISH:
-        m = s.msg
-        _log("<- PUBLISH topic=%r qos=%d pid=%d%s%s (%d bytes payload)" % (
-            bytes(s.topic_buf[s.topic_start:s.topic_end]), m.qos, m.packet_id,
-            " dup" if m.dup else "", " retain" if m.retain else "",
-            m.payload_end - m.payload_start))
-    elif t == _c.SUBACK or t == _c.UNSUBACK:
-        _log("<- %s pid=%d codes=%r" % (name, s.ev_pid, s.ev_codes))
-    elif t == _c.DISCONNECT or t == _c.AUTH:
-        _log("<- %s rc=0x%02X" % (name, s.ev_rc))
-    else:
-        _log("<- " + name)
+    from . import _cold
+
+    _cold.log_incoming(s)
 
 
 def _log_packet(direction, buf, n):
-    first = buf[0]
-    t = first >> 4
-    detail = ""
-    if t == _c.PUBLISH or _c.PUBACK <= t <= _c.PUBCOMP or t in (8, 9, 10, 11, 14):
-        try:
-            from . import _server_codec  # debug text only: a device never loads it otherwise
+    from . import _cold
 
-            pkt = _server_codec.decode(bytes(buf[:n]))
-            pid = getattr(pkt, "packet_id", 0)
-            if pid:
-                detail = " pid=%d" % pid
-            rc = getattr(pkt, "reason_code", None)
-            if rc:
-                detail += " rc=0x%02X" % rc
-        except MqttError:
-            pass
-    _log("%s %s (%d bytes)%s" % (direction, _c.PACKET_NAMES[t], n, detail))
+    _cold.log_packet(direction, buf, n)

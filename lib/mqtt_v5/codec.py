@@ -124,17 +124,6 @@ def _packet(t, reason_code, props):
     return p
 
 
-class Will:
-    """The Will Message carried in CONNECT."""
-
-    def __init__(self, topic, payload=b"", qos=0, retain=False, properties=None):
-        self.topic = topic
-        self.payload = payload
-        self.qos = qos
-        self.retain = retain
-        self.properties = properties or {}
-
-
 # ------------------------------------------------------------ encoding ----
 
 _bytes = _p.to_utf8
@@ -394,28 +383,6 @@ def encode_subscribe(buf, packet_id, subscriptions, props=None):
     return pos
 
 
-def encode_unsubscribe(buf, packet_id, filters, props=None):
-    """UNSUBSCRIBE (3.10)."""
-    _check_id(packet_id)
-    if not filters:
-        raise UsageError("UNSUBSCRIBE needs at least one filter [MQTT-3.10.3-2]")
-    psize = _p.size(props, 1 << UNSUBSCRIBE)
-    rem = 2 + vbi_size(psize) + psize
-    encoded = []
-    for filt in filters:
-        f = _check_str(filt, "topic filter")
-        if not filter_ok(f, 0, len(f)):
-            raise UsageError("invalid topic filter %r" % (filt,), 0x8F)
-        encoded.append(f)
-        rem += 2 + len(f)
-    pos = _header(buf, 0xA2, rem)
-    pos = write_u16(buf, pos, packet_id)
-    pos = _p.write(buf, pos, props, psize)
-    for f in encoded:
-        pos = write_bin(buf, pos, f)
-    return pos
-
-
 def _encode_reason_only(buf, ptype, reason_code, props):
     if not reason_allowed(ptype, reason_code):
         raise UsageError("reason code 0x%02X not allowed here" % reason_code)
@@ -443,12 +410,7 @@ def encode_disconnect(buf, reason_code=0, props=None):
     return _encode_reason_only(buf, DISCONNECT, reason_code, props)
 
 
-def encode_auth(buf, reason_code=0, props=None):
-    """AUTH (3.15). Returns the length."""
-    return _encode_reason_only(buf, AUTH, reason_code, props)
 
-
-# ------------------------------------------------------------ framing -----
 
 class PacketReader:
     """Frames packets out of a receive buffer allocated once.
@@ -699,26 +661,6 @@ def _decode_subacks(r, t):
     return p
 
 
-def _decode_reason_only(r, t):
-    if r.pos == r.end:
-        # [MQTT-3.14.2.1] [MQTT-3.15.2.1] no reason code means 0x00
-        return _packet(t, 0, {})
-    rc = r.u8()
-    if not reason_allowed(t, rc):
-        raise ProtocolError("reason code 0x%02X not allowed in %s" % (rc, PACKET_NAMES[t]), 0x82)
-    if t == DISCONNECT:
-        # "If the Remaining Length is less than 2, a value of 0 is used" (3.14.2.2.1)
-        props = _props(r, 1 << t) if r.pos < r.end else {}
-        _expect_end(r)
-        return _packet(t, rc, props)
-    # AUTH has no such rule: Reason Code and Property Length go together (3.15.2.1)
-    props = _props(r, 1 << t)
-    _expect_end(r)
-    if _p.PROP_AUTHENTICATION_METHOD not in props:
-        raise ProtocolError("AUTH without an Authentication Method (3.15.2.2.2)", 0x82)
-    return _packet(t, rc, props)
-
-
 def decode_body(first, r):
     """Decode a packet a server sends on a cold path -- CONNACK, SUBACK, UNSUBACK,
     DISCONNECT, AUTH -- whose first byte is ``first`` and whose body is under reader
@@ -731,5 +673,7 @@ def decode_body(first, r):
     if t == SUBACK or t == UNSUBACK:
         return _decode_subacks(r, t)
     if t == DISCONNECT or t == AUTH:
-        return _decode_reason_only(r, t)
+        from . import _codec_rare
+
+        return _codec_rare.decode_reason_only(r, t)
     raise ProtocolError("%s is not decoded by a client" % PACKET_NAMES[t], 0x82)

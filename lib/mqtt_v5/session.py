@@ -44,8 +44,23 @@ driver), and topic routing to callbacks (``topic.matches``).
 from . import codec as _c
 from . import properties as _p
 from ._compat import const, ticks_diff
-from .errors import MqttTimeout, ProtocolError, QueueFull, UsageError
+from .errors import MqttTimeout, ProtocolError, UsageError
 from .topic import is_wildcard, share_prefix_len
+
+# _session_rare (the cold paths), once loaded: kept in a global because an import
+# statement allocates on MicroPython (it builds the module's full name each time), and
+# paths it holds must not allocate once warm (a QoS 2 exchange, a known topic alias).
+_rare = None
+
+
+def _rare_paths():
+    global _rare
+    if _rare is None:
+        from . import _session_rare
+
+        _rare = _session_rare
+    return _rare
+
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -117,13 +132,7 @@ class Limits:
         self.assigned_client_id = None
 
     def __repr__(self):
-        return ("Limits(receive_maximum=%d, maximum_qos=%d, retain_available=%r, "
-                "maximum_packet_size=%d, topic_alias_maximum=%d, wildcards=%r, "
-                "subscription_ids=%r, shared=%r, server_keep_alive=%d)" % (
-                    self.receive_maximum, self.maximum_qos, self.retain_available,
-                    self.maximum_packet_size, self.topic_alias_maximum,
-                    self.wildcard_available, self.subscription_identifiers_available,
-                    self.shared_available, self.server_keep_alive))
+        return _rare_paths().limits_repr(self)
 
 
 # ------------------------------------------------- the drivers' shared types --
@@ -139,17 +148,11 @@ class Will:
         self.properties = properties
         self.delay = delay
 
-    def _to_codec(self):
-        props = dict(self.properties) if self.properties else {}
-        if self.delay:
-            props[_p.PROP_WILL_DELAY_INTERVAL] = self.delay
-        return _c.Will(self.topic, self.payload, self.qos, self.retain, props)
-
-
 def _codec_will(w):
     """A Will (or the codec's own, or None) as the codec wants it."""
-    return w._to_codec() if isinstance(w, Will) else w
-
+    if not isinstance(w, Will):
+        return w
+    return _rare_paths().codec_will(w)
 
 
 class Message:
@@ -228,27 +231,14 @@ class Message:
 
     def _detach(self):
         """Read everything out of the receive buffer: this object stays valid."""
-        if self._session is not None:
-            self._topic = self.topic
-            self._payload = self.payload
-            self._props = self.properties
-            self._session = None
+        _rare_paths().detach(self)
 
     def copy(self):
         """A detached copy that stays valid."""
-        c = Message()
-        c._topic = self.topic
-        c._payload = self.payload
-        c._props = self.properties
-        c.qos = self.qos
-        c.retain = self.retain
-        c.dup = self.dup
-        c.packet_id = self.packet_id
-        return c
+        return _rare_paths().copy(self, Message())
 
     def __repr__(self):
-        return "Message(topic=%r, payload=%r, qos=%d, retain=%r)" % (
-            self.topic, self.payload, self.qos, self.retain)
+        return _rare_paths().message_repr(self)
 
 
 def detached_message(session):
@@ -371,7 +361,8 @@ class Session:
             p[_p.PROP_SESSION_EXPIRY_INTERVAL] = session_expiry_s
         self._expiry_was_zero = not p.get(_p.PROP_SESSION_EXPIRY_INTERVAL)
         self._encode_cold(_c.encode_connect, self.client_id, clean_start, keep_alive_s,
-                          username, password, _codec_will(will), p)
+                          username, password,
+                          _codec_will(will), p)
         self.keep_alive_ms = keep_alive_s * 1000
         self._auto_alias = auto_alias
         self._clean_start = clean_start
@@ -452,51 +443,9 @@ class Session:
             # The server has no session: our unacknowledged publishes go out again
             # as new messages, so nothing accepted is lost (MQTT 5.0 §4.1).
             self._discard_session_state()
-            self._requeue_unacknowledged()
+            if self._inflight:
+                _rare_paths().requeue(self)
         return EV_CONNACK
-
-    def _requeue_unacknowledged(self):
-        front = []
-        sl = self._slots
-        while True:
-            i = self._oldest(False)  # in the order they were first sent
-            if i < 0:
-                break
-            st = sl[i + _STATE]
-            if st != _WAIT_PUBCOMP:
-                topic = sl[i + _TOPIC]
-                payload = sl[i + _PAYLOAD]
-                front.append([topic, payload, 1 if st == _WAIT_PUBACK else 2, sl[i + _RETAIN],
-                              sl[i + _PROPS], sl[i + _TOKEN], 0])
-                # Counted like any queued message (pump() subtracts it again);
-                # may exceed max_queued_bytes: these were accepted already.
-                self._queued_bytes += _queued_size(topic, payload, sl[i + _PROPS])
-            elif sl[i + _TOKEN] is not None:
-                # The server acknowledged receipt with PUBREC before losing the
-                # session; sending again could duplicate a QoS 2 message, so the
-                # outcome is unknown: the driver must tell the waiter.
-                self.ev_orphans.append((sl[i + _PID], sl[i + _TOKEN]))
-            self._free_slot(i)
-        if front:
-            self._queue = front + self._queue
-
-    def _oldest(self, resend_only, pubrel_only=False):
-        """The in-flight slot sent longest ago (only those due for a resend
-        if ``resend_only``; only those awaiting PUBCOMP if ``pubrel_only``),
-        or -1."""
-        best = -1
-        best_age = -1
-        seq = self._seq
-        sl = self._slots
-        for i in range(0, len(sl), _SLOT):
-            st = sl[i + _STATE]
-            if st != _FREE and (sl[i + _RESEND] or not resend_only) and (
-                    st == _WAIT_PUBCOMP or not pubrel_only):
-                age = (seq - sl[i + _SEQ]) & _SEQ_MASK
-                if age > best_age:
-                    best = i
-                    best_age = age
-        return best
 
     # ---------------------------------------------------------- publishing --
 
@@ -568,14 +517,7 @@ class Session:
         return self._send_publish(topic, payload, qos, retain, props, topic_alias, token)
 
     def _enqueue(self, topic, payload, qos, retain, props, token, alias=0):
-        size = _queued_size(topic, payload, props)
-        if (len(self._queue) >= self.max_queued
-                or self._queued_bytes + size > self.max_queued_bytes):
-            raise QueueFull("offline queue full (%d messages, %d bytes)"
-                            % (len(self._queue), self._queued_bytes))
-        # The message waits as given; the caller must not change a mutable payload.
-        self._queue.append([topic, payload, qos, retain, props, token, alias])
-        self._queued_bytes += size
+        _rare_paths().enqueue(self, topic, payload, qos, retain, props, token, alias)
 
     def _send_publish(self, topic, payload, qos, retain, props, alias_req, token):
         # Nothing changes until the packet is encoded: a UsageError leaves the
@@ -584,7 +526,7 @@ class Session:
         alias = 0
         send_topic = topic
         if alias_req or self._auto_alias:
-            alias = self._outbound_alias(topic, alias_req)
+            alias = _rare_paths().outbound_alias(self, topic, alias_req)
             if alias > 0:
                 send_topic = b""  # the server knows this alias already
         n = len(payload)
@@ -602,7 +544,7 @@ class Session:
         self._put_publish(send_topic, payload, qos, pid, retain, False, props,
                           alias if alias > 0 else -alias)
         if alias < 0:
-            self._remember_alias(topic, -alias)
+            _rare_paths().remember_alias(self, topic, -alias)
         if qos:
             self._take_slot(slot, pid, qos, retain, topic, payload, props, token)
         return pid
@@ -624,49 +566,6 @@ class Session:
         sl[slot + _PROPS] = props
         sl[slot + _TOKEN] = token
         self._inflight += 1
-
-    def _outbound_alias(self, topic, requested):
-        """The Topic Alias for ``topic`` within the server's Topic Alias Maximum:
-        ``a > 0`` if the server already knows it (send an empty topic), ``-a``
-        for a new mapping (send topic and alias, then ``_remember_alias``), 0
-        for none. Changes nothing; an int rather than a tuple, as this runs
-        for every PUBLISH in auto-alias mode."""
-        amax = self.limits.topic_alias_maximum
-        if not amax:
-            if requested:
-                raise UsageError("the server allows no topic aliases", 0x94)
-            return 0
-        key = topic if not isinstance(topic, str) else topic.encode()
-        known = self._alias_out.get(key, 0)
-        if requested:
-            if requested > amax:
-                # [MQTT-3.2.2-17] never above the server's Topic Alias Maximum
-                raise UsageError("topic alias %d above the server's maximum %d"
-                                 % (requested, amax), 0x94)
-            return requested if known == requested else -requested
-        if known:
-            return known
-        if len(self._alias_out) < amax:
-            # The lowest free alias (explicit requests may have taken any of them).
-            for alias in range(1, amax + 1):
-                if not self._alias_taken(alias):
-                    return -alias
-        return 0
-
-    def _alias_taken(self, alias):
-        for v in self._alias_out.values():
-            if v == alias:
-                return True
-        return False
-
-    def _remember_alias(self, topic, alias):
-        """Record that the PUBLISH being sent maps ``alias`` to ``topic``."""
-        key = topic.encode() if isinstance(topic, str) else bytes(topic)
-        # Re-map: forget whichever topic held this alias, and this topic's old alias.
-        for k in list(self._alias_out):
-            if k == key or self._alias_out[k] == alias:
-                del self._alias_out[k]
-        self._alias_out[key] = alias
 
     def _free_slot_index(self):
         if 0 in self._pids:
@@ -737,91 +636,9 @@ class Session:
         message sent (True if none was given), None when nothing is due, or
         False when a queued message can no longer be sent (the new server's
         limits refuse it): ``ev_token`` and ``ev_error`` then say which and why."""
-        if self.state != CONNECTED or self.out_len:
+        if self.state != CONNECTED or self.out_len or not (self._resends or self._queue):
             return None
-        sl = self._slots
-        i = self._oldest(True)  # resends keep the original order [MQTT-4.6.0-1]
-        if i >= 0 and sl[i + _STATE] != _WAIT_PUBCOMP and \
-                self._sent_on_this_connection() >= self._window:
-            # [MQTT-3.3.4-7] a resent PUBLISH counts against this connection's
-            # Receive Maximum, which may be lower than the last one; PUBREL
-            # does not (it completes, it is no new PUBLISH).
-            i = self._oldest(True, True)
-            if i < 0:
-                return None
-        if i >= 0:
-            if sl[i + _RESEND]:
-                self._resends -= 1
-            sl[i + _RESEND] = False
-            pid = sl[i + _PID]
-            if sl[i + _STATE] == _WAIT_PUBCOMP:
-                self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
-            else:
-                err = self._resend_refused(i)
-                if err is not None:
-                    # The server we came back to cannot take it (lower limits).
-                    self.ev_rc = err.reason_code
-                    self.ev_token = sl[i + _TOKEN]
-                    self.ev_pid = pid
-                    self.ev_error = err
-                    self._free_slot(i)
-                    return False
-                self._resend_publish(i)
-                sl[i + _CARRIED] = False
-            return sl[i + _TOKEN] or True
-        if not self._queue:
-            return None
-        entry = self._queue[0]
-        qos = entry[2]
-        if qos and self._inflight >= self._window:
-            return None
-        del self._queue[0]
-        self._queued_bytes -= _queued_size(entry[0], entry[1], entry[4])
-        alias = entry[6]
-        if alias > self.limits.topic_alias_maximum:
-            alias = 0  # this server allows fewer aliases: the topic goes in full
-        try:
-            self.check_publish(entry[0], entry[1], qos, entry[3], entry[4])
-            self._send_publish(entry[0], entry[1], qos, entry[3], entry[4], alias, entry[5])
-        except UsageError as e:
-            # The new server cannot take it (lower limits than when queued).
-            self.ev_rc = e.reason_code or 0x80
-            self.ev_token = entry[5]
-            self.ev_pid = 0
-            self.ev_error = e
-            return False
-        return entry[5] or True
-
-    def _sent_on_this_connection(self):
-        n = 0
-        sl = self._slots
-        for i in range(0, len(sl), _SLOT):
-            if sl[i + _STATE] != _FREE and not sl[i + _CARRIED]:
-                n += 1
-        return n
-
-    def _resend_refused(self, i):
-        """The UsageError this server's limits make of resending slot ``i``, or None."""
-        sl = self._slots
-        lim = self.limits
-        qos = 1 if sl[i + _STATE] == _WAIT_PUBACK else 2
-        if qos > lim.maximum_qos:
-            # [MQTT-3.2.2-11] never above the server's Maximum QoS
-            return UsageError("the server supports QoS <= %d only" % lim.maximum_qos, 0x9B)
-        props = sl[i + _PROPS]
-        size = _c.publish_size(len(sl[i + _TOPIC]), len(sl[i + _PAYLOAD]), qos,
-                               _p.size(props, 1 << _c.PUBLISH) if props else 0)
-        if size > lim.maximum_packet_size:
-            # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
-            return UsageError("PUBLISH of %d bytes exceeds the server's Maximum Packet Size %d"
-                              % (size, lim.maximum_packet_size), 0x95)
-        return None
-
-    def _resend_publish(self, i):
-        sl = self._slots
-        self._put_publish(sl[i + _TOPIC], sl[i + _PAYLOAD],
-                          1 if sl[i + _STATE] == _WAIT_PUBACK else 2, sl[i + _PID],
-                          sl[i + _RETAIN], True, sl[i + _PROPS], 0)
+        return _rare_paths().pump(self)
 
     def _put_publish(self, topic, payload, qos, pid, retain, dup, props, alias):
         """PUBLISH into ``out``: the payload copied behind the header when it fits,
@@ -912,14 +729,7 @@ class Session:
 
     def unsubscribe(self, filters, props=None, token=None):
         """Encode UNSUBSCRIBE; returns the packet id."""
-        self._ready_out()
-        if self.state != CONNECTED:
-            raise UsageError("not connected")
-        pid = self._peek_pid()
-        self._commit_request(pid, self._encode_cold(_c.encode_unsubscribe, pid, filters, props),
-                             token)
-        self._requested[pid] = bytes(len(filters))
-        return pid
+        return _rare_paths().unsubscribe(self, filters, props, token)
 
     def _commit_request(self, pid, n, token):
         if n > self.limits.maximum_packet_size:
@@ -947,8 +757,7 @@ class Session:
 
     def auth(self, reason_code, props):
         """Encode AUTH (enhanced authentication)."""
-        self._ready_out()
-        self._encode_cold(_c.encode_auth, reason_code, props)
+        _rare_paths().auth(self, reason_code, props)
 
     # ------------------------------------------------------------ timers --
 
@@ -1099,26 +908,7 @@ class Session:
             self.ev_codes = pkt.reason_codes
             self.ev_props = pkt.properties
             return EV_SUBACK if t == _c.SUBACK else EV_UNSUBACK
-        if t == _c.DISCONNECT:
-            pkt = _c.decode_body(first, r)
-            if pkt.reason_code == 0x04:
-                raise ProtocolError("DISCONNECT 0x04 (with will) is the client's to send", 0x82)
-            if pkt.properties and _p.PROP_SESSION_EXPIRY_INTERVAL in pkt.properties:
-                # [MQTT-3.14.2-2] the server sends no Session Expiry Interval
-                raise ProtocolError("server DISCONNECT with a Session Expiry Interval", 0x82)
-            self.ev_rc = pkt.reason_code
-            self.ev_props = pkt.properties
-            self.state = DISCONNECTED
-            return EV_DISCONNECT
-        if t == _c.AUTH:
-            pkt = _c.decode_body(first, r)
-            self.ev_rc = pkt.reason_code
-            self.ev_props = pkt.properties
-            return EV_AUTH
-        if t == _c.CONNACK:
-            raise ProtocolError("second CONNACK [MQTT-3.2.0-2]", 0x82)
-        # CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ never go server -> client.
-        raise ProtocolError("%s sent to a client" % _c.PACKET_NAMES[t], 0x82)
+        return _rare_paths().handle_other(self, first, r, t)
 
     def _on_publish(self, first, r):
         m = _c.decode_publish_into(self.msg, first, r)
@@ -1147,22 +937,9 @@ class Session:
             self.topic_start = m.topic_start
             self.topic_end = m.topic_end
         if m.qos == 2:
-            pid = m.packet_id
-            slot = -1
-            for i in range(len(self._in_qos2)):
-                v = self._in_qos2[i]
-                if v == pid:
-                    # A resend of a message we already have: acknowledge, do
-                    # not deliver twice (exactly once, MQTT 5.0 §4.3.3).
-                    self.out_len = _c.encode_ack(self.out, _c.PUBREC, pid)
-                    return EV_CONTINUE
-                if v == 0 and slot < 0:
-                    slot = i
-            if slot < 0:
-                raise ProtocolError("more QoS 2 messages in flight than our Receive Maximum", 0x93)
-            # Recorded as it is delivered, not when PUBREC leaves: if the link
-            # drops in between, the server's resend must not deliver it again.
-            self._in_qos2[slot] = pid
+            ev = _rare_paths().publish_qos2(self, m)
+            if ev is not None:
+                return ev
         self._msg_unacked = m.qos
         return EV_MESSAGE
 
@@ -1205,40 +982,13 @@ class Session:
         a = _c.decode_ack_into(self._ack, first, r)
         t = a.type
         pid = a.packet_id
-        if t == _c.PUBREL:
-            for i in range(len(self._in_qos2)):
-                if self._in_qos2[i] == pid:
-                    self._in_qos2[i] = 0
-                    self.out_len = _c.encode_ack(self.out, _c.PUBCOMP, pid)
-                    return EV_CONTINUE
-            # Unknown id: PUBCOMP with 0x92 Packet Identifier not found (§3.7.2.1).
-            self.out_len = _c.encode_ack(self.out, _c.PUBCOMP, pid, 0x92)
-            return EV_CONTINUE
-        i = self._find_slot(pid)
+        i = self._find_slot(pid) if t != _c.PUBREL else -1
         st = self._slots[i + _STATE] if i >= 0 else _FREE
         if t == _c.PUBACK:
             if st != _WAIT_PUBACK:
                 raise ProtocolError("PUBACK for unknown packet id %d" % pid, 0x82)
             return self._complete(i, a.reason_code)
-        if t == _c.PUBREC:
-            if st == _WAIT_PUBCOMP:
-                # A duplicate PUBREC: answer with PUBREL again.
-                self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
-                return EV_CONTINUE
-            if st != _WAIT_PUBREC:
-                self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid, 0x92)
-                return EV_CONTINUE
-            if a.reason_code >= 0x80:
-                # [MQTT-4.3.3-4] a failed PUBREC ends the exchange
-                return self._complete(i, a.reason_code)
-            self._slots[i + _STATE] = _WAIT_PUBCOMP
-            self._slots[i + _PAYLOAD] = None  # the server has it; free the payload early
-            self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
-            return EV_CONTINUE
-        # PUBCOMP
-        if st != _WAIT_PUBCOMP:
-            raise ProtocolError("PUBCOMP for unknown packet id %d" % pid, 0x82)
-        return self._complete(i, a.reason_code)
+        return _rare_paths().ack_qos2(self, a, i, st)
 
     def _complete(self, i, rc):
         self.ev_pid = self._slots[i + _PID]
@@ -1246,11 +996,6 @@ class Session:
         self.ev_token = self._slots[i + _TOKEN]
         self._free_slot(i)
         return EV_PUBLISH_FAILED if rc >= 0x80 else EV_PUBLISH_DONE
-
-
-def _queued_size(topic, payload, props):
-    """What a queued message counts against max_queued_bytes."""
-    return len(topic) + len(payload) + (_p.size(props, 1 << _c.PUBLISH) if props else 0)
 
 
 def _same(known, buf, start, end):

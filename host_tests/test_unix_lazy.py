@@ -1,0 +1,70 @@
+"""The device's everyday path loads none of the modules kept for cold paths (issue 7: the
+import and scenario heap figures rest on it), on MicroPython's unix port, against the
+suite's Mosquitto over mutual TLS: connect, subscribe QoS 1, publish 64 B QoS 1, receive
+it, disconnect (the bench's heap scenario, tools/bench_mp/scenario.py), then
+``sys.modules``. The cold paths (status, repr, the messages() iterator, unsubscribe) then
+run from the modules they load. The 32-bit port loads lib/ as .mpy (as mip installs it),
+the 64-bit one as .py; host_tests/device/test_device_frozen.py checks the frozen build."""
+
+from __future__ import annotations
+
+import mp_unix
+import pytest
+
+pytestmark = pytest.mark.broker
+
+# What connect / subscribe / publish / receive / disconnect over TLS may load: a module
+# added here is heap every device pays for (see tools/bench_unix.py's import figures).
+EVERYDAY = ["mqtt_v5", "mqtt_v5._compat", "mqtt_v5._pem", "mqtt_v5.client", "mqtt_v5.codec",
+            "mqtt_v5.errors", "mqtt_v5.properties", "mqtt_v5.session", "mqtt_v5.tls",
+            "mqtt_v5.topic", "mqtt_v5.transport"]
+# Loaded on first use only; each must stay out of the everyday path.
+LAZY = ["mqtt_v5._cold", "mqtt_v5._session_rare", "mqtt_v5._codec_rare", "mqtt_v5._rare",
+        "mqtt_v5._server_codec",
+        "mqtt_v5._neterr", "mqtt_v5.reasons", "mqtt_v5.sync_client",
+        "mqtt_v5.blocking_transport", "mqtt_v5.memory", "mqtt_v5.ws"]
+
+
+def lazy_report(exe, mosquitto, pki, **kw):
+    proc = mp_unix.run_script(
+        exe, mp_unix.ROOT / "host_tests" / "mp_scripts" / "unix_lazy.py",
+        args=[mosquitto.host, mosquitto.ports["mtls"], pki.ca_der, pki.client_cert_der,
+              pki.client_key_der], heapsize="512k", timeout=60, **kw)
+    report = mp_unix.last_json(proc)
+    assert proc.returncode == 0, proc.stderr
+    return report
+
+
+def check_lazy_report(report):
+    assert report["got"] == [64]
+    assert report["everyday"] == EVERYDAY, (
+        "the everyday path loads another set of modules: "
+        f"{sorted(set(report['everyday']) ^ set(EVERYDAY))}")
+    assert not set(LAZY) & set(report["everyday"])
+    cold = report["cold"]
+    assert cold["status"] == "disconnected"
+    assert cold["repr"] == "<MqttClient"
+    assert cold["event"] == "Connected(session_present=False)"
+    assert cold["iterated"] == ["lazy/q", "q"]
+    assert cold["message_repr"] == "Message(topic='lazy/q', payload=b'q', qos=1, retain=False)"
+    assert cold["unsubscribe"] == 0
+    assert "mqtt_v5._cold" in report["after"]  # the cold paths ran from there
+
+
+def test_everyday_path_loads_no_cold_module(mp_unix_port, mosquitto, pki):
+    check_lazy_report(lazy_report(mp_unix_port, mosquitto, pki, mpy=mp_unix_port == "unix32"))
+
+
+def test_session_rare_repeats_the_session_constants():
+    # _session_rare repeats session's const() names (they fold per module on MicroPython):
+    # the slot layout, slot states and event codes must stay the same in both.
+    from mqtt_v5 import _session_rare, session
+
+    shared = [n for n in vars(_session_rare) if n.lstrip("_").isupper()]
+    checked = 0
+    for name in shared:
+        theirs = name if hasattr(session, name) else name.lstrip("_")  # _EV_X is EV_X there
+        if isinstance(getattr(_session_rare, name), int) and hasattr(session, theirs):
+            assert getattr(_session_rare, name) == getattr(session, theirs), name
+            checked += 1
+    assert checked >= 20  # _FREE.._SLOT, _SEQ_MASK, the EV_ codes, DISCONNECTED

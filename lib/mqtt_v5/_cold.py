@@ -1,0 +1,290 @@
+"""MqttClient's cold paths, imported on first use: a device that connects, publishes,
+receives and disconnects never loads this module (host_tests/test_unix_lazy.py checks
+it on the unix port). Here: the reconnect supervisor's work after a connection loss
+(backoff, redirection, giving up), ``status()`` / ``repr()``, ``unsubscribe``, the
+``messages()`` iterator, a refused CONNACK, and the debug log's packet text. The client
+keeps one-line hooks (see client.py); ``_rare`` holds enhanced AUTH and redirection."""
+
+from . import codec as _c
+from . import properties as _p
+from ._compat import random_ms, sleep_ms, ticks_diff, ticks_ms
+from .errors import ConnectRefused, MqttError, NetworkError, PublishFailed, SubscribeFailed
+
+# CONNACK codes that retrying cannot fix: stop instead of hammering the server.
+# (0x95 packet too large, 0x99 payload format, 0x9A retain, 0x9B QoS: our CONNECT or
+# its Will asks what the server refuses, and will ask it again.)
+_PERMANENT_REFUSALS = (0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x95, 0x99, 0x9A, 0x9B)
+
+
+def delay(cfg, attempt):
+    """ReconnectConfig.delay (see there)."""
+    d = cfg.initial_delay
+    for _ in range(attempt - 1):
+        d *= 2
+        if d >= cfg.max_delay:
+            d = cfg.max_delay
+            break
+    if cfg.jitter:
+        d += d * cfg.jitter * random_ms(1000) / 1000
+    return d
+
+
+async def supervise(self):
+    """The supervisor after the link failed (``self._lost`` is set): reconnect with
+    backoff, then wait for the next loss, until the client closes or gives up."""
+    from .client import Disconnected, Reconnecting, _close_quietly, _log
+
+    rc_cfg = self.options.reconnect_config
+    while not self._closing:
+        await self._lost.wait()
+        if self._closing:
+            return
+        error = getattr(self, "_lost_error", None)
+        self._connected = False
+        await self._stop_tasks()
+        self._fail_acks(self._session.connection_lost(), NetworkError("connection lost"))
+        by_server = isinstance(error, NetworkError) and error.reason_code is not None
+        reason = getattr(self, "_server_disconnect", (None, None, None))
+        self._server_disconnect = (None, None, None)
+        _log("connection lost: %r" % (error,))
+        code = reason[0] if by_server else getattr(error, "reason_code", None)
+        ref = reason[2].get(_p.PROP_SERVER_REFERENCE) if by_server and reason[2] else None
+        await self._emit(Disconnected(code, reason[1], by_server, error, ref))
+        self._redirect(code, ref)
+        # Closed after telling: a close may wait (bounded) to flush a stalled link.
+        await _close_quietly(self._transport)
+        self._window.set()
+        if not rc_cfg.enabled:
+            give_up(self, NetworkError("connection lost and reconnect is disabled"))
+            return
+        # A link that keeps dying right after it came up (e.g. two devices with one
+        # client id taking the session from each other) must not be retried at the
+        # initial delay forever: the backoff is only reset by a connection that
+        # outlived max_delay.
+        if ticks_diff(ticks_ms(), self._up_since) < rc_cfg.max_delay * 1000:
+            streak = self._short_links
+            self._short_links += 1
+        else:
+            streak = self._short_links = 0
+        attempt = 0
+        while not self._closing:
+            attempt += 1
+            if rc_cfg.max_attempts is not None and attempt > rc_cfg.max_attempts:
+                give_up(self, NetworkError("gave up after %d reconnect attempts"
+                                           % rc_cfg.max_attempts))
+                return
+            d = rc_cfg.delay(attempt + streak)
+            await self._emit(Reconnecting(attempt, d))
+            await sleep_ms(int(d * 1000))
+            if self._closing:
+                return
+            try:
+                event = await self._connect_once()
+            except ConnectRefused as e:
+                if self._redirect(e.reason_code, e.server_reference):
+                    continue
+                self._target = self._home  # a redirection (0x9C) lasts one attempt
+                if e.reason_code in _PERMANENT_REFUSALS:
+                    _log("reconnect refused for good: %s" % e)
+                    give_up(self, e)
+                    await self._emit(Disconnected(e.reason_code, str(e), True, e))
+                    return
+                continue
+            except (MqttError, OSError) as e:
+                _log("reconnect attempt %d failed: %r" % (attempt, e))
+                self._target = self._home
+                continue
+            await self._after_connect(event)
+            break
+
+
+def give_up(self, error):
+    """Reconnecting stopped: what waits fails with ``error``, the offline queue
+    is emptied, and publish() raises it at once until connect() is called."""
+    self._gave_up = error
+    self._fail_waiters(error)
+    self._supervisor = None
+    self._window.set()
+    self._room.set()
+    self._queue_event.set()
+
+
+def refused(s):
+    """The ConnectRefused for a CONNACK with a reason code >= 0x80."""
+    from .client import _log
+
+    props = s.ev_props
+    reason = props.get(_p.PROP_REASON_STRING) if props else None
+    _log("<- CONNACK refused rc=0x%02X %s" % (s.ev_rc, reason or ""))
+    e = ConnectRefused("connection refused%s" % (": " + reason if reason else ""), s.ev_rc)
+    e.server_reference = props.get(_p.PROP_SERVER_REFERENCE) if props else None
+    return e
+
+
+def orphans(s):
+    """QoS 2 messages the server forgot after PUBREC (its session is gone) fail."""
+    o = s.ev_orphans
+    s.ev_orphans = []
+    for pid, tok in o:
+        tok._done(pid, None, PublishFailed(
+            "the server lost the session after PUBREC: QoS 2 delivery unconfirmed",
+            None, pid))
+
+
+def status(self):
+    """MqttClient.status (see there)."""
+    s = self._session
+    if self._connected:
+        state = "connected"
+    elif self._gave_up is not None:
+        state = "gave up"
+    elif self._supervisor is not None and not self._closing:
+        state = "reconnecting"
+    else:
+        state = "disconnected"
+    return {"state": state, "client_id": s.client_id,
+            "server": self._target if isinstance(self._target, str) else None,
+            "in_flight": s.inflight(), "queued": s.queued(),
+            "subscriptions": len(self._subs), "limits": s.limits}
+
+
+def client_repr(self):
+    st = status(self)
+    return "<MqttClient %r %s %s in_flight=%d queued=%d>" % (
+        st["client_id"], st["state"], st["server"] or "", st["in_flight"], st["queued"])
+
+
+def event_repr(ev):
+    """repr() of a Connected / Disconnected / Reconnecting event."""
+    from .client import Connected, Reconnecting
+
+    if isinstance(ev, Connected):
+        return "Connected(session_present=%r)" % ev.session_present
+    if isinstance(ev, Reconnecting):
+        return "Reconnecting(attempt=%d, delay=%.2f)" % (ev.attempt, ev.delay)
+    return "Disconnected(reason_code=%r, reason_string=%r, by_server=%r, error=%r)" % (
+        ev.reason_code, ev.reason_string, ev.by_server, ev.error)
+
+
+async def unsubscribe(self, topic_filter, properties):
+    """MqttClient.unsubscribe (see there)."""
+    from .client import _Ack
+
+    self._subs = [x for x in self._subs if x.filter != topic_filter]
+    if not self._connected:
+        raise NetworkError("not connected")
+    waiter = _Ack()
+    await self._wait_room()
+    if not self._connected:
+        raise NetworkError("not connected")
+    self._session.unsubscribe([topic_filter], properties, waiter)
+    self._put()
+    await waiter.event.wait()
+    if waiter.error is not None:
+        raise waiter.error
+    rc = waiter.codes[0]
+    if rc >= 0x80:
+        raise SubscribeFailed("unsubscribe from %r refused" % (topic_filter,), rc,
+                              waiter.codes)
+    return rc
+
+
+async def next_message(self):
+    """MqttClient.__anext__ (the messages() iterator)."""
+    while not self._queue:
+        if (self._closing or self._gave_up is not None) and self._supervisor is None:
+            raise StopAsyncIteration
+        self._queue_event.clear()
+        await self._queue_event.wait()
+    return self._queue.pop(0)
+
+
+def queue_message(self, msg):
+    """A message no callback took, for the messages() iterator."""
+    from .client import _log
+
+    if len(self._queue) < self._queue_max:
+        self._queue.append(msg.copy())
+        self._queue_event.set()
+    else:
+        _log("message queue full: oldest message dropped")
+        self._queue.pop(0)
+        self._queue.append(msg.copy())
+
+
+def log_incoming(s):
+    """Log the packet the session just handled (debug only)."""
+    from .client import _log
+
+    t = s.reader.first >> 4
+    name = _c.PACKET_NAMES[t]
+    if _c.PUBACK <= t <= _c.PUBCOMP:
+        a = s.last_ack()
+        _log("<- %s pid=%d rc=0x%02X" % (name, a.packet_id, a.reason_code))
+    elif t == _c.PUBLISH:
+        m = s.msg
+        _log("<- PUBLISH topic=%r qos=%d pid=%d%s%s (%d bytes payload)" % (
+            bytes(s.topic_buf[s.topic_start:s.topic_end]), m.qos, m.packet_id,
+            " dup" if m.dup else "", " retain" if m.retain else "",
+            m.payload_end - m.payload_start))
+    elif t == _c.SUBACK or t == _c.UNSUBACK:
+        _log("<- %s pid=%d codes=%r" % (name, s.ev_pid, s.ev_codes))
+    elif t == _c.DISCONNECT or t == _c.AUTH:
+        _log("<- %s rc=0x%02X" % (name, s.ev_rc))
+    else:
+        _log("<- " + name)
+
+
+def log_packet(direction, buf, n):
+    from .client import _log
+
+    first = buf[0]
+    t = first >> 4
+    detail = ""
+    if t == _c.PUBLISH or _c.PUBACK <= t <= _c.PUBCOMP or t in (8, 9, 10, 11, 14):
+        try:
+            from . import _server_codec  # debug text only: a device never loads it otherwise
+
+            pkt = _server_codec.decode(bytes(buf[:n]))
+            pid = getattr(pkt, "packet_id", 0)
+            if pid:
+                detail = " pid=%d" % pid
+            rc = getattr(pkt, "reason_code", None)
+            if rc:
+                detail += " rc=0x%02X" % rc
+        except MqttError:
+            pass
+    _log("%s %s (%d bytes)%s" % (direction, _c.PACKET_NAMES[t], n, detail))
+
+
+def start_callbacks(self):
+    """One task runs the message's coroutine callbacks, one after the other, and
+    only then acknowledges a QoS 1/2 message: the server's in-flight window
+    (our Receive Maximum) bounds how many run at once."""
+    import asyncio
+
+    coros = self._coros
+    self._coros = None
+    key = self._session.defer_ack()
+    self._cb_tasks.add(asyncio.create_task(run_callbacks(self, coros, key, self._link_no)))
+
+
+async def run_callbacks(self, coros, key, link_no):
+    from .client import _current_task, _log
+
+    try:
+        for coro in coros:
+            try:
+                await coro
+            except Exception as e:  # a user callback must not kill the client
+                _log("message callback raised %r" % (e,))
+        if key and link_no == self._link_no and self._connected:
+            await self._wait_room()
+            if link_no == self._link_no and self._connected:
+                self._session.ack(key)
+                self._put()
+    except Exception as e:
+        _log("acknowledgement after a callback not sent: %r" % (e,))
+    finally:
+        self._cb_tasks.discard(_current_task())
+        self._cb_done.set()

@@ -1,0 +1,386 @@
+"""Session's cold paths, imported on first use (a session that connects with a clean
+start, subscribes, publishes and receives QoS 0/1 and disconnects never loads this
+module): resends after a reconnect and the offline queue (``pump``), requeueing
+when the server lost the session, QoS 2 (PUBREC / PUBREL / PUBCOMP, both ways),
+outbound topic aliases, UNSUBSCRIBE, AUTH, PINGREQ on demand, and the packets the
+server should not send. Functions of the ``Session`` (``self``); it keeps one-line
+hooks. Sans-IO like the session."""
+
+from . import codec as _c
+from . import properties as _p
+from .errors import ProtocolError, QueueFull, UsageError
+
+# (session.py's, repeated: const() names are local to their module)
+_FREE = 0
+_WAIT_PUBACK = 1
+_WAIT_PUBREC = 2
+_WAIT_PUBCOMP = 3
+_PID = 0
+_STATE = 1
+_SEQ = 2
+_RETAIN = 3
+_RESEND = 4
+_CARRIED = 5
+_TOPIC = 6
+_PAYLOAD = 7
+_PROPS = 8
+_TOKEN = 9
+_SLOT = 10
+_SEQ_MASK = 0x3FFFFFF
+_EV_CONTINUE = 1
+_EV_PUBLISH_DONE = 4
+_EV_PUBLISH_FAILED = 5
+_EV_DISCONNECT = 8
+_EV_AUTH = 9
+_DISCONNECTED = 0
+
+
+def requeue(self):
+    """CONNACK without a session: the unacknowledged publishes go out again as new
+    messages (MQTT 5.0 §4.1), in the order they were first sent."""
+    front = []
+    sl = self._slots
+    while True:
+        i = oldest(self, False)  # in the order they were first sent
+        if i < 0:
+            break
+        st = sl[i + _STATE]
+        if st != _WAIT_PUBCOMP:
+            topic = sl[i + _TOPIC]
+            payload = sl[i + _PAYLOAD]
+            front.append([topic, payload, 1 if st == _WAIT_PUBACK else 2, sl[i + _RETAIN],
+                          sl[i + _PROPS], sl[i + _TOKEN], 0])
+            # Counted like any queued message (pump() subtracts it again);
+            # may exceed max_queued_bytes: these were accepted already.
+            self._queued_bytes += _queued_size(topic, payload, sl[i + _PROPS])
+        elif sl[i + _TOKEN] is not None:
+            # The server acknowledged receipt with PUBREC before losing the
+            # session; sending again could duplicate a QoS 2 message, so the
+            # outcome is unknown: the driver must tell the waiter.
+            self.ev_orphans.append((sl[i + _PID], sl[i + _TOKEN]))
+        self._free_slot(i)
+    if front:
+        self._queue = front + self._queue
+
+
+def oldest(self, resend_only, pubrel_only=False):
+    """The in-flight slot sent longest ago (only those due for a resend
+    if ``resend_only``; only those awaiting PUBCOMP if ``pubrel_only``),
+    or -1."""
+    best = -1
+    best_age = -1
+    seq = self._seq
+    sl = self._slots
+    for i in range(0, len(sl), _SLOT):
+        st = sl[i + _STATE]
+        if st != _FREE and (sl[i + _RESEND] or not resend_only) and (
+                st == _WAIT_PUBCOMP or not pubrel_only):
+            age = (seq - sl[i + _SEQ]) & _SEQ_MASK
+            if age > best_age:
+                best = i
+                best_age = age
+    return best
+
+
+def pump(self):
+    """Session.pump (see there) when something is due: a resend or a queued message."""
+    sl = self._slots
+    i = oldest(self, True)  # resends keep the original order [MQTT-4.6.0-1]
+    if i >= 0 and sl[i + _STATE] != _WAIT_PUBCOMP and \
+            _sent_on_this_connection(self) >= self._window:
+        # [MQTT-3.3.4-7] a resent PUBLISH counts against this connection's
+        # Receive Maximum, which may be lower than the last one; PUBREL
+        # does not (it completes, it is no new PUBLISH).
+        i = oldest(self, True, True)
+        if i < 0:
+            return None
+    if i >= 0:
+        if sl[i + _RESEND]:
+            self._resends -= 1
+        sl[i + _RESEND] = False
+        pid = sl[i + _PID]
+        if sl[i + _STATE] == _WAIT_PUBCOMP:
+            self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
+        else:
+            err = _resend_refused(self, i)
+            if err is not None:
+                # The server we came back to cannot take it (lower limits).
+                self.ev_rc = err.reason_code
+                self.ev_token = sl[i + _TOKEN]
+                self.ev_pid = pid
+                self.ev_error = err
+                self._free_slot(i)
+                return False
+            self._put_publish(sl[i + _TOPIC], sl[i + _PAYLOAD],
+                              1 if sl[i + _STATE] == _WAIT_PUBACK else 2, sl[i + _PID],
+                              sl[i + _RETAIN], True, sl[i + _PROPS], 0)
+            sl[i + _CARRIED] = False
+        return sl[i + _TOKEN] or True
+    if not self._queue:
+        return None
+    entry = self._queue[0]
+    qos = entry[2]
+    if qos and self._inflight >= self._window:
+        return None
+    del self._queue[0]
+    self._queued_bytes -= _queued_size(entry[0], entry[1], entry[4])
+    alias = entry[6]
+    if alias > self.limits.topic_alias_maximum:
+        alias = 0  # this server allows fewer aliases: the topic goes in full
+    try:
+        self.check_publish(entry[0], entry[1], qos, entry[3], entry[4])
+        self._send_publish(entry[0], entry[1], qos, entry[3], entry[4], alias, entry[5])
+    except UsageError as e:
+        # The new server cannot take it (lower limits than when queued).
+        self.ev_rc = e.reason_code or 0x80
+        self.ev_token = entry[5]
+        self.ev_pid = 0
+        self.ev_error = e
+        return False
+    return entry[5] or True
+
+
+def _sent_on_this_connection(self):
+    n = 0
+    sl = self._slots
+    for i in range(0, len(sl), _SLOT):
+        if sl[i + _STATE] != _FREE and not sl[i + _CARRIED]:
+            n += 1
+    return n
+
+
+def _resend_refused(self, i):
+    """The UsageError this server's limits make of resending slot ``i``, or None."""
+    sl = self._slots
+    lim = self.limits
+    qos = 1 if sl[i + _STATE] == _WAIT_PUBACK else 2
+    if qos > lim.maximum_qos:
+        # [MQTT-3.2.2-11] never above the server's Maximum QoS
+        return UsageError("the server supports QoS <= %d only" % lim.maximum_qos, 0x9B)
+    props = sl[i + _PROPS]
+    size = _c.publish_size(len(sl[i + _TOPIC]), len(sl[i + _PAYLOAD]), qos,
+                           _p.size(props, 1 << _c.PUBLISH) if props else 0)
+    if size > lim.maximum_packet_size:
+        # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
+        return UsageError("PUBLISH of %d bytes exceeds the server's Maximum Packet Size %d"
+                          % (size, lim.maximum_packet_size), 0x95)
+    return None
+
+
+def enqueue(self, topic, payload, qos, retain, props, token, alias=0):
+    """Into the offline queue (``QueueFull`` past its bounds)."""
+    size = _queued_size(topic, payload, props)
+    if (len(self._queue) >= self.max_queued
+            or self._queued_bytes + size > self.max_queued_bytes):
+        raise QueueFull("offline queue full (%d messages, %d bytes)"
+                        % (len(self._queue), self._queued_bytes))
+    # The message waits as given; the caller must not change a mutable payload.
+    self._queue.append([topic, payload, qos, retain, props, token, alias])
+    self._queued_bytes += size
+
+
+# ------------------------------------------------------------- topic aliases --
+
+def outbound_alias(self, topic, requested):
+    """The Topic Alias for ``topic`` within the server's Topic Alias Maximum:
+    ``a > 0`` if the server already knows it (send an empty topic), ``-a``
+    for a new mapping (send topic and alias, then ``remember_alias``), 0
+    for none. Changes nothing; an int rather than a tuple, as this runs
+    for every PUBLISH in auto-alias mode."""
+    amax = self.limits.topic_alias_maximum
+    if not amax:
+        if requested:
+            raise UsageError("the server allows no topic aliases", 0x94)
+        return 0
+    key = topic if not isinstance(topic, str) else topic.encode()
+    known = self._alias_out.get(key, 0)
+    if requested:
+        if requested > amax:
+            # [MQTT-3.2.2-17] never above the server's Topic Alias Maximum
+            raise UsageError("topic alias %d above the server's maximum %d"
+                             % (requested, amax), 0x94)
+        return requested if known == requested else -requested
+    if known:
+        return known
+    if len(self._alias_out) < amax:
+        # The lowest free alias (explicit requests may have taken any of them).
+        for alias in range(1, amax + 1):
+            if not _alias_taken(self, alias):
+                return -alias
+    return 0
+
+
+def _alias_taken(self, alias):
+    for v in self._alias_out.values():
+        if v == alias:
+            return True
+    return False
+
+
+def remember_alias(self, topic, alias):
+    """Record that the PUBLISH being sent maps ``alias`` to ``topic``."""
+    key = topic.encode() if isinstance(topic, str) else bytes(topic)
+    # Re-map: forget whichever topic held this alias, and this topic's old alias.
+    for k in list(self._alias_out):
+        if k == key or self._alias_out[k] == alias:
+            del self._alias_out[k]
+    self._alias_out[key] = alias
+
+
+# --------------------------------------------------------------------- QoS 2 --
+
+def publish_qos2(self, m):
+    """An incoming QoS 2 PUBLISH: EV_CONTINUE (PUBREC again) for a resend of one
+    already delivered, else None (deliver it; it is recorded now)."""
+    pid = m.packet_id
+    slot = -1
+    for i in range(len(self._in_qos2)):
+        v = self._in_qos2[i]
+        if v == pid:
+            # A resend of a message we already have: acknowledge, do
+            # not deliver twice (exactly once, MQTT 5.0 §4.3.3).
+            self.out_len = _c.encode_ack(self.out, _c.PUBREC, pid)
+            return _EV_CONTINUE
+        if v == 0 and slot < 0:
+            slot = i
+    if slot < 0:
+        raise ProtocolError("more QoS 2 messages in flight than our Receive Maximum", 0x93)
+    # Recorded as it is delivered, not when PUBREC leaves: if the link
+    # drops in between, the server's resend must not deliver it again.
+    self._in_qos2[slot] = pid
+    return None
+
+
+def ack_qos2(self, a, i, st):
+    """PUBREL, PUBREC or PUBCOMP ``a`` (its in-flight slot ``i`` and state ``st``)."""
+    t = a.type
+    pid = a.packet_id
+    if t == _c.PUBREL:
+        for k in range(len(self._in_qos2)):
+            if self._in_qos2[k] == pid:
+                self._in_qos2[k] = 0
+                self.out_len = _c.encode_ack(self.out, _c.PUBCOMP, pid)
+                return _EV_CONTINUE
+        # Unknown id: PUBCOMP with 0x92 Packet Identifier not found (§3.7.2.1).
+        self.out_len = _c.encode_ack(self.out, _c.PUBCOMP, pid, 0x92)
+        return _EV_CONTINUE
+    if t == _c.PUBREC:
+        if st == _WAIT_PUBCOMP:
+            # A duplicate PUBREC: answer with PUBREL again.
+            self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
+            return _EV_CONTINUE
+        if st != _WAIT_PUBREC:
+            self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid, 0x92)
+            return _EV_CONTINUE
+        if a.reason_code >= 0x80:
+            # [MQTT-4.3.3-4] a failed PUBREC ends the exchange
+            return self._complete(i, a.reason_code)
+        self._slots[i + _STATE] = _WAIT_PUBCOMP
+        self._slots[i + _PAYLOAD] = None  # the server has it; free the payload early
+        self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
+        return _EV_CONTINUE
+    # PUBCOMP
+    if st != _WAIT_PUBCOMP:
+        raise ProtocolError("PUBCOMP for unknown packet id %d" % pid, 0x82)
+    return self._complete(i, a.reason_code)
+
+
+# ------------------------------------------------------------ other packets --
+
+def unsubscribe(self, filters, props, token):
+    """Session.unsubscribe (see there)."""
+    self._ready_out()
+    if self.state != 2:  # CONNECTED
+        raise UsageError("not connected")
+    pid = self._peek_pid()
+    from ._codec_rare import encode_unsubscribe
+
+    self._commit_request(pid, self._encode_cold(encode_unsubscribe, pid, filters, props),
+                         token)
+    self._requested[pid] = bytes(len(filters))
+    return pid
+
+
+def handle_other(self, first, r, t):
+    """Session._handle for a DISCONNECT, an AUTH, or a packet a server must not send."""
+    if t == _c.DISCONNECT:
+        pkt = _c.decode_body(first, r)
+        if pkt.reason_code == 0x04:
+            raise ProtocolError("DISCONNECT 0x04 (with will) is the client's to send", 0x82)
+        if pkt.properties and _p.PROP_SESSION_EXPIRY_INTERVAL in pkt.properties:
+            # [MQTT-3.14.2-2] the server sends no Session Expiry Interval
+            raise ProtocolError("server DISCONNECT with a Session Expiry Interval", 0x82)
+        self.ev_rc = pkt.reason_code
+        self.ev_props = pkt.properties
+        self.state = _DISCONNECTED
+        return _EV_DISCONNECT
+    if t == _c.AUTH:
+        pkt = _c.decode_body(first, r)
+        self.ev_rc = pkt.reason_code
+        self.ev_props = pkt.properties
+        return _EV_AUTH
+    if t == _c.CONNACK:
+        raise ProtocolError("second CONNACK [MQTT-3.2.0-2]", 0x82)
+    # CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ never go server -> client.
+    raise ProtocolError("%s sent to a client" % _c.PACKET_NAMES[t], 0x82)
+
+
+def auth(self, reason_code, props):
+    """Session.auth (see there)."""
+    self._ready_out()
+    from ._codec_rare import encode_auth
+
+    self._encode_cold(encode_auth, reason_code, props)
+
+
+def codec_will(w):
+    """A session Will as the codec wants it."""
+    props = dict(w.properties) if w.properties else {}
+    if w.delay:
+        props[_p.PROP_WILL_DELAY_INTERVAL] = w.delay
+    from ._codec_rare import Will
+
+    return Will(w.topic, w.payload, w.qos, w.retain, props)
+
+
+def limits_repr(lim):
+    return ("Limits(receive_maximum=%d, maximum_qos=%d, retain_available=%r, "
+            "maximum_packet_size=%d, topic_alias_maximum=%d, wildcards=%r, "
+            "subscription_ids=%r, shared=%r, server_keep_alive=%d)" % (
+                lim.receive_maximum, lim.maximum_qos, lim.retain_available,
+                lim.maximum_packet_size, lim.topic_alias_maximum,
+                lim.wildcard_available, lim.subscription_identifiers_available,
+                lim.shared_available, lim.server_keep_alive))
+
+
+# ------------------------------------------------------------------- Message --
+
+def detach(m):
+    """Message._detach (see there)."""
+    if m._session is not None:
+        m._topic = m.topic
+        m._payload = m.payload
+        m._props = m.properties
+        m._session = None
+
+
+def copy(m, c):
+    """Message.copy (see there): into ``c``, a new Message."""
+    c._topic = m.topic
+    c._payload = m.payload
+    c._props = m.properties
+    c.qos = m.qos
+    c.retain = m.retain
+    c.dup = m.dup
+    c.packet_id = m.packet_id
+    return c
+
+
+def message_repr(m):
+    return "Message(topic=%r, payload=%r, qos=%d, retain=%r)" % (
+        m.topic, m.payload, m.qos, m.retain)
+
+
+def _queued_size(topic, payload, props):
+    """What a queued message counts against max_queued_bytes."""
+    return len(topic) + len(payload) + (_p.size(props, 1 << _c.PUBLISH) if props else 0)
