@@ -806,50 +806,27 @@ class MqttClient:
                 self._spare.append(token)  # refused before the session took it
             return _raise(e)  # raised where the caller awaits, as from a coroutine
         n = s.out_len
-        if n and token is None and s.out_tail is None:
-            # QoS 0, one packet in ``out``: batched (the writer task sends the batch
-            # when this task next yields, or the next write that does not fit does)
-            # or written at once, without _put's general case.
-            a = self._batch_len
-            if self._batch_pub and n <= len(self._batch):
-                if a + n > len(self._batch):
-                    # The batch is full: it leaves now, this packet starts the next.
-                    self._batch_len = 0
-                    s.flushed(ticks_ms())
-                    try:
-                        w = self._transport.write(self._batch_view(a))
-                    except Exception as e:
-                        return _raise(self._write_failed(e))
-                    if w is not READY:
-                        self._hold(w, n, None)  # out[:n] follows the held write
-                        return _ZERO
-                    a = 0
-                v = self._views.get(n)
-                self._batch_mv[a:a + n] = v if v is not None else self._view(n)
-                self._batch_len = a + n
-                s.flushed(ticks_ms())
-                if self._writer is None or not self._write_wake.is_set():  # (else it is due)
-                    self._wake_writer()
-                return _ZERO
-            if not a:
-                s.flushed(ticks_ms())
-                v = self._views.get(n)
-                try:
-                    w = self._transport.write(v if v is not None else self._view(n))
-                except Exception as e:
-                    return _raise(self._write_failed(e))  # QoS 0: it may be lost, say so
-                if w is not READY:
-                    self._hold(w, 0, None)
-                return _ZERO
+        if n and token is None and not self._batch_pub and not self._batch_len and \
+                s.out_tail is None:
+            # QoS 0, one packet in ``out``, nothing batched: written at once.
+            s.flushed(ticks_ms())
+            v = self._views.get(n)
+            try:
+                w = self._transport.write(v if v is not None else self._view(n))
+            except Exception as e:
+                return _raise(self._write_failed(e))  # QoS 0: it may be lost, say so
+            if w is not READY:
+                self._hold(w, 0, None)
+            return _ZERO
         if s.out_len or s.out_tail is not None:
             if token is not None:
                 token.packet_id = pid
             try:
-                if token is not None and self._batch_pub and s.inflight() > 1 and \
+                if self._batch_pub and (token is None or s.inflight() > 1) and \
                         self._batch_out():
-                    # Others are in flight (pipelining): this one leaves with what
-                    # the other tasks publish this scheduler round, in one write
-                    # when the writer task runs; a lone one (stop-and-wait) at once.
+                    # QoS 0, or others in flight (pipelining): it leaves with what is
+                    # published this scheduler round, in one write when the writer
+                    # task runs; a lone QoS 1/2 (stop-and-wait) at once.
                     self._wake_writer()
                 else:
                     self._put()

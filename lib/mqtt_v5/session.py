@@ -492,29 +492,22 @@ class Session:
         is returned; ``pump`` sends it later. Raises ``QueueFull`` when the
         queue is full and ``UsageError`` for what the server cannot accept.
         """
-        if (not qos and not props and not topic_alias and self.state == CONNECTED
-                and not self.out_len and self.out_tail is None and not self._queue
-                and not self._auto_alias and (not retain or self.limits.retain_available)):
-            # The common QoS 0 PUBLISH (the checks below hold for it): encoded whole
-            # by one codec call; 0 when it is not that plain, then the full path.
-            n = _c.encode_publish_plain(self.out, topic, payload, 0, 0, retain,
-                                        self.limits.maximum_packet_size)
-            if n:
-                self.out_len = n
-                return 0
-        elif (not props and not topic_alias and (qos == 1 or qos == 2) and self.state == CONNECTED
-                and self._inflight < self._window and not self._resends and not self.out_len
+        if (not props and not topic_alias and self.state == CONNECTED and not self.out_len
                 and self.out_tail is None and not self._queue and not self._auto_alias
-                and qos <= self.limits.maximum_qos
-                and (not retain or self.limits.retain_available)):
-            # The same for QoS 1/2 with the window open.
-            pid = self._peek_pid()
+                and (not retain or self.limits.retain_available) and (not qos or (
+                    0 < qos <= self.limits.maximum_qos and self._inflight < self._window
+                    and not self._resends))):
+            # The common PUBLISH (the checks below hold for it; for QoS 1/2 the window
+            # is open): encoded whole by one codec call, which gives 0 when it is not
+            # that plain (then the full path says why).
+            pid = self._peek_pid() if qos else 0
             n = _c.encode_publish_plain(self.out, topic, payload, qos, pid, retain,
                                         self.limits.maximum_packet_size)
             if n:
                 self.out_len = n
-                self._take_slot(self._pids.index(0) * _SLOT, pid, qos, retain, topic, payload,
-                                None, token)
+                if qos:
+                    self._take_slot(self._pids.index(0) * _SLOT, pid, qos, retain, topic,
+                                    payload, None, token)
                 return pid
         self.check_publish(topic, payload, qos, retain, props)
         if self.state != CONNECTED or (qos and not self.window_open()) or self._queue:
