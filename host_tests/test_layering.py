@@ -181,3 +181,42 @@ def test_the_checks_can_fail():
         "mqtt_v5.codec"]
     assert [m for m, _ in imports(ast.parse("from .x import y\n"), ["mqtt_v5"])] == [
         "mqtt_v5.x"]
+
+
+# The drivers talk to the Session through its public methods only (issue 8, "shape of the
+# driver"): no ``<session>._name`` read or write, where <session> is ``x._session`` or a name
+# bound to it (``s = self._session``).
+DRIVERS = ("client.py", "sync_client.py", "_cold.py", "_rare.py")
+
+
+def _session_private_uses(path: pathlib.Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    found = []
+
+    def is_session(node, aliases):
+        return (isinstance(node, ast.Attribute) and node.attr in ("_session", "session")) or (
+            isinstance(node, ast.Name) and node.id in aliases)
+
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        aliases = set()
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Assign) and is_session(node.value, set()):
+                aliases.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        for node in ast.walk(fn):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__") and is_session(node.value, aliases)):
+                found.append(f"{path.name}:{node.lineno}: .{node.attr}")
+    return found
+
+
+@pytest.mark.parametrize("name", DRIVERS)
+def test_drivers_use_no_private_session_attribute(name):
+    assert not _session_private_uses(PKG / name)
+
+
+def test_the_private_session_check_finds_one(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f(self):\n    s = self._session\n    return s._slots\n")
+    assert _session_private_uses(bad) == ["bad.py:3: ._slots"]

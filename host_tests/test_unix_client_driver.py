@@ -430,7 +430,8 @@ async def test_redirection_on_each_runtime(runtime, mosquitto):
         assert await _result(proc) == {"reason_string": None, "granted": 1}
 
 
-async def test_refusal_retrying_cannot_fix_on_each_runtime(runtime):
+@pytest.mark.parametrize("rc", [0x95, 0x99, 0x9A, 0x9B])
+async def test_refusal_retrying_cannot_fix_on_each_runtime(runtime, rc):
     from netutil import ScriptedBroker
 
     from mqtt_v5 import _server_codec as codec
@@ -443,9 +444,9 @@ async def test_refusal_retrying_cannot_fix_on_each_runtime(runtime):
         conn.close()
         conn = await broker.accept(10)
         await conn.expect(codec.CONNECT)
-        await conn.send_packet(codec.Connack(0x9B))
+        await conn.send_packet(codec.Connack(rc))
         r = await _result(proc)
     kinds = [e[0] for e in r["events"]]
     assert kinds == ["Connected", "Disconnected", "Reconnecting", "Disconnected"], r
-    assert r["events"][-1][1] == 0x9B, r
+    assert r["events"][-1][1] == rc, r
     assert r["publish"] == "ConnectRefused", r

@@ -48,7 +48,7 @@ if IS_MICROPYTHON:
     # ``await obj`` on an object whose __next__ raises StopIteration(value) ends
     # with ``value``: the VM takes it at once, in the awaiting frame. Raising a
     # StopIteration made once allocates nothing (its traceback cleared first),
-    # but one made per value costs 48 B (the exception, its args tuple, its
+    # but one made per value allocates (the exception, its args tuple, its
     # traceback). So the ints a Waiter returns (packet ids, byte counts) leave
     # in ONE preallocated StopIteration whose args[0] is rewritten in place
     # through uctypes -- done only after checking, on that very object, that the

@@ -78,7 +78,7 @@ _TYPES = (
 # Where each property may appear, indexed by identifier: two bytes (big-endian) of
 # packet-kind bits per identifier. A bytes constant, not a tuple of ints: frozen into
 # firmware, an int of 2**15 or more in a constant tuple is stored as a long int, and
-# `& where` on it allocated 32 B per User Property checked or written (AUTH is bit 15).
+# `& where` on it allocated for every User Property checked or written (AUTH is bit 15).
 # Built from (bit 0 = Will Properties, bit n = packet type n):
 #   0,
 #   _PUBLISH | W_WILL,  # 0x01 Payload Format Indicator
