@@ -374,7 +374,7 @@ def write_chart(results: dict, path: Path = CHART) -> None:
     for _, rows in groups:
         for _, vals, scale, target in rows:
             top[scale] = max([top.get(scale, 1), *vals.values(), target or 0])
-    bar_h, label_w, bar_w = 14, 130, 440
+    bar_h, label_w, bar_w = 14, 175, 470
     y = 40
     parts = []
     for title, rows in groups:
@@ -396,10 +396,12 @@ def write_chart(results: dict, path: Path = CHART) -> None:
                 parts.append(f'<text x="{label_w + w + 4}" y="{y + bar_h - 3}">{v:,}</text>')
                 y += bar_h + 2
             if target:
+                # The line across the row's bars, its label under them (clear of the values).
                 x = label_w + round(bar_w * target / top[scale])
-                parts.append(f'<line x1="{x}" y1="{y0 - 2}" x2="{x}" y2="{y}" stroke="#d62728" '
-                             f'stroke-dasharray="3,2"/><text x="{x + 3}" y="{y0 + 9}" '
-                             f'fill="#d62728" font-size="9">target {target:,}</text>')
+                parts.append(f'<line x1="{x}" y1="{y0 - 2}" x2="{x}" y2="{y + 2}" '
+                             f'stroke="#d62728" stroke-dasharray="3,2"/><text x="{x + 3}" '
+                             f'y="{y + 9}" fill="#d62728" font-size="9">target {target:,}</text>')
+                y += 10
             y += 6
     legend = []
     x = 10
@@ -408,13 +410,13 @@ def write_chart(results: dict, path: Path = CHART) -> None:
                       f'<text x="{x + 16}" y="22">{_NAMES[c]}</text>')
         x += 30 + 6 * len(_NAMES[c])
     h = y + 24
-    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="700" height="{h}" '
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="760" height="{h}" '
            f'font-family="sans-serif" font-size="11">\n'
            f'<rect width="100%" height="100%" fill="white"/>\n' + "\n".join(legend) + "\n"
            + "\n".join(parts) + "\n"
            f'<text x="10" y="{h - 8}" fill="#555">make bench: MicroPython 1.28 unix port, '
-           f'32-bit, Mosquitto on loopback, one run (see the README for how each figure is '
-           f'measured)</text>\n</svg>\n')
+           f'32-bit, Mosquitto on loopback, one run; the README says how each figure is '
+           f'measured</text>\n</svg>\n')
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(svg)
 
