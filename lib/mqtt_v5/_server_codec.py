@@ -18,7 +18,22 @@ from ._compat import const
 from .codec import *  # noqa: F403  (the client half, re-exported)
 from .codec import (  # noqa: F401  (names used below, private ones included)
     _PROTOCOL_NAME,
+    AUTH,
+    CONNACK,
+    CONNECT,
+    DISCONNECT,
     PACKET_NAMES,
+    PINGREQ,
+    PINGRESP,
+    PUBACK,
+    PUBCOMP,
+    PUBLISH,
+    PUBREC,
+    PUBREL,
+    SUBACK,
+    SUBSCRIBE,
+    UNSUBACK,
+    UNSUBSCRIBE,
     AckView,
     Packet,
     PacketReader,
@@ -43,22 +58,6 @@ from .errors import ProtocolError, UsageError
 from .properties import vbi_size, write_u16
 from .topic import filter_ok, topic_name_ok
 
-# codec's packet types again as const(), so that this module's code folds them too.
-CONNECT = const(1)
-CONNACK = const(2)
-PUBLISH = const(3)
-PUBACK = const(4)
-PUBREC = const(5)
-PUBREL = const(6)
-PUBCOMP = const(7)
-SUBSCRIBE = const(8)
-SUBACK = const(9)
-UNSUBSCRIBE = const(10)
-UNSUBACK = const(11)
-PINGREQ = const(12)
-PINGRESP = const(13)
-DISCONNECT = const(14)
-AUTH = const(15)
 _PROTOCOL_LEVEL = const(5)
 VBI_MAX = const(268435455)
 _bytes = _p.to_utf8

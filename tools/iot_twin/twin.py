@@ -449,6 +449,12 @@ class Twin:
         ip = info.peer[0] if info.peer else None
         svc = self.services
         attributes = policy.connect_attributes(connect.clean_start, connect.will is not None)
+
+        def context(**extra) -> policy.PolicyContext:
+            return policy.PolicyContext(client_id=cid, source_ip=ip, region=svc.region,
+                                        account=svc.account, connect_attributes=attributes,
+                                        **extra)
+
         if info.listener in ("mtls", "alpn-x509"):
             if info.cert_der is None:
                 return 0x87
@@ -478,15 +484,7 @@ class Twin:
             )
         if info.listener == "plain":
             # No AWS equivalent: the client id is the thing name, the default policy rules.
-            ctx = policy.PolicyContext(
-                client_id=cid,
-                thing_name=cid,
-                is_attached=True,
-                source_ip=ip,
-                region=svc.region,
-                account=svc.account,
-                connect_attributes=attributes,
-            )
+            ctx = context(thing_name=cid, is_attached=True)
             return _principal(
                 "plain",
                 cid,
@@ -497,13 +495,7 @@ class Twin:
         if info.sigv4_key_id is not None:
             # SigV4 WebSocket (§1.2): the credential's policies, read at each check.
             key_id = info.sigv4_key_id
-            ctx = policy.PolicyContext(
-                client_id=cid,
-                source_ip=ip,
-                region=svc.region,
-                account=svc.account,
-                connect_attributes=attributes,
-            )
+            ctx = context()
             return _principal(
                 "sigv4",
                 key_id,
@@ -526,13 +518,7 @@ class Twin:
         except AuthorizerError as e:
             log.info("%s: custom authorizer refused: %s", cid or "?", e.reason)
             return 0x87 if e.not_authorized else 0x86
-        ctx = policy.PolicyContext(
-            client_id=cid,
-            source_ip=ip,
-            region=svc.region,
-            account=svc.account,
-            connect_attributes=attributes,
-        )
+        ctx = context()
         return _principal(
             "custom-auth",
             result.principal_id,
