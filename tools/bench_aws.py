@@ -143,8 +143,7 @@ def measure_per_publish(port: str = "unix32") -> dict:
     thread.start()
     with tempfile.TemporaryDirectory() as data:
         # AWS's per-connection throttles off: the figures are about the client
-        limits = Limits(publishes_per_s=0, throughput_bytes_per_s=0,
-                        connects_per_s_per_client_id=0)
+        limits = Limits.unthrottled()
         twin = Twin(data, plain_port=0, listeners=("plain",), admin=False, limits=limits)
         asyncio.run_coroutine_threadsafe(twin.start(), loop).result(30)
         try:

@@ -47,7 +47,7 @@ def unthrottled_limits() -> Any:
     """The twin's limits with AWS's per-connection throttles off, for bulk load."""
     from iot_twin.server import Limits
 
-    return Limits(publishes_per_s=0, throughput_bytes_per_s=0, connects_per_s_per_client_id=0)
+    return Limits.unthrottled()
 
 
 def raise_nofile(wanted: int) -> int:

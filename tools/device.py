@@ -59,10 +59,9 @@ def boards() -> list[str]:
 def library_version() -> str:
     """``__version__`` of lib/mqtt_v5/__init__.py (what boards/mqtt_v5_manifest.py tags the
     frozen modules with)."""
-    for line in (LIB / "mqtt_v5" / "__init__.py").read_text().splitlines():
-        if line.startswith("__version__"):
-            return line.split("=")[1].strip().strip("\"'")
-    return "0.1.0"
+    from gen_package_json import version
+
+    return version()
 
 
 def board_info(name: str) -> dict:

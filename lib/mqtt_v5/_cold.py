@@ -203,13 +203,11 @@ def queue_message(self, msg):
     """A message no callback took, for the messages() iterator."""
     from .client import _log
 
-    if len(self._queue) < self._queue_max:
-        self._queue.append(msg.copy())
-        self._queue_event.set()
-    else:
+    if len(self._queue) >= self._queue_max:
         _log("message queue full: oldest message dropped")
         self._queue.pop(0)
-        self._queue.append(msg.copy())
+    self._queue.append(msg.copy())
+    self._queue_event.set()
 
 
 def log_incoming(s):
@@ -241,7 +239,8 @@ def log_packet(direction, buf, n):
     first = buf[0]
     t = first >> 4
     detail = ""
-    if t == _c.PUBLISH or _c.PUBACK <= t <= _c.PUBCOMP or t in (8, 9, 10, 11, 14):
+    if t == _c.PUBLISH or _c.PUBACK <= t <= _c.PUBCOMP or t in (
+            _c.SUBSCRIBE, _c.SUBACK, _c.UNSUBSCRIBE, _c.UNSUBACK, _c.DISCONNECT):
         try:
             from . import _server_codec  # debug text only: a device never loads it otherwise
 

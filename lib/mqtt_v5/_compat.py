@@ -346,14 +346,7 @@ if IS_MICROPYTHON:
             raise _dns_error(host, e)
         s = socket.socket(ai[0], ai[1], ai[2])
         try:
-            try:
-                # The unix port's socket module names neither constant: Linux and
-                # lwIP agree on 6 and 1. Without it a payload written after its
-                # header waits out the peer's delayed ACK (~40 ms) each time.
-                s.setsockopt(getattr(socket, "IPPROTO_TCP", 6),
-                             getattr(socket, "TCP_NODELAY", 1), 1)
-            except OSError:
-                pass
+            set_nodelay(s)
             s.setblocking(False)
             try:
                 s.connect(ai[-1])
@@ -374,8 +367,9 @@ else:
 
     def tls_context(cas, certs, key, verify, alpn):
         """ssl.SSLContext (hostname check on when verifying). CPython loads a
-        client certificate only from files: the PEM goes to a private temp
-        file that is deleted at once."""
+        client certificate only from files: the key is handed over through an
+        in-memory file (memfd) or a pipe, never resting on disk (a private temp
+        file only where neither exists)."""
         import ssl
 
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -453,6 +447,18 @@ else:
         except socket.gaierror as e:  # type: ignore[attr-defined]
             raise _dns_error(host, e)
         return stream
+
+
+def set_nodelay(s):
+    """TCP_NODELAY on socket ``s`` where the port allows it. The unix port's socket
+    module names neither constant: Linux and lwIP agree on 6 and 1. Without it a
+    payload written after its header waits out the peer's delayed ACK each time."""
+    import socket
+
+    try:
+        s.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
+    except OSError:
+        pass
 
 
 def _dns_error(host, e):

@@ -9,6 +9,8 @@ from .errors import UsageError
 
 _warned = False
 
+_ENCRYPTED_KEY = "TLS: encrypted private keys are not supported; store the key unencrypted"
+
 
 def context(self):
     """Build the runtime's SSL context (cold path; raises UsageError for bad material)."""
@@ -36,8 +38,7 @@ def context(self):
             raise UsageError("TLS: no certificate found in the client certificate data")
         for label, der in read_pem_or_der(self.key, "client key"):
             if "ENCRYPTED" in label:
-                raise UsageError("TLS: encrypted private keys are not supported; "
-                                 "store the key unencrypted")
+                raise UsageError(_ENCRYPTED_KEY)
             if label == "" or label.endswith("PRIVATE KEY"):
                 key = (label or key_label(der), der)
                 break
@@ -140,8 +141,7 @@ def key_label(der):
             raise IndexError
         pos = 2 + (der[1] & 0x7F if der[1] & 0x80 else 0)  # inside the outer SEQUENCE
         if der[pos] == 0x30:
-            raise UsageError("TLS: encrypted private keys are not supported; "
-                             "store the key unencrypted")
+            raise UsageError(_ENCRYPTED_KEY)
         if der[pos] != 0x02:
             raise IndexError
         tag = der[_skip_tlv(der, pos)]

@@ -19,6 +19,7 @@ each wait of a write for room in the kernel's send buffer.
 import select
 import socket
 
+from ._compat import set_nodelay
 from ._neterr import error as _error
 from .errors import NetworkError
 
@@ -82,10 +83,7 @@ class BlockingTransport:
         try:
             s.settimeout(timeout_s)
             s.connect(ai[-1])
-            try:
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except (AttributeError, OSError):
-                pass
+            set_nodelay(s)
             if ctx is not None:
                 s = ctx.wrap_socket(s, server_hostname=tls.server_hostname or host)
         except (OSError, ValueError) as e:

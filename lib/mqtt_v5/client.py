@@ -53,6 +53,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Awaitable, Callable, Optional, Union  # noqa: F401
 
 _log_fn = None
+_cold = None  # the module _cold once loaded: an import statement allocates on MicroPython
+
+
+def _cold_paths():
+    """``_cold``, loaded on first use; cached, for the per-message paths that use it."""
+    global _cold
+    if _cold is None:
+        from . import _cold as cold
+
+        _cold = cold
+    return _cold
 
 
 def set_debug(enabled=True, log=None):
@@ -1228,9 +1239,7 @@ class MqttClient:
                 self._call(cb, msg)
         # The iterator, like on_message, gets what no subscription callback took.
         if self._queue is not None and not taken:
-            from . import _cold
-
-            _cold.queue_message(self, msg)
+            _cold_paths().queue_message(self, msg)
 
     def _call(self, callback, msg):
         """Run a message callback. A plain function runs now, on the message as it
@@ -1252,9 +1261,7 @@ class MqttClient:
 
     def _start_callbacks(self):
         """One task runs the message's coroutine callbacks (see ``_cold``)."""
-        from . import _cold
-
-        _cold.start_callbacks(self)
+        _cold_paths().start_callbacks(self)
 
     async def _timer_loop(self, transport):
         """Keep-alive: PINGREQ when due, and a dead link found within 1.5x keep-alive
@@ -1302,11 +1309,6 @@ class MqttClient:
         from . import _cold
 
         await _cold.supervise(self)
-
-    def _give_up(self, error):
-        from . import _cold
-
-        _cold.give_up(self, error)
 
     def _fail_subacks(self, error):
         self._fail_acks(self._session.drop_requests(), error)

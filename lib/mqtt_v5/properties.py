@@ -283,11 +283,10 @@ def _value_size(pid, ptype, value):
             if k > 0 and v > 0:
                 n = k + v
     elif ptype == _T_UTF8:
-        n = _str_size(value)
-        if n > 0 and pid == PROP_RESPONSE_TOPIC:
-            b = to_utf8(value)
-            if not _topic_name_ok(b, 0, len(b)):
-                n = -1
+        b = _str_bytes(value)
+        n = -1 if b is None else len(b) + 2
+        if n > 0 and pid == PROP_RESPONSE_TOPIC and not _topic_name_ok(b, 0, len(b)):
+            n = -1
     elif isinstance(value, _BYTES) and len(value) <= 0xFFFF:
         n = 2 + len(value)
     if n < 0:

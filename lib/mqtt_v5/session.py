@@ -453,9 +453,6 @@ class Session:
         """True if a QoS 1/2 PUBLISH may be sent now (Receive Maximum)."""
         return self.state == CONNECTED and self._inflight < self._window and not self._resends
 
-    def _has_resend(self):
-        return self._resends > 0
-
     def inflight(self):
         return self._inflight
 
@@ -572,22 +569,14 @@ class Session:
             return self._pids.index(0) * _SLOT
         raise UsageError("no free in-flight slot")  # window_open() prevents this
 
-    def _pid_in_use(self, pid):
-        return pid in self._pids or pid in self._pending_sub
-
     def _peek_pid(self):
         """The next free packet identifier, not yet taken: 1..65535, wrapping,
         never 0 [MQTT-2.2.1-3], skipping ids in use [MQTT-2.2.1-4]."""
         pid = self._next_pid
         while True:
             pid = pid + 1 if pid < 0xFFFF else 1
-            if pid not in self._pids and pid not in self._pending_sub:  # (_pid_in_use)
+            if pid not in self._pids and pid not in self._pending_sub:
                 return pid
-
-    def _alloc_pid(self):
-        pid = self._peek_pid()
-        self._next_pid = pid
-        return pid
 
     def _free_slot(self, i):
         sl = self._slots
@@ -846,7 +835,7 @@ class Session:
                     i = self._pids.index(pid) * _SLOT
                     if self._slots[i + _STATE] == _WAIT_PUBACK:
                         a = self._ack
-                        a.type = 4  # PUBACK
+                        a.type = 4  # PUBACK (a literal: a hot path, no module lookup)
                         a.packet_id = pid
                         a.reason_code = 0
                         a.prop_start = a.prop_end = 0

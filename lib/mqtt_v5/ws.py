@@ -32,6 +32,7 @@ import random
 import struct
 
 from mqtt_v5.errors import NetworkError, ProtocolError, UsageError
+from mqtt_v5.transport import parse_url
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,31 +70,8 @@ def parse_ws_url(url):
         hostport, path = rest[:j], rest[j:]
         if path.startswith("?"):
             path = "/mqtt" + path
-    port = 443 if tls else 80
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        host = hostport[1:end]
-        tail = hostport[end + 1:]
-        if tail.startswith(":"):
-            port = _port(tail[1:], url)
-    elif ":" in hostport:
-        host, p = hostport.rsplit(":", 1)
-        port = _port(p, url)
-    else:
-        host = hostport
-    if not host:
-        raise UsageError("no host in %r" % (url,))
-    return tls, host, port, path
-
-
-def _port(p, url):
-    try:
-        n = int(p)
-    except ValueError:
-        n = 0
-    if not 0 < n < 65536:
-        raise UsageError("bad port in %r" % (url,))
-    return n
+    host, port, _ = parse_url(hostport)  # the one host[:port] parser (IPv6 in brackets)
+    return tls, host, port or (443 if tls else 80), path
 
 
 def quote(s):
@@ -182,9 +160,8 @@ async def open_ws(url, tls=None, headers=None, query=None, timeout_s=10, subprot
     use_tls, host, port, path = parse_ws_url(url)
     if tls and not use_tls:
         raise UsageError("ws:// is plain TCP: use wss:// with a TlsConfig")
-    h = "[%s]" % host if ":" in host else host
-    link = await open_connection("%s://%s:%d" % ("mqtts" if use_tls else "mqtt", h, port),
-                                 tls=tls if use_tls else None, timeout_s=timeout_s)
+    link = await open_connection(host, port, tls=(tls or True) if use_tls else None,
+                                 timeout_s=timeout_s)
     try:
         key = _new_key()
         await link.write(handshake_request(host, port, path, key, use_tls, headers, query,

@@ -350,7 +350,7 @@ async def serve(args: argparse.Namespace, data_dir: Path) -> None:
         require_sni=args.require_sni,
         revocation_delay_s=args.revocation_delay,
         job_events=args.job_events,
-        limits=Limits(publishes_per_s=0, throughput_bytes_per_s=0, connects_per_s_per_client_id=0)
+        limits=Limits.unthrottled()
         if args.no_throttle
         else None,
         **ports,

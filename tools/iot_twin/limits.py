@@ -63,6 +63,11 @@ class Limits:
     write_high_water: int = 1 << 20
     lifecycle_events: bool = True
 
+    @classmethod
+    def unthrottled(cls) -> Limits:
+        """AWS's limits without its per-connection throttles (load tests, benches)."""
+        return cls(publishes_per_s=0, throughput_bytes_per_s=0, connects_per_s_per_client_id=0)
+
 
 class TokenBucket:
     """``rate`` tokens a second, at most one second's worth saved up; ``rate`` 0 is

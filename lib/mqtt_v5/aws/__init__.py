@@ -40,6 +40,15 @@ class AwsRejected(MqttError):
         self.document = document
 
 
+class _Request:
+    """One request awaiting its answer (Shadow and Jobs): set by the answer's handler."""
+
+    def __init__(self):
+        self.event = asyncio.Event()
+        self.body = None
+        self.error = None
+
+
 _tasks = []  # type: list
 
 

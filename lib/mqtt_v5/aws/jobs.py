@@ -24,7 +24,7 @@ import asyncio
 import json
 import random
 
-from mqtt_v5.aws import AwsRejected, _bounded, _send_wait, _spawn
+from mqtt_v5.aws import AwsRejected, _bounded, _Request, _send_wait, _spawn
 from mqtt_v5.errors import MqttError, MqttTimeout, UsageError
 
 TYPE_CHECKING = False
@@ -144,13 +144,6 @@ def update_request(status, status_details=None, expected_version=None, execution
     if include_document:
         body["includeJobDocument"] = True
     return body
-
-
-class _Request:
-    def __init__(self):
-        self.event = asyncio.Event()
-        self.body = None
-        self.error = None
 
 
 class Jobs:

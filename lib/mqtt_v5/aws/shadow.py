@@ -29,7 +29,7 @@ import json
 import random
 
 from mqtt_v5._compat import const
-from mqtt_v5.aws import AwsRejected, _bounded, _send_wait, _spawn
+from mqtt_v5.aws import AwsRejected, _bounded, _Request, _send_wait, _spawn
 from mqtt_v5.errors import UsageError
 
 TYPE_CHECKING = False
@@ -109,13 +109,6 @@ def update_request(reported=None, desired=None, version=None, client_token=None,
     if client_token is not None:
         body["clientToken"] = client_token
     return json.dumps(body).encode()
-
-
-class _Request:
-    def __init__(self):
-        self.event = asyncio.Event()
-        self.body = None
-        self.error = None
 
 
 class Shadow:
