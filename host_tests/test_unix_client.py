@@ -592,34 +592,8 @@ async def test_hostile_broker(mp_unix_port, pki, tmp_path):
     assert results["huge-announced-length"]["alloc"] < 50_000, results["huge-announced-length"]
 
 
-# ---------------------------------------------------------------------- SyncClient --
-
-
-def test_sync_client_repl_session(mp_unix_port, mosquitto, pki, tmp_path):
-    """sync_client.py's REPL session, as its docstring shows it, over plain TCP and mutual TLS."""
-    root = unique("unix-sync")
-    cases = [
-        {"name": "plain", "url": f"mqtt://{mosquitto.host}:{mosquitto.plain_port}", "tls": None},
-        {"name": "mtls", "url": f"mqtts://localhost:{mosquitto.mtls_port}",
-         "tls": {"ca": pki.ca, "cert": pki.client_cert, "key": pki.client_key}},
-    ]
-    for case in cases:
-        case["client_id"] = f"{root}-{case['name']}"
-        case["topic"] = f"{root}/{case['name']}"
-        case["timeout_s"] = 5
-    paho = Paho(mosquitto.plain_port).connect()
-    paho.subscribe(root + "/#", qos=1)
-    try:
-        report = run(mp_unix_port, "unix_sync.py", {"cases": cases}, tmp_path)
-    finally:
-        paho.disconnect()
-    for r in report["cases"]:
-        assert r["error"] is None, r
-        name = r["name"]
-        assert r["steps"] == ["False", "1", r["steps"][2],
-                              [f"{root}/{name}/hello", "hi", 1], "None", "None"], r
-        assert int(r["steps"][2]) > 0, r  # the packet id PUBACK acknowledged
-        assert paho.payloads(f"{root}/{name}/hello") == [b"hi"], name
+# SyncClient's REPL session on the unix port: test_unix_client_driver.py
+# (test_sync_repl_session_unix_port, from sync_client.py's own docstring).
 
 
 # ------------------------------------------------------------------ error messages --
