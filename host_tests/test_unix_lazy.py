@@ -15,7 +15,8 @@ pytestmark = pytest.mark.broker
 
 # What connect / subscribe / publish / receive / disconnect over TLS may load: a module
 # added here is heap every device pays for (see tools/bench_unix.py's import figures).
-EVERYDAY = ["mqtt_v5", "mqtt_v5._compat", "mqtt_v5._tls_ctx", "mqtt_v5.client", "mqtt_v5.codec",
+EVERYDAY = ["mqtt_v5", "mqtt_v5._compat", "mqtt_v5._compat_micropython", "mqtt_v5._tls_ctx",
+            "mqtt_v5.client", "mqtt_v5.codec",
             "mqtt_v5.errors", "mqtt_v5.properties", "mqtt_v5.session", "mqtt_v5.tls",
             "mqtt_v5.topic", "mqtt_v5.transport"]
 # Loaded on first use only; each must stay out of the everyday path.

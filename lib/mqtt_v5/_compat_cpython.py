@@ -5,7 +5,7 @@ stream with CPython's ssl and asyncio."""
 import inspect as _inspect  # type: ignore[import-not-found]
 import time as _time
 
-from ._compat import PENDING, _dns_error  # defined before _compat imports this module
+from ._compat import PENDING  # defined before _compat imports this module
 
 
 def const(value):  # type: ignore[no-redef,misc]
@@ -156,5 +156,7 @@ async def open_stream(host, port, ctx, server_hostname):
             Stream, host, port, ssl=ctx,
             server_hostname=server_hostname if ctx is not None else None)
     except socket.gaierror as e:  # type: ignore[attr-defined]
-        raise _dns_error(host, e)
+        from ._neterr import dns_error
+
+        raise dns_error(host, e)
     return stream

@@ -92,3 +92,7 @@ def error(e, peer, tls, before_first_byte, client_cert, op):
     if name is not None:
         return NetworkError("%s on %s: %s" % (op, peer, _WHY[name]))
     return NetworkError("%s%s on %s failed: %s" % ("TLS " if tls else "", op, peer, text))
+
+
+def dns_error(host, e):
+    return NetworkError("DNS: cannot resolve host %r: %s" % (host, e))
