@@ -1,10 +1,34 @@
 """PEM <-> DER (plain base64 through ``binascii``), loaded only when certificate
 material comes as PEM (``_tls_ctx`` reads DER without it) or a PEM is written
-(CPython's ssl takes a client key only as PEM). ``mqtt_v5.tls`` gives these names."""
+(CPython's ssl takes a client key only as PEM), or to word a TLS usage error.
+``mqtt_v5.tls`` gives pem_to_der and der_to_pem by name."""
 
 import binascii
 
 from .errors import UsageError
+
+# _tls_ctx's errors, by its _E_* number.
+_TEXTS = (
+    "the CA file holds a %s, not a CERTIFICATE",
+    "no certificate found in the CA data",
+    "no certificate found in the client certificate data",
+    "encrypted private keys are not supported; store the key unencrypted",
+    "no PRIVATE KEY found in the client key data",
+    "the certificate or key was refused: %s",
+    "cannot read the %s file %r: %s",
+    "the %s must be a file path (str) or bytes",
+    "the %s is neither PEM nor DER",
+    "the client key is not a DER private key",
+    "unknown DER private key layout",
+)
+
+INSECURE_WARNING = ("mqtt_v5: WARNING: TLS server verification is OFF (insecure_skip_verify):"
+                    " anyone on the network path can pose as the broker")
+
+
+def usage_error(n, args):
+    """UsageError("TLS: " + text ``n`` % ``args``)."""
+    return UsageError("TLS: " + _TEXTS[n] % args)
 
 
 def pem_to_der(data, what="certificate"):

@@ -1,14 +1,33 @@
 """TlsConfig's work at connect (cold path, loaded at the first TLS connect, not at
 import): read the certificate material, tell a DER private key's kind, build the
-runtime's SSL context. PEM input is decoded by ``_pem``, loaded only for PEM:
-DER material (what a device usually stores) never loads it."""
+runtime's SSL context. What DER material (what a device usually stores) needs is all
+here; ``_pem`` holds the PEM decoding and the texts of the errors, and is loaded only
+for PEM input or to explain a failure."""
 
-from ._compat import tls_context
-from .errors import UsageError
+from ._compat import const, tls_context
 
 _warned = False
 
-_ENCRYPTED_KEY = "TLS: encrypted private keys are not supported; store the key unencrypted"
+# What went wrong, as an index into _pem's texts (folded at compile time: no name, no
+# string in RAM until an error is raised).
+_E_CA_LABEL = const(0)
+_E_NO_CA = const(1)
+_E_NO_CERT = const(2)
+_E_ENCRYPTED = const(3)
+_E_NO_KEY = const(4)
+_E_REFUSED = const(5)
+_E_READ = const(6)
+_E_TYPE = const(7)
+_E_NOT_PEM_OR_DER = const(8)
+_E_NOT_KEY = const(9)
+_E_KEY_LAYOUT = const(10)
+
+
+def _fail(n, *args):
+    """The UsageError for ``_E_*`` number ``n`` (its text formatted with ``args``)."""
+    from ._pem import usage_error
+
+    return usage_error(n, args)
 
 
 def context(self):
@@ -18,35 +37,38 @@ def context(self):
         global _warned
         if not _warned:
             _warned = True
-            print("mqtt_v5: WARNING: TLS server verification is OFF (insecure_skip_verify):"
-                  " anyone on the network path can pose as the broker")
+            from ._pem import INSECURE_WARNING
+
+            print(INSECURE_WARNING)
     cas = []
     if self.ca is not None:
         for label, der in read_pem_or_der(self.ca, "CA certificate"):
             if label != "CERTIFICATE" and label != "":
-                raise UsageError("TLS: the CA file holds a %s, not a CERTIFICATE" % label)
+                raise _fail(_E_CA_LABEL, label)
             cas.append(der)
         if not cas:
-            raise UsageError("TLS: no certificate found in the CA data")
+            raise _fail(_E_NO_CA)
     certs = None
     key = None
     if self.cert is not None:
-        certs = [der for label, der in read_pem_or_der(self.cert, "client certificate")
-                 if label == "CERTIFICATE" or label == ""]
+        certs = []
+        for label, der in read_pem_or_der(self.cert, "client certificate"):
+            if label == "CERTIFICATE" or label == "":
+                certs.append(der)
         if not certs:
-            raise UsageError("TLS: no certificate found in the client certificate data")
+            raise _fail(_E_NO_CERT)
         for label, der in read_pem_or_der(self.key, "client key"):
             if "ENCRYPTED" in label:
-                raise UsageError(_ENCRYPTED_KEY)
+                raise _fail(_E_ENCRYPTED)
             if label == "" or label.endswith("PRIVATE KEY"):
                 key = (label or key_label(der), der)
                 break
         else:
-            raise UsageError("TLS: no PRIVATE KEY found in the client key data")
+            raise _fail(_E_NO_KEY)
     try:
         return tls_context(cas, certs, key, verify, self.alpn)
     except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
-        raise UsageError("TLS: the certificate or key was refused: %s" % (e,))
+        raise _fail(_E_REFUSED, e)
 
 
 def read_pem_or_der(src, what="certificate"):
@@ -57,51 +79,43 @@ def read_pem_or_der(src, what="certificate"):
             with open(src, "rb") as f:
                 data = f.read()
         except OSError as e:
-            raise UsageError("TLS: cannot read the %s file %r: %s" % (what, src, e))
+            raise _fail(_E_READ, what, src, e)
     elif isinstance(src, (bytes, bytearray)):
         data = src
     elif isinstance(src, memoryview):
         data = bytes(src)
     else:
-        raise UsageError("TLS: the %s must be a file path (str) or bytes" % what)
+        raise _fail(_E_TYPE, what)
     if b"-----BEGIN " in data:
         from ._pem import pem_to_der  # PEM only: DER material never loads it
 
         return pem_to_der(data, what)
     if not data or data[0] != 0x30:
-        raise UsageError("TLS: the %s is neither PEM nor DER" % what)
+        raise _fail(_E_NOT_PEM_OR_DER, what)
     return [("", data)]
 
 
 def key_label(der):
     """PEM label for a DER private key: PKCS#8 ("PRIVATE KEY"), PKCS#1
     ("RSA PRIVATE KEY") or SEC1 ("EC PRIVATE KEY"), told apart by the element
-    after the version INTEGER: AlgorithmIdentifier SEQUENCE, modulus INTEGER,
-    or private-key OCTET STRING."""
+    after the version INTEGER (one short-form TLV in all three): AlgorithmIdentifier
+    SEQUENCE, modulus INTEGER, or private-key OCTET STRING."""
     try:
         if der[0] != 0x30:
             raise IndexError
         pos = 2 + (der[1] & 0x7F if der[1] & 0x80 else 0)  # inside the outer SEQUENCE
         if der[pos] == 0x30:
-            raise UsageError(_ENCRYPTED_KEY)
-        if der[pos] != 0x02:
-            raise IndexError
-        # Past the version INTEGER (its DER length: short or long form).
+            raise _fail(_E_ENCRYPTED)  # PKCS#8 EncryptedPrivateKeyInfo
         n = der[pos + 1]
-        pos += 2
-        if n & 0x80:
-            k = n & 0x7F
-            n = 0
-            for _ in range(k):
-                n = (n << 8) | der[pos]
-                pos += 1
-        tag = der[pos + n]
+        if der[pos] != 0x02 or n & 0x80:
+            raise IndexError
+        tag = der[pos + 2 + n]
     except IndexError:
-        raise UsageError("TLS: the client key is not a DER private key")
+        raise _fail(_E_NOT_KEY)
     if tag == 0x30:
         return "PRIVATE KEY"
     if tag == 0x02:
         return "RSA PRIVATE KEY"
     if tag == 0x04:
         return "EC PRIVATE KEY"
-    raise UsageError("TLS: unknown DER private key layout")
+    raise _fail(_E_KEY_LAYOUT)
