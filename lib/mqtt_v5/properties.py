@@ -132,14 +132,10 @@ def prop_type(pid):
     return _TYPES[pid] if 0 <= pid <= _LAST_ID else 0
 
 
-def _where(pid):
-    return (_WHERE[2 * pid] << 8) | _WHERE[2 * pid + 1]
-
-
 def allowed_in(pid, where):
     """True if property ``pid`` may appear in a packet of kind ``where``
     (``1 << packet_type``, or ``W_WILL``)."""
-    return 0 <= pid <= _LAST_ID and (_where(pid) & where) != 0
+    return 0 <= pid <= _LAST_ID and ((_WHERE[2 * pid] << 8 | _WHERE[2 * pid + 1]) & where) != 0
 
 
 # ---------------------------------------------------------------- UTF-8 ---
@@ -250,38 +246,27 @@ def _str_bytes(s):
     return None
 
 
-def _str_size(s):
-    """2 + the UTF-8 length of a valid MQTT string (str or bytes), or -1."""
-    b = _str_bytes(s)
-    return -1 if b is None else len(b) + 2
-
-
 def _value_size(pid, ptype, value):
     """Encoded size of one property value, after checking it by the rules ``check``
     applies on receipt (never send what a strict peer, or our own decoder, must
     refuse); UsageError for a bad one."""
     n = -1
-    if ptype == _T_BYTE:
-        # every one-byte property is 0 or 1 (Maximum QoS too: absent means 2)
-        if isinstance(value, int) and 0 <= value <= 1:
-            n = 1
-    elif ptype == _T_U16:
-        if isinstance(value, int) and 0 <= value <= 0xFFFF and (value or (
-                pid != PROP_RECEIVE_MAXIMUM and pid != PROP_TOPIC_ALIAS)):
-            n = 2
-    elif ptype == _T_U32:
-        if isinstance(value, int) and 0 <= value <= 0xFFFFFFFF and (
-                value or pid != PROP_MAXIMUM_PACKET_SIZE):
-            n = 4
+    if ptype <= _T_U32:
+        # One, two or four bytes. Every one-byte property is 0 or 1 (Maximum QoS too:
+        # absent means 2); Receive Maximum, Topic Alias and Maximum Packet Size are never 0.
+        if isinstance(value, int) and 0 <= value <= (0, 1, 0xFFFF, 0xFFFFFFFF)[ptype] and (
+                value or pid not in (PROP_RECEIVE_MAXIMUM, PROP_TOPIC_ALIAS,
+                                     PROP_MAXIMUM_PACKET_SIZE)):
+            n = 1 << (ptype - 1)
     elif ptype == _T_VBI:
         if isinstance(value, int) and 1 <= value <= _VBI_MAX:
             n = vbi_size(value)
     elif ptype == _T_PAIR:
         if isinstance(value, _SEQ) and len(value) == 2:
-            k = _str_size(value[0])
-            v = _str_size(value[1])
-            if k > 0 and v > 0:
-                n = k + v
+            k = _str_bytes(value[0])
+            v = _str_bytes(value[1])
+            if k is not None and v is not None:
+                n = len(k) + len(v) + 4
     elif ptype == _T_UTF8:
         b = _str_bytes(value)
         n = -1 if b is None else len(b) + 2
@@ -317,7 +302,7 @@ def size(props, where):
     total = 0
     for pid in props:
         value = props[pid]
-        ptype = prop_type(pid) if isinstance(pid, int) else 0
+        ptype = _TYPES[pid] if isinstance(pid, int) and 0 <= pid <= _LAST_ID else 0
         if not ptype:
             raise UsageError("unknown property %r" % (pid,))
         if not allowed_in(pid, where):
@@ -365,7 +350,11 @@ def _write_value(buf, pos, pid, value):
     if ptype == _T_U16:
         return write_u16(buf, pos, value)
     if ptype == _T_U32:
-        return write_u32(buf, pos, value)
+        buf[pos] = (value >> 24) & 0xFF
+        buf[pos + 1] = (value >> 16) & 0xFF
+        buf[pos + 2] = (value >> 8) & 0xFF
+        buf[pos + 3] = value & 0xFF
+        return pos + 4
     if ptype == _T_VBI:
         return write_vbi(buf, pos, value)
     if ptype == _T_PAIR:
@@ -380,14 +369,6 @@ def write_u16(buf, pos, value):
     buf[pos] = value >> 8
     buf[pos + 1] = value & 0xFF
     return pos + 2
-
-
-def write_u32(buf, pos, value):
-    buf[pos] = (value >> 24) & 0xFF
-    buf[pos + 1] = (value >> 16) & 0xFF
-    buf[pos + 2] = (value >> 8) & 0xFF
-    buf[pos + 3] = value & 0xFF
-    return pos + 4
 
 
 def write_vbi(buf, pos, value):
@@ -522,10 +503,10 @@ def check(r, where):
     r.prop_start = start
     while r.pos < end:
         pid = r.vbi()
-        ptype = prop_type(pid)
+        ptype = _TYPES[pid] if pid <= _LAST_ID else 0
         if not ptype:
             raise ProtocolError("unknown property identifier 0x%02X" % pid, 0x81)
-        if not _where(pid) & where:
+        if not (_WHERE[2 * pid] << 8 | _WHERE[2 * pid + 1]) & where:
             # MQTT 5.0 2.2.2.2: an Identifier not valid for its packet is Malformed.
             raise ProtocolError("property 0x%02X not allowed in this packet" % pid, 0x81)
         if pid != PROP_USER_PROPERTY and not (pid == PROP_SUBSCRIPTION_IDENTIFIER
@@ -541,22 +522,23 @@ def check(r, where):
                 if seen_hi & bit:
                     raise ProtocolError("property 0x%02X given twice" % pid, 0x82)
                 seen_hi |= bit
-        if ptype == _T_BYTE:
-            v = r.u8()
-            if v > 1:
-                # Every one-byte property (Maximum QoS included) is 0 or 1.
-                raise ProtocolError("property 0x%02X must be 0 or 1" % pid, 0x82)
-        elif ptype == _T_U16:
-            v = r.u16()
-            if v == 0 and (pid == PROP_RECEIVE_MAXIMUM or pid == PROP_TOPIC_ALIAS):
-                # Receive Maximum 0 (spec 3.1.2.11.3, 3.2.2.3.3) and Topic Alias 0 [MQTT-3.3.2-8]
+        if ptype <= _T_U32:
+            if ptype == _T_BYTE:
+                v = r.u8()
+                if v > 1:
+                    # Every one-byte property (Maximum QoS included) is 0 or 1.
+                    raise ProtocolError("property 0x%02X must be 0 or 1" % pid, 0x82)
+            elif ptype == _T_U16:
+                v = r.u16()
+                if pid == PROP_TOPIC_ALIAS:
+                    alias = v
+            else:
+                v = r.u32()
+            if v == 0 and pid in (PROP_RECEIVE_MAXIMUM, PROP_TOPIC_ALIAS,
+                                  PROP_MAXIMUM_PACKET_SIZE):
+                # Receive Maximum 0 (spec 3.1.2.11.3, 3.2.2.3.3), Topic Alias 0
+                # [MQTT-3.3.2-8], Maximum Packet Size 0 (3.1.2.11.4)
                 raise ProtocolError("property 0x%02X must not be 0" % pid, 0x82)
-            if pid == PROP_TOPIC_ALIAS:
-                alias = v
-        elif ptype == _T_U32:
-            v = r.u32()
-            if v == 0 and pid == PROP_MAXIMUM_PACKET_SIZE:
-                raise ProtocolError("Maximum Packet Size must not be 0", 0x82)
         elif ptype == _T_VBI:
             if r.vbi() == 0:
                 # [MQTT-3.8.2.1.2] Subscription Identifier 0 is a Protocol Error
@@ -629,20 +611,14 @@ def to_dict(buf, start, end):
         if not pid:
             return out
         ptype = _TYPES[pid]
+        v = c.value  # type: Any
         if ptype == _T_PAIR:
-            pair = (str(buf[c.start:c.end], "utf-8"), str(buf[c.start2:c.end2], "utf-8"))
-            if pid in out:
-                out[pid].append(pair)
-            else:
-                out[pid] = [pair]
-        elif pid == PROP_SUBSCRIPTION_IDENTIFIER:
-            if pid in out:
-                out[pid].append(c.value)
-            else:
-                out[pid] = [c.value]
+            v = (str(buf[c.start:c.end], "utf-8"), str(buf[c.start2:c.end2], "utf-8"))
         elif ptype == _T_UTF8:
-            out[pid] = str(buf[c.start:c.end], "utf-8")
+            v = str(buf[c.start:c.end], "utf-8")
         elif ptype == _T_BINARY:
-            out[pid] = bytes(buf[c.start:c.end])
+            v = bytes(buf[c.start:c.end])
+        if ptype == _T_PAIR or pid == PROP_SUBSCRIPTION_IDENTIFIER:
+            out.setdefault(pid, []).append(v)  # the ones that may repeat: a list
         else:
-            out[pid] = c.value
+            out[pid] = v
