@@ -11,6 +11,38 @@ IS_MICROPYTHON = sys.implementation.name == "micropython"
 # What Waiter.poll() returns while there is nothing to return yet.
 PENDING = object()
 
+
+class _Ready:
+    """An awaitable that is already complete (result None) and can be awaited again
+    and again: ``await READY`` allocates nothing on MicroPython, where calling an
+    ``async def`` allocates its generator (48 B or more). For a method that usually
+    has nothing to wait for: return READY then, a coroutine otherwise. Awaiting it
+    iterates one shared, exhausted iterator, which ends at once without raising
+    (cheaper than a StopIteration on CPython too). ``send``/``throw``/``close`` let
+    ``asyncio.create_task`` and ``gather`` take it as a coroutine on both runtimes
+    (``Done`` and MicroPython's ``Waiter`` inherit ``throw`` and ``close`` from here:
+    two functions fewer each)."""
+
+    def __await__(self):
+        return _EXHAUSTED
+
+    def __iter__(self):
+        return _EXHAUSTED
+
+    def send(self, value):
+        raise StopIteration
+
+    def throw(self, typ, val=None, tb=None):
+        raise typ if val is None else val  # (a Waiter: cancelled while parked)
+
+    def close(self):
+        pass
+
+
+_EXHAUSTED = iter(())
+READY = _Ready()
+
+
 if IS_MICROPYTHON:
     import time as _time
 
@@ -96,7 +128,7 @@ if IS_MICROPYTHON:
         e.__traceback__ = None
         return e
 
-    class Waiter:
+    class Waiter(_Ready):
         """A reusable awaitable that waits without a coroutine: ``await w.wait()``
         returns ``w.poll()``'s value; while poll() returns ``PENDING`` the current
         task is parked on ``w.event`` (an asyncio.Event) exactly as asyncio's
@@ -156,43 +188,9 @@ if IS_MICROPYTHON:
                 return None
             raise StopIteration(v)
 
-        def throw(self, typ, val=None, tb=None):
-            raise typ if val is None else val  # cancelled while parked
-
-        def close(self):
-            pass
 
 
-class _Ready:
-    """An awaitable that is already complete (result None) and can be awaited again
-    and again: ``await READY`` allocates nothing on MicroPython, where calling an
-    ``async def`` allocates its generator (48 B or more). For a method that usually
-    has nothing to wait for: return READY then, a coroutine otherwise. Awaiting it
-    iterates one shared, exhausted iterator, which ends at once without raising
-    (cheaper than a StopIteration on CPython too). ``send``/``throw``/``close`` let
-    ``asyncio.create_task`` and ``gather`` take it as a coroutine on both runtimes."""
-
-    def __await__(self):
-        return _EXHAUSTED
-
-    def __iter__(self):
-        return _EXHAUSTED
-
-    def send(self, value):
-        raise StopIteration
-
-    def throw(self, typ, val=None, tb=None):
-        raise typ if val is None else val
-
-    def close(self):
-        pass
-
-
-_EXHAUSTED = iter(())
-READY = _Ready()
-
-
-class Done:
+class Done(_Ready):
     """An awaitable already complete with ``value``, reusable like ``READY``:
     its one StopIteration is raised again at each await (0 B on MicroPython,
     where a raise of a preallocated exception allocates nothing once its
@@ -214,12 +212,6 @@ class Done:
 
     def send(self, value):
         return self.__next__()
-
-    def throw(self, typ, val=None, tb=None):
-        raise typ if val is None else val
-
-    def close(self):
-        pass
 
 
 def random_ms(limit):
