@@ -278,9 +278,11 @@ def _value_size(pid, ptype, value):
     refuse); UsageError for a bad one."""
     n = -1
     if ptype <= _T_U32:
-        # One, two or four bytes. Every one-byte property is 0 or 1 (Maximum QoS too:
-        # absent means 2); Receive Maximum, Topic Alias and Maximum Packet Size are never 0.
-        if isinstance(value, int) and 0 <= value <= (0, 1, 0xFFFF, 0xFFFFFFFF)[ptype] and (
+        # One, two or four bytes: the value fits in 1 bit (every one-byte property is 0
+        # or 1, Maximum QoS too: absent means 2), 16 or 32 bits (a tuple of small ints,
+        # no maximum as a constant: frozen, 0xFFFF in a tuple is a long int in ROM).
+        # Receive Maximum, Topic Alias and Maximum Packet Size are never 0.
+        if isinstance(value, int) and value >= 0 and not value >> (0, 1, 16, 32)[ptype] and (
                 value or pid not in (PROP_RECEIVE_MAXIMUM, PROP_TOPIC_ALIAS,
                                      PROP_MAXIMUM_PACKET_SIZE)):
             n = 1 << (ptype - 1)
