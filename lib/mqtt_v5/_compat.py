@@ -1,7 +1,11 @@
 """The only module that knows MicroPython from CPython.
 
 Everything else imports runtime-specific names from here, so the rest of the
-library is one source tree for both runtimes.
+library is one source tree for both runtimes. The choice is made here alone; the
+code of a runtime that is not hot lives in a module of its own, so a device does
+not hold it in RAM: ``_compat_cpython`` (CPython's half: never installed on a
+device) and ``_compat_micropython`` (MicroPython's connect-time code, loaded at the
+first connect).
 """
 
 import sys
