@@ -60,6 +60,10 @@ if IS_MICROPYTHON:
     # its own (batching costs a buffer, a flush task and allocations per lone publish).
     BATCH_WRITES_DEFAULT = False
 
+    # A full collection, before what needs large blocks of a small, non-moving heap:
+    # tls.py calls it (see there). CPython's does nothing.
+    from gc import collect as heap_collect
+
     def _gen():
         yield
 
@@ -262,6 +266,7 @@ if not IS_MICROPYTHON:
         BATCH_WRITES_DEFAULT,
         Waiter,
         const,
+        heap_collect,
         is_awaitable,
         open_stream,
         sleep_ms,

@@ -38,6 +38,11 @@ def ticks_diff(end, start):
 is_awaitable = _inspect.isawaitable
 
 
+def heap_collect():
+    """MicroPython collects before a TLS context is built (a small, non-moving heap);
+    CPython's heap needs no help."""
+
+
 def sleep_ms(ms):
     import asyncio
 
