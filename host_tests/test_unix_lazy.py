@@ -68,3 +68,19 @@ def test_session_rare_repeats_the_session_constants():
             assert getattr(_session_rare, name) == getattr(session, theirs), name
             checked += 1
     assert checked >= 20  # _FREE.._SLOT, _SEQ_MASK, the EV_ codes, DISCONNECTED
+
+
+@pytest.mark.parametrize(("module", "rare"),
+                         [("codec", "_codec_rare"), ("session", "_session_rare")])
+def test_error_numbers_match_their_texts(module, rare):
+    # codec and session raise errors by number (_E_X = const(n)); the class, reason code and
+    # text live in the cold module's ERRORS, whose entries name the constant they belong to.
+    import importlib
+    import re
+
+    src = (mp_unix.ROOT / "lib" / "mqtt_v5" / (module + ".py")).read_text()
+    numbers = [(name, int(n)) for name, n in re.findall(r"^(_E_\w+) = const\((\d+)\)", src, re.M)]
+    table = importlib.import_module("mqtt_v5." + rare).ERRORS
+    assert numbers == [(entry[0], i) for i, entry in enumerate(table)]
+    used = set(re.findall(r"\b_E_\w+", src))
+    assert used == {name for name, _ in numbers}  # each defined number is raised somewhere
