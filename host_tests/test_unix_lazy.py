@@ -82,5 +82,7 @@ def test_error_numbers_match_their_texts(module, rare):
     numbers = [(name, int(n)) for name, n in re.findall(r"^(_E_\w+) = const\((\d+)\)", src, re.M)]
     table = importlib.import_module("mqtt_v5." + rare).ERRORS
     assert numbers == [(entry[0], i) for i, entry in enumerate(table)]
-    used = set(re.findall(r"\b_E_\w+", src))
-    assert used == {name for name, _ in numbers}  # each defined number is raised somewhere
+    # the cold module raises some by number, the constant's name in a comment
+    rare_src = (mp_unix.ROOT / "lib" / "mqtt_v5" / (rare + ".py")).read_text()
+    for n, name in re.findall(r"error\((\d+)\b.*# (_E_\w+)", rare_src):
+        assert dict(numbers)[name] == int(n), name

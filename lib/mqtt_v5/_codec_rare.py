@@ -20,7 +20,7 @@ from .codec import (
 )
 from .errors import ProtocolError, UsageError
 from .properties import vbi_size, write_bin, write_u16
-from .topic import filter_ok
+from .topic import filter_ok, topic_name_ok
 
 CONNECT = 1
 CONNACK = 2
@@ -118,6 +118,27 @@ def encode_publish(buf, topic, payload, qos=0, packet_id=0, retain=False, dup=Fa
         raise error(1, (pos + n, len(buf)))  # _E_NO_ROOM
     buf[pos:pos + n] = payload
     return pos + n
+
+
+def encode_will(will):
+    """The Will part of a CONNECT (Will Properties, Topic and Payload, 3.1.3.2-3.1.3.4),
+    checked, in a new bytearray (``delay`` as the Will Delay Interval)."""
+    if will.qos != 0 and will.qos != 1 and will.qos != 2:
+        raise error(2, ())  # _E_QOS
+    wtopic = _check_str(will.topic, 1)  # _W_WILL_TOPIC
+    if not topic_name_ok(wtopic, 0, len(wtopic)) or not len(wtopic):
+        raise error(7, ())  # _E_WILL_TOPIC
+    wpayload = _check_str(will.payload, 4)  # _W_WILL_PAYLOAD
+    wprops = will.properties
+    if will.delay:
+        wprops = dict(wprops) if wprops else {}
+        wprops[_p.PROP_WILL_DELAY_INTERVAL] = will.delay
+    wsize = _p.size(wprops, _p.W_WILL)
+    block = bytearray(vbi_size(wsize) + wsize + 4 + len(wtopic) + len(wpayload))
+    pos = _p.write(block, 0, wprops, wsize)
+    pos = write_bin(block, pos, wtopic)
+    write_bin(block, pos, wpayload)
+    return block
 
 
 def encode_unsubscribe(buf, packet_id, filters, props=None):

@@ -10,6 +10,7 @@ from . import codec as _c
 from . import properties as _p
 from ._compat import const
 from .errors import MqttTimeout, ProtocolError, QueueFull, UsageError
+from .topic import is_wildcard, share_prefix_len
 
 # (session.py's, repeated: const() names are local to their module)
 _FREE = const(0)
@@ -388,6 +389,23 @@ def ack_qos2(self, a, i, st):
 
 
 # ------------------------------------------------------------ other packets --
+
+def check_subscribe(self, subscriptions, props):
+    """Session.subscribe's checks against a server that said no to shared or wildcard
+    subscriptions or subscription identifiers."""
+    lim = self.limits
+    for filt, _options in subscriptions:
+        f = filt.encode() if isinstance(filt, str) else filt
+        shared = share_prefix_len(f) > 0
+        if shared and not lim.shared_available:
+            raise error(4)  # _E_NO_SHARED
+        if not lim.wildcard_available and is_wildcard(
+                f[share_prefix_len(f) if shared else 0:]):
+            raise error(5)  # _E_NO_WILDCARD
+    if props and _p.PROP_SUBSCRIPTION_IDENTIFIER in props and \
+            not lim.subscription_identifiers_available:
+        raise error(6)  # _E_NO_SID
+
 
 def unsubscribe(self, filters, props, token):
     """Session.unsubscribe (see there)."""

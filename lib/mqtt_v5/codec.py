@@ -52,9 +52,7 @@ _AUTH = const(15)
 
 _PROP_SUBSCRIPTION_IDENTIFIER = const(0x0B)
 _PROP_AUTHENTICATION_METHOD = const(0x15)
-_PROP_WILL_DELAY_INTERVAL = const(0x18)
 _PROP_TOPIC_ALIAS = const(0x23)
-_W_WILL = const(1)  # properties.W_WILL
 
 # The reason codes each packet type may carry (MQTT 5.0, 3.2.2.2, 3.4.2.1, ...), one bytes
 # constant: those of type t are _RC[_RC[2t]:_RC[2t + 1]] (an empty span: none).
@@ -236,18 +234,10 @@ def encode_connect(buf, client_id, clean_start=True, keep_alive=0, username=None
     psize = _p.size(props, 1 << _CONNECT)
     rem = len(_PROTOCOL_NAME) + 1 + 1 + 2 + vbi_size(psize) + psize + 2 + len(cid)
     if will is not None:
-        if will.qos != 0 and will.qos != 1 and will.qos != 2:
-            raise _err(_E_QOS)
-        wtopic = _check_str(will.topic, _W_WILL_TOPIC)
-        if not topic_name_ok(wtopic, 0, len(wtopic)) or not len(wtopic):
-            raise _err(_E_WILL_TOPIC)
-        wpayload = _check_str(will.payload, _W_WILL_PAYLOAD)
-        wprops = will.properties
-        if will.delay:
-            wprops = dict(wprops) if wprops else {}
-            wprops[_PROP_WILL_DELAY_INTERVAL] = will.delay
-        wsize = _p.size(wprops, _W_WILL)
-        rem += vbi_size(wsize) + wsize + 2 + len(wtopic) + 2 + len(wpayload)
+        from . import _codec_rare  # the Will's checks and encoding: cold
+
+        wblock = _codec_rare.encode_will(will)
+        rem += len(wblock)
         flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
     if username is not None:
         user = _check_str(username, _W_USERNAME)
@@ -265,9 +255,8 @@ def encode_connect(buf, client_id, clean_start=True, keep_alive=0, username=None
     pos = _p.write(buf, pos, props, psize)
     pos = write_bin(buf, pos, cid)
     if will is not None:
-        pos = _p.write(buf, pos, wprops, wsize)
-        pos = write_bin(buf, pos, wtopic)
-        pos = write_bin(buf, pos, wpayload)
+        buf[pos:pos + len(wblock)] = wblock
+        pos += len(wblock)
     if username is not None:
         pos = write_bin(buf, pos, user)
     if password is not None:

@@ -44,7 +44,6 @@ from . import codec as _c
 from . import properties as _p
 from ._compat import const, ticks_diff
 from .errors import ProtocolError, UsageError
-from .topic import is_wildcard, share_prefix_len
 
 # _session_rare (the cold paths), once loaded: kept in a global because an import
 # statement allocates on MicroPython (it builds the module's full name each time), and
@@ -658,17 +657,9 @@ class Session:
         if self.state != CONNECTED:
             raise _rare_paths().error(_E_NOT_CONNECTED)
         lim = self.limits
-        for filt, _options in subscriptions:
-            f = filt.encode() if isinstance(filt, str) else filt
-            shared = share_prefix_len(f) > 0
-            if shared and not lim.shared_available:
-                raise _rare_paths().error(_E_NO_SHARED)
-            if not lim.wildcard_available and is_wildcard(
-                    f[share_prefix_len(f) if shared else 0:]):
-                raise _rare_paths().error(_E_NO_WILDCARD)
-        if props and _PROP_SUBSCRIPTION_IDENTIFIER in props and \
-                not lim.subscription_identifiers_available:
-            raise _rare_paths().error(_E_NO_SID)
+        if not (lim.shared_available and lim.wildcard_available
+                and lim.subscription_identifiers_available):
+            _rare_paths().check_subscribe(self, subscriptions, props)
         pid = self._peek_pid()
         n = self._encode_cold(_c.encode_subscribe, pid, subscriptions, props)
         self._commit_request(pid, n, token)
