@@ -165,6 +165,10 @@ def encode_unsubscribe(buf, packet_id, filters, props=None):
 
 def encode_auth(buf, reason_code=0, props=None):
     """AUTH (3.15). Returns the length."""
+    if (reason_code or props) and not (props and _p.PROP_AUTHENTICATION_METHOD in props):
+        # 3.15.2.2.2: omitting the Authentication Method is a Protocol Error; only a
+        # Success AUTH without properties may drop its whole body (3.15.2.1).
+        raise error(19, ())  # _E_AUTH_METHOD
     return encode_disconnect(buf, reason_code, props, AUTH)
 
 

@@ -465,20 +465,13 @@ def limits_repr(lim):
 
 # ------------------------------------------------------------------- Message --
 
-def detach(m):
-    """Message._detach (see there)."""
-    if m._session is not None:
-        m._topic = m.topic
-        m._payload = m.payload
-        m._props = m.properties
-        m._session = None
-
-
 def copy(m, c):
-    """Message.copy (see there): into ``c``, a new Message."""
+    """Message.copy (see there): into ``c``, a new Message; or ``m`` itself, which is
+    then detached (Message._detach)."""
     c._topic = m.topic
     c._payload = m.payload
     c._props = m.properties
+    c._session = None
     c.qos = m.qos
     c.retain = m.retain
     c.dup = m.dup

@@ -51,7 +51,6 @@ _DISCONNECT = const(14)
 _AUTH = const(15)
 
 _PROP_SUBSCRIPTION_IDENTIFIER = const(0x0B)
-_PROP_AUTHENTICATION_METHOD = const(0x15)
 _PROP_TOPIC_ALIAS = const(0x23)
 
 # The reason codes each packet type may carry (MQTT 5.0, 3.2.2.2, 3.4.2.1, ...), one bytes
@@ -97,7 +96,7 @@ _E_ONE_SID = const(15)
 _E_FILTER = const(16)
 _E_SUB_OPTIONS = const(17)
 _E_NO_LOCAL_SHARED = const(18)
-_E_AUTH_METHOD = const(19)
+_E_AUTH_METHOD = const(19)  # (raised by _codec_rare.encode_auth)
 _E_MAX_PACKET_SIZE = const(20)
 # ProtocolError:
 _E_VBI_LONG = const(21)
@@ -423,16 +422,11 @@ def encode_subscribe(buf, packet_id, subscriptions, props=None):
 
 
 def encode_disconnect(buf, reason_code=0, props=None, ptype=_DISCONNECT):
-    """DISCONNECT (3.14), or with ``ptype`` AUTH (3.15: ``encode_auth``). Returns the
-    length."""
+    """DISCONNECT (3.14), or with ``ptype`` AUTH (3.15: ``encode_auth`` checks its
+    Authentication Method first). Returns the length."""
     if not reason_allowed(ptype, reason_code):
         raise _err(_E_RC_HERE, reason_code)
     first = ptype << 4
-    if ptype == _AUTH and (reason_code or props) and not (
-            props and _PROP_AUTHENTICATION_METHOD in props):
-        # 3.15.2.2.2: omitting the Authentication Method is a Protocol Error; only a
-        # Success AUTH without properties may drop its whole body (3.15.2.1).
-        raise _err(_E_AUTH_METHOD)
     if not props:
         if reason_code == 0:
             return _header(buf, first, 0)

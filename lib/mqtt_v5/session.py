@@ -262,7 +262,7 @@ class Message:
 
     def _detach(self):
         """Read everything out of the receive buffer: this object stays valid."""
-        _rare_paths().detach(self)
+        _rare_paths().copy(self, self)
 
     def copy(self):
         """A detached copy that stays valid."""
