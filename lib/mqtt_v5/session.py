@@ -803,7 +803,33 @@ class Session:
                 if t != _AUTH:
                     raise _rare_paths().error(_E_BEFORE_CONNACK, t)
             if t == _PUBLISH:
-                return self._on_publish(first, r)
+                m = _c.decode_publish_into(self.msg, first, r)
+                self.topic_buf = m.buf
+                self.topic_start = m.topic_start
+                self.topic_end = m.topic_end
+                alias = m.topic_alias
+                if alias:
+                    if alias >= len(self._alias_in):
+                        # [MQTT-3.3.2-9] above the Topic Alias Maximum we sent
+                        raise _rare_paths().error(_E_ALIAS_ABOVE_MAX, alias,
+                                                  len(self._alias_in) - 1)
+                    known = self._alias_in[alias]
+                    if m.topic_end > m.topic_start:  # topic and alias: (re)map it
+                        if known is None or not _same(known, m.buf, m.topic_start,
+                                                      m.topic_end):
+                            self._alias_in[alias] = bytes(m.buf[m.topic_start:m.topic_end])
+                    elif known is None:
+                        raise _rare_paths().error(_E_UNKNOWN_ALIAS, alias)
+                    else:  # the alias alone: its topic
+                        self.topic_buf = known
+                        self.topic_start = 0
+                        self.topic_end = len(known)
+                if m.qos == 2:
+                    ev = _rare_paths().publish_qos2(self, m)
+                    if ev is not None:
+                        return ev
+                self._msg_unacked = m.qos
+                return EV_MESSAGE
             if _PUBACK <= t <= _PUBCOMP:
                 a = _c.decode_ack_into(self._ack, first, r)
                 pid = a.packet_id
@@ -901,38 +927,6 @@ class Session:
         self.ev_codes = codes
         self.ev_props = pkt.properties
         return EV_SUBACK if t == _SUBACK else EV_UNSUBACK
-
-    def _on_publish(self, first, r):
-        m = _c.decode_publish_into(self.msg, first, r)
-        alias = m.topic_alias
-        if alias:
-            if alias >= len(self._alias_in):
-                # [MQTT-3.3.2-9] above the Topic Alias Maximum we sent
-                raise _rare_paths().error(_E_ALIAS_ABOVE_MAX, alias, len(self._alias_in) - 1)
-            if m.topic_end > m.topic_start:
-                known = self._alias_in[alias]
-                if known is None or not _same(known, m.buf, m.topic_start, m.topic_end):
-                    self._alias_in[alias] = bytes(m.buf[m.topic_start:m.topic_end])
-                self.topic_buf = m.buf
-                self.topic_start = m.topic_start
-                self.topic_end = m.topic_end
-            else:
-                known = self._alias_in[alias]
-                if known is None:
-                    raise _rare_paths().error(_E_UNKNOWN_ALIAS, alias)
-                self.topic_buf = known
-                self.topic_start = 0
-                self.topic_end = len(known)
-        else:
-            self.topic_buf = m.buf
-            self.topic_start = m.topic_start
-            self.topic_end = m.topic_end
-        if m.qos == 2:
-            ev = _rare_paths().publish_qos2(self, m)
-            if ev is not None:
-                return ev
-        self._msg_unacked = m.qos
-        return EV_MESSAGE
 
     def owes_ack(self):
         """True if the next ``poll`` sends the acknowledgement of the message it
