@@ -6,13 +6,13 @@ AUTH a server sends. Sans-IO like the codec."""
 
 from . import properties as _p
 from .codec import (
+    Packet,
     PublishView,
     Will,  # noqa: F401  (re-exported: _server_codec's, and codec.Will's home before)
     _check_id,
     _check_str,
     _expect_end,
     _header,
-    _packet,
     _props,
     encode_disconnect,
     encode_publish_header,
@@ -43,6 +43,7 @@ PACKET_NAMES = (
     "PUBCOMP", "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ",
     "PINGRESP", "DISCONNECT", "AUTH",
 )
+PINGREQ_BYTES = b"\xc0\x00"
 PINGRESP_BYTES = b"\xd0\x00"
 AckView = PublishView
 
@@ -178,7 +179,7 @@ def encode_auth(buf, reason_code=0, props=None):
 def decode_reason_only(r, t):
     if r.pos == r.end:
         # [MQTT-3.14.2.1] [MQTT-3.15.2.1] no reason code means 0x00
-        return _packet(t, 0, {})
+        return Packet(t, 0, {})
     rc = r.u8()
     if not reason_allowed(t, rc):
         raise ProtocolError("reason code 0x%02X not allowed in %s" % (rc, PACKET_NAMES[t]), 0x82)
@@ -186,10 +187,10 @@ def decode_reason_only(r, t):
         # "If the Remaining Length is less than 2, a value of 0 is used" (3.14.2.2.1)
         props = _props(r, 1 << t) if r.pos < r.end else {}
         _expect_end(r)
-        return _packet(t, rc, props)
+        return Packet(t, rc, props)
     # AUTH has no such rule: Reason Code and Property Length go together (3.15.2.1)
     props = _props(r, 1 << t)
     _expect_end(r)
     if _p.PROP_AUTHENTICATION_METHOD not in props:
         raise ProtocolError("AUTH without an Authentication Method (3.15.2.2.2)", 0x82)
-    return _packet(t, rc, props)
+    return Packet(t, rc, props)

@@ -20,6 +20,7 @@ from ._codec_rare import (  # noqa: F401  (the public names codec gives through 
     DISCONNECT,
     PACKET_NAMES,
     PINGREQ,
+    PINGREQ_BYTES,
     PINGRESP,
     PINGRESP_BYTES,
     PUBACK,
@@ -39,7 +40,6 @@ from ._codec_rare import (  # noqa: F401  (the public names codec gives through 
 from ._compat import const
 from .codec import (  # noqa: F401  (the client half, re-exported; private ones used below)
     _PROTOCOL_NAME,
-    PINGREQ_BYTES,
     Packet,
     PacketReader,
     PublishView,

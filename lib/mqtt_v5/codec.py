@@ -30,7 +30,7 @@ large. Encoders raise ``UsageError`` for arguments MQTT does not allow.
 
 from . import properties as _p
 from ._compat import const
-from .properties import Reader, vbi_size, write_bin, write_u16, write_vbi
+from .properties import vbi_size, write_bin, write_u16
 from .topic import filter_ok, is_wildcard, topic_name_ok
 
 # Packet types. Public names (CONNECT, ..., AUTH, PACKET_NAMES, AckView, encode_publish, ...)
@@ -72,7 +72,6 @@ _RC = (b"\x00\x00\x00\x00\x20\x36\x00\x00\x36\x3f\x36\x3f\x3f\x41\x3f\x41"  # sp
 
 _PROTOCOL_NAME = b"\x00\x04MQTT"
 _PROTOCOL_LEVEL = const(5)
-PINGREQ_BYTES = b"\xc0\x00"
 _VBI_MAX = const(268435455)
 
 # Errors, by number: their class, reason code and text are in _codec_rare.ERRORS (text
@@ -171,13 +170,10 @@ class Packet:
 
     type = 0
 
-
-def _packet(t, reason_code, props):
-    p = Packet()
-    p.type = t
-    p.reason_code = reason_code  # type: ignore[attr-defined]
-    p.properties = props  # type: ignore[attr-defined]
-    return p
+    def __init__(self, ptype, reason_code, properties):
+        self.type = ptype
+        self.reason_code = reason_code
+        self.properties = properties
 
 
 class Will:
@@ -204,7 +200,7 @@ def _header(buf, first, remaining, payload_len=0):
     if total > len(buf):
         raise _err(_E_NO_ROOM, total, len(buf))
     buf[0] = first
-    return write_vbi(buf, 1, remaining)
+    return _p.write_vbi(buf, 1, remaining)
 
 
 def _check_id(packet_id):
@@ -314,7 +310,7 @@ def encode_publish_header(buf, topic, payload_len, qos=0, packet_id=0, retain=Fa
     pos = write_bin(buf, pos, topic)
     if qos:
         pos = write_u16(buf, pos, packet_id)
-    pos = write_vbi(buf, pos, psize)
+    pos = _p.write_vbi(buf, pos, psize)
     if topic_alias:
         buf[pos] = _PROP_TOPIC_ALIAS
         pos = write_u16(buf, pos + 1, topic_alias)
@@ -458,7 +454,7 @@ class PacketReader:
         self.first = 0  # first byte of the packet last framed
         self.body_start = 0
         self.body_end = 0
-        self.reader = Reader()
+        self.reader = _p.Reader()
 
     def free(self):
         """A writable view of the free space (the whole buffer when empty)."""
@@ -658,7 +654,7 @@ def decode_body(first, r):
             raise _err(_E_RC_IN, rc, t)
         if rc and ack_flags:
             raise _err(_E_PRESENT_FAILED)
-        p = _packet(t, rc, _props(r, 1 << _CONNACK))
+        p = Packet(t, rc, _props(r, 1 << _CONNACK))
         _expect_end(r)
         p.session_present = bool(ack_flags)  # type: ignore[attr-defined]
         return p
@@ -675,7 +671,7 @@ def decode_body(first, r):
             codes.append(rc)
         if not codes:
             raise _err(_E_NO_CODES, t)
-        p = _packet(t, 0, props)
+        p = Packet(t, 0, props)
         p.packet_id = pid  # type: ignore[attr-defined]
         p.reason_codes = codes  # type: ignore[attr-defined]
         return p

@@ -728,7 +728,8 @@ class Session:
         self._ready_out()
         if self.state != CONNECTED:
             raise _rare_paths().error(_E_NOT_CONNECTED)
-        self.out[0:2] = _c.PINGREQ_BYTES
+        self.out[0] = 0xC0  # PINGREQ
+        self.out[1] = 0
         self.out_len = 2
         if self._ping_sent < 0:
             self._ping_sent = now_ms
@@ -753,7 +754,8 @@ class Session:
             return
         if (ticks_diff(now_ms, self._last_sent) >= self.keep_alive_ms
                 or ticks_diff(now_ms, self._last_recv) >= self.keep_alive_ms):
-            self.out[0:2] = _c.PINGREQ_BYTES
+            self.out[0] = 0xC0  # PINGREQ
+            self.out[1] = 0
             self.out_len = 2
             self._ping_sent = now_ms
 
