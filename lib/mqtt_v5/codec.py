@@ -364,7 +364,7 @@ def encode_publish_plain(buf, topic, payload, qos, packet_id, retain, limit):
 def encode_ack(buf, ptype, packet_id, reason_code=0, props=None):
     """PUBACK, PUBREC, PUBREL or PUBCOMP (3.4-3.7). Returns the length."""
     _check_id(packet_id)
-    if reason_code and not reason_allowed(ptype, reason_code):
+    if not reason_allowed(ptype, reason_code):  # (also refuses a ptype not of an ack)
         raise _err(_E_RC_HERE, reason_code)
     first = 0x62 if ptype == _PUBREL else (ptype << 4)
     if not props:
