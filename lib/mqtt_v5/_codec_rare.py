@@ -1,8 +1,9 @@
 """The codec's cold half, loaded on first use (``_server_codec`` re-exports it): the
-codec's error texts, the public names a device's everyday path does not use (packet type
-numbers, ``PACKET_NAMES``, ``AckView``, ``encode_publish``; ``codec.X`` finds them here
-through the codec's ``__getattr__``), UNSUBSCRIBE, AUTH, and decoding the DISCONNECT or
-AUTH a server sends. Sans-IO like the codec."""
+public names a device's everyday path does not use (packet type numbers,
+``PACKET_NAMES``, ``AckView``, ``encode_publish``; ``codec.X`` finds them here through the
+codec's ``__getattr__``), the Will of a CONNECT, UNSUBSCRIBE, AUTH, and decoding the
+DISCONNECT or AUTH a server sends. (The error texts are in ``_errtext``.) Sans-IO like
+the codec."""
 
 from . import properties as _p
 from .codec import (
@@ -11,6 +12,7 @@ from .codec import (
     Will,  # noqa: F401  (re-exported: _server_codec's, and codec.Will's home before)
     _check_id,
     _check_str,
+    _err,
     _expect_end,
     _header,
     _props,
@@ -47,67 +49,6 @@ PINGREQ_BYTES = b"\xc0\x00"
 PINGRESP_BYTES = b"\xd0\x00"
 AckView = PublishView
 
-# The codec's errors, numbered as its _E_* constants (test_unix_lazy checks the two
-# lists agree): (name, class, reason code, text). "%s" of a packet type takes its name;
-# of a _W_* field, the field's name.
-ERRORS = (
-    ("_E_TOO_LARGE", UsageError, 0x95, "packet too large for MQTT"),
-    ("_E_NO_ROOM", UsageError, 0x95, "%d-byte packet does not fit the %d-byte buffer"),
-    ("_E_QOS", UsageError, None, "QoS must be 0, 1 or 2"),
-    ("_E_PACKET_ID", UsageError, None, "packet identifier must be 1..65535"),
-    ("_E_NOT_BYTES", UsageError, None, "%s must be str or bytes"),
-    ("_E_BAD_STRING", UsageError, None, "%s is not a valid MQTT UTF-8 string"),
-    ("_E_KEEP_ALIVE", UsageError, None, "keep alive must be 0..65535 seconds"),
-    ("_E_WILL_TOPIC", UsageError, None, "will topic must be a valid topic name"),
-    ("_E_TOPIC", UsageError, 0x90, "invalid topic name (wildcard, U+0000 or bad UTF-8)"),
-    ("_E_EMPTY_TOPIC", UsageError, 0x90, "empty topic needs a topic alias [MQTT-3.3.2-1]"),
-    ("_E_DUP_QOS0", UsageError, None, "DUP must be 0 for QoS 0 [MQTT-3.3.1-2]"),
-    ("_E_ALIAS_RANGE", UsageError, None, "topic alias must be 1..65535"),
-    ("_E_ALIAS_TWICE", UsageError, None, "topic alias given twice"),
-    ("_E_RC_HERE", UsageError, None, "reason code 0x%02X not allowed here"),
-    ("_E_NO_FILTERS", UsageError, None, "SUBSCRIBE needs at least one filter [MQTT-3.8.3-2]"),
-    ("_E_ONE_SID", UsageError, None, "SUBSCRIBE takes one subscription identifier"),
-    ("_E_FILTER", UsageError, 0x8F, "invalid topic filter %r"),
-    ("_E_SUB_OPTIONS", UsageError, None, "invalid subscription options %r"),
-    ("_E_NO_LOCAL_SHARED", UsageError, None, "no local on a shared subscription [MQTT-3.8.3-4]"),
-    ("_E_AUTH_METHOD", UsageError, None, "AUTH needs an Authentication Method"),
-    ("_E_MAX_PACKET_SIZE", UsageError, None, "maximum packet size must be at least 16 bytes"),
-    ("_E_VBI_LONG", ProtocolError, 0x81, "remaining length longer than 4 bytes"),
-    ("_E_VBI_NOT_MINIMAL", ProtocolError, 0x81, "remaining length not minimally encoded"),
-    ("_E_TYPE_0", ProtocolError, 0x81, "reserved packet type 0"),
-    ("_E_OVER_OUR_MAX", ProtocolError, 0x95, "packet of %d bytes exceeds our maximum of %d"),
-    ("_E_FLAGS_0010", ProtocolError, 0x81, "reserved flags of %s must be 0010 [MQTT-2.1.3-1]"),
-    ("_E_FLAGS_0", ProtocolError, 0x81, "reserved flags of %s must be 0 [MQTT-2.1.3-1]"),
-    ("_E_QOS_3", ProtocolError, 0x81, "QoS 3 [MQTT-3.3.1-4]"),
-    ("_E_DUP_ON_QOS0", ProtocolError, 0x81, "DUP set on QoS 0 [MQTT-3.3.1-2]"),
-    ("_E_WILDCARD", ProtocolError, 0x90, "wildcard in a topic name [MQTT-3.3.2-2]"),
-    ("_E_PID_0", ProtocolError, 0x82, "packet identifier 0 [MQTT-2.2.1-3]"),
-    ("_E_EMPTY_NO_ALIAS", ProtocolError, 0x82, "empty topic without a topic alias [MQTT-3.3.2-1]"),
-    ("_E_RC_IN", ProtocolError, 0x82, "reason code 0x%02X not allowed in %s"),
-    ("_E_LEFT_OVER", ProtocolError, 0x81, "bytes left over after the packet's contents"),
-    ("_E_CONNACK_FLAGS", ProtocolError, 0x81, "reserved CONNACK flags set [MQTT-3.2.2-1]"),
-    ("_E_PRESENT_FAILED", ProtocolError, 0x82,
-     "session present with a failure code [MQTT-3.2.2-6]"),
-    ("_E_NO_CODES", ProtocolError, 0x82, "%s without reason codes"),
-    ("_E_NOT_FOR_CLIENT", ProtocolError, 0x82, "%s is not decoded by a client"),
-)
-# codec's _W_* (the checked field an _E_NOT_BYTES / _E_BAD_STRING is about)
-_FIELDS = ("client id", "will topic", "username", "topic filter", "will payload", "password")
-_BINARY_TEXT = "%s must be bytes of at most 65535"
-
-
-def error(n, a):
-    """The exception for codec error ``n`` with arguments ``a``."""
-    _name, cls, rc, text = ERRORS[n]
-    if n == 4 or n == 5:  # _E_NOT_BYTES, _E_BAD_STRING: a = (what,)
-        if a[0] >= 4:  # _W_WILL_PAYLOAD and after: binary fields
-            text = _BINARY_TEXT
-        a = (_FIELDS[a[0]],)
-    elif "%s" in text:  # a packet type, last
-        a = a[:-1] + (PACKET_NAMES[a[-1]],)  # noqa: RUF005 (no *a in a display on MicroPython)
-    return cls(text % a if a else text, rc)
-
-
 def encode_publish(buf, topic, payload, qos=0, packet_id=0, retain=False, dup=False,
                    props=None, topic_alias=0):
     """A whole PUBLISH (3.3), the payload copied behind the header so that the
@@ -116,7 +57,7 @@ def encode_publish(buf, topic, payload, qos=0, packet_id=0, retain=False, dup=Fa
     n = len(payload)
     pos = encode_publish_header(buf, topic, n, qos, packet_id, retain, dup, props, topic_alias)
     if pos + n > len(buf):
-        raise error(1, (pos + n, len(buf)))  # _E_NO_ROOM
+        raise _err(1, pos + n, len(buf))  # _E_NO_ROOM
     buf[pos:pos + n] = payload
     return pos + n
 
@@ -125,10 +66,10 @@ def encode_will(will):
     """The Will part of a CONNECT (Will Properties, Topic and Payload, 3.1.3.2-3.1.3.4),
     checked, in a new bytearray (``delay`` as the Will Delay Interval)."""
     if will.qos != 0 and will.qos != 1 and will.qos != 2:
-        raise error(2, ())  # _E_QOS
+        raise _err(2)  # _E_QOS
     wtopic = _check_str(will.topic, 1)  # _W_WILL_TOPIC
     if not topic_name_ok(wtopic, 0, len(wtopic)) or not len(wtopic):
-        raise error(7, ())  # _E_WILL_TOPIC
+        raise _err(7)  # _E_WILL_TOPIC
     wpayload = _check_str(will.payload, 4)  # _W_WILL_PAYLOAD
     wprops = will.properties
     if will.delay:
@@ -169,7 +110,7 @@ def encode_auth(buf, reason_code=0, props=None):
     if (reason_code or props) and not (props and _p.PROP_AUTHENTICATION_METHOD in props):
         # 3.15.2.2.2: omitting the Authentication Method is a Protocol Error; only a
         # Success AUTH without properties may drop its whole body (3.15.2.1).
-        raise error(19, ())  # _E_AUTH_METHOD
+        raise _err(19)  # _E_AUTH_METHOD
     return encode_disconnect(buf, reason_code, props, AUTH)
 
 

@@ -2,14 +2,15 @@
 start, subscribes, publishes and receives QoS 0/1 and disconnects never loads this
 module): resends after a reconnect and the offline queue (``pump``), requeueing
 when the server lost the session, QoS 2 (PUBREC / PUBREL / PUBCOMP, both ways),
-outbound topic aliases, UNSUBSCRIBE, AUTH, PINGREQ on demand, and the packets the
+outbound topic aliases, UNSUBSCRIBE, AUTH, packets larger than the send buffer, the
+checks against a server without shared or wildcard subscriptions, and the packets the
 server should not send. Functions of the ``Session`` (``self``); it keeps one-line
 hooks. Sans-IO like the session."""
 
 from . import codec as _c
 from . import properties as _p
 from ._compat import const
-from .errors import MqttTimeout, ProtocolError, QueueFull, UsageError
+from .errors import ProtocolError, QueueFull, UsageError
 from .topic import is_wildcard, share_prefix_len
 
 # (session.py's, repeated: const() names are local to their module)
@@ -43,55 +44,6 @@ _PUBCOMP = const(7)
 _DISCONNECT = const(14)
 _AUTH = const(15)
 _PROP_SESSION_EXPIRY_INTERVAL = const(0x11)
-
-# session.py's errors, numbered as its _E_* constants (test_unix_lazy checks the two
-# lists agree): (name, class, reason code, text). "%s" takes a packet type's name.
-ERRORS = (
-    ("_E_SIZES", UsageError, None,
-     "max_inflight and receive_maximum must be >= 1, out_size >= 64"),
-    ("_E_NOT_FLUSHED", UsageError, None,
-     "previous packet not flushed: the driver must write out first"),
-    ("_E_ALREADY", UsageError, None, "already connected or connecting"),
-    ("_E_NOT_CONNECTED", UsageError, None, "not connected"),
-    ("_E_NO_SHARED", UsageError, 0x9E, "the server does not support shared subscriptions"),
-    ("_E_NO_WILDCARD", UsageError, 0xA2, "the server does not support wildcard subscriptions"),
-    ("_E_NO_SID", UsageError, 0xA1, "the server does not support subscription identifiers"),
-    ("_E_REQUEST_TOO_BIG", UsageError, 0x95,
-     "%d-byte packet exceeds the server's Maximum Packet Size %d"),
-    ("_E_EXPIRY_ON_DISCONNECT", UsageError, 0x82,
-     "CONNECT set no Session Expiry Interval: DISCONNECT cannot set one"),
-    ("_E_NO_CONNACK", MqttTimeout, None, "no CONNACK within %d ms"),
-    ("_E_NO_PINGRESP", MqttTimeout, None, "no PINGRESP within %d ms: the link is dead"),
-    ("_E_QOS", UsageError, None, "QoS must be 0, 1 or 2"),
-    ("_E_SID_ON_PUBLISH", UsageError, 0x82,
-     "a client's PUBLISH carries no Subscription Identifier"),
-    ("_E_ALIAS_PROPERTY", UsageError, 0x94,
-     "give the Topic Alias as topic_alias (PublishOptions), not as a raw property"),
-    ("_E_QOS_ABOVE_MAX", UsageError, 0x9B, "the server supports QoS <= %d only"),
-    ("_E_NO_RETAIN", UsageError, 0x9A,
-     "the server does not support retained messages [MQTT-3.2.2-14]"),
-    ("_E_PUBLISH_TOO_BIG", UsageError, 0x95,
-     "PUBLISH of %d bytes exceeds the server's Maximum Packet Size %d"),
-    ("_E_NO_SLOT", UsageError, None, "no free in-flight slot"),
-    ("_E_BEFORE_CONNACK", ProtocolError, 0x82, "%s before CONNACK"),
-    ("_E_BAD_PINGRESP", ProtocolError, 0x81, "malformed PINGRESP"),
-    ("_E_UNKNOWN_REQUEST", ProtocolError, 0x82, "%s for unknown packet id %d"),
-    ("_E_CODE_COUNT", ProtocolError, 0x82, "%s has %d reason codes for %d filters"),
-    ("_E_GRANTS_MORE", ProtocolError, 0x82, "SUBACK grants QoS %d where %d was asked"),
-    ("_E_ALIAS_ABOVE_MAX", ProtocolError, 0x94, "topic alias %d above our maximum %d"),
-    ("_E_UNKNOWN_ALIAS", ProtocolError, 0x82, "unknown topic alias %d"),
-    ("_E_UNKNOWN_PUBACK", ProtocolError, 0x82, "PUBACK for unknown packet id %d"),
-    ("_E_PRESENT_AFTER_CLEAN", ProtocolError, 0x82, "Session Present after Clean Start"),
-)
-
-
-def error(n, *a):
-    """The exception for session error ``n`` with arguments ``a``."""
-    _name, cls, rc, text = ERRORS[n]
-    if text[:2] == "%s":  # a packet type, first
-        a = (_c.PACKET_NAMES[a[0]],) + a[1:]  # noqa: RUF005 (no *a in a display on MicroPython)
-    return cls(text % a if a else text, rc)
-
 
 def _no_room(e):
     """True for the codec's "does not fit the buffer" (not "too large for MQTT")."""
@@ -260,13 +212,13 @@ def _resend_refused(self, i):
     qos = 1 if sl[i + _STATE] == _WAIT_PUBACK else 2
     if qos > lim.maximum_qos:
         # [MQTT-3.2.2-11] never above the server's Maximum QoS
-        return error(14, lim.maximum_qos)  # _E_QOS_ABOVE_MAX
+        return _c._err(78, lim.maximum_qos)  # _E_QOS_ABOVE_MAX
     props = sl[i + _PROPS]
     size = _c.publish_size(len(sl[i + _TOPIC]), len(sl[i + _PAYLOAD]), qos,
                            _p.size(props, 1 << _PUBLISH) if props else 0)
     if size > lim.maximum_packet_size:
         # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
-        return error(16, size, lim.maximum_packet_size)  # _E_PUBLISH_TOO_BIG
+        return _c._err(80, size, lim.maximum_packet_size)  # _E_PUBLISH_TOO_BIG
     return None
 
 
@@ -398,20 +350,20 @@ def check_subscribe(self, subscriptions, props):
         f = filt.encode() if isinstance(filt, str) else filt
         shared = share_prefix_len(f) > 0
         if shared and not lim.shared_available:
-            raise error(4)  # _E_NO_SHARED
+            raise _c._err(68)  # _E_NO_SHARED
         if not lim.wildcard_available and is_wildcard(
                 f[share_prefix_len(f) if shared else 0:]):
-            raise error(5)  # _E_NO_WILDCARD
+            raise _c._err(69)  # _E_NO_WILDCARD
     if props and _p.PROP_SUBSCRIPTION_IDENTIFIER in props and \
             not lim.subscription_identifiers_available:
-        raise error(6)  # _E_NO_SID
+        raise _c._err(70)  # _E_NO_SID
 
 
 def unsubscribe(self, filters, props, token):
     """Session.unsubscribe (see there)."""
     self._ready_out()
     if self.state != _CONNECTED:
-        raise error(3)  # _E_NOT_CONNECTED
+        raise _c._err(67)  # _E_NOT_CONNECTED
     pid = self._peek_pid()
     from ._codec_rare import encode_unsubscribe
 

@@ -74,8 +74,8 @@ _PROTOCOL_NAME = b"\x00\x04MQTT"
 _PROTOCOL_LEVEL = const(5)
 _VBI_MAX = const(268435455)
 
-# Errors, by number: their class, reason code and text are in _codec_rare.ERRORS (text
-# kept out of a device's RAM until one is raised). UsageError:
+# Errors, by number: their class, reason code and text are in _errtext.CODEC (text kept
+# out of a device's RAM until one is raised). UsageError:
 _E_TOO_LARGE = const(0)
 _E_NO_ROOM = const(1)  # the packet does not fit the caller's buffer
 _E_QOS = const(2)
@@ -126,10 +126,10 @@ _W_PASSWORD = const(5)
 
 
 def _err(n, *a):
-    """Error number ``n`` (``_E_*``), formatted with ``a``, to raise."""
-    from . import _codec_rare
+    """Error number ``n`` (codec's ``_E_*``, session's), formatted with ``a``, to raise."""
+    from . import _errtext
 
-    return _codec_rare.error(n, a)
+    return _errtext.error(n, a)
 
 
 def __getattr__(name):

@@ -135,35 +135,35 @@ _PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE = const(0x29)
 _PROP_SHARED_SUBSCRIPTION_AVAILABLE = const(0x2A)
 _PROP_SUBSCRIPTION_IDENTIFIER = const(0x0B)
 
-# Errors, by number: class, reason code and text are in _session_rare.ERRORS (no text
-# in a device's RAM until one is raised).
-_E_SIZES = const(0)
-_E_NOT_FLUSHED = const(1)
-_E_ALREADY = const(2)
-_E_NOT_CONNECTED = const(3)
-_E_NO_SHARED = const(4)
-_E_NO_WILDCARD = const(5)
-_E_NO_SID = const(6)
-_E_REQUEST_TOO_BIG = const(7)
-_E_EXPIRY_ON_DISCONNECT = const(8)
-_E_NO_CONNACK = const(9)
-_E_NO_PINGRESP = const(10)
-_E_QOS = const(11)
-_E_SID_ON_PUBLISH = const(12)
-_E_ALIAS_PROPERTY = const(13)
-_E_QOS_ABOVE_MAX = const(14)
-_E_NO_RETAIN = const(15)
-_E_PUBLISH_TOO_BIG = const(16)
-_E_NO_SLOT = const(17)
-_E_BEFORE_CONNACK = const(18)
-_E_BAD_PINGRESP = const(19)
-_E_UNKNOWN_REQUEST = const(20)
-_E_CODE_COUNT = const(21)
-_E_GRANTS_MORE = const(22)
-_E_ALIAS_ABOVE_MAX = const(23)
-_E_UNKNOWN_ALIAS = const(24)
-_E_UNKNOWN_PUBACK = const(25)
-_E_PRESENT_AFTER_CLEAN = const(26)
+# Errors, by number (codec's _err makes them): class, reason code and text are in
+# _errtext.SESSION, line n - 64 (no text in a device's RAM until one is raised).
+_E_SIZES = const(64)
+_E_NOT_FLUSHED = const(65)
+_E_ALREADY = const(66)
+_E_NOT_CONNECTED = const(67)
+_E_NO_SHARED = const(68)
+_E_NO_WILDCARD = const(69)
+_E_NO_SID = const(70)
+_E_REQUEST_TOO_BIG = const(71)
+_E_EXPIRY_ON_DISCONNECT = const(72)
+_E_NO_CONNACK = const(73)
+_E_NO_PINGRESP = const(74)
+_E_QOS = const(75)
+_E_SID_ON_PUBLISH = const(76)
+_E_ALIAS_PROPERTY = const(77)
+_E_QOS_ABOVE_MAX = const(78)
+_E_NO_RETAIN = const(79)
+_E_PUBLISH_TOO_BIG = const(80)
+_E_NO_SLOT = const(81)
+_E_BEFORE_CONNACK = const(82)
+_E_BAD_PINGRESP = const(83)
+_E_UNKNOWN_REQUEST = const(84)
+_E_CODE_COUNT = const(85)
+_E_GRANTS_MORE = const(86)
+_E_ALIAS_ABOVE_MAX = const(87)
+_E_UNKNOWN_ALIAS = const(88)
+_E_UNKNOWN_PUBACK = const(89)
+_E_PRESENT_AFTER_CLEAN = const(90)
 
 
 class Limits:
@@ -305,7 +305,7 @@ class Session:
                  receive_maximum=16, topic_alias_maximum=8, max_queued=64,
                  max_queued_bytes=32768, ping_timeout_ms=0, connect_timeout_ms=10000):
         if max_inflight < 1 or receive_maximum < 1 or out_size < 64:
-            raise _rare_paths().error(_E_SIZES)
+            raise _c._err(_E_SIZES)
         self.client_id = client_id
         self.reader = _c.PacketReader(max_packet_size)
         self.out = bytearray(out_size)
@@ -371,7 +371,7 @@ class Session:
 
     def _ready_out(self):
         if self.out_len or self.out_tail is not None:
-            raise _rare_paths().error(_E_NOT_FLUSHED)
+            raise _c._err(_E_NOT_FLUSHED)
 
     def flushed(self, now_ms):
         """The driver wrote ``out[:out_len]`` (and ``out_tail``)."""
@@ -391,7 +391,7 @@ class Session:
         ``Will``."""
         self._ready_out()
         if self.state != DISCONNECTED:
-            raise _rare_paths().error(_E_ALREADY)
+            raise _c._err(_E_ALREADY)
         p = {} if props is None else dict(props)
         p[_PROP_RECEIVE_MAXIMUM] = len(self._in_qos2)
         p[_PROP_MAXIMUM_PACKET_SIZE] = self.reader.max_packet_size
@@ -455,21 +455,21 @@ class Session:
     def check_publish(self, topic, payload, qos, retain, props=None):
         """Raise UsageError if the server's limits forbid this PUBLISH."""
         if qos != 0 and qos != 1 and qos != 2:
-            raise _rare_paths().error(_E_QOS)
+            raise _c._err(_E_QOS)
         if props:
             if _PROP_SUBSCRIPTION_IDENTIFIER in props:
                 # [MQTT-3.3.4-6] only the server puts one on a PUBLISH
-                raise _rare_paths().error(_E_SID_ON_PUBLISH)
+                raise _c._err(_E_SID_ON_PUBLISH)
             if _PROP_TOPIC_ALIAS in props:
                 # Only the alias argument is checked against the server's maximum.
-                raise _rare_paths().error(_E_ALIAS_PROPERTY)
+                raise _c._err(_E_ALIAS_PROPERTY)
         if self.state == CONNECTED:
             lim = self.limits
             if qos > lim.maximum_qos:
                 # [MQTT-3.2.2-11] never above the server's Maximum QoS
-                raise _rare_paths().error(_E_QOS_ABOVE_MAX, lim.maximum_qos)
+                raise _c._err(_E_QOS_ABOVE_MAX, lim.maximum_qos)
             if retain and not lim.retain_available:
-                raise _rare_paths().error(_E_NO_RETAIN)
+                raise _c._err(_E_NO_RETAIN)
 
     def publish(self, topic, payload, qos=0, retain=False, props=None, topic_alias=0,
                 token=None):
@@ -518,7 +518,7 @@ class Session:
         pid = slot = 0
         if qos:
             if 0 not in self._pids:
-                raise _rare_paths().error(_E_NO_SLOT)  # window_open() prevents this
+                raise _c._err(_E_NO_SLOT)  # window_open() prevents this
             slot = self._pids.index(0) * _SLOT
             pid = self._peek_pid()
         tlen = len(send_topic) if not isinstance(send_topic, str) else len(send_topic.encode())
@@ -526,7 +526,7 @@ class Session:
         size = _c.publish_size(tlen, n, qos, psize)
         if size > lim.maximum_packet_size:
             # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
-            raise _rare_paths().error(_E_PUBLISH_TOO_BIG, size, lim.maximum_packet_size)
+            raise _c._err(_E_PUBLISH_TOO_BIG, size, lim.maximum_packet_size)
         self._put_publish(send_topic, payload, qos, pid, retain, False, props,
                           alias if alias > 0 else -alias)
         if alias < 0:
@@ -655,7 +655,7 @@ class Session:
         """Encode SUBSCRIBE for ``[(filter, options), ...]``; returns the packet id."""
         self._ready_out()
         if self.state != CONNECTED:
-            raise _rare_paths().error(_E_NOT_CONNECTED)
+            raise _c._err(_E_NOT_CONNECTED)
         lim = self.limits
         if not (lim.shared_available and lim.wildcard_available
                 and lim.subscription_identifiers_available):
@@ -679,7 +679,7 @@ class Session:
             self.out_len = 0
             self.out_tail = None
             # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
-            raise _rare_paths().error(_E_REQUEST_TOO_BIG, n, self.limits.maximum_packet_size)
+            raise _c._err(_E_REQUEST_TOO_BIG, n, self.limits.maximum_packet_size)
         self._next_pid = pid
         self._pending_sub[pid] = token
 
@@ -689,10 +689,10 @@ class Session:
         """Encode DISCONNECT; the session is then disconnected."""
         self._ready_out()
         if self.state == DISCONNECTED:
-            raise _rare_paths().error(_E_NOT_CONNECTED)
+            raise _c._err(_E_NOT_CONNECTED)
         if props and self._expiry_was_zero and props.get(_PROP_SESSION_EXPIRY_INTERVAL):
             # [MQTT-3.14.2-2] a session CONNECT said ends now cannot be extended
-            raise _rare_paths().error(_E_EXPIRY_ON_DISCONNECT)
+            raise _c._err(_E_EXPIRY_ON_DISCONNECT)
         self._encode_cold(_c.encode_disconnect, reason_code, props)
         self.state = DISCONNECTED
 
@@ -727,7 +727,7 @@ class Session:
         usual ping timeout applies."""
         self._ready_out()
         if self.state != CONNECTED:
-            raise _rare_paths().error(_E_NOT_CONNECTED)
+            raise _c._err(_E_NOT_CONNECTED)
         self.out[0] = 0xC0  # PINGREQ
         self.out[1] = 0
         self.out_len = 2
@@ -743,14 +743,14 @@ class Session:
         if self.state == CONNECTING:
             if ticks_diff(now_ms, self._connect_started) >= self.connect_timeout_ms:
                 self.state = DISCONNECTED
-                raise _rare_paths().error(_E_NO_CONNACK, self.connect_timeout_ms)
+                raise _c._err(_E_NO_CONNACK, self.connect_timeout_ms)
             return
         if self.state != CONNECTED or not self.keep_alive_ms or self.out_len:
             return
         if self._ping_sent >= 0:
             if ticks_diff(now_ms, self._ping_sent) >= self._ping_timeout():
                 self.state = DISCONNECTED
-                raise _rare_paths().error(_E_NO_PINGRESP, self._ping_timeout())
+                raise _c._err(_E_NO_PINGRESP, self._ping_timeout())
             return
         if (ticks_diff(now_ms, self._last_sent) >= self.keep_alive_ms
                 or ticks_diff(now_ms, self._last_recv) >= self.keep_alive_ms):
@@ -764,7 +764,7 @@ class Session:
     def poll(self, now_ms):
         """Handle the next buffered packet; returns an ``EV_*`` code."""
         if self.out_len or self.out_tail is not None:
-            raise _rare_paths().error(_E_NOT_FLUSHED)
+            raise _c._err(_E_NOT_FLUSHED)
         if self.state == DISCONNECTED:
             # After a protocol error, a server DISCONNECT or a refused CONNACK
             # whatever else was buffered is not acted upon.
@@ -803,7 +803,7 @@ class Session:
                 if t == _CONNACK:
                     return self._on_connack(r)
                 if t != _AUTH:
-                    raise _rare_paths().error(_E_BEFORE_CONNACK, t)
+                    raise _c._err(_E_BEFORE_CONNACK, t)
             if t == _PUBLISH:
                 m = _c.decode_publish_into(self.msg, first, r)
                 self.topic_buf = m.buf
@@ -813,7 +813,7 @@ class Session:
                 if alias:
                     if alias >= len(self._alias_in):
                         # [MQTT-3.3.2-9] above the Topic Alias Maximum we sent
-                        raise _rare_paths().error(_E_ALIAS_ABOVE_MAX, alias,
+                        raise _c._err(_E_ALIAS_ABOVE_MAX, alias,
                                                   len(self._alias_in) - 1)
                     known = self._alias_in[alias]
                     if m.topic_end > m.topic_start:  # topic and alias: (re)map it
@@ -821,7 +821,7 @@ class Session:
                                                       m.topic_end):
                             self._alias_in[alias] = bytes(m.buf[m.topic_start:m.topic_end])
                     elif known is None:
-                        raise _rare_paths().error(_E_UNKNOWN_ALIAS, alias)
+                        raise _c._err(_E_UNKNOWN_ALIAS, alias)
                     else:  # the alias alone: its topic
                         self.topic_buf = known
                         self.topic_start = 0
@@ -841,12 +841,12 @@ class Session:
                 st = self._slots[i + _STATE] if i >= 0 else _FREE
                 if t == _PUBACK:
                     if st != _WAIT_PUBACK:
-                        raise _rare_paths().error(_E_UNKNOWN_PUBACK, pid)
+                        raise _c._err(_E_UNKNOWN_PUBACK, pid)
                     return self._complete(i, a.reason_code)
                 return _rare_paths().ack_qos2(self, a, i, st)
             if t == _PINGRESP:
                 if r.pos != r.end or first & 0x0F:
-                    raise _rare_paths().error(_E_BAD_PINGRESP)
+                    raise _c._err(_E_BAD_PINGRESP)
                 self._ping_sent = -1
                 return EV_CONTINUE
             if t == _SUBACK or t == _UNSUBACK:
@@ -870,7 +870,7 @@ class Session:
         pkt = _c.decode_body(self.reader.first, r)
         if pkt.session_present and self._clean_start:
             # [MQTT-3.2.2-2] [MQTT-3.2.2-4] we asked for a new session
-            raise _rare_paths().error(_E_PRESENT_AFTER_CLEAN)
+            raise _c._err(_E_PRESENT_AFTER_CLEAN)
         self.ev_rc = pkt.reason_code
         self.ev_props = pkt.properties
         self.ev_session_present = pkt.session_present
@@ -914,16 +914,16 @@ class Session:
         pkt = _c.decode_body(first, r)
         pid = pkt.packet_id
         if pid not in self._pending_sub:
-            raise _rare_paths().error(_E_UNKNOWN_REQUEST, t, pid)
+            raise _c._err(_E_UNKNOWN_REQUEST, t, pid)
         asked = self._requested.pop(pid, None)
         codes = pkt.reason_codes
         if asked is not None:
             if len(codes) != len(asked):
-                raise _rare_paths().error(_E_CODE_COUNT, t, len(codes), len(asked))
+                raise _c._err(_E_CODE_COUNT, t, len(codes), len(asked))
             if t == _SUBACK:
                 for k in range(len(codes)):
                     if codes[k] < 0x80 and codes[k] > asked[k]:
-                        raise _rare_paths().error(_E_GRANTS_MORE, codes[k], asked[k])
+                        raise _c._err(_E_GRANTS_MORE, codes[k], asked[k])
         self.ev_token = self._pending_sub.pop(pid)
         self.ev_pid = pid
         self.ev_codes = codes
