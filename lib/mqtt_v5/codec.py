@@ -26,6 +26,12 @@ Every decoder is strict and raises only ``ProtocolError`` carrying the
 reason code to DISCONNECT with: 0x81 Malformed Packet, 0x82 Protocol Error,
 0x84 Unsupported Protocol Version, 0x90 Topic Name invalid, 0x95 Packet too
 large. Encoders raise ``UsageError`` for arguments MQTT does not allow.
+
+On a device this module holds only what a client's everyday path runs: errors are
+raised by number (``_err``; their texts load with ``_errtext`` on the first one), and
+the public names the everyday path does not use (``CONNECT`` ... ``AUTH``,
+``PACKET_NAMES``, ``AckView``, ``encode_publish``, ``PINGREQ_BYTES``, ...) live in
+``_codec_rare``, where ``codec.X`` finds them (``__getattr__``).
 """
 
 from . import properties as _p
