@@ -8,12 +8,91 @@ keeps one-line hooks (see client.py); ``_rare`` holds enhanced AUTH and redirect
 from . import codec as _c
 from . import properties as _p
 from ._compat import random_ms, sleep_ms, ticks_diff, ticks_ms
-from .errors import ConnectRefused, MqttError, NetworkError, PublishFailed, SubscribeFailed
+from .errors import (
+    ConnectRefused,
+    MqttError,
+    MqttTimeout,
+    NetworkError,
+    ProtocolError,
+    PublishFailed,
+    SubscribeFailed,
+    UsageError,
+)
 
 # CONNACK codes that retrying cannot fix: stop instead of hammering the server.
 # (0x95 packet too large, 0x99 payload format, 0x9A retain, 0x9B QoS: our CONNECT or
 # its Will asks what the server refuses, and will ask it again.)
 _PERMANENT_REFUSALS = (0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x95, 0x99, 0x9A, 0x9B)
+
+
+def log(msg):
+    """A debug line (``set_debug``), if debugging is on."""
+    from . import client
+
+    f = client._log_fn
+    if f is not None:
+        f("mqtt_v5: " + msg)
+
+
+# client.py's debug lines, by its _N_ codes (in order): each takes as many values as it
+# has % formats.
+NOTES = (
+    "connecting to %s",
+    "CONNECT client_id=%r clean_start=%r keep_alive=%d",
+    "protocol error from server: %s",
+    "<- CONNACK rc=0x%02X session_present=%r %r",
+    "re-subscribe %r failed: %r",
+    "resend after connect failed: %r",
+    "connection event callback raised %r",
+    "PUBLISH topic=%r qos=%d pid=%d",
+    "PUBLISH queued (offline or window full) topic=%r qos=%d",
+    "SUBSCRIBE %r pid=%d",
+    "DISCONNECT 0x%02X",
+    "DISCONNECT not sent: %r",
+    "DISCONNECT from server 0x%02X %s",
+    "message callback raised %r",
+    "PINGREQ",
+)
+
+
+def note(code, a, b, c):
+    """client.py's debug line ``code`` with its values."""
+    text = NOTES[code]
+    log(text % (a, b, c)[:text.count("%")])
+
+
+# client.py's errors, by its _E_ codes (in order): the class and the text, which takes
+# the value given (if it has a % format).
+ERRORS = (
+    (UsageError, "already connected; call disconnect() first"),
+    (MqttTimeout, "connect: no CONNACK within %s s (TCP connect, TLS handshake or the "
+                  "server's answer)"),
+    (NetworkError, "the given transport is closed and cannot be reopened"),
+    (NetworkError, "connection closed before CONNACK"),
+    (ProtocolError, "unexpected packet before CONNACK"),
+    (NetworkError, "write failed: %r"),
+    (UsageError, "begin_publish is for QoS 1 and 2"),
+    (PublishFailed, "queued message refused by the server's limits: %s"),
+    (UsageError, "invalid topic filter %r"),
+    (NetworkError, "not connected"),
+    (SubscribeFailed, "subscription to %r refused"),
+    (NetworkError, "connection lost"),
+    (PublishFailed, "publish refused by the server"),
+    (NetworkError, "connection closed by the server"),
+    (NetworkError, "server disconnected: %s"),
+    (MqttTimeout, "a write waited %d ms for room to send: the link is dead"),
+)
+
+
+def error(code, value, rc, more):
+    """client.py's error ``code``: its text with ``value``, its reason code ``rc`` and
+    the third argument ``more`` of PublishFailed / SubscribeFailed."""
+    cls, text = ERRORS[code]
+    if "%" in text:
+        text = text % (value,)
+    if cls is ProtocolError:
+        rc = 0x82
+    return cls(text, rc) if more is None else cls(text, rc, more)
 
 
 def delay(cfg, attempt):
@@ -32,7 +111,7 @@ def delay(cfg, attempt):
 async def supervise(self):
     """The supervisor after the link failed (``self._lost`` is set): reconnect with
     backoff, then wait for the next loss, until the client closes or gives up."""
-    from .client import Disconnected, Reconnecting, _close_quietly, _log
+    from .client import Disconnected, Reconnecting, _close_quietly
 
     rc_cfg = self.options.reconnect_config
     while not self._closing:
@@ -46,7 +125,7 @@ async def supervise(self):
         by_server = isinstance(error, NetworkError) and error.reason_code is not None
         reason = getattr(self, "_server_disconnect", (None, None, None))
         self._server_disconnect = (None, None, None)
-        _log("connection lost: %r" % (error,))
+        log("connection lost: %r" % (error,))
         code = reason[0] if by_server else getattr(error, "reason_code", None)
         ref = reason[2].get(_p.PROP_SERVER_REFERENCE) if by_server and reason[2] else None
         await self._emit(Disconnected(code, reason[1], by_server, error, ref))
@@ -85,13 +164,13 @@ async def supervise(self):
                     continue
                 self._target = self._home  # a redirection (0x9C) lasts one attempt
                 if e.reason_code in _PERMANENT_REFUSALS:
-                    _log("reconnect refused for good: %s" % e)
+                    log("reconnect refused for good: %s" % e)
                     give_up(self, e)
                     await self._emit(Disconnected(e.reason_code, str(e), True, e))
                     return
                 continue
             except (MqttError, OSError) as e:
-                _log("reconnect attempt %d failed: %r" % (attempt, e))
+                log("reconnect attempt %d failed: %r" % (attempt, e))
                 self._target = self._home
                 continue
             await self._after_connect(event)
@@ -111,11 +190,9 @@ def give_up(self, error):
 
 def refused(s):
     """The ConnectRefused for a CONNACK with a reason code >= 0x80."""
-    from .client import _log
-
     props = s.ev_props
     reason = props.get(_p.PROP_REASON_STRING) if props else None
-    _log("<- CONNACK refused rc=0x%02X %s" % (s.ev_rc, reason or ""))
+    log("<- CONNACK refused rc=0x%02X %s" % (s.ev_rc, reason or ""))
     e = ConnectRefused("connection refused%s" % (": " + reason if reason else ""), s.ev_rc)
     e.server_reference = props.get(_p.PROP_SERVER_REFERENCE) if props else None
     return e
@@ -201,10 +278,8 @@ async def next_message(self):
 
 def queue_message(self, msg):
     """A message no callback took, for the messages() iterator."""
-    from .client import _log
-
     if len(self._queue) >= self._queue_max:
-        _log("message queue full: oldest message dropped")
+        log("message queue full: oldest message dropped")
         self._queue.pop(0)
     self._queue.append(msg.copy())
     self._queue_event.set()
@@ -212,30 +287,26 @@ def queue_message(self, msg):
 
 def log_incoming(s):
     """Log the packet the session just handled (debug only)."""
-    from .client import _log
-
     t = s.reader.first >> 4
     name = _c.PACKET_NAMES[t]
     if _c.PUBACK <= t <= _c.PUBCOMP:
         a = s.last_ack()
-        _log("<- %s pid=%d rc=0x%02X" % (name, a.packet_id, a.reason_code))
+        log("<- %s pid=%d rc=0x%02X" % (name, a.packet_id, a.reason_code))
     elif t == _c.PUBLISH:
         m = s.msg
-        _log("<- PUBLISH topic=%r qos=%d pid=%d%s%s (%d bytes payload)" % (
+        log("<- PUBLISH topic=%r qos=%d pid=%d%s%s (%d bytes payload)" % (
             bytes(s.topic_buf[s.topic_start:s.topic_end]), m.qos, m.packet_id,
             " dup" if m.dup else "", " retain" if m.retain else "",
             m.payload_end - m.payload_start))
     elif t == _c.SUBACK or t == _c.UNSUBACK:
-        _log("<- %s pid=%d codes=%r" % (name, s.ev_pid, s.ev_codes))
+        log("<- %s pid=%d codes=%r" % (name, s.ev_pid, s.ev_codes))
     elif t == _c.DISCONNECT or t == _c.AUTH:
-        _log("<- %s rc=0x%02X" % (name, s.ev_rc))
+        log("<- %s rc=0x%02X" % (name, s.ev_rc))
     else:
-        _log("<- " + name)
+        log("<- " + name)
 
 
 def log_packet(direction, buf, n):
-    from .client import _log
-
     first = buf[0]
     t = first >> 4
     detail = ""
@@ -253,7 +324,7 @@ def log_packet(direction, buf, n):
                 detail += " rc=0x%02X" % rc
         except MqttError:
             pass
-    _log("%s %s (%d bytes)%s" % (direction, _c.PACKET_NAMES[t], n, detail))
+    log("%s %s (%d bytes)%s" % (direction, _c.PACKET_NAMES[t], n, detail))
 
 
 def start_callbacks(self):
@@ -269,21 +340,21 @@ def start_callbacks(self):
 
 
 async def run_callbacks(self, coros, key, link_no):
-    from .client import _current_task, _log
+    from .client import _current_task
 
     try:
         for coro in coros:
             try:
                 await coro
             except Exception as e:  # a user callback must not kill the client
-                _log("message callback raised %r" % (e,))
+                log("message callback raised %r" % (e,))
         if key and link_no == self._link_no and self._connected:
             await self._wait_room()
             if link_no == self._link_no and self._connected:
                 self._session.ack(key)
                 self._put()
     except Exception as e:
-        _log("acknowledgement after a callback not sent: %r" % (e,))
+        log("acknowledgement after a callback not sent: %r" % (e,))
     finally:
         self._cb_tasks.discard(_current_task())
         self._cb_done.set()

@@ -142,6 +142,9 @@ def follow(client, rc, reference):
         return False
     client._hops += 1
     client._target = new
+    from ._cold import log
+
+    log("redirected to %s" % new)
     if rc == 0x9D:
         client._home = new
     return True

@@ -30,21 +30,13 @@ from ._compat import (
     READY,
     Done,
     Waiter,
+    const,
     is_awaitable,
     sleep_ms,
     ticks_diff,
     ticks_ms,
 )
-from .errors import (
-    ConnectRefused,
-    MqttError,
-    MqttTimeout,
-    NetworkError,
-    ProtocolError,
-    PublishFailed,
-    SubscribeFailed,
-    UsageError,
-)
+from .errors import ConnectRefused, MqttError, NetworkError, ProtocolError
 from .session import Message, Will  # noqa: F401  (one of each for both drivers; public here)
 from .topic import filter_ok, matches, share_prefix_len
 
@@ -73,9 +65,53 @@ def set_debug(enabled=True, log=None):
     _log_fn = (log or print) if enabled else None
 
 
-def _log(msg):
+# The debug lines (set_debug) and the error texts live in _cold, by number: their text
+# would be heap on every device (from .mpy), and a debug line costs only an ``if`` when off.
+_N_CONNECTING = const(0)
+_N_CONNECT = const(1)
+_N_PROTOCOL_ERROR = const(2)
+_N_CONNACK = const(3)
+_N_RESUBSCRIBE_FAILED = const(4)
+_N_RESEND_FAILED = const(5)
+_N_EVENT_CALLBACK_RAISED = const(6)
+_N_PUBLISH = const(7)
+_N_PUBLISH_QUEUED = const(8)
+_N_SUBSCRIBE = const(9)
+_N_DISCONNECT = const(10)
+_N_DISCONNECT_NOT_SENT = const(11)
+_N_SERVER_DISCONNECT = const(12)
+_N_CALLBACK_RAISED = const(13)
+_N_PINGREQ = const(14)
+
+
+def _note(code, a=None, b=None, c=None):
+    """Debug line ``code`` (``_cold.NOTES``) with its values, when set_debug is on."""
     if _log_fn is not None:
-        _log_fn("mqtt_v5: " + msg)
+        _cold_paths().note(code, a, b, c)
+
+
+_E_ALREADY_CONNECTED = const(0)
+_E_CONNECT_TIMEOUT = const(1)
+_E_TRANSPORT_CLOSED = const(2)
+_E_CLOSED_BEFORE_CONNACK = const(3)
+_E_UNEXPECTED_BEFORE_CONNACK = const(4)
+_E_WRITE_FAILED = const(5)
+_E_BEGIN_PUBLISH_QOS = const(6)
+_E_QUEUED_REFUSED = const(7)
+_E_INVALID_FILTER = const(8)
+_E_NOT_CONNECTED = const(9)
+_E_SUBSCRIBE_REFUSED = const(10)
+_E_CONNECTION_LOST = const(11)
+_E_PUBLISH_REFUSED = const(12)
+_E_CLOSED_BY_SERVER = const(13)
+_E_SERVER_DISCONNECTED = const(14)
+_E_WRITE_STALLED = const(15)
+
+
+def _error(code, value=None, rc=None, more=None):
+    """The exception ``code`` (``_cold.ERRORS``), its text built there: an error
+    path loads ``_cold`` (as reconnecting does)."""
+    return _cold_paths().error(code, value, rc, more)
 
 
 class ReconnectConfig:
@@ -427,7 +463,7 @@ class MqttClient:
         ``Connected`` event. Raises ``ConnectRefused``, ``NetworkError``,
         ``MqttTimeout``."""
         if self._supervisor is not None:
-            raise UsageError("already connected; call disconnect() first")
+            raise _error(_E_ALREADY_CONNECTED)
         self._closing = False
         self._gave_up = None
         self._target = self._home = target
@@ -449,9 +485,7 @@ class MqttClient:
         if self.options.follow_redirects and (rc == 0x9C or rc == 0x9D):
             from . import _rare
 
-            if _rare.follow(self, rc, reference):
-                _log("redirected to %s" % self._target)
-                return True
+            return _rare.follow(self, rc, reference)
         return False
 
     async def _connect_once(self):
@@ -468,8 +502,7 @@ class MqttClient:
             await _close_quietly(opened[0])
             self._session.connection_lost()
             self._drop_writes()
-            raise MqttTimeout("connect: no CONNACK within %s s (TCP connect, TLS handshake or "
-                              "the server's answer)" % limit)
+            raise _error(_E_CONNECT_TIMEOUT, limit)
 
     async def _open_and_handshake(self, opened):
         transport = await self._open()
@@ -485,12 +518,12 @@ class MqttClient:
         if isinstance(t, str):
             from .transport import open_connection
 
-            _log("connecting to %s" % t)
+            _note(_N_CONNECTING, t)
             return await open_connection(t, tls=self.options.tls,
                                          timeout_s=self.options.connect_timeout)
         if hasattr(t, "readinto"):
             if self._has_connected:
-                raise NetworkError("the given transport is closed and cannot be reopened")
+                raise _error(_E_TRANSPORT_CLOSED)
             return t
         transport = t()
         if is_awaitable(transport):
@@ -516,8 +549,7 @@ class MqttClient:
         s.connect(now, clean, o.keep_alive, o.username, o.password,
                   o.will, props,
                   o.session_expiry_interval, o.auto_topic_alias)
-        _log("CONNECT client_id=%r clean_start=%r keep_alive=%d"
-             % (s.client_id, clean, o.keep_alive))
+        _note(_N_CONNECT, s.client_id, clean, o.keep_alive)
         self._transport = transport
         if not self._put():
             await self._finish()
@@ -525,7 +557,7 @@ class MqttClient:
         while True:
             n = await transport.readinto(rd.free())
             if not n:
-                raise NetworkError("connection closed before CONNACK")
+                raise _error(_E_CLOSED_BEFORE_CONNACK)
             rd.wrote(n)
             try:
                 ev = s.poll(ticks_ms())
@@ -534,7 +566,7 @@ class MqttClient:
                         await self._finish()
                     ev = s.poll(ticks_ms())
             except ProtocolError as e:
-                _log("protocol error from server: %s" % e)
+                _note(_N_PROTOCOL_ERROR, e)
                 try:
                     self._put()  # the DISCONNECT the session queued
                 except Exception:
@@ -550,14 +582,12 @@ class MqttClient:
                     await self._finish()
                 continue
             if ev != _s.EV_NONE:
-                raise ProtocolError("unexpected packet before CONNACK", 0x82)
+                raise _error(_E_UNEXPECTED_BEFORE_CONNACK)
         if s.ev_rc >= 0x80:
             from . import _cold
 
             raise _cold.refused(s)
-        if _log_fn is not None:
-            _log("<- CONNACK rc=0x%02X session_present=%r %r" % (
-                s.ev_rc, s.ev_session_present, s.limits))
+        _note(_N_CONNACK, s.ev_rc, s.ev_session_present, s.limits)
         if s.ev_orphans:
             from . import _cold
 
@@ -582,11 +612,11 @@ class MqttClient:
                 try:
                     await self._subscribe_one(sub)
                 except MqttError as e:
-                    _log("re-subscribe %r failed: %r" % (sub.filter, e))
+                    _note(_N_RESUBSCRIBE_FAILED, sub.filter, e)
         try:
             await self._pump()
         except (MqttError, OSError) as e:
-            _log("resend after connect failed: %r" % (e,))  # the link is down again
+            _note(_N_RESEND_FAILED, e)  # the link is down again
         await self._emit(event)
 
     async def _emit(self, event):
@@ -596,7 +626,7 @@ class MqttClient:
                 if is_awaitable(r):
                     await r
             except Exception as e:  # a user callback must not kill the client
-                _log("connection event callback raised %r" % e)
+                _note(_N_EVENT_CALLBACK_RAISED, e)
 
     def reauthenticate(self, data=None):
         # type: (Optional[bytes]) -> Awaitable[Optional[bytes]]
@@ -640,7 +670,7 @@ class MqttClient:
         n = s.out_len
         tail = s.out_tail
         if _log_fn is not None and n:
-            _log_packet("->", s.out, n)
+            _cold_paths().log_packet("->", s.out, n)
         s.flushed(ticks_ms())
         t = self._transport
         try:
@@ -714,7 +744,7 @@ class MqttClient:
         if s.out_tail is not None or a + n > len(self._batch):
             return False
         if _log_fn is not None:
-            _log_packet("->", s.out, n)
+            _cold_paths().log_packet("->", s.out, n)
         self._batch_mv[a:a + n] = self._view(n)
         self._batch_len = a + n
         s.flushed(ticks_ms())
@@ -754,7 +784,7 @@ class MqttClient:
         self._link_failed(e)
         if isinstance(e, NetworkError):
             return e
-        return NetworkError("write failed: %r" % (e,))
+        return _error(_E_WRITE_FAILED, e)
 
     # ---------------------------------------------------------- publish --
 
@@ -882,7 +912,7 @@ class MqttClient:
         delivery.wait()`` for the ack). Waits only while the server's
         Receive Maximum window is full."""
         if qos not in (1, 2):
-            raise UsageError("begin_publish is for QoS 1 and 2")
+            raise _error(_E_BEGIN_PUBLISH_QOS)
         d = Delivery()
         await self._publish(topic, payload, qos, retain, options, d)
         return d
@@ -909,8 +939,7 @@ class MqttClient:
         if s.out_len or s.out_tail is not None:
             if token is not None:
                 token.packet_id = pid
-            if _log_fn is not None:
-                _log("PUBLISH topic=%r qos=%d pid=%d len=%d" % (topic, qos, pid, len(payload)))
+            _note(_N_PUBLISH, topic, qos, pid)
             try:
                 if self._batch_pub and batch and self._batch_out():
                     self._wake_writer()  # it sends the batch once this task lets it run
@@ -921,8 +950,8 @@ class MqttClient:
                     raise  # QoS 0: it may be lost, say so
                 # QoS 1/2: the session holds it and resends it after reconnecting;
                 # the Delivery completes then (raising here would invite a duplicate).
-        elif _log_fn is not None:
-            _log("PUBLISH queued (offline or window full) topic=%r qos=%d" % (topic, qos))
+        else:
+            _note(_N_PUBLISH_QUEUED, topic, qos)
         if not wait:
             return pid
         return await self._outcome(token)
@@ -940,9 +969,8 @@ class MqttClient:
             if token is False:
                 err = s.ev_error
                 if s.ev_token is not None:
-                    s.ev_token._done(0, err.reason_code, PublishFailed(
-                        "queued message refused by the server's limits: %s" % err,
-                        err.reason_code))
+                    s.ev_token._done(0, err.reason_code,
+                                     _error(_E_QUEUED_REFUSED, err, err.reason_code))
                 continue
             self._put()
 
@@ -957,7 +985,7 @@ class MqttClient:
         raises ``SubscribeFailed`` with the reason code if refused."""
         f = topic_filter.encode() if isinstance(topic_filter, str) else topic_filter
         if not filter_ok(f, 0, len(f)):
-            raise UsageError("invalid topic filter %r" % (topic_filter,), 0x8F)
+            raise _error(_E_INVALID_FILTER, topic_filter, 0x8F)
         sub = _Subscription(topic_filter, callback,
                             _c.sub_options(qos, no_local, retain_as_published, retain_handling),
                             properties, self._free_sid(topic_filter))
@@ -985,7 +1013,7 @@ class MqttClient:
 
     async def _subscribe_one(self, sub):
         if not self._connected:
-            raise NetworkError("not connected")
+            raise _error(_E_NOT_CONNECTED)
         waiter = _Ack()
         props = sub.props
         if sub.auto_sid and self._session.limits.subscription_identifiers_available:
@@ -993,16 +1021,16 @@ class MqttClient:
             props[_p.PROP_SUBSCRIPTION_IDENTIFIER] = sub.sid
         await self._wait_room()
         if not self._connected:
-            raise NetworkError("not connected")
+            raise _error(_E_NOT_CONNECTED)
         pid = self._session.subscribe([(sub.filter, sub.options)], props, waiter)
-        _log("SUBSCRIBE %r pid=%d" % (sub.filter, pid))
+        _note(_N_SUBSCRIBE, sub.filter, pid)
         self._put()
         await waiter.event.wait()
         if waiter.error is not None:
             raise waiter.error
         rc = waiter.codes[0]
         if rc >= 0x80:
-            raise SubscribeFailed("subscription to %r refused" % (sub.filter,), rc, waiter.codes)
+            raise _error(_E_SUBSCRIBE_REFUSED, sub.filter, rc, waiter.codes)
         return rc
 
     async def unsubscribe(self, topic_filter, properties=None):
@@ -1039,11 +1067,11 @@ class MqttClient:
                 await asyncio.wait_for(self._wait_room(), 2)
                 if self._held is None:
                     self._session.disconnect(reason_code, properties)
-                    _log("DISCONNECT 0x%02X" % reason_code)
+                    _note(_N_DISCONNECT, reason_code)
                     if not self._put():
                         await asyncio.wait_for(self._wait_room(), 2)
             except Exception as e:
-                _log("DISCONNECT not sent: %r" % e)
+                _note(_N_DISCONNECT_NOT_SENT, e)
         self._connected = False
         await self._stop_tasks()
         if self._supervisor is not None:
@@ -1104,7 +1132,7 @@ class MqttClient:
             self._connected = False
             # A SUBACK will not come: release its waiter now (the supervisor may be the
             # one waiting, re-subscribing in _after_connect).
-            self._fail_acks(self._session.connection_lost(), NetworkError("connection lost"))
+            self._fail_acks(self._session.connection_lost(), _error(_E_CONNECTION_LOST))
             self._drop_writes()
             self._window.set()
 
@@ -1127,9 +1155,9 @@ class MqttClient:
                     acking = s.owes_ack() if _log_fn is not None else False
                     ev = s.poll(ticks_ms())
                     if _log_fn is not None and ev != _s.EV_NONE and not acking:
-                        _log_incoming(s)
+                        _cold_paths().log_incoming(s)
                 except ProtocolError as e:
-                    _log("protocol error from server: %s" % e)
+                    _note(_N_PROTOCOL_ERROR, e)
                     try:
                         self._put()  # the acks, then the DISCONNECT
                     except Exception:
@@ -1150,7 +1178,7 @@ class MqttClient:
                     if n is None:
                         continue  # (read_raw: nothing whole yet)
                     if not n:
-                        raise NetworkError("connection closed by the server")
+                        raise _error(_E_CLOSED_BY_SERVER)
                     rd.wrote(n)
                     continue
                 if ev == _s.EV_CONTINUE:
@@ -1169,8 +1197,8 @@ class MqttClient:
                     tok = s.ev_token
                     if tok is not None:
                         if ev == _s.EV_PUBLISH_FAILED:
-                            tok._done(s.ev_pid, s.ev_rc, PublishFailed(
-                                "publish refused by the server", s.ev_rc, s.ev_pid))
+                            tok._done(s.ev_pid, s.ev_rc,
+                                      _error(_E_PUBLISH_REFUSED, None, s.ev_rc, s.ev_pid))
                         else:
                             tok._done(s.ev_pid, s.ev_rc)
                         tok._freed = True
@@ -1191,10 +1219,9 @@ class MqttClient:
                         self._put()
                 elif ev == _s.EV_DISCONNECT:
                     reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
-                    _log("DISCONNECT from server 0x%02X %s" % (s.ev_rc, reason or ""))
+                    _note(_N_SERVER_DISCONNECT, s.ev_rc, reason or "")
                     self._server_disconnect = (s.ev_rc, reason, s.ev_props)  # type: Any
-                    raise NetworkError("server disconnected: %s" % (reason or "reason code"),
-                                       s.ev_rc)
+                    raise _error(_E_SERVER_DISCONNECTED, reason or "reason code", s.ev_rc)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -1250,7 +1277,7 @@ class MqttClient:
         try:
             r = callback(msg)
         except Exception as e:  # a user callback must not kill the client
-            _log("message callback raised %r" % (e,))
+            _note(_N_CALLBACK_RAISED, e)
             return
         if is_awaitable(r):
             if self._coros is None:
@@ -1278,8 +1305,7 @@ class MqttClient:
                         continue
                     left = ka + ka // 2 - ticks_diff(now, self._held_since)
                     if left <= 0:
-                        raise MqttTimeout("a write waited %d ms for room to send: the link is "
-                                          "dead" % (ka + ka // 2))
+                        raise _error(_E_WRITE_STALLED, ka + ka // 2)
                     await sleep_ms(left)
                     continue
                 wait = s.next_timeout(now)
@@ -1292,7 +1318,7 @@ class MqttClient:
                     continue
                 s.on_timer(now)  # may raise MqttTimeout
                 if s.out_len or s.out_tail is not None:
-                    _log("PINGREQ")
+                    _note(_N_PINGREQ)
                     self._put()
         except asyncio.CancelledError:
             raise
@@ -1346,14 +1372,3 @@ def _current_task():
     except Exception:
         return None
 
-
-def _log_incoming(s):
-    from . import _cold
-
-    _cold.log_incoming(s)
-
-
-def _log_packet(direction, buf, n):
-    from . import _cold
-
-    _cold.log_packet(direction, buf, n)
