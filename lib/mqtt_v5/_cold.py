@@ -5,6 +5,8 @@ it on the unix port). Here: the reconnect supervisor's work after a connection l
 ``messages()`` iterator, a refused CONNACK, and the debug log's packet text. The client
 keeps one-line hooks (see client.py); ``_rare`` holds enhanced AUTH and redirection."""
 
+import asyncio
+
 from . import codec as _c
 from . import properties as _p
 from ._compat import random_ms, sleep_ms, ticks_diff, ticks_ms
@@ -18,6 +20,10 @@ from .errors import (
     SubscribeFailed,
     UsageError,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any  # noqa: F401
 
 # CONNACK codes that retrying cannot fix: stop instead of hammering the server.
 # (0x95 packet too large, 0x99 payload format, 0x9A retain, 0x9B QoS: our CONNECT or
@@ -87,7 +93,7 @@ ERRORS = (
 def error(code, value, rc, more):
     """client.py's error ``code``: its text with ``value``, its reason code ``rc`` and
     the third argument ``more`` of PublishFailed / SubscribeFailed."""
-    cls, text = ERRORS[code]
+    cls, text = ERRORS[code]  # type: Any, str
     if "%" in text:
         text = text % (value,)
     if cls is ProtocolError:
@@ -129,7 +135,7 @@ async def supervise(self):
         code = reason[0] if by_server else getattr(error, "reason_code", None)
         ref = reason[2].get(_p.PROP_SERVER_REFERENCE) if by_server and reason[2] else None
         await self._emit(Disconnected(code, reason[1], by_server, error, ref))
-        self._redirect(code, ref)
+        redirect(self, code, ref)
         # Closed after telling: a close may wait (bounded) to flush a stalled link.
         await _close_quietly(self._transport)
         self._window.set()
@@ -160,7 +166,7 @@ async def supervise(self):
             try:
                 event = await self._connect_once()
             except ConnectRefused as e:
-                if self._redirect(e.reason_code, e.server_reference):
+                if redirect(self, e.reason_code, e.server_reference):
                     continue
                 self._target = self._home  # a redirection (0x9C) lasts one attempt
                 if e.reason_code in _PERMANENT_REFUSALS:
@@ -177,6 +183,16 @@ async def supervise(self):
             break
 
 
+def redirect(self, rc, reference):
+    """Follow a Server Reference (0x9C use another server, 0x9D server moved) when the
+    options say so (see ``_rare.follow``); True if the next connection goes elsewhere."""
+    if self.options.follow_redirects and (rc == 0x9C or rc == 0x9D):
+        from . import _rare
+
+        return _rare.follow(self, rc, reference)
+    return False
+
+
 def give_up(self, error):
     """Reconnecting stopped: what waits fails with ``error``, the offline queue
     is emptied, and publish() raises it at once until connect() is called."""
@@ -185,7 +201,8 @@ def give_up(self, error):
     self._supervisor = None
     self._window.set()
     self._room.set()
-    self._queue_event.set()
+    if self._queue is not None:
+        self._queue_event.set()
 
 
 def refused(s):
@@ -245,24 +262,22 @@ def event_repr(ev):
 
 async def unsubscribe(self, topic_filter, properties):
     """MqttClient.unsubscribe (see there)."""
-    from .client import _Ack
+    from .client import Delivery
 
-    self._subs = [x for x in self._subs if x.filter != topic_filter]
+    self._subs = [x for x in self._subs if x[0] != topic_filter]  # (x[0]: the filter)
     if not self._connected:
         raise NetworkError("not connected")
-    waiter = _Ack()
+    waiter = Delivery()
     await self._wait_room()
     if not self._connected:
         raise NetworkError("not connected")
     self._session.unsubscribe([topic_filter], properties, waiter)
     self._put()
-    await waiter.event.wait()
-    if waiter.error is not None:
-        raise waiter.error
-    rc = waiter.codes[0]
+    await waiter.wait()  # raises the error that failed it
+    codes = waiter.reason_code  # the UNSUBACK's
+    rc = codes[0]
     if rc >= 0x80:
-        raise SubscribeFailed("unsubscribe from %r refused" % (topic_filter,), rc,
-                              waiter.codes)
+        raise SubscribeFailed("unsubscribe from %r refused" % (topic_filter,), rc, codes)
     return rc
 
 
@@ -331,8 +346,6 @@ def start_callbacks(self):
     """One task runs the message's coroutine callbacks, one after the other, and
     only then acknowledges a QoS 1/2 message: the server's in-flight window
     (our Receive Maximum) bounds how many run at once."""
-    import asyncio
-
     coros = self._coros
     self._coros = None
     key = self._session.defer_ack()
@@ -340,8 +353,6 @@ def start_callbacks(self):
 
 
 async def run_callbacks(self, coros, key, link_no):
-    from .client import _current_task
-
     try:
         for coro in coros:
             try:
@@ -356,5 +367,5 @@ async def run_callbacks(self, coros, key, link_no):
     except Exception as e:
         log("acknowledgement after a callback not sent: %r" % (e,))
     finally:
-        self._cb_tasks.discard(_current_task())
+        self._cb_tasks.discard(asyncio.current_task())
         self._cb_done.set()

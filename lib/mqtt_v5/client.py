@@ -265,89 +265,67 @@ ConnectionEvent.Disconnected = Disconnected  # type: ignore[attr-defined]
 ConnectionEvent.Reconnecting = Reconnecting  # type: ignore[attr-defined]
 
 
-class Delivery:
+class Delivery(Waiter):
     """An outgoing QoS 1/2 message in flight; ``await delivery.wait()``
-    returns its packet id once acknowledged or raises ``PublishFailed``."""
+    returns its packet id once acknowledged or raises ``PublishFailed``.
 
-    def __init__(self):
-        self.packet_id = 0
-        self.reason_code = None
-        self.error = None
-        self._event = asyncio.Event()
-        self._freed = False  # the session no longer holds it (publish() may reuse it)
-        self._waiter = None  # publish()'s wait for the outcome (an _Acked), made once
+    Inside the client it is also what publish() of QoS 1/2 returns to await
+    (made once and reused: no coroutine, see ``_compat.Waiter``), a SUBACK /
+    UNSUBACK waiter (``reason_code``: the list of codes) and the writer task's
+    wake-up (``packet_id`` 0)."""
 
-    def _reset(self):
+    def __init__(self, client=None):
+        Waiter.__init__(self, asyncio.Event())
         self.packet_id = 0
-        self.reason_code = None
-        self.error = None
-        self._event.clear()
+        self.reason_code = None  # type: Any
+        self.error = None  # type: Any
+        # The client whose publish() owns it (None: the caller's own, from begin_publish):
+        # once acknowledged and let go of by the session (_freed), it is reused.
+        self._client = client
         self._freed = False
 
     def _done(self, pid, rc, error=None):
         self.packet_id = pid or self.packet_id
         self.reason_code = rc
         self.error = error
-        self._event.set()
+        self.event.set()
 
     def done(self):
-        return self._event.is_set()
-
-    async def wait(self):
-        await self._event.wait()
-        if self.error is not None:
-            raise self.error
-        return self.packet_id
-
-
-class _Acked(Waiter):
-    """What ``publish()`` of QoS 1/2 returns to await: the outcome of its Delivery
-    (the packet id, or the error raised), made once per Delivery and reused with
-    it, so a publish makes no coroutine under MicroPython (see ``_compat.Waiter``)."""
-
-    def __init__(self, client, token):
-        Waiter.__init__(self, token._event)
-        self._client = client
-        self._token = token
+        return self.event.is_set()
 
     def poll(self):
+        # wait()'s outcome: the packet id, or the error raised.
         if not self.event.is_set():
             return PENDING
-        return self._client._acknowledged(self._token)
+        pid = self.packet_id
+        err = self.error
+        c = self._client
+        if c is not None and self._freed and len(c._spare) < c.options.max_inflight:
+            # publish()'s own, acknowledged or refused: reuse it for the next publish()
+            # rather than make a Delivery and its Event each time (up to max_inflight of
+            # them: as many as may be in flight at once).
+            self.packet_id = 0
+            self.reason_code = None
+            self.error = None
+            self.event.clear()
+            self._freed = False
+            c._spare.append(self)
+        if err is not None:
+            raise err
+        return pid
 
 
-class _Woken(Waiter):
-    """``await w.wait()``: until ``event`` is set (the writer task's wait: no
-    coroutine per wake-up under MicroPython, see ``_compat.Waiter``)."""
-
-    def poll(self):
-        return 1 if self.event.is_set() else PENDING  # (an int: _stop_with allocates none)
-
-
-class _Subscription:
-    def __init__(self, filt, callback, options, props, sid):
-        self.filter = filt
-        self.fbytes = filt.encode() if isinstance(filt, str) else bytes(filt)
-        skip = share_prefix_len(self.fbytes)
-        self.match_start = skip if skip > 0 else 0
-        self.callback = callback
-        self.options = options
-        self.props = props
-        # Subscription Identifier: the user's, or one we chose (``auto_sid``) to
-        # route each copy of a message that overlapping subscriptions match.
-        given = props.get(_p.PROP_SUBSCRIPTION_IDENTIFIER) if props else None
-        self.auto_sid = given is None
-        self.sid = sid if given is None else given if isinstance(given, int) else given[0]
-
-
-class _Ack:
-    """Waits for a SUBACK / UNSUBACK."""
-
-    def __init__(self):
-        self.codes = None  # type: Any
-        self.props = None
-        self.error = None
-        self.event = asyncio.Event()
+# A subscription is a tuple: the filter as given, as bytes, where matching starts in
+# it (past a shared subscription's prefix), the callback, the SUBSCRIBE options, the
+# properties, whether we chose its Subscription Identifier, and that identifier.
+_SUB_FILTER = const(0)
+_SUB_BYTES = const(1)
+_SUB_START = const(2)
+_SUB_CALLBACK = const(3)
+_SUB_OPTIONS = const(4)
+_SUB_PROPS = const(5)
+_SUB_AUTO_SID = const(6)
+_SUB_SID = const(7)
 
 
 class MqttClient:
@@ -368,14 +346,13 @@ class MqttClient:
             max_queued_bytes=o.max_queued_bytes,
             connect_timeout_ms=int(o.connect_timeout * 1000))
         self._out_mv = memoryview(self._session.out)
-        self._views = {}  # type: dict
+        self._views = {}  # type: dict  # see _view
         # Small packets (acks, publishes) wait here to leave together in one write:
         # one syscall per packet was most of the CPU cost of publishing.
         self._batch_pub = BATCH_WRITES_DEFAULT if o.batch_writes is None else o.batch_writes
-        self._batch = bytearray(max(128, o.out_buffer_size) if self._batch_pub else 128)
-        self._batch_mv = memoryview(self._batch)
+        self._batch_mv = memoryview(
+            bytearray(max(128, o.out_buffer_size) if self._batch_pub else 128))
         self._batch_len = 0
-        self._batch_views = {}  # type: dict
         # The write path (see _put): a write the transport could not finish at once,
         # what goes after it, since when; set when none is held; wakes the writer.
         self._held = None  # type: Any
@@ -383,7 +360,7 @@ class MqttClient:
         self._held_tail = None  # type: Any
         self._held_since = 0  # type: Any
         self._room = asyncio.Event()
-        self._write_wake = asyncio.Event()
+        self._write_wake = Delivery()  # (its event wakes the writer task: see _write_loop)
         self._writer = None  # type: Any  # the writer task, made when first needed
         self._gave_up = None  # type: Any  # the error publish() raises once reconnecting stopped
         self._reauth = None  # type: Any  # set when a re-authentication succeeded
@@ -391,26 +368,24 @@ class MqttClient:
         self._target = None  # type: Any
         self._spare = []  # type: list  # Delivery objects publish() may reuse
         self._window = asyncio.Event()
-        self._timer_wake = asyncio.Event()
-        self._subs = []  # type: list
+        self._subs = []  # type: list  # tuples: see _SUB_FILTER
         self._last_sid = 0
         self._event_cbs = []  # type: list
         self._message_cbs = []  # type: list
-        self._queue = None  # type: Any
-        self._queue_event = asyncio.Event()
+        self._queue = None  # type: Any  # messages() (with _queue_event, _queue_max)
         self._msg = Message()
         self._cb_tasks = set()  # type: set  # running callbacks (CPython keeps only weak refs)
-        self._cb_max = o.receive_maximum
         self._cb_done = asyncio.Event()
         self._coros = None  # type: Any  # the coroutine callbacks of the message dispatched
-        self._link_no = 0  # counts connections: a deferred ack is for its own
+        # Counts connections (0: none yet, a transport given is then still open): a
+        # deferred ack is for its own.
+        self._link_no = 0
         self._topics = {}  # type: dict
         self._tasks = []  # type: list
         self._supervisor = None  # type: Any
         self._closing = False
         self._connected = False
         self._lost = None  # type: Any
-        self._has_connected = False
         self._up_since = 0  # type: Any
         self._short_links = 0  # connections in a row that died young (backoff carries on)
 
@@ -473,20 +448,11 @@ class MqttClient:
                 event = await self._connect_once()
                 break
             except ConnectRefused as e:
-                if not self._redirect(e.reason_code, e.server_reference):
+                if not _cold_paths().redirect(self, e.reason_code, e.server_reference):
                     raise
         self._supervisor = asyncio.create_task(self._supervise())
         await self._after_connect(event)
         return event
-
-    def _redirect(self, rc, reference):
-        """Follow a Server Reference (0x9C use another server, 0x9D server moved)
-        when the options say so; True if the next connection goes elsewhere."""
-        if self.options.follow_redirects and (rc == 0x9C or rc == 0x9D):
-            from . import _rare
-
-            return _rare.follow(self, rc, reference)
-        return False
 
     async def _connect_once(self):
         """Open the transport and handshake, all within ``connect_timeout``: a server
@@ -505,30 +471,27 @@ class MqttClient:
             raise _error(_E_CONNECT_TIMEOUT, limit)
 
     async def _open_and_handshake(self, opened):
-        transport = await self._open()
+        t = self._target
+        if isinstance(t, str):
+            from .transport import open_connection
+
+            _note(_N_CONNECTING, t)
+            transport = await open_connection(t, tls=self.options.tls,
+                                              timeout_s=self.options.connect_timeout)
+        elif hasattr(t, "readinto"):
+            if self._link_no:
+                raise _error(_E_TRANSPORT_CLOSED)
+            transport = t
+        else:
+            transport = t()
+            if is_awaitable(transport):
+                transport = await transport
         opened[0] = transport
         try:
             return await self._handshake(transport)
         except BaseException:
             await _close_quietly(transport)
             raise
-
-    async def _open(self):
-        t = self._target
-        if isinstance(t, str):
-            from .transport import open_connection
-
-            _note(_N_CONNECTING, t)
-            return await open_connection(t, tls=self.options.tls,
-                                         timeout_s=self.options.connect_timeout)
-        if hasattr(t, "readinto"):
-            if self._has_connected:
-                raise _error(_E_TRANSPORT_CLOSED)
-            return t
-        transport = t()
-        if is_awaitable(transport):
-            transport = await transport
-        return transport
 
     async def _handshake(self, transport):
         o = self.options
@@ -543,7 +506,7 @@ class MqttClient:
             from . import _rare
 
             _rare.auth_props(o, o.auth_data, props)
-        clean = o.clean_start if not self._has_connected else (
+        clean = o.clean_start if not self._link_no else (
             o.clean_start and not o.session_expiry_interval)
         now = ticks_ms()
         s.connect(now, clean, o.keep_alive, o.username, o.password,
@@ -595,7 +558,6 @@ class MqttClient:
         self._connected = True
         self._link_no += 1
         self._up_since = ticks_ms()
-        self._has_connected = True
         self._hops = 0
         return Connected(s.ev_session_present, s.limits, s.ev_props)
 
@@ -612,7 +574,7 @@ class MqttClient:
                 try:
                     await self._subscribe_one(sub)
                 except MqttError as e:
-                    _note(_N_RESUBSCRIBE_FAILED, sub.filter, e)
+                    _note(_N_RESUBSCRIBE_FAILED, sub[_SUB_FILTER], e)
         try:
             await self._pump()
         except (MqttError, OSError) as e:
@@ -645,12 +607,13 @@ class MqttClient:
     # ---------------------------------------------------------- writing --
 
     def _view(self, n):
-        """``out[:n]`` without allocating in steady state (sizes repeat)."""
+        """``out[:n]``, or for a negative n the batch's first -n bytes, without
+        allocating in steady state (sizes repeat)."""
         v = self._views.get(n)
         if v is None:
-            if len(self._views) >= 16:
+            if len(self._views) >= 32:
                 self._views.clear()
-            v = self._out_mv[:n]
+            v = self._out_mv[:n] if n > 0 else self._batch_mv[:-n]
             self._views[n] = v
         return v
 
@@ -677,7 +640,7 @@ class MqttClient:
             if self._batch_len:
                 b = self._batch_len
                 self._batch_len = 0
-                w = t.write(self._batch_view(b))
+                w = t.write(self._view(-b))
                 if w is not READY:
                     return self._hold(w, n, tail)
             if n:
@@ -705,7 +668,7 @@ class MqttClient:
         if self._writer is None and self._connected:
             self._writer = asyncio.create_task(self._write_loop())  # made on first need
             self._tasks.append(self._writer)
-        self._write_wake.set()
+        self._write_wake.event.set()
 
     async def _finish(self):
         """Wait for the held write, then write what was behind it."""
@@ -741,7 +704,7 @@ class MqttClient:
         s = self._session
         n = s.out_len
         a = self._batch_len
-        if s.out_tail is not None or a + n > len(self._batch):
+        if s.out_tail is not None or a + n > len(self._batch_mv):
             return False
         if _log_fn is not None:
             _cold_paths().log_packet("->", s.out, n)
@@ -750,20 +713,10 @@ class MqttClient:
         s.flushed(ticks_ms())
         return True
 
-    def _batch_view(self, n):
-        v = self._batch_views.get(n)  # sizes repeat in steady state: no allocation
-        if v is None:
-            if len(self._batch_views) >= 16:
-                self._batch_views.clear()
-            v = self._batch_mv[:n]
-            self._batch_views[n] = v
-        return v
-
     async def _write_loop(self):
         """The writer task: finishes held writes, sends what was batched. Asleep on
         an Event otherwise (nothing allocated while idle)."""
-        wake = self._write_wake
-        woken = _Woken(wake)  # waits on the Event with no coroutine per wake-up
+        wake = self._write_wake  # (a Delivery: no coroutine per wake-up)
         try:
             while True:
                 if self._held is not None:
@@ -771,8 +724,8 @@ class MqttClient:
                 elif self._batch_len:
                     self._put()
                 else:
-                    wake.clear()
-                    await woken.wait()
+                    wake.event.clear()
+                    await wake.wait()
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -813,7 +766,7 @@ class MqttClient:
         MicroPython every coroutine costs its frame, so the usual case (no
         write held, window open, no batching) makes none: the packet is
         handed to the transport here and what is returned is preallocated --
-        a completed awaitable for QoS 0, the reused Delivery's ``_Acked`` for
+        a completed awaitable for QoS 0, the reused Delivery's ``wait()`` for
         QoS 1/2. Otherwise it is the one coroutine that does the work."""
         if self._gave_up is not None:
             return _raise(self._gave_up)
@@ -824,17 +777,17 @@ class MqttClient:
             return self._publish(topic, payload, 0, retain, options, None)
         # The caller waits for the ack: send now rather than batch (one loop hop less).
         return self._publish(topic, payload, qos, retain, options,
-                             self._spare.pop() if self._spare else Delivery(), False, True)
+                             self._spare.pop() if self._spare else Delivery(self), False, True)
 
     def _publish_now(self, topic, payload, qos, retain, options):
         """``publish`` when nothing has to be waited for before the write. The
         packet is encoded and handed to the transport here; if the transport
         could not take it all, the writer task finishes it. Returns the completed
-        ``_ZERO`` for QoS 0, the Delivery's ``_Acked`` for QoS 1/2."""
+        ``_ZERO`` for QoS 0, the reused Delivery's ``wait()`` for QoS 1/2."""
         s = self._session
         token = None
         if qos:
-            token = self._spare.pop() if self._spare else Delivery()
+            token = self._spare.pop() if self._spare else Delivery(self)
         if isinstance(payload, str):
             payload = payload.encode()
         tb = self._topics.get(topic) if type(topic) is str else topic
@@ -877,30 +830,7 @@ class MqttClient:
                 # QoS 1/2: the session holds it and resends it after reconnecting
         if token is None:
             return _ZERO
-        return self._outcome(token)
-
-    def _outcome(self, token):
-        """The awaitable outcome of publish()'s own Delivery: its ``_Acked``,
-        made once and reused with the Delivery (no coroutine under MicroPython)."""
-        w = token._waiter
-        if w is None:
-            w = token._waiter = _Acked(self, token)
-        return w.wait()
-
-    def _acknowledged(self, token):
-        """The outcome of publish()'s Delivery (its packet id, or the error
-        raised); the Delivery is kept for reuse when the session let go of it."""
-        pid = token.packet_id
-        err = token.error
-        if token._freed and len(self._spare) < self.options.max_inflight:
-            # Acknowledged or refused: reuse it for the next publish() rather
-            # than make a Delivery, its Event and its _Acked each time (up to
-            # max_inflight of them: as many as may be in flight at once).
-            token._reset()
-            self._spare.append(token)
-        if err is not None:
-            raise err
-        return pid
+        return token.wait()
 
     async def publish_qos1(self, topic, payload, retain=False, options=None):
         """``publish(..., qos=1)``."""
@@ -954,7 +884,7 @@ class MqttClient:
             _note(_N_PUBLISH_QUEUED, topic, qos)
         if not wait:
             return pid
-        return await self._outcome(token)
+        return await token.wait()
 
     async def _pump(self):
         """Send resends and queued messages while the window allows."""
@@ -986,13 +916,29 @@ class MqttClient:
         f = topic_filter.encode() if isinstance(topic_filter, str) else topic_filter
         if not filter_ok(f, 0, len(f)):
             raise _error(_E_INVALID_FILTER, topic_filter, 0x8F)
-        sub = _Subscription(topic_filter, callback,
-                            _c.sub_options(qos, no_local, retain_as_published, retain_handling),
-                            properties, self._free_sid(topic_filter))
+        # Subscription Identifier: the user's, or one we chose to route each copy of a
+        # message that overlapping subscriptions match: one no other filter's
+        # subscription uses (the user's own included), so a message is routed to its
+        # filter's callback only.
+        while True:
+            sid = self._last_sid = self._last_sid + 1 if self._last_sid < 268435455 else 1
+            for x in self._subs:
+                if x[_SUB_SID] == sid and x[_SUB_FILTER] != topic_filter:
+                    break
+            else:
+                break
+        given = properties.get(_p.PROP_SUBSCRIPTION_IDENTIFIER) if properties else None
+        if given is not None:
+            sid = given if isinstance(given, int) else given[0]
+        fb = bytes(f)
+        skip = share_prefix_len(fb)
+        sub = (topic_filter, fb, skip if skip > 0 else 0, callback,
+               _c.sub_options(qos, no_local, retain_as_published, retain_handling),
+               properties, given is None, sid)
         # Registered before SUBSCRIBE leaves: a retained message may come right
         # behind the SUBACK, in the same read.
-        old = [x for x in self._subs if x.filter == sub.filter]
-        self._subs = [x for x in self._subs if x.filter != sub.filter]
+        old = [x for x in self._subs if x[_SUB_FILTER] == topic_filter]
+        self._subs = [x for x in self._subs if x[_SUB_FILTER] != topic_filter]
         self._subs.append(sub)
         try:
             return await self._subscribe_one(sub)
@@ -1000,37 +946,25 @@ class MqttClient:
             self._subs = [x for x in self._subs if x is not sub] + old
             raise
 
-    def _free_sid(self, filt):
-        """A Subscription Identifier no other filter's subscription uses (the user's
-        own included), so a message is routed to its filter's callback only."""
-        while True:
-            self._last_sid = self._last_sid + 1 if self._last_sid < 268435455 else 1
-            for sub in self._subs:
-                if sub.sid == self._last_sid and sub.filter != filt:
-                    break
-            else:
-                return self._last_sid
-
     async def _subscribe_one(self, sub):
         if not self._connected:
             raise _error(_E_NOT_CONNECTED)
-        waiter = _Ack()
-        props = sub.props
-        if sub.auto_sid and self._session.limits.subscription_identifiers_available:
+        waiter = Delivery()
+        props = sub[_SUB_PROPS]
+        if sub[_SUB_AUTO_SID] and self._session.limits.subscription_identifiers_available:
             props = dict(props) if props else {}
-            props[_p.PROP_SUBSCRIPTION_IDENTIFIER] = sub.sid
+            props[_p.PROP_SUBSCRIPTION_IDENTIFIER] = sub[_SUB_SID]
         await self._wait_room()
         if not self._connected:
             raise _error(_E_NOT_CONNECTED)
-        pid = self._session.subscribe([(sub.filter, sub.options)], props, waiter)
-        _note(_N_SUBSCRIBE, sub.filter, pid)
+        pid = self._session.subscribe([(sub[_SUB_FILTER], sub[_SUB_OPTIONS])], props, waiter)
+        _note(_N_SUBSCRIBE, sub[_SUB_FILTER], pid)
         self._put()
-        await waiter.event.wait()
-        if waiter.error is not None:
-            raise waiter.error
-        rc = waiter.codes[0]
+        await waiter.wait()  # raises the error that failed it
+        codes = waiter.reason_code  # the SUBACK's
+        rc = codes[0]
         if rc >= 0x80:
-            raise _error(_E_SUBSCRIBE_REFUSED, sub.filter, rc, waiter.codes)
+            raise _error(_E_SUBSCRIBE_REFUSED, sub[_SUB_FILTER], rc, codes)
         return rc
 
     async def unsubscribe(self, topic_filter, properties=None):
@@ -1044,6 +978,7 @@ class MqttClient:
         if self._queue is None:
             self._queue = []
             self._queue_max = maxsize
+            self._queue_event = asyncio.Event()
         return self
 
     def __aiter__(self):
@@ -1087,11 +1022,15 @@ class MqttClient:
         self._fail_acks(self._session.connection_lost(), err)
         self._fail_waiters(err)
         self._window.set()
-        self._queue_event.set()
+        if self._queue is not None:
+            self._queue_event.set()
         await self._emit(Disconnected(reason_code, None, False))
 
     async def _stop_tasks(self):
-        cur = _current_task()
+        try:
+            cur = asyncio.current_task()
+        except Exception:  # (none running: MicroPython raises)
+            cur = None
         for task in self._tasks:
             if task is not cur:
                 task.cancel()
@@ -1117,7 +1056,7 @@ class MqttClient:
         for tok in s.drop_queued():
             if tok is not None and not tok.done():
                 tok._done(0, None, error)
-        self._fail_subacks(error)
+        self._fail_acks(s.drop_requests(), error)
 
     # --------------------------------------------------------- I/O tasks --
 
@@ -1186,11 +1125,12 @@ class MqttClient:
                 if ev == _s.EV_MESSAGE:
                     self._dispatch()
                     if self._coros is not None:
-                        self._start_callbacks()
+                        # One task runs the message's coroutine callbacks (see _cold).
+                        _cold_paths().start_callbacks(self)
                         # QoS 0 messages have no window, and a server may ignore ours:
                         # past receive_maximum running callbacks, stop reading until
                         # one ends (TCP pushes back).
-                        while len(self._cb_tasks) >= self._cb_max:
+                        while len(self._cb_tasks) >= self.options.receive_maximum:
                             self._cb_done.clear()
                             await self._cb_done.wait()
                 elif ev == _s.EV_PUBLISH_DONE or ev == _s.EV_PUBLISH_FAILED:
@@ -1208,9 +1148,7 @@ class MqttClient:
                 elif ev == _s.EV_SUBACK or ev == _s.EV_UNSUBACK:
                     w = s.ev_token
                     if w is not None:
-                        w.codes = s.ev_codes
-                        w.props = s.ev_props
-                        w.event.set()
+                        w._done(s.ev_pid, s.ev_codes)  # what its wait() returns
                 elif ev == _s.EV_AUTH:  # re-authentication
                     from . import _rare
 
@@ -1247,20 +1185,21 @@ class MqttClient:
                 if pid == _p.PROP_SUBSCRIPTION_IDENTIFIER:
                     for sub in self._subs:
                         # (a user may give one identifier to several filters)
-                        if sub.sid == c.value and matches(sub.fbytes, sub.match_start,
-                                                          len(sub.fbytes), s.topic_buf,
-                                                          s.topic_start, s.topic_end):
+                        fb = sub[_SUB_BYTES]
+                        if sub[_SUB_SID] == c.value and matches(
+                                fb, sub[_SUB_START], len(fb), s.topic_buf, s.topic_start,
+                                s.topic_end):
                             routed = True
-                            if sub.callback is not None:
+                            if sub[_SUB_CALLBACK] is not None:
                                 taken = True
-                                self._call(sub.callback, msg)
+                                self._call(sub[_SUB_CALLBACK], msg)
         if not routed:
             for sub in self._subs:
-                if sub.callback is not None and matches(sub.fbytes, sub.match_start,
-                                                        len(sub.fbytes), s.topic_buf,
-                                                        s.topic_start, s.topic_end):
+                fb = sub[_SUB_BYTES]
+                if sub[_SUB_CALLBACK] is not None and matches(
+                        fb, sub[_SUB_START], len(fb), s.topic_buf, s.topic_start, s.topic_end):
                     taken = True
-                    self._call(sub.callback, msg)
+                    self._call(sub[_SUB_CALLBACK], msg)
         if not taken:
             for cb in self._message_cbs:
                 self._call(cb, msg)
@@ -1286,10 +1225,6 @@ class MqttClient:
                 self._coros = []
             self._coros.append(r)
 
-    def _start_callbacks(self):
-        """One task runs the message's coroutine callbacks (see ``_cold``)."""
-        _cold_paths().start_callbacks(self)
-
     async def _timer_loop(self, transport):
         """Keep-alive: PINGREQ when due, and a dead link found within 1.5x keep-alive
         whatever the writer does -- a write that waits that long for room in the
@@ -1310,9 +1245,7 @@ class MqttClient:
                     continue
                 wait = s.next_timeout(now)
                 if wait < 0:
-                    self._timer_wake.clear()
-                    await self._timer_wake.wait()
-                    continue
+                    return  # no keep-alive: nothing to time on this connection
                 if wait > 0:
                     await sleep_ms(wait)
                     continue
@@ -1336,15 +1269,11 @@ class MqttClient:
 
         await _cold.supervise(self)
 
-    def _fail_subacks(self, error):
-        self._fail_acks(self._session.drop_requests(), error)
-
     def _fail_acks(self, waiters, error):
         """SUBACK/UNSUBACK waiters (``{pid: waiter}`` or a list) fail with ``error``."""
         for waiter in (waiters.values() if isinstance(waiters, dict) else waiters):
             if waiter is not None:
-                waiter.error = error
-                waiter.event.set()
+                waiter._done(0, None, error)
 
 
 async def _raise(error):
@@ -1365,10 +1294,4 @@ async def _close_quietly(transport):
     except Exception:
         pass
 
-
-def _current_task():
-    try:
-        return asyncio.current_task()
-    except Exception:
-        return None
 
