@@ -9,7 +9,7 @@ import asyncio
 
 from . import codec as _c
 from . import properties as _p
-from ._compat import random_ms, sleep_ms, ticks_diff, ticks_ms
+from ._compat import const, random_ms, sleep_ms, ticks_diff, ticks_ms
 from .errors import (
     ConnectRefused,
     MqttError,
@@ -21,7 +21,7 @@ from .errors import (
     UsageError,
 )
 
-TYPE_CHECKING = False
+TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even compiled)
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any  # noqa: F401
 
@@ -50,12 +50,10 @@ NOTES = (
     "re-subscribe %r failed: %r",
     "resend after connect failed: %r",
     "connection event callback raised %r",
-    "PUBLISH topic=%r qos=%d pid=%d",
-    "PUBLISH queued (offline or window full) topic=%r qos=%d",
+    "PUBLISH topic=%r qos=%d %s",
     "SUBSCRIBE %r pid=%d",
     "DISCONNECT 0x%02X",
     "DISCONNECT not sent: %r",
-    "DISCONNECT from server 0x%02X %s",
     "message callback raised %r",
     "PINGREQ",
 )
@@ -85,7 +83,6 @@ ERRORS = (
     (NetworkError, "connection lost"),
     (PublishFailed, "publish refused by the server"),
     (NetworkError, "connection closed by the server"),
-    (NetworkError, "server disconnected: %s"),
     (MqttTimeout, "a write waited %d ms for room to send: the link is dead"),
 )
 
@@ -99,6 +96,16 @@ def error(code, value, rc, more):
     if cls is ProtocolError:
         rc = 0x82
     return cls(text, rc) if more is None else cls(text, rc, more)
+
+
+def server_disconnect(self):
+    """The server's DISCONNECT (the session's ``ev_rc`` / ``ev_props``), kept for the
+    supervisor's Disconnected event; returns the NetworkError the reader raises."""
+    s = self._session
+    reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
+    log("DISCONNECT from server 0x%02X %s" % (s.ev_rc, reason or ""))
+    self._server_disconnect = (s.ev_rc, reason, s.ev_props)
+    return NetworkError("server disconnected: %s" % (reason or "reason code"), s.ev_rc)
 
 
 def delay(cfg, attempt):

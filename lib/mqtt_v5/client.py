@@ -40,7 +40,7 @@ from .errors import ConnectRefused, MqttError, NetworkError, ProtocolError
 from .session import Message, Will  # noqa: F401  (one of each for both drivers; public here)
 from .topic import filter_ok, matches, share_prefix_len
 
-TYPE_CHECKING = False
+TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even compiled)
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Awaitable, Callable, Optional, Union  # noqa: F401
 
@@ -75,13 +75,11 @@ _N_RESUBSCRIBE_FAILED = const(4)
 _N_RESEND_FAILED = const(5)
 _N_EVENT_CALLBACK_RAISED = const(6)
 _N_PUBLISH = const(7)
-_N_PUBLISH_QUEUED = const(8)
-_N_SUBSCRIBE = const(9)
-_N_DISCONNECT = const(10)
-_N_DISCONNECT_NOT_SENT = const(11)
-_N_SERVER_DISCONNECT = const(12)
-_N_CALLBACK_RAISED = const(13)
-_N_PINGREQ = const(14)
+_N_SUBSCRIBE = const(8)
+_N_DISCONNECT = const(9)
+_N_DISCONNECT_NOT_SENT = const(10)
+_N_CALLBACK_RAISED = const(11)
+_N_PINGREQ = const(12)
 
 
 def _note(code, a=None, b=None, c=None):
@@ -104,8 +102,7 @@ _E_SUBSCRIBE_REFUSED = const(10)
 _E_CONNECTION_LOST = const(11)
 _E_PUBLISH_REFUSED = const(12)
 _E_CLOSED_BY_SERVER = const(13)
-_E_SERVER_DISCONNECTED = const(14)
-_E_WRITE_STALLED = const(15)
+_E_WRITE_STALLED = const(14)
 
 
 def _error(code, value=None, rc=None, more=None):
@@ -773,20 +770,16 @@ class MqttClient:
         if self._held is None and _log_fn is None and (
                 not qos or self._session.window_open() or not self._connected):
             return self._publish_now(topic, payload, qos, retain, options)
-        if qos == 0:
-            return self._publish(topic, payload, 0, retain, options, None)
-        # The caller waits for the ack: send now rather than batch (one loop hop less).
-        return self._publish(topic, payload, qos, retain, options,
-                             self._spare.pop() if self._spare else Delivery(self), False, True)
+        return self._publish(topic, payload, qos, retain, options)
 
-    def _publish_now(self, topic, payload, qos, retain, options):
-        """``publish`` when nothing has to be waited for before the write. The
-        packet is encoded and handed to the transport here; if the transport
-        could not take it all, the writer task finishes it. Returns the completed
-        ``_ZERO`` for QoS 0, the reused Delivery's ``wait()`` for QoS 1/2."""
+    def _publish_now(self, topic, payload, qos, retain, options, token=None):
+        """``publish`` (and ``begin_publish``, with its ``token``) when nothing has to
+        be waited for before the write. The packet is encoded and handed to the
+        transport here; if the transport could not take it all, the writer task
+        finishes it. Returns the completed ``_ZERO`` for QoS 0 (and begin_publish),
+        publish()'s own reused Delivery's ``wait()`` for QoS 1/2."""
         s = self._session
-        token = None
-        if qos:
+        if qos and token is None:
             token = self._spare.pop() if self._spare else Delivery(self)
         if isinstance(payload, str):
             payload = payload.encode()
@@ -796,12 +789,12 @@ class MqttClient:
                             retain, options.properties if options is not None else None,
                             options.topic_alias if options is not None else 0, token)
         except Exception as e:
-            if token is not None:
+            if token is not None and token._client is not None:
                 self._spare.append(token)  # refused before the session took it
             return _raise(e)  # raised where the caller awaits, as from a coroutine
         n = s.out_len
         if n and token is None and not self._batch_pub and not self._batch_len and \
-                s.out_tail is None:
+                s.out_tail is None and _log_fn is None:
             # QoS 0, one packet in ``out``, nothing batched: written at once.
             s.flushed(ticks_ms())
             v = self._views.get(n)
@@ -827,8 +820,9 @@ class MqttClient:
             except NetworkError as e:
                 if token is None:
                     return _raise(e)  # QoS 0: it may be lost, say so
-                # QoS 1/2: the session holds it and resends it after reconnecting
-        if token is None:
+                # QoS 1/2: the session holds it and resends it after reconnecting;
+                # the Delivery completes then (raising here would invite a duplicate).
+        if token is None or token._client is None:
             return _ZERO
         return token.wait()
 
@@ -847,14 +841,10 @@ class MqttClient:
         await self._publish(topic, payload, qos, retain, options, d)
         return d
 
-    async def _publish(self, topic, payload, qos, retain, options, token, batch=True,
-                       wait=False):
+    async def _publish(self, topic, payload, qos, retain, options, token=None):
+        """``_publish_now`` once the send window has room (QoS 1/2) and no write is
+        held: the coroutine publish() makes only when it has to wait."""
         s = self._session
-        if isinstance(payload, str):
-            payload = payload.encode()
-        topic = self._topic_bytes(topic)
-        props = options.properties if options is not None else None
-        alias = options.topic_alias if options is not None else 0
         while True:
             if qos:
                 while self._connected and not s.window_open() and not self._closing:
@@ -865,26 +855,8 @@ class MqttClient:
                 raise self._gave_up
             if self._held is None or not self._connected:
                 break
-        pid = s.publish(topic, payload, qos, retain, props, alias, token)
-        if s.out_len or s.out_tail is not None:
-            if token is not None:
-                token.packet_id = pid
-            _note(_N_PUBLISH, topic, qos, pid)
-            try:
-                if self._batch_pub and batch and self._batch_out():
-                    self._wake_writer()  # it sends the batch once this task lets it run
-                else:
-                    self._put()
-            except NetworkError:
-                if token is None:
-                    raise  # QoS 0: it may be lost, say so
-                # QoS 1/2: the session holds it and resends it after reconnecting;
-                # the Delivery completes then (raising here would invite a duplicate).
-        else:
-            _note(_N_PUBLISH_QUEUED, topic, qos)
-        if not wait:
-            return pid
-        return await token.wait()
+        _note(_N_PUBLISH, topic, qos, "sent" if self._connected else "queued (offline)")
+        return await self._publish_now(topic, payload, qos, retain, options, token)
 
     async def _pump(self):
         """Send resends and queued messages while the window allows."""
@@ -935,15 +907,21 @@ class MqttClient:
         sub = (topic_filter, fb, skip if skip > 0 else 0, callback,
                _c.sub_options(qos, no_local, retain_as_published, retain_handling),
                properties, given is None, sid)
-        # Registered before SUBSCRIBE leaves: a retained message may come right
-        # behind the SUBACK, in the same read.
-        old = [x for x in self._subs if x[_SUB_FILTER] == topic_filter]
-        self._subs = [x for x in self._subs if x[_SUB_FILTER] != topic_filter]
-        self._subs.append(sub)
+        # Registered before SUBSCRIBE leaves (in place of the filter's old one): a
+        # retained message may come right behind the SUBACK, in the same read.
+        old = []  # type: list
+        subs = []  # type: list
+        for x in self._subs:
+            (old if x[_SUB_FILTER] == topic_filter else subs).append(x)
+        subs.append(sub)
+        self._subs = subs
         try:
             return await self._subscribe_one(sub)
         except BaseException:
-            self._subs = [x for x in self._subs if x is not sub] + old
+            subs = self._subs
+            if sub in subs:
+                subs.remove(sub)
+            self._subs = subs + old
             raise
 
     async def _subscribe_one(self, sub):
@@ -1156,10 +1134,7 @@ class MqttClient:
                     if s.out_len or s.out_tail is not None:  # (a long answer: a tail)
                         self._put()
                 elif ev == _s.EV_DISCONNECT:
-                    reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
-                    _note(_N_SERVER_DISCONNECT, s.ev_rc, reason or "")
-                    self._server_disconnect = (s.ev_rc, reason, s.ev_props)  # type: Any
-                    raise _error(_E_SERVER_DISCONNECTED, reason or "reason code", s.ev_rc)
+                    raise _cold_paths().server_disconnect(self)
         except asyncio.CancelledError:
             raise
         except Exception as e:
