@@ -149,7 +149,9 @@ class PKI:
         return Path(getattr(self, attr)).read_bytes()
 
 
-def _make_pki(directory: Path) -> PKI:
+def _make_pki(directory: Path, ec_only: bool = False) -> PKI:
+    """The suite's CA, server and client certificates (RSA 2048; with ``ec_only`` every key
+    is EC P-256 instead, which mbedTLS handles in less RAM: the bench measures both)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -159,6 +161,8 @@ def _make_pki(directory: Path) -> PKI:
     now = datetime.datetime.now(datetime.UTC)
 
     def rsa_key():
+        if ec_only:
+            return ec.generate_private_key(ec.SECP256R1())
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     def save(name, cert, key):

@@ -35,7 +35,9 @@ def test_heap_scenario_runs_with_room_and_fails_cleanly_without(lib, mosquitto, 
 def test_table_and_chart_render_from_results(tmp_path):
     heap = {lib: {"scenario .mpy KiB": 100 + i} for i, lib in enumerate(bench_unix.LIBS)}
     heap["ours"].update({"scenario frozen KiB": 70, "import .mpy B": 70_000,
-                         "import frozen B": 15_000})
+                         "import frozen B": 15_000, "scenario .mpy KiB, EC": 93,
+                         "scenario frozen KiB, EC": 61})
+    heap["bare"]["scenario .mpy KiB, EC"] = 37
     ops = {"ours": {"publish qos0": 288, "publish qos1": 688, "wakeup": 288, "idle B/s": 0,
                     "qos0 publishes/s": 7000, "qos1 stop-and-wait/s": 9000,
                     "qos1 pipelined 20/s": 8000, "receive qos1": 576},
@@ -45,10 +47,15 @@ def test_table_and_chart_render_from_results(tmp_path):
     text = bench_unix.table(results)
     assert "scenario .mpy KiB" in text
     assert "150,000" in text
+    readme = bench_unix.readme_table(results)
+    ec_row = next(line for line in readme.splitlines() if "EC P-256" in line)
+    assert "**93 / 61 KiB**" in ec_row
+    assert "| 37 KiB |" in ec_row
     svg = tmp_path / "chart.svg"
     bench_unix.write_chart(results, svg)
     body = svg.read_text()
     assert body.startswith("<svg")
     assert body.rstrip().endswith("</svg>")
-    for shown in ("70,000", "target 80", "umqtt.simple", "asyncio's own cost"):
+    for shown in ("70,000", "61", "EC keys, frozen", "target 80", "umqtt.simple",
+                  "asyncio's own cost"):
         assert shown in body

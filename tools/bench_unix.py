@@ -80,11 +80,14 @@ class _Broker:
     """The suite's PKI and a Mosquitto with a plain and a mutual-TLS listener (conftest's
     code, not a copy)."""
 
+    def __init__(self, ec_only=False):
+        self.ec_only = ec_only
+
     def __enter__(self):
         import conftest as ct
 
         self.dir = ct._world_readable_dir("mqtt_v5-bench-")
-        self.pki = ct._make_pki(self.dir)
+        self.pki = ct._make_pki(self.dir, ec_only=self.ec_only)
         self.broker = ct.Mosquitto(
             "bench", self.dir,
             ["per_listener_settings true", "persistence false", "max_queued_messages 0",
@@ -192,6 +195,11 @@ def bench_unix(results: dict) -> None:
         for lib in LIBS:
             heap[lib]["scenario .mpy KiB"] = smallest_heap(exe, lib, b)
         heap["ours"]["scenario frozen KiB"] = smallest_heap(frozen, "ours", b, frozen=True)
+        with _Broker(ec_only=True) as be:
+            for lib in LIBS:
+                heap[lib]["scenario .mpy KiB, EC"] = smallest_heap(exe, lib, be)
+            heap["ours"]["scenario frozen KiB, EC"] = smallest_heap(frozen, "ours", be,
+                                                                   frozen=True)
         for lib in ("ours", "umqtt", "mqtt_as"):
             heap[lib]["import .mpy B"] = import_heap(exe, lib)["heap"]
         r = import_heap(frozen, "ours", frozen=True, per_module=True)
@@ -212,6 +220,9 @@ HOW = {
     "scenario .mpy KiB": "smallest -X heapsize: mTLS connect, sub QoS 1, pub 64 B QoS 1, "
                          "receive, disconnect (modules .mpy)",
     "scenario frozen KiB": "the same, library frozen into the binary",
+    "scenario .mpy KiB, EC": "the scenario with EC P-256 keys everywhere (CA, server, client) "
+                             "instead of RSA 2048, .mpy",
+    "scenario frozen KiB, EC": "the same, frozen",
     "import .mpy B": "heap kept by the import line, .mpy (gc.collect() before/after)",
     "import frozen B": "the same, frozen",
     "publish qos0": "garbage per QoS 0 publish, 64 B, str topic (gc off, 500 ops)",
@@ -246,7 +257,8 @@ def table(results: dict) -> str:
     heap, opsr = results.get("heap", {}), results.get("ops", {})
     cols = ("ours", "umqtt", "mqtt_as", "bare")
     rows = []
-    for key in ("scenario .mpy KiB", "scenario frozen KiB", "import .mpy B", "import frozen B"):
+    for key in ("scenario .mpy KiB", "scenario frozen KiB", "scenario .mpy KiB, EC",
+                "scenario frozen KiB, EC", "import .mpy B", "import frozen B"):
         rows.append((key, [heap.get(c, {}).get(key) for c in cols], HOW[key]))
     keys = [k for k in HOW if any(k in opsr.get(c, {}) for c in cols)]
     for key in keys:
@@ -277,6 +289,9 @@ _README_ROWS = (
      "heap", "scenario .mpy KiB", " KiB"),
     ("the same with mqtt_v5 frozen into the binary (`boards/unix/manifest.py`, the boards' "
      "module list)", "heap", "scenario frozen KiB", " KiB"),
+    ("the same two with EC P-256 keys everywhere (CA, server and client; AWS IoT accepts EC "
+     "device certificates) instead of RSA 2048: `.mpy` / frozen", "heap",
+     ("scenario .mpy KiB, EC", "scenario frozen KiB, EC"), " KiB"),
     ("heap kept by `from mqtt_v5 import MqttClient, ConnectOptions, TlsConfig` "
      "(`gc.collect()` before and after), from `.mpy`", "heap", "import .mpy B", " B"),
     ("the same, frozen", "heap", "import frozen B", " B"),
@@ -315,6 +330,8 @@ def readme_table(results: dict) -> str:
             vals = [src.get(k) for k in keys]
             if lib == "bare" and keys == ("scenario frozen KiB",):
                 vals = [results.get("heap", {}).get("bare", {}).get("scenario .mpy KiB")]
+            if lib == "bare" and keys[-1] == "scenario frozen KiB, EC":
+                vals = vals[:1]  # no library: nothing to freeze
             if all(v is None for v in vals):
                 cells.append("-")
                 continue
@@ -346,6 +363,10 @@ def write_chart(results: dict, path: Path = CHART) -> None:
             row("frozen", {"ours": heap["ours"].get("scenario frozen KiB"),
                            "bare": heap["bare"].get("scenario .mpy KiB")}, "kib",
                 t.get("heap frozen KiB")),
+            row("EC keys, from .mpy", {c: heap[c].get("scenario .mpy KiB, EC") for c in LIBS},
+                "kib"),
+            row("EC keys, frozen", {"ours": heap["ours"].get("scenario frozen KiB, EC"),
+                                    "bare": heap["bare"].get("scenario .mpy KiB, EC")}, "kib"),
         ]),
         ("Heap kept by the import line, bytes (lower is better)", [
             row("from .mpy", {c: heap[c].get("import .mpy B") for c in peers}, "imp",
