@@ -74,7 +74,6 @@ ERRORS = (
     (NetworkError, "the given transport is closed and cannot be reopened"),
     (NetworkError, "connection closed before CONNACK"),
     (ProtocolError, "unexpected packet before CONNACK"),
-    (NetworkError, "write failed: %r"),
     (UsageError, "begin_publish is for QoS 1 and 2"),
     (PublishFailed, "queued message refused by the server's limits: %s"),
     (UsageError, "invalid topic filter %r"),
@@ -188,6 +187,15 @@ async def supervise(self):
                 continue
             await self._after_connect(event)
             break
+
+
+def write_failed(self, e):
+    """A write failed: the link is gone. Returns the NetworkError to raise."""
+    self._session.flushed(ticks_ms())
+    self._link_failed(e)
+    if isinstance(e, NetworkError):
+        return e
+    return NetworkError("write failed: %r" % (e,))
 
 
 def redirect(self, rc, reference):
@@ -353,6 +361,9 @@ def start_callbacks(self):
     """One task runs the message's coroutine callbacks, one after the other, and
     only then acknowledges a QoS 1/2 message: the server's in-flight window
     (our Receive Maximum) bounds how many run at once."""
+    if self._cb_tasks is None:
+        self._cb_tasks = set()
+        self._cb_done = asyncio.Event()
     coros = self._coros
     self._coros = None
     key = self._session.defer_ack()

@@ -93,16 +93,15 @@ _E_CONNECT_TIMEOUT = const(1)
 _E_TRANSPORT_CLOSED = const(2)
 _E_CLOSED_BEFORE_CONNACK = const(3)
 _E_UNEXPECTED_BEFORE_CONNACK = const(4)
-_E_WRITE_FAILED = const(5)
-_E_BEGIN_PUBLISH_QOS = const(6)
-_E_QUEUED_REFUSED = const(7)
-_E_INVALID_FILTER = const(8)
-_E_NOT_CONNECTED = const(9)
-_E_SUBSCRIBE_REFUSED = const(10)
-_E_CONNECTION_LOST = const(11)
-_E_PUBLISH_REFUSED = const(12)
-_E_CLOSED_BY_SERVER = const(13)
-_E_WRITE_STALLED = const(14)
+_E_BEGIN_PUBLISH_QOS = const(5)
+_E_QUEUED_REFUSED = const(6)
+_E_INVALID_FILTER = const(7)
+_E_NOT_CONNECTED = const(8)
+_E_SUBSCRIBE_REFUSED = const(9)
+_E_CONNECTION_LOST = const(10)
+_E_PUBLISH_REFUSED = const(11)
+_E_CLOSED_BY_SERVER = const(12)
+_E_WRITE_STALLED = const(13)
 
 
 def _error(code, value=None, rc=None, more=None):
@@ -332,6 +331,9 @@ class MqttClient:
     ``await client.connect("mqtts://host:8883")``.
     """
 
+    if TYPE_CHECKING:  # (made when first needed; see __init__)
+        _cb_done = None  # type: Any
+
     def __init__(self, options=None):
         # type: (Optional[ConnectOptions]) -> None
         o = options if options is not None else ConnectOptions()
@@ -371,8 +373,9 @@ class MqttClient:
         self._message_cbs = []  # type: list
         self._queue = None  # type: Any  # messages() (with _queue_event, _queue_max)
         self._msg = Message()
-        self._cb_tasks = set()  # type: set  # running callbacks (CPython keeps only weak refs)
-        self._cb_done = asyncio.Event()
+        # Running coroutine callbacks (CPython keeps only weak refs to tasks) and the
+        # Event one ending sets: made by _cold.start_callbacks when first needed.
+        self._cb_tasks = None  # type: Any
         self._coros = None  # type: Any  # the coroutine callbacks of the message dispatched
         # Counts connections (0: none yet, a transport given is then still open): a
         # deferred ack is for its own.
@@ -460,14 +463,18 @@ class MqttClient:
         opened = [None]
         limit = self.options.connect_timeout
         try:
-            return await asyncio.wait_for(self._open_and_handshake(opened), limit)
-        except asyncio.TimeoutError:
+            return await asyncio.wait_for(self._handshake(opened), limit)
+        except BaseException as e:
             await _close_quietly(opened[0])
+            if not isinstance(e, asyncio.TimeoutError):
+                raise
             self._session.connection_lost()
             self._drop_writes()
             raise _error(_E_CONNECT_TIMEOUT, limit)
 
-    async def _open_and_handshake(self, opened):
+    async def _handshake(self, opened):
+        """Open the transport (into ``opened[0]``, which the caller closes on failure),
+        send CONNECT and read up to the CONNACK; returns the ``Connected`` event."""
         t = self._target
         if isinstance(t, str):
             from .transport import open_connection
@@ -484,13 +491,6 @@ class MqttClient:
             if is_awaitable(transport):
                 transport = await transport
         opened[0] = transport
-        try:
-            return await self._handshake(transport)
-        except BaseException:
-            await _close_quietly(transport)
-            raise
-
-    async def _handshake(self, transport):
         o = self.options
         s = self._session
         self._drop_writes()  # packets for the old connection are void
@@ -649,7 +649,7 @@ class MqttClient:
                 if w is not READY:
                     return self._hold(w, 0, None)
         except Exception as e:
-            raise self._write_failed(e)
+            raise _cold_paths().write_failed(self, e)
         return True
 
     def _hold(self, w, n, tail):
@@ -677,7 +677,7 @@ class MqttClient:
             if self._held_tail is not None:
                 await t.write(self._held_tail)
         except Exception as e:
-            raise self._write_failed(e)
+            raise _cold_paths().write_failed(self, e)
         self._held = None
         self._held_tail = None
         self._room.set()
@@ -727,14 +727,6 @@ class MqttClient:
             raise
         except Exception as e:
             self._link_failed(e)
-
-    def _write_failed(self, e):
-        """A write failed: the link is gone. Returns the NetworkError to raise."""
-        self._session.flushed(ticks_ms())
-        self._link_failed(e)
-        if isinstance(e, NetworkError):
-            return e
-        return _error(_E_WRITE_FAILED, e)
 
     # ---------------------------------------------------------- publish --
 
@@ -801,7 +793,7 @@ class MqttClient:
             try:
                 w = self._transport.write(v if v is not None else self._view(n))
             except Exception as e:
-                return _raise(self._write_failed(e))  # QoS 0: it may be lost, say so
+                return _raise(_cold_paths().write_failed(self, e))  # QoS 0: it may be lost, say so
             if w is not READY:
                 self._hold(w, 0, None)
             return _ZERO
@@ -826,16 +818,17 @@ class MqttClient:
             return _ZERO
         return token.wait()
 
-    async def publish_qos1(self, topic, payload, retain=False, options=None):
-        """``publish(..., qos=1)``."""
-        return await self.publish(topic, payload, 1, retain, options)
+    def publish_qos1(self, topic, payload, retain=False, options=None):
+        # type: (Union[str, bytes], Union[bytes, str], bool, Optional[PublishOptions]) -> Awaitable[int]
+        """``publish(..., qos=1)`` (an awaitable, as publish's)."""
+        return self.publish(topic, payload, 1, retain, options)
 
     async def begin_publish(self, topic, payload, qos=1, retain=False, options=None):
         """Send a QoS 1/2 message without waiting for its acknowledgement:
         returns a ``Delivery`` (``.packet_id`` is set once sent; ``await
         delivery.wait()`` for the ack). Waits only while the server's
         Receive Maximum window is full."""
-        if qos not in (1, 2):
+        if not 0 < qos < 3:
             raise _error(_E_BEGIN_PUBLISH_QOS)
         d = Delivery()
         await self._publish(topic, payload, qos, retain, options, d)
