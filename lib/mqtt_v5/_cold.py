@@ -47,7 +47,6 @@ NOTES = (
     "CONNECT client_id=%r clean_start=%r keep_alive=%d",
     "protocol error from server: %s",
     "<- CONNACK rc=0x%02X session_present=%r %r",
-    "re-subscribe %r failed: %r",
     "resend after connect failed: %r",
     "connection event callback raised %r",
     "PUBLISH topic=%r qos=%d %s",
@@ -187,6 +186,15 @@ async def supervise(self):
                 continue
             await self._after_connect(event)
             break
+
+
+async def resubscribe(self):
+    """After a connection whose server kept no session: subscribe again ourselves."""
+    for sub in list(self._subs):
+        try:
+            await self._subscribe_one(sub)
+        except MqttError as e:
+            log("re-subscribe %r failed: %r" % (sub[0], e))  # (sub[0]: the filter)
 
 
 def write_failed(self, e):

@@ -29,7 +29,7 @@ def auth_props(options, data, props=None):
 async def step(client):
     """The server sent AUTH (the session's ``ev_rc`` / ``ev_props``). "Continue
     authentication" (0x18): ``on_auth(data)`` (a function or a coroutine function)
-    gives our answer, encoded into the session's ``out`` for the caller to write;
+    gives our answer, written here;
     "success" (0x00) ends a re-authentication. Anything else the spec forbids: the
     DISCONNECT is queued (and written) and a ProtocolError raised; ``on_auth``
     failing: DISCONNECT 0x80 and an MqttError naming what it raised."""
@@ -69,6 +69,8 @@ async def step(client):
         if connected:
             await client._wait_room()  # others may have written while on_auth ran
         s.auth(_CONTINUE, auth_props(o, reply))
+        if not client._put() and not connected:
+            await client._finish()  # (before CONNACK: no writer task to finish it)
     except MqttError as e:
         if connected:
             await client._wait_room()  # out may still be on its way (bounded: keep-alive)

@@ -71,15 +71,14 @@ _N_CONNECTING = const(0)
 _N_CONNECT = const(1)
 _N_PROTOCOL_ERROR = const(2)
 _N_CONNACK = const(3)
-_N_RESUBSCRIBE_FAILED = const(4)
-_N_RESEND_FAILED = const(5)
-_N_EVENT_CALLBACK_RAISED = const(6)
-_N_PUBLISH = const(7)
-_N_SUBSCRIBE = const(8)
-_N_DISCONNECT = const(9)
-_N_DISCONNECT_NOT_SENT = const(10)
-_N_CALLBACK_RAISED = const(11)
-_N_PINGREQ = const(12)
+_N_RESEND_FAILED = const(4)
+_N_EVENT_CALLBACK_RAISED = const(5)
+_N_PUBLISH = const(6)
+_N_SUBSCRIBE = const(7)
+_N_DISCONNECT = const(8)
+_N_DISCONNECT_NOT_SENT = const(9)
+_N_CALLBACK_RAISED = const(10)
+_N_PINGREQ = const(11)
 
 
 def _note(code, a=None, b=None, c=None):
@@ -534,12 +533,10 @@ class MqttClient:
                 raise
             if ev == _s.EV_CONNACK:
                 break
-            if ev == _s.EV_AUTH:  # a step of enhanced authentication
+            if ev == _s.EV_AUTH:  # a step of enhanced authentication (its answer written)
                 from . import _rare
 
                 await _rare.step(self)
-                if not self._put():
-                    await self._finish()
                 continue
             if ev != _s.EV_NONE:
                 raise _error(_E_UNEXPECTED_BEFORE_CONNACK)
@@ -566,12 +563,7 @@ class MqttClient:
         self._room.set()
         self._writer = None
         if not event.session_present and self._subs:
-            # The server forgot us: subscribe again ourselves.
-            for sub in list(self._subs):
-                try:
-                    await self._subscribe_one(sub)
-                except MqttError as e:
-                    _note(_N_RESUBSCRIBE_FAILED, sub[_SUB_FILTER], e)
+            await _cold_paths().resubscribe(self)  # the server forgot us
         try:
             await self._pump()
         except (MqttError, OSError) as e:
@@ -1120,12 +1112,10 @@ class MqttClient:
                     w = s.ev_token
                     if w is not None:
                         w._done(s.ev_pid, s.ev_codes)  # what its wait() returns
-                elif ev == _s.EV_AUTH:  # re-authentication
+                elif ev == _s.EV_AUTH:  # re-authentication (its answer written)
                     from . import _rare
 
                     await _rare.step(self)
-                    if s.out_len or s.out_tail is not None:  # (a long answer: a tail)
-                        self._put()
                 elif ev == _s.EV_DISCONNECT:
                     raise _cold_paths().server_disconnect(self)
         except asyncio.CancelledError:
