@@ -45,7 +45,6 @@ def log(msg):
 NOTES = (
     "connecting to %s",
     "CONNECT client_id=%r clean_start=%r keep_alive=%d",
-    "protocol error from server: %s",
     "<- CONNACK rc=0x%02X session_present=%r %r",
     "resend after connect failed: %r",
     "connection event callback raised %r",
@@ -228,18 +227,25 @@ def give_up(self, error):
         self._queue_event.set()
 
 
-def refused(s):
-    """The ConnectRefused for a CONNACK with a reason code >= 0x80."""
+def goodbye(self, e):
+    """The server broke the protocol (ProtocolError ``e``): write what the session
+    queued (the acks before, then its DISCONNECT), if the link takes it."""
+    log("protocol error from server: %s" % e)
+    try:
+        self._put()
+    except Exception:
+        pass
+
+
+def refused_or_orphans(s):
+    """A CONNACK with a reason code >= 0x80: raise its ConnectRefused. Otherwise QoS 2
+    messages the server forgot after PUBREC (its session is gone) fail."""
     props = s.ev_props
-    reason = props.get(_p.PROP_REASON_STRING) if props else None
-    log("<- CONNACK refused rc=0x%02X %s" % (s.ev_rc, reason or ""))
-    e = ConnectRefused("connection refused%s" % (": " + reason if reason else ""), s.ev_rc)
-    e.server_reference = props.get(_p.PROP_SERVER_REFERENCE) if props else None
-    return e
-
-
-def orphans(s):
-    """QoS 2 messages the server forgot after PUBREC (its session is gone) fail."""
+    if s.ev_rc >= 0x80:
+        reason = props.get(_p.PROP_REASON_STRING) if props else None
+        e = ConnectRefused("connection refused%s" % (": " + reason if reason else ""), s.ev_rc)
+        e.server_reference = props.get(_p.PROP_SERVER_REFERENCE) if props else None
+        raise e
     o = s.ev_orphans
     s.ev_orphans = []
     for pid, tok in o:

@@ -69,16 +69,15 @@ def set_debug(enabled=True, log=None):
 # would be heap on every device (from .mpy), and a debug line costs only an ``if`` when off.
 _N_CONNECTING = const(0)
 _N_CONNECT = const(1)
-_N_PROTOCOL_ERROR = const(2)
-_N_CONNACK = const(3)
-_N_RESEND_FAILED = const(4)
-_N_EVENT_CALLBACK_RAISED = const(5)
-_N_PUBLISH = const(6)
-_N_SUBSCRIBE = const(7)
-_N_DISCONNECT = const(8)
-_N_DISCONNECT_NOT_SENT = const(9)
-_N_CALLBACK_RAISED = const(10)
-_N_PINGREQ = const(11)
+_N_CONNACK = const(2)
+_N_RESEND_FAILED = const(3)
+_N_EVENT_CALLBACK_RAISED = const(4)
+_N_PUBLISH = const(5)
+_N_SUBSCRIBE = const(6)
+_N_DISCONNECT = const(7)
+_N_DISCONNECT_NOT_SENT = const(8)
+_N_CALLBACK_RAISED = const(9)
+_N_PINGREQ = const(10)
 
 
 def _note(code, a=None, b=None, c=None):
@@ -205,14 +204,11 @@ class PublishOptions:
         self.properties = props or None
 
 
-def _event_repr(ev):
-    from . import _cold
-
-    return _cold.event_repr(ev)
-
-
 class ConnectionEvent:
     """Base of the events given to ``on_connection_event`` callbacks."""
+
+    def __repr__(self):
+        return _cold_paths().event_repr(self)
 
 
 class Connected(ConnectionEvent):
@@ -230,8 +226,6 @@ class Connected(ConnectionEvent):
         self.reason_string = p.get(_p.PROP_REASON_STRING)
         self.user_properties = p.get(_p.PROP_USER_PROPERTY)
 
-    __repr__ = _event_repr
-
 
 class Disconnected(ConnectionEvent):
     """``server_reference``: where the server said to go instead (0x9C / 0x9D)."""
@@ -244,15 +238,11 @@ class Disconnected(ConnectionEvent):
         self.error = error
         self.server_reference = server_reference
 
-    __repr__ = _event_repr
-
 
 class Reconnecting(ConnectionEvent):
     def __init__(self, attempt, delay):
         self.attempt = attempt
         self.delay = delay
-
-    __repr__ = _event_repr
 
 
 ConnectionEvent.Connected = Connected  # type: ignore[attr-defined]
@@ -464,6 +454,8 @@ class MqttClient:
         try:
             return await asyncio.wait_for(self._handshake(opened), limit)
         except BaseException as e:
+            if isinstance(e, ProtocolError):
+                _cold_paths().goodbye(self, e)
             await _close_quietly(opened[0])
             if not isinstance(e, asyncio.TimeoutError):
                 raise
@@ -518,19 +510,11 @@ class MqttClient:
             if not n:
                 raise _error(_E_CLOSED_BEFORE_CONNACK)
             rd.wrote(n)
-            try:
+            ev = s.poll(ticks_ms())  # (a ProtocolError: _connect_once writes the goodbye)
+            while ev == _s.EV_CONTINUE:
+                if s.has_output() and not self._put():
+                    await self._finish()
                 ev = s.poll(ticks_ms())
-                while ev == _s.EV_CONTINUE:
-                    if s.has_output() and not self._put():
-                        await self._finish()
-                    ev = s.poll(ticks_ms())
-            except ProtocolError as e:
-                _note(_N_PROTOCOL_ERROR, e)
-                try:
-                    self._put()  # the DISCONNECT the session queued
-                except Exception:
-                    pass
-                raise
             if ev == _s.EV_CONNACK:
                 break
             if ev == _s.EV_AUTH:  # a step of enhanced authentication (its answer written)
@@ -540,15 +524,9 @@ class MqttClient:
                 continue
             if ev != _s.EV_NONE:
                 raise _error(_E_UNEXPECTED_BEFORE_CONNACK)
-        if s.ev_rc >= 0x80:
-            from . import _cold
-
-            raise _cold.refused(s)
         _note(_N_CONNACK, s.ev_rc, s.ev_session_present, s.limits)
-        if s.ev_orphans:
-            from . import _cold
-
-            _cold.orphans(s)
+        if s.ev_rc >= 0x80 or s.ev_orphans:
+            _cold_paths().refused_or_orphans(s)  # raises ConnectRefused if refused
         self._connected = True
         self._link_no += 1
         self._up_since = ticks_ms()
@@ -1052,19 +1030,11 @@ class MqttClient:
             while True:
                 if self._held is not None:
                     await self._wait_room()  # the acks this poll may encode need out
-                try:
-                    # (this poll answers the last message: nothing to log)
-                    acking = s.owes_ack() if _log_fn is not None else False
-                    ev = s.poll(ticks_ms())
-                    if _log_fn is not None and ev != _s.EV_NONE and not acking:
-                        _cold_paths().log_incoming(s)
-                except ProtocolError as e:
-                    _note(_N_PROTOCOL_ERROR, e)
-                    try:
-                        self._put()  # the acks, then the DISCONNECT
-                    except Exception:
-                        pass
-                    raise
+                # (this poll answers the last message: nothing to log)
+                acking = s.owes_ack() if _log_fn is not None else False
+                ev = s.poll(ticks_ms())  # (a ProtocolError: the goodbye is written below)
+                if _log_fn is not None and ev != _s.EV_NONE and not acking:
+                    _cold_paths().log_incoming(s)
                 if s.out_len or s.out_tail is not None:
                     # Acks are batched while more packets wait in the buffer, so the
                     # acks of one read leave in one write, in order [MQTT-4.6.0-2].
@@ -1121,7 +1091,9 @@ class MqttClient:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            if not isinstance(e, MqttError) and hasattr(transport, "name_error"):
+            if isinstance(e, ProtocolError):
+                _cold_paths().goodbye(self, e)  # the acks, then the DISCONNECT
+            elif not isinstance(e, MqttError) and hasattr(transport, "name_error"):
                 e = transport.name_error(e)
             self._link_failed(e)
 
