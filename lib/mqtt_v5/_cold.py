@@ -131,7 +131,7 @@ async def supervise(self):
         error = getattr(self, "_lost_error", None)
         self._connected = False
         await self._stop_tasks()
-        self._fail_acks(self._session.connection_lost(), NetworkError("connection lost"))
+        self._fail_waiters(NetworkError("connection lost"), self._session.connection_lost())
         by_server = isinstance(error, NetworkError) and error.reason_code is not None
         reason = getattr(self, "_server_disconnect", (None, None, None))
         self._server_disconnect = (None, None, None)

@@ -960,7 +960,7 @@ class MqttClient:
         if t is not None:
             await _close_quietly(t)
         err = NetworkError("client disconnected")
-        self._fail_acks(self._session.connection_lost(), err)
+        self._fail_waiters(err, self._session.connection_lost())
         self._fail_waiters(err)
         self._window.set()
         if self._queue is not None:
@@ -985,19 +985,21 @@ class MqttClient:
         self._writer = None
         self._drop_writes()
 
-    def _fail_waiters(self, error):
-        """Fail everything waiting on the server: in-flight and queued publishes
-        (the queue is emptied), SUBACK/UNSUBACK waiters, a re-authentication."""
-        s = self._session
-        if self._reauth is not None:
-            self._reauth.set()
-        for tok in s.inflight_tokens():
-            if not tok.done():
-                tok._done(0, None, error)
-        for tok in s.drop_queued():
-            if tok is not None and not tok.done():
-                tok._done(0, None, error)
-        self._fail_acks(s.drop_requests(), error)
+    def _fail_waiters(self, error, waiters=None):
+        """Fail with ``error`` the SUBACK/UNSUBACK waiters given (``{pid: waiter}``, as
+        ``Session.connection_lost`` returns them) or else everything waiting on the
+        server: in-flight and queued publishes (the queue is emptied), SUBACK/UNSUBACK
+        waiters, a re-authentication."""
+        if waiters is None:
+            s = self._session
+            if self._reauth is not None:
+                self._reauth.set()
+            waiters = s.inflight_tokens() + s.drop_queued() + s.drop_requests()
+        else:
+            waiters = waiters.values()
+        for w in waiters:
+            if w is not None and not w.done():
+                w._done(0, None, error)
 
     # --------------------------------------------------------- I/O tasks --
 
@@ -1012,7 +1014,7 @@ class MqttClient:
             self._connected = False
             # A SUBACK will not come: release its waiter now (the supervisor may be the
             # one waiting, re-subscribing in _after_connect).
-            self._fail_acks(self._session.connection_lost(), _error(_E_CONNECTION_LOST))
+            self._fail_waiters(_error(_E_CONNECTION_LOST), self._session.connection_lost())
             self._drop_writes()
             self._window.set()
 
@@ -1198,12 +1200,6 @@ class MqttClient:
         from . import _cold
 
         await _cold.supervise(self)
-
-    def _fail_acks(self, waiters, error):
-        """SUBACK/UNSUBACK waiters (``{pid: waiter}`` or a list) fail with ``error``."""
-        for waiter in (waiters.values() if isinstance(waiters, dict) else waiters):
-            if waiter is not None:
-                waiter._done(0, None, error)
 
 
 async def _raise(error):
