@@ -48,7 +48,7 @@ NOTES = (
     "<- CONNACK rc=0x%02X session_present=%r %r",
     "resend after connect failed: %r",
     "connection event callback raised %r",
-    "PUBLISH topic=%r qos=%d %s",
+    "PUBLISH topic=%r qos=%d connected=%r",
     "SUBSCRIBE %r pid=%d",
     "DISCONNECT 0x%02X",
     "DISCONNECT not sent: %r",
@@ -57,10 +57,9 @@ NOTES = (
 )
 
 
-def note(code, a, b, c):
-    """client.py's debug line ``code`` with its values."""
-    text = NOTES[code]
-    log(text % (a, b, c)[:text.count("%")])
+def note(n, values):
+    """client.py's debug line ``n`` with its values (a tuple)."""
+    log(NOTES[n] % values)
 
 
 # client.py's errors, by its _E_ codes (in order): the class and the text, which takes
@@ -84,10 +83,10 @@ ERRORS = (
 )
 
 
-def error(code, value, rc, more):
-    """client.py's error ``code``: its text with ``value``, its reason code ``rc`` and
+def error(n, value, rc, more):
+    """client.py's error ``n``: its text with ``value``, its reason code ``rc`` and
     the third argument ``more`` of PublishFailed / SubscribeFailed."""
-    cls, text = ERRORS[code]  # type: Any, str
+    cls, text = ERRORS[n]  # type: Any, str
     if "%" in text:
         text = text % (value,)
     if cls is ProtocolError:
@@ -150,9 +149,10 @@ async def supervise(self):
         # client id taking the session from each other) must not be retried at the
         # initial delay forever: the backoff is only reset by a connection that
         # outlived max_delay.
+        # (_short_links: connections in a row that died young)
+        streak = getattr(self, "_short_links", 0)
         if ticks_diff(ticks_ms(), self._up_since) < rc_cfg.max_delay * 1000:
-            streak = self._short_links
-            self._short_links += 1
+            self._short_links = streak + 1
         else:
             streak = self._short_links = 0
         attempt = 0

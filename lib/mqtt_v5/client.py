@@ -80,10 +80,10 @@ _N_CALLBACK_RAISED = const(9)
 _N_PINGREQ = const(10)
 
 
-def _note(code, a=None, b=None, c=None):
-    """Debug line ``code`` (``_cold.NOTES``) with its values, when set_debug is on."""
+def _note(n, *values):
+    """Debug line ``n`` (``_cold.NOTES``) with its values, when set_debug is on."""
     if _log_fn is not None:
-        _cold_paths().note(code, a, b, c)
+        _cold_paths().note(n, values)
 
 
 _E_ALREADY_CONNECTED = const(0)
@@ -102,10 +102,10 @@ _E_CLOSED_BY_SERVER = const(12)
 _E_WRITE_STALLED = const(13)
 
 
-def _error(code, value=None, rc=None, more=None):
-    """The exception ``code`` (``_cold.ERRORS``), its text built there: an error
+def _error(n, value=None, rc=None, more=None):
+    """The exception ``n`` (``_cold.ERRORS``), its text built there: an error
     path loads ``_cold`` (as reconnecting does)."""
-    return _cold_paths().error(code, value, rc, more)
+    return _cold_paths().error(n, value, rc, more)
 
 
 class ReconnectConfig:
@@ -341,12 +341,10 @@ class MqttClient:
         self._batch_mv = memoryview(
             bytearray(max(128, o.out_buffer_size) if self._batch_pub else 128))
         self._batch_len = 0
-        # The write path (see _put): a write the transport could not finish at once,
-        # what goes after it, since when; set when none is held; wakes the writer.
+        # The write path (see _put): a write the transport could not finish at once
+        # (what goes after it and since when: _hold); set when none is held; wakes
+        # the writer.
         self._held = None  # type: Any
-        self._held_n = 0
-        self._held_tail = None  # type: Any
-        self._held_since = 0  # type: Any
         self._room = asyncio.Event()
         self._write_wake = Delivery()  # (its event wakes the writer task: see _write_loop)
         self._writer = None  # type: Any  # the writer task, made when first needed
@@ -375,8 +373,6 @@ class MqttClient:
         self._closing = False
         self._connected = False
         self._lost = None  # type: Any
-        self._up_since = 0  # type: Any
-        self._short_links = 0  # connections in a row that died young (backoff carries on)
 
     # ---------------------------------------------------------- properties --
 
@@ -529,7 +525,7 @@ class MqttClient:
             _cold_paths().refused_or_orphans(s)  # raises ConnectRefused if refused
         self._connected = True
         self._link_no += 1
-        self._up_since = ticks_ms()
+        self._up_since = ticks_ms()  # (see _cold.supervise)
         self._hops = 0
         return Connected(s.ev_session_present, s.limits, s.ev_props)
 
@@ -623,6 +619,7 @@ class MqttClient:
         return True
 
     def _hold(self, w, n, tail):
+        # type: (Any, int, Any) -> bool
         self._held = w
         self._held_n = n
         self._held_tail = tail
@@ -818,7 +815,8 @@ class MqttClient:
                 raise self._gave_up
             if self._held is None or not self._connected:
                 break
-        _note(_N_PUBLISH, topic, qos, "sent" if self._connected else "queued (offline)")
+        if _log_fn is not None:  # (no tuple of values made otherwise)
+            _note(_N_PUBLISH, topic, qos, self._connected)
         return await self._publish_now(topic, payload, qos, retain, options, token)
 
     async def _pump(self):
