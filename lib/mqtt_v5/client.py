@@ -342,7 +342,7 @@ class MqttClient:
             bytearray(max(128, o.out_buffer_size) if self._batch_pub else 128))
         self._batch_len = 0
         # The write path (see _put): a write the transport could not finish at once
-        # (what goes after it and since when: _hold); set when none is held; wakes
+        # (what goes after it and since when: _to_writer); set when none is held; wakes
         # the writer.
         self._held = None  # type: Any
         self._room = asyncio.Event()
@@ -605,34 +605,36 @@ class MqttClient:
                 self._batch_len = 0
                 w = t.write(self._view(-b))
                 if w is not READY:
-                    return self._hold(w, n, tail)
+                    return self._to_writer(w, n, tail)
             if n:
                 w = t.write(self._view(n))
                 if w is not READY:
-                    return self._hold(w, 0, tail)
+                    return self._to_writer(w, 0, tail)
             if tail is not None:
                 w = t.write(tail)
                 if w is not READY:
-                    return self._hold(w, 0, None)
+                    return self._to_writer(w, 0, None)
         except Exception as e:
             raise _cold_paths().write_failed(self, e)
         return True
 
-    def _hold(self, w, n, tail):
+    def _to_writer(self, w=None, n=0, tail=None):
         # type: (Any, int, Any) -> bool
-        self._held = w
-        self._held_n = n
-        self._held_tail = tail
-        self._held_since = ticks_ms()
-        self._room.clear()
-        self._wake_writer()
-        return False
-
-    def _wake_writer(self):
+        """Wake the writer task (made on first need). With ``w``, a write the
+        transport could not finish at once, that write is *held*, with what goes
+        after it (``out[:n]``, then ``tail``); without, the writer sends the batch.
+        Returns False (``_put``'s "not all taken now")."""
+        if w is not None:
+            self._held = w
+            self._held_n = n
+            self._held_tail = tail
+            self._held_since = ticks_ms()
+            self._room.clear()
         if self._writer is None and self._connected:
-            self._writer = asyncio.create_task(self._write_loop())  # made on first need
+            self._writer = asyncio.create_task(self._write_loop())
             self._tasks.append(self._writer)
         self._write_wake.event.set()
+        return False
 
     async def _finish(self):
         """Wait for the held write, then write what was behind it."""
@@ -762,7 +764,7 @@ class MqttClient:
             except Exception as e:
                 return _raise(_cold_paths().write_failed(self, e))  # QoS 0: it may be lost, say so
             if w is not READY:
-                self._hold(w, 0, None)
+                self._to_writer(w)
             return _ZERO
         if s.out_len or s.out_tail is not None:
             if token is not None:
@@ -773,7 +775,7 @@ class MqttClient:
                     # QoS 0, or others in flight (pipelining): it leaves with what is
                     # published this scheduler round, in one write when the writer
                     # task runs; a lone QoS 1/2 (stop-and-wait) at once.
-                    self._wake_writer()
+                    self._to_writer()
                 else:
                     self._put()
             except NetworkError as e:
