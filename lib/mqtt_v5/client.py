@@ -533,7 +533,7 @@ class MqttClient:
         """Start the I/O tasks, restore subscriptions, send what is owed."""
         self._lost = asyncio.Event()
         self._tasks = [asyncio.create_task(self._read_loop(self._transport)),
-                       asyncio.create_task(self._timer_loop(self._transport))]
+                       asyncio.create_task(self._timer_loop())]
         self._room.set()
         self._writer = None
         if not event.session_present and self._subs:
@@ -949,14 +949,12 @@ class MqttClient:
             except Exception as e:
                 _note(_N_DISCONNECT_NOT_SENT, e)
         self._connected = False
-        await self._stop_tasks()
         if self._supervisor is not None:
-            self._supervisor.cancel()
-            try:
-                await self._supervisor
-            except BaseException:
-                pass
+            # Stopped with the I/O tasks, all cancelled at once: a supervisor in the
+            # middle of a reconnect starts no new ones.
+            self._tasks.append(self._supervisor)
             self._supervisor = None
+        await self._stop_tasks()
         if t is not None:
             await _close_quietly(t)
         err = NetworkError("client disconnected")
@@ -1027,7 +1025,7 @@ class MqttClient:
         s = self._session
         rd = s.reader
         # A transport's read_raw costs no coroutine of ours per read (see transport.py).
-        raw = hasattr(transport, "read_raw")
+        read = transport.read_raw if hasattr(transport, "read_raw") else transport.readinto
         try:
             while True:
                 if self._held is not None:
@@ -1045,10 +1043,7 @@ class MqttClient:
                 if ev == _s.EV_NONE:
                     if self._batch_len:
                         self._put()
-                    if raw:
-                        n = await transport.read_raw(rd.free())
-                    else:
-                        n = await transport.readinto(rd.free())
+                    n = await read(rd.free())
                     if n is None:
                         continue  # (read_raw: nothing whole yet)
                     if not n:
@@ -1157,7 +1152,7 @@ class MqttClient:
                 self._coros = []
             self._coros.append(r)
 
-    async def _timer_loop(self, transport):
+    async def _timer_loop(self):
         """Keep-alive: PINGREQ when due, and a dead link found within 1.5x keep-alive
         whatever the writer does -- a write that waits that long for room in the
         kernel's buffer counts as a dead link too (no PINGREQ can pass it)."""
@@ -1165,11 +1160,8 @@ class MqttClient:
         try:
             while True:
                 now = ticks_ms()
-                if self._held is not None:
-                    ka = s.keep_alive_ms
-                    if not ka:
-                        await self._wait_room()
-                        continue
+                ka = s.keep_alive_ms
+                if self._held is not None and ka:
                     left = ka + ka // 2 - ticks_diff(now, self._held_since)
                     if left <= 0:
                         raise _error(_E_WRITE_STALLED, ka + ka // 2)
@@ -1177,7 +1169,7 @@ class MqttClient:
                     continue
                 wait = s.next_timeout(now)
                 if wait < 0:
-                    return  # no keep-alive: nothing to time on this connection
+                    return  # no keep-alive (held write or not): nothing to time here
                 if wait > 0:
                     await sleep_ms(wait)
                     continue
