@@ -1130,9 +1130,9 @@ class MqttClient:
         if not taken:
             for cb in self._message_cbs:
                 self._call(cb, msg)
-        # The iterator, like on_message, gets what no subscription callback took.
-        if self._queue is not None and not taken:
-            _cold_paths().queue_message(self, msg)
+            # The iterator, like on_message, gets what no subscription callback took.
+            if self._queue is not None:
+                _cold_paths().queue_message(self, msg)
 
     def _call(self, callback, msg):
         """Run a message callback. A plain function runs now, on the message as it
