@@ -15,7 +15,7 @@ options.defaults(aws=True)
 _LIB = "../lib"
 # Imported only by _compat's CPython branch: never frozen, never installed by mip
 # (tools/gen_package_json.py's CPYTHON_ONLY lists the same files).
-_CPYTHON_ONLY = ("_cpython_stream.py",)
+_CPYTHON_ONLY = ("_compat_cpython.py", "_cpython_stream.py")
 
 with open(_LIB + "/mqtt_v5/__init__.py") as _f:
     _version = [ln.split("=")[1].strip().strip("\"'") for ln in _f

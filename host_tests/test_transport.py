@@ -320,7 +320,7 @@ async def test_tls_server_hostname_override(mosquitto, pki):
 
 
 async def test_tls_insecure_opt_out_connects_and_warns_once(mosquitto, pki, capsys):
-    import mqtt_v5._pem as tls_mod  # the warning lives with the context code
+    import mqtt_v5._tls_ctx as tls_mod  # the warning lives with the context code
 
     tls_mod._warned = False
     for listener in ("wrong_host", "tls"):

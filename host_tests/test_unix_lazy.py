@@ -15,12 +15,13 @@ pytestmark = pytest.mark.broker
 
 # What connect / subscribe / publish / receive / disconnect over TLS may load: a module
 # added here is heap every device pays for (see tools/bench_unix.py's import figures).
-EVERYDAY = ["mqtt_v5", "mqtt_v5._compat", "mqtt_v5._pem", "mqtt_v5.client", "mqtt_v5.codec",
+EVERYDAY = ["mqtt_v5", "mqtt_v5._compat", "mqtt_v5._compat_micropython", "mqtt_v5._tls_ctx",
+            "mqtt_v5.client", "mqtt_v5.codec",
             "mqtt_v5.errors", "mqtt_v5.properties", "mqtt_v5.session", "mqtt_v5.tls",
             "mqtt_v5.topic", "mqtt_v5.transport"]
 # Loaded on first use only; each must stay out of the everyday path.
 LAZY = ["mqtt_v5._cold", "mqtt_v5._session_rare", "mqtt_v5._codec_rare", "mqtt_v5._rare",
-        "mqtt_v5._server_codec",
+        "mqtt_v5._server_codec", "mqtt_v5._pem", "mqtt_v5._properties_rare",
         "mqtt_v5._neterr", "mqtt_v5.reasons", "mqtt_v5.sync_client",
         "mqtt_v5.blocking_transport", "mqtt_v5.memory", "mqtt_v5.ws"]
 

@@ -38,7 +38,7 @@ BUILD = ROOT / ".build"
 MP_VERSION = "1.28.0"
 MP_TARBALL = f"micropython-{MP_VERSION}-src.tar.gz"
 # Imported only under CPython: never copied to, nor frozen into, a device.
-CPYTHON_ONLY = ("_cpython_stream.py",)
+CPYTHON_ONLY = ("_compat_cpython.py", "_cpython_stream.py")
 FLASH_BAUD = 460800
 # The files of a device's program (firmware/), copied as source: MicroPython runs boot.py,
 # then main.py, from the filesystem's root.

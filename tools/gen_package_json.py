@@ -23,7 +23,7 @@ PACKAGE = "mqtt_v5"
 OUT = LIB / "package.json"
 # Imported only under CPython (by _compat's CPython branch): not installed on, nor frozen into,
 # a device. boards/mqtt_v5_manifest.py (the freeze list) leaves out the same files.
-CPYTHON_ONLY = frozenset({"mqtt_v5/_cpython_stream.py"})
+CPYTHON_ONLY = frozenset({"mqtt_v5/_compat_cpython.py", "mqtt_v5/_cpython_stream.py"})
 # Separately installable parts with a package.json of their own (mqtt_v5.aws:
 # lib/mqtt_v5/aws/package.json, checked by host_tests/aws/test_package.py): not in the core's.
 EXTENSION_DIRS = ("mqtt_v5/aws/",)

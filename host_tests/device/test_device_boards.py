@@ -68,6 +68,7 @@ def test_makemanifest_freezes_the_board(board, mp_src, tmp_path):
     core = {f for f in library if "/" not in f[len("mqtt_v5/"):]}
     assert core <= files
     assert "mqtt_v5/_cpython_stream.py" not in files
+    assert "mqtt_v5/_compat_cpython.py" not in files
     assert ("mqtt_v5/aws/__init__.py" in files) == (ROOT / "lib/mqtt_v5/aws").is_dir()
     assert {f for f in files if f.startswith("mqtt_v5/")} == library
     # What mip installs (lib/package.json) is frozen too.

@@ -182,6 +182,7 @@ def test_deploy_compiles_the_library_for_the_boards_arch_and_copies_it(tmp_path)
             for p in device.library_sources()}
     assert mpys == want
     assert "lib/mqtt_v5/_cpython_stream.mpy" not in mpys
+    assert "lib/mqtt_v5/_compat_cpython.mpy" not in mpys
     for p in tree.rglob("*.mpy"):
         assert p.read_bytes()[:2] == b"M\x06"  # .mpy version 6
     (cmd,) = dry_lines(proc)

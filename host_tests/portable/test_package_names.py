@@ -14,7 +14,7 @@ PUBLIC = {
     "client": ("MqttClient", "ConnectOptions", "ReconnectConfig", "PublishOptions", "Will",
                "Message", "Delivery", "ConnectionEvent", "Connected", "Disconnected",
                "Reconnecting", "set_debug"),
-    "transport": ("TlsConfig",),
+    "tls": ("TlsConfig",),
     "sync_client": ("SyncClient",),
 }
 
@@ -27,6 +27,9 @@ def test_public_names_come_from_their_modules():
             assert value is getattr(mod, name), (module, name)
             assert getattr(mqtt_v5, name) is value  # again (cached by then)
     from mqtt_v5 import MqttClient, QueueFull  # noqa: F401
+    from mqtt_v5.transport import TlsConfig  # still given there too
+
+    assert TlsConfig is mqtt_v5.TlsConfig
 
 
 def test_submodules_by_name_and_unknown_names():

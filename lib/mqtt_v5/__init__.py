@@ -14,7 +14,7 @@ _NAMES = ("errors MqttError UsageError ProtocolError NetworkError ConnectRefused
           "PublishFailed SubscribeFailed MqttTimeout QueueFull|"
           "client MqttClient ConnectOptions ReconnectConfig PublishOptions Will Message "
           "Delivery ConnectionEvent Connected Disconnected Reconnecting set_debug|"
-          "transport TlsConfig|sync_client SyncClient")
+          "tls TlsConfig|sync_client SyncClient")
 
 
 def __getattr__(name):
@@ -65,4 +65,4 @@ if TYPE_CHECKING:  # pragma: no cover
         UsageError,
     )
     from .sync_client import SyncClient  # noqa: F401
-    from .transport import TlsConfig  # noqa: F401
+    from .tls import TlsConfig  # noqa: F401

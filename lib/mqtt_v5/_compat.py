@@ -1,7 +1,11 @@
 """The only module that knows MicroPython from CPython.
 
 Everything else imports runtime-specific names from here, so the rest of the
-library is one source tree for both runtimes.
+library is one source tree for both runtimes. The choice is made here alone; the
+code of a runtime that is not hot lives in a module of its own, so a device does
+not hold it in RAM: ``_compat_cpython`` (CPython's half: never installed on a
+device) and ``_compat_micropython`` (MicroPython's connect-time code, loaded at the
+first connect).
 """
 
 import sys
@@ -10,6 +14,38 @@ IS_MICROPYTHON = sys.implementation.name == "micropython"
 
 # What Waiter.poll() returns while there is nothing to return yet.
 PENDING = object()
+
+
+class _Ready:
+    """An awaitable that is already complete (result None) and can be awaited again
+    and again: ``await READY`` allocates nothing on MicroPython, where calling an
+    ``async def`` allocates its generator (48 B or more). For a method that usually
+    has nothing to wait for: return READY then, a coroutine otherwise. Awaiting it
+    iterates one shared, exhausted iterator, which ends at once without raising
+    (cheaper than a StopIteration on CPython too). ``send``/``throw``/``close`` let
+    ``asyncio.create_task`` and ``gather`` take it as a coroutine on both runtimes
+    (``Done`` and MicroPython's ``Waiter`` inherit ``throw`` and ``close`` from here:
+    two functions fewer each)."""
+
+    def __await__(self):
+        return _EXHAUSTED
+
+    def __iter__(self):
+        return _EXHAUSTED
+
+    def send(self, value):
+        raise StopIteration
+
+    def throw(self, typ, val=None, tb=None):
+        raise typ if val is None else val  # (a Waiter: cancelled while parked)
+
+    def close(self):
+        pass
+
+
+_EXHAUSTED = iter(())
+READY = _Ready()
+
 
 if IS_MICROPYTHON:
     import time as _time
@@ -96,7 +132,7 @@ if IS_MICROPYTHON:
         e.__traceback__ = None
         return e
 
-    class Waiter:
+    class Waiter(_Ready):
         """A reusable awaitable that waits without a coroutine: ``await w.wait()``
         returns ``w.poll()``'s value; while poll() returns ``PENDING`` the current
         task is parked on ``w.event`` (an asyncio.Event) exactly as asyncio's
@@ -156,105 +192,9 @@ if IS_MICROPYTHON:
                 return None
             raise StopIteration(v)
 
-        def throw(self, typ, val=None, tb=None):
-            raise typ if val is None else val  # cancelled while parked
-
-        def close(self):
-            pass
-
-else:
-    import time as _time
-
-    def const(value):  # type: ignore[no-redef,misc]
-        """MicroPython folds const() at compile time; CPython just returns the value."""
-        return value
-
-    # ConnectOptions(batch_writes=None): publishes in a burst leave together in one write
-    # (one syscall per packet was most of the CPU cost of publishing).
-    BATCH_WRITES_DEFAULT = True
-
-    _TICKS_PERIOD = 1 << 30
-    _TICKS_MAX = _TICKS_PERIOD - 1
-    _TICKS_HALF = _TICKS_PERIOD // 2
-
-    def ticks_ms():
-        """Milliseconds on a wrapping 30-bit counter, as MicroPython's time.ticks_ms()."""
-        return int(_time.monotonic() * 1000) & _TICKS_MAX  # type: ignore[attr-defined]
-
-    def ticks_add(ticks, delta):
-        return (ticks + delta) & _TICKS_MAX
-
-    def ticks_diff(end, start):
-        """Signed difference end - start, correct across one wrap-around."""
-        return ((end - start + _TICKS_HALF) & _TICKS_MAX) - _TICKS_HALF
-
-    import inspect as _inspect  # type: ignore[import-not-found]
-
-    is_awaitable = _inspect.isawaitable
-
-    def sleep_ms(ms):
-        import asyncio
-
-        return asyncio.sleep(ms / 1000)
-
-    def stream_socket(stream):  # type: ignore[misc]
-        """CPython's stream (_cpython_stream) is written through its own write()."""
-        return None
-
-    class Waiter:  # type: ignore[no-redef]
-        """``await w.wait()``: ``w.poll()``'s value, waiting on ``w.event`` while
-        it is ``PENDING`` (a coroutine: CPython allocates anyway, and its
-        create_task wants one)."""
-
-        def __init__(self, event):
-            self.event = event
-
-        def poll(self):
-            raise NotImplementedError("Waiter.poll")
-
-        def wait(self):
-            return self._wait()
-
-        def __await__(self):
-            return self._wait().__await__()
-
-        async def _wait(self):
-            while True:
-                v = self.poll()
-                if v is not PENDING:
-                    return v
-                await self.event.wait()
-
-class _Ready:
-    """An awaitable that is already complete (result None) and can be awaited again
-    and again: ``await READY`` allocates nothing on MicroPython, where calling an
-    ``async def`` allocates its generator (48 B or more). For a method that usually
-    has nothing to wait for: return READY then, a coroutine otherwise. Awaiting it
-    iterates one shared, exhausted iterator, which ends at once without raising
-    (cheaper than a StopIteration on CPython too). ``send``/``throw``/``close`` let
-    ``asyncio.create_task`` and ``gather`` take it as a coroutine on both runtimes."""
-
-    def __await__(self):
-        return _EXHAUSTED
-
-    def __iter__(self):
-        return _EXHAUSTED
-
-    def send(self, value):
-        raise StopIteration
-
-    def throw(self, typ, val=None, tb=None):
-        raise typ if val is None else val
-
-    def close(self):
-        pass
 
 
-_EXHAUSTED = iter(())
-READY = _Ready()
-
-
-class Done:
+class Done(_Ready):
     """An awaitable already complete with ``value``, reusable like ``READY``:
     its one StopIteration is raised again at each await (0 B on MicroPython,
     where a raise of a preallocated exception allocates nothing once its
@@ -277,12 +217,6 @@ class Done:
     def send(self, value):
         return self.__next__()
 
-    def throw(self, typ, val=None, tb=None):
-        raise typ if val is None else val
-
-    def close(self):
-        pass
-
 
 def random_ms(limit):
     """A random int in [0, limit) for reconnect jitter."""
@@ -294,159 +228,18 @@ def random_ms(limit):
 
 
 # ---------------------------------------------------------------- network ----
-# Used by transport/tls only; socket, ssl and asyncio are imported inside the
-# functions so the sans-IO modules that import _compat never load them.
+# Used at connect only; socket, ssl and asyncio are imported inside the functions so the
+# sans-IO modules that import _compat never load them. On MicroPython tls_context and
+# open_stream live in _compat_micropython, loaded when first asked for (at connect).
 
 if IS_MICROPYTHON:
 
-    def tls_context(cas, certs, key, verify, alpn):
-        """SSLContext from DER material. MicroPython's ssl wrapper defaults to
-        CERT_NONE, so verification is switched on explicitly."""
-        import ssl
+    def __getattr__(name):
+        if name == "tls_context" or name == "open_stream":
+            from . import _compat_micropython
 
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if verify:
-            if not cas:
-                from .errors import UsageError
-
-                raise UsageError("TLS: MicroPython has no system CA store: pass "
-                                 "TlsConfig(ca=...) or insecure_skip_verify=True")
-            ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]
-            for der in cas:  # each call appends to mbedTLS's CA chain
-                ctx.load_verify_locations(cadata=der)
-        else:
-            ctx.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]
-        if certs:
-            ctx.load_cert_chain(certs[0], key[1])  # DER leaf only
-        if alpn:
-            if not hasattr(ctx, "set_alpn_protocols"):
-                from .errors import UsageError
-
-                raise UsageError("TLS: this MicroPython firmware has no ALPN")
-            ctx.set_alpn_protocols(alpn)
-        return ctx
-
-    def _writable(s):
-        # A bare generator: awaiting it parks the task on asyncio's poller
-        # until the socket is writable (TCP connect finished or failed).
-        from asyncio import core  # type: ignore[attr-defined]
-
-        yield core._io_queue.queue_write(s)  # type: ignore[attr-defined]
-
-    async def open_stream(host, port, ctx, server_hostname):
-        """TCP (+TLS, handshake deferred to the first read/write) as asyncio's
-        Stream, with TCP_NODELAY where the port has it."""
-        import socket
-        from asyncio import StreamReader
-        from errno import EINPROGRESS
-
-        try:
-            ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
-        except OSError as e:
-            raise _dns_error(host, e)
-        s = socket.socket(ai[0], ai[1], ai[2])
-        try:
-            set_nodelay(s)
-            s.setblocking(False)
-            try:
-                s.connect(ai[-1])
-            except OSError as e:
-                if e.errno != EINPROGRESS:
-                    raise
-            await _writable(s)
-            if ctx is not None:
-                s = ctx.wrap_socket(s, server_hostname=server_hostname,
-                                    do_handshake_on_connect=False)
-                s.setblocking(False)
-        except BaseException:  # also CancelledError from a timeout
-            s.close()
-            raise
-        return StreamReader(s)
-
-else:
-
-    def tls_context(cas, certs, key, verify, alpn):
-        """ssl.SSLContext (hostname check on when verifying). CPython loads a
-        client certificate only from files: the key is handed over through an
-        in-memory file (memfd) or a pipe, never resting on disk (a private temp
-        file only where neither exists)."""
-        import ssl
-
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if verify:
-            if cas:
-                ctx.load_verify_locations(cadata=b"".join(cas))
-            else:
-                ctx.load_default_certs()  # type: ignore[attr-defined]
-        else:
-            ctx.check_hostname = False  # type: ignore[attr-defined]
-            ctx.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]
-        if certs:
-            from ._pem import der_to_pem
-
-            _load_chain_unwritten(ctx, b"".join(der_to_pem(der) for der in certs),
-                                  der_to_pem(key[1], key[0]))
-        if alpn:
-            ctx.set_alpn_protocols(alpn)  # type: ignore[attr-defined]
-        return ctx
-
-    def _load_chain_unwritten(ctx, chain, key):
-        """ssl loads a client key only from a path: hand it one the key never rests
-        at on disk -- an in-memory file (Linux), else pipes read through /dev/fd
-        (the bytes pass through the kernel only). Windows has neither: a file of
-        mode 0600, deleted at once."""
-        import os
-
-        if hasattr(os, "memfd_create"):
-            fd = os.memfd_create("mqtt_v5-client-key")  # type: ignore[attr-defined]
-            try:
-                os.write(fd, key + chain)
-                ctx.load_cert_chain("/proc/self/fd/%d" % fd)
-            finally:
-                os.close(fd)
-            return
-        if os.path.isdir("/dev/fd"):  # type: ignore[attr-defined]  # CPython only
-            ends = []
-            try:
-                for data in (chain, key):
-                    r, w = os.pipe()
-                    ends += [r, w]
-                    os.set_blocking(w, False)  # type: ignore[attr-defined]
-                    if os.write(w, data) != len(data):
-                        raise OSError("client certificate chain too large for a pipe")
-                    os.close(w)
-                    ends.remove(w)
-                ctx.load_cert_chain("/dev/fd/%d" % ends[0], "/dev/fd/%d" % ends[1])
-            finally:
-                for fd in ends:
-                    os.close(fd)
-            return
-        import tempfile  # type: ignore[import-not-found]
-
-        fd, path = tempfile.mkstemp(suffix=".pem")  # mode 0600
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(key + chain)
-            ctx.load_cert_chain(path)
-        finally:
-            os.unlink(path)
-
-    async def open_stream(host, port, ctx, server_hostname):
-        """TCP (+TLS, handshake done here) as a Stream over a BufferedProtocol.
-        asyncio already sets TCP_NODELAY on TCP sockets."""
-        import asyncio
-        import socket
-
-        from ._cpython_stream import Stream
-
-        loop = asyncio.get_running_loop()  # type: ignore[attr-defined]  # CPython only
-        try:
-            _, stream = await loop.create_connection(
-                Stream, host, port, ssl=ctx,
-                server_hostname=server_hostname if ctx is not None else None)
-        except socket.gaierror as e:  # type: ignore[attr-defined]
-            raise _dns_error(host, e)
-        return stream
+            return getattr(_compat_micropython, name)
+        raise AttributeError(name)
 
 
 def set_nodelay(s):
@@ -461,7 +254,20 @@ def set_nodelay(s):
         pass
 
 
-def _dns_error(host, e):
-    from .errors import NetworkError
-
-    return NetworkError("DNS: cannot resolve host %r: %s" % (host, e))
+if not IS_MICROPYTHON:
+    # CPython's half lives in a module of its own, which a device never loads (nor
+    # installs: the manifest and package.json leave it out): .mpy code of a branch not
+    # taken would still be loaded into RAM, its names interned.
+    from ._compat_cpython import (  # type: ignore[assignment]  # noqa: F401
+        BATCH_WRITES_DEFAULT,
+        Waiter,
+        const,
+        is_awaitable,
+        open_stream,
+        sleep_ms,
+        stream_socket,
+        ticks_add,
+        ticks_diff,
+        ticks_ms,
+        tls_context,
+    )

@@ -2,7 +2,7 @@
 blocking transports: turns OSError / ssl.SSLError / MicroPython's mbedTLS
 errors into a NetworkError whose message says what went wrong."""
 
-from .errors import NetworkError
+from .errors import NetworkError, UsageError
 
 
 def _errno(e):
@@ -92,3 +92,29 @@ def error(e, peer, tls, before_first_byte, client_cert, op):
     if name is not None:
         return NetworkError("%s on %s: %s" % (op, peer, _WHY[name]))
     return NetworkError("%s%s on %s failed: %s" % ("TLS " if tls else "", op, peer, text))
+
+
+def dns_error(host, e):
+    return NetworkError("DNS: cannot resolve host %r: %s" % (host, e))
+
+
+# transport's usage errors, by its _E_* number (each formatted with one argument, but the last).
+_USAGE = (
+    "unsupported URL scheme %r (use mqtt:// or mqtts://)",
+    "an MQTT URL has no path: %r",
+    "unclosed [ in %r",
+    "bad host in %r",
+    "bad port in %r",
+    "no host in %r",
+    "mqtt:// is plain TCP: use mqtts:// with a TlsConfig",
+)
+
+
+def usage_error(n, arg):
+    text = _USAGE[n]
+    return UsageError(text if arg is None else text % (arg,))
+
+
+def timeout_error(timeout_s, where, tls):
+    return NetworkError("timed out after %s s connecting to %s%s"
+                        % (timeout_s, where, " (TCP connect or TLS handshake)" if tls else ""))

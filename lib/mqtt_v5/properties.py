@@ -8,7 +8,6 @@ paths, turned into such a dict by ``to_dict``.
 """
 
 from ._compat import const
-from .errors import ProtocolError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -124,7 +123,34 @@ _WHERE = (
     b"\x00\x04\x00\x04\x00\x04"
 )
 _LAST_ID = const(0x2A)
+
+# The errors raised here, as numbers into _properties_rare's texts (const() folds them:
+# no string is in RAM until an error is raised). _error(n, arg, code): a ProtocolError
+# with reason ``code``, or with no code a UsageError.
+_E_SHORT = const(0)
+_E_VBI_LONG = const(1)
+_E_VBI_PADDED = const(2)
+_E_SPAN = const(3)
+_E_UTF8 = const(4)
+_E_BLOCK = const(5)
+_E_UNKNOWN_ID = const(6)
+_E_NOT_HERE = const(7)
+_E_TWICE = const(8)
+_E_NOT_0_1 = const(9)
+_E_ZERO = const(10)
+_E_SUB_ID_0 = const(11)
+_E_RESPONSE_TOPIC = const(12)
+_E_PAST_BLOCK = const(13)
+_E_SURROGATE = const(14)
+_E_BAD_VALUE = const(15)
+_E_UNKNOWN = const(16)
 _VBI_MAX = const(268435455)
+
+
+def _error(n, arg=None, code=0):
+    from ._properties_rare import error  # cold: loaded at the first error
+
+    return error(n, arg, code)
 
 
 def prop_type(pid):
@@ -132,14 +158,10 @@ def prop_type(pid):
     return _TYPES[pid] if 0 <= pid <= _LAST_ID else 0
 
 
-def _where(pid):
-    return (_WHERE[2 * pid] << 8) | _WHERE[2 * pid + 1]
-
-
 def allowed_in(pid, where):
     """True if property ``pid`` may appear in a packet of kind ``where``
     (``1 << packet_type``, or ``W_WILL``)."""
-    return 0 <= pid <= _LAST_ID and (_where(pid) & where) != 0
+    return 0 <= pid <= _LAST_ID and ((_WHERE[2 * pid] << 8 | _WHERE[2 * pid + 1]) & where) != 0
 
 
 # ---------------------------------------------------------------- UTF-8 ---
@@ -196,7 +218,7 @@ def to_utf8(s):
         try:
             return s.encode()
         except UnicodeError:
-            raise UsageError("string is not valid Unicode (lone surrogate)")
+            raise _error(_E_SURROGATE)
     return s
 
 
@@ -250,38 +272,29 @@ def _str_bytes(s):
     return None
 
 
-def _str_size(s):
-    """2 + the UTF-8 length of a valid MQTT string (str or bytes), or -1."""
-    b = _str_bytes(s)
-    return -1 if b is None else len(b) + 2
-
-
 def _value_size(pid, ptype, value):
     """Encoded size of one property value, after checking it by the rules ``check``
     applies on receipt (never send what a strict peer, or our own decoder, must
     refuse); UsageError for a bad one."""
     n = -1
-    if ptype == _T_BYTE:
-        # every one-byte property is 0 or 1 (Maximum QoS too: absent means 2)
-        if isinstance(value, int) and 0 <= value <= 1:
-            n = 1
-    elif ptype == _T_U16:
-        if isinstance(value, int) and 0 <= value <= 0xFFFF and (value or (
-                pid != PROP_RECEIVE_MAXIMUM and pid != PROP_TOPIC_ALIAS)):
-            n = 2
-    elif ptype == _T_U32:
-        if isinstance(value, int) and 0 <= value <= 0xFFFFFFFF and (
-                value or pid != PROP_MAXIMUM_PACKET_SIZE):
-            n = 4
+    if ptype <= _T_U32:
+        # One, two or four bytes: the value fits in 1 bit (every one-byte property is 0
+        # or 1, Maximum QoS too: absent means 2), 16 or 32 bits (a tuple of small ints,
+        # no maximum as a constant: frozen, 0xFFFF in a tuple is a long int in ROM).
+        # Receive Maximum, Topic Alias and Maximum Packet Size are never 0.
+        if isinstance(value, int) and value >= 0 and not value >> (0, 1, 16, 32)[ptype] and (
+                value or pid not in (PROP_RECEIVE_MAXIMUM, PROP_TOPIC_ALIAS,
+                                     PROP_MAXIMUM_PACKET_SIZE)):
+            n = 1 << (ptype - 1)
     elif ptype == _T_VBI:
         if isinstance(value, int) and 1 <= value <= _VBI_MAX:
             n = vbi_size(value)
     elif ptype == _T_PAIR:
         if isinstance(value, _SEQ) and len(value) == 2:
-            k = _str_size(value[0])
-            v = _str_size(value[1])
-            if k > 0 and v > 0:
-                n = k + v
+            k = _str_bytes(value[0])
+            v = _str_bytes(value[1])
+            if k is not None and v is not None:
+                n = len(k) + len(v) + 4
     elif ptype == _T_UTF8:
         b = _str_bytes(value)
         n = -1 if b is None else len(b) + 2
@@ -290,7 +303,7 @@ def _value_size(pid, ptype, value):
     elif isinstance(value, _BYTES) and len(value) <= 0xFFFF:
         n = 2 + len(value)
     if n < 0:
-        raise UsageError("bad value for property 0x%02X: %r" % (pid, value))
+        raise _error(_E_BAD_VALUE, (pid, value))
     return n
 
 
@@ -317,11 +330,11 @@ def size(props, where):
     total = 0
     for pid in props:
         value = props[pid]
-        ptype = prop_type(pid) if isinstance(pid, int) else 0
+        ptype = _TYPES[pid] if isinstance(pid, int) and 0 <= pid <= _LAST_ID else 0
         if not ptype:
-            raise UsageError("unknown property %r" % (pid,))
+            raise _error(_E_UNKNOWN, (pid,))
         if not allowed_in(pid, where):
-            raise UsageError("property 0x%02X not allowed in this packet" % pid)
+            raise _error(_E_NOT_HERE, pid)
         if pid == PROP_USER_PROPERTY or (
                 pid == PROP_SUBSCRIPTION_IDENTIFIER and isinstance(value, _SEQ)):
             for v in value:
@@ -365,7 +378,11 @@ def _write_value(buf, pos, pid, value):
     if ptype == _T_U16:
         return write_u16(buf, pos, value)
     if ptype == _T_U32:
-        return write_u32(buf, pos, value)
+        buf[pos] = (value >> 24) & 0xFF
+        buf[pos + 1] = (value >> 16) & 0xFF
+        buf[pos + 2] = (value >> 8) & 0xFF
+        buf[pos + 3] = value & 0xFF
+        return pos + 4
     if ptype == _T_VBI:
         return write_vbi(buf, pos, value)
     if ptype == _T_PAIR:
@@ -380,14 +397,6 @@ def write_u16(buf, pos, value):
     buf[pos] = value >> 8
     buf[pos + 1] = value & 0xFF
     return pos + 2
-
-
-def write_u32(buf, pos, value):
-    buf[pos] = (value >> 24) & 0xFF
-    buf[pos + 1] = (value >> 16) & 0xFF
-    buf[pos + 2] = (value >> 8) & 0xFF
-    buf[pos + 3] = value & 0xFF
-    return pos + 4
 
 
 def write_vbi(buf, pos, value):
@@ -433,11 +442,11 @@ class Reader:
 
     def need(self, n):
         if self.pos + n > self.end:
-            raise ProtocolError("packet shorter than its contents", 0x81)
+            raise _error(_E_SHORT, None, 0x81)
 
     def u8(self):
         if self.pos >= self.end:
-            raise ProtocolError("packet shorter than its contents", 0x81)
+            raise _error(_E_SHORT, None, 0x81)
         v = self.buf[self.pos]
         self.pos += 1
         return v
@@ -445,14 +454,14 @@ class Reader:
     def u16(self):
         p = self.pos
         if p + 2 > self.end:
-            raise ProtocolError("packet shorter than its contents", 0x81)
+            raise _error(_E_SHORT, None, 0x81)
         self.pos = p + 2
         return (self.buf[p] << 8) | self.buf[p + 1]
 
     def u32(self):
         p = self.pos
         if p + 4 > self.end:
-            raise ProtocolError("packet shorter than its contents", 0x81)
+            raise _error(_E_SHORT, None, 0x81)
         self.pos = p + 4
         b = self.buf
         return (b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]
@@ -464,7 +473,7 @@ class Reader:
         count = 0
         while True:
             if self.pos >= self.end:
-                raise ProtocolError("packet shorter than its contents", 0x81)
+                raise _error(_E_SHORT, None, 0x81)
             byte = self.buf[self.pos]
             self.pos += 1
             count += 1
@@ -472,10 +481,10 @@ class Reader:
             if not byte & 0x80:
                 break
             if count == 4:
-                raise ProtocolError("variable byte integer longer than 4 bytes", 0x81)
+                raise _error(_E_VBI_LONG, None, 0x81)
             shift += 7
         if count > 1 and byte == 0:
-            raise ProtocolError("variable byte integer not minimally encoded", 0x81)
+            raise _error(_E_VBI_PADDED, None, 0x81)
         return value
 
     def span(self):
@@ -484,7 +493,7 @@ class Reader:
         n = self.u16()
         start = self.pos
         if start + n > self.end:
-            raise ProtocolError("length field runs past the packet", 0x81)
+            raise _error(_E_SPAN, None, 0x81)
         self.pos = start + n
         return start
 
@@ -492,7 +501,7 @@ class Reader:
         """A UTF-8 string span, validated [MQTT-1.5.4-1] [MQTT-1.5.4-2]; returns its start."""
         start = self.span()
         if not utf8_ok(self.buf, start, self.pos):
-            raise ProtocolError("malformed UTF-8 string", 0x81)
+            raise _error(_E_UTF8, None, 0x81)
         return start
 
     def string(self):
@@ -515,52 +524,53 @@ def check(r, where):
     start = r.pos
     end = start + length
     if end > r.end:
-        raise ProtocolError("property length runs past the packet", 0x81)
+        raise _error(_E_BLOCK, None, 0x81)
     seen_lo = 0  # ids 0..29
     seen_hi = 0  # ids 30..42 (kept apart so both stay small ints on a device)
     alias = 0
     r.prop_start = start
     while r.pos < end:
         pid = r.vbi()
-        ptype = prop_type(pid)
+        ptype = _TYPES[pid] if pid <= _LAST_ID else 0
         if not ptype:
-            raise ProtocolError("unknown property identifier 0x%02X" % pid, 0x81)
-        if not _where(pid) & where:
+            raise _error(_E_UNKNOWN_ID, pid, 0x81)
+        if not (_WHERE[2 * pid] << 8 | _WHERE[2 * pid + 1]) & where:
             # MQTT 5.0 2.2.2.2: an Identifier not valid for its packet is Malformed.
-            raise ProtocolError("property 0x%02X not allowed in this packet" % pid, 0x81)
+            raise _error(_E_NOT_HERE, pid, 0x81)
         if pid != PROP_USER_PROPERTY and not (pid == PROP_SUBSCRIPTION_IDENTIFIER
                                               and where == _PUBLISH):
             # Only User Property (and Subscription Identifier in PUBLISH) may repeat.
             if pid < 30:
                 bit = 1 << pid
                 if seen_lo & bit:
-                    raise ProtocolError("property 0x%02X given twice" % pid, 0x82)
+                    raise _error(_E_TWICE, pid, 0x82)
                 seen_lo |= bit
             else:
                 bit = 1 << (pid - 30)
                 if seen_hi & bit:
-                    raise ProtocolError("property 0x%02X given twice" % pid, 0x82)
+                    raise _error(_E_TWICE, pid, 0x82)
                 seen_hi |= bit
-        if ptype == _T_BYTE:
-            v = r.u8()
-            if v > 1:
-                # Every one-byte property (Maximum QoS included) is 0 or 1.
-                raise ProtocolError("property 0x%02X must be 0 or 1" % pid, 0x82)
-        elif ptype == _T_U16:
-            v = r.u16()
-            if v == 0 and (pid == PROP_RECEIVE_MAXIMUM or pid == PROP_TOPIC_ALIAS):
-                # Receive Maximum 0 (spec 3.1.2.11.3, 3.2.2.3.3) and Topic Alias 0 [MQTT-3.3.2-8]
-                raise ProtocolError("property 0x%02X must not be 0" % pid, 0x82)
-            if pid == PROP_TOPIC_ALIAS:
-                alias = v
-        elif ptype == _T_U32:
-            v = r.u32()
-            if v == 0 and pid == PROP_MAXIMUM_PACKET_SIZE:
-                raise ProtocolError("Maximum Packet Size must not be 0", 0x82)
+        if ptype <= _T_U32:
+            if ptype == _T_BYTE:
+                v = r.u8()
+                if v > 1:
+                    # Every one-byte property (Maximum QoS included) is 0 or 1.
+                    raise _error(_E_NOT_0_1, pid, 0x82)
+            elif ptype == _T_U16:
+                v = r.u16()
+                if pid == PROP_TOPIC_ALIAS:
+                    alias = v
+            else:
+                v = r.u32()
+            if v == 0 and pid in (PROP_RECEIVE_MAXIMUM, PROP_TOPIC_ALIAS,
+                                  PROP_MAXIMUM_PACKET_SIZE):
+                # Receive Maximum 0 (spec 3.1.2.11.3, 3.2.2.3.3), Topic Alias 0
+                # [MQTT-3.3.2-8], Maximum Packet Size 0 (3.1.2.11.4)
+                raise _error(_E_ZERO, pid, 0x82)
         elif ptype == _T_VBI:
             if r.vbi() == 0:
                 # [MQTT-3.8.2.1.2] Subscription Identifier 0 is a Protocol Error
-                raise ProtocolError("Subscription Identifier 0", 0x82)
+                raise _error(_E_SUB_ID_0, None, 0x82)
         elif ptype == _T_BINARY:
             r.span()
         else:
@@ -569,9 +579,9 @@ def check(r, where):
                 r.utf8()
             elif pid == PROP_RESPONSE_TOPIC and not _topic_name_ok(r.buf, s, r.pos):
                 # [MQTT-3.3.2-14] no wildcards; [MQTT-4.7.3-1] at least one character
-                raise ProtocolError("Response Topic is not a valid topic name", 0x82)
+                raise _error(_E_RESPONSE_TOPIC, None, 0x82)
         if r.pos > end:
-            raise ProtocolError("property runs past the property length", 0x81)
+            raise _error(_E_PAST_BLOCK, None, 0x81)
     r.prop_end = end
     return alias
 
@@ -629,20 +639,14 @@ def to_dict(buf, start, end):
         if not pid:
             return out
         ptype = _TYPES[pid]
+        v = c.value  # type: Any
         if ptype == _T_PAIR:
-            pair = (str(buf[c.start:c.end], "utf-8"), str(buf[c.start2:c.end2], "utf-8"))
-            if pid in out:
-                out[pid].append(pair)
-            else:
-                out[pid] = [pair]
-        elif pid == PROP_SUBSCRIPTION_IDENTIFIER:
-            if pid in out:
-                out[pid].append(c.value)
-            else:
-                out[pid] = [c.value]
+            v = (str(buf[c.start:c.end], "utf-8"), str(buf[c.start2:c.end2], "utf-8"))
         elif ptype == _T_UTF8:
-            out[pid] = str(buf[c.start:c.end], "utf-8")
+            v = str(buf[c.start:c.end], "utf-8")
         elif ptype == _T_BINARY:
-            out[pid] = bytes(buf[c.start:c.end])
+            v = bytes(buf[c.start:c.end])
+        if ptype == _T_PAIR or pid == PROP_SUBSCRIPTION_IDENTIFIER:
+            out.setdefault(pid, []).append(v)  # the ones that may repeat: a list
         else:
-            out[pid] = c.value
+            out[pid] = v

@@ -38,18 +38,19 @@ class TlsConfig:
 
     def context(self):
         """Build the runtime's SSL context (cold path; raises UsageError for bad material)."""
-        from . import _pem
+        from ._tls_ctx import context
 
-        return _pem.context(self)
+        return context(self)
 
 
 def __getattr__(name):
-    # read_pem_or_der, pem_to_der, der_to_pem, key_label: in _pem, loaded when first used
+    # read_pem_or_der, key_label (in _tls_ctx), pem_to_der, der_to_pem (in _pem):
+    # loaded when first used
     if name.startswith("__"):
         raise AttributeError(name)
-    from . import _pem
+    from . import _pem, _tls_ctx
 
-    try:
-        return getattr(_pem, name)
-    except AttributeError:
-        raise AttributeError(name) from None
+    for mod in (_tls_ctx, _pem):
+        if hasattr(mod, name):
+            return getattr(mod, name)
+    raise AttributeError(name)

@@ -20,15 +20,7 @@ def topic_name_ok(buf, start=0, end=-1):
     only a Topic Alias makes it legal, which the caller checks."""
     if end < 0:
         end = len(buf)
-    if end - start > 0xFFFF:
-        return False
-    i = start
-    while i < end:
-        c = buf[i]
-        if c == _PLUS or c == _HASH:
-            return False
-        i += 1
-    return utf8_ok(buf, start, end)
+    return end - start <= 0xFFFF and not is_wildcard(buf, start, end) and utf8_ok(buf, start, end)
 
 
 def share_prefix_len(buf, start=0, end=-1):

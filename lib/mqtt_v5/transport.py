@@ -28,8 +28,8 @@ inside the first write/read, so every handshake failure surfaces there.
 
 import asyncio
 
-from ._compat import READY, open_stream, stream_socket
-from .errors import NetworkError, UsageError
+from ._compat import READY, const, open_stream, stream_socket
+from .errors import NetworkError
 
 
 def _error(*args):
@@ -38,20 +38,34 @@ def _error(*args):
     return error(*args)
 
 
-_LAZY = {
-    "TlsConfig": "tls",
-    "MemoryTransport": "memory",
-    "memory_pipe": "memory",
-    "BlockingTransport": "blocking_transport",
-}
+# parse_url's and open_connection's usage errors, as a number into _neterr's texts
+# (folded at compile time: no string in RAM until one is raised).
+_E_SCHEME = const(0)
+_E_PATH = const(1)
+_E_BRACKET = const(2)
+_E_HOST = const(3)
+_E_PORT = const(4)
+_E_NO_HOST = const(5)
+_E_PLAIN = const(6)
+
+
+def _usage(n, arg=None):
+    from ._neterr import usage_error
+
+    return usage_error(n, arg)
 
 
 def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
+    # The other transports, in modules of their own that only their users import.
+    if name == "TlsConfig":
+        module = "tls"
+    elif name == "MemoryTransport" or name == "memory_pipe":
+        module = "memory"
+    elif name == "BlockingTransport":
+        module = "blocking_transport"
+    else:
         raise AttributeError(name)
-    mod = __import__("mqtt_v5." + module, None, None, (name,))
-    return getattr(mod, name)
+    return getattr(__import__("mqtt_v5." + module, None, None, (name,)), name)
 
 
 DEFAULT_PORT = 1883
@@ -70,22 +84,22 @@ def parse_url(url):
         if scheme == "mqtts" or scheme == "ssl" or scheme == "tls":
             tls = True
         elif scheme != "mqtt" and scheme != "tcp":
-            raise UsageError("unsupported URL scheme %r (use mqtt:// or mqtts://)" % scheme)
+            raise _usage(_E_SCHEME, scheme)
     slash = rest.find("/")
     if slash >= 0:
         if rest[slash:] != "/":
-            raise UsageError("an MQTT URL has no path: %r" % url)
+            raise _usage(_E_PATH, url)
         rest = rest[:slash]
     port = None
     if rest.startswith("["):
         end = rest.find("]")
         if end < 0:
-            raise UsageError("unclosed [ in %r" % url)
+            raise _usage(_E_BRACKET, url)
         host = rest[1:end]
         tail = rest[end + 1:]
         if tail:
             if not tail.startswith(":"):
-                raise UsageError("bad host in %r" % url)
+                raise _usage(_E_HOST, url)
             port = tail[1:]
     else:
         host = rest
@@ -97,9 +111,9 @@ def parse_url(url):
         except ValueError:
             port = -1
         if not 0 < port < 65536:
-            raise UsageError("bad port in %r" % url)
+            raise _usage(_E_PORT, url)
     if not host:
-        raise UsageError("no host in %r" % url)
+        raise _usage(_E_NO_HOST, url)
     return host, port, tls
 
 
@@ -119,7 +133,7 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
     if port is None:
         port = url_port
     if url_or_host.find("://") >= 0 and not url_tls and tls:
-        raise UsageError("mqtt:// is plain TCP: use mqtts:// with a TlsConfig")
+        raise _usage(_E_PLAIN)
     if tls is True or (url_tls and tls is None):
         from .tls import TlsConfig
 
@@ -138,8 +152,9 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
         stream = await asyncio.wait_for(  # type: ignore[var-annotated]
             open_stream(host, port, ctx, sni), timeout_s)
     except asyncio.TimeoutError:
-        raise NetworkError("timed out after %s s connecting to %s%s"
-                           % (timeout_s, where, " (TCP connect or TLS handshake)" if tls else ""))
+        from ._neterr import timeout_error
+
+        raise timeout_error(timeout_s, where, tls)
     except NetworkError:
         raise
     except (OSError, ValueError) as e:

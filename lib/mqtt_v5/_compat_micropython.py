@@ -1,0 +1,74 @@
+"""MicroPython's connect-time half of ``_compat`` (``_compat`` hands its names out on
+first use: loaded at the first connect, not at import): the SSL context from DER
+material and opening a TCP/TLS stream with asyncio. CPython's: ``_compat_cpython``."""
+
+from ._compat import set_nodelay
+
+
+def tls_context(cas, certs, key, verify, alpn):
+    """SSLContext from DER material. MicroPython's ssl wrapper defaults to
+    CERT_NONE, so verification is switched on explicitly."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if verify:
+        if not cas:
+            from .errors import UsageError
+
+            raise UsageError("TLS: MicroPython has no system CA store: pass "
+                             "TlsConfig(ca=...) or insecure_skip_verify=True")
+        ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]
+        for der in cas:  # each call appends to mbedTLS's CA chain
+            ctx.load_verify_locations(cadata=der)
+    else:
+        ctx.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]
+    if certs:
+        ctx.load_cert_chain(certs[0], key[1])  # DER leaf only
+    if alpn:
+        if not hasattr(ctx, "set_alpn_protocols"):
+            from .errors import UsageError
+
+            raise UsageError("TLS: this MicroPython firmware has no ALPN")
+        ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+def _writable(s):
+    # A bare generator: awaiting it parks the task on asyncio's poller
+    # until the socket is writable (TCP connect finished or failed).
+    from asyncio import core  # type: ignore[attr-defined]
+
+    yield core._io_queue.queue_write(s)  # type: ignore[attr-defined]
+
+
+async def open_stream(host, port, ctx, server_hostname):
+    """TCP (+TLS, handshake deferred to the first read/write) as asyncio's
+    Stream, with TCP_NODELAY where the port has it."""
+    import socket
+    from asyncio import StreamReader
+    from errno import EINPROGRESS
+
+    try:
+        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+    except OSError as e:
+        from ._neterr import dns_error
+
+        raise dns_error(host, e)
+    s = socket.socket(ai[0], ai[1], ai[2])
+    try:
+        set_nodelay(s)
+        s.setblocking(False)
+        try:
+            s.connect(ai[-1])
+        except OSError as e:
+            if e.errno != EINPROGRESS:
+                raise
+        await _writable(s)
+        if ctx is not None:
+            s = ctx.wrap_socket(s, server_hostname=server_hostname,
+                                do_handshake_on_connect=False)
+            s.setblocking(False)
+    except BaseException:  # also CancelledError from a timeout
+        s.close()
+        raise
+    return StreamReader(s)

@@ -1,0 +1,121 @@
+"""TlsConfig's work at connect (cold path, loaded at the first TLS connect, not at
+import): read the certificate material, tell a DER private key's kind, build the
+runtime's SSL context. What DER material (what a device usually stores) needs is all
+here; ``_pem`` holds the PEM decoding and the texts of the errors, and is loaded only
+for PEM input or to explain a failure."""
+
+from ._compat import const, tls_context
+
+_warned = False
+
+# What went wrong, as an index into _pem's texts (folded at compile time: no name, no
+# string in RAM until an error is raised).
+_E_CA_LABEL = const(0)
+_E_NO_CA = const(1)
+_E_NO_CERT = const(2)
+_E_ENCRYPTED = const(3)
+_E_NO_KEY = const(4)
+_E_REFUSED = const(5)
+_E_READ = const(6)
+_E_TYPE = const(7)
+_E_NOT_PEM_OR_DER = const(8)
+_E_NOT_KEY = const(9)
+_E_KEY_LAYOUT = const(10)
+
+
+def _fail(n, *args):
+    """The UsageError for ``_E_*`` number ``n`` (its text formatted with ``args``)."""
+    from ._pem import usage_error
+
+    return usage_error(n, args)
+
+
+def context(self):
+    """Build the runtime's SSL context (cold path; raises UsageError for bad material)."""
+    verify = not self.insecure_skip_verify
+    if not verify:
+        global _warned
+        if not _warned:
+            _warned = True
+            from ._pem import INSECURE_WARNING
+
+            print(INSECURE_WARNING)
+    cas = []
+    if self.ca is not None:
+        for label, der in read_pem_or_der(self.ca, "CA certificate"):
+            if label != "CERTIFICATE" and label != "":
+                raise _fail(_E_CA_LABEL, label)
+            cas.append(der)
+        if not cas:
+            raise _fail(_E_NO_CA)
+    certs = None
+    key = None
+    if self.cert is not None:
+        certs = []
+        for label, der in read_pem_or_der(self.cert, "client certificate"):
+            if label == "CERTIFICATE" or label == "":
+                certs.append(der)
+        if not certs:
+            raise _fail(_E_NO_CERT)
+        for label, der in read_pem_or_der(self.key, "client key"):
+            if "ENCRYPTED" in label:
+                raise _fail(_E_ENCRYPTED)
+            if label == "" or label.endswith("PRIVATE KEY"):
+                key = (label or key_label(der), der)
+                break
+        else:
+            raise _fail(_E_NO_KEY)
+    try:
+        return tls_context(cas, certs, key, verify, self.alpn)
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        raise _fail(_E_REFUSED, e)
+
+
+def read_pem_or_der(src, what="certificate"):
+    """``src`` (path or bytes, PEM or DER) -> list of (label, der). A DER blob
+    comes back with label "" (unknown): the caller knows what it expects."""
+    if isinstance(src, str):
+        try:
+            with open(src, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise _fail(_E_READ, what, src, e)
+    elif isinstance(src, (bytes, bytearray)):
+        data = src
+    elif isinstance(src, memoryview):
+        data = bytes(src)
+    else:
+        raise _fail(_E_TYPE, what)
+    if b"-----BEGIN " in data:
+        from ._pem import pem_to_der  # PEM only: DER material never loads it
+
+        return pem_to_der(data, what)
+    if not data or data[0] != 0x30:
+        raise _fail(_E_NOT_PEM_OR_DER, what)
+    return [("", data)]
+
+
+def key_label(der):
+    """PEM label for a DER private key: PKCS#8 ("PRIVATE KEY"), PKCS#1
+    ("RSA PRIVATE KEY") or SEC1 ("EC PRIVATE KEY"), told apart by the element
+    after the version INTEGER (one short-form TLV in all three): AlgorithmIdentifier
+    SEQUENCE, modulus INTEGER, or private-key OCTET STRING."""
+    try:
+        if der[0] != 0x30:
+            raise IndexError
+        pos = 2 + (der[1] & 0x7F if der[1] & 0x80 else 0)  # inside the outer SEQUENCE
+        if der[pos] == 0x30:
+            raise _fail(_E_ENCRYPTED)  # PKCS#8 EncryptedPrivateKeyInfo
+        n = der[pos + 1]
+        if der[pos] != 0x02 or n & 0x80:
+            raise IndexError
+        tag = der[pos + 2 + n]
+    except IndexError:
+        raise _fail(_E_NOT_KEY)
+    if tag == 0x30:
+        return "PRIVATE KEY"
+    if tag == 0x02:
+        return "RSA PRIVATE KEY"
+    if tag == 0x04:
+        return "EC PRIVATE KEY"
+    raise _fail(_E_KEY_LAYOUT)
