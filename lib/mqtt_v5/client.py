@@ -1025,7 +1025,7 @@ class MqttClient:
         s = self._session
         rd = s.reader
         # A transport's read_raw costs no coroutine of ours per read (see transport.py).
-        read = transport.read_raw if hasattr(transport, "read_raw") else transport.readinto
+        raw = hasattr(transport, "read_raw")
         try:
             while True:
                 if self._held is not None:
@@ -1043,7 +1043,10 @@ class MqttClient:
                 if ev == _s.EV_NONE:
                     if self._batch_len:
                         self._put()
-                    n = await read(rd.free())
+                    if raw:
+                        n = await transport.read_raw(rd.free())
+                    else:
+                        n = await transport.readinto(rd.free())
                     if n is None:
                         continue  # (read_raw: nothing whole yet)
                     if not n:
