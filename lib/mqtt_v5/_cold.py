@@ -310,6 +310,15 @@ async def unsubscribe(self, topic_filter, properties):
     return rc
 
 
+def messages(self, maxsize):
+    """MqttClient.messages (see there): the queue it reads, made on first use."""
+    if self._queue is None:
+        self._queue = []
+        self._queue_max = maxsize
+        self._queue_event = asyncio.Event()
+    return self
+
+
 async def next_message(self):
     """MqttClient.__anext__ (the messages() iterator)."""
     while not self._queue:
@@ -350,7 +359,8 @@ def log_incoming(s):
         log("<- " + name)
 
 
-def log_packet(direction, buf, n):
+def log_packet(buf, n):
+    """Log the packet the client is about to write (debug only)."""
     first = buf[0]
     t = first >> 4
     detail = ""
@@ -368,7 +378,7 @@ def log_packet(direction, buf, n):
                 detail += " rc=0x%02X" % rc
         except MqttError:
             pass
-    log("%s %s (%d bytes)%s" % (direction, _c.PACKET_NAMES[t], n, detail))
+    log("-> %s (%d bytes)%s" % (_c.PACKET_NAMES[t], n, detail))
 
 
 def start_callbacks(self):

@@ -322,6 +322,7 @@ class MqttClient:
 
     if TYPE_CHECKING:  # (made when first needed; see __init__)
         _cb_done = None  # type: Any
+        _queue_event = None  # type: Any
 
     def __init__(self, options=None):
         # type: (Optional[ConnectOptions]) -> None
@@ -596,7 +597,7 @@ class MqttClient:
         n = s.out_len
         tail = s.out_tail
         if _log_fn is not None and n:
-            _cold_paths().log_packet("->", s.out, n)
+            _cold_paths().log_packet(s.out, n)
         s.flushed(ticks_ms())
         t = self._transport
         try:
@@ -673,7 +674,7 @@ class MqttClient:
         if s.out_tail is not None or a + n > len(self._batch_mv):
             return False
         if _log_fn is not None:
-            _cold_paths().log_packet("->", s.out, n)
+            _cold_paths().log_packet(s.out, n)
         self._batch_mv[a:a + n] = self._view(n)
         self._batch_len = a + n
         s.flushed(ticks_ms())
@@ -916,11 +917,7 @@ class MqttClient:
 
     def messages(self, maxsize=64):
         """An async iterator of messages no callback took (detached copies)."""
-        if self._queue is None:
-            self._queue = []
-            self._queue_max = maxsize
-            self._queue_event = asyncio.Event()
-        return self
+        return _cold_paths().messages(self, maxsize)
 
     def __aiter__(self):
         return self
