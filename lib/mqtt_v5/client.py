@@ -446,23 +446,23 @@ class MqttClient:
         MicroPython runs inside the first write) cannot hang connect() or the
         reconnect loop. (DNS on MicroPython blocks the whole event loop: no timeout
         can bound it; connect by address where that matters.)"""
-        opened = [None]
         limit = self.options.connect_timeout
         try:
-            return await asyncio.wait_for(self._handshake(opened), limit)
+            return await asyncio.wait_for(self._handshake(), limit)
         except BaseException as e:
             if isinstance(e, ProtocolError):
                 _cold_paths().goodbye(self, e)
-            await _close_quietly(opened[0])
+            await _close_quietly(self._transport)  # the one this attempt opened, if any
             if not isinstance(e, asyncio.TimeoutError):
                 raise
             self._session.connection_lost()
             self._drop_writes()
             raise _error(_E_CONNECT_TIMEOUT, limit)
 
-    async def _handshake(self, opened):
-        """Open the transport (into ``opened[0]``, which the caller closes on failure),
-        send CONNECT and read up to the CONNACK; returns the ``Connected`` event."""
+    async def _handshake(self):
+        """Open the transport (``_transport``, which the caller closes on failure), send
+        CONNECT and read up to the CONNACK; returns the ``Connected`` event."""
+        self._transport = None  # (the last one is closed already)
         t = self._target
         if isinstance(t, str):
             from .transport import open_connection
@@ -478,7 +478,7 @@ class MqttClient:
             transport = t()
             if is_awaitable(transport):
                 transport = await transport
-        opened[0] = transport
+        self._transport = transport
         o = self.options
         s = self._session
         self._drop_writes()  # packets for the old connection are void
@@ -498,7 +498,6 @@ class MqttClient:
                   o.will, props,
                   o.session_expiry_interval, o.auto_topic_alias)
         _note(_N_CONNECT, s.client_id, clean, o.keep_alive)
-        self._transport = transport
         if not self._put():
             await self._finish()
         rd = s.reader
