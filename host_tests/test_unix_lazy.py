@@ -20,8 +20,8 @@ EVERYDAY = ["mqtt_v5", "mqtt_v5._compat", "mqtt_v5._compat_micropython", "mqtt_v
             "mqtt_v5.errors", "mqtt_v5.properties", "mqtt_v5.session", "mqtt_v5.tls",
             "mqtt_v5.topic", "mqtt_v5.transport"]
 # Loaded on first use only; each must stay out of the everyday path.
-LAZY = ["mqtt_v5._cold", "mqtt_v5._session_rare", "mqtt_v5._codec_rare", "mqtt_v5._rare",
-        "mqtt_v5._server_codec", "mqtt_v5._pem", "mqtt_v5._properties_rare",
+LAZY = ["mqtt_v5._cold", "mqtt_v5._session_rare", "mqtt_v5._codec_rare", "mqtt_v5._errtext",
+        "mqtt_v5._rare", "mqtt_v5._server_codec", "mqtt_v5._pem", "mqtt_v5._properties_rare",
         "mqtt_v5._neterr", "mqtt_v5.reasons", "mqtt_v5.sync_client",
         "mqtt_v5.blocking_transport", "mqtt_v5.memory", "mqtt_v5.ws"]
 
@@ -69,3 +69,63 @@ def test_session_rare_repeats_the_session_constants():
             assert getattr(_session_rare, name) == getattr(session, theirs), name
             checked += 1
     assert checked >= 20  # _FREE.._SLOT, _SEQ_MASK, the EV_ codes, DISCONNECTED
+
+
+@pytest.mark.parametrize(("module", "table", "base"),
+                         [("codec", "CODEC", 0), ("session", "SESSION", 64)])
+def test_error_numbers_match_their_texts(module, table, base):
+    # codec and session raise errors by number (_E_X = const(n)); the class, reason code and
+    # text live in _errtext, one line per number, each naming the constant it belongs to.
+    import re
+
+    from mqtt_v5 import _codec_rare, _errtext
+
+    src = (mp_unix.ROOT / "lib" / "mqtt_v5" / (module + ".py")).read_text()
+    numbers = [(name, int(n)) for name, n in re.findall(r"^(_E_\w+) = const\((\d+)\)", src, re.M)]
+    lines = getattr(_errtext, table).split("\n")
+    assert numbers == [(line.split(" ")[0], base + i) for i, line in enumerate(lines)]
+    # the cold modules raise some by number, the constant's name in a comment
+    found = 0
+    for rare in ("_codec_rare", "_session_rare"):
+        rare_src = (mp_unix.ROOT / "lib" / "mqtt_v5" / (rare + ".py")).read_text()
+        for n, name in re.findall(r"_err\((\d+)\b.*# (_E_\w+)", rare_src):
+            if (int(n) >= 64) == (base == 64):
+                assert dict(numbers)[name] == int(n), name
+                found += 1
+    assert found >= 4
+    assert _errtext.PACKET_NAMES.split() == list(_codec_rare.PACKET_NAMES)
+
+
+def test_errors_by_number_keep_their_texts():
+    # a few of each kind, through the modules that raise them
+    from mqtt_v5 import codec, session
+    from mqtt_v5.errors import MqttTimeout, ProtocolError, UsageError
+
+    def caught(fn, *args):
+        try:
+            fn(*args)
+        except (UsageError, ProtocolError, MqttTimeout) as e:
+            return type(e).__name__, e.args[0], e.reason_code
+        raise AssertionError("no error")
+
+    assert caught(codec.encode_connect, bytearray(8), "c") == (
+        "UsageError", "16-byte packet does not fit the 8-byte buffer", 0x95)
+    assert caught(codec.encode_connect, bytearray(64), "\x00") == (
+        "UsageError", "client id is not a valid MQTT UTF-8 string", None)
+    assert caught(codec.encode_connect, bytearray(64), "c", True, 0, None, 5) == (
+        "UsageError", "password must be bytes of at most 65535", None)
+    rd = codec.PacketReader(16)
+    rd.feed(b"\x00\x00")
+    assert caught(rd.next) == ("ProtocolError", "reserved packet type 0", 0x81)
+    r = codec.PacketReader(16).reader.reset(b"\x00\x00", 0, 2)
+    assert caught(codec.decode_body, 0x21, r) == (
+        "ProtocolError", "reserved flags of CONNACK must be 0 [MQTT-2.1.3-1]", 0x81)
+    s = session.Session()
+    assert caught(s.subscribe, [("a", 0)]) == ("UsageError", "not connected", None)
+    s.connect(0, keep_alive_s=0)
+    assert caught(s.on_timer, 20000) == ("MqttTimeout", "no CONNACK within 10000 ms", None)
+    s = session.Session()
+    s.connect(0)
+    s.flushed(0)
+    s.reader.feed(b"\x90\x03\x00\x01\x00")  # a SUBACK before the CONNACK
+    assert caught(s.poll, 0) == ("ProtocolError", "SUBACK before CONNACK", 0x82)

@@ -522,6 +522,9 @@ def test_encoder_type_checks_raise_usage_errors():
     raises(UsageError, P.size, {None: 1}, 1 << codec.PUBLISH)
     usage_error(codec.encode_subscribe, buf, 1, [("a", None)])
     usage_error(codec.encode_subscribe, buf, 1, [("a", "1")])
+    # encode_ack refuses a packet type that carries no reason codes, even with code 0
+    for ptype in (codec.CONNECT, codec.PUBLISH, codec.SUBSCRIBE, 0, 16):
+        usage_error(codec.encode_ack, buf, ptype, 1)
     # a str payload is encoded as UTF-8 (its byte length, not its character count)
     n = codec.encode_publish(buf, b"t", "\u00e9t\u00e9")
     eq(codec.decode(bytes(buf[:n])).payload, "\u00e9t\u00e9".encode())

@@ -1,36 +1,86 @@
 """The codec's cold half, loaded on first use (``_server_codec`` re-exports it): the
-Will of a CONNECT, UNSUBSCRIBE, AUTH, and decoding the DISCONNECT or AUTH a server
-sends. Sans-IO like the codec."""
+public names a device's everyday path does not use (packet type numbers,
+``PACKET_NAMES``, ``AckView``, ``encode_publish``; ``codec.X`` finds them here through the
+codec's ``__getattr__``), the Will of a CONNECT, UNSUBSCRIBE, AUTH, and decoding the
+DISCONNECT or AUTH a server sends. (The error texts are in ``_errtext``.) Sans-IO like
+the codec."""
 
 from . import properties as _p
 from .codec import (
-    AUTH,
-    DISCONNECT,
-    PACKET_NAMES,
-    UNSUBSCRIBE,
+    Packet,
+    PublishView,
+    Will,  # noqa: F401  (re-exported: _server_codec's, and codec.Will's home before)
     _check_id,
     _check_str,
-    _encode_reason_only,
+    _err,
     _expect_end,
     _header,
-    _packet,
     _props,
+    encode_disconnect,
+    encode_publish_header,
     reason_allowed,
 )
 from .errors import ProtocolError, UsageError
 from .properties import vbi_size, write_bin, write_u16
-from .topic import filter_ok
+from .topic import filter_ok, topic_name_ok
+
+CONNECT = 1
+CONNACK = 2
+PUBLISH = 3
+PUBACK = 4
+PUBREC = 5
+PUBREL = 6
+PUBCOMP = 7
+SUBSCRIBE = 8
+SUBACK = 9
+UNSUBSCRIBE = 10
+UNSUBACK = 11
+PINGREQ = 12
+PINGRESP = 13
+DISCONNECT = 14
+AUTH = 15
+
+PACKET_NAMES = (
+    "RESERVED", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL",
+    "PUBCOMP", "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ",
+    "PINGRESP", "DISCONNECT", "AUTH",
+)
+PINGREQ_BYTES = b"\xc0\x00"
+PINGRESP_BYTES = b"\xd0\x00"
+AckView = PublishView
+
+def encode_publish(buf, topic, payload, qos=0, packet_id=0, retain=False, dup=False,
+                   props=None, topic_alias=0):
+    """A whole PUBLISH (3.3), the payload copied behind the header so that the
+    packet leaves in one write. Returns the length."""
+    payload = _p.to_utf8(payload)  # a str payload allocates its bytes
+    n = len(payload)
+    pos = encode_publish_header(buf, topic, n, qos, packet_id, retain, dup, props, topic_alias)
+    if pos + n > len(buf):
+        raise _err(1, pos + n, len(buf))  # _E_NO_ROOM
+    buf[pos:pos + n] = payload
+    return pos + n
 
 
-class Will:
-    """The Will Message carried in CONNECT."""
-
-    def __init__(self, topic, payload=b"", qos=0, retain=False, properties=None):
-        self.topic = topic
-        self.payload = payload
-        self.qos = qos
-        self.retain = retain
-        self.properties = properties or {}
+def encode_will(will):
+    """The Will part of a CONNECT (Will Properties, Topic and Payload, 3.1.3.2-3.1.3.4),
+    checked, in a new bytearray (``delay`` as the Will Delay Interval)."""
+    if will.qos != 0 and will.qos != 1 and will.qos != 2:
+        raise _err(2)  # _E_QOS
+    wtopic = _check_str(will.topic, 1)  # _W_WILL_TOPIC
+    if not topic_name_ok(wtopic, 0, len(wtopic)) or not len(wtopic):
+        raise _err(7)  # _E_WILL_TOPIC
+    wpayload = _check_str(will.payload, 4)  # _W_WILL_PAYLOAD
+    wprops = will.properties
+    if will.delay:
+        wprops = dict(wprops) if wprops else {}
+        wprops[_p.PROP_WILL_DELAY_INTERVAL] = will.delay
+    wsize = _p.size(wprops, _p.W_WILL)
+    block = bytearray(vbi_size(wsize) + wsize + 4 + len(wtopic) + len(wpayload))
+    pos = _p.write(block, 0, wprops, wsize)
+    pos = write_bin(block, pos, wtopic)
+    write_bin(block, pos, wpayload)
+    return block
 
 
 def encode_unsubscribe(buf, packet_id, filters, props=None):
@@ -42,7 +92,7 @@ def encode_unsubscribe(buf, packet_id, filters, props=None):
     rem = 2 + vbi_size(psize) + psize
     encoded = []
     for filt in filters:
-        f = _check_str(filt, "topic filter")
+        f = _check_str(filt, 3)  # _W_FILTER
         if not filter_ok(f, 0, len(f)):
             raise UsageError("invalid topic filter %r" % (filt,), 0x8F)
         encoded.append(f)
@@ -57,16 +107,20 @@ def encode_unsubscribe(buf, packet_id, filters, props=None):
 
 def encode_auth(buf, reason_code=0, props=None):
     """AUTH (3.15). Returns the length."""
-    return _encode_reason_only(buf, AUTH, reason_code, props)
+    if (reason_code or props) and not (props and _p.PROP_AUTHENTICATION_METHOD in props):
+        # 3.15.2.2.2: omitting the Authentication Method is a Protocol Error; only a
+        # Success AUTH without properties may drop its whole body (3.15.2.1).
+        raise _err(19)  # _E_AUTH_METHOD
+    return encode_disconnect(buf, reason_code, props, AUTH)
 
 
-# ------------------------------------------------------------ framing -----
+# ------------------------------------------------------------ decoding ----
 
 
 def decode_reason_only(r, t):
     if r.pos == r.end:
         # [MQTT-3.14.2.1] [MQTT-3.15.2.1] no reason code means 0x00
-        return _packet(t, 0, {})
+        return Packet(t, 0, {})
     rc = r.u8()
     if not reason_allowed(t, rc):
         raise ProtocolError("reason code 0x%02X not allowed in %s" % (rc, PACKET_NAMES[t]), 0x82)
@@ -74,10 +128,10 @@ def decode_reason_only(r, t):
         # "If the Remaining Length is less than 2, a value of 0 is used" (3.14.2.2.1)
         props = _props(r, 1 << t) if r.pos < r.end else {}
         _expect_end(r)
-        return _packet(t, rc, props)
+        return Packet(t, rc, props)
     # AUTH has no such rule: Reason Code and Property Length go together (3.15.2.1)
     props = _props(r, 1 << t)
     _expect_end(r)
     if _p.PROP_AUTHENTICATION_METHOD not in props:
         raise ProtocolError("AUTH without an Authentication Method (3.15.2.2.2)", 0x82)
-    return _packet(t, rc, props)
+    return Packet(t, rc, props)

@@ -13,18 +13,16 @@ reason code to DISCONNECT with, ``UsageError`` for arguments MQTT does not allow
 """
 
 from . import properties as _p
-from ._codec_rare import Will, encode_auth, encode_unsubscribe
-from ._compat import const
-from .codec import *  # noqa: F403  (the client half, re-exported)
-from .codec import (  # noqa: F401  (names used below, private ones included)
-    _PROTOCOL_NAME,
+from ._codec_rare import (  # noqa: F401  (the public names codec gives through __getattr__)
     AUTH,
     CONNACK,
     CONNECT,
     DISCONNECT,
     PACKET_NAMES,
     PINGREQ,
+    PINGREQ_BYTES,
     PINGRESP,
+    PINGRESP_BYTES,
     PUBACK,
     PUBCOMP,
     PUBLISH,
@@ -35,12 +33,19 @@ from .codec import (  # noqa: F401  (names used below, private ones included)
     UNSUBACK,
     UNSUBSCRIBE,
     AckView,
+    encode_auth,
+    encode_publish,
+    encode_unsubscribe,
+)
+from ._compat import const
+from .codec import (  # noqa: F401  (the client half, re-exported; private ones used below)
+    _PROTOCOL_NAME,
     Packet,
     PacketReader,
     PublishView,
+    Will,
     _check_flags,
     _check_id,
-    _check_str,
     _expect_end,
     _header,
     _props,
@@ -49,9 +54,12 @@ from .codec import (  # noqa: F401  (names used below, private ones included)
     encode_ack,
     encode_connect,
     encode_disconnect,
-    encode_publish,
+    encode_publish_header,
+    encode_publish_plain,
     encode_subscribe,
+    publish_size,
     reason_allowed,
+    sub_options,
 )
 from .codec import decode_body as _client_decode_body
 from .errors import ProtocolError, UsageError

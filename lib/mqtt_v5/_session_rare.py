@@ -2,35 +2,94 @@
 start, subscribes, publishes and receives QoS 0/1 and disconnects never loads this
 module): resends after a reconnect and the offline queue (``pump``), requeueing
 when the server lost the session, QoS 2 (PUBREC / PUBREL / PUBCOMP, both ways),
-outbound topic aliases, UNSUBSCRIBE, AUTH, PINGREQ on demand, and the packets the
+outbound topic aliases, UNSUBSCRIBE, AUTH, packets larger than the send buffer, the
+checks against a server without shared or wildcard subscriptions, and the packets the
 server should not send. Functions of the ``Session`` (``self``); it keeps one-line
 hooks. Sans-IO like the session."""
 
 from . import codec as _c
 from . import properties as _p
+from ._compat import const
 from .errors import ProtocolError, QueueFull, UsageError
+from .topic import is_wildcard, share_prefix_len
 
 # (session.py's, repeated: const() names are local to their module)
-_FREE = 0
-_WAIT_PUBACK = 1
-_WAIT_PUBREC = 2
-_WAIT_PUBCOMP = 3
-_PID = 0
-_STATE = 1
-_SEQ = 2
-_RETAIN = 3
-_RESEND = 4
-_CARRIED = 5
-_TOPIC = 6
-_PAYLOAD = 7
-_PROPS = 8
-_TOKEN = 9
-_SLOT = 10
-_SEQ_MASK = 0x3FFFFFF
-_EV_CONTINUE = 1
-_EV_DISCONNECT = 8
-_EV_AUTH = 9
-_DISCONNECTED = 0
+_FREE = const(0)
+_WAIT_PUBACK = const(1)
+_WAIT_PUBREC = const(2)
+_WAIT_PUBCOMP = const(3)
+_PID = const(0)
+_STATE = const(1)
+_SEQ = const(2)
+_RETAIN = const(3)
+_RESEND = const(4)
+_CARRIED = const(5)
+_TOPIC = const(6)
+_PAYLOAD = const(7)
+_PROPS = const(8)
+_TOKEN = const(9)
+_SLOT = const(10)
+_SEQ_MASK = const(0x3FFFFFF)
+_EV_CONTINUE = const(1)
+_EV_DISCONNECT = const(8)
+_EV_AUTH = const(9)
+_DISCONNECTED = const(0)
+_CONNECTED = const(2)
+# codec's packet types (codec.X would go through its __getattr__: an import each time)
+_CONNACK = const(2)
+_PUBLISH = const(3)
+_PUBREC = const(5)
+_PUBREL = const(6)
+_PUBCOMP = const(7)
+_DISCONNECT = const(14)
+_AUTH = const(15)
+_PROP_SESSION_EXPIRY_INTERVAL = const(0x11)
+
+
+def _no_room(e):
+    """True for the codec's "does not fit the buffer" (not "too large for MQTT")."""
+    return e.reason_code == 0x95 and "does not fit" in e.args[0]
+
+
+def encode_big(self, e, encode, args):
+    """Session._encode_cold when the packet did not fit ``out`` (``e`` said so, or
+    something else, raised again): into a buffer of its own, sent as ``out_tail``."""
+    if not _no_room(e):
+        raise e
+    size = len(self.out)
+    while True:
+        size *= 4
+        buf = bytearray(size)
+        try:
+            n = encode(buf, *args)
+            break
+        except UsageError as e2:
+            if not _no_room(e2):
+                raise
+    self.out_len = 0
+    self.out_tail = memoryview(buf)[:n]
+    return n
+
+
+def put_big_publish(self, e, topic, payload, qos, pid, retain, dup, props, alias):
+    """Session._put_publish when the PUBLISH header did not fit ``out`` (``e`` said
+    so, or something else, raised again): the whole packet in a buffer of its own."""
+    if not _no_room(e):
+        raise e
+    n = len(payload)
+    buf = bytearray(4 * len(self.out) + n)
+    while True:
+        try:
+            m = _c.encode_publish_header(buf, topic, n, qos, pid, retain, dup, props, alias)
+            if m + n <= len(buf):
+                break
+        except UsageError as e2:
+            if not _no_room(e2):
+                raise
+        buf = bytearray(4 * len(buf))
+    buf[m:m + n] = payload
+    self.out_len = 0
+    self.out_tail = memoryview(buf)[:m + n]
 
 
 def requeue(self):
@@ -98,7 +157,7 @@ def pump(self):
         sl[i + _RESEND] = False
         pid = sl[i + _PID]
         if sl[i + _STATE] == _WAIT_PUBCOMP:
-            self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
+            self.out_len = _c.encode_ack(self.out, _PUBREL, pid)
         else:
             err = _resend_refused(self, i)
             if err is not None:
@@ -154,14 +213,13 @@ def _resend_refused(self, i):
     qos = 1 if sl[i + _STATE] == _WAIT_PUBACK else 2
     if qos > lim.maximum_qos:
         # [MQTT-3.2.2-11] never above the server's Maximum QoS
-        return UsageError("the server supports QoS <= %d only" % lim.maximum_qos, 0x9B)
+        return _c._err(78, lim.maximum_qos)  # _E_QOS_ABOVE_MAX
     props = sl[i + _PROPS]
     size = _c.publish_size(len(sl[i + _TOPIC]), len(sl[i + _PAYLOAD]), qos,
-                           _p.size(props, 1 << _c.PUBLISH) if props else 0)
+                           _p.size(props, 1 << _PUBLISH) if props else 0)
     if size > lim.maximum_packet_size:
         # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
-        return UsageError("PUBLISH of %d bytes exceeds the server's Maximum Packet Size %d"
-                          % (size, lim.maximum_packet_size), 0x95)
+        return _c._err(80, size, lim.maximum_packet_size)  # _E_PUBLISH_TOO_BIG
     return None
 
 
@@ -237,7 +295,7 @@ def publish_qos2(self, m):
         if v == pid:
             # A resend of a message we already have: acknowledge, do
             # not deliver twice (exactly once, MQTT 5.0 §4.3.3).
-            self.out_len = _c.encode_ack(self.out, _c.PUBREC, pid)
+            self.out_len = _c.encode_ack(self.out, _PUBREC, pid)
             return _EV_CONTINUE
         if v == 0 and slot < 0:
             slot = i
@@ -253,29 +311,29 @@ def ack_qos2(self, a, i, st):
     """PUBREL, PUBREC or PUBCOMP ``a`` (its in-flight slot ``i`` and state ``st``)."""
     t = a.type
     pid = a.packet_id
-    if t == _c.PUBREL:
+    if t == _PUBREL:
         for k in range(len(self._in_qos2)):
             if self._in_qos2[k] == pid:
                 self._in_qos2[k] = 0
-                self.out_len = _c.encode_ack(self.out, _c.PUBCOMP, pid)
+                self.out_len = _c.encode_ack(self.out, _PUBCOMP, pid)
                 return _EV_CONTINUE
         # Unknown id: PUBCOMP with 0x92 Packet Identifier not found (§3.7.2.1).
-        self.out_len = _c.encode_ack(self.out, _c.PUBCOMP, pid, 0x92)
+        self.out_len = _c.encode_ack(self.out, _PUBCOMP, pid, 0x92)
         return _EV_CONTINUE
-    if t == _c.PUBREC:
+    if t == _PUBREC:
         if st == _WAIT_PUBCOMP:
             # A duplicate PUBREC: answer with PUBREL again.
-            self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
+            self.out_len = _c.encode_ack(self.out, _PUBREL, pid)
             return _EV_CONTINUE
         if st != _WAIT_PUBREC:
-            self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid, 0x92)
+            self.out_len = _c.encode_ack(self.out, _PUBREL, pid, 0x92)
             return _EV_CONTINUE
         if a.reason_code >= 0x80:
             # [MQTT-4.3.3-4] a failed PUBREC ends the exchange
             return self._complete(i, a.reason_code)
         self._slots[i + _STATE] = _WAIT_PUBCOMP
         self._slots[i + _PAYLOAD] = None  # the server has it; free the payload early
-        self.out_len = _c.encode_ack(self.out, _c.PUBREL, pid)
+        self.out_len = _c.encode_ack(self.out, _PUBREL, pid)
         return _EV_CONTINUE
     # PUBCOMP
     if st != _WAIT_PUBCOMP:
@@ -285,11 +343,28 @@ def ack_qos2(self, a, i, st):
 
 # ------------------------------------------------------------ other packets --
 
+def check_subscribe(self, subscriptions, props):
+    """Session.subscribe's checks against a server that said no to shared or wildcard
+    subscriptions or subscription identifiers."""
+    lim = self.limits
+    for filt, _options in subscriptions:
+        f = filt.encode() if isinstance(filt, str) else filt
+        shared = share_prefix_len(f) > 0
+        if shared and not lim.shared_available:
+            raise _c._err(68)  # _E_NO_SHARED
+        if not lim.wildcard_available and is_wildcard(
+                f[share_prefix_len(f) if shared else 0:]):
+            raise _c._err(69)  # _E_NO_WILDCARD
+    if props and _p.PROP_SUBSCRIPTION_IDENTIFIER in props and \
+            not lim.subscription_identifiers_available:
+        raise _c._err(70)  # _E_NO_SID
+
+
 def unsubscribe(self, filters, props, token):
     """Session.unsubscribe (see there)."""
     self._ready_out()
-    if self.state != 2:  # CONNECTED
-        raise UsageError("not connected")
+    if self.state != _CONNECTED:
+        raise _c._err(67)  # _E_NOT_CONNECTED
     pid = self._peek_pid()
     from ._codec_rare import encode_unsubscribe
 
@@ -301,23 +376,23 @@ def unsubscribe(self, filters, props, token):
 
 def handle_other(self, first, r, t):
     """Session._handle for a DISCONNECT, an AUTH, or a packet a server must not send."""
-    if t == _c.DISCONNECT:
+    if t == _DISCONNECT:
         pkt = _c.decode_body(first, r)
         if pkt.reason_code == 0x04:
             raise ProtocolError("DISCONNECT 0x04 (with will) is the client's to send", 0x82)
-        if pkt.properties and _p.PROP_SESSION_EXPIRY_INTERVAL in pkt.properties:
+        if pkt.properties and _PROP_SESSION_EXPIRY_INTERVAL in pkt.properties:
             # [MQTT-3.14.2-2] the server sends no Session Expiry Interval
             raise ProtocolError("server DISCONNECT with a Session Expiry Interval", 0x82)
         self.ev_rc = pkt.reason_code
         self.ev_props = pkt.properties
         self.state = _DISCONNECTED
         return _EV_DISCONNECT
-    if t == _c.AUTH:
+    if t == _AUTH:
         pkt = _c.decode_body(first, r)
         self.ev_rc = pkt.reason_code
         self.ev_props = pkt.properties
         return _EV_AUTH
-    if t == _c.CONNACK:
+    if t == _CONNACK:
         raise ProtocolError("second CONNACK [MQTT-3.2.0-2]", 0x82)
     # CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ never go server -> client.
     raise ProtocolError("%s sent to a client" % _c.PACKET_NAMES[t], 0x82)
@@ -329,16 +404,6 @@ def auth(self, reason_code, props):
     from ._codec_rare import encode_auth
 
     self._encode_cold(encode_auth, reason_code, props)
-
-
-def codec_will(w):
-    """A session Will as the codec wants it."""
-    props = dict(w.properties) if w.properties else {}
-    if w.delay:
-        props[_p.PROP_WILL_DELAY_INTERVAL] = w.delay
-    from ._codec_rare import Will
-
-    return Will(w.topic, w.payload, w.qos, w.retain, props)
 
 
 def limits_repr(lim):
@@ -353,20 +418,13 @@ def limits_repr(lim):
 
 # ------------------------------------------------------------------- Message --
 
-def detach(m):
-    """Message._detach (see there)."""
-    if m._session is not None:
-        m._topic = m.topic
-        m._payload = m.payload
-        m._props = m.properties
-        m._session = None
-
-
 def copy(m, c):
-    """Message.copy (see there): into ``c``, a new Message."""
+    """Message.copy (see there): into ``c``, a new Message; or ``m`` itself, which is
+    then detached (Message._detach)."""
     c._topic = m.topic
     c._payload = m.payload
     c._props = m.properties
+    c._session = None
     c.qos = m.qos
     c.retain = m.retain
     c.dup = m.dup
@@ -381,4 +439,4 @@ def message_repr(m):
 
 def _queued_size(topic, payload, props):
     """What a queued message counts against max_queued_bytes."""
-    return len(topic) + len(payload) + (_p.size(props, 1 << _c.PUBLISH) if props else 0)
+    return len(topic) + len(payload) + (_p.size(props, 1 << _PUBLISH) if props else 0)

@@ -26,75 +26,136 @@ Every decoder is strict and raises only ``ProtocolError`` carrying the
 reason code to DISCONNECT with: 0x81 Malformed Packet, 0x82 Protocol Error,
 0x84 Unsupported Protocol Version, 0x90 Topic Name invalid, 0x95 Packet too
 large. Encoders raise ``UsageError`` for arguments MQTT does not allow.
+
+On a device this module holds only what a client's everyday path runs: errors are
+raised by number (``_err``; their texts load with ``_errtext`` on the first one), and
+the public names the everyday path does not use (``CONNECT`` ... ``AUTH``,
+``PACKET_NAMES``, ``AckView``, ``encode_publish``, ``PINGREQ_BYTES``, ...) live in
+``_codec_rare``, where ``codec.X`` finds them (``__getattr__``).
 """
 
 from . import properties as _p
 from ._compat import const
-from .errors import ProtocolError, UsageError
-from .properties import Reader, vbi_size, write_bin, write_u16, write_vbi
+from .properties import vbi_size, write_bin, write_u16
 from .topic import filter_ok, is_wildcard, topic_name_ok
 
-CONNECT = const(1)
-CONNACK = const(2)
-PUBLISH = const(3)
-PUBACK = const(4)
-PUBREC = const(5)
-PUBREL = const(6)
-PUBCOMP = const(7)
-SUBSCRIBE = const(8)
-SUBACK = const(9)
-UNSUBSCRIBE = const(10)
-UNSUBACK = const(11)
-PINGREQ = const(12)
-PINGRESP = const(13)
-DISCONNECT = const(14)
-AUTH = const(15)
+# Packet types. Public names (CONNECT, ..., AUTH, PACKET_NAMES, AckView, encode_publish, ...)
+# that a device's everyday path does not use live in ``_codec_rare``; this module's
+# ``__getattr__`` gives them (``codec.CONNECT`` works as before).
+_CONNECT = const(1)
+_CONNACK = const(2)
+_PUBLISH = const(3)
+_PUBACK = const(4)
+_PUBREC = const(5)
+_PUBREL = const(6)
+_PUBCOMP = const(7)
+_SUBSCRIBE = const(8)
+_SUBACK = const(9)
+_UNSUBSCRIBE = const(10)
+_UNSUBACK = const(11)
+_DISCONNECT = const(14)
+_AUTH = const(15)
 
-PACKET_NAMES = (
-    "RESERVED", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL",
-    "PUBCOMP", "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ",
-    "PINGRESP", "DISCONNECT", "AUTH",
-)
+_PROP_SUBSCRIPTION_IDENTIFIER = const(0x0B)
+_PROP_TOPIC_ALIAS = const(0x23)
 
-# The reason codes each packet may carry (MQTT 5.0, 3.2.2.2, 3.4.2.1, ...).
-_RC_CONNACK = (b"\x00\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8a\x8c\x90\x95\x97\x99\x9a"
-               b"\x9b\x9c\x9d\x9f")
-_RC_PUBACK = b"\x00\x10\x80\x83\x87\x90\x91\x97\x99"  # PUBACK and PUBREC
-_RC_PUBREL = b"\x00\x92"  # PUBREL and PUBCOMP
-_RC_SUBACK = b"\x00\x01\x02\x80\x83\x87\x8f\x91\x97\x9e\xa1\xa2"
-_RC_UNSUBACK = b"\x00\x11\x80\x83\x87\x8f\x91"
-_RC_DISCONNECT = (b"\x00\x04\x80\x81\x82\x83\x87\x89\x8b\x8d\x8e\x8f\x90\x93\x94\x95"
-                  b"\x96\x97\x98\x99\x9a\x9b\x9c\x9d\x9e\x9f\xa0\xa1\xa2")
-_RC_AUTH = b"\x00\x18\x19"
+# The reason codes each packet type may carry (MQTT 5.0, 3.2.2.2, 3.4.2.1, ...), one bytes
+# constant: those of type t are _RC[_RC[2t]:_RC[2t + 1]] (an empty span: none).
+# PUBACK/PUBREC and PUBREL/PUBCOMP share theirs.
+_RC = (b"\x00\x00\x00\x00\x20\x36\x00\x00\x36\x3f\x36\x3f\x3f\x41\x3f\x41"  # spans, 0..7
+       b"\x00\x00\x41\x4d\x00\x00\x4d\x54\x00\x00\x00\x00\x54\x71\x71\x74"  # spans, 8..15
+       # 0x20 CONNACK
+       b"\x00\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8a\x8c\x90\x95\x97\x99\x9a"
+       b"\x9b\x9c\x9d\x9f"
+       b"\x00\x10\x80\x83\x87\x90\x91\x97\x99"  # 0x36 PUBACK, PUBREC
+       b"\x00\x92"  # 0x3f PUBREL, PUBCOMP
+       b"\x00\x01\x02\x80\x83\x87\x8f\x91\x97\x9e\xa1\xa2"  # 0x41 SUBACK
+       b"\x00\x11\x80\x83\x87\x8f\x91"  # 0x4d UNSUBACK
+       # 0x54 DISCONNECT
+       b"\x00\x04\x80\x81\x82\x83\x87\x89\x8b\x8d\x8e\x8f\x90\x93\x94\x95\x96\x97\x98"
+       b"\x99\x9a\x9b\x9c\x9d\x9e\x9f\xa0\xa1\xa2"
+       b"\x00\x18\x19")  # 0x71 AUTH
 
 _PROTOCOL_NAME = b"\x00\x04MQTT"
 _PROTOCOL_LEVEL = const(5)
-PINGREQ_BYTES = b"\xc0\x00"
-PINGRESP_BYTES = b"\xd0\x00"
 _VBI_MAX = const(268435455)
+
+# Errors, by number: their class, reason code and text are in _errtext.CODEC (text kept
+# out of a device's RAM until one is raised). UsageError:
+_E_TOO_LARGE = const(0)
+_E_NO_ROOM = const(1)  # the packet does not fit the caller's buffer
+_E_QOS = const(2)
+_E_PACKET_ID = const(3)
+_E_NOT_BYTES = const(4)  # args: what (_W_*)
+_E_BAD_STRING = const(5)  # args: what (_W_*)
+_E_KEEP_ALIVE = const(6)
+_E_WILL_TOPIC = const(7)
+_E_TOPIC = const(8)
+_E_EMPTY_TOPIC = const(9)
+_E_DUP_QOS0 = const(10)
+_E_ALIAS_RANGE = const(11)
+_E_ALIAS_TWICE = const(12)
+_E_RC_HERE = const(13)
+_E_NO_FILTERS = const(14)
+_E_ONE_SID = const(15)
+_E_FILTER = const(16)
+_E_SUB_OPTIONS = const(17)
+_E_NO_LOCAL_SHARED = const(18)
+_E_AUTH_METHOD = const(19)  # (raised by _codec_rare.encode_auth)
+_E_MAX_PACKET_SIZE = const(20)
+# ProtocolError:
+_E_VBI_LONG = const(21)
+_E_VBI_NOT_MINIMAL = const(22)
+_E_TYPE_0 = const(23)
+_E_OVER_OUR_MAX = const(24)
+_E_FLAGS_0010 = const(25)
+_E_FLAGS_0 = const(26)
+_E_QOS_3 = const(27)
+_E_DUP_ON_QOS0 = const(28)
+_E_WILDCARD = const(29)
+_E_PID_0 = const(30)
+_E_EMPTY_NO_ALIAS = const(31)
+_E_RC_IN = const(32)  # args: reason code, packet type
+_E_LEFT_OVER = const(33)
+_E_CONNACK_FLAGS = const(34)
+_E_PRESENT_FAILED = const(35)
+_E_NO_CODES = const(36)
+_E_NOT_FOR_CLIENT = const(37)
+
+# What a checked string or binary field is (in error texts); binary from _W_WILL_PAYLOAD.
+_W_CLIENT_ID = const(0)
+_W_WILL_TOPIC = const(1)
+_W_USERNAME = const(2)
+_W_FILTER = const(3)
+_W_WILL_PAYLOAD = const(4)
+_W_PASSWORD = const(5)
+
+
+def _err(n, *a):
+    """Error number ``n`` (codec's ``_E_*``, session's), formatted with ``a``, to raise."""
+    from . import _errtext
+
+    return _errtext.error(n, a)
+
+
+def __getattr__(name):
+    # codec.CONNECT, codec.PACKET_NAMES, codec.encode_publish, ...: from _codec_rare, then
+    # kept here (a second look-up allocates nothing). Not dunders: an import probes
+    # ``__path__`` (with _codec_rare half loaded).
+    if name[0] == "_":
+        raise AttributeError(name)
+    from . import _codec_rare
+
+    value = globals()[name] = getattr(_codec_rare, name)
+    return value
 
 
 def reason_allowed(ptype, rc):
     """True if reason code ``rc`` may appear in a packet of type ``ptype``."""
-    if ptype == CONNACK:
-        table = _RC_CONNACK
-    elif ptype == PUBACK or ptype == PUBREC:
-        table = _RC_PUBACK
-    elif ptype == PUBREL or ptype == PUBCOMP:
-        table = _RC_PUBREL
-    elif ptype == SUBACK:
-        table = _RC_SUBACK
-    elif ptype == UNSUBACK:
-        table = _RC_UNSUBACK
-    elif ptype == DISCONNECT:
-        table = _RC_DISCONNECT
-    elif ptype == AUTH:
-        table = _RC_AUTH
-    else:
-        return False
-    for code in table:
-        if code == rc:
-            return True
+    if 0 <= ptype < 16:
+        for i in range(_RC[2 * ptype], _RC[2 * ptype + 1]):
+            if _RC[i] == rc:
+                return True
     return False
 
 
@@ -115,82 +176,76 @@ class Packet:
 
     type = 0
 
+    def __init__(self, ptype, reason_code, properties):
+        self.type = ptype
+        self.reason_code = reason_code
+        self.properties = properties
 
-def _packet(t, reason_code, props):
-    p = Packet()
-    p.type = t
-    p.reason_code = reason_code  # type: ignore[attr-defined]
-    p.properties = props  # type: ignore[attr-defined]
-    return p
+
+class Will:
+    """The message the server publishes if we vanish: the Will of a CONNECT.
+    ``delay`` (seconds) goes out as the Will Delay Interval property."""
+
+    def __init__(self, topic, payload=b"", qos=0, retain=False, properties=None, delay=0):
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.properties = properties or {}
+        self.delay = delay
 
 
 # ------------------------------------------------------------ encoding ----
-
-_bytes = _p.to_utf8
-
 
 def _header(buf, first, remaining, payload_len=0):
     """Check capacity, write the fixed header; returns the body offset.
     ``payload_len`` bytes of the packet are not meant for ``buf``."""
     if remaining > _VBI_MAX:
-        raise UsageError("packet too large for MQTT", 0x95)
+        raise _err(_E_TOO_LARGE)
     total = 1 + vbi_size(remaining) + remaining - payload_len
     if total > len(buf):
-        raise UsageError("%d-byte packet does not fit the %d-byte buffer"
-                         % (total, len(buf)), 0x95)
+        raise _err(_E_NO_ROOM, total, len(buf))
     buf[0] = first
-    return write_vbi(buf, 1, remaining)
-
-
-def _check_qos(qos):
-    if qos != 0 and qos != 1 and qos != 2:
-        raise UsageError("QoS must be 0, 1 or 2")
+    return _p.write_vbi(buf, 1, remaining)
 
 
 def _check_id(packet_id):
     if not 0 < packet_id <= 0xFFFF:
-        raise UsageError("packet identifier must be 1..65535")
+        raise _err(_E_PACKET_ID)
 
 
 def _check_str(value, what):
-    b = _bytes(value)
+    """``value`` (str or bytes-like) as bytes, at most 65535 of them: a valid MQTT UTF-8
+    string for ``what`` (a ``_W_*``) below ``_W_WILL_PAYLOAD``, binary data from there."""
+    b = _p.to_utf8(value)
     if not isinstance(b, (bytes, bytearray, memoryview)):
-        raise UsageError("%s must be str or bytes" % what)
-    if len(b) > 0xFFFF or not _p.utf8_ok(b, 0, len(b)):
-        raise UsageError("%s is not a valid MQTT UTF-8 string" % what)
+        raise _err(_E_NOT_BYTES, what)
+    if len(b) > 0xFFFF or (what < _W_WILL_PAYLOAD and not _p.utf8_ok(b, 0, len(b))):
+        raise _err(_E_BAD_STRING, what)
     return b
-
-
-def _check_bin(value, what):
-    if not isinstance(value, (bytes, bytearray, memoryview)) or len(value) > 0xFFFF:
-        raise UsageError("%s must be bytes of at most 65535" % what)
-    return value
 
 
 def encode_connect(buf, client_id, clean_start=True, keep_alive=0, username=None,
                    password=None, will=None, props=None):
     """CONNECT (3.1). ``will`` is a ``Will`` or None. Returns the length."""
-    cid = _check_str(client_id, "client id")
+    cid = _check_str(client_id, _W_CLIENT_ID)
     if not 0 <= keep_alive <= 0xFFFF:
-        raise UsageError("keep alive must be 0..65535 seconds")
+        raise _err(_E_KEEP_ALIVE)
     flags = 0x02 if clean_start else 0
-    psize = _p.size(props, 1 << CONNECT)
+    psize = _p.size(props, 1 << _CONNECT)
     rem = len(_PROTOCOL_NAME) + 1 + 1 + 2 + vbi_size(psize) + psize + 2 + len(cid)
     if will is not None:
-        _check_qos(will.qos)
-        wtopic = _check_str(will.topic, "will topic")
-        if not topic_name_ok(wtopic, 0, len(wtopic)) or not len(wtopic):
-            raise UsageError("will topic must be a valid topic name")
-        wpayload = _check_bin(_bytes(will.payload), "will payload")
-        wsize = _p.size(will.properties, _p.W_WILL)
-        rem += vbi_size(wsize) + wsize + 2 + len(wtopic) + 2 + len(wpayload)
+        from . import _codec_rare  # the Will's checks and encoding: cold
+
+        wblock = _codec_rare.encode_will(will)
+        rem += len(wblock)
         flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
     if username is not None:
-        user = _check_str(username, "username")
+        user = _check_str(username, _W_USERNAME)
         rem += 2 + len(user)
         flags |= 0x80
     if password is not None:
-        pw = _check_bin(_bytes(password), "password")
+        pw = _check_str(password, _W_PASSWORD)
         rem += 2 + len(pw)
         flags |= 0x40
     pos = _header(buf, 0x10, rem)
@@ -201,9 +256,8 @@ def encode_connect(buf, client_id, clean_start=True, keep_alive=0, username=None
     pos = _p.write(buf, pos, props, psize)
     pos = write_bin(buf, pos, cid)
     if will is not None:
-        pos = _p.write(buf, pos, will.properties, wsize)
-        pos = write_bin(buf, pos, wtopic)
-        pos = write_bin(buf, pos, wpayload)
+        buf[pos:pos + len(wblock)] = wblock
+        pos += len(wblock)
     if username is not None:
         pos = write_bin(buf, pos, user)
     if password is not None:
@@ -233,27 +287,28 @@ def encode_publish_header(buf, topic, payload_len, qos=0, packet_id=0, retain=Fa
     follow it on the wire.
     """
     global _valid_topic
-    _check_qos(qos)
+    if qos != 0 and qos != 1 and qos != 2:
+        raise _err(_E_QOS)
     if isinstance(topic, str):
         topic = _p.to_utf8(topic)
     tlen = len(topic)
     if topic is not _valid_topic:
         if not topic_name_ok(topic, 0, tlen):
-            raise UsageError("invalid topic name (wildcard, U+0000 or bad UTF-8)", 0x90)
+            raise _err(_E_TOPIC)
         if type(topic) is bytes:
             _valid_topic = topic
-    if not tlen and not topic_alias and not (props and _p.PROP_TOPIC_ALIAS in props):
-        raise UsageError("empty topic needs a topic alias [MQTT-3.3.2-1]", 0x90)
+    if not tlen and not topic_alias and not (props and _PROP_TOPIC_ALIAS in props):
+        raise _err(_E_EMPTY_TOPIC)
     if qos:
         _check_id(packet_id)
     elif dup:
-        raise UsageError("DUP must be 0 for QoS 0 [MQTT-3.3.1-2]")
-    psize = _p.size(props, 1 << PUBLISH) if props else 0
+        raise _err(_E_DUP_QOS0)
+    psize = _p.size(props, 1 << _PUBLISH) if props else 0
     if topic_alias:
         if not 0 < topic_alias <= 0xFFFF:
-            raise UsageError("topic alias must be 1..65535")
-        if props and _p.PROP_TOPIC_ALIAS in props:
-            raise UsageError("topic alias given twice")
+            raise _err(_E_ALIAS_RANGE)
+        if props and _PROP_TOPIC_ALIAS in props:
+            raise _err(_E_ALIAS_TWICE)
         psize += 3
     rem = 2 + tlen + (2 if qos else 0) + vbi_size(psize) + psize + payload_len
     first = 0x30 | (qos << 1) | (0x08 if dup else 0) | (1 if retain else 0)
@@ -261,9 +316,9 @@ def encode_publish_header(buf, topic, payload_len, qos=0, packet_id=0, retain=Fa
     pos = write_bin(buf, pos, topic)
     if qos:
         pos = write_u16(buf, pos, packet_id)
-    pos = write_vbi(buf, pos, psize)
+    pos = _p.write_vbi(buf, pos, psize)
     if topic_alias:
-        buf[pos] = _p.PROP_TOPIC_ALIAS
+        buf[pos] = _PROP_TOPIC_ALIAS
         pos = write_u16(buf, pos + 1, topic_alias)
     return _p.write_content(buf, pos, props)
 
@@ -312,27 +367,12 @@ def encode_publish_plain(buf, topic, payload, qos, packet_id, retain, limit):
     return pos + n
 
 
-def encode_publish(buf, topic, payload, qos=0, packet_id=0, retain=False, dup=False,
-                   props=None, topic_alias=0):
-    """A whole PUBLISH (3.3), the payload copied behind the header so that the
-    packet leaves in one write. Returns the length."""
-    if isinstance(payload, str):
-        payload = _p.to_utf8(payload)  # cold: a str payload allocates its bytes
-    n = len(payload)
-    pos = encode_publish_header(buf, topic, n, qos, packet_id, retain, dup, props, topic_alias)
-    if pos + n > len(buf):
-        raise UsageError("%d-byte packet does not fit the %d-byte buffer"
-                         % (pos + n, len(buf)), 0x95)
-    buf[pos:pos + n] = payload
-    return pos + n
-
-
 def encode_ack(buf, ptype, packet_id, reason_code=0, props=None):
     """PUBACK, PUBREC, PUBREL or PUBCOMP (3.4-3.7). Returns the length."""
     _check_id(packet_id)
-    if not reason_allowed(ptype, reason_code):
-        raise UsageError("reason code 0x%02X not allowed here" % reason_code)
-    first = 0x62 if ptype == PUBREL else (ptype << 4)
+    if not reason_allowed(ptype, reason_code):  # (also refuses a ptype not of an ack)
+        raise _err(_E_RC_HERE, reason_code)
+    first = 0x62 if ptype == _PUBREL else (ptype << 4)
     if not props:
         if reason_code == 0:
             # [MQTT-3.4.2-1] reason code and properties may be omitted on success
@@ -353,24 +393,24 @@ def encode_subscribe(buf, packet_id, subscriptions, props=None):
     """SUBSCRIBE (3.8); ``subscriptions`` is a list of ``(filter, options)``."""
     _check_id(packet_id)
     if not subscriptions:
-        raise UsageError("SUBSCRIBE needs at least one filter [MQTT-3.8.3-2]")
-    psize = _p.size(props, 1 << SUBSCRIBE)
+        raise _err(_E_NO_FILTERS)
+    psize = _p.size(props, 1 << _SUBSCRIBE)
     if props:
         # An int, or the one-element list that decoding gives back (to_dict).
-        sid = props.get(_p.PROP_SUBSCRIPTION_IDENTIFIER)
+        sid = props.get(_PROP_SUBSCRIPTION_IDENTIFIER)
         if isinstance(sid, (list, tuple)) and len(sid) != 1:
-            raise UsageError("SUBSCRIBE takes one subscription identifier")
+            raise _err(_E_ONE_SID)
     rem = 2 + vbi_size(psize) + psize
     encoded = []
     for filt, options in subscriptions:
-        f = _check_str(filt, "topic filter")
+        f = _check_str(filt, _W_FILTER)
         if not filter_ok(f, 0, len(f)):
-            raise UsageError("invalid topic filter %r" % (filt,), 0x8F)
+            raise _err(_E_FILTER, filt)
         if (not isinstance(options, int) or options & 0xC0 or (options & 3) == 3
                 or (options >> 4) & 3 == 3):
-            raise UsageError("invalid subscription options %r" % (options,))
+            raise _err(_E_SUB_OPTIONS, options)
         if options & 4 and f[:7] == b"$share/":
-            raise UsageError("no local on a shared subscription [MQTT-3.8.3-4]")
+            raise _err(_E_NO_LOCAL_SHARED)
         encoded.append(f)
         rem += 2 + len(f) + 1
     pos = _header(buf, 0x82, rem)
@@ -383,15 +423,12 @@ def encode_subscribe(buf, packet_id, subscriptions, props=None):
     return pos
 
 
-def _encode_reason_only(buf, ptype, reason_code, props):
+def encode_disconnect(buf, reason_code=0, props=None, ptype=_DISCONNECT):
+    """DISCONNECT (3.14), or with ``ptype`` AUTH (3.15: ``encode_auth`` checks its
+    Authentication Method first). Returns the length."""
     if not reason_allowed(ptype, reason_code):
-        raise UsageError("reason code 0x%02X not allowed here" % reason_code)
+        raise _err(_E_RC_HERE, reason_code)
     first = ptype << 4
-    if ptype == AUTH and (reason_code or props) and not (
-            props and _p.PROP_AUTHENTICATION_METHOD in props):
-        # 3.15.2.2.2: omitting the Authentication Method is a Protocol Error; only a
-        # Success AUTH without properties may drop its whole body (3.15.2.1).
-        raise UsageError("AUTH needs an Authentication Method")
     if not props:
         if reason_code == 0:
             return _header(buf, first, 0)
@@ -405,13 +442,6 @@ def _encode_reason_only(buf, ptype, reason_code, props):
     return _p.write(buf, pos + 1, props, psize)
 
 
-def encode_disconnect(buf, reason_code=0, props=None):
-    """DISCONNECT (3.14). Returns the length."""
-    return _encode_reason_only(buf, DISCONNECT, reason_code, props)
-
-
-
-
 class PacketReader:
     """Frames packets out of a receive buffer allocated once.
 
@@ -421,7 +451,7 @@ class PacketReader:
 
     def __init__(self, max_packet_size):
         if max_packet_size < 16:
-            raise UsageError("maximum packet size must be at least 16 bytes")
+            raise _err(_E_MAX_PACKET_SIZE)
         self.buf = bytearray(max_packet_size)
         self._mv = memoryview(self.buf)
         self.max_packet_size = max_packet_size
@@ -430,7 +460,7 @@ class PacketReader:
         self.first = 0  # first byte of the packet last framed
         self.body_start = 0
         self.body_end = 0
-        self.reader = Reader()
+        self.reader = _p.Reader()
 
     def free(self):
         """A writable view of the free space (the whole buffer when empty)."""
@@ -468,44 +498,37 @@ class PacketReader:
         value = 0
         shift = 0
         p = s + 1
-        while True:
-            if p >= end:
-                self._compact()
-                return -1
+        while p < end:
             byte = buf[p]
             p += 1
             value |= (byte & 0x7F) << shift
             if not byte & 0x80:
-                break
+                if p - s > 2 and byte == 0:
+                    raise _err(_E_VBI_NOT_MINIMAL)
+                first = buf[s]
+                if first >> 4 == 0:
+                    raise _err(_E_TYPE_0)
+                total = p - s + value
+                if total > self.max_packet_size:
+                    # Refused from the header alone: the body is never buffered.
+                    raise _err(_E_OVER_OUR_MAX, total, self.max_packet_size)
+                if p + value > end:
+                    break
+                self.first = first
+                self.body_start = p
+                self.body_end = p + value
+                self.start = p + value
+                return first
             if p - s - 1 == 4:
-                raise ProtocolError("remaining length longer than 4 bytes", 0x81)
+                raise _err(_E_VBI_LONG)
             shift += 7
-        if p - s > 2 and byte == 0:
-            raise ProtocolError("remaining length not minimally encoded", 0x81)
-        first = buf[s]
-        if first >> 4 == 0:
-            raise ProtocolError("reserved packet type 0", 0x81)
-        total = p - s + value
-        if total > self.max_packet_size:
-            # Refused from the header alone: the body is never buffered.
-            raise ProtocolError("packet of %d bytes exceeds our maximum of %d"
-                                % (total, self.max_packet_size), 0x95)
-        if p + value > end:
-            self._compact()
-            return -1
-        self.first = first
-        self.body_start = p
-        self.body_end = p + value
-        self.start = p + value
-        return first
-
-    def _compact(self):
-        s = self.start
+        # Incomplete: unread bytes to the front, room for the rest behind them.
         if s:
-            n = self.end - s
-            self._mv[0:n] = self._mv[s:self.end]
+            n = end - s
+            self._mv[0:n] = self._mv[s:end]
             self.start = 0
             self.end = n
+        return -1
 
 
 # ------------------------------------------------------------ decoding ----
@@ -539,29 +562,24 @@ class PublishView:
         return _p.to_dict(self.buf, self.prop_start, self.prop_end)
 
 
-AckView = PublishView
-
-
 def _check_flags(first):
     t = first >> 4
     flags = first & 0x0F
-    if t == PUBREL or t == SUBSCRIBE or t == UNSUBSCRIBE:
+    if t == _PUBREL or t == _SUBSCRIBE or t == _UNSUBSCRIBE:
         if flags != 0x02:
-            raise ProtocolError("reserved flags of %s must be 0010 [MQTT-2.1.3-1]"
-                                % PACKET_NAMES[t], 0x81)
-    elif t != PUBLISH and flags:
-        raise ProtocolError("reserved flags of %s must be 0 [MQTT-2.1.3-1]"
-                            % PACKET_NAMES[t], 0x81)
+            raise _err(_E_FLAGS_0010, t)
+    elif t != _PUBLISH and flags:
+        raise _err(_E_FLAGS_0, t)
 
 
 def decode_publish_into(view, first, r):
     """Decode the PUBLISH body under reader ``r`` into ``view``, allocating nothing."""
     qos = (first >> 1) & 3
     if qos == 3:
-        raise ProtocolError("QoS 3 [MQTT-3.3.1-4]", 0x81)
+        raise _err(_E_QOS_3)
     dup = (first & 0x08) != 0
     if dup and not qos:
-        raise ProtocolError("DUP set on QoS 0 [MQTT-3.3.1-2]", 0x81)
+        raise _err(_E_DUP_ON_QOS0)
     view.buf = r.buf
     view.qos = qos
     view.dup = dup
@@ -569,19 +587,19 @@ def decode_publish_into(view, first, r):
     ts = r.utf8()  # ill-formed UTF-8 or U+0000: Malformed Packet [MQTT-1.5.4-1] [MQTT-1.5.4-2]
     te = r.pos
     if is_wildcard(r.buf, ts, te):
-        raise ProtocolError("wildcard in a topic name [MQTT-3.3.2-2]", 0x90)
+        raise _err(_E_WILDCARD)
     view.topic_start = ts
     view.topic_end = te
     if qos:
         pid = r.u16()
         if not pid:
-            raise ProtocolError("packet identifier 0 [MQTT-2.2.1-3]", 0x82)
+            raise _err(_E_PID_0)
         view.packet_id = pid
     else:
         view.packet_id = 0
-    alias = _p.check(r, 1 << PUBLISH)
+    alias = _p.check(r, 1 << _PUBLISH)
     if ts == te and not alias:
-        raise ProtocolError("empty topic without a topic alias [MQTT-3.3.2-1]", 0x82)
+        raise _err(_E_EMPTY_NO_ALIAS)
     view.topic_alias = alias
     view.prop_start = r.prop_start
     view.prop_end = r.prop_end
@@ -598,7 +616,7 @@ def decode_ack_into(view, first, r):
     view.buf = r.buf
     pid = r.u16()
     if not pid:
-        raise ProtocolError("packet identifier 0 [MQTT-2.2.1-3]", 0x82)
+        raise _err(_E_PID_0)
     view.packet_id = pid
     view.prop_start = view.prop_end = 0
     if r.pos == r.end:
@@ -606,7 +624,7 @@ def decode_ack_into(view, first, r):
         return view
     rc = r.u8()
     if not reason_allowed(t, rc):
-        raise ProtocolError("reason code 0x%02X not allowed in %s" % (rc, PACKET_NAMES[t]), 0x82)
+        raise _err(_E_RC_IN, rc, t)
     view.reason_code = rc
     if r.pos < r.end:
         _p.check(r, 1 << t)
@@ -618,47 +636,12 @@ def decode_ack_into(view, first, r):
 
 def _expect_end(r):
     if r.pos != r.end:
-        raise ProtocolError("bytes left over after the packet's contents", 0x81)
+        raise _err(_E_LEFT_OVER)
 
 
 def _props(r, where):
     _p.check(r, where)
     return _p.to_dict(r.buf, r.prop_start, r.prop_end)
-
-
-def _decode_connack(r):
-    ack_flags = r.u8()
-    if ack_flags & 0xFE:
-        raise ProtocolError("reserved CONNACK flags set [MQTT-3.2.2-1]", 0x81)
-    rc = r.u8()
-    if not reason_allowed(CONNACK, rc):
-        raise ProtocolError("reason code 0x%02X not allowed in CONNACK" % rc, 0x82)
-    if rc and ack_flags:
-        raise ProtocolError("session present with a failure code [MQTT-3.2.2-6]", 0x82)
-    p = _packet(CONNACK, rc, _props(r, 1 << CONNACK))
-    _expect_end(r)
-    p.session_present = bool(ack_flags)  # type: ignore[attr-defined]
-    return p
-
-
-def _decode_subacks(r, t):
-    pid = r.u16()
-    if not pid:
-        raise ProtocolError("packet identifier 0 [MQTT-2.2.1-3]", 0x82)
-    props = _props(r, 1 << t)
-    codes = []
-    while r.pos < r.end:
-        rc = r.u8()
-        if not reason_allowed(t, rc):
-            raise ProtocolError("reason code 0x%02X not allowed in %s"
-                                % (rc, PACKET_NAMES[t]), 0x82)
-        codes.append(rc)
-    if not codes:
-        raise ProtocolError("%s without reason codes" % PACKET_NAMES[t], 0x82)
-    p = _packet(t, 0, props)
-    p.packet_id = pid  # type: ignore[attr-defined]
-    p.reason_codes = codes  # type: ignore[attr-defined]
-    return p
 
 
 def decode_body(first, r):
@@ -668,12 +651,38 @@ def decode_body(first, r):
     decoders above; every packet type both ways: ``_server_codec.decode_body``."""
     t = first >> 4
     _check_flags(first)
-    if t == CONNACK:
-        return _decode_connack(r)
-    if t == SUBACK or t == UNSUBACK:
-        return _decode_subacks(r, t)
-    if t == DISCONNECT or t == AUTH:
+    if t == _CONNACK:
+        ack_flags = r.u8()
+        if ack_flags & 0xFE:
+            raise _err(_E_CONNACK_FLAGS)
+        rc = r.u8()
+        if not reason_allowed(_CONNACK, rc):
+            raise _err(_E_RC_IN, rc, t)
+        if rc and ack_flags:
+            raise _err(_E_PRESENT_FAILED)
+        p = Packet(t, rc, _props(r, 1 << _CONNACK))
+        _expect_end(r)
+        p.session_present = bool(ack_flags)  # type: ignore[attr-defined]
+        return p
+    if t == _SUBACK or t == _UNSUBACK:
+        pid = r.u16()
+        if not pid:
+            raise _err(_E_PID_0)
+        props = _props(r, 1 << t)
+        codes = []
+        while r.pos < r.end:
+            rc = r.u8()
+            if not reason_allowed(t, rc):
+                raise _err(_E_RC_IN, rc, t)
+            codes.append(rc)
+        if not codes:
+            raise _err(_E_NO_CODES, t)
+        p = Packet(t, 0, props)
+        p.packet_id = pid  # type: ignore[attr-defined]
+        p.reason_codes = codes  # type: ignore[attr-defined]
+        return p
+    if t == _DISCONNECT or t == _AUTH:
         from . import _codec_rare
 
         return _codec_rare.decode_reason_only(r, t)
-    raise ProtocolError("%s is not decoded by a client" % PACKET_NAMES[t], 0x82)
+    raise _err(_E_NOT_FOR_CLIENT, t)

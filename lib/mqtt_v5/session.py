@@ -40,12 +40,10 @@ again as new messages ahead of the offline queue.
 What it does not do: sockets, TLS, reconnect timing and user callbacks (the
 driver), and topic routing to callbacks (``topic.matches``).
 """
-
 from . import codec as _c
 from . import properties as _p
 from ._compat import const, ticks_diff
-from .errors import MqttTimeout, ProtocolError, UsageError
-from .topic import is_wildcard, share_prefix_len
+from .errors import ProtocolError, UsageError
 
 # _session_rare (the cold paths), once loaded: kept in a global because an import
 # statement allocates on MicroPython (it builds the module's full name each time), and
@@ -111,14 +109,67 @@ _DEFAULT_SERVER_MAX = const(268435460)
 # In-flight send order: a wrapping counter kept a small int on a 32-bit port.
 _SEQ_MASK = const(0x3FFFFFF)
 
+# Packet types and property identifiers (codec's and properties', folded here).
+_CONNACK = const(2)
+_PUBLISH = const(3)
+_PUBACK = const(4)
+_PUBREC = const(5)
+_PUBREL = const(6)
+_PUBCOMP = const(7)
+_SUBACK = const(9)
+_UNSUBACK = const(11)
+_PINGRESP = const(13)
+_DISCONNECT = const(14)
+_AUTH = const(15)
+_PROP_SESSION_EXPIRY_INTERVAL = const(0x11)
+_PROP_ASSIGNED_CLIENT_IDENTIFIER = const(0x12)
+_PROP_SERVER_KEEP_ALIVE = const(0x13)
+_PROP_RECEIVE_MAXIMUM = const(0x21)
+_PROP_TOPIC_ALIAS_MAXIMUM = const(0x22)
+_PROP_TOPIC_ALIAS = const(0x23)
+_PROP_MAXIMUM_QOS = const(0x24)
+_PROP_RETAIN_AVAILABLE = const(0x25)
+_PROP_MAXIMUM_PACKET_SIZE = const(0x27)
+_PROP_WILDCARD_SUBSCRIPTION_AVAILABLE = const(0x28)
+_PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE = const(0x29)
+_PROP_SHARED_SUBSCRIPTION_AVAILABLE = const(0x2A)
+_PROP_SUBSCRIPTION_IDENTIFIER = const(0x0B)
+
+# Errors, by number (codec's _err makes them): class, reason code and text are in
+# _errtext.SESSION, line n - 64 (no text in a device's RAM until one is raised).
+_E_SIZES = const(64)
+_E_NOT_FLUSHED = const(65)
+_E_ALREADY = const(66)
+_E_NOT_CONNECTED = const(67)
+_E_NO_SHARED = const(68)
+_E_NO_WILDCARD = const(69)
+_E_NO_SID = const(70)
+_E_REQUEST_TOO_BIG = const(71)
+_E_EXPIRY_ON_DISCONNECT = const(72)
+_E_NO_CONNACK = const(73)
+_E_NO_PINGRESP = const(74)
+_E_QOS = const(75)
+_E_SID_ON_PUBLISH = const(76)
+_E_ALIAS_PROPERTY = const(77)
+_E_QOS_ABOVE_MAX = const(78)
+_E_NO_RETAIN = const(79)
+_E_PUBLISH_TOO_BIG = const(80)
+_E_NO_SLOT = const(81)
+_E_BEFORE_CONNACK = const(82)
+_E_BAD_PINGRESP = const(83)
+_E_UNKNOWN_REQUEST = const(84)
+_E_CODE_COUNT = const(85)
+_E_GRANTS_MORE = const(86)
+_E_ALIAS_ABOVE_MAX = const(87)
+_E_UNKNOWN_ALIAS = const(88)
+_E_UNKNOWN_PUBACK = const(89)
+_E_PRESENT_AFTER_CLEAN = const(90)
+
 
 class Limits:
     """What the server allowed in CONNACK (defaults are the spec's)."""
 
     def __init__(self):
-        self.reset()
-
-    def reset(self):
         self.receive_maximum = 65535
         self.maximum_qos = 2
         self.retain_available = True
@@ -131,28 +182,16 @@ class Limits:
         self.session_expiry_interval = -1  # -1: not given, ours applies
         self.assigned_client_id = None
 
+    reset = __init__  # back to the spec's defaults
+
     def __repr__(self):
         return _rare_paths().limits_repr(self)
 
 
 # ------------------------------------------------- the drivers' shared types --
 
-class Will:
-    """The message the server publishes if we vanish (``delay`` in seconds)."""
-
-    def __init__(self, topic, payload=b"", qos=0, retain=False, properties=None, delay=0):
-        self.topic = topic
-        self.payload = payload
-        self.qos = qos
-        self.retain = retain
-        self.properties = properties
-        self.delay = delay
-
-def _codec_will(w):
-    """A Will (or the codec's own, or None) as the codec wants it."""
-    if not isinstance(w, Will):
-        return w
-    return _rare_paths().codec_will(w)
+# The message the server publishes if we vanish (``delay`` in seconds): the codec's.
+Will = _c.Will
 
 
 class Message:
@@ -207,15 +246,7 @@ class Message:
         s = self._session
         if s is None:  # detached
             return self._topic.encode() == topic
-        n = s.topic_end - s.topic_start
-        if len(topic) != n:
-            return False
-        buf = s.topic_buf
-        base = s.topic_start
-        for i in range(n):
-            if buf[base + i] != topic[i]:
-                return False
-        return True
+        return _same(topic, s.topic_buf, s.topic_start, s.topic_end)
 
     def payload_into(self, buf):
         """Copy the payload into ``buf``; returns its length."""
@@ -231,7 +262,7 @@ class Message:
 
     def _detach(self):
         """Read everything out of the receive buffer: this object stays valid."""
-        _rare_paths().detach(self)
+        _rare_paths().copy(self, self)
 
     def copy(self):
         """A detached copy that stays valid."""
@@ -249,6 +280,15 @@ def detached_message(session):
     return m
 
 
+def _same(known, buf, start, end):
+    """``known`` equals ``buf[start:end]`` (compared in place, allocating nothing)."""
+    if len(known) != end - start:
+        return False
+    for k in range(end - start):
+        if known[k] != buf[start + k]:
+            return False
+    return True
+
 
 class Session:
     """One client's MQTT 5 session state machine.
@@ -265,7 +305,7 @@ class Session:
                  receive_maximum=16, topic_alias_maximum=8, max_queued=64,
                  max_queued_bytes=32768, ping_timeout_ms=0, connect_timeout_ms=10000):
         if max_inflight < 1 or receive_maximum < 1 or out_size < 64:
-            raise UsageError("max_inflight and receive_maximum must be >= 1, out_size >= 64")
+            raise _c._err(_E_SIZES)
         self.client_id = client_id
         self.reader = _c.PacketReader(max_packet_size)
         self.out = bytearray(out_size)
@@ -311,7 +351,7 @@ class Session:
         self._connect_started = 0
         # Events.
         self.msg = _c.PublishView()
-        self._ack = _c.AckView()
+        self._ack = _c.PublishView()  # an AckView
         self.topic_buf = b""
         self.topic_start = 0
         self.topic_end = 0
@@ -331,7 +371,7 @@ class Session:
 
     def _ready_out(self):
         if self.out_len or self.out_tail is not None:
-            raise UsageError("previous packet not flushed: the driver must write out first")
+            raise _c._err(_E_NOT_FLUSHED)
 
     def flushed(self, now_ms):
         """The driver wrote ``out[:out_len]`` (and ``out_tail``)."""
@@ -348,21 +388,20 @@ class Session:
     def connect(self, now_ms, clean_start=True, keep_alive_s=60, username=None, password=None,
                 will=None, props=None, session_expiry_s=0, auto_alias=False):
         """Encode CONNECT. ``props`` are extra CONNECT properties (dict); ``will`` a
-        ``Will`` (or the codec's)."""
+        ``Will``."""
         self._ready_out()
         if self.state != DISCONNECTED:
-            raise UsageError("already connected or connecting")
+            raise _c._err(_E_ALREADY)
         p = {} if props is None else dict(props)
-        p[_p.PROP_RECEIVE_MAXIMUM] = len(self._in_qos2)
-        p[_p.PROP_MAXIMUM_PACKET_SIZE] = self.reader.max_packet_size
+        p[_PROP_RECEIVE_MAXIMUM] = len(self._in_qos2)
+        p[_PROP_MAXIMUM_PACKET_SIZE] = self.reader.max_packet_size
         if len(self._alias_in) > 1:
-            p[_p.PROP_TOPIC_ALIAS_MAXIMUM] = len(self._alias_in) - 1
+            p[_PROP_TOPIC_ALIAS_MAXIMUM] = len(self._alias_in) - 1
         if session_expiry_s:
-            p[_p.PROP_SESSION_EXPIRY_INTERVAL] = session_expiry_s
-        self._expiry_was_zero = not p.get(_p.PROP_SESSION_EXPIRY_INTERVAL)
+            p[_PROP_SESSION_EXPIRY_INTERVAL] = session_expiry_s
+        self._expiry_was_zero = not p.get(_PROP_SESSION_EXPIRY_INTERVAL)
         self._encode_cold(_c.encode_connect, self.client_id, clean_start, keep_alive_s,
-                          username, password,
-                          _codec_will(will), p)
+                          username, password, will, p)
         self.keep_alive_ms = keep_alive_s * 1000
         self._auto_alias = auto_alias
         self._clean_start = clean_start
@@ -375,11 +414,8 @@ class Session:
         self._last_recv = now_ms
         self._ping_sent = -1
         if clean_start:
-            self._discard_session_state()
-
-    def _discard_session_state(self):
-        for i in range(len(self._in_qos2)):
-            self._in_qos2[i] = 0
+            for i in range(len(self._in_qos2)):
+                self._in_qos2[i] = 0
 
     def connection_lost(self):
         """The transport closed. Unacknowledged messages stay for a resend."""
@@ -404,49 +440,6 @@ class Session:
                 sl[i + _RESEND] = True
                 sl[i + _CARRIED] = True
 
-    def _on_connack(self, r):
-        pkt = _c.decode_body(self.reader.first, r)
-        if pkt.session_present and self._clean_start:
-            # [MQTT-3.2.2-2] [MQTT-3.2.2-4] we asked for a new session
-            raise ProtocolError("Session Present after Clean Start", 0x82)
-        self.ev_rc = pkt.reason_code
-        self.ev_props = pkt.properties
-        self.ev_session_present = pkt.session_present
-        if pkt.reason_code >= 0x80:
-            self.state = DISCONNECTED
-            return EV_CONNACK
-        lim = self.limits
-        props = pkt.properties
-        lim.receive_maximum = props.get(_p.PROP_RECEIVE_MAXIMUM, 65535)
-        lim.maximum_qos = props.get(_p.PROP_MAXIMUM_QOS, 2)
-        lim.retain_available = props.get(_p.PROP_RETAIN_AVAILABLE, 1) == 1
-        lim.maximum_packet_size = props.get(_p.PROP_MAXIMUM_PACKET_SIZE, _DEFAULT_SERVER_MAX)
-        lim.topic_alias_maximum = props.get(_p.PROP_TOPIC_ALIAS_MAXIMUM, 0)
-        lim.wildcard_available = props.get(_p.PROP_WILDCARD_SUBSCRIPTION_AVAILABLE, 1) == 1
-        lim.subscription_identifiers_available = props.get(
-            _p.PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE, 1) == 1
-        lim.shared_available = props.get(_p.PROP_SHARED_SUBSCRIPTION_AVAILABLE, 1) == 1
-        lim.server_keep_alive = props.get(_p.PROP_SERVER_KEEP_ALIVE, -1)
-        lim.session_expiry_interval = props.get(_p.PROP_SESSION_EXPIRY_INTERVAL, -1)
-        lim.assigned_client_id = props.get(_p.PROP_ASSIGNED_CLIENT_IDENTIFIER)
-        if lim.assigned_client_id:
-            self.client_id = lim.assigned_client_id
-        if lim.server_keep_alive >= 0:
-            # [MQTT-3.2.2-21] the server's keep alive replaces ours
-            self.keep_alive_ms = lim.server_keep_alive * 1000
-        self._window = min(self.max_inflight, lim.receive_maximum)
-        self._alias_out = {}
-        for i in range(len(self._alias_in)):
-            self._alias_in[i] = None
-        self.state = CONNECTED
-        if not pkt.session_present:
-            # The server has no session: our unacknowledged publishes go out again
-            # as new messages, so nothing accepted is lost (MQTT 5.0 §4.1).
-            self._discard_session_state()
-            if self._inflight:
-                _rare_paths().requeue(self)
-        return EV_CONNACK
-
     # ---------------------------------------------------------- publishing --
 
     def window_open(self):
@@ -462,23 +455,21 @@ class Session:
     def check_publish(self, topic, payload, qos, retain, props=None):
         """Raise UsageError if the server's limits forbid this PUBLISH."""
         if qos != 0 and qos != 1 and qos != 2:
-            raise UsageError("QoS must be 0, 1 or 2")
+            raise _c._err(_E_QOS)
         if props:
-            if _p.PROP_SUBSCRIPTION_IDENTIFIER in props:
+            if _PROP_SUBSCRIPTION_IDENTIFIER in props:
                 # [MQTT-3.3.4-6] only the server puts one on a PUBLISH
-                raise UsageError("a client's PUBLISH carries no Subscription Identifier", 0x82)
-            if _p.PROP_TOPIC_ALIAS in props:
+                raise _c._err(_E_SID_ON_PUBLISH)
+            if _PROP_TOPIC_ALIAS in props:
                 # Only the alias argument is checked against the server's maximum.
-                raise UsageError("give the Topic Alias as topic_alias (PublishOptions), not "
-                                 "as a raw property", 0x94)
+                raise _c._err(_E_ALIAS_PROPERTY)
         if self.state == CONNECTED:
             lim = self.limits
             if qos > lim.maximum_qos:
                 # [MQTT-3.2.2-11] never above the server's Maximum QoS
-                raise UsageError("the server supports QoS <= %d only" % lim.maximum_qos, 0x9B)
+                raise _c._err(_E_QOS_ABOVE_MAX, lim.maximum_qos)
             if retain and not lim.retain_available:
-                raise UsageError("the server does not support retained messages [MQTT-3.2.2-14]",
-                                 0x9A)
+                raise _c._err(_E_NO_RETAIN)
 
     def publish(self, topic, payload, qos=0, retain=False, props=None, topic_alias=0,
                 token=None):
@@ -508,13 +499,10 @@ class Session:
                 return pid
         self.check_publish(topic, payload, qos, retain, props)
         if self.state != CONNECTED or (qos and not self.window_open()) or self._queue:
-            self._enqueue(topic, payload, qos, retain, props, token, topic_alias)
+            _rare_paths().enqueue(self, topic, payload, qos, retain, props, token, topic_alias)
             return 0
         self._ready_out()
         return self._send_publish(topic, payload, qos, retain, props, topic_alias, token)
-
-    def _enqueue(self, topic, payload, qos, retain, props, token, alias=0):
-        _rare_paths().enqueue(self, topic, payload, qos, retain, props, token, alias)
 
     def _send_publish(self, topic, payload, qos, retain, props, alias_req, token):
         # Nothing changes until the packet is encoded: a UsageError leaves the
@@ -529,15 +517,16 @@ class Session:
         n = len(payload)
         pid = slot = 0
         if qos:
-            slot = self._free_slot_index()
+            if 0 not in self._pids:
+                raise _c._err(_E_NO_SLOT)  # window_open() prevents this
+            slot = self._pids.index(0) * _SLOT
             pid = self._peek_pid()
         tlen = len(send_topic) if not isinstance(send_topic, str) else len(send_topic.encode())
-        psize = (_p.size(props, 1 << _c.PUBLISH) if props else 0) + (3 if alias else 0)
-        if _c.publish_size(tlen, n, qos, psize) > lim.maximum_packet_size:
+        psize = (_p.size(props, 1 << _PUBLISH) if props else 0) + (3 if alias else 0)
+        size = _c.publish_size(tlen, n, qos, psize)
+        if size > lim.maximum_packet_size:
             # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
-            raise UsageError("PUBLISH of %d bytes exceeds the server's Maximum Packet Size %d"
-                             % (_c.publish_size(tlen, n, qos, psize), lim.maximum_packet_size),
-                             0x95)
+            raise _c._err(_E_PUBLISH_TOO_BIG, size, lim.maximum_packet_size)
         self._put_publish(send_topic, payload, qos, pid, retain, False, props,
                           alias if alias > 0 else -alias)
         if alias < 0:
@@ -564,11 +553,6 @@ class Session:
         sl[slot + _TOKEN] = token
         self._inflight += 1
 
-    def _free_slot_index(self):
-        if 0 in self._pids:
-            return self._pids.index(0) * _SLOT
-        raise UsageError("no free in-flight slot")  # window_open() prevents this
-
     def _peek_pid(self):
         """The next free packet identifier, not yet taken: 1..65535, wrapping,
         never 0 [MQTT-2.2.1-3], skipping ids in use [MQTT-2.2.1-4]."""
@@ -592,23 +576,23 @@ class Session:
         sl[i + _TOKEN] = None
         self._inflight -= 1
 
-    def _find_slot(self, pid):
-        if pid and pid in self._pids:  # (a free slot's is 0)
-            return self._pids.index(pid) * _SLOT
-        return -1
-
     def inflight_tokens(self):
         """The tokens given with the QoS 1/2 messages in flight (a new list: cold path)."""
         sl = self._slots
-        return [sl[i + _TOKEN] for i in range(0, len(sl), _SLOT)
-                if sl[i + _STATE] != _FREE and sl[i + _TOKEN] is not None]
+        tokens = []
+        for i in range(0, len(sl), _SLOT):
+            if sl[i + _STATE] != _FREE and sl[i + _TOKEN] is not None:
+                tokens.append(sl[i + _TOKEN])
+        return tokens
 
     def drop_queued(self):
         """Empty the offline queue; returns the tokens of the messages dropped."""
-        q = self._queue
+        tokens = []
+        for e in self._queue:
+            tokens.append(e[5])
         self._queue = []
         self._queued_bytes = 0
-        return [e[5] for e in q]
+        return tokens
 
     def drop_requests(self):
         """Forget the SUBSCRIBE/UNSUBSCRIBE awaiting their ack (the connection is
@@ -644,19 +628,8 @@ class Session:
         try:
             hlen = _c.encode_publish_header(out, topic, n, qos, pid, retain, dup, props, alias)
         except UsageError as e:
-            if not _no_room(e):
-                raise
-            buf = bytearray(4 * len(out) + n)
-            while True:
-                try:
-                    m = _c.encode_publish(buf, topic, payload, qos, pid, retain, dup, props, alias)
-                    break
-                except UsageError as e2:
-                    if not _no_room(e2):
-                        raise
-                    buf = bytearray(4 * len(buf))
-            self.out_len = 0
-            self.out_tail = memoryview(buf)[:m]
+            _rare_paths().put_big_publish(self, e, topic, payload, qos, pid, retain, dup,
+                                          props, alias)
             return
         if hlen + n <= len(out):
             out[hlen:hlen + n] = payload
@@ -674,21 +647,7 @@ class Session:
             self.out_len = n
             return n
         except UsageError as e:
-            if not _no_room(e):
-                raise
-        size = len(self.out)
-        while True:
-            size *= 4
-            buf = bytearray(size)
-            try:
-                n = encode(buf, *args)
-                break
-            except UsageError as e:
-                if not _no_room(e):
-                    raise
-        self.out_len = 0
-        self.out_tail = memoryview(buf)[:n]
-        return n
+            return _rare_paths().encode_big(self, e, encode, args)
 
     # ------------------------------------------------------ subscriptions --
 
@@ -696,24 +655,19 @@ class Session:
         """Encode SUBSCRIBE for ``[(filter, options), ...]``; returns the packet id."""
         self._ready_out()
         if self.state != CONNECTED:
-            raise UsageError("not connected")
+            raise _c._err(_E_NOT_CONNECTED)
         lim = self.limits
-        for filt, _options in subscriptions:
-            f = filt.encode() if isinstance(filt, str) else filt
-            shared = share_prefix_len(f) > 0
-            if shared and not lim.shared_available:
-                raise UsageError("the server does not support shared subscriptions", 0x9E)
-            if not lim.wildcard_available and is_wildcard(
-                    f[share_prefix_len(f) if shared else 0:]):
-                raise UsageError("the server does not support wildcard subscriptions", 0xA2)
-        if props and _p.PROP_SUBSCRIPTION_IDENTIFIER in props and \
-                not lim.subscription_identifiers_available:
-            raise UsageError("the server does not support subscription identifiers", 0xA1)
+        if not (lim.shared_available and lim.wildcard_available
+                and lim.subscription_identifiers_available):
+            _rare_paths().check_subscribe(self, subscriptions, props)
         pid = self._peek_pid()
         n = self._encode_cold(_c.encode_subscribe, pid, subscriptions, props)
         self._commit_request(pid, n, token)
         # What the SUBACK must match: one code per filter, none above the QoS asked.
-        self._requested[pid] = bytes([o & 3 for _f, o in subscriptions])
+        asked = bytearray(len(subscriptions))
+        for k in range(len(subscriptions)):
+            asked[k] = subscriptions[k][1] & 3
+        self._requested[pid] = asked
         return pid
 
     def unsubscribe(self, filters, props=None, token=None):
@@ -725,8 +679,7 @@ class Session:
             self.out_len = 0
             self.out_tail = None
             # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
-            raise UsageError("%d-byte packet exceeds the server's Maximum Packet Size %d"
-                             % (n, self.limits.maximum_packet_size), 0x95)
+            raise _c._err(_E_REQUEST_TOO_BIG, n, self.limits.maximum_packet_size)
         self._next_pid = pid
         self._pending_sub[pid] = token
 
@@ -736,11 +689,10 @@ class Session:
         """Encode DISCONNECT; the session is then disconnected."""
         self._ready_out()
         if self.state == DISCONNECTED:
-            raise UsageError("not connected")
-        if props and self._expiry_was_zero and props.get(_p.PROP_SESSION_EXPIRY_INTERVAL):
+            raise _c._err(_E_NOT_CONNECTED)
+        if props and self._expiry_was_zero and props.get(_PROP_SESSION_EXPIRY_INTERVAL):
             # [MQTT-3.14.2-2] a session CONNECT said ends now cannot be extended
-            raise UsageError("CONNECT set no Session Expiry Interval: DISCONNECT cannot set "
-                             "one", 0x82)
+            raise _c._err(_E_EXPIRY_ON_DISCONNECT)
         self._encode_cold(_c.encode_disconnect, reason_code, props)
         self.state = DISCONNECTED
 
@@ -775,8 +727,9 @@ class Session:
         usual ping timeout applies."""
         self._ready_out()
         if self.state != CONNECTED:
-            raise UsageError("not connected")
-        self.out[0:2] = _c.PINGREQ_BYTES
+            raise _c._err(_E_NOT_CONNECTED)
+        self.out[0] = 0xC0  # PINGREQ
+        self.out[1] = 0
         self.out_len = 2
         if self._ping_sent < 0:
             self._ping_sent = now_ms
@@ -790,19 +743,19 @@ class Session:
         if self.state == CONNECTING:
             if ticks_diff(now_ms, self._connect_started) >= self.connect_timeout_ms:
                 self.state = DISCONNECTED
-                raise MqttTimeout("no CONNACK within %d ms" % self.connect_timeout_ms)
+                raise _c._err(_E_NO_CONNACK, self.connect_timeout_ms)
             return
         if self.state != CONNECTED or not self.keep_alive_ms or self.out_len:
             return
         if self._ping_sent >= 0:
             if ticks_diff(now_ms, self._ping_sent) >= self._ping_timeout():
                 self.state = DISCONNECTED
-                raise MqttTimeout("no PINGRESP within %d ms: the link is dead"
-                                  % self._ping_timeout())
+                raise _c._err(_E_NO_PINGRESP, self._ping_timeout())
             return
         if (ticks_diff(now_ms, self._last_sent) >= self.keep_alive_ms
                 or ticks_diff(now_ms, self._last_recv) >= self.keep_alive_ms):
-            self.out[0:2] = _c.PINGREQ_BYTES
+            self.out[0] = 0xC0  # PINGREQ
+            self.out[1] = 0
             self.out_len = 2
             self._ping_sent = now_ms
 
@@ -811,13 +764,17 @@ class Session:
     def poll(self, now_ms):
         """Handle the next buffered packet; returns an ``EV_*`` code."""
         if self.out_len or self.out_tail is not None:
-            raise UsageError("previous packet not flushed: the driver must write out first")
+            raise _c._err(_E_NOT_FLUSHED)
         if self.state == DISCONNECTED:
             # After a protocol error, a server DISCONNECT or a refused CONNACK
             # whatever else was buffered is not acted upon.
             return EV_NONE
-        if self._msg_unacked:
-            self._ack_message()
+        qos = self._msg_unacked
+        if qos:
+            # Acknowledge the message handed out by the previous poll.
+            self._msg_unacked = 0
+            self.out_len = _c.encode_ack(self.out, _PUBACK if qos == 1 else _PUBREC,
+                                         self.msg.packet_id)
             return EV_CONTINUE
         try:
             first = self.reader.next()
@@ -835,112 +792,143 @@ class Session:
                     i = self._pids.index(pid) * _SLOT
                     if self._slots[i + _STATE] == _WAIT_PUBACK:
                         a = self._ack
-                        a.type = 4  # PUBACK (a literal: a hot path, no module lookup)
+                        a.type = _PUBACK
                         a.packet_id = pid
                         a.reason_code = 0
                         a.prop_start = a.prop_end = 0
                         return self._complete(i, 0)
             r = rd.reader.reset(rd.buf, rd.body_start, rd.body_end)
-            return self._handle(first, r)
-        except ProtocolError as e:
-            self._fail(e.reason_code or 0x82)
-            raise
-
-    def abort(self, rc):
-        """The driver found the server breaking the protocol: queue DISCONNECT ``rc``;
-        the session is disconnected."""
-        self._fail(rc)
-
-    def _fail(self, rc):
-        """Queue a DISCONNECT for a protocol violation by the server."""
-        self.out_len = 0
-        self.out_tail = None
-        if self.state != DISCONNECTED:
-            ok = _c.reason_allowed(_c.DISCONNECT, rc)
-            self.out_len = _c.encode_disconnect(self.out, rc if ok else 0x82)
-        self.state = DISCONNECTED
-
-    def _handle(self, first, r):
-        t = first >> 4
-        if self.state == CONNECTING:
-            if t == _c.CONNACK:
-                return self._on_connack(r)
-            if t != _c.AUTH:
-                raise ProtocolError("%s before CONNACK" % _c.PACKET_NAMES[t], 0x82)
-        if t == _c.PUBLISH:
-            return self._on_publish(first, r)
-        if _c.PUBACK <= t <= _c.PUBCOMP:
-            return self._on_ack(first, r)
-        if t == _c.PINGRESP:
-            if r.pos != r.end or first & 0x0F:
-                raise ProtocolError("malformed PINGRESP", 0x81)
-            self._ping_sent = -1
-            return EV_CONTINUE
-        if t == _c.SUBACK or t == _c.UNSUBACK:
-            pkt = _c.decode_body(first, r)
-            if pkt.packet_id not in self._pending_sub:
-                raise ProtocolError("%s for unknown packet id %d"
-                                    % (_c.PACKET_NAMES[t], pkt.packet_id), 0x82)
-            asked = self._requested.pop(pkt.packet_id, None)
-            codes = pkt.reason_codes
-            if asked is not None:
-                if len(codes) != len(asked):
-                    raise ProtocolError("%s has %d reason codes for %d filters"
-                                        % (_c.PACKET_NAMES[t], len(codes), len(asked)), 0x82)
-                if t == _c.SUBACK:
-                    for k in range(len(codes)):
-                        if codes[k] < 0x80 and codes[k] > asked[k]:
-                            raise ProtocolError("SUBACK grants QoS %d where %d was asked"
-                                                % (codes[k], asked[k]), 0x82)
-            self.ev_token = self._pending_sub.pop(pkt.packet_id)
-            self.ev_pid = pkt.packet_id
-            self.ev_codes = pkt.reason_codes
-            self.ev_props = pkt.properties
-            return EV_SUBACK if t == _c.SUBACK else EV_UNSUBACK
-        return _rare_paths().handle_other(self, first, r, t)
-
-    def _on_publish(self, first, r):
-        m = _c.decode_publish_into(self.msg, first, r)
-        alias = m.topic_alias
-        if alias:
-            if alias >= len(self._alias_in):
-                # [MQTT-3.3.2-9] above the Topic Alias Maximum we sent
-                raise ProtocolError("topic alias %d above our maximum %d"
-                                    % (alias, len(self._alias_in) - 1), 0x94)
-            if m.topic_end > m.topic_start:
-                known = self._alias_in[alias]
-                if known is None or not _same(known, m.buf, m.topic_start, m.topic_end):
-                    self._alias_in[alias] = bytes(m.buf[m.topic_start:m.topic_end])
+            t = first >> 4
+            if self.state == CONNECTING:
+                if t == _CONNACK:
+                    return self._on_connack(r)
+                if t != _AUTH:
+                    raise _c._err(_E_BEFORE_CONNACK, t)
+            if t == _PUBLISH:
+                m = _c.decode_publish_into(self.msg, first, r)
                 self.topic_buf = m.buf
                 self.topic_start = m.topic_start
                 self.topic_end = m.topic_end
-            else:
-                known = self._alias_in[alias]
-                if known is None:
-                    raise ProtocolError("unknown topic alias %d" % alias, 0x82)
-                self.topic_buf = known
-                self.topic_start = 0
-                self.topic_end = len(known)
-        else:
-            self.topic_buf = m.buf
-            self.topic_start = m.topic_start
-            self.topic_end = m.topic_end
-        if m.qos == 2:
-            ev = _rare_paths().publish_qos2(self, m)
-            if ev is not None:
-                return ev
-        self._msg_unacked = m.qos
-        return EV_MESSAGE
+                alias = m.topic_alias
+                if alias:
+                    if alias >= len(self._alias_in):
+                        # [MQTT-3.3.2-9] above the Topic Alias Maximum we sent
+                        raise _c._err(_E_ALIAS_ABOVE_MAX, alias,
+                                                  len(self._alias_in) - 1)
+                    known = self._alias_in[alias]
+                    if m.topic_end > m.topic_start:  # topic and alias: (re)map it
+                        if known is None or not _same(known, m.buf, m.topic_start,
+                                                      m.topic_end):
+                            self._alias_in[alias] = bytes(m.buf[m.topic_start:m.topic_end])
+                    elif known is None:
+                        raise _c._err(_E_UNKNOWN_ALIAS, alias)
+                    else:  # the alias alone: its topic
+                        self.topic_buf = known
+                        self.topic_start = 0
+                        self.topic_end = len(known)
+                if m.qos == 2:
+                    ev = _rare_paths().publish_qos2(self, m)
+                    if ev is not None:
+                        return ev
+                self._msg_unacked = m.qos
+                return EV_MESSAGE
+            if _PUBACK <= t <= _PUBCOMP:
+                a = _c.decode_ack_into(self._ack, first, r)
+                pid = a.packet_id
+                i = -1
+                if t != _PUBREL and pid in self._pids:  # (a free slot's is 0)
+                    i = self._pids.index(pid) * _SLOT
+                st = self._slots[i + _STATE] if i >= 0 else _FREE
+                if t == _PUBACK:
+                    if st != _WAIT_PUBACK:
+                        raise _c._err(_E_UNKNOWN_PUBACK, pid)
+                    return self._complete(i, a.reason_code)
+                return _rare_paths().ack_qos2(self, a, i, st)
+            if t == _PINGRESP:
+                if r.pos != r.end or first & 0x0F:
+                    raise _c._err(_E_BAD_PINGRESP)
+                self._ping_sent = -1
+                return EV_CONTINUE
+            if t == _SUBACK or t == _UNSUBACK:
+                return self._on_suback(first, r, t)
+            return _rare_paths().handle_other(self, first, r, t)
+        except ProtocolError as e:
+            self.abort(e.reason_code or 0x82)
+            raise
 
-    def _ack_message(self):
-        """Acknowledge the message handed out by the previous poll."""
-        qos = self._msg_unacked
-        self._msg_unacked = 0
-        pid = self.msg.packet_id
-        if qos == 1:
-            self.out_len = _c.encode_ack(self.out, _c.PUBACK, pid)
-        elif qos == 2:
-            self.out_len = _c.encode_ack(self.out, _c.PUBREC, pid)
+    def abort(self, rc):
+        """The server broke the protocol (the driver found it, or ``poll``): queue
+        DISCONNECT ``rc``; the session is disconnected."""
+        self.out_len = 0
+        self.out_tail = None
+        if self.state != DISCONNECTED:
+            ok = _c.reason_allowed(_DISCONNECT, rc)
+            self.out_len = _c.encode_disconnect(self.out, rc if ok else 0x82)
+        self.state = DISCONNECTED
+
+    def _on_connack(self, r):
+        pkt = _c.decode_body(self.reader.first, r)
+        if pkt.session_present and self._clean_start:
+            # [MQTT-3.2.2-2] [MQTT-3.2.2-4] we asked for a new session
+            raise _c._err(_E_PRESENT_AFTER_CLEAN)
+        self.ev_rc = pkt.reason_code
+        self.ev_props = pkt.properties
+        self.ev_session_present = pkt.session_present
+        if pkt.reason_code >= 0x80:
+            self.state = DISCONNECTED
+            return EV_CONNACK
+        lim = self.limits
+        props = pkt.properties
+        lim.receive_maximum = props.get(_PROP_RECEIVE_MAXIMUM, 65535)
+        lim.maximum_qos = props.get(_PROP_MAXIMUM_QOS, 2)
+        lim.retain_available = props.get(_PROP_RETAIN_AVAILABLE, 1) == 1
+        lim.maximum_packet_size = props.get(_PROP_MAXIMUM_PACKET_SIZE, _DEFAULT_SERVER_MAX)
+        lim.topic_alias_maximum = props.get(_PROP_TOPIC_ALIAS_MAXIMUM, 0)
+        lim.wildcard_available = props.get(_PROP_WILDCARD_SUBSCRIPTION_AVAILABLE, 1) == 1
+        lim.subscription_identifiers_available = props.get(
+            _PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE, 1) == 1
+        lim.shared_available = props.get(_PROP_SHARED_SUBSCRIPTION_AVAILABLE, 1) == 1
+        lim.server_keep_alive = props.get(_PROP_SERVER_KEEP_ALIVE, -1)
+        lim.session_expiry_interval = props.get(_PROP_SESSION_EXPIRY_INTERVAL, -1)
+        lim.assigned_client_id = props.get(_PROP_ASSIGNED_CLIENT_IDENTIFIER)
+        if lim.assigned_client_id:
+            self.client_id = lim.assigned_client_id
+        if lim.server_keep_alive >= 0:
+            # [MQTT-3.2.2-21] the server's keep alive replaces ours
+            self.keep_alive_ms = lim.server_keep_alive * 1000
+        self._window = min(self.max_inflight, lim.receive_maximum)
+        self._alias_out = {}
+        for i in range(len(self._alias_in)):
+            self._alias_in[i] = None
+        self.state = CONNECTED
+        if not pkt.session_present:
+            # The server has no session: our unacknowledged publishes go out again
+            # as new messages, so nothing accepted is lost (MQTT 5.0 §4.1).
+            for i in range(len(self._in_qos2)):
+                self._in_qos2[i] = 0
+            if self._inflight:
+                _rare_paths().requeue(self)
+        return EV_CONNACK
+
+    def _on_suback(self, first, r, t):
+        pkt = _c.decode_body(first, r)
+        pid = pkt.packet_id
+        if pid not in self._pending_sub:
+            raise _c._err(_E_UNKNOWN_REQUEST, t, pid)
+        asked = self._requested.pop(pid, None)
+        codes = pkt.reason_codes
+        if asked is not None:
+            if len(codes) != len(asked):
+                raise _c._err(_E_CODE_COUNT, t, len(codes), len(asked))
+            if t == _SUBACK:
+                for k in range(len(codes)):
+                    if codes[k] < 0x80 and codes[k] > asked[k]:
+                        raise _c._err(_E_GRANTS_MORE, codes[k], asked[k])
+        self.ev_token = self._pending_sub.pop(pid)
+        self.ev_pid = pid
+        self.ev_codes = codes
+        self.ev_props = pkt.properties
+        return EV_SUBACK if t == _SUBACK else EV_UNSUBACK
 
     def owes_ack(self):
         """True if the next ``poll`` sends the acknowledgement of the message it
@@ -964,20 +952,8 @@ class Session:
         connection it came on is gone: the server sends the message again)."""
         self._ready_out()
         if key and self.state == CONNECTED:
-            self.out_len = _c.encode_ack(self.out, _c.PUBACK if key >> 16 == 1 else _c.PUBREC,
+            self.out_len = _c.encode_ack(self.out, _PUBACK if key >> 16 == 1 else _PUBREC,
                                          key & 0xFFFF)
-
-    def _on_ack(self, first, r):
-        a = _c.decode_ack_into(self._ack, first, r)
-        t = a.type
-        pid = a.packet_id
-        i = self._find_slot(pid) if t != _c.PUBREL else -1
-        st = self._slots[i + _STATE] if i >= 0 else _FREE
-        if t == _c.PUBACK:
-            if st != _WAIT_PUBACK:
-                raise ProtocolError("PUBACK for unknown packet id %d" % pid, 0x82)
-            return self._complete(i, a.reason_code)
-        return _rare_paths().ack_qos2(self, a, i, st)
 
     def _complete(self, i, rc):
         self.ev_pid = self._slots[i + _PID]
@@ -985,17 +961,3 @@ class Session:
         self.ev_token = self._slots[i + _TOKEN]
         self._free_slot(i)
         return EV_PUBLISH_FAILED if rc >= 0x80 else EV_PUBLISH_DONE
-
-
-def _same(known, buf, start, end):
-    if len(known) != end - start:
-        return False
-    for k in range(end - start):
-        if known[k] != buf[start + k]:
-            return False
-    return True
-
-
-def _no_room(e):
-    """True for the codec's "does not fit the buffer" (not "too large for MQTT")."""
-    return e.reason_code == 0x95 and "does not fit" in e.args[0]
