@@ -219,7 +219,7 @@ def give_up(self, error):
     """Reconnecting stopped: what waits fails with ``error``, the offline queue
     is emptied, and publish() raises it at once until connect() is called."""
     self._gave_up = error
-    self._fail_waiters(error)
+    self._fail_waiters(error, None)
     self._supervisor = None
     self._window.set()
     self._room.set()

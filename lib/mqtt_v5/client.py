@@ -269,7 +269,7 @@ class Delivery(Waiter):
         self._client = client
         self._freed = False
 
-    def _done(self, pid, rc, error=None):
+    def _done(self, pid, rc, error):
         self.packet_id = pid or self.packet_id
         self.reason_code = rc
         self.error = error
@@ -618,7 +618,7 @@ class MqttClient:
             raise _cold_paths().write_failed(self, e)
         return True
 
-    def _to_writer(self, w=None, n=0, tail=None):
+    def _to_writer(self, w, n, tail):
         # type: (Any, int, Any) -> bool
         """Wake the writer task (made on first need). With ``w``, a write the
         transport could not finish at once, that write is *held*, with what goes
@@ -764,7 +764,7 @@ class MqttClient:
             except Exception as e:
                 return _raise(_cold_paths().write_failed(self, e))  # QoS 0: it may be lost, say so
             if w is not READY:
-                self._to_writer(w)
+                self._to_writer(w, 0, None)
             return _ZERO
         if s.out_len or s.out_tail is not None:
             if token is not None:
@@ -775,7 +775,7 @@ class MqttClient:
                     # QoS 0, or others in flight (pipelining): it leaves with what is
                     # published this scheduler round, in one write when the writer
                     # task runs; a lone QoS 1/2 (stop-and-wait) at once.
-                    self._to_writer()
+                    self._to_writer(None, 0, None)
                 else:
                     self._put()
             except NetworkError as e:
@@ -955,7 +955,7 @@ class MqttClient:
             await _close_quietly(t)
         err = NetworkError("client disconnected")
         self._fail_waiters(err, self._session.connection_lost())
-        self._fail_waiters(err)
+        self._fail_waiters(err, None)
         self._window.set()
         if self._queue is not None:
             self._queue_event.set()
@@ -979,7 +979,7 @@ class MqttClient:
         self._writer = None
         self._drop_writes()
 
-    def _fail_waiters(self, error, waiters=None):
+    def _fail_waiters(self, error, waiters):
         """Fail with ``error`` the SUBACK/UNSUBACK waiters given (``{pid: waiter}``, as
         ``Session.connection_lost`` returns them) or else everything waiting on the
         server: in-flight and queued publishes (the queue is emptied), SUBACK/UNSUBACK
@@ -1069,7 +1069,7 @@ class MqttClient:
                             tok._done(s.ev_pid, s.ev_rc,
                                       _error(_E_PUBLISH_REFUSED, None, s.ev_rc, s.ev_pid))
                         else:
-                            tok._done(s.ev_pid, s.ev_rc)
+                            tok._done(s.ev_pid, s.ev_rc, None)
                         tok._freed = True
                     self._window.set()
                     if s.queued():
@@ -1077,7 +1077,7 @@ class MqttClient:
                 elif ev == _s.EV_SUBACK or ev == _s.EV_UNSUBACK:
                     w = s.ev_token
                     if w is not None:
-                        w._done(s.ev_pid, s.ev_codes)  # what its wait() returns
+                        w._done(s.ev_pid, s.ev_codes, None)  # what its wait() returns
                 elif ev == _s.EV_AUTH:  # re-authentication (its answer written)
                     from . import _rare
 
