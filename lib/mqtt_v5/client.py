@@ -259,14 +259,14 @@ class Delivery(Waiter):
     UNSUBACK waiter (``reason_code``: the list of codes) and the writer task's
     wake-up (``packet_id`` 0)."""
 
-    def __init__(self, client=None):
+    def __init__(self):
         Waiter.__init__(self, asyncio.Event())
         self.packet_id = 0
         self.reason_code = None  # type: Any
         self.error = None  # type: Any
         # The client whose publish() owns it (None: the caller's own, from begin_publish):
         # once acknowledged and let go of by the session (_freed), it is reused.
-        self._client = client
+        self._client = None  # type: Any
         self._freed = False
 
     def _done(self, pid, rc, error):
@@ -741,7 +741,11 @@ class MqttClient:
         publish()'s own reused Delivery's ``wait()`` for QoS 1/2."""
         s = self._session
         if qos and token is None:
-            token = self._spare.pop() if self._spare else Delivery(self)
+            if self._spare:
+                token = self._spare.pop()
+            else:
+                token = Delivery()
+                token._client = self
         if isinstance(payload, str):
             payload = payload.encode()
         tb = self._topics.get(topic) if type(topic) is str else topic
