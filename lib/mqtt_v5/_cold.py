@@ -2,12 +2,12 @@
 receives and disconnects never loads this module (host_tests/test_unix_lazy.py checks
 it on the unix port). Here: the reconnect supervisor's work after a connection loss
 (backoff, redirection, giving up), ``status()`` / ``repr()``, ``unsubscribe``, the
-``messages()`` iterator, a refused CONNACK, and the debug log's packet text. The client
-keeps one-line hooks (see client.py); ``_rare`` holds enhanced AUTH and redirection."""
+``messages()`` iterator, a refused CONNACK, the error texts, and the debug log's hooks.
+The client keeps one-line hooks (see client.py); ``_rare`` holds enhanced AUTH,
+redirection and the debug log's text."""
 
 import asyncio
 
-from . import codec as _c
 from . import properties as _p
 from ._compat import const, random_ms, sleep_ms, ticks_diff, ticks_ms
 from .errors import (
@@ -40,26 +40,11 @@ def log(msg):
         f("mqtt_v5: " + msg)
 
 
-# client.py's debug lines, by its _N_ codes (in order): each takes as many values as it
-# has % formats.
-NOTES = (
-    "connecting to %s",
-    "CONNECT client_id=%r clean_start=%r keep_alive=%d",
-    "<- CONNACK rc=0x%02X session_present=%r %r",
-    "resend after connect failed: %r",
-    "connection event callback raised %r",
-    "PUBLISH topic=%r qos=%d connected=%r",
-    "SUBSCRIBE %r pid=%d",
-    "DISCONNECT 0x%02X",
-    "DISCONNECT not sent: %r",
-    "message callback raised %r",
-    "PINGREQ",
-)
-
-
 def note(n, values):
-    """client.py's debug line ``n`` with its values (a tuple)."""
-    log(NOTES[n] % values)
+    """client.py's debug line ``n`` with its values (the text: ``_rare.NOTES``)."""
+    from . import _rare  # (debugging only: an import per line is no concern)
+
+    _rare.note(n, values)
 
 
 # client.py's errors, by its _E_ codes (in order): the class and the text, which takes
@@ -339,46 +324,17 @@ def queue_message(self, msg):
 
 
 def log_incoming(s):
-    """Log the packet the session just handled (debug only)."""
-    t = s.reader.first >> 4
-    name = _c.PACKET_NAMES[t]
-    if _c.PUBACK <= t <= _c.PUBCOMP:
-        a = s.last_ack()
-        log("<- %s pid=%d rc=0x%02X" % (name, a.packet_id, a.reason_code))
-    elif t == _c.PUBLISH:
-        m = s.msg
-        log("<- PUBLISH topic=%r qos=%d pid=%d%s%s (%d bytes payload)" % (
-            bytes(s.topic_buf[s.topic_start:s.topic_end]), m.qos, m.packet_id,
-            " dup" if m.dup else "", " retain" if m.retain else "",
-            m.payload_end - m.payload_start))
-    elif t == _c.SUBACK or t == _c.UNSUBACK:
-        log("<- %s pid=%d codes=%r" % (name, s.ev_pid, s.ev_codes))
-    elif t == _c.DISCONNECT or t == _c.AUTH:
-        log("<- %s rc=0x%02X" % (name, s.ev_rc))
-    else:
-        log("<- " + name)
+    """Log the packet the session just handled (debug only; see ``_rare``)."""
+    from . import _rare
+
+    _rare.log_incoming(s)
 
 
 def log_packet(buf, n):
-    """Log the packet the client is about to write (debug only)."""
-    first = buf[0]
-    t = first >> 4
-    detail = ""
-    if t == _c.PUBLISH or _c.PUBACK <= t <= _c.PUBCOMP or t in (
-            _c.SUBSCRIBE, _c.SUBACK, _c.UNSUBSCRIBE, _c.UNSUBACK, _c.DISCONNECT):
-        try:
-            from . import _server_codec  # debug text only: a device never loads it otherwise
+    """Log the packet the client is about to write (debug only; see ``_rare``)."""
+    from . import _rare
 
-            pkt = _server_codec.decode(bytes(buf[:n]))
-            pid = getattr(pkt, "packet_id", 0)
-            if pid:
-                detail = " pid=%d" % pid
-            rc = getattr(pkt, "reason_code", None)
-            if rc:
-                detail += " rc=0x%02X" % rc
-        except MqttError:
-            pass
-    log("-> %s (%d bytes)%s" % (_c.PACKET_NAMES[t], n, detail))
+    _rare.log_packet(buf, n)
 
 
 def start_callbacks(self):
