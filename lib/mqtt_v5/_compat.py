@@ -239,7 +239,7 @@ def random_ms(limit):
 if IS_MICROPYTHON:
 
     def __getattr__(name):
-        if name == "tls_context" or name == "open_stream":
+        if name == "tls_context" or name == "open_stream" or name == "has_alpn":
             from . import _compat_micropython
 
             return getattr(_compat_micropython, name)
@@ -266,6 +266,7 @@ if not IS_MICROPYTHON:
         BATCH_WRITES_DEFAULT,
         Waiter,
         const,
+        has_alpn,
         heap_collect,
         is_awaitable,
         open_stream,

@@ -79,6 +79,13 @@ class Waiter:  # type: ignore[no-redef]
             await self.event.wait()
 
 
+def has_alpn():
+    """True if ``ssl`` can offer ALPN (CPython's can)."""
+    import ssl
+
+    return hasattr(ssl.SSLContext, "set_alpn_protocols")
+
+
 def tls_context(cas, certs, key, verify, alpn):
     """ssl.SSLContext (hostname check on when verifying). CPython loads a
     client certificate only from files: the key is handed over through an

@@ -5,6 +5,13 @@ material and opening a TCP/TLS stream with asyncio. CPython's: ``_compat_cpython
 from ._compat import set_nodelay
 
 
+def has_alpn():
+    """True if this firmware's ``tls`` can offer ALPN (stock 1.28 builds cannot)."""
+    import tls  # type: ignore[import-not-found]
+
+    return hasattr(tls.SSLContext, "set_alpn_protocols")
+
+
 def tls_context(cas, certs, key, verify, alpn):
     """SSLContext from DER material, made by the built-in ``tls`` module (1.22 and
     later) rather than ``ssl``, micropython-lib's pure-Python wrapper over it: not
