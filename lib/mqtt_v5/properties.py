@@ -13,7 +13,7 @@ paths, turned into such a dict by ``to_dict``.
 # properties makes some twenty such calls: 37 -> 29 us per QoS 0 publish on the unix
 # port). To keep the dict at 59 slots (+112 B otherwise) the typing-only import and
 # ``_cache_next`` gave up theirs.
-from builtins import isinstance, len
+from builtins import isinstance, len  # noqa: UP029  (see above)
 
 from ._compat import const
 
