@@ -2,18 +2,91 @@
 receives and disconnects never loads this module (host_tests/test_unix_lazy.py checks
 it on the unix port). Here: the reconnect supervisor's work after a connection loss
 (backoff, redirection, giving up), ``status()`` / ``repr()``, ``unsubscribe``, the
-``messages()`` iterator, a refused CONNACK, and the debug log's packet text. The client
-keeps one-line hooks (see client.py); ``_rare`` holds enhanced AUTH and redirection."""
+``messages()`` iterator, a refused CONNACK, the error texts, and the debug log's hooks.
+The client keeps one-line hooks (see client.py); ``_rare`` holds enhanced AUTH,
+redirection and the debug log's text."""
 
-from . import codec as _c
+import asyncio
+
 from . import properties as _p
-from ._compat import random_ms, sleep_ms, ticks_diff, ticks_ms
-from .errors import ConnectRefused, MqttError, NetworkError, PublishFailed, SubscribeFailed
+from ._compat import const, random_ms, sleep_ms, ticks_diff, ticks_ms
+from .errors import (
+    ConnectRefused,
+    MqttError,
+    MqttTimeout,
+    NetworkError,
+    ProtocolError,
+    PublishFailed,
+    SubscribeFailed,
+    UsageError,
+)
+
+TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even compiled)
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any  # noqa: F401
 
 # CONNACK codes that retrying cannot fix: stop instead of hammering the server.
 # (0x95 packet too large, 0x99 payload format, 0x9A retain, 0x9B QoS: our CONNECT or
 # its Will asks what the server refuses, and will ask it again.)
 _PERMANENT_REFUSALS = (0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x95, 0x99, 0x9A, 0x9B)
+
+
+def log(msg):
+    """A debug line (``set_debug``), if debugging is on."""
+    from . import client
+
+    f = client._log_fn
+    if f is not None:
+        f("mqtt_v5: " + msg)
+
+
+def note(n, values):
+    """client.py's debug line ``n`` with its values (the text: ``_rare.NOTES``)."""
+    from . import _rare  # (debugging only: an import per line is no concern)
+
+    _rare.note(n, values)
+
+
+# client.py's errors, by its _E_ codes (in order): the class and the text, which takes
+# the value given (if it has a % format).
+ERRORS = (
+    (UsageError, "already connected; call disconnect() first"),
+    (MqttTimeout, "connect: no CONNACK within %s s (TCP connect, TLS handshake or the "
+                  "server's answer)"),
+    (NetworkError, "the given transport is closed and cannot be reopened"),
+    (NetworkError, "connection closed before CONNACK"),
+    (ProtocolError, "unexpected packet before CONNACK"),
+    (UsageError, "begin_publish is for QoS 1 and 2"),
+    (PublishFailed, "queued message refused by the server's limits: %s"),
+    (UsageError, "invalid topic filter %r"),
+    (NetworkError, "not connected"),
+    (SubscribeFailed, "subscription to %r refused"),
+    (NetworkError, "connection lost"),
+    (PublishFailed, "publish refused by the server"),
+    (NetworkError, "connection closed by the server"),
+    (MqttTimeout, "a write waited %d ms for room to send: the link is dead"),
+)
+
+
+def error(n, value, rc, more):
+    """client.py's error ``n``: its text with ``value``, its reason code ``rc`` and
+    the third argument ``more`` of PublishFailed / SubscribeFailed."""
+    cls, text = ERRORS[n]  # type: Any, str
+    if "%" in text:
+        text = text % (value,)
+    if cls is ProtocolError:
+        rc = 0x82
+    return cls(text, rc) if more is None else cls(text, rc, more)
+
+
+def server_disconnect(self):
+    """The server's DISCONNECT (the session's ``ev_rc`` / ``ev_props``), kept for the
+    supervisor's Disconnected event; returns the NetworkError the reader raises."""
+    s = self._session
+    reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
+    log("DISCONNECT from server 0x%02X %s" % (s.ev_rc, reason or ""))
+    self._server_disconnect = (s.ev_rc, reason, s.ev_props)
+    return NetworkError("server disconnected: %s" % (reason or "reason code"), s.ev_rc)
 
 
 def delay(cfg, attempt):
@@ -32,7 +105,7 @@ def delay(cfg, attempt):
 async def supervise(self):
     """The supervisor after the link failed (``self._lost`` is set): reconnect with
     backoff, then wait for the next loss, until the client closes or gives up."""
-    from .client import Disconnected, Reconnecting, _close_quietly, _log
+    from .client import Disconnected, Reconnecting, _close_quietly
 
     rc_cfg = self.options.reconnect_config
     while not self._closing:
@@ -42,15 +115,15 @@ async def supervise(self):
         error = getattr(self, "_lost_error", None)
         self._connected = False
         await self._stop_tasks()
-        self._fail_acks(self._session.connection_lost(), NetworkError("connection lost"))
+        self._fail_waiters(NetworkError("connection lost"), self._session.connection_lost())
         by_server = isinstance(error, NetworkError) and error.reason_code is not None
         reason = getattr(self, "_server_disconnect", (None, None, None))
         self._server_disconnect = (None, None, None)
-        _log("connection lost: %r" % (error,))
+        log("connection lost: %r" % (error,))
         code = reason[0] if by_server else getattr(error, "reason_code", None)
         ref = reason[2].get(_p.PROP_SERVER_REFERENCE) if by_server and reason[2] else None
         await self._emit(Disconnected(code, reason[1], by_server, error, ref))
-        self._redirect(code, ref)
+        redirect(self, code, ref)
         # Closed after telling: a close may wait (bounded) to flush a stalled link.
         await _close_quietly(self._transport)
         self._window.set()
@@ -61,9 +134,10 @@ async def supervise(self):
         # client id taking the session from each other) must not be retried at the
         # initial delay forever: the backoff is only reset by a connection that
         # outlived max_delay.
+        # (_short_links: connections in a row that died young)
+        streak = getattr(self, "_short_links", 0)
         if ticks_diff(ticks_ms(), self._up_since) < rc_cfg.max_delay * 1000:
-            streak = self._short_links
-            self._short_links += 1
+            self._short_links = streak + 1
         else:
             streak = self._short_links = 0
         attempt = 0
@@ -81,48 +155,82 @@ async def supervise(self):
             try:
                 event = await self._connect_once()
             except ConnectRefused as e:
-                if self._redirect(e.reason_code, e.server_reference):
+                if redirect(self, e.reason_code, e.server_reference):
                     continue
                 self._target = self._home  # a redirection (0x9C) lasts one attempt
                 if e.reason_code in _PERMANENT_REFUSALS:
-                    _log("reconnect refused for good: %s" % e)
+                    log("reconnect refused for good: %s" % e)
                     give_up(self, e)
                     await self._emit(Disconnected(e.reason_code, str(e), True, e))
                     return
                 continue
             except (MqttError, OSError) as e:
-                _log("reconnect attempt %d failed: %r" % (attempt, e))
+                log("reconnect attempt %d failed: %r" % (attempt, e))
                 self._target = self._home
                 continue
             await self._after_connect(event)
             break
 
 
+async def resubscribe(self):
+    """After a connection whose server kept no session: subscribe again ourselves."""
+    for sub in list(self._subs):
+        try:
+            await self._subscribe_one(sub)
+        except MqttError as e:
+            log("re-subscribe %r failed: %r" % (sub[0], e))  # (sub[0]: the filter)
+
+
+def write_failed(self, e):
+    """A write failed: the link is gone. Returns the NetworkError to raise."""
+    self._session.flushed(ticks_ms())
+    self._link_failed(e)
+    if isinstance(e, NetworkError):
+        return e
+    return NetworkError("write failed: %r" % (e,))
+
+
+def redirect(self, rc, reference):
+    """Follow a Server Reference (0x9C use another server, 0x9D server moved) when the
+    options say so (see ``_rare.follow``); True if the next connection goes elsewhere."""
+    if self.options.follow_redirects and (rc == 0x9C or rc == 0x9D):
+        from . import _rare
+
+        return _rare.follow(self, rc, reference)
+    return False
+
+
 def give_up(self, error):
     """Reconnecting stopped: what waits fails with ``error``, the offline queue
     is emptied, and publish() raises it at once until connect() is called."""
     self._gave_up = error
-    self._fail_waiters(error)
+    self._fail_waiters(error, None)
     self._supervisor = None
     self._window.set()
     self._room.set()
-    self._queue_event.set()
+    if self._queue is not None:
+        self._queue_event.set()
 
 
-def refused(s):
-    """The ConnectRefused for a CONNACK with a reason code >= 0x80."""
-    from .client import _log
+def goodbye(self, e):
+    """The server broke the protocol (ProtocolError ``e``): write what the session
+    queued (the acks before, then its DISCONNECT), if the link takes it."""
+    log("protocol error from server: %s" % e)
+    try:
+        self._put()
+    except Exception:
+        pass
 
+
+def refused_or_orphans(s):
+    """A CONNACK with a reason code >= 0x80: raise its ConnectRefused. Otherwise QoS 2
+    messages the server forgot after PUBREC (its session is gone) fail."""
     props = s.ev_props
-    reason = props.get(_p.PROP_REASON_STRING) if props else None
-    _log("<- CONNACK refused rc=0x%02X %s" % (s.ev_rc, reason or ""))
-    e = ConnectRefused("connection refused%s" % (": " + reason if reason else ""), s.ev_rc)
-    e.server_reference = props.get(_p.PROP_SERVER_REFERENCE) if props else None
-    return e
-
-
-def orphans(s):
-    """QoS 2 messages the server forgot after PUBREC (its session is gone) fail."""
+    if s.ev_rc >= 0x80:
+        reason = props.get(_p.PROP_REASON_STRING) if props else None
+        e = ConnectRefused("connection refused%s" % (": " + reason if reason else ""), s.ev_rc)
+        e.server_reference = props.get(_p.PROP_SERVER_REFERENCE) if props else None
+        raise e
     o = s.ev_orphans
     s.ev_orphans = []
     for pid, tok in o:
@@ -168,25 +276,32 @@ def event_repr(ev):
 
 async def unsubscribe(self, topic_filter, properties):
     """MqttClient.unsubscribe (see there)."""
-    from .client import _Ack
+    from .client import Delivery
 
-    self._subs = [x for x in self._subs if x.filter != topic_filter]
+    self._subs = [x for x in self._subs if x[0] != topic_filter]  # (x[0]: the filter)
     if not self._connected:
         raise NetworkError("not connected")
-    waiter = _Ack()
+    waiter = Delivery()
     await self._wait_room()
     if not self._connected:
         raise NetworkError("not connected")
     self._session.unsubscribe([topic_filter], properties, waiter)
     self._put()
-    await waiter.event.wait()
-    if waiter.error is not None:
-        raise waiter.error
-    rc = waiter.codes[0]
+    await waiter.wait()  # raises the error that failed it
+    codes = waiter.reason_code  # the UNSUBACK's
+    rc = codes[0]
     if rc >= 0x80:
-        raise SubscribeFailed("unsubscribe from %r refused" % (topic_filter,), rc,
-                              waiter.codes)
+        raise SubscribeFailed("unsubscribe from %r refused" % (topic_filter,), rc, codes)
     return rc
+
+
+def messages(self, maxsize):
+    """MqttClient.messages (see there): the queue it reads, made on first use."""
+    if self._queue is None:
+        self._queue = []
+        self._queue_max = maxsize
+        self._queue_event = asyncio.Event()
+    return self
 
 
 async def next_message(self):
@@ -201,67 +316,34 @@ async def next_message(self):
 
 def queue_message(self, msg):
     """A message no callback took, for the messages() iterator."""
-    from .client import _log
-
     if len(self._queue) >= self._queue_max:
-        _log("message queue full: oldest message dropped")
+        log("message queue full: oldest message dropped")
         self._queue.pop(0)
     self._queue.append(msg.copy())
     self._queue_event.set()
 
 
 def log_incoming(s):
-    """Log the packet the session just handled (debug only)."""
-    from .client import _log
+    """Log the packet the session just handled (debug only; see ``_rare``)."""
+    from . import _rare
 
-    t = s.reader.first >> 4
-    name = _c.PACKET_NAMES[t]
-    if _c.PUBACK <= t <= _c.PUBCOMP:
-        a = s.last_ack()
-        _log("<- %s pid=%d rc=0x%02X" % (name, a.packet_id, a.reason_code))
-    elif t == _c.PUBLISH:
-        m = s.msg
-        _log("<- PUBLISH topic=%r qos=%d pid=%d%s%s (%d bytes payload)" % (
-            bytes(s.topic_buf[s.topic_start:s.topic_end]), m.qos, m.packet_id,
-            " dup" if m.dup else "", " retain" if m.retain else "",
-            m.payload_end - m.payload_start))
-    elif t == _c.SUBACK or t == _c.UNSUBACK:
-        _log("<- %s pid=%d codes=%r" % (name, s.ev_pid, s.ev_codes))
-    elif t == _c.DISCONNECT or t == _c.AUTH:
-        _log("<- %s rc=0x%02X" % (name, s.ev_rc))
-    else:
-        _log("<- " + name)
+    _rare.log_incoming(s)
 
 
-def log_packet(direction, buf, n):
-    from .client import _log
+def log_packet(buf, n):
+    """Log the packet the client is about to write (debug only; see ``_rare``)."""
+    from . import _rare
 
-    first = buf[0]
-    t = first >> 4
-    detail = ""
-    if t == _c.PUBLISH or _c.PUBACK <= t <= _c.PUBCOMP or t in (
-            _c.SUBSCRIBE, _c.SUBACK, _c.UNSUBSCRIBE, _c.UNSUBACK, _c.DISCONNECT):
-        try:
-            from . import _server_codec  # debug text only: a device never loads it otherwise
-
-            pkt = _server_codec.decode(bytes(buf[:n]))
-            pid = getattr(pkt, "packet_id", 0)
-            if pid:
-                detail = " pid=%d" % pid
-            rc = getattr(pkt, "reason_code", None)
-            if rc:
-                detail += " rc=0x%02X" % rc
-        except MqttError:
-            pass
-    _log("%s %s (%d bytes)%s" % (direction, _c.PACKET_NAMES[t], n, detail))
+    _rare.log_packet(buf, n)
 
 
 def start_callbacks(self):
     """One task runs the message's coroutine callbacks, one after the other, and
     only then acknowledges a QoS 1/2 message: the server's in-flight window
     (our Receive Maximum) bounds how many run at once."""
-    import asyncio
-
+    if self._cb_tasks is None:
+        self._cb_tasks = set()
+        self._cb_done = asyncio.Event()
     coros = self._coros
     self._coros = None
     key = self._session.defer_ack()
@@ -269,21 +351,19 @@ def start_callbacks(self):
 
 
 async def run_callbacks(self, coros, key, link_no):
-    from .client import _current_task, _log
-
     try:
         for coro in coros:
             try:
                 await coro
             except Exception as e:  # a user callback must not kill the client
-                _log("message callback raised %r" % (e,))
+                log("message callback raised %r" % (e,))
         if key and link_no == self._link_no and self._connected:
             await self._wait_room()
             if link_no == self._link_no and self._connected:
                 self._session.ack(key)
                 self._put()
     except Exception as e:
-        _log("acknowledgement after a callback not sent: %r" % (e,))
+        log("acknowledgement after a callback not sent: %r" % (e,))
     finally:
-        self._cb_tasks.discard(_current_task())
+        self._cb_tasks.discard(asyncio.current_task())
         self._cb_done.set()

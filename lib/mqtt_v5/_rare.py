@@ -1,11 +1,14 @@
-"""MqttClient's rarely used MQTT 5 features, imported on first use (a device that
-uses neither loads none of this): enhanced authentication (AUTH exchanges at connect
-and re-authentication, MQTT 5 section 4.12) and server redirection (Server
-Reference, 4.11). The client keeps only the hooks: ``step`` when AUTH arrives,
-``reauthenticate``, ``follow`` when a CONNACK or DISCONNECT says 0x9C / 0x9D."""
+"""MqttClient's rarely used features, imported on first use (a device that uses
+none loads none of this): enhanced authentication (AUTH exchanges at connect and
+re-authentication, MQTT 5 section 4.12), server redirection (Server Reference, 4.11)
+and the debug log's text (``set_debug``: not even a reconnecting device needs it).
+The client keeps only the hooks: ``step`` when AUTH arrives, ``reauthenticate``,
+``follow`` when a CONNACK or DISCONNECT says 0x9C / 0x9D; ``_cold`` forwards the
+debug lines."""
 
 import asyncio
 
+from . import codec as _c
 from . import properties as _p
 from ._compat import is_awaitable
 from .errors import ConnectRefused, MqttError, MqttTimeout, NetworkError, ProtocolError, UsageError
@@ -29,7 +32,7 @@ def auth_props(options, data, props=None):
 async def step(client):
     """The server sent AUTH (the session's ``ev_rc`` / ``ev_props``). "Continue
     authentication" (0x18): ``on_auth(data)`` (a function or a coroutine function)
-    gives our answer, encoded into the session's ``out`` for the caller to write;
+    gives our answer, written here;
     "success" (0x00) ends a re-authentication. Anything else the spec forbids: the
     DISCONNECT is queued (and written) and a ProtocolError raised; ``on_auth``
     failing: DISCONNECT 0x80 and an MqttError naming what it raised."""
@@ -69,6 +72,8 @@ async def step(client):
         if connected:
             await client._wait_room()  # others may have written while on_auth ran
         s.auth(_CONTINUE, auth_props(o, reply))
+        if not client._put() and not connected:
+            await client._finish()  # (before CONNACK: no writer task to finish it)
     except MqttError as e:
         if connected:
             await client._wait_room()  # out may still be on its way (bounded: keep-alive)
@@ -142,6 +147,9 @@ def follow(client, rc, reference):
         return False
     client._hops += 1
     client._target = new
+    from ._cold import log
+
+    log("redirected to %s" % new)
     if rc == 0x9D:
         client._home = new
     return True
@@ -165,3 +173,76 @@ def redirected(target, reference):
     if j >= 0 and ref.find("/") < 0:
         ref += rest[j:]
     return scheme + ref
+
+
+# ---------------------------------------------------------------- debug text --
+
+# client.py's debug lines, by its _N_ codes (in order): each takes as many values as it
+# has % formats.
+NOTES = (
+    "connecting to %s",
+    "CONNECT client_id=%r clean_start=%r keep_alive=%d",
+    "<- CONNACK rc=0x%02X session_present=%r %r",
+    "resend after connect failed: %r",
+    "connection event callback raised %r",
+    "PUBLISH topic=%r qos=%d connected=%r",
+    "SUBSCRIBE %r pid=%d",
+    "DISCONNECT 0x%02X",
+    "DISCONNECT not sent: %r",
+    "message callback raised %r",
+    "PINGREQ",
+)
+
+
+def note(n, values):
+    """client.py's debug line ``n`` with its values (a tuple)."""
+    from ._cold import log
+
+    log(NOTES[n] % values)
+
+
+def log_incoming(s):
+    """Log the packet the session just handled (debug only)."""
+    from ._cold import log
+
+    t = s.reader.first >> 4
+    name = _c.PACKET_NAMES[t]
+    if _c.PUBACK <= t <= _c.PUBCOMP:
+        a = s.last_ack()
+        log("<- %s pid=%d rc=0x%02X" % (name, a.packet_id, a.reason_code))
+    elif t == _c.PUBLISH:
+        m = s.msg
+        log("<- PUBLISH topic=%r qos=%d pid=%d%s%s (%d bytes payload)" % (
+            bytes(s.topic_buf[s.topic_start:s.topic_end]), m.qos, m.packet_id,
+            " dup" if m.dup else "", " retain" if m.retain else "",
+            m.payload_end - m.payload_start))
+    elif t == _c.SUBACK or t == _c.UNSUBACK:
+        log("<- %s pid=%d codes=%r" % (name, s.ev_pid, s.ev_codes))
+    elif t == _c.DISCONNECT or t == _c.AUTH:
+        log("<- %s rc=0x%02X" % (name, s.ev_rc))
+    else:
+        log("<- " + name)
+
+
+def log_packet(buf, n):
+    """Log the packet the client is about to write (debug only)."""
+    from ._cold import log
+
+    first = buf[0]
+    t = first >> 4
+    detail = ""
+    if t == _c.PUBLISH or _c.PUBACK <= t <= _c.PUBCOMP or t in (
+            _c.SUBSCRIBE, _c.SUBACK, _c.UNSUBSCRIBE, _c.UNSUBACK, _c.DISCONNECT):
+        try:
+            from . import _server_codec  # debug text only: a device never loads it otherwise
+
+            pkt = _server_codec.decode(bytes(buf[:n]))
+            pid = getattr(pkt, "packet_id", 0)
+            if pid:
+                detail = " pid=%d" % pid
+            rc = getattr(pkt, "reason_code", None)
+            if rc:
+                detail += " rc=0x%02X" % rc
+        except MqttError:
+            pass
+    log("-> %s (%d bytes)%s" % (_c.PACKET_NAMES[t], n, detail))

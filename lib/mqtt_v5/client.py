@@ -30,25 +30,17 @@ from ._compat import (
     READY,
     Done,
     Waiter,
+    const,
     is_awaitable,
     sleep_ms,
     ticks_diff,
     ticks_ms,
 )
-from .errors import (
-    ConnectRefused,
-    MqttError,
-    MqttTimeout,
-    NetworkError,
-    ProtocolError,
-    PublishFailed,
-    SubscribeFailed,
-    UsageError,
-)
+from .errors import ConnectRefused, MqttError, NetworkError, ProtocolError
 from .session import Message, Will  # noqa: F401  (one of each for both drivers; public here)
 from .topic import filter_ok, matches, share_prefix_len
 
-TYPE_CHECKING = False
+TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even compiled)
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Awaitable, Callable, Optional, Union  # noqa: F401
 
@@ -73,9 +65,47 @@ def set_debug(enabled=True, log=None):
     _log_fn = (log or print) if enabled else None
 
 
-def _log(msg):
+# The debug lines (set_debug) and the error texts live in _cold, by number: their text
+# would be heap on every device (from .mpy), and a debug line costs only an ``if`` when off.
+_N_CONNECTING = const(0)
+_N_CONNECT = const(1)
+_N_CONNACK = const(2)
+_N_RESEND_FAILED = const(3)
+_N_EVENT_CALLBACK_RAISED = const(4)
+_N_PUBLISH = const(5)
+_N_SUBSCRIBE = const(6)
+_N_DISCONNECT = const(7)
+_N_DISCONNECT_NOT_SENT = const(8)
+_N_CALLBACK_RAISED = const(9)
+_N_PINGREQ = const(10)
+
+
+def _note(n, *values):
+    """Debug line ``n`` (``_cold.NOTES``) with its values, when set_debug is on."""
     if _log_fn is not None:
-        _log_fn("mqtt_v5: " + msg)
+        _cold_paths().note(n, values)
+
+
+_E_ALREADY_CONNECTED = const(0)
+_E_CONNECT_TIMEOUT = const(1)
+_E_TRANSPORT_CLOSED = const(2)
+_E_CLOSED_BEFORE_CONNACK = const(3)
+_E_UNEXPECTED_BEFORE_CONNACK = const(4)
+_E_BEGIN_PUBLISH_QOS = const(5)
+_E_QUEUED_REFUSED = const(6)
+_E_INVALID_FILTER = const(7)
+_E_NOT_CONNECTED = const(8)
+_E_SUBSCRIBE_REFUSED = const(9)
+_E_CONNECTION_LOST = const(10)
+_E_PUBLISH_REFUSED = const(11)
+_E_CLOSED_BY_SERVER = const(12)
+_E_WRITE_STALLED = const(13)
+
+
+def _error(n, value=None, rc=None, more=None):
+    """The exception ``n`` (``_cold.ERRORS``), its text built there: an error
+    path loads ``_cold`` (as reconnecting does)."""
+    return _cold_paths().error(n, value, rc, more)
 
 
 class ReconnectConfig:
@@ -174,14 +204,11 @@ class PublishOptions:
         self.properties = props or None
 
 
-def _event_repr(ev):
-    from . import _cold
-
-    return _cold.event_repr(ev)
-
-
 class ConnectionEvent:
     """Base of the events given to ``on_connection_event`` callbacks."""
+
+    def __repr__(self):
+        return _cold_paths().event_repr(self)
 
 
 class Connected(ConnectionEvent):
@@ -199,8 +226,6 @@ class Connected(ConnectionEvent):
         self.reason_string = p.get(_p.PROP_REASON_STRING)
         self.user_properties = p.get(_p.PROP_USER_PROPERTY)
 
-    __repr__ = _event_repr
-
 
 class Disconnected(ConnectionEvent):
     """``server_reference``: where the server said to go instead (0x9C / 0x9D)."""
@@ -213,15 +238,11 @@ class Disconnected(ConnectionEvent):
         self.error = error
         self.server_reference = server_reference
 
-    __repr__ = _event_repr
-
 
 class Reconnecting(ConnectionEvent):
     def __init__(self, attempt, delay):
         self.attempt = attempt
         self.delay = delay
-
-    __repr__ = _event_repr
 
 
 ConnectionEvent.Connected = Connected  # type: ignore[attr-defined]
@@ -229,89 +250,67 @@ ConnectionEvent.Disconnected = Disconnected  # type: ignore[attr-defined]
 ConnectionEvent.Reconnecting = Reconnecting  # type: ignore[attr-defined]
 
 
-class Delivery:
+class Delivery(Waiter):
     """An outgoing QoS 1/2 message in flight; ``await delivery.wait()``
-    returns its packet id once acknowledged or raises ``PublishFailed``."""
+    returns its packet id once acknowledged or raises ``PublishFailed``.
+
+    Inside the client it is also what publish() of QoS 1/2 returns to await
+    (made once and reused: no coroutine, see ``_compat.Waiter``), a SUBACK /
+    UNSUBACK waiter (``reason_code``: the list of codes) and the writer task's
+    wake-up (``packet_id`` 0)."""
 
     def __init__(self):
+        Waiter.__init__(self, asyncio.Event())
         self.packet_id = 0
-        self.reason_code = None
-        self.error = None
-        self._event = asyncio.Event()
-        self._freed = False  # the session no longer holds it (publish() may reuse it)
-        self._waiter = None  # publish()'s wait for the outcome (an _Acked), made once
-
-    def _reset(self):
-        self.packet_id = 0
-        self.reason_code = None
-        self.error = None
-        self._event.clear()
+        self.reason_code = None  # type: Any
+        self.error = None  # type: Any
+        # The client whose publish() owns it (None: the caller's own, from begin_publish):
+        # once acknowledged and let go of by the session (_freed), it is reused.
+        self._client = None  # type: Any
         self._freed = False
 
-    def _done(self, pid, rc, error=None):
+    def _done(self, pid, rc, error):
         self.packet_id = pid or self.packet_id
         self.reason_code = rc
         self.error = error
-        self._event.set()
+        self.event.set()
 
     def done(self):
-        return self._event.is_set()
-
-    async def wait(self):
-        await self._event.wait()
-        if self.error is not None:
-            raise self.error
-        return self.packet_id
-
-
-class _Acked(Waiter):
-    """What ``publish()`` of QoS 1/2 returns to await: the outcome of its Delivery
-    (the packet id, or the error raised), made once per Delivery and reused with
-    it, so a publish makes no coroutine under MicroPython (see ``_compat.Waiter``)."""
-
-    def __init__(self, client, token):
-        Waiter.__init__(self, token._event)
-        self._client = client
-        self._token = token
+        return self.event.is_set()
 
     def poll(self):
+        # wait()'s outcome: the packet id, or the error raised.
         if not self.event.is_set():
             return PENDING
-        return self._client._acknowledged(self._token)
+        pid = self.packet_id
+        err = self.error
+        c = self._client
+        if c is not None and self._freed and len(c._spare) < c.options.max_inflight:
+            # publish()'s own, acknowledged or refused: reuse it for the next publish()
+            # rather than make a Delivery and its Event each time (up to max_inflight of
+            # them: as many as may be in flight at once).
+            self.packet_id = 0
+            self.reason_code = None
+            self.error = None
+            self.event.clear()
+            self._freed = False
+            c._spare.append(self)
+        if err is not None:
+            raise err
+        return pid
 
 
-class _Woken(Waiter):
-    """``await w.wait()``: until ``event`` is set (the writer task's wait: no
-    coroutine per wake-up under MicroPython, see ``_compat.Waiter``)."""
-
-    def poll(self):
-        return 1 if self.event.is_set() else PENDING  # (an int: _stop_with allocates none)
-
-
-class _Subscription:
-    def __init__(self, filt, callback, options, props, sid):
-        self.filter = filt
-        self.fbytes = filt.encode() if isinstance(filt, str) else bytes(filt)
-        skip = share_prefix_len(self.fbytes)
-        self.match_start = skip if skip > 0 else 0
-        self.callback = callback
-        self.options = options
-        self.props = props
-        # Subscription Identifier: the user's, or one we chose (``auto_sid``) to
-        # route each copy of a message that overlapping subscriptions match.
-        given = props.get(_p.PROP_SUBSCRIPTION_IDENTIFIER) if props else None
-        self.auto_sid = given is None
-        self.sid = sid if given is None else given if isinstance(given, int) else given[0]
-
-
-class _Ack:
-    """Waits for a SUBACK / UNSUBACK."""
-
-    def __init__(self):
-        self.codes = None  # type: Any
-        self.props = None
-        self.error = None
-        self.event = asyncio.Event()
+# A subscription is a tuple: the filter as given, as bytes, where matching starts in
+# it (past a shared subscription's prefix), the callback, the SUBSCRIBE options, the
+# properties, whether we chose its Subscription Identifier, and that identifier.
+_SUB_FILTER = const(0)
+_SUB_BYTES = const(1)
+_SUB_START = const(2)
+_SUB_CALLBACK = const(3)
+_SUB_OPTIONS = const(4)
+_SUB_PROPS = const(5)
+_SUB_AUTO_SID = const(6)
+_SUB_SID = const(7)
 
 
 class MqttClient:
@@ -320,6 +319,10 @@ class MqttClient:
     ``client = MqttClient(ConnectOptions("thing-1"))``, then
     ``await client.connect("mqtts://host:8883")``.
     """
+
+    if TYPE_CHECKING:  # (made when first needed; see __init__)
+        _cb_done = None  # type: Any
+        _queue_event = None  # type: Any
 
     def __init__(self, options=None):
         # type: (Optional[ConnectOptions]) -> None
@@ -332,22 +335,19 @@ class MqttClient:
             max_queued_bytes=o.max_queued_bytes,
             connect_timeout_ms=int(o.connect_timeout * 1000))
         self._out_mv = memoryview(self._session.out)
-        self._views = {}  # type: dict
+        self._views = {}  # type: dict  # see _view
         # Small packets (acks, publishes) wait here to leave together in one write:
         # one syscall per packet was most of the CPU cost of publishing.
         self._batch_pub = BATCH_WRITES_DEFAULT if o.batch_writes is None else o.batch_writes
-        self._batch = bytearray(max(128, o.out_buffer_size) if self._batch_pub else 128)
-        self._batch_mv = memoryview(self._batch)
+        self._batch_mv = memoryview(
+            bytearray(max(128, o.out_buffer_size) if self._batch_pub else 128))
         self._batch_len = 0
-        self._batch_views = {}  # type: dict
-        # The write path (see _put): a write the transport could not finish at once,
-        # what goes after it, since when; set when none is held; wakes the writer.
+        # The write path (see _put): a write the transport could not finish at once
+        # (what goes after it and since when: _to_writer); set when none is held; wakes
+        # the writer.
         self._held = None  # type: Any
-        self._held_n = 0
-        self._held_tail = None  # type: Any
-        self._held_since = 0  # type: Any
         self._room = asyncio.Event()
-        self._write_wake = asyncio.Event()
+        self._write_wake = Delivery()  # (its event wakes the writer task: see _write_loop)
         self._writer = None  # type: Any  # the writer task, made when first needed
         self._gave_up = None  # type: Any  # the error publish() raises once reconnecting stopped
         self._reauth = None  # type: Any  # set when a re-authentication succeeded
@@ -355,28 +355,25 @@ class MqttClient:
         self._target = None  # type: Any
         self._spare = []  # type: list  # Delivery objects publish() may reuse
         self._window = asyncio.Event()
-        self._timer_wake = asyncio.Event()
-        self._subs = []  # type: list
+        self._subs = []  # type: list  # tuples: see _SUB_FILTER
         self._last_sid = 0
         self._event_cbs = []  # type: list
         self._message_cbs = []  # type: list
-        self._queue = None  # type: Any
-        self._queue_event = asyncio.Event()
+        self._queue = None  # type: Any  # messages() (with _queue_event, _queue_max)
         self._msg = Message()
-        self._cb_tasks = set()  # type: set  # running callbacks (CPython keeps only weak refs)
-        self._cb_max = o.receive_maximum
-        self._cb_done = asyncio.Event()
+        # Running coroutine callbacks (CPython keeps only weak refs to tasks) and the
+        # Event one ending sets: made by _cold.start_callbacks when first needed.
+        self._cb_tasks = None  # type: Any
         self._coros = None  # type: Any  # the coroutine callbacks of the message dispatched
-        self._link_no = 0  # counts connections: a deferred ack is for its own
+        # Counts connections (0: none yet, a transport given is then still open): a
+        # deferred ack is for its own.
+        self._link_no = 0
         self._topics = {}  # type: dict
         self._tasks = []  # type: list
         self._supervisor = None  # type: Any
         self._closing = False
         self._connected = False
         self._lost = None  # type: Any
-        self._has_connected = False
-        self._up_since = 0  # type: Any
-        self._short_links = 0  # connections in a row that died young (backoff carries on)
 
     # ---------------------------------------------------------- properties --
 
@@ -427,7 +424,7 @@ class MqttClient:
         ``Connected`` event. Raises ``ConnectRefused``, ``NetworkError``,
         ``MqttTimeout``."""
         if self._supervisor is not None:
-            raise UsageError("already connected; call disconnect() first")
+            raise _error(_E_ALREADY_CONNECTED)
         self._closing = False
         self._gave_up = None
         self._target = self._home = target
@@ -437,22 +434,11 @@ class MqttClient:
                 event = await self._connect_once()
                 break
             except ConnectRefused as e:
-                if not self._redirect(e.reason_code, e.server_reference):
+                if not _cold_paths().redirect(self, e.reason_code, e.server_reference):
                     raise
         self._supervisor = asyncio.create_task(self._supervise())
         await self._after_connect(event)
         return event
-
-    def _redirect(self, rc, reference):
-        """Follow a Server Reference (0x9C use another server, 0x9D server moved)
-        when the options say so; True if the next connection goes elsewhere."""
-        if self.options.follow_redirects and (rc == 0x9C or rc == 0x9D):
-            from . import _rare
-
-            if _rare.follow(self, rc, reference):
-                _log("redirected to %s" % self._target)
-                return True
-        return False
 
     async def _connect_once(self):
         """Open the transport and handshake, all within ``connect_timeout``: a server
@@ -460,44 +446,39 @@ class MqttClient:
         MicroPython runs inside the first write) cannot hang connect() or the
         reconnect loop. (DNS on MicroPython blocks the whole event loop: no timeout
         can bound it; connect by address where that matters.)"""
-        opened = [None]
         limit = self.options.connect_timeout
         try:
-            return await asyncio.wait_for(self._open_and_handshake(opened), limit)
-        except asyncio.TimeoutError:
-            await _close_quietly(opened[0])
+            return await asyncio.wait_for(self._handshake(), limit)
+        except BaseException as e:
+            if isinstance(e, ProtocolError):
+                _cold_paths().goodbye(self, e)
+            await _close_quietly(self._transport)  # the one this attempt opened, if any
+            if not isinstance(e, asyncio.TimeoutError):
+                raise
             self._session.connection_lost()
             self._drop_writes()
-            raise MqttTimeout("connect: no CONNACK within %s s (TCP connect, TLS handshake or "
-                              "the server's answer)" % limit)
+            raise _error(_E_CONNECT_TIMEOUT, limit)
 
-    async def _open_and_handshake(self, opened):
-        transport = await self._open()
-        opened[0] = transport
-        try:
-            return await self._handshake(transport)
-        except BaseException:
-            await _close_quietly(transport)
-            raise
-
-    async def _open(self):
+    async def _handshake(self):
+        """Open the transport (``_transport``, which the caller closes on failure), send
+        CONNECT and read up to the CONNACK; returns the ``Connected`` event."""
+        self._transport = None  # (the last one is closed already)
         t = self._target
         if isinstance(t, str):
             from .transport import open_connection
 
-            _log("connecting to %s" % t)
-            return await open_connection(t, tls=self.options.tls,
-                                         timeout_s=self.options.connect_timeout)
-        if hasattr(t, "readinto"):
-            if self._has_connected:
-                raise NetworkError("the given transport is closed and cannot be reopened")
-            return t
-        transport = t()
-        if is_awaitable(transport):
-            transport = await transport
-        return transport
-
-    async def _handshake(self, transport):
+            _note(_N_CONNECTING, t)
+            transport = await open_connection(t, tls=self.options.tls,
+                                              timeout_s=self.options.connect_timeout)
+        elif hasattr(t, "readinto"):
+            if self._link_no:
+                raise _error(_E_TRANSPORT_CLOSED)
+            transport = t
+        else:
+            transport = t()
+            if is_awaitable(transport):
+                transport = await transport
+        self._transport = transport
         o = self.options
         s = self._session
         self._drop_writes()  # packets for the old connection are void
@@ -510,62 +491,41 @@ class MqttClient:
             from . import _rare
 
             _rare.auth_props(o, o.auth_data, props)
-        clean = o.clean_start if not self._has_connected else (
+        clean = o.clean_start if not self._link_no else (
             o.clean_start and not o.session_expiry_interval)
         now = ticks_ms()
         s.connect(now, clean, o.keep_alive, o.username, o.password,
                   o.will, props,
                   o.session_expiry_interval, o.auto_topic_alias)
-        _log("CONNECT client_id=%r clean_start=%r keep_alive=%d"
-             % (s.client_id, clean, o.keep_alive))
-        self._transport = transport
+        _note(_N_CONNECT, s.client_id, clean, o.keep_alive)
         if not self._put():
             await self._finish()
         rd = s.reader
         while True:
             n = await transport.readinto(rd.free())
             if not n:
-                raise NetworkError("connection closed before CONNACK")
+                raise _error(_E_CLOSED_BEFORE_CONNACK)
             rd.wrote(n)
-            try:
+            ev = s.poll(ticks_ms())  # (a ProtocolError: _connect_once writes the goodbye)
+            while ev == _s.EV_CONTINUE:
+                if s.has_output() and not self._put():
+                    await self._finish()
                 ev = s.poll(ticks_ms())
-                while ev == _s.EV_CONTINUE:
-                    if s.has_output() and not self._put():
-                        await self._finish()
-                    ev = s.poll(ticks_ms())
-            except ProtocolError as e:
-                _log("protocol error from server: %s" % e)
-                try:
-                    self._put()  # the DISCONNECT the session queued
-                except Exception:
-                    pass
-                raise
             if ev == _s.EV_CONNACK:
                 break
-            if ev == _s.EV_AUTH:  # a step of enhanced authentication
+            if ev == _s.EV_AUTH:  # a step of enhanced authentication (its answer written)
                 from . import _rare
 
                 await _rare.step(self)
-                if not self._put():
-                    await self._finish()
                 continue
             if ev != _s.EV_NONE:
-                raise ProtocolError("unexpected packet before CONNACK", 0x82)
-        if s.ev_rc >= 0x80:
-            from . import _cold
-
-            raise _cold.refused(s)
-        if _log_fn is not None:
-            _log("<- CONNACK rc=0x%02X session_present=%r %r" % (
-                s.ev_rc, s.ev_session_present, s.limits))
-        if s.ev_orphans:
-            from . import _cold
-
-            _cold.orphans(s)
+                raise _error(_E_UNEXPECTED_BEFORE_CONNACK)
+        _note(_N_CONNACK, s.ev_rc, s.ev_session_present, s.limits)
+        if s.ev_rc >= 0x80 or s.ev_orphans:
+            _cold_paths().refused_or_orphans(s)  # raises ConnectRefused if refused
         self._connected = True
         self._link_no += 1
-        self._up_since = ticks_ms()
-        self._has_connected = True
+        self._up_since = ticks_ms()  # (see _cold.supervise)
         self._hops = 0
         return Connected(s.ev_session_present, s.limits, s.ev_props)
 
@@ -573,20 +533,15 @@ class MqttClient:
         """Start the I/O tasks, restore subscriptions, send what is owed."""
         self._lost = asyncio.Event()
         self._tasks = [asyncio.create_task(self._read_loop(self._transport)),
-                       asyncio.create_task(self._timer_loop(self._transport))]
+                       asyncio.create_task(self._timer_loop())]
         self._room.set()
         self._writer = None
         if not event.session_present and self._subs:
-            # The server forgot us: subscribe again ourselves.
-            for sub in list(self._subs):
-                try:
-                    await self._subscribe_one(sub)
-                except MqttError as e:
-                    _log("re-subscribe %r failed: %r" % (sub.filter, e))
+            await _cold_paths().resubscribe(self)  # the server forgot us
         try:
             await self._pump()
         except (MqttError, OSError) as e:
-            _log("resend after connect failed: %r" % (e,))  # the link is down again
+            _note(_N_RESEND_FAILED, e)  # the link is down again
         await self._emit(event)
 
     async def _emit(self, event):
@@ -596,7 +551,7 @@ class MqttClient:
                 if is_awaitable(r):
                     await r
             except Exception as e:  # a user callback must not kill the client
-                _log("connection event callback raised %r" % e)
+                _note(_N_EVENT_CALLBACK_RAISED, e)
 
     def reauthenticate(self, data=None):
         # type: (Optional[bytes]) -> Awaitable[Optional[bytes]]
@@ -615,12 +570,13 @@ class MqttClient:
     # ---------------------------------------------------------- writing --
 
     def _view(self, n):
-        """``out[:n]`` without allocating in steady state (sizes repeat)."""
+        """``out[:n]``, or for a negative n the batch's first -n bytes, without
+        allocating in steady state (sizes repeat)."""
         v = self._views.get(n)
         if v is None:
-            if len(self._views) >= 16:
+            if len(self._views) >= 32:
                 self._views.clear()
-            v = self._out_mv[:n]
+            v = self._out_mv[:n] if n > 0 else self._batch_mv[:-n]
             self._views[n] = v
         return v
 
@@ -640,42 +596,45 @@ class MqttClient:
         n = s.out_len
         tail = s.out_tail
         if _log_fn is not None and n:
-            _log_packet("->", s.out, n)
+            _cold_paths().log_packet(s.out, n)
         s.flushed(ticks_ms())
         t = self._transport
         try:
             if self._batch_len:
                 b = self._batch_len
                 self._batch_len = 0
-                w = t.write(self._batch_view(b))
+                w = t.write(self._view(-b))
                 if w is not READY:
-                    return self._hold(w, n, tail)
+                    return self._to_writer(w, n, tail)
             if n:
                 w = t.write(self._view(n))
                 if w is not READY:
-                    return self._hold(w, 0, tail)
+                    return self._to_writer(w, 0, tail)
             if tail is not None:
                 w = t.write(tail)
                 if w is not READY:
-                    return self._hold(w, 0, None)
+                    return self._to_writer(w, 0, None)
         except Exception as e:
-            raise self._write_failed(e)
+            raise _cold_paths().write_failed(self, e)
         return True
 
-    def _hold(self, w, n, tail):
-        self._held = w
-        self._held_n = n
-        self._held_tail = tail
-        self._held_since = ticks_ms()
-        self._room.clear()
-        self._wake_writer()
-        return False
-
-    def _wake_writer(self):
+    def _to_writer(self, w, n, tail):
+        # type: (Any, int, Any) -> bool
+        """Wake the writer task (made on first need). With ``w``, a write the
+        transport could not finish at once, that write is *held*, with what goes
+        after it (``out[:n]``, then ``tail``); without, the writer sends the batch.
+        Returns False (``_put``'s "not all taken now")."""
+        if w is not None:
+            self._held = w
+            self._held_n = n
+            self._held_tail = tail
+            self._held_since = ticks_ms()
+            self._room.clear()
         if self._writer is None and self._connected:
-            self._writer = asyncio.create_task(self._write_loop())  # made on first need
+            self._writer = asyncio.create_task(self._write_loop())
             self._tasks.append(self._writer)
-        self._write_wake.set()
+        self._write_wake.event.set()
+        return False
 
     async def _finish(self):
         """Wait for the held write, then write what was behind it."""
@@ -687,7 +646,7 @@ class MqttClient:
             if self._held_tail is not None:
                 await t.write(self._held_tail)
         except Exception as e:
-            raise self._write_failed(e)
+            raise _cold_paths().write_failed(self, e)
         self._held = None
         self._held_tail = None
         self._room.set()
@@ -711,29 +670,19 @@ class MqttClient:
         s = self._session
         n = s.out_len
         a = self._batch_len
-        if s.out_tail is not None or a + n > len(self._batch):
+        if s.out_tail is not None or a + n > len(self._batch_mv):
             return False
         if _log_fn is not None:
-            _log_packet("->", s.out, n)
+            _cold_paths().log_packet(s.out, n)
         self._batch_mv[a:a + n] = self._view(n)
         self._batch_len = a + n
         s.flushed(ticks_ms())
         return True
 
-    def _batch_view(self, n):
-        v = self._batch_views.get(n)  # sizes repeat in steady state: no allocation
-        if v is None:
-            if len(self._batch_views) >= 16:
-                self._batch_views.clear()
-            v = self._batch_mv[:n]
-            self._batch_views[n] = v
-        return v
-
     async def _write_loop(self):
         """The writer task: finishes held writes, sends what was batched. Asleep on
         an Event otherwise (nothing allocated while idle)."""
-        wake = self._write_wake
-        woken = _Woken(wake)  # waits on the Event with no coroutine per wake-up
+        wake = self._write_wake  # (a Delivery: no coroutine per wake-up)
         try:
             while True:
                 if self._held is not None:
@@ -741,20 +690,12 @@ class MqttClient:
                 elif self._batch_len:
                     self._put()
                 else:
-                    wake.clear()
-                    await woken.wait()
+                    wake.event.clear()
+                    await wake.wait()
         except asyncio.CancelledError:
             raise
         except Exception as e:
             self._link_failed(e)
-
-    def _write_failed(self, e):
-        """A write failed: the link is gone. Returns the NetworkError to raise."""
-        self._session.flushed(ticks_ms())
-        self._link_failed(e)
-        if isinstance(e, NetworkError):
-            return e
-        return NetworkError("write failed: %r" % (e,))
 
     # ---------------------------------------------------------- publish --
 
@@ -783,28 +724,28 @@ class MqttClient:
         MicroPython every coroutine costs its frame, so the usual case (no
         write held, window open, no batching) makes none: the packet is
         handed to the transport here and what is returned is preallocated --
-        a completed awaitable for QoS 0, the reused Delivery's ``_Acked`` for
+        a completed awaitable for QoS 0, the reused Delivery's ``wait()`` for
         QoS 1/2. Otherwise it is the one coroutine that does the work."""
         if self._gave_up is not None:
             return _raise(self._gave_up)
         if self._held is None and _log_fn is None and (
                 not qos or self._session.window_open() or not self._connected):
             return self._publish_now(topic, payload, qos, retain, options)
-        if qos == 0:
-            return self._publish(topic, payload, 0, retain, options, None)
-        # The caller waits for the ack: send now rather than batch (one loop hop less).
-        return self._publish(topic, payload, qos, retain, options,
-                             self._spare.pop() if self._spare else Delivery(), False, True)
+        return self._publish(topic, payload, qos, retain, options)
 
-    def _publish_now(self, topic, payload, qos, retain, options):
-        """``publish`` when nothing has to be waited for before the write. The
-        packet is encoded and handed to the transport here; if the transport
-        could not take it all, the writer task finishes it. Returns the completed
-        ``_ZERO`` for QoS 0, the Delivery's ``_Acked`` for QoS 1/2."""
+    def _publish_now(self, topic, payload, qos, retain, options, token=None):
+        """``publish`` (and ``begin_publish``, with its ``token``) when nothing has to
+        be waited for before the write. The packet is encoded and handed to the
+        transport here; if the transport could not take it all, the writer task
+        finishes it. Returns the completed ``_ZERO`` for QoS 0 (and begin_publish),
+        publish()'s own reused Delivery's ``wait()`` for QoS 1/2."""
         s = self._session
-        token = None
-        if qos:
-            token = self._spare.pop() if self._spare else Delivery()
+        if qos and token is None:
+            if self._spare:
+                token = self._spare.pop()
+            else:
+                token = Delivery()
+                token._client = self
         if isinstance(payload, str):
             payload = payload.encode()
         tb = self._topics.get(topic) if type(topic) is str else topic
@@ -813,21 +754,21 @@ class MqttClient:
                             retain, options.properties if options is not None else None,
                             options.topic_alias if options is not None else 0, token)
         except Exception as e:
-            if token is not None:
+            if token is not None and token._client is not None:
                 self._spare.append(token)  # refused before the session took it
             return _raise(e)  # raised where the caller awaits, as from a coroutine
         n = s.out_len
         if n and token is None and not self._batch_pub and not self._batch_len and \
-                s.out_tail is None:
+                s.out_tail is None and _log_fn is None:
             # QoS 0, one packet in ``out``, nothing batched: written at once.
             s.flushed(ticks_ms())
             v = self._views.get(n)
             try:
                 w = self._transport.write(v if v is not None else self._view(n))
             except Exception as e:
-                return _raise(self._write_failed(e))  # QoS 0: it may be lost, say so
+                return _raise(_cold_paths().write_failed(self, e))  # QoS 0: it may be lost, say so
             if w is not READY:
-                self._hold(w, 0, None)
+                self._to_writer(w, 0, None)
             return _ZERO
         if s.out_len or s.out_tail is not None:
             if token is not None:
@@ -838,63 +779,38 @@ class MqttClient:
                     # QoS 0, or others in flight (pipelining): it leaves with what is
                     # published this scheduler round, in one write when the writer
                     # task runs; a lone QoS 1/2 (stop-and-wait) at once.
-                    self._wake_writer()
+                    self._to_writer(None, 0, None)
                 else:
                     self._put()
             except NetworkError as e:
                 if token is None:
                     return _raise(e)  # QoS 0: it may be lost, say so
-                # QoS 1/2: the session holds it and resends it after reconnecting
-        if token is None:
+                # QoS 1/2: the session holds it and resends it after reconnecting;
+                # the Delivery completes then (raising here would invite a duplicate).
+        if token is None or token._client is None:
             return _ZERO
-        return self._outcome(token)
+        return token.wait()
 
-    def _outcome(self, token):
-        """The awaitable outcome of publish()'s own Delivery: its ``_Acked``,
-        made once and reused with the Delivery (no coroutine under MicroPython)."""
-        w = token._waiter
-        if w is None:
-            w = token._waiter = _Acked(self, token)
-        return w.wait()
-
-    def _acknowledged(self, token):
-        """The outcome of publish()'s Delivery (its packet id, or the error
-        raised); the Delivery is kept for reuse when the session let go of it."""
-        pid = token.packet_id
-        err = token.error
-        if token._freed and len(self._spare) < self.options.max_inflight:
-            # Acknowledged or refused: reuse it for the next publish() rather
-            # than make a Delivery, its Event and its _Acked each time (up to
-            # max_inflight of them: as many as may be in flight at once).
-            token._reset()
-            self._spare.append(token)
-        if err is not None:
-            raise err
-        return pid
-
-    async def publish_qos1(self, topic, payload, retain=False, options=None):
-        """``publish(..., qos=1)``."""
-        return await self.publish(topic, payload, 1, retain, options)
+    def publish_qos1(self, topic, payload, retain=False, options=None):
+        # type: (Union[str, bytes], Union[bytes, str], bool, Optional[PublishOptions]) -> Awaitable[int]
+        """``publish(..., qos=1)`` (an awaitable, as publish's)."""
+        return self.publish(topic, payload, 1, retain, options)
 
     async def begin_publish(self, topic, payload, qos=1, retain=False, options=None):
         """Send a QoS 1/2 message without waiting for its acknowledgement:
         returns a ``Delivery`` (``.packet_id`` is set once sent; ``await
         delivery.wait()`` for the ack). Waits only while the server's
         Receive Maximum window is full."""
-        if qos not in (1, 2):
-            raise UsageError("begin_publish is for QoS 1 and 2")
+        if not 0 < qos < 3:
+            raise _error(_E_BEGIN_PUBLISH_QOS)
         d = Delivery()
         await self._publish(topic, payload, qos, retain, options, d)
         return d
 
-    async def _publish(self, topic, payload, qos, retain, options, token, batch=True,
-                       wait=False):
+    async def _publish(self, topic, payload, qos, retain, options, token=None):
+        """``_publish_now`` once the send window has room (QoS 1/2) and no write is
+        held: the coroutine publish() makes only when it has to wait."""
         s = self._session
-        if isinstance(payload, str):
-            payload = payload.encode()
-        topic = self._topic_bytes(topic)
-        props = options.properties if options is not None else None
-        alias = options.topic_alias if options is not None else 0
         while True:
             if qos:
                 while self._connected and not s.window_open() and not self._closing:
@@ -905,27 +821,9 @@ class MqttClient:
                 raise self._gave_up
             if self._held is None or not self._connected:
                 break
-        pid = s.publish(topic, payload, qos, retain, props, alias, token)
-        if s.out_len or s.out_tail is not None:
-            if token is not None:
-                token.packet_id = pid
-            if _log_fn is not None:
-                _log("PUBLISH topic=%r qos=%d pid=%d len=%d" % (topic, qos, pid, len(payload)))
-            try:
-                if self._batch_pub and batch and self._batch_out():
-                    self._wake_writer()  # it sends the batch once this task lets it run
-                else:
-                    self._put()
-            except NetworkError:
-                if token is None:
-                    raise  # QoS 0: it may be lost, say so
-                # QoS 1/2: the session holds it and resends it after reconnecting;
-                # the Delivery completes then (raising here would invite a duplicate).
-        elif _log_fn is not None:
-            _log("PUBLISH queued (offline or window full) topic=%r qos=%d" % (topic, qos))
-        if not wait:
-            return pid
-        return await self._outcome(token)
+        if _log_fn is not None:  # (no tuple of values made otherwise)
+            _note(_N_PUBLISH, topic, qos, self._connected)
+        return await self._publish_now(topic, payload, qos, retain, options, token)
 
     async def _pump(self):
         """Send resends and queued messages while the window allows."""
@@ -940,9 +838,8 @@ class MqttClient:
             if token is False:
                 err = s.ev_error
                 if s.ev_token is not None:
-                    s.ev_token._done(0, err.reason_code, PublishFailed(
-                        "queued message refused by the server's limits: %s" % err,
-                        err.reason_code))
+                    s.ev_token._done(0, err.reason_code,
+                                     _error(_E_QUEUED_REFUSED, err, err.reason_code))
                 continue
             self._put()
 
@@ -957,52 +854,62 @@ class MqttClient:
         raises ``SubscribeFailed`` with the reason code if refused."""
         f = topic_filter.encode() if isinstance(topic_filter, str) else topic_filter
         if not filter_ok(f, 0, len(f)):
-            raise UsageError("invalid topic filter %r" % (topic_filter,), 0x8F)
-        sub = _Subscription(topic_filter, callback,
-                            _c.sub_options(qos, no_local, retain_as_published, retain_handling),
-                            properties, self._free_sid(topic_filter))
-        # Registered before SUBSCRIBE leaves: a retained message may come right
-        # behind the SUBACK, in the same read.
-        old = [x for x in self._subs if x.filter == sub.filter]
-        self._subs = [x for x in self._subs if x.filter != sub.filter]
-        self._subs.append(sub)
+            raise _error(_E_INVALID_FILTER, topic_filter, 0x8F)
+        # Subscription Identifier: the user's, or one we chose to route each copy of a
+        # message that overlapping subscriptions match: one no other filter's
+        # subscription uses (the user's own included), so a message is routed to its
+        # filter's callback only.
+        while True:
+            sid = self._last_sid = self._last_sid + 1 if self._last_sid < 268435455 else 1
+            for x in self._subs:
+                if x[_SUB_SID] == sid and x[_SUB_FILTER] != topic_filter:
+                    break
+            else:
+                break
+        given = properties.get(_p.PROP_SUBSCRIPTION_IDENTIFIER) if properties else None
+        if given is not None:
+            sid = given if isinstance(given, int) else given[0]
+        fb = bytes(f)
+        skip = share_prefix_len(fb)
+        sub = (topic_filter, fb, skip if skip > 0 else 0, callback,
+               _c.sub_options(qos, no_local, retain_as_published, retain_handling),
+               properties, given is None, sid)
+        # Registered before SUBSCRIBE leaves (in place of the filter's old one): a
+        # retained message may come right behind the SUBACK, in the same read.
+        old = []  # type: list
+        subs = []  # type: list
+        for x in self._subs:
+            (old if x[_SUB_FILTER] == topic_filter else subs).append(x)
+        subs.append(sub)
+        self._subs = subs
         try:
             return await self._subscribe_one(sub)
         except BaseException:
-            self._subs = [x for x in self._subs if x is not sub] + old
+            subs = self._subs
+            if sub in subs:
+                subs.remove(sub)
+            self._subs = subs + old
             raise
-
-    def _free_sid(self, filt):
-        """A Subscription Identifier no other filter's subscription uses (the user's
-        own included), so a message is routed to its filter's callback only."""
-        while True:
-            self._last_sid = self._last_sid + 1 if self._last_sid < 268435455 else 1
-            for sub in self._subs:
-                if sub.sid == self._last_sid and sub.filter != filt:
-                    break
-            else:
-                return self._last_sid
 
     async def _subscribe_one(self, sub):
         if not self._connected:
-            raise NetworkError("not connected")
-        waiter = _Ack()
-        props = sub.props
-        if sub.auto_sid and self._session.limits.subscription_identifiers_available:
+            raise _error(_E_NOT_CONNECTED)
+        waiter = Delivery()
+        props = sub[_SUB_PROPS]
+        if sub[_SUB_AUTO_SID] and self._session.limits.subscription_identifiers_available:
             props = dict(props) if props else {}
-            props[_p.PROP_SUBSCRIPTION_IDENTIFIER] = sub.sid
+            props[_p.PROP_SUBSCRIPTION_IDENTIFIER] = sub[_SUB_SID]
         await self._wait_room()
         if not self._connected:
-            raise NetworkError("not connected")
-        pid = self._session.subscribe([(sub.filter, sub.options)], props, waiter)
-        _log("SUBSCRIBE %r pid=%d" % (sub.filter, pid))
+            raise _error(_E_NOT_CONNECTED)
+        pid = self._session.subscribe([(sub[_SUB_FILTER], sub[_SUB_OPTIONS])], props, waiter)
+        _note(_N_SUBSCRIBE, sub[_SUB_FILTER], pid)
         self._put()
-        await waiter.event.wait()
-        if waiter.error is not None:
-            raise waiter.error
-        rc = waiter.codes[0]
+        await waiter.wait()  # raises the error that failed it
+        codes = waiter.reason_code  # the SUBACK's
+        rc = codes[0]
         if rc >= 0x80:
-            raise SubscribeFailed("subscription to %r refused" % (sub.filter,), rc, waiter.codes)
+            raise _error(_E_SUBSCRIBE_REFUSED, sub[_SUB_FILTER], rc, codes)
         return rc
 
     async def unsubscribe(self, topic_filter, properties=None):
@@ -1013,10 +920,7 @@ class MqttClient:
 
     def messages(self, maxsize=64):
         """An async iterator of messages no callback took (detached copies)."""
-        if self._queue is None:
-            self._queue = []
-            self._queue_max = maxsize
-        return self
+        return _cold_paths().messages(self, maxsize)
 
     def __aiter__(self):
         return self
@@ -1039,31 +943,33 @@ class MqttClient:
                 await asyncio.wait_for(self._wait_room(), 2)
                 if self._held is None:
                     self._session.disconnect(reason_code, properties)
-                    _log("DISCONNECT 0x%02X" % reason_code)
+                    _note(_N_DISCONNECT, reason_code)
                     if not self._put():
                         await asyncio.wait_for(self._wait_room(), 2)
             except Exception as e:
-                _log("DISCONNECT not sent: %r" % e)
+                _note(_N_DISCONNECT_NOT_SENT, e)
         self._connected = False
-        await self._stop_tasks()
         if self._supervisor is not None:
-            self._supervisor.cancel()
-            try:
-                await self._supervisor
-            except BaseException:
-                pass
+            # Stopped with the I/O tasks, all cancelled at once: a supervisor in the
+            # middle of a reconnect starts no new ones.
+            self._tasks.append(self._supervisor)
             self._supervisor = None
+        await self._stop_tasks()
         if t is not None:
             await _close_quietly(t)
         err = NetworkError("client disconnected")
-        self._fail_acks(self._session.connection_lost(), err)
-        self._fail_waiters(err)
+        self._fail_waiters(err, self._session.connection_lost())
+        self._fail_waiters(err, None)
         self._window.set()
-        self._queue_event.set()
+        if self._queue is not None:
+            self._queue_event.set()
         await self._emit(Disconnected(reason_code, None, False))
 
     async def _stop_tasks(self):
-        cur = _current_task()
+        try:
+            cur = asyncio.current_task()
+        except Exception:  # (none running: MicroPython raises)
+            cur = None
         for task in self._tasks:
             if task is not cur:
                 task.cancel()
@@ -1077,19 +983,21 @@ class MqttClient:
         self._writer = None
         self._drop_writes()
 
-    def _fail_waiters(self, error):
-        """Fail everything waiting on the server: in-flight and queued publishes
-        (the queue is emptied), SUBACK/UNSUBACK waiters, a re-authentication."""
-        s = self._session
-        if self._reauth is not None:
-            self._reauth.set()
-        for tok in s.inflight_tokens():
-            if not tok.done():
-                tok._done(0, None, error)
-        for tok in s.drop_queued():
-            if tok is not None and not tok.done():
-                tok._done(0, None, error)
-        self._fail_subacks(error)
+    def _fail_waiters(self, error, waiters):
+        """Fail with ``error`` the SUBACK/UNSUBACK waiters given (``{pid: waiter}``, as
+        ``Session.connection_lost`` returns them) or else everything waiting on the
+        server: in-flight and queued publishes (the queue is emptied), SUBACK/UNSUBACK
+        waiters, a re-authentication."""
+        if waiters is None:
+            s = self._session
+            if self._reauth is not None:
+                self._reauth.set()
+            waiters = s.inflight_tokens() + s.drop_queued() + s.drop_requests()
+        else:
+            waiters = waiters.values()
+        for w in waiters:
+            if w is not None and not w.done():
+                w._done(0, None, error)
 
     # --------------------------------------------------------- I/O tasks --
 
@@ -1104,7 +1012,7 @@ class MqttClient:
             self._connected = False
             # A SUBACK will not come: release its waiter now (the supervisor may be the
             # one waiting, re-subscribing in _after_connect).
-            self._fail_acks(self._session.connection_lost(), NetworkError("connection lost"))
+            self._fail_waiters(_error(_E_CONNECTION_LOST), self._session.connection_lost())
             self._drop_writes()
             self._window.set()
 
@@ -1122,19 +1030,11 @@ class MqttClient:
             while True:
                 if self._held is not None:
                     await self._wait_room()  # the acks this poll may encode need out
-                try:
-                    # (this poll answers the last message: nothing to log)
-                    acking = s.owes_ack() if _log_fn is not None else False
-                    ev = s.poll(ticks_ms())
-                    if _log_fn is not None and ev != _s.EV_NONE and not acking:
-                        _log_incoming(s)
-                except ProtocolError as e:
-                    _log("protocol error from server: %s" % e)
-                    try:
-                        self._put()  # the acks, then the DISCONNECT
-                    except Exception:
-                        pass
-                    raise
+                # (this poll answers the last message: nothing to log)
+                acking = s.owes_ack() if _log_fn is not None else False
+                ev = s.poll(ticks_ms())  # (a ProtocolError: the goodbye is written below)
+                if _log_fn is not None and ev != _s.EV_NONE and not acking:
+                    _cold_paths().log_incoming(s)
                 if s.out_len or s.out_tail is not None:
                     # Acks are batched while more packets wait in the buffer, so the
                     # acks of one read leave in one write, in order [MQTT-4.6.0-2].
@@ -1150,7 +1050,7 @@ class MqttClient:
                     if n is None:
                         continue  # (read_raw: nothing whole yet)
                     if not n:
-                        raise NetworkError("connection closed by the server")
+                        raise _error(_E_CLOSED_BY_SERVER)
                     rd.wrote(n)
                     continue
                 if ev == _s.EV_CONTINUE:
@@ -1158,21 +1058,22 @@ class MqttClient:
                 if ev == _s.EV_MESSAGE:
                     self._dispatch()
                     if self._coros is not None:
-                        self._start_callbacks()
+                        # One task runs the message's coroutine callbacks (see _cold).
+                        _cold_paths().start_callbacks(self)
                         # QoS 0 messages have no window, and a server may ignore ours:
                         # past receive_maximum running callbacks, stop reading until
                         # one ends (TCP pushes back).
-                        while len(self._cb_tasks) >= self._cb_max:
+                        while len(self._cb_tasks) >= self.options.receive_maximum:
                             self._cb_done.clear()
                             await self._cb_done.wait()
                 elif ev == _s.EV_PUBLISH_DONE or ev == _s.EV_PUBLISH_FAILED:
                     tok = s.ev_token
                     if tok is not None:
                         if ev == _s.EV_PUBLISH_FAILED:
-                            tok._done(s.ev_pid, s.ev_rc, PublishFailed(
-                                "publish refused by the server", s.ev_rc, s.ev_pid))
+                            tok._done(s.ev_pid, s.ev_rc,
+                                      _error(_E_PUBLISH_REFUSED, None, s.ev_rc, s.ev_pid))
                         else:
-                            tok._done(s.ev_pid, s.ev_rc)
+                            tok._done(s.ev_pid, s.ev_rc, None)
                         tok._freed = True
                     self._window.set()
                     if s.queued():
@@ -1180,25 +1081,19 @@ class MqttClient:
                 elif ev == _s.EV_SUBACK or ev == _s.EV_UNSUBACK:
                     w = s.ev_token
                     if w is not None:
-                        w.codes = s.ev_codes
-                        w.props = s.ev_props
-                        w.event.set()
-                elif ev == _s.EV_AUTH:  # re-authentication
+                        w._done(s.ev_pid, s.ev_codes, None)  # what its wait() returns
+                elif ev == _s.EV_AUTH:  # re-authentication (its answer written)
                     from . import _rare
 
                     await _rare.step(self)
-                    if s.out_len or s.out_tail is not None:  # (a long answer: a tail)
-                        self._put()
                 elif ev == _s.EV_DISCONNECT:
-                    reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
-                    _log("DISCONNECT from server 0x%02X %s" % (s.ev_rc, reason or ""))
-                    self._server_disconnect = (s.ev_rc, reason, s.ev_props)  # type: Any
-                    raise NetworkError("server disconnected: %s" % (reason or "reason code"),
-                                       s.ev_rc)
+                    raise _cold_paths().server_disconnect(self)
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            if not isinstance(e, MqttError) and hasattr(transport, "name_error"):
+            if isinstance(e, ProtocolError):
+                _cold_paths().goodbye(self, e)  # the acks, then the DISCONNECT
+            elif not isinstance(e, MqttError) and hasattr(transport, "name_error"):
                 e = transport.name_error(e)
             self._link_failed(e)
 
@@ -1220,26 +1115,27 @@ class MqttClient:
                 if pid == _p.PROP_SUBSCRIPTION_IDENTIFIER:
                     for sub in self._subs:
                         # (a user may give one identifier to several filters)
-                        if sub.sid == c.value and matches(sub.fbytes, sub.match_start,
-                                                          len(sub.fbytes), s.topic_buf,
-                                                          s.topic_start, s.topic_end):
+                        fb = sub[_SUB_BYTES]
+                        if sub[_SUB_SID] == c.value and matches(
+                                fb, sub[_SUB_START], len(fb), s.topic_buf, s.topic_start,
+                                s.topic_end):
                             routed = True
-                            if sub.callback is not None:
+                            if sub[_SUB_CALLBACK] is not None:
                                 taken = True
-                                self._call(sub.callback, msg)
+                                self._call(sub[_SUB_CALLBACK], msg)
         if not routed:
             for sub in self._subs:
-                if sub.callback is not None and matches(sub.fbytes, sub.match_start,
-                                                        len(sub.fbytes), s.topic_buf,
-                                                        s.topic_start, s.topic_end):
+                fb = sub[_SUB_BYTES]
+                if sub[_SUB_CALLBACK] is not None and matches(
+                        fb, sub[_SUB_START], len(fb), s.topic_buf, s.topic_start, s.topic_end):
                     taken = True
-                    self._call(sub.callback, msg)
+                    self._call(sub[_SUB_CALLBACK], msg)
         if not taken:
             for cb in self._message_cbs:
                 self._call(cb, msg)
-        # The iterator, like on_message, gets what no subscription callback took.
-        if self._queue is not None and not taken:
-            _cold_paths().queue_message(self, msg)
+            # The iterator, like on_message, gets what no subscription callback took.
+            if self._queue is not None:
+                _cold_paths().queue_message(self, msg)
 
     def _call(self, callback, msg):
         """Run a message callback. A plain function runs now, on the message as it
@@ -1250,7 +1146,7 @@ class MqttClient:
         try:
             r = callback(msg)
         except Exception as e:  # a user callback must not kill the client
-            _log("message callback raised %r" % (e,))
+            _note(_N_CALLBACK_RAISED, e)
             return
         if is_awaitable(r):
             if self._coros is None:
@@ -1259,11 +1155,7 @@ class MqttClient:
                 self._coros = []
             self._coros.append(r)
 
-    def _start_callbacks(self):
-        """One task runs the message's coroutine callbacks (see ``_cold``)."""
-        _cold_paths().start_callbacks(self)
-
-    async def _timer_loop(self, transport):
+    async def _timer_loop(self):
         """Keep-alive: PINGREQ when due, and a dead link found within 1.5x keep-alive
         whatever the writer does -- a write that waits that long for room in the
         kernel's buffer counts as a dead link too (no PINGREQ can pass it)."""
@@ -1271,28 +1163,22 @@ class MqttClient:
         try:
             while True:
                 now = ticks_ms()
-                if self._held is not None:
-                    ka = s.keep_alive_ms
-                    if not ka:
-                        await self._wait_room()
-                        continue
+                ka = s.keep_alive_ms
+                if self._held is not None and ka:
                     left = ka + ka // 2 - ticks_diff(now, self._held_since)
                     if left <= 0:
-                        raise MqttTimeout("a write waited %d ms for room to send: the link is "
-                                          "dead" % (ka + ka // 2))
+                        raise _error(_E_WRITE_STALLED, ka + ka // 2)
                     await sleep_ms(left)
                     continue
                 wait = s.next_timeout(now)
                 if wait < 0:
-                    self._timer_wake.clear()
-                    await self._timer_wake.wait()
-                    continue
+                    return  # no keep-alive (held write or not): nothing to time here
                 if wait > 0:
                     await sleep_ms(wait)
                     continue
                 s.on_timer(now)  # may raise MqttTimeout
                 if s.out_len or s.out_tail is not None:
-                    _log("PINGREQ")
+                    _note(_N_PINGREQ)
                     self._put()
         except asyncio.CancelledError:
             raise
@@ -1309,16 +1195,6 @@ class MqttClient:
         from . import _cold
 
         await _cold.supervise(self)
-
-    def _fail_subacks(self, error):
-        self._fail_acks(self._session.drop_requests(), error)
-
-    def _fail_acks(self, waiters, error):
-        """SUBACK/UNSUBACK waiters (``{pid: waiter}`` or a list) fail with ``error``."""
-        for waiter in (waiters.values() if isinstance(waiters, dict) else waiters):
-            if waiter is not None:
-                waiter.error = error
-                waiter.event.set()
 
 
 async def _raise(error):
@@ -1340,20 +1216,3 @@ async def _close_quietly(transport):
         pass
 
 
-def _current_task():
-    try:
-        return asyncio.current_task()
-    except Exception:
-        return None
-
-
-def _log_incoming(s):
-    from . import _cold
-
-    _cold.log_incoming(s)
-
-
-def _log_packet(direction, buf, n):
-    from . import _cold
-
-    _cold.log_packet(direction, buf, n)
