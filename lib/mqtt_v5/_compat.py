@@ -222,40 +222,22 @@ class Done(_Ready):
         return self.__next__()
 
 
-def random_ms(limit):
-    """A random int in [0, limit) for reconnect jitter."""
-    import random
-
-    if limit <= 0:
-        return 0
-    return random.getrandbits(30) % limit
-
-
 # ---------------------------------------------------------------- network ----
 # Used at connect only; socket, ssl and asyncio are imported inside the functions so the
 # sans-IO modules that import _compat never load them. On MicroPython tls_context and
-# open_stream live in _compat_micropython, loaded when first asked for (at connect).
+# open_stream live in _compat_micropython, loaded when first asked for (at connect), and
+# so do set_nodelay and random_ms (reconnect jitter): used at connect or later, they cost
+# the import nothing there.
 
 if IS_MICROPYTHON:
 
     def __getattr__(name):
-        if name == "tls_context" or name == "open_stream" or name == "has_alpn":
+        if (name == "tls_context" or name == "open_stream" or name == "has_alpn"
+                or name == "set_nodelay" or name == "random_ms"):
             from . import _compat_micropython
 
             return getattr(_compat_micropython, name)
         raise AttributeError(name)
-
-
-def set_nodelay(s):
-    """TCP_NODELAY on socket ``s`` where the port allows it. The unix port's socket
-    module names neither constant: Linux and lwIP agree on 6 and 1. Without it a
-    payload written after its header waits out the peer's delayed ACK each time."""
-    import socket
-
-    try:
-        s.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
-    except OSError:
-        pass
 
 
 if not IS_MICROPYTHON:
@@ -270,6 +252,8 @@ if not IS_MICROPYTHON:
         heap_collect,
         is_awaitable,
         open_stream,
+        random_ms,
+        set_nodelay,
         sleep_ms,
         stream_socket,
         ticks_add,

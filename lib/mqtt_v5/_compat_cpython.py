@@ -43,6 +43,26 @@ def heap_collect():
     CPython's heap needs no help."""
 
 
+def random_ms(limit):
+    """A random int in [0, limit) for reconnect jitter."""
+    import random
+
+    if limit <= 0:
+        return 0
+    return random.getrandbits(30) % limit
+
+
+def set_nodelay(s):
+    """TCP_NODELAY on socket ``s`` (a payload written after its header would otherwise
+    wait out the peer's delayed ACK)."""
+    import socket
+
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+
+
 def sleep_ms(ms):
     import asyncio
 

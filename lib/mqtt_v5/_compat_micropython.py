@@ -1,8 +1,28 @@
 """MicroPython's connect-time half of ``_compat`` (``_compat`` hands its names out on
-first use: loaded at the first connect, not at import): the SSL context from DER
-material and opening a TCP/TLS stream with asyncio. CPython's: ``_compat_cpython``."""
+first use: loaded at the first connect, not at import): TCP_NODELAY, reconnect jitter,
+the SSL context from DER material and opening a TCP/TLS stream with asyncio. CPython's:
+``_compat_cpython``."""
 
-from ._compat import set_nodelay
+
+def set_nodelay(s):
+    """TCP_NODELAY on socket ``s`` where the port allows it. The unix port's socket
+    module names neither constant: Linux and lwIP agree on 6 and 1. Without it a
+    payload written after its header waits out the peer's delayed ACK each time."""
+    import socket
+
+    try:
+        s.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
+    except OSError:
+        pass
+
+
+def random_ms(limit):
+    """A random int in [0, limit) for reconnect jitter."""
+    import random
+
+    if limit <= 0:
+        return 0
+    return random.getrandbits(30) % limit
 
 
 def has_alpn():

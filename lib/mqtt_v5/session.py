@@ -60,7 +60,7 @@ def _rare_paths():
     return _rare
 
 
-TYPE_CHECKING = False
+TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even compiled)
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any  # noqa: F401
 
