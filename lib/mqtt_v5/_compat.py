@@ -30,8 +30,7 @@ class _Ready:
     def __await__(self):
         return _EXHAUSTED
 
-    def __iter__(self):
-        return _EXHAUSTED
+    __iter__ = __await__  # (one function object for both names: RAM on a device)
 
     def send(self, value):
         raise StopIteration
@@ -44,6 +43,14 @@ class _Ready:
 
 
 _EXHAUSTED = iter(())
+
+
+def _itself(self):
+    """``wait``, ``__await__`` and ``__iter__`` of Waiter and Done: one function object
+    shared by the five names (each def costs a device RAM)."""
+    return self
+
+
 READY = _Ready()
 
 
@@ -161,14 +168,7 @@ if IS_MICROPYTHON:
         def poll(self):
             raise NotImplementedError("Waiter.poll")
 
-        def wait(self):
-            return self
-
-        def __await__(self):
-            return self
-
-        def __iter__(self):
-            return self
+        wait = __await__ = __iter__ = _itself
 
         def _park(self):
             t = _core.cur_task  # type: ignore[union-attr]
@@ -207,11 +207,7 @@ class Done(_Ready):
     def __init__(self, value):
         self._stop = StopIteration(value)
 
-    def __await__(self):
-        return self
-
-    def __iter__(self):
-        return self
+    __await__ = __iter__ = _itself
 
     def __next__(self):
         e = self._stop
