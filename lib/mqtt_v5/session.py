@@ -849,8 +849,25 @@ class Session:
                     raise _c._err(_E_BAD_PINGRESP)
                 self._ping_sent = -1
                 return EV_CONTINUE
-            if t == _SUBACK or t == _UNSUBACK:
-                return self._on_suback(first, r, t)
+            if t == _SUBACK or t == _UNSUBACK:  # (here, not a method: one def less)
+                pkt = _c.decode_body(first, r)
+                pid = pkt.packet_id
+                if pid not in self._pending_sub:
+                    raise _c._err(_E_UNKNOWN_REQUEST, t, pid)
+                asked = self._requested.pop(pid, None)
+                codes = pkt.reason_codes
+                if asked is not None:
+                    if len(codes) != len(asked):
+                        raise _c._err(_E_CODE_COUNT, t, len(codes), len(asked))
+                    if t == _SUBACK:
+                        for k in range(len(codes)):
+                            if codes[k] < 0x80 and codes[k] > asked[k]:
+                                raise _c._err(_E_GRANTS_MORE, codes[k], asked[k])
+                self.ev_token = self._pending_sub.pop(pid)
+                self.ev_pid = pid
+                self.ev_codes = codes
+                self.ev_props = pkt.properties
+                return EV_SUBACK if t == _SUBACK else EV_UNSUBACK
             return _rare_paths().handle_other(self, first, r, t)
         except ProtocolError as e:
             self.abort(e.reason_code or 0x82)
@@ -909,26 +926,6 @@ class Session:
             if self._inflight:
                 _rare_paths().requeue(self)
         return EV_CONNACK
-
-    def _on_suback(self, first, r, t):
-        pkt = _c.decode_body(first, r)
-        pid = pkt.packet_id
-        if pid not in self._pending_sub:
-            raise _c._err(_E_UNKNOWN_REQUEST, t, pid)
-        asked = self._requested.pop(pid, None)
-        codes = pkt.reason_codes
-        if asked is not None:
-            if len(codes) != len(asked):
-                raise _c._err(_E_CODE_COUNT, t, len(codes), len(asked))
-            if t == _SUBACK:
-                for k in range(len(codes)):
-                    if codes[k] < 0x80 and codes[k] > asked[k]:
-                        raise _c._err(_E_GRANTS_MORE, codes[k], asked[k])
-        self.ev_token = self._pending_sub.pop(pid)
-        self.ev_pid = pid
-        self.ev_codes = codes
-        self.ev_props = pkt.properties
-        return EV_SUBACK if t == _SUBACK else EV_UNSUBACK
 
     def owes_ack(self):
         """True if the next ``poll`` sends the acknowledgement of the message it
