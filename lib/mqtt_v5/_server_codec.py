@@ -315,8 +315,21 @@ def encode(packet, buf):
 
 # ------------------------------------------------------------ decoding ----
 
+def read_string(r):
+    """A UTF-8 string from properties.Reader ``r``, validated, as a new str."""
+    start = r.utf8()
+    return str(r.buf[start:r.pos], "utf-8")
+
+
+def read_binary(r):
+    """Binary data from properties.Reader ``r`` as new bytes."""
+    start = r.span()
+    return bytes(r.buf[start:r.pos])
+
+
 def _decode_connect(r):
-    r.need(6)
+    if r.pos + 6 > r.end:
+        raise _p._error(0, None, 0x81)  # (properties' _E_SHORT, as Reader raises it)
     for k in range(6):
         if r.buf[r.pos + k] != _PROTOCOL_NAME[k]:
             raise ProtocolError("protocol name is not MQTT [MQTT-3.1.2-1]", 0x84)
@@ -336,7 +349,7 @@ def _decode_connect(r):
         raise ProtocolError("will QoS/retain without a will [MQTT-3.1.2-11] [MQTT-3.1.2-13]", 0x81)
     keep_alive = r.u16()
     props = _props(r, 1 << CONNECT)
-    client_id = r.string()
+    client_id = read_string(r)
     will = None
     if will_flag:
         wprops = _props(r, _p.W_WILL)
@@ -344,9 +357,9 @@ def _decode_connect(r):
         if start == r.pos or not topic_name_ok(r.buf, start, r.pos):
             raise ProtocolError("invalid will topic", 0x90)
         wtopic = str(r.buf[start:r.pos], "utf-8")
-        will = Will(wtopic, r.binary(), will_qos, bool(will_retain), wprops)
-    username = r.string() if flags & 0x80 else None
-    password = r.binary() if flags & 0x40 else None
+        will = Will(wtopic, read_binary(r), will_qos, bool(will_retain), wprops)
+    username = read_string(r) if flags & 0x80 else None
+    password = read_binary(r) if flags & 0x40 else None
     _expect_end(r)
     return Connect(client_id, bool(flags & 0x02), keep_alive, username, password, will, props)
 

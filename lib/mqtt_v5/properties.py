@@ -442,10 +442,6 @@ class Reader:
         self.end = end
         return self
 
-    def need(self, n):
-        if self.pos + n > self.end:
-            raise _error(_E_SHORT, None, 0x81)
-
     def u8(self):
         if self.pos >= self.end:
             raise _error(_E_SHORT, None, 0x81)
@@ -506,15 +502,8 @@ class Reader:
             raise _error(_E_UTF8, None, 0x81)
         return start
 
-    def string(self):
-        """A UTF-8 string as a new str (cold paths)."""
-        start = self.utf8()
-        return str(self.buf[start:self.pos], "utf-8")
-
-    def binary(self):
-        """Binary data as new bytes (cold paths)."""
-        start = self.span()
-        return bytes(self.buf[start:self.pos])
+    # (A string or binary value as a new object, and a length check alone, only the
+    # server side needs: _server_codec's read_string / read_binary: a def fewer each.)
 
 
 def check(r, where):
