@@ -406,7 +406,12 @@ def auth(self, reason_code, props):
     self._encode_cold(encode_auth, reason_code, props)
 
 
-def limits_repr(lim):
+def repr_of(obj):
+    """repr() of a Limits or a Message (session gives both classes one __repr__)."""
+    if not hasattr(obj, "receive_maximum"):  # a Message
+        return "Message(topic=%r, payload=%r, qos=%d, retain=%r)" % (
+            obj.topic, obj.payload, obj.qos, obj.retain)
+    lim = obj
     return ("Limits(receive_maximum=%d, maximum_qos=%d, retain_available=%r, "
             "maximum_packet_size=%d, topic_alias_maximum=%d, wildcards=%r, "
             "subscription_ids=%r, shared=%r, server_keep_alive=%d)" % (
@@ -430,11 +435,6 @@ def copy(m, c):
     c.dup = m.dup
     c.packet_id = m.packet_id
     return c
-
-
-def message_repr(m):
-    return "Message(topic=%r, payload=%r, qos=%d, retain=%r)" % (
-        m.topic, m.payload, m.qos, m.retain)
 
 
 def _queued_size(topic, payload, props):
