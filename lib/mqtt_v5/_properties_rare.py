@@ -1,7 +1,27 @@
 """The cold half of ``properties``: the texts of the errors it raises, loaded when the
-first one is raised (until then they cost a device no RAM)."""
+first one is raised (until then they cost a device no RAM), and the property identifiers
+no module a device imports uses (``properties.__getattr__`` hands them out)."""
 
 from .errors import ProtocolError, UsageError
+
+PROP_SESSION_EXPIRY_INTERVAL = 0x11
+PROP_SERVER_KEEP_ALIVE = 0x13
+PROP_AUTHENTICATION_METHOD = 0x15
+PROP_AUTHENTICATION_DATA = 0x16
+PROP_REQUEST_PROBLEM_INFORMATION = 0x17
+PROP_WILL_DELAY_INTERVAL = 0x18
+PROP_REQUEST_RESPONSE_INFORMATION = 0x19
+PROP_RECEIVE_MAXIMUM = 0x21
+PROP_TOPIC_ALIAS_MAXIMUM = 0x22
+PROP_MAXIMUM_QOS = 0x24
+PROP_RETAIN_AVAILABLE = 0x25
+PROP_MAXIMUM_PACKET_SIZE = 0x27
+PROP_WILDCARD_SUBSCRIPTION_AVAILABLE = 0x28
+PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE = 0x29
+PROP_SHARED_SUBSCRIPTION_AVAILABLE = 0x2A
+# Where a property may appear: the Will Properties of CONNECT (bit 0; bit n is packet
+# type n), as properties.allowed_in takes it.
+W_WILL = 1
 
 # Indexed by properties' _E_* numbers.
 _TEXTS = (

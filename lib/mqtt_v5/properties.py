@@ -8,11 +8,10 @@ paths, turned into such a dict by ``to_dict``.
 """
 
 # ``isinstance`` and ``len`` as globals of this module: MicroPython looks a builtin up in
-# the module's globals first, and a miss probes the dict to a free slot; this one holds
+# the module's globals first, and a miss probes the dict to a free slot; this one held
 # 58 names in 59 slots, so each miss probed most of it (a publish with two user
 # properties makes some twenty such calls: 37 -> 29 us per QoS 0 publish on the unix
-# port). To keep the dict at 59 slots (+112 B otherwise) the typing-only import and
-# ``_cache_next`` gave up theirs.
+# port). It holds 43 in 47 now (the rarely used identifiers moved out, see below).
 from builtins import isinstance, len  # noqa: UP029  (see above)
 
 from ._compat import const
@@ -23,27 +22,20 @@ PROP_CONTENT_TYPE = const(0x03)
 PROP_RESPONSE_TOPIC = const(0x08)
 PROP_CORRELATION_DATA = const(0x09)
 PROP_SUBSCRIPTION_IDENTIFIER = const(0x0B)
-PROP_SESSION_EXPIRY_INTERVAL = const(0x11)
 PROP_ASSIGNED_CLIENT_IDENTIFIER = const(0x12)
-PROP_SERVER_KEEP_ALIVE = const(0x13)
-PROP_AUTHENTICATION_METHOD = const(0x15)
-PROP_AUTHENTICATION_DATA = const(0x16)
-PROP_REQUEST_PROBLEM_INFORMATION = const(0x17)
-PROP_WILL_DELAY_INTERVAL = const(0x18)
-PROP_REQUEST_RESPONSE_INFORMATION = const(0x19)
 PROP_RESPONSE_INFORMATION = const(0x1A)
 PROP_SERVER_REFERENCE = const(0x1C)
 PROP_REASON_STRING = const(0x1F)
-PROP_RECEIVE_MAXIMUM = const(0x21)
-PROP_TOPIC_ALIAS_MAXIMUM = const(0x22)
 PROP_TOPIC_ALIAS = const(0x23)
-PROP_MAXIMUM_QOS = const(0x24)
-PROP_RETAIN_AVAILABLE = const(0x25)
 PROP_USER_PROPERTY = const(0x26)
-PROP_MAXIMUM_PACKET_SIZE = const(0x27)
-PROP_WILDCARD_SUBSCRIPTION_AVAILABLE = const(0x28)
-PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE = const(0x29)
-PROP_SHARED_SUBSCRIPTION_AVAILABLE = const(0x2A)
+
+# The identifiers no module a device imports uses (CONNECT/CONNACK limits, AUTH, the
+# will's delay: the server side and the cold paths) are ``_properties_rare``'s, handed
+# out by ``__getattr__`` below on first use (``properties.PROP_X`` and ``from
+# .properties import PROP_X`` work as before): here each would cost a device a global
+# and an interned name. Two of them, folded, for the checks below:
+_PROP_RECEIVE_MAXIMUM = const(0x21)
+_PROP_MAXIMUM_PACKET_SIZE = const(0x27)
 
 # Value types.
 _T_BYTE = const(1)
@@ -56,7 +48,7 @@ _T_PAIR = const(7)
 
 # Where a property may appear: bit (1 << packet type); bit 0 stands for the
 # Will Properties of CONNECT. Packet types: 1 CONNECT .. 15 AUTH.
-W_WILL = const(1 << 0)
+_W_WILL = const(1 << 0)  # (public as W_WILL: _properties_rare, see __getattr__)
 _CONNECT = const(1 << 1)
 _CONNACK = const(1 << 2)
 _PUBLISH = const(1 << 3)
@@ -155,6 +147,17 @@ def _error(n, arg=None, code=0):
     from ._properties_rare import error  # cold: loaded at the first error
 
     return error(n, arg, code)
+
+
+def __getattr__(name):
+    # PROP_SESSION_EXPIRY_INTERVAL, W_WILL, ... (see the identifiers above): from
+    # _properties_rare, then kept here. Not dunders: an import probes ``__path__``.
+    if name[0] == "_":
+        raise AttributeError(name)
+    from . import _properties_rare
+
+    value = globals()[name] = getattr(_properties_rare, name)
+    return value
 
 
 def prop_type(pid):
@@ -285,8 +288,8 @@ def _value_size(pid, ptype, value):
         # no maximum as a constant: frozen, 0xFFFF in a tuple is a long int in ROM).
         # Receive Maximum, Topic Alias and Maximum Packet Size are never 0.
         if isinstance(value, int) and value >= 0 and not value >> (0, 1, 16, 32)[ptype] and (
-                value or pid not in (PROP_RECEIVE_MAXIMUM, PROP_TOPIC_ALIAS,
-                                     PROP_MAXIMUM_PACKET_SIZE)):
+                value or pid not in (_PROP_RECEIVE_MAXIMUM, PROP_TOPIC_ALIAS,
+                                     _PROP_MAXIMUM_PACKET_SIZE)):
             n = 1 << (ptype - 1)
     elif ptype == _T_VBI:
         if isinstance(value, int) and 1 <= value <= _VBI_MAX:
@@ -553,8 +556,8 @@ def check(r, where):
                     alias = v
             else:
                 v = r.u32()
-            if v == 0 and pid in (PROP_RECEIVE_MAXIMUM, PROP_TOPIC_ALIAS,
-                                  PROP_MAXIMUM_PACKET_SIZE):
+            if v == 0 and pid in (_PROP_RECEIVE_MAXIMUM, PROP_TOPIC_ALIAS,
+                                  _PROP_MAXIMUM_PACKET_SIZE):
                 # Receive Maximum 0 (spec 3.1.2.11.3, 3.2.2.3.3), Topic Alias 0
                 # [MQTT-3.3.2-8], Maximum Packet Size 0 (3.1.2.11.4)
                 raise _error(_E_ZERO, pid, 0x82)
