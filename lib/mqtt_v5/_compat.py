@@ -74,12 +74,6 @@ if IS_MICROPYTHON:
     def _gen():
         yield
 
-    def stream_socket(stream):
-        """The socket under asyncio's Stream (``Stream.s``), which StreamTransport.write
-        writes to as Stream.write would, one Python call less per packet; None for
-        anything else."""
-        return getattr(stream, "s", None) if hasattr(stream, "out_buf") else None
-
     _GENERATOR = type(_gen())
 
     def is_awaitable(obj):
@@ -200,14 +194,14 @@ class Done(_Ready):
 # Used at connect only; socket, ssl and asyncio are imported inside the functions so the
 # sans-IO modules that import _compat never load them. On MicroPython tls_context and
 # open_stream live in _compat_micropython, loaded when first asked for (at connect), and
-# so do set_nodelay and random_ms (reconnect jitter): used at connect or later, they cost
-# the import nothing there.
+# so do set_nodelay, stream_socket (transport, imported at connect) and random_ms
+# (reconnect jitter): used at connect or later, they cost the import nothing there.
 
 if IS_MICROPYTHON:
 
     def __getattr__(name):
         if (name == "tls_context" or name == "open_stream" or name == "has_alpn"
-                or name == "set_nodelay" or name == "random_ms"):
+                or name == "set_nodelay" or name == "random_ms" or name == "stream_socket"):
             from . import _compat_micropython
 
             return getattr(_compat_micropython, name)

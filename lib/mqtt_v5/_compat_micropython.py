@@ -16,6 +16,13 @@ def set_nodelay(s):
         pass
 
 
+def stream_socket(stream):
+    """The socket under asyncio's Stream (``Stream.s``), which StreamTransport.write
+    writes to as Stream.write would, one Python call less per packet; None for
+    anything else."""
+    return getattr(stream, "s", None) if hasattr(stream, "out_buf") else None
+
+
 def random_ms(limit):
     """A random int in [0, limit) for reconnect jitter."""
     import random
