@@ -23,6 +23,14 @@ _E_NOT_KEY = const(9)
 _E_KEY_LAYOUT = const(10)
 
 
+def pair_error():
+    """TlsConfig(): a client certificate without its key, or a key without its
+    certificate."""
+    from .errors import UsageError
+
+    return UsageError("TLS: a client certificate needs its key, and a key its certificate")
+
+
 def _fail(n, *args):
     """The UsageError for ``_E_*`` number ``n`` (its text formatted with ``args``)."""
     from ._pem import usage_error

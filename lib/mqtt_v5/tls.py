@@ -11,7 +11,6 @@ Server verification is on unless ``insecure_skip_verify=True``.
 """
 
 from ._compat import heap_collect
-from .errors import UsageError
 
 # MicroPython's heap does not move objects: blocks freed between live ones stay holes,
 # and the TLS handshake (mbedTLS allocates from the same heap on many ports) needs
@@ -40,7 +39,9 @@ class TlsConfig:
     def __init__(self, ca=None, cert=None, key=None, server_hostname=None, alpn=None,
                  insecure_skip_verify=False):
         if (cert is None) != (key is None):
-            raise UsageError("TLS: a client certificate needs its key, and a key its certificate")
+            from ._tls_ctx import pair_error  # (its text costs no RAM until then)
+
+            raise pair_error()
         self.ca = ca
         self.cert = cert
         self.key = key
