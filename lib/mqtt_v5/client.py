@@ -121,9 +121,7 @@ class ReconnectConfig:
 
     def delay(self, attempt):
         """Seconds to wait before reconnect attempt ``attempt`` (1-based)."""
-        from . import _cold
-
-        return _cold.delay(self, attempt)
+        return _cold_paths().delay(self, attempt)
 
 
 class ConnectOptions:
@@ -397,14 +395,10 @@ class MqttClient:
         ``server`` (the URL connected to), ``in_flight`` (QoS 1/2 publishes awaiting
         their ack), ``queued`` (publishes waiting for the connection or the send
         window), ``subscriptions`` and the server's ``limits`` (from CONNACK)."""
-        from . import _cold
-
-        return _cold.status(self)
+        return _cold_paths().status(self)
 
     def __repr__(self):
-        from . import _cold
-
-        return _cold.client_repr(self)
+        return _cold_paths().client_repr(self)
 
     def on_connection_event(self, callback):
         """Call ``callback(event)`` on Connected / Disconnected / Reconnecting."""
@@ -699,17 +693,6 @@ class MqttClient:
 
     # ---------------------------------------------------------- publish --
 
-    def _topic_bytes(self, topic):
-        if isinstance(topic, str):
-            b = self._topics.get(topic)
-            if b is None:
-                if len(self._topics) >= 32:
-                    self._topics.clear()
-                b = topic.encode()
-                self._topics[topic] = b
-            return b
-        return topic
-
     def publish(self, topic, payload, qos=0, retain=False, options=None):
         # type: (Union[str, bytes], Union[bytes, str], int, bool, Optional[PublishOptions]) -> Awaitable[int]
         """Publish; returns the packet id (0 for QoS 0: once handed to the
@@ -749,9 +732,13 @@ class MqttClient:
         if isinstance(payload, str):
             payload = payload.encode()
         tb = self._topics.get(topic) if type(topic) is str else topic
+        if tb is None and type(topic) is str:  # not seen lately: encoded once, then looked up
+            if len(self._topics) >= 32:
+                self._topics.clear()
+            tb = self._topics[topic] = topic.encode()
         try:
-            pid = s.publish(tb if tb is not None else self._topic_bytes(topic), payload, qos,
-                            retain, options.properties if options is not None else None,
+            pid = s.publish(tb, payload, qos, retain,
+                            options.properties if options is not None else None,
                             options.topic_alias if options is not None else 0, token)
         except Exception as e:
             if token is not None and token._client is not None:
@@ -914,9 +901,7 @@ class MqttClient:
 
     async def unsubscribe(self, topic_filter, properties=None):
         """Unsubscribe; returns the UNSUBACK reason code (0 or 0x11)."""
-        from . import _cold
-
-        return await _cold.unsubscribe(self, topic_filter, properties)
+        return await _cold_paths().unsubscribe(self, topic_filter, properties)
 
     def messages(self, maxsize=64):
         """An async iterator of messages no callback took (detached copies)."""
@@ -926,9 +911,7 @@ class MqttClient:
         return self
 
     def __anext__(self):
-        from . import _cold
-
-        return _cold.next_message(self)
+        return _cold_paths().next_message(self)
 
     # ------------------------------------------------------- disconnect --
 
@@ -1192,9 +1175,7 @@ class MqttClient:
         await self._lost.wait()
         if self._closing:
             return
-        from . import _cold
-
-        await _cold.supervise(self)
+        await _cold_paths().supervise(self)
 
 
 async def _raise(error):
