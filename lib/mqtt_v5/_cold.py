@@ -9,7 +9,7 @@ redirection and the debug log's text."""
 import asyncio
 
 from . import properties as _p
-from ._compat import const, random_ms, sleep_ms, ticks_diff, ticks_ms
+from ._compat import const, is_awaitable, random_ms, sleep_ms, ticks_diff, ticks_ms
 from .errors import (
     ConnectRefused,
     MqttError,
@@ -77,6 +77,34 @@ def error(n, value, rc, more):
     if cls is ProtocolError:
         rc = 0x82
     return cls(text, rc) if more is None else cls(text, rc, more)
+
+
+async def open_given(self, t):
+    """MqttClient._handshake's transport when the target is not a URL: the transport
+    given (once: it cannot be reopened), or what the async callable given returns."""
+    if hasattr(t, "readinto"):
+        if self._link_no:
+            raise error(2, None, None, None)  # _E_TRANSPORT_CLOSED
+        return t
+    t = t()
+    if is_awaitable(t):
+        t = await t
+    return t
+
+
+async def connect_failed(self, e, limit):
+    """A connect attempt (MqttClient._connect_once) failed with ``e``, within
+    ``limit`` s: after a protocol error the goodbye is written, the transport closed;
+    a timeout raises MqttTimeout, anything else ``e`` (the caller re-raises it)."""
+    if isinstance(e, ProtocolError):
+        goodbye(self, e)
+    from .client import _close_quietly
+
+    await _close_quietly(self._transport)  # the one this attempt opened, if any
+    if isinstance(e, asyncio.TimeoutError):
+        self._session.connection_lost()
+        self._drop_writes()
+        raise error(1, limit, None, None)  # _E_CONNECT_TIMEOUT
 
 
 def server_disconnect(self):

@@ -444,14 +444,9 @@ class MqttClient:
         try:
             return await asyncio.wait_for(self._handshake(), limit)
         except BaseException as e:
-            if isinstance(e, ProtocolError):
-                _cold_paths().goodbye(self, e)
-            await _close_quietly(self._transport)  # the one this attempt opened, if any
-            if not isinstance(e, asyncio.TimeoutError):
-                raise
-            self._session.connection_lost()
-            self._drop_writes()
-            raise _error(_E_CONNECT_TIMEOUT, limit)
+            # (a failed attempt, as reconnecting, loads _cold: closes, raises)
+            await _cold_paths().connect_failed(self, e, limit)
+            raise
 
     async def _handshake(self):
         """Open the transport (``_transport``, which the caller closes on failure), send
@@ -464,14 +459,8 @@ class MqttClient:
             _note(_N_CONNECTING, t)
             transport = await open_connection(t, tls=self.options.tls,
                                               timeout_s=self.options.connect_timeout)
-        elif hasattr(t, "readinto"):
-            if self._link_no:
-                raise _error(_E_TRANSPORT_CLOSED)
-            transport = t
-        else:
-            transport = t()
-            if is_awaitable(transport):
-                transport = await transport
+        else:  # a transport, or what opens one (_cold: not the usual case)
+            transport = await _cold_paths().open_given(self, t)
         self._transport = transport
         o = self.options
         s = self._session
