@@ -92,15 +92,22 @@ async def open_given(self, t):
     return t
 
 
+async def close_quietly(transport):
+    if transport is None:
+        return
+    try:
+        await transport.close()
+    except Exception:
+        pass
+
+
 async def connect_failed(self, e, limit):
     """A connect attempt (MqttClient._connect_once) failed with ``e``, within
     ``limit`` s: after a protocol error the goodbye is written, the transport closed;
     a timeout raises MqttTimeout, anything else ``e`` (the caller re-raises it)."""
     if isinstance(e, ProtocolError):
         goodbye(self, e)
-    from .client import _close_quietly
-
-    await _close_quietly(self._transport)  # the one this attempt opened, if any
+    await close_quietly(self._transport)  # the one this attempt opened, if any
     if isinstance(e, asyncio.TimeoutError):
         self._session.connection_lost()
         self._drop_writes()
@@ -133,7 +140,7 @@ def delay(cfg, attempt):
 async def supervise(self):
     """The supervisor after the link failed (``self._lost`` is set): reconnect with
     backoff, then wait for the next loss, until the client closes or gives up."""
-    from .client import Disconnected, Reconnecting, _close_quietly
+    from .client import Disconnected, Reconnecting
 
     rc_cfg = self.options.reconnect_config
     while not self._closing:
@@ -153,7 +160,7 @@ async def supervise(self):
         await self._emit(Disconnected(code, reason[1], by_server, error, ref))
         redirect(self, code, ref)
         # Closed after telling: a close may wait (bounded) to flush a stalled link.
-        await _close_quietly(self._transport)
+        await close_quietly(self._transport)
         self._window.set()
         if not rc_cfg.enabled:
             give_up(self, NetworkError("connection lost and reconnect is disabled"))

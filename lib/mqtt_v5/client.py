@@ -928,7 +928,10 @@ class MqttClient:
             self._supervisor = None
         await self._stop_tasks()
         if t is not None:
-            await _close_quietly(t)
+            try:
+                await t.close()
+            except Exception:
+                pass
         err = NetworkError("client disconnected")
         self._fail_waiters(err, self._session.connection_lost())
         self._fail_waiters(err, None)
@@ -1175,14 +1178,3 @@ _ZERO = Done(0)  # what publish() of QoS 0 gives when it made no coroutine
 # _dispatch's reader of a message's properties: one for every client, as _dispatch
 # runs to its end without yielding (user callbacks it calls cannot reach it).
 _CURSOR = _p.PropertyCursor()
-
-
-async def _close_quietly(transport):
-    if transport is None:
-        return
-    try:
-        await transport.close()
-    except Exception:
-        pass
-
-
