@@ -372,17 +372,25 @@ def log_packet(buf, n):
     _rare.log_packet(buf, n)
 
 
-def start_callbacks(self):
+async def start_callbacks(self):
     """One task runs the message's coroutine callbacks, one after the other, and
     only then acknowledges a QoS 1/2 message: the server's in-flight window
-    (our Receive Maximum) bounds how many run at once."""
-    if self._cb_tasks is None:
-        self._cb_tasks = set()
+    (our Receive Maximum) bounds how many run at once. QoS 0 messages have no
+    window, and a server may ignore ours: past ``receive_maximum`` running, the
+    reader waits here until one ends (TCP pushes back). The running tasks
+    (``_cb_tasks``: CPython keeps only weak refs to tasks) and the Event one ending
+    sets (``_cb_done``) are made on first use."""
+    tasks = getattr(self, "_cb_tasks", None)
+    if tasks is None:
+        tasks = self._cb_tasks = set()
         self._cb_done = asyncio.Event()
     coros = self._coros
     self._coros = None
     key = self._session.defer_ack()
-    self._cb_tasks.add(asyncio.create_task(run_callbacks(self, coros, key, self._link_no)))
+    tasks.add(asyncio.create_task(run_callbacks(self, coros, key, self._link_no)))
+    while len(tasks) >= self.options.receive_maximum:
+        self._cb_done.clear()
+        await self._cb_done.wait()
 
 
 async def run_callbacks(self, coros, key, link_no):

@@ -319,7 +319,6 @@ class MqttClient:
     """
 
     if TYPE_CHECKING:  # (made when first needed; see __init__)
-        _cb_done = None  # type: Any
         _queue_event = None  # type: Any
 
     def __init__(self, options=None):
@@ -359,9 +358,6 @@ class MqttClient:
         self._message_cbs = []  # type: list
         self._queue = None  # type: Any  # messages() (with _queue_event, _queue_max)
         self._msg = Message()
-        # Running coroutine callbacks (CPython keeps only weak refs to tasks) and the
-        # Event one ending sets: made by _cold.start_callbacks when first needed.
-        self._cb_tasks = None  # type: Any
         self._coros = None  # type: Any  # the coroutine callbacks of the message dispatched
         # Counts connections (0: none yet, a transport given is then still open): a
         # deferred ack is for its own.
@@ -1033,14 +1029,9 @@ class MqttClient:
                 if ev == _s.EV_MESSAGE:
                     self._dispatch()
                     if self._coros is not None:
-                        # One task runs the message's coroutine callbacks (see _cold).
-                        _cold_paths().start_callbacks(self)
-                        # QoS 0 messages have no window, and a server may ignore ours:
-                        # past receive_maximum running callbacks, stop reading until
-                        # one ends (TCP pushes back).
-                        while len(self._cb_tasks) >= self.options.receive_maximum:
-                            self._cb_done.clear()
-                            await self._cb_done.wait()
+                        # One task runs the message's coroutine callbacks; past
+                        # receive_maximum of them running, reading waits (see _cold).
+                        await _cold_paths().start_callbacks(self)
                 elif ev == _s.EV_PUBLISH_DONE or ev == _s.EV_PUBLISH_FAILED:
                     tok = s.ev_token
                     if tok is not None:
