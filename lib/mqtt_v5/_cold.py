@@ -216,6 +216,15 @@ async def resubscribe(self):
             log("re-subscribe %r failed: %r" % (sub[0], e))  # (sub[0]: the filter)
 
 
+def subscribe_failed(self, sub, old):
+    """MqttClient.subscribe failed: its subscription ``sub`` goes, the ones it replaced
+    (``old``: the same filter's) come back."""
+    subs = self._subs
+    if sub in subs:
+        subs.remove(sub)
+    self._subs = subs + old
+
+
 def write_failed(self, e):
     """A write failed: the link is gone. Returns the NetworkError to raise."""
     self._session.flushed(ticks_ms())

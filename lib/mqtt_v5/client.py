@@ -857,10 +857,7 @@ class MqttClient:
         try:
             return await self._subscribe_one(sub)
         except BaseException:
-            subs = self._subs
-            if sub in subs:
-                subs.remove(sub)
-            self._subs = subs + old
+            _cold_paths().subscribe_failed(self, sub, old)
             raise
 
     async def _subscribe_one(self, sub):
