@@ -36,13 +36,8 @@ def __getattr__(name):
 
 
 # For type checkers only (never true at run time, nothing is imported): the public names
-# with their types, which the lazy __getattr__ above hides from them. ``const(0)``:
-# MicroPython folds it, so the block below is not even compiled (its imports would be
-# bytecode and tuples in RAM); ``const`` is ``int`` here only so CPython can run the line
-# (this package loads nothing for it).
-const = int
-TYPE_CHECKING = const(0)
-del const
+# with their types, which the lazy __getattr__ above hides from them.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from .client import (  # noqa: F401
         Connected,
