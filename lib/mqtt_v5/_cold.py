@@ -216,6 +216,24 @@ async def resubscribe(self):
             log("re-subscribe %r failed: %r" % (sub[0], e))  # (sub[0]: the filter)
 
 
+def link_failed(self, e):
+    """MqttClient._link_failed: the first failure of this link (``e``) wakes the
+    supervisor; publish() queues from now on (the session is disconnected) and nobody
+    waits for room behind a write on a dead link."""
+    if self._lost is not None and not self._lost.is_set():
+        self._lost_error = e
+        self._lost.set()
+        if self._reauth is not None:
+            self._reauth.set()
+        self._connected = False
+        # A SUBACK will not come: release its waiter now (the supervisor may be the
+        # one waiting, re-subscribing in _after_connect).
+        self._fail_waiters(error(10, None, None, None),  # _E_CONNECTION_LOST
+                           self._session.connection_lost())
+        self._drop_writes()
+        self._window.set()
+
+
 def subscribe_failed(self, sub, old):
     """MqttClient.subscribe failed: its subscription ``sub`` goes, the ones it replaced
     (``old``: the same filter's) come back."""

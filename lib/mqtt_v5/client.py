@@ -970,19 +970,8 @@ class MqttClient:
     # --------------------------------------------------------- I/O tasks --
 
     def _link_failed(self, error):
-        if self._lost is not None and not self._lost.is_set():
-            self._lost_error = error
-            self._lost.set()
-            if self._reauth is not None:
-                self._reauth.set()
-            # From now on publish() queues (the session is disconnected) and nobody
-            # waits for room behind a write on a dead link; the supervisor does the rest.
-            self._connected = False
-            # A SUBACK will not come: release its waiter now (the supervisor may be the
-            # one waiting, re-subscribing in _after_connect).
-            self._fail_waiters(_error(_E_CONNECTION_LOST), self._session.connection_lost())
-            self._drop_writes()
-            self._window.set()
+        """The link failed with ``error`` (from the I/O tasks; see ``_cold.link_failed``)."""
+        _cold_paths().link_failed(self, error)
 
     async def _read_loop(self, transport):
         """Handle what is buffered, then read more; forever: one coroutine for the
