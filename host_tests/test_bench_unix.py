@@ -32,25 +32,54 @@ def test_heap_scenario_runs_with_room_and_fails_cleanly_without(lib, mosquitto, 
     assert err  # a reason, reported as JSON by the script itself
 
 
+def test_reconnect_scenario_and_heap_steps_run(mosquitto, pki):
+    """scenario_more.py: the reconnect succeeds with room and fails cleanly without; the
+    steps come in order, each a heap figure, the import line the largest step up."""
+    exe = mp_unix.binary("unix32")
+    if exe is None:
+        pytest.skip(mp_unix.why_missing())
+    b = _Bench(mosquitto, pki)
+    ok, err = bench_unix._scenario_ok(exe, "again", 512, b, False)
+    assert ok, err
+    ok, err = bench_unix._scenario_ok(exe, "again", 24, b, False)
+    assert not ok
+    assert err
+    steps = bench_unix.heap_steps(exe, b)
+    names = [n for n, _ in steps]
+    assert names == ["start", "import asyncio", "import line", "MqttClient()", "connected",
+                     "subscribed, published, received", "disconnected"]
+    kept = dict(steps)
+    ups = {n: kept[n] - steps[i - 1][1] for i, (n, _) in enumerate(steps) if i}
+    assert max(ups, key=ups.get) in ("import line", "connected")
+    assert kept["connected"] > kept["disconnected"] > kept["MqttClient()"]
+
+
 def test_table_and_chart_render_from_results(tmp_path):
     heap = {lib: {"scenario .mpy KiB": 100 + i} for i, lib in enumerate(bench_unix.LIBS)}
     heap["ours"].update({"scenario frozen KiB": 70, "import .mpy B": 70_000,
                          "import frozen B": 15_000, "scenario .mpy KiB, EC": 93,
-                         "scenario frozen KiB, EC": 61})
+                         "scenario frozen KiB, EC": 61, "scenario reconnect .mpy KiB": 129,
+                         "scenario reconnect frozen KiB": 75})
     heap["bare"]["scenario .mpy KiB, EC"] = 37
     ops = {"ours": {"publish qos0": 288, "publish qos1": 688, "wakeup": 288, "idle B/s": 0,
                     "qos0 publishes/s": 7000, "qos1 stop-and-wait/s": 9000,
                     "qos1 pipelined 20/s": 8000, "receive qos1": 576},
            "umqtt": {"publish qos0": 64, "qos0 publishes/s": 150_000},
            "mqtt_as": {"publish qos0": 1314, "idle B/s": 26_000}}
-    results = {"heap": heap, "ops": ops, "targets": bench_unix.TARGETS}
+    steps = {".mpy": [["start", 2976], ["import line", 59_744]],
+             "frozen": [["start", 2960], ["import line", 15_100]]}
+    results = {"heap": heap, "ops": ops, "targets": bench_unix.TARGETS, "heap steps": steps}
     text = bench_unix.table(results)
     assert "scenario .mpy KiB" in text
+    assert "59,744" in text
+    assert "15,100" in text
     assert "150,000" in text
     readme = bench_unix.readme_table(results)
     ec_row = next(line for line in readme.splitlines() if "EC P-256" in line)
     assert "**93 / 61 KiB**" in ec_row
     assert "| 37 KiB |" in ec_row
+    again_row = next(line for line in readme.splitlines() if "reconnect" in line)
+    assert "**129 / 75 KiB**" in again_row
     svg = tmp_path / "chart.svg"
     bench_unix.write_chart(results, svg)
     body = svg.read_text()

@@ -128,6 +128,48 @@ def test_key_kinds_are_told_apart(pki):
         TlsConfig(ca=pki.ca, cert=pki.client_ec_cert, key=encrypted_pem).context()
 
 
+def test_tls_context_is_kept_until_its_material_changes(pki, tmp_path):
+    """A reconnect gets the same SSL context (no second one built while the first may
+    still be reachable: on a device that costs a large block of heap); another setting,
+    a rewritten certificate file or material that cannot be read builds anew, the same
+    as at the first connect."""
+    import os
+
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(Path(pki.ca).read_bytes())
+    cfg = TlsConfig(ca=str(ca), cert=pki.client_cert, key=pki.client_key)
+    first = cfg.context()
+    assert cfg.context() is first
+    # The file rewritten with other content: another size and modification time.
+    ca.write_bytes(Path(pki.rogue_ca).read_bytes() + b"\n")
+    os.utime(ca, (1, 1))
+    second = cfg.context()
+    assert second is not first
+    assert cfg.context() is second
+    # Only the modification time differs (a certificate of the same size rotated in).
+    os.utime(ca, (2, 2))
+    third = cfg.context()
+    assert third is not second
+    # Another setting; equal bytes in another object are the same material.
+    cfg.ca = Path(pki.ca).read_bytes()
+    fourth = cfg.context()
+    assert fourth is not third
+    cfg.ca = bytes(bytearray(cfg.ca))
+    assert cfg.context() is fourth
+    cfg.key = pki.client_ec_key  # not the certificate's key: refused now, as without a cache
+    with pytest.raises(UsageError, match="refused"):
+        cfg.context()
+    cfg.key = pki.client_key
+    assert cfg.context() not in (first, second, third, fourth)
+    # A file that cannot be read is never taken for the one read before.
+    cfg.ca = str(ca)
+    cfg.context()
+    ca.unlink()
+    for _ in range(2):
+        with pytest.raises(UsageError, match="cannot read"):
+            cfg.context()
+
+
 def test_tls_config_refuses_bad_material(pki, tmp_path):
     with pytest.raises(UsageError, match="needs its key"):
         TlsConfig(cert=pki.client_cert)

@@ -599,6 +599,28 @@ async def test_hostile_broker(mp_unix_port, pki, tmp_path):
 # ------------------------------------------------------------------ error messages --
 
 
+def test_tls_material_short_of_heap_is_a_memory_error(pki):
+    """MicroPython's tls calls a certificate or key it ran out of heap parsing invalid
+    ("invalid cert", "invalid key", or 52 from seeding its random generator): with the heap
+    filled to leave each of 47 sizes of room, building the SSL context either works or
+    raises MemoryError, never a refusal that blames the material; a key that is really bad
+    is still refused. The 32-bit port only: there mbedTLS allocates from the GC heap."""
+    if mp_unix.binary("unix32") is None:
+        pytest.skip(mp_unix.why_missing())
+    proc = mp_unix.run_script(
+        "unix32", mp_unix.ROOT / "host_tests" / "mp_scripts" / "unix_tls_heap.py",
+        args=[pki.ca_der, pki.client_cert_der, pki.client_key_der, pki.client_cert_der],
+        heapsize="160k", mpy=True)
+    report = mp_unix.last_json(proc)
+    assert report["garbage key"] == "refused: invalid key"
+    rooms = report["rooms"]
+    assert len(rooms) == 47
+    refused = {room: what for room, what in rooms.items() if what.startswith("refused")}
+    assert not refused, refused
+    assert any("allocating the TLS certificates and key" in what for what in rooms.values())
+    assert "ok" in rooms.values()
+
+
 def test_network_errors_are_named(mp_unix_port):
     """The exceptions MicroPython's sockets and mbedTLS raise, as NetworkError messages: a
     timeout is no refusal, EPIPE (which MicroPython's errno does not name) after the

@@ -10,6 +10,9 @@ heap       smallest ``-X heapsize`` (binary search, 1 KiB steps) with which
            ``build-unix.sh`` from boards/unix/manifest.py (the module list the firmware
            freezes; tools/device.py builds and caches it). "bare TLS": the
            same TLS connect and an MQTT CONNECT/CONNACK with no library.
+           Ours also with a reconnect (tools/bench_mp/scenario_more.py "again": the
+           same, then connect again and publish QoS 1), and the heap kept after each
+           step of the scenario ("heap steps", the same script's "steps").
 import     heap kept by the import line (gc.collect() before and after), per module too.
 ops        tools/bench_mp/ops.py over plain TCP: garbage per operation (gc disabled,
            gc.mem_alloc() delta over 500 operations / 500), asyncio's own garbage for one
@@ -52,6 +55,8 @@ OUR_MODULES = ("mqtt_v5", "mqtt_v5._compat", "mqtt_v5.errors", "mqtt_v5.properti
 TARGETS = {"heap .mpy KiB": 80, "heap frozen KiB": 52, "import .mpy B": 40_000,
            "import frozen B": 8_192}
 LIBS = ("ours", "umqtt", "mqtt_as", "bare")
+# scenario_more.py's modes (ours only): the reconnect, the heap after each step.
+MORE = ("again", "steps")
 
 _IMPORT_SCRIPT = """\
 import gc, json, sys
@@ -133,7 +138,7 @@ def frozen_binary() -> Path:
 def _path(lib: str, frozen: bool) -> list:
     if frozen:
         return []
-    if lib == "ours":
+    if lib == "ours" or lib in MORE:
         return [mp_unix.mpy_tree()]
     return [_peers_tree()] if lib != "bare" else []
 
@@ -141,7 +146,7 @@ def _path(lib: str, frozen: bool) -> list:
 def _scenario_ok(exe, lib, kib, b, frozen) -> tuple[bool, str]:
     pki = b.pki
     proc = mp_unix.run_script(
-        exe, str(MP / "scenario.py"),
+        exe, str(MP / ("scenario_more.py" if lib in MORE else "scenario.py")),
         args=[lib, b.broker.mtls_port, pki.ca_der, pki.client_cert_der, pki.client_key_der],
         heapsize=f"{kib}k", path=_path(lib, frozen), timeout=60)
     try:
@@ -166,6 +171,19 @@ def smallest_heap(exe, lib, b, frozen=False) -> int:
     while not _scenario_ok(exe, lib, hi, b, frozen)[0]:  # a lucky run: take the next KiB
         hi += 1
     return hi
+
+
+def heap_steps(exe, b, frozen=False) -> list:
+    """[[step, bytes kept], ...] through ours' scenario (gc.collect() before each)."""
+    pki = b.pki
+    proc = mp_unix.run_script(
+        exe, str(MP / "scenario_more.py"),
+        args=["steps", b.broker.mtls_port, pki.ca_der, pki.client_cert_der, pki.client_key_der],
+        heapsize="512k", path=_path("steps", frozen), timeout=60)
+    r = mp_unix.last_json(proc)
+    if not r.get("ok"):
+        raise RuntimeError(f"heap steps: {r.get('error')}")
+    return r["steps"]
 
 
 def import_heap(exe, lib, frozen=False, per_module=False) -> dict:
@@ -195,6 +213,11 @@ def bench_unix(results: dict) -> None:
         for lib in LIBS:
             heap[lib]["scenario .mpy KiB"] = smallest_heap(exe, lib, b)
         heap["ours"]["scenario frozen KiB"] = smallest_heap(frozen, "ours", b, frozen=True)
+        heap["ours"]["scenario reconnect .mpy KiB"] = smallest_heap(exe, "again", b)
+        heap["ours"]["scenario reconnect frozen KiB"] = smallest_heap(frozen, "again", b,
+                                                                      frozen=True)
+        results["heap steps"] = {".mpy": heap_steps(exe, b),
+                                 "frozen": heap_steps(frozen, b, frozen=True)}
         with _Broker(ec_only=True) as be:
             for lib in LIBS:
                 heap[lib]["scenario .mpy KiB, EC"] = smallest_heap(exe, lib, be)
@@ -220,6 +243,9 @@ HOW = {
     "scenario .mpy KiB": "smallest -X heapsize: mTLS connect, sub QoS 1, pub 64 B QoS 1, "
                          "receive, disconnect (modules .mpy)",
     "scenario frozen KiB": "the same, library frozen into the binary",
+    "scenario reconnect .mpy KiB": "the scenario, then connect again and publish QoS 1 "
+                                   "(.mpy)",
+    "scenario reconnect frozen KiB": "the same, frozen",
     "scenario .mpy KiB, EC": "the scenario with EC P-256 keys everywhere (CA, server, client) "
                              "instead of RSA 2048, .mpy",
     "scenario frozen KiB, EC": "the same, frozen",
@@ -241,7 +267,8 @@ HOW = {
     "wakeup in a task": "the receive figures' floor: a plain task reading a raw socket, "
                         "the same waiting loop",
     "idle B/s": "garbage while connected and idle (3 s, ours; 1 s, mqtt_as)",
-    "qos0 publishes/s": "QoS 0 64 B publishes written per second (5,000; mqtt_as 2,000)",
+    "qos0 publishes/s": "QoS 0 64 B publishes written per second (best of 3 runs of 5,000; "
+                        "mqtt_as 2,000)",
     "qos1 stop-and-wait/s": "awaited QoS 1 publishes per second, one at a time",
     "qos1 pipelined 20/s": "QoS 1 per second, 20 tasks publishing concurrently",
     "qos1 pipelined 20 in flight, one task/s": "QoS 1 per second, one task: begin_publish "
@@ -258,7 +285,8 @@ def table(results: dict) -> str:
     cols = ("ours", "umqtt", "mqtt_as", "bare")
     rows = []
     for key in ("scenario .mpy KiB", "scenario frozen KiB", "scenario .mpy KiB, EC",
-                "scenario frozen KiB, EC", "import .mpy B", "import frozen B"):
+                "scenario frozen KiB, EC", "scenario reconnect .mpy KiB",
+                "scenario reconnect frozen KiB", "import .mpy B", "import frozen B"):
         rows.append((key, [heap.get(c, {}).get(key) for c in cols], HOW[key]))
     keys = [k for k in HOW if any(k in opsr.get(c, {}) for c in cols)]
     for key in keys:
@@ -274,6 +302,14 @@ def table(results: dict) -> str:
         out.append("\nheap kept per module (import line order)   .mpy B   frozen B")
         for m, v in per.items():
             out.append(f"  {m:<40}{_fmt(v.get('.mpy B')):>8}{_fmt(v.get('frozen B')):>11}")
+    steps = results.get("heap steps", {})
+    if steps:
+        out.append("\nheap kept after each step of ours' scenario (gc.collect() first), B")
+        names = [n for n, _ in next(iter(steps.values()))]
+        out.append("  " + "step".ljust(36) + "".join(k.rjust(10) for k in steps))
+        for i, n in enumerate(names):
+            out.append("  " + n.ljust(36) + "".join(
+                _fmt(v[i][1] if i < len(v) else None).rjust(10) for v in steps.values()))
     t = results.get("targets", {})
     if t:
         out.append("\ntargets: " + ", ".join(f"{k} <= {_fmt(v)}" for k, v in t.items()))
@@ -289,6 +325,9 @@ _README_ROWS = (
      "heap", "scenario .mpy KiB", " KiB"),
     ("the same with mqtt_v5 frozen into the binary (`boards/unix/manifest.py`, the boards' "
      "module list)", "heap", "scenario frozen KiB", " KiB"),
+    ("the same, then connect again and publish QoS 1 (a device's reconnect): `.mpy` / "
+     "frozen", "heap", ("scenario reconnect .mpy KiB", "scenario reconnect frozen KiB"),
+     " KiB"),
     ("the same two with EC P-256 keys everywhere (CA, server and client; AWS IoT accepts EC "
      "device certificates) instead of RSA 2048: `.mpy` / frozen", "heap",
      ("scenario .mpy KiB, EC", "scenario frozen KiB, EC"), " KiB"),
@@ -310,7 +349,8 @@ _README_ROWS = (
      "same waiting loop, same process): the floor of anything that waits on a socket", "ops",
      "wakeup in a task", " B"),
     ("garbage while connected and idle", "ops", "idle B/s", " B/s"),
-    ("QoS 0 publishes written per second (5,000 in a loop)", "ops", "qos0 publishes/s", ""),
+    ("QoS 0 publishes written per second (best of 3 runs of 5,000 in a loop)", "ops",
+     "qos0 publishes/s", ""),
     ("awaited QoS 1 publishes per second, one at a time", "ops", "qos1 stop-and-wait/s", ""),
     ("QoS 1 publishes per second, 20 tasks at once", "ops", "qos1 pipelined 20/s", ""),
     ("QoS 1 publishes per second, one task with 20 in flight (`begin_publish`, then each "

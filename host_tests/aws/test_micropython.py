@@ -87,3 +87,23 @@ def test_doctor_on_micropython_names_a_refused_client_certificate(twin, pki, mp_
               pki.client_key, "mp-rogue", "mp-rogue"]))
     assert out["steps"][-1] == ["connect", False]
     assert "client certificate is not registered" in out["fix"]
+
+
+def test_port_443_without_alpn_is_refused_up_front_on_micropython(mp_unix_port):
+    # The stock unix firmware's tls has no ALPN: has_alpn() must ask tls (what the SSL
+    # context is made from), and X.509 on 443 is then refused before any byte is sent.
+    script = (
+        "import json, tls\n"
+        "from mqtt_v5.aws.connect import aws_client, has_alpn\n"
+        "from mqtt_v5.errors import UsageError\n"
+        "out = {'has_alpn': has_alpn(), 'tls_alpn': hasattr(tls.SSLContext, "
+        "'set_alpn_protocols')}\n"
+        "try:\n"
+        "    aws_client('127.0.0.1', 't1', cert=b'c', key=b'k', ca=b'a', port=443)\n"
+        "    out['refused'] = ''\n"
+        "except UsageError as e:\n"
+        "    out['refused'] = str(e)\n"
+        "print(json.dumps(out))\n")
+    r = mp_unix.last_json(mp_unix.run_script(mp_unix_port, script, mpy=True, heapsize="512k"))
+    assert r["has_alpn"] is r["tls_alpn"] is False
+    assert "ALPN" in r["refused"]

@@ -60,6 +60,10 @@ if IS_MICROPYTHON:
     # its own (batching costs a buffer, a flush task and allocations per lone publish).
     BATCH_WRITES_DEFAULT = False
 
+    # A full collection, before what needs large blocks of a small, non-moving heap:
+    # tls.py calls it (see there). CPython's does nothing.
+    from gc import collect as heap_collect
+
     def _gen():
         yield
 
@@ -235,7 +239,7 @@ def random_ms(limit):
 if IS_MICROPYTHON:
 
     def __getattr__(name):
-        if name == "tls_context" or name == "open_stream":
+        if name == "tls_context" or name == "open_stream" or name == "has_alpn":
             from . import _compat_micropython
 
             return getattr(_compat_micropython, name)
@@ -262,6 +266,8 @@ if not IS_MICROPYTHON:
         BATCH_WRITES_DEFAULT,
         Waiter,
         const,
+        has_alpn,
+        heap_collect,
         is_awaitable,
         open_stream,
         sleep_ms,

@@ -38,6 +38,11 @@ def ticks_diff(end, start):
 is_awaitable = _inspect.isawaitable
 
 
+def heap_collect():
+    """MicroPython collects before a TLS context is built (a small, non-moving heap);
+    CPython's heap needs no help."""
+
+
 def sleep_ms(ms):
     import asyncio
 
@@ -72,6 +77,13 @@ class Waiter:  # type: ignore[no-redef]
             if v is not PENDING:
                 return v
             await self.event.wait()
+
+
+def has_alpn():
+    """True if ``ssl`` can offer ALPN (CPython's can)."""
+    import ssl
+
+    return hasattr(ssl.SSLContext, "set_alpn_protocols")
 
 
 def tls_context(cas, certs, key, verify, alpn):

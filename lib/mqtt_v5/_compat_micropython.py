@@ -5,25 +5,48 @@ material and opening a TCP/TLS stream with asyncio. CPython's: ``_compat_cpython
 from ._compat import set_nodelay
 
 
+def has_alpn():
+    """True if this firmware's ``tls`` can offer ALPN (stock 1.28 builds cannot)."""
+    import tls  # type: ignore[import-not-found]
+
+    return hasattr(tls.SSLContext, "set_alpn_protocols")
+
+
 def tls_context(cas, certs, key, verify, alpn):
-    """SSLContext from DER material. MicroPython's ssl wrapper defaults to
-    CERT_NONE, so verification is switched on explicitly."""
-    import ssl
+    """SSLContext from DER material, made by the built-in ``tls`` module (1.22 and
+    later) rather than ``ssl``, micropython-lib's pure-Python wrapper over it: not
+    loading that saves its module, class and per-context wrapper (about 0.6 KB of heap
+    while connected). Verification is switched on explicitly (the wrapper defaulted to
+    CERT_NONE)."""
+    import tls as ssl  # type: ignore[import-not-found]
 
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if verify:
-        if not cas:
-            from .errors import UsageError
+    if verify and not cas:
+        from .errors import UsageError
 
-            raise UsageError("TLS: MicroPython has no system CA store: pass "
-                             "TlsConfig(ca=...) or insecure_skip_verify=True")
-        ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]
-        for der in cas:  # each call appends to mbedTLS's CA chain
-            ctx.load_verify_locations(cadata=der)
-    else:
-        ctx.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]
-    if certs:
-        ctx.load_cert_chain(certs[0], key[1])  # DER leaf only
+        raise UsageError("TLS: MicroPython has no system CA store: pass "
+                         "TlsConfig(ca=...) or insecure_skip_verify=True")
+    try:
+        # (short of heap, even this fails as "52": its random generator's seeding)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE  # type: ignore
+        if verify:
+            for der in cas:  # each call appends to mbedTLS's CA chain
+                ctx.load_verify_locations(der)
+        if certs:
+            ctx.load_cert_chain(certs[0], key[1])  # DER leaf only
+    except (OSError, ValueError):
+        # tls reports every certificate or key it could not parse as invalid ("invalid
+        # key", "invalid cert", a bare number), running out of heap on the way included.
+        # If 16 KiB cannot be had now (after the collection a failed allocation makes),
+        # no TLS session could be made anyway (its input buffer alone is larger): say so
+        # with a MemoryError rather than blame the material.
+        try:
+            bytearray(16384)
+        except MemoryError:
+            raise MemoryError("memory allocation failed, allocating the TLS certificates "
+                              "and key (MicroPython's tls reports it as an invalid cert or "
+                              "key); a TLS session needs more than 16 KiB free in one block")
+        raise
     if alpn:
         if not hasattr(ctx, "set_alpn_protocols"):
             from .errors import UsageError

@@ -39,7 +39,6 @@ from ._codec_rare import (  # noqa: F401  (the public names codec gives through 
 )
 from ._compat import const
 from .codec import (  # noqa: F401  (the client half, re-exported; private ones used below)
-    _PROTOCOL_NAME,
     Packet,
     PacketReader,
     PublishView,
@@ -66,6 +65,7 @@ from .errors import ProtocolError, UsageError
 from .properties import vbi_size, write_u16
 from .topic import filter_ok, topic_name_ok
 
+_PROTOCOL_NAME = b"\x00\x04MQTT"
 _PROTOCOL_LEVEL = const(5)
 VBI_MAX = const(268435455)
 _bytes = _p.to_utf8

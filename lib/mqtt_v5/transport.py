@@ -28,6 +28,10 @@ inside the first write/read, so every handshake failure surfaces there.
 
 import asyncio
 
+# ``len`` as a global of this module: a builtin is looked up in the module's globals
+# first, and a miss probes the (nearly full) dict to a free slot; write() calls it per packet.
+from builtins import len
+
 from ._compat import READY, const, open_stream, stream_socket
 from .errors import NetworkError
 

@@ -114,10 +114,11 @@ def check_client_id(client_id):
 
 def has_alpn():
     # type: () -> bool
-    """True if this runtime's ssl can offer ALPN (CPython yes; stock MicroPython no)."""
-    import ssl
+    """True if this runtime's TLS can offer ALPN (CPython yes; stock MicroPython no):
+    asked of the module the SSL context is made from (``tls`` on MicroPython)."""
+    from mqtt_v5 import _compat
 
-    return hasattr(ssl.SSLContext, "set_alpn_protocols")
+    return _compat.has_alpn()
 
 
 def metrics_username(username=None, sdk="mqtt_v5", version=None):

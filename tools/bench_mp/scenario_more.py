@@ -1,0 +1,74 @@
+# Two more figures for mqtt_v5 beside tools/bench_mp/scenario.py's (kept apart so that
+# script, whose own size counts in every library's smallest heap, stays as it is):
+#   micropython scenario_more.py MODE PORT CA_DER CERT_DER KEY_DER
+# MODE again: scenario.py's "ours", then connect again and publish QoS 1 (a device's
+#   reconnect: the second TLS session has to find room in a heap the first one used);
+#   prints {"ok": true} when it got through.
+# MODE steps: the same as "ours", reporting the heap kept after each step
+#   ({"steps": [[step, bytes], ...]}, gc.collect() before each figure: run it with room).
+import gc
+import json
+import sys
+
+MODE, PORT, CA, CERT, KEY = sys.argv[1:6]
+PORT = int(PORT)
+URL = "mqtts://127.0.0.1:%d" % PORT
+TOPIC = "bench/heap"
+PAYLOAD = bytes(64)
+STEPS = []
+
+
+def step(name):
+    if MODE == "steps":
+        gc.collect()
+        STEPS.append([name, gc.mem_alloc()])
+
+
+def run():
+    step("start")
+    import asyncio
+
+    step("import asyncio")
+    from mqtt_v5 import ConnectOptions, MqttClient, TlsConfig
+
+    step("import line")
+    got = []
+
+    async def main():
+        o = ConnectOptions("heap-ours", keep_alive=60)
+        o.tls = TlsConfig(ca=CA, cert=CERT, key=KEY, server_hostname="localhost")
+        c = MqttClient(o)
+        step("MqttClient()")
+        await c.connect(URL)
+        step("connected")
+        ev = asyncio.Event()
+
+        def on(msg):
+            got.append(len(msg.payload))
+            ev.set()
+
+        await c.subscribe(TOPIC, on, qos=1)
+        await c.publish(TOPIC, PAYLOAD, qos=1)
+        await asyncio.wait_for(ev.wait(), 5)
+        step("subscribed, published, received")
+        await c.disconnect()
+        step("disconnected")
+        if MODE == "again":
+            await c.connect(URL)
+            step("connected again")
+            await c.publish(TOPIC, PAYLOAD, qos=1)
+            await c.disconnect()
+        return got[0] == 64
+
+    return asyncio.run(main())
+
+
+try:
+    r = {"ok": run()}
+except MemoryError as e:
+    r = {"ok": False, "error": "MemoryError %s" % e}
+except Exception as e:
+    r = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
+if STEPS:
+    r["steps"] = STEPS
+print(json.dumps(r))
