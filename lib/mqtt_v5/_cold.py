@@ -9,7 +9,7 @@ redirection and the debug log's text."""
 import asyncio
 
 from . import properties as _p
-from ._compat import const, random_ms, sleep_ms, ticks_diff, ticks_ms
+from ._compat import const, is_awaitable, random_ms, sleep_ms, ticks_diff, ticks_ms
 from .errors import (
     ConnectRefused,
     MqttError,
@@ -79,6 +79,41 @@ def error(n, value, rc, more):
     return cls(text, rc) if more is None else cls(text, rc, more)
 
 
+async def open_given(self, t):
+    """MqttClient._handshake's transport when the target is not a URL: the transport
+    given (once: it cannot be reopened), or what the async callable given returns."""
+    if hasattr(t, "readinto"):
+        if self._link_no:
+            raise error(2, None, None, None)  # _E_TRANSPORT_CLOSED
+        return t
+    t = t()
+    if is_awaitable(t):
+        t = await t
+    return t
+
+
+async def close_quietly(transport):
+    if transport is None:
+        return
+    try:
+        await transport.close()
+    except Exception:
+        pass
+
+
+async def connect_failed(self, e, limit):
+    """A connect attempt (MqttClient._connect_once) failed with ``e``, within
+    ``limit`` s: after a protocol error the goodbye is written, the transport closed;
+    a timeout raises MqttTimeout, anything else ``e`` (the caller re-raises it)."""
+    if isinstance(e, ProtocolError):
+        goodbye(self, e)
+    await close_quietly(self._transport)  # the one this attempt opened, if any
+    if isinstance(e, asyncio.TimeoutError):
+        self._session.connection_lost()
+        self._drop_writes()
+        raise error(1, limit, None, None)  # _E_CONNECT_TIMEOUT
+
+
 def server_disconnect(self):
     """The server's DISCONNECT (the session's ``ev_rc`` / ``ev_props``), kept for the
     supervisor's Disconnected event; returns the NetworkError the reader raises."""
@@ -105,7 +140,7 @@ def delay(cfg, attempt):
 async def supervise(self):
     """The supervisor after the link failed (``self._lost`` is set): reconnect with
     backoff, then wait for the next loss, until the client closes or gives up."""
-    from .client import Disconnected, Reconnecting, _close_quietly
+    from .client import Disconnected, Reconnecting
 
     rc_cfg = self.options.reconnect_config
     while not self._closing:
@@ -125,7 +160,7 @@ async def supervise(self):
         await self._emit(Disconnected(code, reason[1], by_server, error, ref))
         redirect(self, code, ref)
         # Closed after telling: a close may wait (bounded) to flush a stalled link.
-        await _close_quietly(self._transport)
+        await close_quietly(self._transport)
         self._window.set()
         if not rc_cfg.enabled:
             give_up(self, NetworkError("connection lost and reconnect is disabled"))
@@ -179,6 +214,33 @@ async def resubscribe(self):
             await self._subscribe_one(sub)
         except MqttError as e:
             log("re-subscribe %r failed: %r" % (sub[0], e))  # (sub[0]: the filter)
+
+
+def link_failed(self, e):
+    """MqttClient._link_failed: the first failure of this link (``e``) wakes the
+    supervisor; publish() queues from now on (the session is disconnected) and nobody
+    waits for room behind a write on a dead link."""
+    if self._lost is not None and not self._lost.is_set():
+        self._lost_error = e
+        self._lost.set()
+        if self._reauth is not None:
+            self._reauth.set()
+        self._connected = False
+        # A SUBACK will not come: release its waiter now (the supervisor may be the
+        # one waiting, re-subscribing in _after_connect).
+        self._fail_waiters(error(10, None, None, None),  # _E_CONNECTION_LOST
+                           self._session.connection_lost())
+        self._drop_writes()
+        self._window.set()
+
+
+def subscribe_failed(self, sub, old):
+    """MqttClient.subscribe failed: its subscription ``sub`` goes, the ones it replaced
+    (``old``: the same filter's) come back."""
+    subs = self._subs
+    if sub in subs:
+        subs.remove(sub)
+    self._subs = subs + old
 
 
 def write_failed(self, e):
@@ -337,17 +399,25 @@ def log_packet(buf, n):
     _rare.log_packet(buf, n)
 
 
-def start_callbacks(self):
+async def start_callbacks(self):
     """One task runs the message's coroutine callbacks, one after the other, and
     only then acknowledges a QoS 1/2 message: the server's in-flight window
-    (our Receive Maximum) bounds how many run at once."""
-    if self._cb_tasks is None:
-        self._cb_tasks = set()
+    (our Receive Maximum) bounds how many run at once. QoS 0 messages have no
+    window, and a server may ignore ours: past ``receive_maximum`` running, the
+    reader waits here until one ends (TCP pushes back). The running tasks
+    (``_cb_tasks``: CPython keeps only weak refs to tasks) and the Event one ending
+    sets (``_cb_done``) are made on first use."""
+    tasks = getattr(self, "_cb_tasks", None)
+    if tasks is None:
+        tasks = self._cb_tasks = set()
         self._cb_done = asyncio.Event()
     coros = self._coros
     self._coros = None
     key = self._session.defer_ack()
-    self._cb_tasks.add(asyncio.create_task(run_callbacks(self, coros, key, self._link_no)))
+    tasks.add(asyncio.create_task(run_callbacks(self, coros, key, self._link_no)))
+    while len(tasks) >= self.options.receive_maximum:
+        self._cb_done.clear()
+        await self._cb_done.wait()
 
 
 async def run_callbacks(self, coros, key, link_no):

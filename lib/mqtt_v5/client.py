@@ -121,9 +121,7 @@ class ReconnectConfig:
 
     def delay(self, attempt):
         """Seconds to wait before reconnect attempt ``attempt`` (1-based)."""
-        from . import _cold
-
-        return _cold.delay(self, attempt)
+        return _cold_paths().delay(self, attempt)
 
 
 class ConnectOptions:
@@ -321,7 +319,6 @@ class MqttClient:
     """
 
     if TYPE_CHECKING:  # (made when first needed; see __init__)
-        _cb_done = None  # type: Any
         _queue_event = None  # type: Any
 
     def __init__(self, options=None):
@@ -361,9 +358,6 @@ class MqttClient:
         self._message_cbs = []  # type: list
         self._queue = None  # type: Any  # messages() (with _queue_event, _queue_max)
         self._msg = Message()
-        # Running coroutine callbacks (CPython keeps only weak refs to tasks) and the
-        # Event one ending sets: made by _cold.start_callbacks when first needed.
-        self._cb_tasks = None  # type: Any
         self._coros = None  # type: Any  # the coroutine callbacks of the message dispatched
         # Counts connections (0: none yet, a transport given is then still open): a
         # deferred ack is for its own.
@@ -397,14 +391,10 @@ class MqttClient:
         ``server`` (the URL connected to), ``in_flight`` (QoS 1/2 publishes awaiting
         their ack), ``queued`` (publishes waiting for the connection or the send
         window), ``subscriptions`` and the server's ``limits`` (from CONNACK)."""
-        from . import _cold
-
-        return _cold.status(self)
+        return _cold_paths().status(self)
 
     def __repr__(self):
-        from . import _cold
-
-        return _cold.client_repr(self)
+        return _cold_paths().client_repr(self)
 
     def on_connection_event(self, callback):
         """Call ``callback(event)`` on Connected / Disconnected / Reconnecting."""
@@ -450,14 +440,9 @@ class MqttClient:
         try:
             return await asyncio.wait_for(self._handshake(), limit)
         except BaseException as e:
-            if isinstance(e, ProtocolError):
-                _cold_paths().goodbye(self, e)
-            await _close_quietly(self._transport)  # the one this attempt opened, if any
-            if not isinstance(e, asyncio.TimeoutError):
-                raise
-            self._session.connection_lost()
-            self._drop_writes()
-            raise _error(_E_CONNECT_TIMEOUT, limit)
+            # (a failed attempt, as reconnecting, loads _cold: closes, raises)
+            await _cold_paths().connect_failed(self, e, limit)
+            raise
 
     async def _handshake(self):
         """Open the transport (``_transport``, which the caller closes on failure), send
@@ -470,14 +455,8 @@ class MqttClient:
             _note(_N_CONNECTING, t)
             transport = await open_connection(t, tls=self.options.tls,
                                               timeout_s=self.options.connect_timeout)
-        elif hasattr(t, "readinto"):
-            if self._link_no:
-                raise _error(_E_TRANSPORT_CLOSED)
-            transport = t
-        else:
-            transport = t()
-            if is_awaitable(transport):
-                transport = await transport
+        else:  # a transport, or what opens one (_cold: not the usual case)
+            transport = await _cold_paths().open_given(self, t)
         self._transport = transport
         o = self.options
         s = self._session
@@ -699,17 +678,6 @@ class MqttClient:
 
     # ---------------------------------------------------------- publish --
 
-    def _topic_bytes(self, topic):
-        if isinstance(topic, str):
-            b = self._topics.get(topic)
-            if b is None:
-                if len(self._topics) >= 32:
-                    self._topics.clear()
-                b = topic.encode()
-                self._topics[topic] = b
-            return b
-        return topic
-
     def publish(self, topic, payload, qos=0, retain=False, options=None):
         # type: (Union[str, bytes], Union[bytes, str], int, bool, Optional[PublishOptions]) -> Awaitable[int]
         """Publish; returns the packet id (0 for QoS 0: once handed to the
@@ -749,9 +717,13 @@ class MqttClient:
         if isinstance(payload, str):
             payload = payload.encode()
         tb = self._topics.get(topic) if type(topic) is str else topic
+        if tb is None and type(topic) is str:  # not seen lately: encoded once, then looked up
+            if len(self._topics) >= 32:
+                self._topics.clear()
+            tb = self._topics[topic] = topic.encode()
         try:
-            pid = s.publish(tb if tb is not None else self._topic_bytes(topic), payload, qos,
-                            retain, options.properties if options is not None else None,
+            pid = s.publish(tb, payload, qos, retain,
+                            options.properties if options is not None else None,
                             options.topic_alias if options is not None else 0, token)
         except Exception as e:
             if token is not None and token._client is not None:
@@ -885,10 +857,7 @@ class MqttClient:
         try:
             return await self._subscribe_one(sub)
         except BaseException:
-            subs = self._subs
-            if sub in subs:
-                subs.remove(sub)
-            self._subs = subs + old
+            _cold_paths().subscribe_failed(self, sub, old)
             raise
 
     async def _subscribe_one(self, sub):
@@ -914,9 +883,7 @@ class MqttClient:
 
     async def unsubscribe(self, topic_filter, properties=None):
         """Unsubscribe; returns the UNSUBACK reason code (0 or 0x11)."""
-        from . import _cold
-
-        return await _cold.unsubscribe(self, topic_filter, properties)
+        return await _cold_paths().unsubscribe(self, topic_filter, properties)
 
     def messages(self, maxsize=64):
         """An async iterator of messages no callback took (detached copies)."""
@@ -926,9 +893,7 @@ class MqttClient:
         return self
 
     def __anext__(self):
-        from . import _cold
-
-        return _cold.next_message(self)
+        return _cold_paths().next_message(self)
 
     # ------------------------------------------------------- disconnect --
 
@@ -956,7 +921,10 @@ class MqttClient:
             self._supervisor = None
         await self._stop_tasks()
         if t is not None:
-            await _close_quietly(t)
+            try:
+                await t.close()
+            except Exception:
+                pass
         err = NetworkError("client disconnected")
         self._fail_waiters(err, self._session.connection_lost())
         self._fail_waiters(err, None)
@@ -1002,19 +970,8 @@ class MqttClient:
     # --------------------------------------------------------- I/O tasks --
 
     def _link_failed(self, error):
-        if self._lost is not None and not self._lost.is_set():
-            self._lost_error = error
-            self._lost.set()
-            if self._reauth is not None:
-                self._reauth.set()
-            # From now on publish() queues (the session is disconnected) and nobody
-            # waits for room behind a write on a dead link; the supervisor does the rest.
-            self._connected = False
-            # A SUBACK will not come: release its waiter now (the supervisor may be the
-            # one waiting, re-subscribing in _after_connect).
-            self._fail_waiters(_error(_E_CONNECTION_LOST), self._session.connection_lost())
-            self._drop_writes()
-            self._window.set()
+        """The link failed with ``error`` (from the I/O tasks; see ``_cold.link_failed``)."""
+        _cold_paths().link_failed(self, error)
 
     async def _read_loop(self, transport):
         """Handle what is buffered, then read more; forever: one coroutine for the
@@ -1058,14 +1015,9 @@ class MqttClient:
                 if ev == _s.EV_MESSAGE:
                     self._dispatch()
                     if self._coros is not None:
-                        # One task runs the message's coroutine callbacks (see _cold).
-                        _cold_paths().start_callbacks(self)
-                        # QoS 0 messages have no window, and a server may ignore ours:
-                        # past receive_maximum running callbacks, stop reading until
-                        # one ends (TCP pushes back).
-                        while len(self._cb_tasks) >= self.options.receive_maximum:
-                            self._cb_done.clear()
-                            await self._cb_done.wait()
+                        # One task runs the message's coroutine callbacks; past
+                        # receive_maximum of them running, reading waits (see _cold).
+                        await _cold_paths().start_callbacks(self)
                 elif ev == _s.EV_PUBLISH_DONE or ev == _s.EV_PUBLISH_FAILED:
                     tok = s.ev_token
                     if tok is not None:
@@ -1192,9 +1144,7 @@ class MqttClient:
         await self._lost.wait()
         if self._closing:
             return
-        from . import _cold
-
-        await _cold.supervise(self)
+        await _cold_paths().supervise(self)
 
 
 async def _raise(error):
@@ -1205,14 +1155,3 @@ _ZERO = Done(0)  # what publish() of QoS 0 gives when it made no coroutine
 # _dispatch's reader of a message's properties: one for every client, as _dispatch
 # runs to its end without yielding (user callbacks it calls cannot reach it).
 _CURSOR = _p.PropertyCursor()
-
-
-async def _close_quietly(transport):
-    if transport is None:
-        return
-    try:
-        await transport.close()
-    except Exception:
-        pass
-
-
