@@ -1,6 +1,6 @@
 """The cold half of ``properties``: the texts of the errors it raises, loaded when the
-first one is raised (until then they cost a device no RAM), the property identifiers no
-module a device imports uses and prop_type (``properties.__getattr__`` hands them out)."""
+first one is raised (until then they cost a device no RAM), and the property identifiers
+no module a device imports uses (``properties.__getattr__`` hands them out)."""
 
 from .errors import ProtocolError, UsageError
 
@@ -22,15 +22,6 @@ PROP_SHARED_SUBSCRIPTION_AVAILABLE = 0x2A
 # Where a property may appear: the Will Properties of CONNECT (bit 0; bit n is packet
 # type n), as properties.allowed_in takes it.
 W_WILL = 1
-
-
-def prop_type(pid):
-    """The value type of property ``pid``, or 0 if MQTT 5 defines no such property
-    (``properties.prop_type``: only tests and tools ask)."""
-    from .properties import _TYPES
-
-    return _TYPES[pid] if 0 <= pid < len(_TYPES) else 0
-
 
 # Indexed by properties' _E_* numbers.
 _TEXTS = (

@@ -150,15 +150,19 @@ def _error(n, arg=None, code=0):
 
 
 def __getattr__(name):
-    # PROP_SESSION_EXPIRY_INTERVAL, W_WILL, ... (see the identifiers above) and
-    # prop_type: from _properties_rare, then kept here. Not dunders: an import probes
-    # ``__path__``.
+    # PROP_SESSION_EXPIRY_INTERVAL, W_WILL, ... (see the identifiers above): from
+    # _properties_rare, then kept here. Not dunders: an import probes ``__path__``.
     if name[0] == "_":
         raise AttributeError(name)
     from . import _properties_rare
 
     value = globals()[name] = getattr(_properties_rare, name)
     return value
+
+
+def prop_type(pid):
+    """The value type of property ``pid``, or 0 if MQTT 5 defines no such property."""
+    return _TYPES[pid] if 0 <= pid <= _LAST_ID else 0
 
 
 def allowed_in(pid, where):
