@@ -97,12 +97,36 @@ if IS_MICROPYTHON:
     # that args[0] reads back what was written. Otherwise (no uctypes, another
     # object layout) each value gets a StopIteration of its own.
 
-    # Set by _compat_micropython.setup_waiters, when the first Waiter is made (the test
-    # and the rewrite are code a device needs once: there it is not held from import).
     _core = None  # asyncio.core, once the first Waiter is made
     _stop = None  # the reusable StopIteration, when its value can be rewritten
     _stop_word = None  # its args[0], as a writable word
     _pack_into = None
+
+    def _setup():
+        global _core, _stop, _stop_word, _pack_into
+        from asyncio import core  # type: ignore[attr-defined]
+
+        _core = core
+        try:
+            from struct import calcsize, pack, pack_into
+
+            import uctypes  # type: ignore[import-not-found]
+
+            e = StopIteration(0)
+            a = id(e.args)  # the tuple itself: exceptions hand out their args tuple
+            if a < 0:
+                return  # an address id() does not give as is
+            w = calcsize("P")
+            word = uctypes.bytearray_at(a + 2 * w, w)  # mp_obj_tuple_t: base, len, items
+            if bytes(word) != pack("P", id(0)):  # id() of a small int is its raw word
+                return
+            pack_into("P", word, 0, id(4660))
+            if e.args[0] != 4660:
+                pack_into("P", word, 0, id(0))
+                return
+            _stop, _stop_word, _pack_into = e, word, pack_into
+        except Exception:
+            pass
 
     def _stop_with(value):
         """A StopIteration carrying ``value``, to raise at once (never to keep)."""
@@ -132,9 +156,7 @@ if IS_MICROPYTHON:
 
         def __init__(self, event):
             if _core is None:
-                from ._compat_micropython import setup_waiters
-
-                setup_waiters()
+                _setup()
             self.event = event
 
         def poll(self):
@@ -143,10 +165,10 @@ if IS_MICROPYTHON:
         wait = __await__ = __iter__ = _itself
 
         def _park(self):
-            t = _core.cur_task  # type: ignore[attr-defined]  # (set by setup_waiters)
+            t = _core.cur_task  # type: ignore[union-attr]
             ev = self.event
             if ev.state:  # type: ignore[attr-defined]
-                _core._task_queue.push(t)  # type: ignore[attr-defined]  # poll broke its word
+                _core._task_queue.push(t)  # type: ignore[union-attr]  # poll broke its word
             else:
                 ev.waiting.push(t)  # type: ignore[attr-defined]
                 t.data = ev.waiting  # type: ignore[attr-defined]  # (cancel() unlinks it)

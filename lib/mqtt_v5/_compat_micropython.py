@@ -1,7 +1,7 @@
 """MicroPython's connect-time half of ``_compat`` (``_compat`` hands its names out on
 first use: loaded at the first connect, not at import): TCP_NODELAY, reconnect jitter,
-the setup of the first Waiter, the SSL context from DER material and opening a TCP/TLS
-stream with asyncio. CPython's: ``_compat_cpython``."""
+the SSL context from DER material and opening a TCP/TLS stream with asyncio. CPython's:
+``_compat_cpython``."""
 
 
 def set_nodelay(s):
@@ -30,39 +30,6 @@ def random_ms(limit):
     if limit <= 0:
         return 0
     return random.getrandbits(30) % limit
-
-
-def setup_waiters():
-    """_compat's Waiter, at the first one made: asyncio.core, and the one StopIteration
-    whose args[0] is rewritten in place (see _compat, "awaiting, no coroutine"), when
-    this port's object layout is the one assumed."""
-    from asyncio import core  # type: ignore[attr-defined]
-
-    from . import _compat
-
-    _compat._core = core
-    try:
-        from struct import calcsize, pack, pack_into
-
-        import uctypes  # type: ignore[import-not-found]
-
-        e = StopIteration(0)
-        a = id(e.args)  # the tuple itself: exceptions hand out their args tuple
-        if a < 0:
-            return  # an address id() does not give as is
-        w = calcsize("P")
-        word = uctypes.bytearray_at(a + 2 * w, w)  # mp_obj_tuple_t: base, len, items
-        if bytes(word) != pack("P", id(0)):  # id() of a small int is its raw word
-            return
-        pack_into("P", word, 0, id(4660))
-        if e.args[0] != 4660:
-            pack_into("P", word, 0, id(0))
-            return
-        _compat._stop_word = word  # type: ignore[assignment]
-        _compat._pack_into = pack_into  # type: ignore[assignment]
-        _compat._stop = e  # type: ignore[assignment]  # (last: _stop_with looks at it)
-    except Exception:
-        pass
 
 
 def has_alpn():
