@@ -61,6 +61,7 @@ def test_table_and_chart_render_from_results(tmp_path):
                          "scenario frozen KiB, EC": 61, "scenario reconnect .mpy KiB": 129,
                          "scenario reconnect frozen KiB": 75})
     heap["bare"]["scenario .mpy KiB, EC"] = 37
+    heap["umqtt"]["scenario .mpy KiB, EC"] = 42
     ops = {"ours": {"publish qos0": 288, "publish qos1": 688, "wakeup": 288, "idle B/s": 0,
                     "qos0 publishes/s": 7000, "qos1 stop-and-wait/s": 9000,
                     "qos1 pipelined 20/s": 8000, "receive qos1": 576},
@@ -77,6 +78,7 @@ def test_table_and_chart_render_from_results(tmp_path):
     readme = bench_unix.readme_table(results)
     ec_row = next(line for line in readme.splitlines() if "EC P-256" in line)
     assert "**93 / 61 KiB**" in ec_row
+    assert "| 42 KiB |" in ec_row
     assert "| 37 KiB |" in ec_row
     again_row = next(line for line in readme.splitlines() if "reconnect" in line)
     assert "**129 / 75 KiB**" in again_row

@@ -370,8 +370,8 @@ def readme_table(results: dict) -> str:
             vals = [src.get(k) for k in keys]
             if lib == "bare" and keys == ("scenario frozen KiB",):
                 vals = [results.get("heap", {}).get("bare", {}).get("scenario .mpy KiB")]
-            if lib == "bare" and keys[-1] == "scenario frozen KiB, EC":
-                vals = vals[:1]  # no library: nothing to freeze
+            if lib != "ours" and keys[-1] == "scenario frozen KiB, EC":
+                vals = vals[:1]  # peers are not frozen; bare TLS has nothing to freeze
             if all(v is None for v in vals):
                 cells.append("-")
                 continue
