@@ -61,15 +61,10 @@ def context(self):
 def _material(self):
     """What the context is made of, to compare: the settings as given, and for each file
     path its size and modification time (-1 if it cannot be read: _build says why)."""
-    a = b = c = d = e = f = -1
-    if isinstance(self.ca, str):
-        a, b = _stat(self.ca)
-    if isinstance(self.cert, str):
-        c, d = _stat(self.cert)
-    if isinstance(self.key, str):
-        e, f = _stat(self.key)
-    return (self.ca, self.cert, self.key, self.alpn, self.insecure_skip_verify,
-            a, b, c, d, e, f)
+    m = [self.ca, self.cert, self.key, self.alpn, self.insecure_skip_verify]
+    for src in (self.ca, self.cert, self.key):
+        m.extend(_stat(src) if isinstance(src, str) else (-1, -1))
+    return m
 
 
 def _stat(path):
