@@ -31,6 +31,14 @@ if TYPE_CHECKING:  # pragma: no cover
 _PERMANENT_REFUSALS = (0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x95, 0x99, 0x9A, 0x9B)
 
 
+def set_debug(enabled=True, log=None):
+    """Turn debug logging on or off at run time. ``log`` is any callable
+    taking one str (default ``print``). Costs one ``if`` per packet when off."""
+    from . import client
+
+    client._log_fn = (log or print) if enabled else None
+
+
 def log(msg):
     """A debug line (``set_debug``), if debugging is on."""
     from . import client

@@ -44,7 +44,10 @@ TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even 
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Awaitable, Callable, Optional, Union  # noqa: F401
 
-_log_fn = None
+    from ._cold import set_debug  # noqa: F401
+    from ._publish_options import PublishOptions  # noqa: F401
+
+_log_fn = None  # type: Any
 _cold = None  # the module _cold once loaded: an import statement allocates on MicroPython
 
 
@@ -58,11 +61,16 @@ def _cold_paths():
     return _cold
 
 
-def set_debug(enabled=True, log=None):
-    """Turn debug logging on or off at run time. ``log`` is any callable
-    taking one str (default ``print``). Costs one ``if`` per packet when off."""
-    global _log_fn
-    _log_fn = (log or print) if enabled else None
+def __getattr__(name):
+    # What a device rarely asks for, loaded then: PublishOptions (its own module) and
+    # set_debug (_cold's; it sets _log_fn here).
+    if name == "PublishOptions":
+        from ._publish_options import PublishOptions
+
+        return PublishOptions
+    if name == "set_debug":
+        return _cold_paths().set_debug
+    raise AttributeError(name)
 
 
 # The debug lines (set_debug) and the error texts live in _cold, by number: their text
@@ -175,31 +183,6 @@ class ConnectOptions:
         self.on_auth = on_auth
         # Follow a CONNACK or DISCONNECT 0x9C/0x9D with a Server Reference (URL targets).
         self.follow_redirects = follow_redirects
-
-
-class PublishOptions:
-    """Per-message PUBLISH properties. ``topic_alias`` asks for that alias
-    (bounded by the server's Topic Alias Maximum)."""
-
-    def __init__(self, topic_alias=0, message_expiry_interval=None, content_type=None,
-                 response_topic=None, correlation_data=None, user_properties=None,
-                 payload_format_indicator=None, properties=None):
-        props = dict(properties) if properties else {}
-        # A raw Topic Alias would skip the server's Topic Alias Maximum: it is the alias.
-        self.topic_alias = props.pop(_p.PROP_TOPIC_ALIAS, 0) or topic_alias
-        if message_expiry_interval is not None:
-            props[_p.PROP_MESSAGE_EXPIRY_INTERVAL] = message_expiry_interval
-        if content_type is not None:
-            props[_p.PROP_CONTENT_TYPE] = content_type
-        if response_topic is not None:
-            props[_p.PROP_RESPONSE_TOPIC] = response_topic
-        if correlation_data is not None:
-            props[_p.PROP_CORRELATION_DATA] = correlation_data
-        if user_properties:
-            props[_p.PROP_USER_PROPERTY] = list(user_properties)
-        if payload_format_indicator is not None:
-            props[_p.PROP_PAYLOAD_FORMAT_INDICATOR] = payload_format_indicator
-        self.properties = props or None
 
 
 class ConnectionEvent:
