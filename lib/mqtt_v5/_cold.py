@@ -169,7 +169,7 @@ async def supervise(self):
         redirect(self, code, ref)
         # Closed after telling: a close may wait (bounded) to flush a stalled link.
         await close_quietly(self._transport)
-        self._window.set()
+        self._room.set()
         if not rc_cfg.enabled:
             give_up(self, NetworkError("connection lost and reconnect is disabled"))
             return
@@ -238,8 +238,7 @@ def link_failed(self, e):
         # one waiting, re-subscribing in _after_connect).
         self._fail_waiters(error(10, None, None, None),  # _E_CONNECTION_LOST
                            self._session.connection_lost())
-        self._drop_writes()
-        self._window.set()
+        self._drop_writes()  # (sets _room: publish() queues from now on)
 
 
 def subscribe_failed(self, sub, old):
@@ -276,7 +275,6 @@ def give_up(self, error):
     self._gave_up = error
     self._fail_waiters(error, None)
     self._supervisor = None
-    self._window.set()
     self._room.set()
     if self._queue is not None:
         self._queue_event.set()

@@ -323,9 +323,11 @@ class MqttClient:
             bytearray(max(128, o.out_buffer_size) if self._batch_pub else 128))
         self._batch_len = 0
         # The write path (see _put): a write the transport could not finish at once
-        # (what goes after it and since when: _to_writer); set when none is held; wakes
-        # the writer.
+        # (what goes after it and since when: _to_writer); wakes the writer.
         self._held = None  # type: Any
+        # Set when room to send may have come: a held write finished (see _wait_room),
+        # the send window opened (an ack, see _publish), the link was lost. One Event
+        # for both: whoever waits checks its own condition again when woken.
         self._room = asyncio.Event()
         self._write_wake = Delivery()  # (its event wakes the writer task: see _write_loop)
         self._writer = None  # type: Any  # the writer task, made when first needed
@@ -334,7 +336,6 @@ class MqttClient:
         self._transport = None  # type: Any
         self._target = None  # type: Any
         self._spare = []  # type: list  # Delivery objects publish() may reuse
-        self._window = asyncio.Event()
         self._subs = []  # type: list  # tuples: see _SUB_FILTER
         self._last_sid = 0
         self._event_cbs = []  # type: list
@@ -769,8 +770,8 @@ class MqttClient:
         while True:
             if qos:
                 while self._connected and not s.window_open() and not self._closing:
-                    self._window.clear()
-                    await self._window.wait()
+                    self._room.clear()  # (set by an ack: see _room)
+                    await self._room.wait()
             await self._wait_room()
             if self._gave_up is not None:
                 raise self._gave_up
@@ -911,7 +912,7 @@ class MqttClient:
         err = NetworkError("client disconnected")
         self._fail_waiters(err, self._session.connection_lost())
         self._fail_waiters(err, None)
-        self._window.set()
+        self._room.set()
         if self._queue is not None:
             self._queue_event.set()
         await self._emit(Disconnected(reason_code, None, False))
@@ -1010,7 +1011,7 @@ class MqttClient:
                         else:
                             tok._done(s.ev_pid, s.ev_rc, None)
                         tok._freed = True
-                    self._window.set()
+                    self._room.set()  # the window may be open
                     if s.queued():
                         await self._pump()
                 elif ev == _s.EV_SUBACK or ev == _s.EV_UNSUBACK:
