@@ -146,16 +146,17 @@ def delay(cfg, attempt):
 
 
 async def supervise(self):
-    """The supervisor after the link failed (``self._lost`` is set): reconnect with
-    backoff, then wait for the next loss, until the client closes or gives up."""
+    """The supervisor, a task ``link_failed`` starts (``self._lost``: the error): reconnect
+    with backoff, until connected again (a link lost again meanwhile, as it re-subscribed:
+    again), the client closes or gives up. No task waits for a loss while the link is up."""
     from .client import Disconnected, Reconnecting
 
     rc_cfg = self.options.reconnect_config
     while not self._closing:
-        await self._lost.wait()
-        if self._closing:
+        if self._lost is False:  # connected again, and still up
+            self._supervisor = True  # (the next loss starts a supervisor again)
             return
-        error = getattr(self, "_lost_error", None)
+        error = self._lost
         self._connected = False
         await self._stop_tasks()
         self._fail_waiters(NetworkError("connection lost"), self._session.connection_lost())
@@ -225,12 +226,14 @@ async def resubscribe(self):
 
 
 def link_failed(self, e):
-    """MqttClient._link_failed: the first failure of this link (``e``) wakes the
-    supervisor; publish() queues from now on (the session is disconnected) and nobody
-    waits for room behind a write on a dead link."""
-    if self._lost is not None and not self._lost.is_set():
-        self._lost_error = e
-        self._lost.set()
+    """MqttClient._link_failed: the first failure of this link (``e``) starts the
+    supervisor (unless one runs: it sees the loss when its reconnect is done, or the
+    client is closing); publish() queues from now on (the session is disconnected) and
+    nobody waits for room behind a write on a dead link."""
+    if self._lost is False:
+        self._lost = e
+        if self._supervisor is True and not self._closing:
+            self._supervisor = asyncio.create_task(supervise(self))
         if self._reauth is not None:
             self._reauth.set()
         self._connected = False

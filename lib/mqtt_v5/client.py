@@ -4,8 +4,9 @@ The driver only moves bytes and time between a transport and the sans-IO
 ``Session``. Its parts:
 
 * connecting: ``connect`` / ``_connect_once`` / ``_handshake`` (bounded by
-  ``connect_timeout``), and the **supervisor** task (``_supervise``) that
-  reconnects with backoff, follows redirections, and gives up for good;
+  ``connect_timeout``), and the **supervisor** (``_cold.supervise``), a task
+  started when a link fails, that reconnects with backoff, follows redirections,
+  and gives up for good;
 * the **write path** (``_put``): every packet is encoded and handed to the
   transport with no await in between, so no lock; a write the transport could
   not finish at once is *held* and finished by a writer task, and nothing is
@@ -348,9 +349,12 @@ class MqttClient:
         self._link_no = 0
         self._topics = {}  # type: dict
         self._tasks = []  # type: list
+        # None until connect() succeeds and again after disconnect() or giving up;
+        # True meanwhile, or while reconnecting the task that does it (_cold.supervise).
         self._supervisor = None  # type: Any
         self._closing = False
         self._connected = False
+        # The link: None before the first, False while up, then the error that failed it.
         self._lost = None  # type: Any
 
     # ---------------------------------------------------------- properties --
@@ -410,7 +414,7 @@ class MqttClient:
             except ConnectRefused as e:
                 if not _cold_paths().redirect(self, e.reason_code, e.server_reference):
                     raise
-        self._supervisor = asyncio.create_task(self._supervise())
+        self._supervisor = True  # (a lost link starts the task: see _cold.link_failed)
         await self._after_connect(event)
         return event
 
@@ -494,7 +498,7 @@ class MqttClient:
 
     async def _after_connect(self, event):
         """Start the I/O tasks, restore subscriptions, send what is owed."""
-        self._lost = asyncio.Event()
+        self._lost = False
         self._tasks = [asyncio.create_task(self._read_loop(self._transport)),
                        asyncio.create_task(self._timer_loop())]
         self._room.set()
@@ -898,11 +902,11 @@ class MqttClient:
             except Exception as e:
                 _note(_N_DISCONNECT_NOT_SENT, e)
         self._connected = False
-        if self._supervisor is not None:
+        if self._supervisor is not None and self._supervisor is not True:
             # Stopped with the I/O tasks, all cancelled at once: a supervisor in the
             # middle of a reconnect starts no new ones.
             self._tasks.append(self._supervisor)
-            self._supervisor = None
+        self._supervisor = None
         await self._stop_tasks()
         if t is not None:
             try:
@@ -1120,15 +1124,6 @@ class MqttClient:
             raise
         except Exception as e:
             self._link_failed(e)
-
-    # -------------------------------------------------------- supervisor --
-
-    async def _supervise(self):
-        """Wait for the link to fail, then reconnect with backoff (loaded then)."""
-        await self._lost.wait()
-        if self._closing:
-            return
-        await _cold_paths().supervise(self)
 
 
 async def _raise(error):
