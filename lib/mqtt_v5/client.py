@@ -23,8 +23,10 @@ Nothing here polls.
 import asyncio
 
 from . import codec as _c
+from . import errors as _e
 from . import properties as _p
 from . import session as _s
+from . import topic as _t
 from ._compat import (
     BATCH_WRITES_DEFAULT,
     PENDING,
@@ -37,9 +39,6 @@ from ._compat import (
     ticks_diff,
     ticks_ms,
 )
-from .errors import ConnectRefused, MqttError, NetworkError, ProtocolError
-from .session import Message, Will  # noqa: F401  (one of each for both drivers; public here)
-from .topic import filter_ok, matches, share_prefix_len
 
 TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even compiled)
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ._cold import set_debug  # noqa: F401
     from ._publish_options import PublishOptions  # noqa: F401
+    from .session import Message, Will  # noqa: F401
 
 _log_fn = None  # type: Any
 _cold = None  # the module _cold once loaded: an import statement allocates on MicroPython
@@ -63,8 +63,11 @@ def _cold_paths():
 
 
 def __getattr__(name):
-    # What a device rarely asks for, loaded then: PublishOptions (its own module) and
-    # set_debug (_cold's; it sets _log_fn here).
+    # Public here, looked up when asked for (no global each): Message and Will (the
+    # session's, one of each for both drivers); loaded then, as a device rarely asks:
+    # PublishOptions (its own module) and set_debug (_cold's; it sets _log_fn here).
+    if name == "Message" or name == "Will":
+        return getattr(_s, name)
     if name == "PublishOptions":
         from ._publish_options import PublishOptions
 
@@ -342,7 +345,7 @@ class MqttClient:
         self._event_cbs = []  # type: list
         self._message_cbs = []  # type: list
         self._queue = None  # type: Any  # messages() (with _queue_event, _queue_max)
-        self._msg = Message()
+        self._msg = _s.Message()
         self._coros = None  # type: Any  # the coroutine callbacks of the message dispatched
         # Counts connections (0: none yet, a transport given is then still open): a
         # deferred ack is for its own.
@@ -411,7 +414,7 @@ class MqttClient:
             try:
                 event = await self._connect_once()
                 break
-            except ConnectRefused as e:
+            except _e.ConnectRefused as e:
                 if not _cold_paths().redirect(self, e.reason_code, e.server_reference):
                     raise
         self._supervisor = True  # (a lost link starts the task: see _cold.link_failed)
@@ -507,7 +510,7 @@ class MqttClient:
             await _cold_paths().resubscribe(self)  # the server forgot us
         try:
             await self._pump()
-        except (MqttError, OSError) as e:
+        except (_e.MqttError, OSError) as e:
             _note(_N_RESEND_FAILED, e)  # the link is down again
         await self._emit(event)
 
@@ -742,7 +745,7 @@ class MqttClient:
                     self._to_writer(None, 0, None)
                 else:
                     self._put()
-            except NetworkError as e:
+            except _e.NetworkError as e:
                 if token is None:
                     return _raise(e)  # QoS 0: it may be lost, say so
                 # QoS 1/2: the session holds it and resends it after reconnecting;
@@ -813,7 +816,7 @@ class MqttClient:
         (so it may await a ``publish``). Returns the granted QoS;
         raises ``SubscribeFailed`` with the reason code if refused."""
         f = topic_filter.encode() if isinstance(topic_filter, str) else topic_filter
-        if not filter_ok(f, 0, len(f)):
+        if not _t.filter_ok(f, 0, len(f)):
             raise _error(_E_INVALID_FILTER, topic_filter, 0x8F)
         # Subscription Identifier: the user's, or one we chose to route each copy of a
         # message that overlapping subscriptions match: one no other filter's
@@ -830,7 +833,7 @@ class MqttClient:
         if given is not None:
             sid = given if isinstance(given, int) else given[0]
         fb = bytes(f)
-        skip = share_prefix_len(fb)
+        skip = _t.share_prefix_len(fb)
         sub = (topic_filter, fb, skip if skip > 0 else 0, callback,
                _c.sub_options(qos, no_local, retain_as_published, retain_handling),
                properties, given is None, sid)
@@ -913,7 +916,7 @@ class MqttClient:
                 await t.close()
             except Exception:
                 pass
-        err = NetworkError("client disconnected")
+        err = _e.NetworkError("client disconnected")
         self._fail_waiters(err, self._session.connection_lost())
         self._fail_waiters(err, None)
         self._room.set()
@@ -1031,9 +1034,9 @@ class MqttClient:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            if isinstance(e, ProtocolError):
+            if isinstance(e, _e.ProtocolError):
                 _cold_paths().goodbye(self, e)  # the acks, then the DISCONNECT
-            elif not isinstance(e, MqttError) and hasattr(transport, "name_error"):
+            elif not isinstance(e, _e.MqttError) and hasattr(transport, "name_error"):
                 e = transport.name_error(e)
             self._link_failed(e)
 
@@ -1056,7 +1059,7 @@ class MqttClient:
                     for sub in self._subs:
                         # (a user may give one identifier to several filters)
                         fb = sub[_SUB_BYTES]
-                        if sub[_SUB_SID] == c.value and matches(
+                        if sub[_SUB_SID] == c.value and _t.matches(
                                 fb, sub[_SUB_START], len(fb), s.topic_buf, s.topic_start,
                                 s.topic_end):
                             routed = True
@@ -1066,7 +1069,7 @@ class MqttClient:
         if not routed:
             for sub in self._subs:
                 fb = sub[_SUB_BYTES]
-                if sub[_SUB_CALLBACK] is not None and matches(
+                if sub[_SUB_CALLBACK] is not None and _t.matches(
                         fb, sub[_SUB_START], len(fb), s.topic_buf, s.topic_start, s.topic_end):
                     taken = True
                     self._call(sub[_SUB_CALLBACK], msg)
@@ -1091,7 +1094,7 @@ class MqttClient:
         if is_awaitable(r):
             if self._coros is None:
                 msg._detach()  # the coroutine holds this object: later messages get another
-                self._msg = Message()
+                self._msg = _s.Message()
                 self._coros = []
             self._coros.append(r)
 
