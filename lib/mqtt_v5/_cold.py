@@ -226,7 +226,7 @@ async def resubscribe(self):
 
 
 def link_failed(self, e):
-    """MqttClient._link_failed: the first failure of this link (``e``) starts the
+    """The I/O tasks' hook (and write_failed's): the first failure of this link (``e``) starts the
     supervisor (unless one runs: it sees the loss when its reconnect is done, or the
     client is closing); publish() queues from now on (the session is disconnected) and
     nobody waits for room behind a write on a dead link."""
@@ -256,7 +256,7 @@ def subscribe_failed(self, sub, old):
 def write_failed(self, e):
     """A write failed: the link is gone. Returns the NetworkError to raise."""
     self._session.flushed(ticks_ms())
-    self._link_failed(e)
+    link_failed(self, e)
     if isinstance(e, NetworkError):
         return e
     return NetworkError("write failed: %r" % (e,))

@@ -108,7 +108,9 @@ async def reauthenticate(client, data):
                 # authenticates from the start) is the way out.
                 late = MqttTimeout("re-authentication: no answer within %s s"
                                    % o.connect_timeout)
-                client._link_failed(late)
+                from . import _cold
+
+                _cold.link_failed(client, late)
                 raise late
     finally:
         client._reauth = None

@@ -665,7 +665,7 @@ class MqttClient:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            self._link_failed(e)
+            _cold_paths().link_failed(self, e)  # (the link failed: reconnect)
 
     # ---------------------------------------------------------- publish --
 
@@ -872,16 +872,18 @@ class MqttClient:
             raise _error(_E_SUBSCRIBE_REFUSED, sub[_SUB_FILTER], rc, codes)
         return rc
 
-    async def unsubscribe(self, topic_filter, properties=None):
-        """Unsubscribe; returns the UNSUBACK reason code (0 or 0x11)."""
-        return await _cold_paths().unsubscribe(self, topic_filter, properties)
+    def unsubscribe(self, topic_filter, properties=None):
+        # type: (str, Optional[dict]) -> Awaitable[int]
+        """Unsubscribe; returns the UNSUBACK reason code (0 or 0x11). (An awaitable:
+        _cold's coroutine.)"""
+        return _cold_paths().unsubscribe(self, topic_filter, properties)
 
     def messages(self, maxsize=64):
         """An async iterator of messages no callback took (detached copies)."""
         return _cold_paths().messages(self, maxsize)
 
-    def __aiter__(self):
-        return self
+    # ``async for m in client``: as over messages() (one function object for both).
+    __aiter__ = messages
 
     def __anext__(self):
         return _cold_paths().next_message(self)
@@ -960,10 +962,6 @@ class MqttClient:
 
     # --------------------------------------------------------- I/O tasks --
 
-    def _link_failed(self, error):
-        """The link failed with ``error`` (from the I/O tasks; see ``_cold.link_failed``)."""
-        _cold_paths().link_failed(self, error)
-
     async def _read_loop(self, transport):
         """Handle what is buffered, then read more; forever: one coroutine for the
         connection's life, not one per read (under MicroPython a coroutine's frame is
@@ -1038,7 +1036,7 @@ class MqttClient:
                 _cold_paths().goodbye(self, e)  # the acks, then the DISCONNECT
             elif not isinstance(e, _e.MqttError) and hasattr(transport, "name_error"):
                 e = transport.name_error(e)
-            self._link_failed(e)
+            _cold_paths().link_failed(self, e)  # (the link failed: reconnect)
 
     def _dispatch(self):
         s = self._session
@@ -1126,7 +1124,7 @@ class MqttClient:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            self._link_failed(e)
+            _cold_paths().link_failed(self, e)  # (the link failed: reconnect)
 
 
 async def _raise(error):
