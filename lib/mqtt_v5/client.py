@@ -44,7 +44,7 @@ TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even 
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Awaitable, Callable, Optional, Union  # noqa: F401
 
-    from ._cold import set_debug  # noqa: F401
+    from ._client_extras import set_debug  # noqa: F401
     from ._publish_options import PublishOptions  # noqa: F401
     from .session import Message, Will  # noqa: F401
 
@@ -65,7 +65,8 @@ def _cold_paths():
 def __getattr__(name):
     # Public here, looked up when asked for (no global each): Message and Will (the
     # session's, one of each for both drivers); loaded then, as a device rarely asks:
-    # PublishOptions (its own module) and set_debug (_cold's; it sets _log_fn here).
+    # PublishOptions (its own module) and set_debug (_client_extras'; it sets _log_fn
+    # here).
     if name == "Message" or name == "Will":
         return getattr(_s, name)
     if name == "PublishOptions":
