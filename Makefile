@@ -5,6 +5,7 @@
 #   make fuzz       hypothesis property/fuzz tests with the long `fuzz` profile
 #   make lint       ruff;   make typecheck   mypy on lib/mqtt_v5 against the MicroPython stubs
 #   make mpy        mpy-cross every lib/**/*.py for the host and ESP32 (xtensawin) into .build/mpy
+#   make package-json   rewrite mpy/ and lib/package.json (mip); needed after ANY lib/ change
 #   make bench      tools/bench.py
 #   make twin / demo / twin-thing THING=t1 / twin-job THING=t1 DOC=job.json /
 #        twin-template NAME=n FILE=template.json      the local AWS IoT twin (tools/iot_twin)
@@ -147,7 +148,8 @@ freeze: $(STAMPS)/venv
 	@$(DEVICE) freeze $(BOARD)
 # --- end device ------------------------------------------------------------------------------
 
-# Regenerate lib/package.json (mip) after adding or removing a module.
+# Regenerate the mip packages, mpy/ (.mpy, mpy-cross -O3) and lib/package.json (.py), after ANY
+# change under lib/mqtt_v5/, and commit them: the suite fails while they are stale.
 package-json: setup
 	$(PY) tools/gen_package_json.py
 
