@@ -6,6 +6,8 @@ The client drives any object with this contract::
     def write(buf) -> awaitable      # writes ALL of buf; one packet per call. It may
                                      # return _compat.READY: then it is done (buf free)
     async def close() -> None
+    def nodelay(on)                  # optional: TCP_NODELAY on/off (off while MqttClient
+                                     # writes QoS 0 PUBLISHes; looked up at connect)
 
 ``open_connection`` returns a ``StreamTransport`` over TCP or TLS. Failures
 are raised as ``NetworkError`` with a message that names the cause (DNS,
