@@ -156,6 +156,7 @@ def _control_server():
     """A loopback listener that answers each of the script's steps once it has read the
     client socket's TCP_NODELAY: [(step, value or the OSError)]."""
     srv = socket.create_server(("127.0.0.1", 0))
+    srv.settimeout(120)  # (a script that never calls: the thread ends, the test fails)
     seen = []
 
     def serve():
