@@ -52,6 +52,8 @@ def test_reconnect_scenario_and_heap_steps_run(mosquitto, pki):
     ups = {n: kept[n] - steps[i - 1][1] for i, (n, _) in enumerate(steps) if i}
     assert max(ups, key=ups.get) in ("import line", "connected")
     assert kept["connected"] > kept["disconnected"] > kept["MqttClient()"]
+    # qstr_info's count: the library's names, interned from .mpy, are hundreds
+    assert 200 < bench_unix.interned_names(exe, b) < 5000
 
 
 def test_table_and_chart_render_from_results(tmp_path):
@@ -59,13 +61,16 @@ def test_table_and_chart_render_from_results(tmp_path):
     heap["ours"].update({"scenario frozen KiB": 70, "import .mpy B": 70_000,
                          "import frozen B": 15_000, "scenario .mpy KiB, EC": 93,
                          "scenario frozen KiB, EC": 61, "scenario reconnect .mpy KiB": 129,
-                         "scenario reconnect frozen KiB": 75})
+                         "scenario reconnect frozen KiB": 75,
+                         "interned names .mpy": 611, "interned names frozen": 31})
     heap["bare"]["scenario .mpy KiB, EC"] = 37
     heap["umqtt"]["scenario .mpy KiB, EC"] = 42
     ops = {"ours": {"publish qos0": 288, "publish qos1": 688, "wakeup": 288, "idle B/s": 0,
                     "qos0 publishes/s": 7000, "qos1 stop-and-wait/s": 9000,
-                    "qos1 pipelined 20/s": 8000, "receive qos1": 576},
-           "umqtt": {"publish qos0": 64, "qos0 publishes/s": 150_000},
+                    "qos1 pipelined 20/s": 8000, "receive qos1": 576,
+                    "qos0 then qos1 pairs/s": 9500},
+           "umqtt": {"publish qos0": 64, "qos0 publishes/s": 150_000,
+                     "qos0 then qos1 pairs/s": 23},
            "mqtt_as": {"publish qos0": 1314, "idle B/s": 26_000}}
     steps = {".mpy": [["start", 2976], ["import line", 59_744]],
              "frozen": [["start", 2960], ["import line", 15_100]]}
@@ -76,10 +81,13 @@ def test_table_and_chart_render_from_results(tmp_path):
     assert "15,100" in text
     assert "150,000" in text
     readme = bench_unix.readme_table(results)
+    assert "| 611 / 31 |" in readme
     ec_row = next(line for line in readme.splitlines() if "EC P-256" in line)
     assert "**93 / 61 KiB**" in ec_row
     assert "| 42 KiB |" in ec_row
     assert "| 37 KiB |" in ec_row
+    pairs_row = next(line for line in readme.splitlines() if "pairs per second" in line)
+    assert pairs_row.endswith("| 9,500 | 23 | - | - |")
     again_row = next(line for line in readme.splitlines() if "reconnect" in line)
     assert "**129 / 75 KiB**" in again_row
     svg = tmp_path / "chart.svg"

@@ -5,10 +5,11 @@ Mosquitto this bench starts on loopback with freshly generated certificates.
 
 heap       smallest ``-X heapsize`` (binary search, 1 KiB steps) with which
            tools/bench_mp/scenario.py succeeds: mutual-TLS connect, subscribe QoS 1, publish
-           64 B QoS 1, receive it, disconnect. Modules from ``.mpy`` (mpy-cross, as mip
-           installs them); ours also FROZEN into a unix binary built by
-           ``build-unix.sh`` from boards/unix/manifest.py (the module list the firmware
-           freezes; tools/device.py builds and caches it). "bare TLS": the
+           64 B QoS 1, receive it, disconnect. Modules from ``.mpy``: ours the mip package's
+           files (mpy/, mpy-cross -O3: ``ours_tree``), the peers mpy-cross's defaults (as
+           the micropython-lib index builds umqtt.simple); ours also FROZEN into a unix
+           binary built by ``build-unix.sh`` from boards/unix/manifest.py (the module list
+           the firmware freezes; tools/device.py builds and caches it). "bare TLS": the
            same TLS connect and an MQTT CONNECT/CONNACK with no library.
            Ours also with a reconnect (tools/bench_mp/scenario_more.py "again": the
            same, then connect again and publish QoS 1), and the heap kept after each
@@ -136,11 +137,34 @@ def frozen_binary() -> Path:
 
 # ----------------------------------------------------------------------- measurements --
 
+_WARNED = []
+
+
+def ours_tree() -> Path:
+    """Ours as mip installs it: the committed package mpy/ (tools/gen_package_json.py,
+    mpy-cross -O3) when it equals lib/ compiled now; else (lib/ changed since the last
+    `make package-json`) lib/ compiled the same way (mp_unix.mpy_tree()), with a warning."""
+    import gen_package_json
+
+    tree = mp_unix.mpy_tree()
+    built = {p.relative_to(tree).as_posix(): p for p in tree.rglob("*.mpy")}
+    shipped = {p.relative_to(gen_package_json.MPY_DIR).as_posix(): p
+               for p in gen_package_json.MPY_DIR.rglob("*.mpy")}
+    if built.keys() == shipped.keys() and all(
+            built[k].read_bytes() == shipped[k].read_bytes() for k in built):
+        return gen_package_json.MPY_DIR
+    if not _WARNED:
+        _WARNED.append(1)
+        print("bench_unix: mpy/ is stale (run `make package-json`); measuring lib/ compiled "
+              "the same way", file=sys.stderr)
+    return tree
+
+
 def _path(lib: str, frozen: bool) -> list:
     if frozen:
         return []
     if lib == "ours" or lib in MORE:
-        return [mp_unix.mpy_tree()]
+        return [ours_tree()]
     return [_peers_tree()] if lib != "bare" else []
 
 
@@ -188,6 +212,23 @@ def heap_steps(exe, b, frozen=False) -> list:
     return r["steps"]
 
 
+def interned_names(exe, b, frozen=False) -> int:
+    """How many names (qstrs) MicroPython interned at run time by the end of ours'
+    scenario ("steps" mode). They sit in pools of 20, 40, 80, 160, 320, 640 ... entries
+    (7 B each on 32-bit, plus the name): the 621st name allocates a 4.5 KB pool at once."""
+    import re
+
+    pki = b.pki
+    proc = mp_unix.run_script(
+        exe, str(MP / "scenario_more.py"),
+        args=["steps", b.broker.mtls_port, pki.ca_der, pki.client_cert_der, pki.client_key_der],
+        heapsize="512k", path=_path("steps", frozen), timeout=60)
+    m = re.search(r"n_qstr=(\d+)", proc.stdout)
+    if m is None:
+        raise RuntimeError(f"interned names: no qstr_info line in {proc.stdout[-300:]!r}")
+    return int(m.group(1))
+
+
 def import_heap(exe, lib, frozen=False, per_module=False) -> dict:
     pre = "import asyncio" if lib != "umqtt" else ""  # asyncio is frozen in the port
     if lib == "mqtt_as":
@@ -218,6 +259,8 @@ def bench_unix(results: dict) -> None:
         heap["ours"]["scenario reconnect .mpy KiB"] = smallest_heap(exe, "again", b)
         heap["ours"]["scenario reconnect frozen KiB"] = smallest_heap(frozen, "again", b,
                                                                       frozen=True)
+        heap["ours"]["interned names .mpy"] = interned_names(exe, b)
+        heap["ours"]["interned names frozen"] = interned_names(frozen, b, frozen=True)
         results["heap steps"] = {".mpy": heap_steps(exe, b),
                                  "frozen": heap_steps(frozen, b, frozen=True)}
         with _Broker(ec_only=True) as be:
@@ -243,7 +286,7 @@ def bench_unix(results: dict) -> None:
 
 HOW = {
     "scenario .mpy KiB": "smallest -X heapsize: mTLS connect, sub QoS 1, pub 64 B QoS 1, "
-                         "receive, disconnect (modules .mpy)",
+                         "receive, disconnect (.mpy: ours mpy/, -O3)",
     "scenario frozen KiB": "the same, library frozen into the binary",
     "scenario reconnect .mpy KiB": "the scenario, then connect again and publish QoS 1 "
                                    "(.mpy)",
@@ -253,6 +296,9 @@ HOW = {
     "scenario frozen KiB, EC": "the same, frozen",
     "import .mpy B": "heap kept by the import line, .mpy (gc.collect() before/after)",
     "import frozen B": "the same, frozen",
+    "interned names .mpy": "names (qstrs) interned at run time by the end of the scenario, "
+                           ".mpy (the 621st allocates a 640-entry pool, 4.5 KB)",
+    "interned names frozen": "the same, frozen",
     "publish qos0": "garbage per QoS 0 publish, 64 B, str topic (gc off, 500 ops)",
     "bytes topic publish qos0": "the same with a bytes topic",
     "user props publish qos0": "the same with 2 user properties",
@@ -275,6 +321,8 @@ HOW = {
     "qos1 pipelined 20/s": "QoS 1 per second, 20 tasks publishing concurrently",
     "qos1 pipelined 20 in flight, one task/s": "QoS 1 per second, one task: begin_publish "
                                                "(20 in flight), then each Delivery.wait()",
+    "qos0 then qos1 pairs/s": "a QoS 0 publish then an awaited QoS 1, pairs per second "
+                              "(ours: best of 3 runs of 1,000; peers: 2 s)",
 }
 
 
@@ -323,7 +371,8 @@ bench_unix.table = table  # type: ignore[attr-defined]
 # The README's rows: (how it was measured, where the figure is, unit).
 _README_ROWS = (
     ("smallest `-X heapsize` for: mutual-TLS connect, subscribe QoS 1, publish 64 B QoS 1, "
-     "receive it, disconnect (binary search, 1 KiB steps), modules from `.mpy`",
+     "receive it, disconnect (binary search, 1 KiB steps), modules from `.mpy` (mqtt_v5: "
+     "the mip package's, `mpy/`, `mpy-cross -O3`; the peers: mpy-cross's defaults)",
      "heap", "scenario .mpy KiB", " KiB"),
     ("the same with mqtt_v5 frozen into the binary (`boards/unix/manifest.py`, the boards' "
      "module list)", "heap", "scenario frozen KiB", " KiB"),
@@ -336,6 +385,10 @@ _README_ROWS = (
     ("heap kept by `from mqtt_v5 import MqttClient, ConnectOptions, TlsConfig` "
      "(`gc.collect()` before and after), from `.mpy`", "heap", "import .mpy B", " B"),
     ("the same, frozen", "heap", "import frozen B", " B"),
+    ("names MicroPython interned (qstrs made at run time) by the end of the scenario, "
+     "`.mpy` / frozen: they fill pools of 20, 40, 80, 160, 320 entries, and the 621st "
+     "allocates one of 640 (4.5 KB) at once", "heap",
+     ("interned names .mpy", "interned names frozen"), ""),
     ("garbage per QoS 0 publish, 64 B, str topic (`gc.disable()`, `gc.mem_alloc()` over 500 "
      "publishes on a real socket)", "ops", "publish qos0", " B"),
     ("the same with a bytes topic / with two str user properties", "ops",
@@ -358,6 +411,8 @@ _README_ROWS = (
     ("QoS 1 publishes per second, one task with 20 in flight (`begin_publish`, then each "
      "`Delivery.wait()`: the pipelining example)", "ops",
      "qos1 pipelined 20 in flight, one task/s", ""),
+    ("a QoS 0 publish then an awaited QoS 1, pairs per second (a QoS 1 right after a QoS 0: "
+     "not held behind it by Nagle's algorithm)", "ops", "qos0 then qos1 pairs/s", ""),
 )
 
 
@@ -431,6 +486,8 @@ def write_chart(results: dict, path: Path = CHART) -> None:
                 "r1"),
             row("QoS 1, 20 in flight, 1 task",
                 {"ours": opsr["ours"].get("qos1 pipelined 20 in flight, one task/s")}, "r1"),
+            row("QoS 0 then QoS 1, pairs", {c: opsr[c].get("qos0 then qos1 pairs/s")
+                                            for c in peers}, "r1"),
         ]),
     ]
     top: dict = {}
