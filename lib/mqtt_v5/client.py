@@ -334,7 +334,9 @@ class MqttClient:
         # the send window opened (an ack, see _publish), the link was lost. One Event
         # for both: whoever waits checks its own condition again when woken.
         self._room = asyncio.Event()
-        self._write_wake = Delivery()  # (its event wakes the writer task: see _write_loop)
+        # Wakes the writer task (a Delivery: no coroutine per wake-up); made with the first
+        # writer (most devices never need one: see _to_writer).
+        self._write_wake = None  # type: Any
         self._writer = None  # type: Any  # the writer task, made when first needed
         self._gave_up = None  # type: Any  # the error publish() raises once reconnecting stopped
         self._reauth = None  # type: Any  # set when a re-authentication succeeded
@@ -611,9 +613,12 @@ class MqttClient:
             self._held_since = ticks_ms()
             self._room.clear()
         if self._writer is None and self._connected:
+            if self._write_wake is None:
+                self._write_wake = Delivery()
             self._writer = asyncio.create_task(self._write_loop())
             self._tasks.append(self._writer)
-        self._write_wake.event.set()
+        if self._write_wake is not None:
+            self._write_wake.event.set()
         return False
 
     async def _finish(self):
@@ -662,7 +667,7 @@ class MqttClient:
     async def _write_loop(self):
         """The writer task: finishes held writes, sends what was batched. Asleep on
         an Event otherwise (nothing allocated while idle)."""
-        wake = self._write_wake  # (a Delivery: no coroutine per wake-up)
+        wake = self._write_wake
         try:
             while True:
                 if self._held is not None:
