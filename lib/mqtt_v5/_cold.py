@@ -110,13 +110,15 @@ async def connect_failed(self, e, limit):
 
 
 def server_disconnect(self):
-    """The server's DISCONNECT (the session's ``ev_rc`` / ``ev_props``), kept for the
-    supervisor's Disconnected event; returns the NetworkError the reader raises."""
+    """The server's DISCONNECT (the session's ``ev_rc`` / ``ev_props``): returns the
+    NetworkError the reader raises, which keeps them for the supervisor's Disconnected
+    event (``server``)."""
     s = self._session
     reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
     log("DISCONNECT from server 0x%02X %s" % (s.ev_rc, reason or ""))
-    self._server_disconnect = (s.ev_rc, reason, s.ev_props)
-    return NetworkError("server disconnected: %s" % (reason or "reason code"), s.ev_rc)
+    e = NetworkError("server disconnected: %s" % (reason or "reason code"), s.ev_rc)
+    e.server = (s.ev_rc, reason, s.ev_props)  # type: ignore[attr-defined]
+    return e
 
 
 def delay(cfg, attempt):
@@ -148,8 +150,7 @@ async def supervise(self):
         await self._stop_tasks()
         self._fail_waiters(NetworkError("connection lost"), self._session.connection_lost())
         by_server = isinstance(error, NetworkError) and error.reason_code is not None
-        reason = getattr(self, "_server_disconnect", (None, None, None))
-        self._server_disconnect = (None, None, None)
+        reason = getattr(error, "server", None) or (None, None, None)  # (server_disconnect)
         log("connection lost: %r" % (error,))
         code = reason[0] if by_server else getattr(error, "reason_code", None)
         ref = reason[2].get(_p.PROP_SERVER_REFERENCE) if by_server and reason[2] else None

@@ -319,8 +319,9 @@ class MqttClient:
             topic_alias_maximum=o.topic_alias_maximum, max_queued=o.max_queued,
             max_queued_bytes=o.max_queued_bytes,
             connect_timeout_ms=int(o.connect_timeout * 1000))
-        self._out_mv = memoryview(self._session.out)
-        self._views = {}  # type: dict  # see _view
+        # What the hot paths look up rather than make again: views of out / the batch by
+        # size (see _view), str topics' bytes (see _publish_now). One dict for both.
+        self._memo = {}  # type: dict
         # Small packets (acks, publishes) wait here to leave together in one write:
         # one syscall per packet was most of the CPU cost of publishing.
         self._batch_pub = BATCH_WRITES_DEFAULT if o.batch_writes is None else o.batch_writes
@@ -356,7 +357,6 @@ class MqttClient:
         # Counts connections (0: none yet, a transport given is then still open): a
         # deferred ack is for its own.
         self._link_no = 0
-        self._topics = {}  # type: dict
         self._tasks = []  # type: list
         # None until connect() succeeds and again after disconnect() or giving up;
         # True meanwhile, or while reconnecting the task that does it (_cold.supervise).
@@ -549,12 +549,13 @@ class MqttClient:
     def _view(self, n):
         """``out[:n]``, or for a negative n the batch's first -n bytes, without
         allocating in steady state (sizes repeat)."""
-        v = self._views.get(n)
+        memo = self._memo
+        v = memo.get(n)
         if v is None:
-            if len(self._views) >= 32:
-                self._views.clear()
-            v = self._out_mv[:n] if n > 0 else self._batch_mv[:-n]
-            self._views[n] = v
+            if len(memo) >= 48:
+                memo.clear()
+            v = memoryview(self._session.out)[:n] if n > 0 else self._batch_mv[:-n]
+            memo[n] = v
         return v
 
     # The write path. Every packet is encoded into the session's ``out`` and handed to
@@ -722,11 +723,11 @@ class MqttClient:
                 token._client = self
         if isinstance(payload, str):
             payload = payload.encode()
-        tb = self._topics.get(topic) if type(topic) is str else topic
+        tb = self._memo.get(topic) if type(topic) is str else topic
         if tb is None and type(topic) is str:  # not seen lately: encoded once, then looked up
-            if len(self._topics) >= 32:
-                self._topics.clear()
-            tb = self._topics[topic] = topic.encode()
+            if len(self._memo) >= 48:
+                self._memo.clear()
+            tb = self._memo[topic] = topic.encode()
         try:
             pid = s.publish(tb, payload, qos, retain,
                             options.properties if options is not None else None,
@@ -749,7 +750,7 @@ class MqttClient:
             if self._nagle is False:
                 self._nagle = True
                 self._transport.nodelay(False)
-            v = self._views.get(n)
+            v = self._memo.get(n)
             try:
                 w = self._transport.write(v if v is not None else self._view(n))
             except Exception as e:
