@@ -114,6 +114,8 @@ def requeue(self):
             # The server acknowledged receipt with PUBREC before losing the
             # session; sending again could duplicate a QoS 2 message, so the
             # outcome is unknown: the driver must tell the waiter.
+            if not self.ev_orphans:  # (the class's empty tuple, or the driver's [])
+                self.ev_orphans = []
             self.ev_orphans.append((sl[i + _PID], sl[i + _TOKEN]))
         self._free_slot(i)
     if front:
@@ -360,16 +362,34 @@ def check_subscribe(self, subscriptions, props):
         raise _c._err(70)  # _E_NO_SID
 
 
-def unsubscribe(self, filters, props, token):
-    """Session.unsubscribe (see there)."""
+# ---------------------------------- Session's methods, through its __getattr__ --
+
+_METHODS = ("unsubscribe", "auth", "ping", "ping_pending", "abort")
+
+
+def method(s, name):
+    """``s.name`` for a ``Session`` method that lives here (its ``__getattr__``)."""
+    if name not in _METHODS:
+        raise AttributeError(name)
+    f = globals()[name]
+    return lambda *a, **k: f(s, *a, **k)
+
+
+def unsubscribe(self, filters, props=None, token=None):
+    """Encode UNSUBSCRIBE; returns the packet id."""
     self._ready_out()
     if self.state != _CONNECTED:
         raise _c._err(67)  # _E_NOT_CONNECTED
     pid = self._peek_pid()
     from ._codec_rare import encode_unsubscribe
 
-    self._commit_request(pid, self._encode_cold(encode_unsubscribe, pid, filters, props),
-                         token)
+    n = self._encode_cold(encode_unsubscribe, pid, filters, props)
+    if n > self.limits.maximum_packet_size:  # (as Session.subscribe)
+        self.out_len = 0
+        self.out_tail = None
+        raise _c._err(71, n, self.limits.maximum_packet_size)  # _E_REQUEST_TOO_BIG
+    self._next_pid = pid
+    self._pending_sub[pid] = token
     self._requested[pid] = bytes(len(filters))
     return pid
 
@@ -399,11 +419,41 @@ def handle_other(self, first, r, t):
 
 
 def auth(self, reason_code, props):
-    """Session.auth (see there)."""
+    """Encode AUTH (enhanced authentication)."""
     self._ready_out()
     from ._codec_rare import encode_auth
 
     self._encode_cold(encode_auth, reason_code, props)
+
+
+def ping(self, now_ms):
+    """Encode a PINGREQ now, whether or not keep-alive wants one (a liveness
+    check); ``ping_pending()`` is True until the PINGRESP arrives, and the
+    usual ping timeout applies."""
+    self._ready_out()
+    if self.state != _CONNECTED:
+        raise _c._err(67)  # _E_NOT_CONNECTED
+    self.out[0] = 0xC0  # PINGREQ
+    self.out[1] = 0
+    self.out_len = 2
+    if self._ping_sent < 0:
+        self._ping_sent = now_ms
+
+
+def ping_pending(self):
+    """True while a PINGREQ awaits its PINGRESP."""
+    return self._ping_sent >= 0
+
+
+def abort(self, rc):
+    """The server broke the protocol (the driver found it, or ``Session.poll``): queue
+    DISCONNECT ``rc``; the session is disconnected."""
+    self.out_len = 0
+    self.out_tail = None
+    if self.state != _DISCONNECTED:
+        ok = _c.reason_allowed(_DISCONNECT, rc)
+        self.out_len = _c.encode_disconnect(self.out, rc if ok else 0x82)
+    self.state = _DISCONNECTED
 
 
 def repr_of(obj):

@@ -62,7 +62,7 @@ def _rare_paths():
 
 TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even compiled)
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Any  # noqa: F401
+    from typing import Any
 
 # Connection states.
 DISCONNECTED = const(0)
@@ -119,7 +119,6 @@ _PUBCOMP = const(7)
 _SUBACK = const(9)
 _UNSUBACK = const(11)
 _PINGRESP = const(13)
-_DISCONNECT = const(14)
 _AUTH = const(15)
 _PROP_SESSION_EXPIRY_INTERVAL = const(0x11)
 _PROP_ASSIGNED_CLIENT_IDENTIFIER = const(0x12)
@@ -300,6 +299,25 @@ class Session:
     ``max_queued_bytes`` bound the offline queue.
     """
 
+    # Set only by the rare paths that report them (until then ``__getattr__`` gives their
+    # defaults): each attribute of a Session is a slot of its instance dict, and an entry
+    # of the class's is one too. (Annotations without a value: MicroPython compiles none.)
+    ev_error: "Any"  # why pump() could not send a queued message (None)
+    # (packet id, token) of QoS 2 messages a lost session left unconfirmed (PUBREC seen,
+    # PUBCOMP not): the driver fails their waiters after CONNACK, then sets it to [] (()).
+    ev_orphans: "Any"
+
+    def __getattr__(self, name):
+        # Called only for a name neither the instance nor the class has. The methods
+        # only rare paths call -- ``unsubscribe``, ``auth``, ``ping``, ``ping_pending``,
+        # ``abort`` (see there) -- are _session_rare's, bound here on each use: a def in
+        # this class costs a device RAM from import on.
+        if name == "ev_orphans":
+            return ()
+        if name == "ev_error":
+            return None
+        return _rare_paths().method(self, name)
+
     def __init__(self, client_id="", max_packet_size=4096, out_size=1024, max_inflight=16,
                  receive_maximum=16, topic_alias_maximum=8, max_queued=64,
                  max_queued_bytes=32768, ping_timeout_ms=0, connect_timeout_ms=10000):
@@ -349,8 +367,10 @@ class Session:
         self._ping_sent = -1
         self._connect_started = 0
         # Events.
+        # The PUBLISH poll handed out last, and the PUBACK/PUBREC/PUBREL/PUBCOMP it handled
+        # last: one view for both (each is valid until the next poll only, and a poll
+        # handles one packet), so a session holds one view, not two.
         self.msg = _c.PublishView()
-        self._ack = _c.PublishView()  # an AckView
         self.topic_buf = b""
         self.topic_start = 0
         self.topic_end = 0
@@ -361,10 +381,6 @@ class Session:
         self.ev_codes = None  # type: Any
         self.ev_props = None  # type: Any
         self.ev_session_present = False
-        self.ev_error = None  # type: Any
-        # (packet id, token) of QoS 2 messages a lost session left unconfirmed
-        # (PUBREC seen, PUBCOMP not): the driver fails their waiters after CONNACK.
-        self.ev_orphans = []
 
     # ------------------------------------------------------------ output --
 
@@ -661,26 +677,19 @@ class Session:
             _rare_paths().check_subscribe(self, subscriptions, props)
         pid = self._peek_pid()
         n = self._encode_cold(_c.encode_subscribe, pid, subscriptions, props)
-        self._commit_request(pid, n, token)
+        if n > lim.maximum_packet_size:  # (_session_rare.unsubscribe has the same check)
+            self.out_len = 0
+            self.out_tail = None
+            # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
+            raise _c._err(_E_REQUEST_TOO_BIG, n, lim.maximum_packet_size)
+        self._next_pid = pid
+        self._pending_sub[pid] = token
         # What the SUBACK must match: one code per filter, none above the QoS asked.
         asked = bytearray(len(subscriptions))
         for k in range(len(subscriptions)):
             asked[k] = subscriptions[k][1] & 3
         self._requested[pid] = asked
         return pid
-
-    def unsubscribe(self, filters, props=None, token=None):
-        """Encode UNSUBSCRIBE; returns the packet id."""
-        return _rare_paths().unsubscribe(self, filters, props, token)
-
-    def _commit_request(self, pid, n, token):
-        if n > self.limits.maximum_packet_size:
-            self.out_len = 0
-            self.out_tail = None
-            # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
-            raise _c._err(_E_REQUEST_TOO_BIG, n, self.limits.maximum_packet_size)
-        self._next_pid = pid
-        self._pending_sub[pid] = token
 
     # ----------------------------------------------------------- leaving --
 
@@ -694,10 +703,6 @@ class Session:
             raise _c._err(_E_EXPIRY_ON_DISCONNECT)
         self._encode_cold(_c.encode_disconnect, reason_code, props)
         self.state = DISCONNECTED
-
-    def auth(self, reason_code, props):
-        """Encode AUTH (enhanced authentication)."""
-        _rare_paths().auth(self, reason_code, props)
 
     # ------------------------------------------------------------ timers --
 
@@ -719,22 +724,6 @@ class Session:
         if self.ping_timeout_ms:
             return self.ping_timeout_ms
         return self.keep_alive_ms // 2 if self.keep_alive_ms > 2000 else self.keep_alive_ms
-
-    def ping(self, now_ms):
-        """Encode a PINGREQ now, whether or not keep-alive wants one (a liveness
-        check); ``ping_pending()`` is True until the PINGRESP arrives, and the
-        usual ping timeout applies."""
-        self._ready_out()
-        if self.state != CONNECTED:
-            raise _c._err(_E_NOT_CONNECTED)
-        self.out[0] = 0xC0  # PINGREQ
-        self.out[1] = 0
-        self.out_len = 2
-        if self._ping_sent < 0:
-            self._ping_sent = now_ms
-
-    def ping_pending(self):
-        return self._ping_sent >= 0
 
     def on_timer(self, now_ms):
         """Send PINGREQ when keep-alive is due [MQTT-3.1.2-22]; raise
@@ -790,7 +779,7 @@ class Session:
                 if pid and pid in self._pids:
                     i = self._pids.index(pid) * _SLOT
                     if self._slots[i + _STATE] == _WAIT_PUBACK:
-                        a = self._ack
+                        a = self.msg  # (the ack's view: see __init__)
                         a.type = _PUBACK
                         a.packet_id = pid
                         a.reason_code = 0
@@ -799,8 +788,52 @@ class Session:
             r = rd.reader.reset(rd.buf, rd.body_start, rd.body_end)
             t = first >> 4
             if self.state == CONNECTING:
-                if t == _CONNACK:
-                    return self._on_connack(r)
+                if t == _CONNACK:  # (here, not a method: one def less)
+                    pkt = _c.decode_body(first, r)
+                    if pkt.session_present and self._clean_start:
+                        # [MQTT-3.2.2-2] [MQTT-3.2.2-4] we asked for a new session
+                        raise _c._err(_E_PRESENT_AFTER_CLEAN)
+                    self.ev_rc = pkt.reason_code
+                    self.ev_props = pkt.properties
+                    self.ev_session_present = pkt.session_present
+                    if pkt.reason_code >= 0x80:
+                        self.state = DISCONNECTED
+                        return EV_CONNACK
+                    lim = self.limits
+                    props = pkt.properties
+                    lim.receive_maximum = props.get(_PROP_RECEIVE_MAXIMUM, 65535)
+                    lim.maximum_qos = props.get(_PROP_MAXIMUM_QOS, 2)
+                    lim.retain_available = props.get(_PROP_RETAIN_AVAILABLE, 1) == 1
+                    lim.maximum_packet_size = props.get(_PROP_MAXIMUM_PACKET_SIZE,
+                                                        _DEFAULT_SERVER_MAX)
+                    lim.topic_alias_maximum = props.get(_PROP_TOPIC_ALIAS_MAXIMUM, 0)
+                    lim.wildcard_available = props.get(
+                        _PROP_WILDCARD_SUBSCRIPTION_AVAILABLE, 1) == 1
+                    lim.subscription_identifiers_available = props.get(
+                        _PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE, 1) == 1
+                    lim.shared_available = props.get(
+                        _PROP_SHARED_SUBSCRIPTION_AVAILABLE, 1) == 1
+                    lim.server_keep_alive = props.get(_PROP_SERVER_KEEP_ALIVE, -1)
+                    lim.session_expiry_interval = props.get(_PROP_SESSION_EXPIRY_INTERVAL, -1)
+                    lim.assigned_client_id = props.get(_PROP_ASSIGNED_CLIENT_IDENTIFIER)
+                    if lim.assigned_client_id:
+                        self.client_id = lim.assigned_client_id
+                    if lim.server_keep_alive >= 0:
+                        # [MQTT-3.2.2-21] the server's keep alive replaces ours
+                        self.keep_alive_ms = lim.server_keep_alive * 1000
+                    self._window = min(self.max_inflight, lim.receive_maximum)
+                    self._alias_out = {}
+                    for i in range(len(self._alias_in)):
+                        self._alias_in[i] = None
+                    self.state = CONNECTED
+                    if not pkt.session_present:
+                        # The server has no session: our unacknowledged publishes go out
+                        # again as new messages, so nothing accepted is lost (MQTT 5.0 §4.1).
+                        for i in range(len(self._in_qos2)):
+                            self._in_qos2[i] = 0
+                        if self._inflight:
+                            _rare_paths().requeue(self)
+                    return EV_CONNACK
                 if t != _AUTH:
                     raise _c._err(_E_BEFORE_CONNACK, t)
             if t == _PUBLISH:
@@ -832,7 +865,7 @@ class Session:
                 self._msg_unacked = m.qos
                 return EV_MESSAGE
             if _PUBACK <= t <= _PUBCOMP:
-                a = _c.decode_ack_into(self._ack, first, r)
+                a = _c.decode_ack_into(self.msg, first, r)
                 pid = a.packet_id
                 i = -1
                 if t != _PUBREL and pid in self._pids:  # (a free slot's is 0)
@@ -872,68 +905,15 @@ class Session:
             self.abort(e.reason_code or 0x82)
             raise
 
-    def abort(self, rc):
-        """The server broke the protocol (the driver found it, or ``poll``): queue
-        DISCONNECT ``rc``; the session is disconnected."""
-        self.out_len = 0
-        self.out_tail = None
-        if self.state != DISCONNECTED:
-            ok = _c.reason_allowed(_DISCONNECT, rc)
-            self.out_len = _c.encode_disconnect(self.out, rc if ok else 0x82)
-        self.state = DISCONNECTED
-
-    def _on_connack(self, r):
-        pkt = _c.decode_body(self.reader.first, r)
-        if pkt.session_present and self._clean_start:
-            # [MQTT-3.2.2-2] [MQTT-3.2.2-4] we asked for a new session
-            raise _c._err(_E_PRESENT_AFTER_CLEAN)
-        self.ev_rc = pkt.reason_code
-        self.ev_props = pkt.properties
-        self.ev_session_present = pkt.session_present
-        if pkt.reason_code >= 0x80:
-            self.state = DISCONNECTED
-            return EV_CONNACK
-        lim = self.limits
-        props = pkt.properties
-        lim.receive_maximum = props.get(_PROP_RECEIVE_MAXIMUM, 65535)
-        lim.maximum_qos = props.get(_PROP_MAXIMUM_QOS, 2)
-        lim.retain_available = props.get(_PROP_RETAIN_AVAILABLE, 1) == 1
-        lim.maximum_packet_size = props.get(_PROP_MAXIMUM_PACKET_SIZE, _DEFAULT_SERVER_MAX)
-        lim.topic_alias_maximum = props.get(_PROP_TOPIC_ALIAS_MAXIMUM, 0)
-        lim.wildcard_available = props.get(_PROP_WILDCARD_SUBSCRIPTION_AVAILABLE, 1) == 1
-        lim.subscription_identifiers_available = props.get(
-            _PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE, 1) == 1
-        lim.shared_available = props.get(_PROP_SHARED_SUBSCRIPTION_AVAILABLE, 1) == 1
-        lim.server_keep_alive = props.get(_PROP_SERVER_KEEP_ALIVE, -1)
-        lim.session_expiry_interval = props.get(_PROP_SESSION_EXPIRY_INTERVAL, -1)
-        lim.assigned_client_id = props.get(_PROP_ASSIGNED_CLIENT_IDENTIFIER)
-        if lim.assigned_client_id:
-            self.client_id = lim.assigned_client_id
-        if lim.server_keep_alive >= 0:
-            # [MQTT-3.2.2-21] the server's keep alive replaces ours
-            self.keep_alive_ms = lim.server_keep_alive * 1000
-        self._window = min(self.max_inflight, lim.receive_maximum)
-        self._alias_out = {}
-        for i in range(len(self._alias_in)):
-            self._alias_in[i] = None
-        self.state = CONNECTED
-        if not pkt.session_present:
-            # The server has no session: our unacknowledged publishes go out again
-            # as new messages, so nothing accepted is lost (MQTT 5.0 §4.1).
-            for i in range(len(self._in_qos2)):
-                self._in_qos2[i] = 0
-            if self._inflight:
-                _rare_paths().requeue(self)
-        return EV_CONNACK
-
     def owes_ack(self):
         """True if the next ``poll`` sends the acknowledgement of the message it
         handed out last (rather than handling another packet)."""
         return self._msg_unacked != 0
 
     def last_ack(self):
-        """The PUBACK/PUBREC/PUBREL/PUBCOMP ``poll`` handled last (an AckView)."""
-        return self._ack
+        """The PUBACK/PUBREC/PUBREL/PUBCOMP ``poll`` handled last (an AckView: ``msg``,
+        valid until the next ``poll``)."""
+        return self.msg
 
     def defer_ack(self):
         """Keep the message just handed out unacknowledged past the next ``poll``
