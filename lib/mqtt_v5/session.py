@@ -41,9 +41,9 @@ What it does not do: sockets, TLS, reconnect timing and user callbacks (the
 driver), and topic routing to callbacks (``topic.matches``).
 """
 from . import codec as _c
+from . import errors as _errors  # (one global for the two classes caught below)
 from . import properties as _p
 from ._compat import const, ticks_diff
-from .errors import ProtocolError, UsageError
 
 # _session_rare (the cold paths), once loaded: kept in a global because an import
 # statement allocates on MicroPython (it builds the module's full name each time), and
@@ -60,8 +60,10 @@ def _rare_paths():
     return _rare
 
 
-TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even compiled)
-if TYPE_CHECKING:  # pragma: no cover
+# Folded by MicroPython (the block below is not even compiled) and, with its underscore,
+# no global of this module; mypy reads the block.
+_TYPE_CHECKING = const(0)
+if _TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
 # Connection states.
@@ -642,7 +644,7 @@ class Session:
         n = len(payload)
         try:
             hlen = _c.encode_publish_header(out, topic, n, qos, pid, retain, dup, props, alias)
-        except UsageError as e:
+        except _errors.UsageError as e:
             _rare_paths().put_big_publish(self, e, topic, payload, qos, pid, retain, dup,
                                           props, alias)
             return
@@ -661,7 +663,7 @@ class Session:
             n = encode(self.out, *args)
             self.out_len = n
             return n
-        except UsageError as e:
+        except _errors.UsageError as e:
             return _rare_paths().encode_big(self, e, encode, args)
 
     # ------------------------------------------------------ subscriptions --
@@ -901,7 +903,7 @@ class Session:
                 self.ev_props = pkt.properties
                 return EV_SUBACK if t == _SUBACK else EV_UNSUBACK
             return _rare_paths().handle_other(self, first, r, t)
-        except ProtocolError as e:
+        except _errors.ProtocolError as e:
             self.abort(e.reason_code or 0x82)
             raise
 
