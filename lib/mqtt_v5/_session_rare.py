@@ -389,8 +389,7 @@ def unsubscribe(self, filters, props=None, token=None):
         self.out_tail = None
         raise _c._err(71, n, self.limits.maximum_packet_size)  # _E_REQUEST_TOO_BIG
     self._next_pid = pid
-    self._pending_sub[pid] = token
-    self._requested[pid] = bytes(len(filters))
+    self._pending_sub[pid] = (token, bytes(len(filters)))  # (UNSUBACK: any codes)
     return pid
 
 

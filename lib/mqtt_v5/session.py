@@ -351,9 +351,9 @@ class Session:
         self._next_pid = 0
         # Incoming QoS 2 packet ids awaiting PUBREL.
         self._in_qos2 = [0] * receive_maximum
-        # SUBSCRIBE/UNSUBSCRIBE awaiting their ack: pid -> token (cold path).
+        # SUBSCRIBE/UNSUBSCRIBE awaiting their ack: pid -> (token, what the ack must
+        # match: the QoS asked per filter, bytes-like) (cold path).
         self._pending_sub = {}
-        self._requested = {}  # pid -> the QoS asked per filter (bytes)
         # Offline queue: [topic, payload, qos, retain, props, token] entries.
         self._queue = []
         self._queued_bytes = 0
@@ -443,9 +443,10 @@ class Session:
         self._ping_sent = -1
         self._msg_unacked = 0
         self._mark_resend()
-        tokens = self._pending_sub
+        tokens = {}
+        for pid, req in self._pending_sub.items():
+            tokens[pid] = req[0]
         self._pending_sub = {}
-        self._requested = {}
         return tokens
 
     def _mark_resend(self):
@@ -614,10 +615,11 @@ class Session:
     def drop_requests(self):
         """Forget the SUBSCRIBE/UNSUBSCRIBE awaiting their ack (the connection is
         gone); returns their tokens."""
-        p = self._pending_sub
+        tokens = []
+        for req in self._pending_sub.values():
+            tokens.append(req[0])
         self._pending_sub = {}
-        self._requested = {}
-        return list(p.values())
+        return tokens
 
     def pump(self):
         """After CONNACK (and whenever the window opens), encode the next
@@ -684,13 +686,12 @@ class Session:
             self.out_tail = None
             # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
             raise _c._err(_E_REQUEST_TOO_BIG, n, lim.maximum_packet_size)
-        self._next_pid = pid
-        self._pending_sub[pid] = token
         # What the SUBACK must match: one code per filter, none above the QoS asked.
         asked = bytearray(len(subscriptions))
         for k in range(len(subscriptions)):
             asked[k] = subscriptions[k][1] & 3
-        self._requested[pid] = asked
+        self._next_pid = pid
+        self._pending_sub[pid] = (token, asked)
         return pid
 
     # ----------------------------------------------------------- leaving --
@@ -888,16 +889,16 @@ class Session:
                 pid = pkt.packet_id
                 if pid not in self._pending_sub:
                     raise _c._err(_E_UNKNOWN_REQUEST, t, pid)
-                asked = self._requested.pop(pid, None)
+                token, asked = self._pending_sub[pid]  # (kept until the ack is good)
                 codes = pkt.reason_codes
-                if asked is not None:
-                    if len(codes) != len(asked):
-                        raise _c._err(_E_CODE_COUNT, t, len(codes), len(asked))
-                    if t == _SUBACK:
-                        for k in range(len(codes)):
-                            if codes[k] < 0x80 and codes[k] > asked[k]:
-                                raise _c._err(_E_GRANTS_MORE, codes[k], asked[k])
-                self.ev_token = self._pending_sub.pop(pid)
+                if len(codes) != len(asked):
+                    raise _c._err(_E_CODE_COUNT, t, len(codes), len(asked))
+                if t == _SUBACK:
+                    for k in range(len(codes)):
+                        if codes[k] < 0x80 and codes[k] > asked[k]:
+                            raise _c._err(_E_GRANTS_MORE, codes[k], asked[k])
+                del self._pending_sub[pid]
+                self.ev_token = token
                 self.ev_pid = pid
                 self.ev_codes = codes
                 self.ev_props = pkt.properties
