@@ -21,14 +21,15 @@ _WAIT_PUBCOMP = const(3)
 _PID = const(0)
 _STATE = const(1)
 _SEQ = const(2)
-_RETAIN = const(3)
-_RESEND = const(4)
-_CARRIED = const(5)
-_TOPIC = const(6)
-_PAYLOAD = const(7)
-_PROPS = const(8)
-_TOKEN = const(9)
-_SLOT = const(10)
+_FLAGS = const(3)
+_TOPIC = const(4)
+_PAYLOAD = const(5)
+_PROPS = const(6)
+_TOKEN = const(7)
+_SLOT = const(8)
+_F_RETAIN = const(1)
+_F_RESEND = const(2)
+_F_CARRIED = const(4)
 _SEQ_MASK = const(0x3FFFFFF)
 _EV_CONTINUE = const(1)
 _EV_DISCONNECT = const(8)
@@ -105,8 +106,9 @@ def requeue(self):
         if st != _WAIT_PUBCOMP:
             topic = sl[i + _TOPIC]
             payload = sl[i + _PAYLOAD]
-            front.append([topic, payload, 1 if st == _WAIT_PUBACK else 2, sl[i + _RETAIN],
-                          sl[i + _PROPS], sl[i + _TOKEN], 0])
+            front.append([topic, payload, 1 if st == _WAIT_PUBACK else 2,
+                          (sl[i + _FLAGS] & _F_RETAIN) != 0, sl[i + _PROPS], sl[i + _TOKEN],
+                          0])
             # Counted like any queued message (pump() subtracts it again);
             # may exceed max_queued_bytes: these were accepted already.
             self._queued_bytes += _queued_size(topic, payload, sl[i + _PROPS])
@@ -132,7 +134,7 @@ def oldest(self, resend_only, pubrel_only=False):
     sl = self._slots
     for i in range(0, len(sl), _SLOT):
         st = sl[i + _STATE]
-        if st != _FREE and (sl[i + _RESEND] or not resend_only) and (
+        if st != _FREE and (sl[i + _FLAGS] & _F_RESEND or not resend_only) and (
                 st == _WAIT_PUBCOMP or not pubrel_only):
             age = (seq - sl[i + _SEQ]) & _SEQ_MASK
             if age > best_age:
@@ -154,9 +156,9 @@ def pump(self):
         if i < 0:
             return None
     if i >= 0:
-        if sl[i + _RESEND]:
+        if sl[i + _FLAGS] & _F_RESEND:
             self._resends -= 1
-        sl[i + _RESEND] = False
+        sl[i + _FLAGS] &= ~_F_RESEND
         pid = sl[i + _PID]
         if sl[i + _STATE] == _WAIT_PUBCOMP:
             self.out_len = _c.encode_ack(self.out, _PUBREL, pid)
@@ -172,8 +174,8 @@ def pump(self):
                 return False
             self._put_publish(sl[i + _TOPIC], sl[i + _PAYLOAD],
                               1 if sl[i + _STATE] == _WAIT_PUBACK else 2, sl[i + _PID],
-                              sl[i + _RETAIN], True, sl[i + _PROPS], 0)
-            sl[i + _CARRIED] = False
+                              (sl[i + _FLAGS] & _F_RETAIN) != 0, True, sl[i + _PROPS], 0)
+            sl[i + _FLAGS] &= ~_F_CARRIED
         return sl[i + _TOKEN] or True
     if not self._queue:
         return None
@@ -203,7 +205,7 @@ def _sent_on_this_connection(self):
     n = 0
     sl = self._slots
     for i in range(0, len(sl), _SLOT):
-        if sl[i + _STATE] != _FREE and not sl[i + _CARRIED]:
+        if sl[i + _STATE] != _FREE and not sl[i + _FLAGS] & _F_CARRIED:
             n += 1
     return n
 

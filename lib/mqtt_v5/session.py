@@ -91,21 +91,22 @@ _WAIT_PUBCOMP = const(3)
 
 # The in-flight table is ONE flat list of _SLOT entries per outgoing QoS 1/2 message,
 # with these fields at these offsets; a slot is named by the offset of its first entry
-# (-1: none). One list of 10 words a slot instead of one list per field (each list
-# object costs its header and slack under MicroPython).
+# (-1: none). One list of 8 words a slot instead of one list per field (each list
+# object costs its header and slack under MicroPython), the three flags in one word.
 _PID = const(0)
 _STATE = const(1)  # _FREE / _WAIT_*: also its QoS (_WAIT_PUBACK is QoS 1, the others 2)
 _SEQ = const(2)  # send order, for resends [MQTT-4.6.0-1]
-_RETAIN = const(3)
-_RESEND = const(4)  # to be sent again (DUP, or PUBREL) on this connection
-# True while the PUBLISH was last sent on an earlier connection: it does not count
+_FLAGS = const(3)  # _F_* bits (0 while free)
+_TOPIC = const(4)
+_PAYLOAD = const(5)
+_PROPS = const(6)
+_TOKEN = const(7)
+_SLOT = const(8)
+_F_RETAIN = const(1)
+_F_RESEND = const(2)  # to be sent again (DUP, or PUBREL) on this connection
+# Set while the PUBLISH was last sent on an earlier connection: it does not count
 # against this connection's Receive Maximum until resent.
-_CARRIED = const(5)
-_TOPIC = const(6)
-_PAYLOAD = const(7)
-_PROPS = const(8)
-_TOKEN = const(9)
-_SLOT = const(10)
+_F_CARRIED = const(4)
 
 _DEFAULT_SERVER_MAX = const(268435460)
 # In-flight send order: a wrapping counter kept a small int on a 32-bit port.
@@ -339,12 +340,12 @@ class Session:
         self.max_queued_bytes = max_queued_bytes
         # Outgoing in-flight table, fixed size (see _SLOT).
         self.max_inflight = max_inflight
-        free = [0, _FREE, 0, False, False, False, None, None, None, None]  # type: list
+        free = [0, _FREE, 0, 0, None, None, None, None]  # type: list
         self._slots = free * max_inflight
         # Each slot's packet id, 0 while free: found by the list's own (C) ``in`` and
         # ``index`` rather than a Python loop over the slots, twice per QoS 1 message.
         self._pids = [0] * max_inflight
-        self._resends = 0  # slots with _RESEND set (window_open is per publish)
+        self._resends = 0  # slots with _F_RESEND set (window_open is per publish)
         self._seq = 0
         self._inflight = 0
         self._window = max_inflight
@@ -453,10 +454,10 @@ class Session:
         sl = self._slots
         for i in range(0, len(sl), _SLOT):
             if sl[i + _STATE] != _FREE:
-                if not sl[i + _RESEND]:
+                f = sl[i + _FLAGS]
+                if not f & _F_RESEND:
                     self._resends += 1
-                sl[i + _RESEND] = True
-                sl[i + _CARRIED] = True
+                sl[i + _FLAGS] = f | _F_RESEND | _F_CARRIED
 
     # ---------------------------------------------------------- publishing --
 
@@ -562,9 +563,7 @@ class Session:
         sl[slot + _STATE] = _WAIT_PUBACK if qos == 1 else _WAIT_PUBREC
         self._seq = (self._seq + 1) & _SEQ_MASK
         sl[slot + _SEQ] = self._seq
-        sl[slot + _RETAIN] = retain
-        sl[slot + _RESEND] = False
-        sl[slot + _CARRIED] = False
+        sl[slot + _FLAGS] = _F_RETAIN if retain else 0
         sl[slot + _TOPIC] = topic
         sl[slot + _PAYLOAD] = payload
         sl[slot + _PROPS] = props
@@ -584,10 +583,9 @@ class Session:
         sl = self._slots
         sl[i + _STATE] = _FREE
         self._pids[i // _SLOT] = 0
-        if sl[i + _RESEND]:
+        if sl[i + _FLAGS] & _F_RESEND:
             self._resends -= 1
-        sl[i + _RESEND] = False
-        sl[i + _CARRIED] = False
+        sl[i + _FLAGS] = 0
         sl[i + _TOPIC] = None
         sl[i + _PAYLOAD] = None
         sl[i + _PROPS] = None
