@@ -49,7 +49,7 @@ _PROP_SESSION_EXPIRY_INTERVAL = const(0x11)
 
 def _no_room(e):
     """True for the codec's "does not fit the buffer" (not "too large for MQTT")."""
-    return e.reason_code == 0x95 and "does not fit" in e.args[0]
+    return isinstance(e, UsageError) and e.reason_code == 0x95 and "does not fit" in e.args[0]
 
 
 def encode_big(self, e, encode, args):

@@ -41,9 +41,11 @@ What it does not do: sockets, TLS, reconnect timing and user callbacks (the
 driver), and topic routing to callbacks (``topic.matches``).
 """
 from . import codec as _c
-from . import errors as _errors  # (one global for the two classes caught below)
 from . import properties as _p
 from ._compat import const, ticks_diff
+
+# ``errors`` is not imported here: its classes are only needed once something was raised,
+# and then whoever raised it loaded them (a device's import line need not hold them).
 
 # _session_rare (the cold paths), once loaded: kept in a global because an import
 # statement allocates on MicroPython (it builds the module's full name each time), and
@@ -644,7 +646,7 @@ class Session:
         n = len(payload)
         try:
             hlen = _c.encode_publish_header(out, topic, n, qos, pid, retain, dup, props, alias)
-        except _errors.UsageError as e:
+        except Exception as e:  # (a UsageError saying it did not fit: else raised again)
             _rare_paths().put_big_publish(self, e, topic, payload, qos, pid, retain, dup,
                                           props, alias)
             return
@@ -663,7 +665,7 @@ class Session:
             n = encode(self.out, *args)
             self.out_len = n
             return n
-        except _errors.UsageError as e:
+        except Exception as e:  # (a UsageError saying it did not fit: else raised again)
             return _rare_paths().encode_big(self, e, encode, args)
 
     # ------------------------------------------------------ subscriptions --
@@ -902,8 +904,11 @@ class Session:
                 self.ev_props = pkt.properties
                 return EV_SUBACK if t == _SUBACK else EV_UNSUBACK
             return _rare_paths().handle_other(self, first, r, t)
-        except _errors.ProtocolError as e:
-            self.abort(e.reason_code or 0x82)
+        except Exception as e:
+            from .errors import ProtocolError  # (loaded already: see the imports)
+
+            if isinstance(e, ProtocolError):
+                self.abort(e.reason_code or 0x82)
             raise
 
     def owes_ack(self):
