@@ -230,8 +230,8 @@ def _resend_refused(self, i):
 def enqueue(self, topic, payload, qos, retain, props, token, alias=0):
     """Into the offline queue (``QueueFull`` past its bounds)."""
     size = _queued_size(topic, payload, props)
-    if (len(self._queue) >= self.max_queued
-            or self._queued_bytes + size > self.max_queued_bytes):
+    if (len(self._queue) >= self._conf[2]  # max_queued
+            or self._queued_bytes + size > self._conf[3]):  # max_queued_bytes
         raise QueueFull("offline queue full (%d messages, %d bytes)"
                         % (len(self._queue), self._queued_bytes))
     # The message waits as given; the caller must not change a mutable payload.
@@ -367,14 +367,21 @@ def check_subscribe(self, subscriptions, props):
 # ---------------------------------- Session's methods, through its __getattr__ --
 
 _METHODS = ("unsubscribe", "auth", "ping", "ping_pending", "abort")
+# Session's settings, by name, in the order of its _conf tuple (see session's _C_*).
+_CONF = ("ping_timeout_ms", "connect_timeout_ms", "max_queued", "max_queued_bytes")
 
 
-def method(s, name):
-    """``s.name`` for a ``Session`` method that lives here (its ``__getattr__``)."""
-    if name not in _METHODS:
-        raise AttributeError(name)
-    f = globals()[name]
-    return lambda *a, **k: f(s, *a, **k)
+def attr(s, name):
+    """``s.name`` for what ``Session.__getattr__`` finds here: a method that lives here,
+    a setting, or ``max_inflight``."""
+    if name in _METHODS:
+        f = globals()[name]
+        return lambda *a, **k: f(s, *a, **k)
+    if name in _CONF:
+        return s._conf[_CONF.index(name)]
+    if name == "max_inflight":
+        return len(s._pids)
+    raise AttributeError(name)
 
 
 def unsubscribe(self, filters, props=None, token=None):

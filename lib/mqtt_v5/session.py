@@ -110,6 +110,17 @@ _F_RESEND = const(2)  # to be sent again (DUP, or PUBREL) on this connection
 # against this connection's Receive Maximum until resent.
 _F_CARRIED = const(4)
 
+# Settings fixed at construction, one tuple (``_conf``) at these offsets.
+_C_PING_TIMEOUT_MS = const(0)
+_C_CONNECT_TIMEOUT_MS = const(1)
+_C_MAX_QUEUED = const(2)
+_C_MAX_QUEUED_BYTES = const(3)
+
+# What the last CONNECT asked (``_connect_flags`` bits).
+_CF_AUTO_ALIAS = const(1)
+_CF_CLEAN_START = const(2)
+_CF_EXPIRY_ZERO = const(4)  # its Session Expiry Interval was 0: it cannot be extended
+
 _DEFAULT_SERVER_MAX = const(268435460)
 # In-flight send order: a wrapping counter kept a small int on a 32-bit port.
 _SEQ_MASK = const(0x3FFFFFF)
@@ -316,16 +327,21 @@ class Session:
         # Called only for a name neither the instance nor the class has. The methods
         # only rare paths call -- ``unsubscribe``, ``auth``, ``ping``, ``ping_pending``,
         # ``abort`` (see there) -- are _session_rare's, bound here on each use: a def in
-        # this class costs a device RAM from import on.
+        # this class costs a device RAM from import on. So are the settings read from
+        # ``_conf`` by name (``max_queued``, ...) and ``max_inflight``.
         if name == "ev_orphans":
             return ()
         if name == "ev_error":
             return None
-        return _rare_paths().method(self, name)
+        return _rare_paths().attr(self, name)
 
     def __init__(self, client_id="", max_packet_size=4096, out_size=1024, max_inflight=16,
                  receive_maximum=16, topic_alias_maximum=8, max_queued=64,
                  max_queued_bytes=32768, ping_timeout_ms=0, connect_timeout_ms=10000):
+        # 38 attributes: an instance dict grows through 29, 37, 47, 59 ... slots when
+        # full, and every method call looks in it first (a miss probes up to a free
+        # slot), so 38 in 47 is both smaller than 48 in 59 and as quick. Settings and
+        # flags read rarely share a tuple and an int (see _C_* and _CF_*).
         if max_inflight < 1 or receive_maximum < 1 or out_size < 64:
             raise _c._err(_E_SIZES)
         self.client_id = client_id
@@ -336,12 +352,8 @@ class Session:
         self.limits = Limits()
         self.state = DISCONNECTED
         self.keep_alive_ms = 0
-        self.ping_timeout_ms = ping_timeout_ms
-        self.connect_timeout_ms = connect_timeout_ms
-        self.max_queued = max_queued
-        self.max_queued_bytes = max_queued_bytes
-        # Outgoing in-flight table, fixed size (see _SLOT).
-        self.max_inflight = max_inflight
+        self._conf = (ping_timeout_ms, connect_timeout_ms, max_queued, max_queued_bytes)
+        # Outgoing in-flight table, fixed size (see _SLOT); max_inflight is len(_pids).
         free = [0, _FREE, 0, 0, None, None, None, None]  # type: list
         self._slots = free * max_inflight
         # Each slot's packet id, 0 while free: found by the list's own (C) ``in`` and
@@ -363,9 +375,7 @@ class Session:
         # Topic aliases: inbound alias -> topic bytes; outbound topic -> alias.
         self._alias_in = [None] * (topic_alias_maximum + 1)  # type: list
         self._alias_out = {}
-        self._auto_alias = False
-        self._clean_start = True
-        self._expiry_was_zero = True
+        self._connect_flags = _CF_CLEAN_START | _CF_EXPIRY_ZERO
         # Timers.
         self._last_sent = 0
         self._last_recv = 0
@@ -419,12 +429,12 @@ class Session:
             p[_PROP_TOPIC_ALIAS_MAXIMUM] = len(self._alias_in) - 1
         if session_expiry_s:
             p[_PROP_SESSION_EXPIRY_INTERVAL] = session_expiry_s
-        self._expiry_was_zero = not p.get(_PROP_SESSION_EXPIRY_INTERVAL)
         self._encode_cold(_c.encode_connect, self.client_id, clean_start, keep_alive_s,
                           username, password, will, p)
         self.keep_alive_ms = keep_alive_s * 1000
-        self._auto_alias = auto_alias
-        self._clean_start = clean_start
+        self._connect_flags = ((_CF_AUTO_ALIAS if auto_alias else 0)
+                               | (_CF_CLEAN_START if clean_start else 0)
+                               | (0 if p.get(_PROP_SESSION_EXPIRY_INTERVAL) else _CF_EXPIRY_ZERO))
         self._mark_resend()  # also when the driver skipped connection_lost()
         self._msg_unacked = 0
         self.reader.reset()
@@ -502,7 +512,8 @@ class Session:
         queue is full and ``UsageError`` for what the server cannot accept.
         """
         if (not props and not topic_alias and self.state == CONNECTED and not self.out_len
-                and self.out_tail is None and not self._queue and not self._auto_alias
+                and self.out_tail is None and not self._queue
+                and not self._connect_flags & _CF_AUTO_ALIAS
                 and (not retain or self.limits.retain_available) and (not qos or (
                     0 < qos <= self.limits.maximum_qos and self._inflight < self._window
                     and not self._resends))):
@@ -531,7 +542,7 @@ class Session:
         lim = self.limits
         alias = 0
         send_topic = topic
-        if alias_req or self._auto_alias:
+        if alias_req or self._connect_flags & _CF_AUTO_ALIAS:
             alias = _rare_paths().outbound_alias(self, topic, alias_req)
             if alias > 0:
                 send_topic = b""  # the server knows this alias already
@@ -701,7 +712,8 @@ class Session:
         self._ready_out()
         if self.state == DISCONNECTED:
             raise _c._err(_E_NOT_CONNECTED)
-        if props and self._expiry_was_zero and props.get(_PROP_SESSION_EXPIRY_INTERVAL):
+        if (props and self._connect_flags & _CF_EXPIRY_ZERO
+                and props.get(_PROP_SESSION_EXPIRY_INTERVAL)):
             # [MQTT-3.14.2-2] a session CONNECT said ends now cannot be extended
             raise _c._err(_E_EXPIRY_ON_DISCONNECT)
         self._encode_cold(_c.encode_disconnect, reason_code, props)
@@ -712,7 +724,8 @@ class Session:
     def next_timeout(self, now_ms):
         """Milliseconds until ``on_timer`` has work; -1 for none (sleep until data)."""
         if self.state == CONNECTING:
-            return max(0, self.connect_timeout_ms - ticks_diff(now_ms, self._connect_started))
+            return max(0, self._conf[_C_CONNECT_TIMEOUT_MS]
+                       - ticks_diff(now_ms, self._connect_started))
         if self.state != CONNECTED or not self.keep_alive_ms:
             return -1
         if self._ping_sent >= 0:
@@ -724,17 +737,19 @@ class Session:
         return max(0, self.keep_alive_ms - since)
 
     def _ping_timeout(self):
-        if self.ping_timeout_ms:
-            return self.ping_timeout_ms
+        t = self._conf[_C_PING_TIMEOUT_MS]
+        if t:
+            return t
         return self.keep_alive_ms // 2 if self.keep_alive_ms > 2000 else self.keep_alive_ms
 
     def on_timer(self, now_ms):
         """Send PINGREQ when keep-alive is due [MQTT-3.1.2-22]; raise
         ``MqttTimeout`` when the link is dead or CONNACK is late."""
         if self.state == CONNECTING:
-            if ticks_diff(now_ms, self._connect_started) >= self.connect_timeout_ms:
+            t = self._conf[_C_CONNECT_TIMEOUT_MS]
+            if ticks_diff(now_ms, self._connect_started) >= t:
                 self.state = DISCONNECTED
-                raise _c._err(_E_NO_CONNACK, self.connect_timeout_ms)
+                raise _c._err(_E_NO_CONNACK, t)
             return
         if self.state != CONNECTED or not self.keep_alive_ms or self.out_len:
             return
@@ -793,7 +808,7 @@ class Session:
             if self.state == CONNECTING:
                 if t == _CONNACK:  # (here, not a method: one def less)
                     pkt = _c.decode_body(first, r)
-                    if pkt.session_present and self._clean_start:
+                    if pkt.session_present and self._connect_flags & _CF_CLEAN_START:
                         # [MQTT-3.2.2-2] [MQTT-3.2.2-4] we asked for a new session
                         raise _c._err(_E_PRESENT_AFTER_CLEAN)
                     self.ev_rc = pkt.reason_code
@@ -824,7 +839,7 @@ class Session:
                     if lim.server_keep_alive >= 0:
                         # [MQTT-3.2.2-21] the server's keep alive replaces ours
                         self.keep_alive_ms = lim.server_keep_alive * 1000
-                    self._window = min(self.max_inflight, lim.receive_maximum)
+                    self._window = min(len(self._pids), lim.receive_maximum)
                     self._alias_out = {}
                     for i in range(len(self._alias_in)):
                         self._alias_in[i] = None
