@@ -366,7 +366,7 @@ def check_subscribe(self, subscriptions, props):
 
 # ---------------------------------- Session's methods, through its __getattr__ --
 
-_METHODS = ("unsubscribe", "auth", "ping", "ping_pending", "abort")
+_METHODS = ("unsubscribe", "auth", "ping", "ping_pending", "abort", "last_ack")
 # Session's settings, by name, in the order of its _conf tuple (see session's _C_*).
 _CONF = ("ping_timeout_ms", "connect_timeout_ms", "max_queued", "max_queued_bytes")
 
@@ -446,6 +446,12 @@ def ping(self, now_ms):
     self.out_len = 2
     if self._ping_sent < 0:
         self._ping_sent = now_ms
+
+
+def last_ack(self):
+    """The PUBACK/PUBREC/PUBREL/PUBCOMP ``poll`` handled last (an AckView: ``msg``, which
+    also holds the last PUBLISH; valid until the next ``poll``)."""
+    return self.msg
 
 
 def ping_pending(self):

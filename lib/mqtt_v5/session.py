@@ -326,9 +326,9 @@ class Session:
     def __getattr__(self, name):
         # Called only for a name neither the instance nor the class has. The methods
         # only rare paths call -- ``unsubscribe``, ``auth``, ``ping``, ``ping_pending``,
-        # ``abort`` (see there) -- are _session_rare's, bound here on each use: a def in
-        # this class costs a device RAM from import on. So are the settings read from
-        # ``_conf`` by name (``max_queued``, ...) and ``max_inflight``.
+        # ``abort``, ``last_ack`` (see there) -- are _session_rare's, bound here on each
+        # use: a def in this class costs a device RAM from import on. So are the
+        # settings read from ``_conf`` by name (``max_queued``, ...) and ``max_inflight``.
         if name == "ev_orphans":
             return ()
         if name == "ev_error":
@@ -930,11 +930,6 @@ class Session:
         """True if the next ``poll`` sends the acknowledgement of the message it
         handed out last (rather than handling another packet)."""
         return self._msg_unacked != 0
-
-    def last_ack(self):
-        """The PUBACK/PUBREC/PUBREL/PUBCOMP ``poll`` handled last (an AckView: ``msg``,
-        valid until the next ``poll``)."""
-        return self.msg
 
     def defer_ack(self):
         """Keep the message just handed out unacknowledged past the next ``poll``
