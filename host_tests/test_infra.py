@@ -305,15 +305,19 @@ def test_mp_run_exec_measures_memory():
 # Generated and configuration files
 
 
-def test_lib_package_json_is_up_to_date():
+def test_mip_packages_are_up_to_date():
+    """lib/package.json (.py) and mpy/ (the .mpy package: its package.json files and every
+    .mpy, compiled now from lib/ and compared byte for byte) are what `make package-json`
+    writes: a change under lib/mqtt_v5/ without it fails here."""
     import gen_package_json
 
     committed = (ROOT / "lib" / "package.json").read_text()
     assert committed == gen_package_json.generate(), (
-        "lib/package.json is stale: run `.venv/bin/python tools/gen_package_json.py`"
+        "lib/package.json is stale: run `make package-json`"
     )
     urls = json.loads(committed)["urls"]
     assert all(src == dst and (ROOT / "lib" / src).is_file() for dst, src in urls)
+    assert gen_package_json.stale_mpy() == [], "mpy/ is stale: run `make package-json`"
 
 
 def test_hypothesis_profiles():

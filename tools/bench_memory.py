@@ -11,9 +11,9 @@ heap         what stays allocated (gc.mem_alloc() once a collection has run: see
              connected client loads; ``MqttClient(ConnectOptions())`` (buffers, session,
              in-flight table); what ``connect`` adds (tasks, events); and the sum of the
              three without module code. Twice: with lib/ as .py files (compiled on import:
-             bytecode and qstrs in RAM) and as .mpy files from mpy-cross (what ``mip``
-             installs; a frozen firmware keeps bytecode, constants and qstrs in flash and
-             pays less still). The target applies to the .mpy sum.
+             bytecode and qstrs in RAM) and as .mpy files compiled as the mip package
+             mpy/ is (mpy-cross -O3; a frozen firmware keeps bytecode, constants and qstrs
+             in flash and pays less still). The target applies to the .mpy sum.
 per_op       bytes the client allocates per operation in steady state (warm-up, then N
              operations with the GC disabled; the server then answers synchronously inside
              the client's write, allocating nothing, so all of it is the client's): QoS 0

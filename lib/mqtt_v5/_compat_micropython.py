@@ -4,23 +4,30 @@ the SSL context from DER material and opening a TCP/TLS stream with asyncio. CPy
 ``_compat_cpython``."""
 
 
-def set_nodelay(s):
-    """TCP_NODELAY on socket ``s`` where the port allows it. The unix port's socket
-    module names neither constant: Linux and lwIP agree on 6 and 1. Without it a
-    payload written after its header waits out the peer's delayed ACK each time."""
+def set_nodelay(s, on=1):
+    """TCP_NODELAY on (or, ``on`` false, off: Nagle's algorithm) for socket ``s``
+    where the port allows it. The unix port's socket module names neither constant:
+    Linux and lwIP agree on 6 and 1. Without it a payload written after its header
+    waits out the peer's delayed ACK each time. Turned on, Linux sends at once what
+    Nagle was holding; lwIP only sets the flag, and the next write's tcp_output sends
+    everything queued: either way the packet written next is not held behind it."""
     import socket
 
     try:
-        s.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
-    except OSError:
+        s.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1),
+                     1 if on else 0)
+    except (OSError, AttributeError):  # (AttributeError: no socket, or none of its own)
         pass
 
 
-def stream_socket(stream):
+def stream_socket(stream, tcp=False):
     """The socket under asyncio's Stream (``Stream.s``), which StreamTransport.write
     writes to as Stream.write would, one Python call less per packet; None for
-    anything else."""
-    return getattr(stream, "s", None) if hasattr(stream, "out_buf") else None
+    anything else. ``tcp``: the TCP socket, for ``set_nodelay`` (under TLS, the one
+    ``open_stream`` kept: MicroPython's SSL socket has no setsockopt)."""
+    if not hasattr(stream, "out_buf"):
+        return None
+    return stream.e.get("tcp", stream.s) if tcp else stream.s
 
 
 def random_ms(limit):
@@ -93,7 +100,8 @@ def _writable(s):
 
 async def open_stream(host, port, ctx, server_hostname):
     """TCP (+TLS, handshake deferred to the first read/write) as asyncio's
-    Stream, with TCP_NODELAY where the port has it."""
+    Stream, with TCP_NODELAY where the port has it (under TLS the TCP socket is kept
+    in the Stream's extra info, ``e["tcp"]``, for ``stream_socket``)."""
     import socket
     from asyncio import StreamReader
     from errno import EINPROGRESS
@@ -104,7 +112,7 @@ async def open_stream(host, port, ctx, server_hostname):
         from ._neterr import dns_error
 
         raise dns_error(host, e)
-    s = socket.socket(ai[0], ai[1], ai[2])
+    s = tcp = socket.socket(ai[0], ai[1], ai[2])
     try:
         set_nodelay(s)
         s.setblocking(False)
@@ -121,4 +129,4 @@ async def open_stream(host, port, ctx, server_hostname):
     except BaseException:  # also CancelledError from a timeout
         s.close()
         raise
-    return StreamReader(s)
+    return StreamReader(s, {"tcp": tcp}) if s is not tcp else StreamReader(s)

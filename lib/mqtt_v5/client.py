@@ -349,6 +349,9 @@ class MqttClient:
         self._gave_up = None  # type: Any  # the error publish() raises once reconnecting stopped
         self._reauth = None  # type: Any  # set when a re-authentication succeeded
         self._transport = None  # type: Any
+        # TCP_NODELAY, as last set: True while Nagle is on (QoS 0 PUBLISHes, see
+        # _publish_now), False while off, None for a transport without nodelay().
+        self._nagle = None  # type: Any
         self._target = None  # type: Any
         self._spare = []  # type: list  # Delivery objects publish() may reuse
         self._window = asyncio.Event()
@@ -458,6 +461,7 @@ class MqttClient:
         else:  # a transport, or what opens one (_cold: not the usual case)
             transport = await _cold_paths().open_given(self, t)
         self._transport = transport
+        self._nagle = False if hasattr(transport, "nodelay") else None  # (opened with it on)
         o = self.options
         s = self._session
         self._drop_writes()  # packets for the old connection are void
@@ -578,6 +582,11 @@ class MqttClient:
             _cold_paths().log_packet(s.out, n)
         s.flushed(ticks_ms())
         t = self._transport
+        if self._nagle:
+            # Anything but a QoS 0 PUBLISH is waited for: TCP_NODELAY back on, which also
+            # sends at once a QoS 0 segment Nagle was holding (see _publish_now).
+            self._nagle = False
+            t.nodelay(True)
         try:
             if self._batch_len:
                 b = self._batch_len
@@ -732,8 +741,17 @@ class MqttClient:
         n = s.out_len
         if n and token is None and not self._batch_pub and not self._batch_len and \
                 s.out_tail is None and _log_fn is None:
-            # QoS 0, one packet in ``out``, nothing batched: written at once.
+            # QoS 0, one packet in ``out``, nothing batched: written at once, with
+            # Nagle on. A write then only appends to the kernel's buffer while an earlier
+            # segment is unacknowledged, and QoS 0 PUBLISHes in a row leave together:
+            # with TCP_NODELAY each write was a segment of its own through the whole TCP
+            # path. The kernel delivers what it holds without us; and since whatever
+            # goes next turns TCP_NODELAY back on (_put), a packet someone waits for is
+            # not held behind it. Switched on transitions only: no syscall in a run.
             s.flushed(ticks_ms())
+            if self._nagle is False:
+                self._nagle = True
+                self._transport.nodelay(False)
             v = self._views.get(n)
             try:
                 w = self._transport.write(v if v is not None else self._view(n))

@@ -6,6 +6,8 @@ The client drives any object with this contract::
     def write(buf) -> awaitable      # writes ALL of buf; one packet per call. It may
                                      # return _compat.READY: then it is done (buf free)
     async def close() -> None
+    def nodelay(on)                  # optional: TCP_NODELAY on/off (off while MqttClient
+                                     # writes QoS 0 PUBLISHes; looked up at connect)
 
 ``open_connection`` returns a ``StreamTransport`` over TCP or TLS. Failures
 are raised as ``NetworkError`` with a message that names the cause (DNS,
@@ -32,7 +34,7 @@ import asyncio
 # first, and a miss probes the (nearly full) dict to a free slot; write() calls it per packet.
 from builtins import len
 
-from ._compat import READY, const, open_stream, stream_socket
+from ._compat import READY, const, open_stream, set_nodelay, stream_socket
 from .errors import NetworkError
 
 
@@ -173,6 +175,7 @@ class StreamTransport:
     def __init__(self, stream, peer="", tls=False, client_cert=False):
         self._s = stream
         self._raw = stream_socket(stream)  # written to first, as the stream does (see write)
+        self._tcp = stream_socket(stream, True)  # (see nodelay)
         self.peer = peer
         self.tls = tls
         self._cert = client_cert
@@ -236,6 +239,13 @@ class StreamTransport:
         if not s.out_buf:
             return READY
         return self._drain()
+
+    def nodelay(self, on):
+        """TCP_NODELAY on (each write leaves at once) or off (Nagle: a small write
+        waits while an earlier segment is unacknowledged, and joins what follows).
+        MqttClient turns it off while it writes QoS 0 PUBLISHes in a row, on for
+        anything else (see MqttClient._put). A no-op where there is no TCP socket."""
+        set_nodelay(self._tcp, on)
 
     async def _drain(self):
         try:
