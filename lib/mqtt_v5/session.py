@@ -728,19 +728,17 @@ class Session:
                        - ticks_diff(now_ms, self._connect_started))
         if self.state != CONNECTED or not self.keep_alive_ms:
             return -1
+        ka = self.keep_alive_ms
         if self._ping_sent >= 0:
-            return max(0, self._ping_timeout() - ticks_diff(now_ms, self._ping_sent))
+            # The ping timeout (as on_timer): ours, else half the keep alive (a short one
+            # whole).
+            t = self._conf[_C_PING_TIMEOUT_MS] or (ka // 2 if ka > 2000 else ka)
+            return max(0, t - ticks_diff(now_ms, self._ping_sent))
         since = ticks_diff(now_ms, self._last_sent)
         since_recv = ticks_diff(now_ms, self._last_recv)
         if since_recv > since:
             since = since_recv
-        return max(0, self.keep_alive_ms - since)
-
-    def _ping_timeout(self):
-        t = self._conf[_C_PING_TIMEOUT_MS]
-        if t:
-            return t
-        return self.keep_alive_ms // 2 if self.keep_alive_ms > 2000 else self.keep_alive_ms
+        return max(0, ka - since)
 
     def on_timer(self, now_ms):
         """Send PINGREQ when keep-alive is due [MQTT-3.1.2-22]; raise
@@ -754,9 +752,11 @@ class Session:
         if self.state != CONNECTED or not self.keep_alive_ms or self.out_len:
             return
         if self._ping_sent >= 0:
-            if ticks_diff(now_ms, self._ping_sent) >= self._ping_timeout():
+            ka = self.keep_alive_ms  # (the ping timeout as in next_timeout)
+            t = self._conf[_C_PING_TIMEOUT_MS] or (ka // 2 if ka > 2000 else ka)
+            if ticks_diff(now_ms, self._ping_sent) >= t:
                 self.state = DISCONNECTED
-                raise _c._err(_E_NO_PINGRESP, self._ping_timeout())
+                raise _c._err(_E_NO_PINGRESP, t)
             return
         if (ticks_diff(now_ms, self._last_sent) >= self.keep_alive_ms
                 or ticks_diff(now_ms, self._last_recv) >= self.keep_alive_ms):
