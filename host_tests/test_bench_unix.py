@@ -52,6 +52,8 @@ def test_reconnect_scenario_and_heap_steps_run(mosquitto, pki):
     ups = {n: kept[n] - steps[i - 1][1] for i, (n, _) in enumerate(steps) if i}
     assert max(ups, key=ups.get) in ("import line", "connected")
     assert kept["connected"] > kept["disconnected"] > kept["MqttClient()"]
+    # qstr_info's count: the library's names, interned from .mpy, are hundreds
+    assert 200 < bench_unix.interned_names(exe, b) < 5000
 
 
 def test_table_and_chart_render_from_results(tmp_path):
@@ -59,7 +61,8 @@ def test_table_and_chart_render_from_results(tmp_path):
     heap["ours"].update({"scenario frozen KiB": 70, "import .mpy B": 70_000,
                          "import frozen B": 15_000, "scenario .mpy KiB, EC": 93,
                          "scenario frozen KiB, EC": 61, "scenario reconnect .mpy KiB": 129,
-                         "scenario reconnect frozen KiB": 75})
+                         "scenario reconnect frozen KiB": 75,
+                         "interned names .mpy": 611, "interned names frozen": 31})
     heap["bare"]["scenario .mpy KiB, EC"] = 37
     heap["umqtt"]["scenario .mpy KiB, EC"] = 42
     ops = {"ours": {"publish qos0": 288, "publish qos1": 688, "wakeup": 288, "idle B/s": 0,
@@ -78,6 +81,7 @@ def test_table_and_chart_render_from_results(tmp_path):
     assert "15,100" in text
     assert "150,000" in text
     readme = bench_unix.readme_table(results)
+    assert "| 611 / 31 |" in readme
     ec_row = next(line for line in readme.splitlines() if "EC P-256" in line)
     assert "**93 / 61 KiB**" in ec_row
     assert "| 42 KiB |" in ec_row

@@ -210,6 +210,23 @@ def heap_steps(exe, b, frozen=False) -> list:
     return r["steps"]
 
 
+def interned_names(exe, b, frozen=False) -> int:
+    """How many names (qstrs) MicroPython interned at run time by the end of ours'
+    scenario ("steps" mode). They sit in pools of 20, 40, 80, 160, 320, 640 ... entries
+    (7 B each on 32-bit, plus the name): the 621st name allocates a 4.5 KB pool at once."""
+    import re
+
+    pki = b.pki
+    proc = mp_unix.run_script(
+        exe, str(MP / "scenario_more.py"),
+        args=["steps", b.broker.mtls_port, pki.ca_der, pki.client_cert_der, pki.client_key_der],
+        heapsize="512k", path=_path("steps", frozen), timeout=60)
+    m = re.search(r"n_qstr=(\d+)", proc.stdout)
+    if m is None:
+        raise RuntimeError(f"interned names: no qstr_info line in {proc.stdout[-300:]!r}")
+    return int(m.group(1))
+
+
 def import_heap(exe, lib, frozen=False, per_module=False) -> dict:
     pre = "import asyncio" if lib != "umqtt" else ""  # asyncio is frozen in the port
     if lib == "mqtt_as":
@@ -240,6 +257,8 @@ def bench_unix(results: dict) -> None:
         heap["ours"]["scenario reconnect .mpy KiB"] = smallest_heap(exe, "again", b)
         heap["ours"]["scenario reconnect frozen KiB"] = smallest_heap(frozen, "again", b,
                                                                       frozen=True)
+        heap["ours"]["interned names .mpy"] = interned_names(exe, b)
+        heap["ours"]["interned names frozen"] = interned_names(frozen, b, frozen=True)
         results["heap steps"] = {".mpy": heap_steps(exe, b),
                                  "frozen": heap_steps(frozen, b, frozen=True)}
         with _Broker(ec_only=True) as be:
@@ -275,6 +294,9 @@ HOW = {
     "scenario frozen KiB, EC": "the same, frozen",
     "import .mpy B": "heap kept by the import line, .mpy (gc.collect() before/after)",
     "import frozen B": "the same, frozen",
+    "interned names .mpy": "names (qstrs) interned at run time by the end of the scenario, "
+                           ".mpy (the 621st allocates a 640-entry pool, 4.5 KB)",
+    "interned names frozen": "the same, frozen",
     "publish qos0": "garbage per QoS 0 publish, 64 B, str topic (gc off, 500 ops)",
     "bytes topic publish qos0": "the same with a bytes topic",
     "user props publish qos0": "the same with 2 user properties",
@@ -361,6 +383,10 @@ _README_ROWS = (
     ("heap kept by `from mqtt_v5 import MqttClient, ConnectOptions, TlsConfig` "
      "(`gc.collect()` before and after), from `.mpy`", "heap", "import .mpy B", " B"),
     ("the same, frozen", "heap", "import frozen B", " B"),
+    ("names MicroPython interned (qstrs made at run time) by the end of the scenario, "
+     "`.mpy` / frozen: they fill pools of 20, 40, 80, 160, 320 entries, and the 621st "
+     "allocates one of 640 (4.5 KB) at once", "heap",
+     ("interned names .mpy", "interned names frozen"), ""),
     ("garbage per QoS 0 publish, 64 B, str topic (`gc.disable()`, `gc.mem_alloc()` over 500 "
      "publishes on a real socket)", "ops", "publish qos0", " B"),
     ("the same with a bytes topic / with two str user properties", "ops",

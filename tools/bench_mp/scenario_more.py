@@ -5,7 +5,8 @@
 #   reconnect: the second TLS session has to find room in a heap the first one used);
 #   prints {"ok": true} when it got through.
 # MODE steps: the same as "ours", reporting the heap kept after each step
-#   ({"steps": [[step, bytes], ...]}, gc.collect() before each figure: run it with room).
+#   ({"steps": [[step, bytes], ...]}, gc.collect() before each figure: run it with room),
+#   and at the end MicroPython's qstr_info() line (the names interned at run time).
 import gc
 import json
 import sys
@@ -71,4 +72,7 @@ except Exception as e:
     r = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
 if STEPS:
     r["steps"] = STEPS
+    import micropython
+
+    micropython.qstr_info()
 print(json.dumps(r))
