@@ -13,9 +13,7 @@ from .codec import (
     _check_id,
     _check_str,
     _err,
-    _expect_end,
     _header,
-    _props,
     encode_disconnect,
     encode_publish_header,
     reason_allowed,
@@ -23,6 +21,19 @@ from .codec import (
 from .errors import ProtocolError, UsageError
 from .properties import vbi_size, write_bin, write_u16
 from .topic import filter_ok, topic_name_ok
+
+
+def _expect_end(r):
+    """Nothing may follow what was decoded under reader ``r``."""
+    if r.pos != r.end:
+        raise _err(33)  # codec's _E_LEFT_OVER
+
+
+def _props(r, where):
+    """The property block at ``r.pos``, checked for ``where``, as a dict."""
+    _p.check(r, where)
+    return _p.to_dict(r.buf, r.prop_start, r.prop_end)
+
 
 CONNECT = 1
 CONNACK = 2

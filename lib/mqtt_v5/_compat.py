@@ -11,6 +11,9 @@ first connect).
 import sys
 
 IS_MICROPYTHON = sys.implementation.name == "micropython"
+# Names used only while this module runs are deleted after use (``sys``, ``_gen``): each
+# global is a slot of the module's dict (a dict grows when full, in steps).
+del sys
 
 # What Waiter.poll() returns while there is nothing to return yet.
 PENDING = object()
@@ -55,13 +58,9 @@ READY = _Ready()
 
 
 if IS_MICROPYTHON:
-    import time as _time
+    from time import ticks_add, ticks_diff, ticks_ms
 
     from micropython import const
-
-    ticks_ms = _time.ticks_ms
-    ticks_add = _time.ticks_add
-    ticks_diff = _time.ticks_diff
 
     # ConnectOptions(batch_writes=None): on a device each publish leaves in a write of
     # its own (batching costs a buffer, a flush task and allocations per lone publish).
@@ -75,6 +74,7 @@ if IS_MICROPYTHON:
         yield
 
     _GENERATOR = type(_gen())
+    del _gen
 
     def is_awaitable(obj):
         """True for what a callback may return to be awaited (a coroutine)."""
@@ -234,7 +234,7 @@ if not IS_MICROPYTHON:
     # CPython's half lives in a module of its own, which a device never loads (nor
     # installs: the manifest and package.json leave it out): .mpy code of a branch not
     # taken would still be loaded into RAM, its names interned.
-    from ._compat_cpython import (  # type: ignore[assignment]  # noqa: F401
+    from ._compat_cpython import (  # type: ignore[assignment, no-redef]  # noqa: F401
         BATCH_WRITES_DEFAULT,
         Waiter,
         const,

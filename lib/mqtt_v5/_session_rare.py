@@ -21,14 +21,15 @@ _WAIT_PUBCOMP = const(3)
 _PID = const(0)
 _STATE = const(1)
 _SEQ = const(2)
-_RETAIN = const(3)
-_RESEND = const(4)
-_CARRIED = const(5)
-_TOPIC = const(6)
-_PAYLOAD = const(7)
-_PROPS = const(8)
-_TOKEN = const(9)
-_SLOT = const(10)
+_FLAGS = const(3)
+_TOPIC = const(4)
+_PAYLOAD = const(5)
+_PROPS = const(6)
+_TOKEN = const(7)
+_SLOT = const(8)
+_F_RETAIN = const(1)
+_F_RESEND = const(2)
+_F_CARRIED = const(4)
 _SEQ_MASK = const(0x3FFFFFF)
 _EV_CONTINUE = const(1)
 _EV_DISCONNECT = const(8)
@@ -48,7 +49,7 @@ _PROP_SESSION_EXPIRY_INTERVAL = const(0x11)
 
 def _no_room(e):
     """True for the codec's "does not fit the buffer" (not "too large for MQTT")."""
-    return e.reason_code == 0x95 and "does not fit" in e.args[0]
+    return isinstance(e, UsageError) and e.reason_code == 0x95 and "does not fit" in e.args[0]
 
 
 def encode_big(self, e, encode, args):
@@ -105,8 +106,9 @@ def requeue(self):
         if st != _WAIT_PUBCOMP:
             topic = sl[i + _TOPIC]
             payload = sl[i + _PAYLOAD]
-            front.append([topic, payload, 1 if st == _WAIT_PUBACK else 2, sl[i + _RETAIN],
-                          sl[i + _PROPS], sl[i + _TOKEN], 0])
+            front.append([topic, payload, 1 if st == _WAIT_PUBACK else 2,
+                          (sl[i + _FLAGS] & _F_RETAIN) != 0, sl[i + _PROPS], sl[i + _TOKEN],
+                          0])
             # Counted like any queued message (pump() subtracts it again);
             # may exceed max_queued_bytes: these were accepted already.
             self._queued_bytes += _queued_size(topic, payload, sl[i + _PROPS])
@@ -114,6 +116,8 @@ def requeue(self):
             # The server acknowledged receipt with PUBREC before losing the
             # session; sending again could duplicate a QoS 2 message, so the
             # outcome is unknown: the driver must tell the waiter.
+            if not self.ev_orphans:  # (the class's empty tuple, or the driver's [])
+                self.ev_orphans = []
             self.ev_orphans.append((sl[i + _PID], sl[i + _TOKEN]))
         self._free_slot(i)
     if front:
@@ -130,7 +134,7 @@ def oldest(self, resend_only, pubrel_only=False):
     sl = self._slots
     for i in range(0, len(sl), _SLOT):
         st = sl[i + _STATE]
-        if st != _FREE and (sl[i + _RESEND] or not resend_only) and (
+        if st != _FREE and (sl[i + _FLAGS] & _F_RESEND or not resend_only) and (
                 st == _WAIT_PUBCOMP or not pubrel_only):
             age = (seq - sl[i + _SEQ]) & _SEQ_MASK
             if age > best_age:
@@ -152,9 +156,9 @@ def pump(self):
         if i < 0:
             return None
     if i >= 0:
-        if sl[i + _RESEND]:
+        if sl[i + _FLAGS] & _F_RESEND:
             self._resends -= 1
-        sl[i + _RESEND] = False
+        sl[i + _FLAGS] &= ~_F_RESEND
         pid = sl[i + _PID]
         if sl[i + _STATE] == _WAIT_PUBCOMP:
             self.out_len = _c.encode_ack(self.out, _PUBREL, pid)
@@ -170,8 +174,8 @@ def pump(self):
                 return False
             self._put_publish(sl[i + _TOPIC], sl[i + _PAYLOAD],
                               1 if sl[i + _STATE] == _WAIT_PUBACK else 2, sl[i + _PID],
-                              sl[i + _RETAIN], True, sl[i + _PROPS], 0)
-            sl[i + _CARRIED] = False
+                              (sl[i + _FLAGS] & _F_RETAIN) != 0, True, sl[i + _PROPS], 0)
+            sl[i + _FLAGS] &= ~_F_CARRIED
         return sl[i + _TOKEN] or True
     if not self._queue:
         return None
@@ -201,7 +205,7 @@ def _sent_on_this_connection(self):
     n = 0
     sl = self._slots
     for i in range(0, len(sl), _SLOT):
-        if sl[i + _STATE] != _FREE and not sl[i + _CARRIED]:
+        if sl[i + _STATE] != _FREE and not sl[i + _FLAGS] & _F_CARRIED:
             n += 1
     return n
 
@@ -226,8 +230,8 @@ def _resend_refused(self, i):
 def enqueue(self, topic, payload, qos, retain, props, token, alias=0):
     """Into the offline queue (``QueueFull`` past its bounds)."""
     size = _queued_size(topic, payload, props)
-    if (len(self._queue) >= self.max_queued
-            or self._queued_bytes + size > self.max_queued_bytes):
+    if (len(self._queue) >= self._conf[2]  # max_queued
+            or self._queued_bytes + size > self._conf[3]):  # max_queued_bytes
         raise QueueFull("offline queue full (%d messages, %d bytes)"
                         % (len(self._queue), self._queued_bytes))
     # The message waits as given; the caller must not change a mutable payload.
@@ -360,17 +364,41 @@ def check_subscribe(self, subscriptions, props):
         raise _c._err(70)  # _E_NO_SID
 
 
-def unsubscribe(self, filters, props, token):
-    """Session.unsubscribe (see there)."""
+# ---------------------------------- Session's methods, through its __getattr__ --
+
+_METHODS = ("unsubscribe", "auth", "ping", "ping_pending", "abort", "last_ack")
+# Session's settings, by name, in the order of its _conf tuple (see session's _C_*).
+_CONF = ("ping_timeout_ms", "connect_timeout_ms", "max_queued", "max_queued_bytes")
+
+
+def attr(s, name):
+    """``s.name`` for what ``Session.__getattr__`` finds here: a method that lives here,
+    a setting, or ``max_inflight``."""
+    if name in _METHODS:
+        f = globals()[name]
+        return lambda *a, **k: f(s, *a, **k)
+    if name in _CONF:
+        return s._conf[_CONF.index(name)]
+    if name == "max_inflight":
+        return len(s._pids)
+    raise AttributeError(name)
+
+
+def unsubscribe(self, filters, props=None, token=None):
+    """Encode UNSUBSCRIBE; returns the packet id."""
     self._ready_out()
     if self.state != _CONNECTED:
         raise _c._err(67)  # _E_NOT_CONNECTED
     pid = self._peek_pid()
     from ._codec_rare import encode_unsubscribe
 
-    self._commit_request(pid, self._encode_cold(encode_unsubscribe, pid, filters, props),
-                         token)
-    self._requested[pid] = bytes(len(filters))
+    n = self._encode_cold(encode_unsubscribe, pid, filters, props)
+    if n > self.limits.maximum_packet_size:  # (as Session.subscribe)
+        self.out_len = 0
+        self.out_tail = None
+        raise _c._err(71, n, self.limits.maximum_packet_size)  # _E_REQUEST_TOO_BIG
+    self._next_pid = pid
+    self._pending_sub[pid] = (token, bytes(len(filters)))  # (UNSUBACK: any codes)
     return pid
 
 
@@ -399,11 +427,47 @@ def handle_other(self, first, r, t):
 
 
 def auth(self, reason_code, props):
-    """Session.auth (see there)."""
+    """Encode AUTH (enhanced authentication)."""
     self._ready_out()
     from ._codec_rare import encode_auth
 
     self._encode_cold(encode_auth, reason_code, props)
+
+
+def ping(self, now_ms):
+    """Encode a PINGREQ now, whether or not keep-alive wants one (a liveness
+    check); ``ping_pending()`` is True until the PINGRESP arrives, and the
+    usual ping timeout applies."""
+    self._ready_out()
+    if self.state != _CONNECTED:
+        raise _c._err(67)  # _E_NOT_CONNECTED
+    self.out[0] = 0xC0  # PINGREQ
+    self.out[1] = 0
+    self.out_len = 2
+    if self._ping_sent < 0:
+        self._ping_sent = now_ms
+
+
+def last_ack(self):
+    """The PUBACK/PUBREC/PUBREL/PUBCOMP ``poll`` handled last (an AckView: ``msg``, which
+    also holds the last PUBLISH; valid until the next ``poll``)."""
+    return self.msg
+
+
+def ping_pending(self):
+    """True while a PINGREQ awaits its PINGRESP."""
+    return self._ping_sent >= 0
+
+
+def abort(self, rc):
+    """The server broke the protocol (the driver found it, or ``Session.poll``): queue
+    DISCONNECT ``rc``; the session is disconnected."""
+    self.out_len = 0
+    self.out_tail = None
+    if self.state != _DISCONNECTED:
+        ok = _c.reason_allowed(_DISCONNECT, rc)
+        self.out_len = _c.encode_disconnect(self.out, rc if ok else 0x82)
+    self.state = _DISCONNECTED
 
 
 def repr_of(obj):

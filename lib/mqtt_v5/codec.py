@@ -68,20 +68,21 @@ _PROP_TOPIC_ALIAS = const(0x23)
 
 # The reason codes each packet type may carry (MQTT 5.0, 3.2.2.2, 3.4.2.1, ...), one bytes
 # constant: those of type t are _RC[_RC[2t]:_RC[2t + 1]] (an empty span: none).
-# PUBACK/PUBREC and PUBREL/PUBCOMP share theirs.
-_RC = (b"\x00\x00\x00\x00\x20\x36\x00\x00\x36\x3f\x36\x3f\x3f\x41\x3f\x41"  # spans, 0..7
-       b"\x00\x00\x41\x4d\x00\x00\x4d\x54\x00\x00\x00\x00\x54\x71\x71\x74"  # spans, 8..15
-       # 0x20 CONNACK
-       b"\x00\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8a\x8c\x90\x95\x97\x99\x9a"
-       b"\x9b\x9c\x9d\x9f"
-       b"\x00\x10\x80\x83\x87\x90\x91\x97\x99"  # 0x36 PUBACK, PUBREC
-       b"\x00\x92"  # 0x3f PUBREL, PUBCOMP
-       b"\x00\x01\x02\x80\x83\x87\x8f\x91\x97\x9e\xa1\xa2"  # 0x41 SUBACK
-       b"\x00\x11\x80\x83\x87\x8f\x91"  # 0x4d UNSUBACK
-       # 0x54 DISCONNECT
-       b"\x00\x04\x80\x81\x82\x83\x87\x89\x8b\x8d\x8e\x8f\x90\x93\x94\x95\x96\x97\x98"
-       b"\x99\x9a\x9b\x9c\x9d\x9e\x9f\xa0\xa1\xa2"
-       b"\x00\x18\x19")  # 0x71 AUTH
+# PUBACK/PUBREC and PUBREL/PUBCOMP share theirs. A const(): folded into its users, it is no
+# global of this module (each global is a slot of its dict).
+_RC = const(b"\x00\x00\x00\x00\x20\x36\x00\x00\x36\x3f\x36\x3f\x3f\x41\x3f\x41"  # spans, 0..7
+            b"\x00\x00\x41\x4d\x00\x00\x4d\x54\x00\x00\x00\x00\x54\x71\x71\x74"  # spans, 8..15
+            # 0x20 CONNACK
+            b"\x00\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8a\x8c\x90\x95\x97\x99\x9a"
+            b"\x9b\x9c\x9d\x9f"
+            b"\x00\x10\x80\x83\x87\x90\x91\x97\x99"  # 0x36 PUBACK, PUBREC
+            b"\x00\x92"  # 0x3f PUBREL, PUBCOMP
+            b"\x00\x01\x02\x80\x83\x87\x8f\x91\x97\x9e\xa1\xa2"  # 0x41 SUBACK
+            b"\x00\x11\x80\x83\x87\x8f\x91"  # 0x4d UNSUBACK
+            # 0x54 DISCONNECT
+            b"\x00\x04\x80\x81\x82\x83\x87\x89\x8b\x8d\x8e\x8f\x90\x93\x94\x95\x96\x97\x98"
+            b"\x99\x9a\x9b\x9c\x9d\x9e\x9f\xa0\xa1\xa2"
+            b"\x00\x18\x19")  # 0x71 AUTH
 
 _PROTOCOL_LEVEL = const(5)
 _VBI_MAX = const(268435455)
@@ -636,18 +637,9 @@ def decode_ack_into(view, first, r):
         _p.check(r, 1 << t)
         view.prop_start = r.prop_start
         view.prop_end = r.prop_end
-    _expect_end(r)
-    return view
-
-
-def _expect_end(r):
     if r.pos != r.end:
         raise _err(_E_LEFT_OVER)
-
-
-def _props(r, where):
-    _p.check(r, where)
-    return _p.to_dict(r.buf, r.prop_start, r.prop_end)
+    return view
 
 
 def decode_body(first, r):
@@ -666,15 +658,18 @@ def decode_body(first, r):
             raise _err(_E_RC_IN, rc, t)
         if rc and ack_flags:
             raise _err(_E_PRESENT_FAILED)
-        p = Packet(t, rc, _props(r, 1 << _CONNACK))
-        _expect_end(r)
+        _p.check(r, 1 << _CONNACK)
+        p = Packet(t, rc, _p.to_dict(r.buf, r.prop_start, r.prop_end))
+        if r.pos != r.end:
+            raise _err(_E_LEFT_OVER)
         p.session_present = bool(ack_flags)  # type: ignore[attr-defined]
         return p
     if t == _SUBACK or t == _UNSUBACK:
         pid = r.u16()
         if not pid:
             raise _err(_E_PID_0)
-        props = _props(r, 1 << t)
+        _p.check(r, 1 << t)
+        props = _p.to_dict(r.buf, r.prop_start, r.prop_end)
         codes = []
         while r.pos < r.end:
             rc = r.u8()

@@ -64,12 +64,12 @@ _DISCONNECT = const(1 << 14)
 _AUTH = const(1 << 15)
 _ACKS = const(_PUBACK | _PUBREC | _PUBREL | _PUBCOMP)
 
-# Indexed by identifier (0x00..0x2A): value type, 0 = no such property.
-_TYPES = (
+# Indexed by identifier (0x00..0x2A): value type, 0 = no such property. (This table and
+# _WHERE are const(): folded into their users, they are no globals of this module.)
+_TYPES = const(
     b"\x00\x01\x03\x05\x00\x00\x00\x00\x05\x06\x00\x04\x00\x00\x00\x00"
     b"\x00\x03\x05\x02\x00\x05\x06\x01\x03\x01\x05\x00\x05\x00\x00\x05"
-    b"\x00\x02\x02\x02\x01\x01\x07\x03\x01\x01\x01"
-)
+    b"\x00\x02\x02\x02\x01\x01\x07\x03\x01\x01\x01")
 # Where each property may appear, indexed by identifier: two bytes (big-endian) of
 # packet-kind bits per identifier. A bytes constant, not a tuple of ints: frozen into
 # firmware, an int of 2**15 or more in a constant tuple is stored as a long int, and
@@ -111,13 +111,12 @@ _TYPES = (
 #   _CONNACK,  # 0x28 Wildcard Subscription Available
 #   _CONNACK,  # 0x29 Subscription Identifier Available
 #   _CONNACK,  # 0x2A Shared Subscription Available
-_WHERE = (
+_WHERE = const(
     b"\x00\x00\x00\x09\x00\x09\x00\x09\x00\x00\x00\x00\x00\x00\x00\x00\x00\x09\x00\x09"
     b"\x00\x00\x01\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x40\x06\x00\x04\x00\x04"
     b"\x00\x00\x80\x06\x80\x06\x00\x02\x00\x01\x00\x02\x00\x04\x00\x00\x40\x04\x00\x00"
     b"\x00\x00\xca\xf4\x00\x00\x00\x06\x00\x06\x00\x08\x00\x04\x00\x04\xcf\xff\x00\x06"
-    b"\x00\x04\x00\x04\x00\x04"
-)
+    b"\x00\x04\x00\x04\x00\x04")
 _LAST_ID = const(0x2A)
 
 # The errors raised here, as numbers into _properties_rare's texts (const() folds them:

@@ -43,7 +43,9 @@ driver), and topic routing to callbacks (``topic.matches``).
 from . import codec as _c
 from . import properties as _p
 from ._compat import const, ticks_diff
-from .errors import ProtocolError, UsageError
+
+# ``errors`` is not imported here: its classes are only needed once something was raised,
+# and then whoever raised it loaded them (a device's import line need not hold them).
 
 # _session_rare (the cold paths), once loaded: kept in a global because an import
 # statement allocates on MicroPython (it builds the module's full name each time), and
@@ -60,9 +62,11 @@ def _rare_paths():
     return _rare
 
 
-TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even compiled)
-if TYPE_CHECKING:  # pragma: no cover
-    from typing import Any  # noqa: F401
+# Folded by MicroPython (the block below is not even compiled) and, with its underscore,
+# no global of this module; mypy reads the block.
+_TYPE_CHECKING = const(0)
+if _TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 # Connection states.
 DISCONNECTED = const(0)
@@ -89,21 +93,33 @@ _WAIT_PUBCOMP = const(3)
 
 # The in-flight table is ONE flat list of _SLOT entries per outgoing QoS 1/2 message,
 # with these fields at these offsets; a slot is named by the offset of its first entry
-# (-1: none). One list of 10 words a slot instead of one list per field (each list
-# object costs its header and slack under MicroPython).
+# (-1: none). One list of 8 words a slot instead of one list per field (each list
+# object costs its header and slack under MicroPython), the three flags in one word.
 _PID = const(0)
 _STATE = const(1)  # _FREE / _WAIT_*: also its QoS (_WAIT_PUBACK is QoS 1, the others 2)
 _SEQ = const(2)  # send order, for resends [MQTT-4.6.0-1]
-_RETAIN = const(3)
-_RESEND = const(4)  # to be sent again (DUP, or PUBREL) on this connection
-# True while the PUBLISH was last sent on an earlier connection: it does not count
+_FLAGS = const(3)  # _F_* bits (0 while free)
+_TOPIC = const(4)
+_PAYLOAD = const(5)
+_PROPS = const(6)
+_TOKEN = const(7)
+_SLOT = const(8)
+_F_RETAIN = const(1)
+_F_RESEND = const(2)  # to be sent again (DUP, or PUBREL) on this connection
+# Set while the PUBLISH was last sent on an earlier connection: it does not count
 # against this connection's Receive Maximum until resent.
-_CARRIED = const(5)
-_TOPIC = const(6)
-_PAYLOAD = const(7)
-_PROPS = const(8)
-_TOKEN = const(9)
-_SLOT = const(10)
+_F_CARRIED = const(4)
+
+# Settings fixed at construction, one tuple (``_conf``) at these offsets.
+_C_PING_TIMEOUT_MS = const(0)
+_C_CONNECT_TIMEOUT_MS = const(1)
+_C_MAX_QUEUED = const(2)
+_C_MAX_QUEUED_BYTES = const(3)
+
+# What the last CONNECT asked (``_connect_flags`` bits).
+_CF_AUTO_ALIAS = const(1)
+_CF_CLEAN_START = const(2)
+_CF_EXPIRY_ZERO = const(4)  # its Session Expiry Interval was 0: it cannot be extended
 
 _DEFAULT_SERVER_MAX = const(268435460)
 # In-flight send order: a wrapping counter kept a small int on a 32-bit port.
@@ -119,7 +135,6 @@ _PUBCOMP = const(7)
 _SUBACK = const(9)
 _UNSUBACK = const(11)
 _PINGRESP = const(13)
-_DISCONNECT = const(14)
 _AUTH = const(15)
 _PROP_SESSION_EXPIRY_INTERVAL = const(0x11)
 _PROP_ASSIGNED_CLIENT_IDENTIFIER = const(0x12)
@@ -300,9 +315,33 @@ class Session:
     ``max_queued_bytes`` bound the offline queue.
     """
 
+    # Set only by the rare paths that report them (until then ``__getattr__`` gives their
+    # defaults): each attribute of a Session is a slot of its instance dict, and an entry
+    # of the class's is one too. (Annotations without a value: MicroPython compiles none.)
+    ev_error: "Any"  # why pump() could not send a queued message (None)
+    # (packet id, token) of QoS 2 messages a lost session left unconfirmed (PUBREC seen,
+    # PUBCOMP not): the driver fails their waiters after CONNACK, then sets it to [] (()).
+    ev_orphans: "Any"
+
+    def __getattr__(self, name):
+        # Called only for a name neither the instance nor the class has. The methods
+        # only rare paths call -- ``unsubscribe``, ``auth``, ``ping``, ``ping_pending``,
+        # ``abort``, ``last_ack`` (see there) -- are _session_rare's, bound here on each
+        # use: a def in this class costs a device RAM from import on. So are the
+        # settings read from ``_conf`` by name (``max_queued``, ...) and ``max_inflight``.
+        if name == "ev_orphans":
+            return ()
+        if name == "ev_error":
+            return None
+        return _rare_paths().attr(self, name)
+
     def __init__(self, client_id="", max_packet_size=4096, out_size=1024, max_inflight=16,
                  receive_maximum=16, topic_alias_maximum=8, max_queued=64,
                  max_queued_bytes=32768, ping_timeout_ms=0, connect_timeout_ms=10000):
+        # 38 attributes: an instance dict grows through 29, 37, 47, 59 ... slots when
+        # full, and every method call looks in it first (a miss probes up to a free
+        # slot), so 38 in 47 is both smaller than 48 in 59 and as quick. Settings and
+        # flags read rarely share a tuple and an int (see _C_* and _CF_*).
         if max_inflight < 1 or receive_maximum < 1 or out_size < 64:
             raise _c._err(_E_SIZES)
         self.client_id = client_id
@@ -313,44 +352,40 @@ class Session:
         self.limits = Limits()
         self.state = DISCONNECTED
         self.keep_alive_ms = 0
-        self.ping_timeout_ms = ping_timeout_ms
-        self.connect_timeout_ms = connect_timeout_ms
-        self.max_queued = max_queued
-        self.max_queued_bytes = max_queued_bytes
-        # Outgoing in-flight table, fixed size (see _SLOT).
-        self.max_inflight = max_inflight
-        free = [0, _FREE, 0, False, False, False, None, None, None, None]  # type: list
+        self._conf = (ping_timeout_ms, connect_timeout_ms, max_queued, max_queued_bytes)
+        # Outgoing in-flight table, fixed size (see _SLOT); max_inflight is len(_pids).
+        free = [0, _FREE, 0, 0, None, None, None, None]  # type: list
         self._slots = free * max_inflight
         # Each slot's packet id, 0 while free: found by the list's own (C) ``in`` and
         # ``index`` rather than a Python loop over the slots, twice per QoS 1 message.
         self._pids = [0] * max_inflight
-        self._resends = 0  # slots with _RESEND set (window_open is per publish)
+        self._resends = 0  # slots with _F_RESEND set (window_open is per publish)
         self._seq = 0
         self._inflight = 0
         self._window = max_inflight
         self._next_pid = 0
         # Incoming QoS 2 packet ids awaiting PUBREL.
         self._in_qos2 = [0] * receive_maximum
-        # SUBSCRIBE/UNSUBSCRIBE awaiting their ack: pid -> token (cold path).
+        # SUBSCRIBE/UNSUBSCRIBE awaiting their ack: pid -> (token, what the ack must
+        # match: the QoS asked per filter, bytes-like) (cold path).
         self._pending_sub = {}
-        self._requested = {}  # pid -> the QoS asked per filter (bytes)
         # Offline queue: [topic, payload, qos, retain, props, token] entries.
         self._queue = []
         self._queued_bytes = 0
         # Topic aliases: inbound alias -> topic bytes; outbound topic -> alias.
         self._alias_in = [None] * (topic_alias_maximum + 1)  # type: list
         self._alias_out = {}
-        self._auto_alias = False
-        self._clean_start = True
-        self._expiry_was_zero = True
+        self._connect_flags = _CF_CLEAN_START | _CF_EXPIRY_ZERO
         # Timers.
         self._last_sent = 0
         self._last_recv = 0
         self._ping_sent = -1
         self._connect_started = 0
         # Events.
+        # The PUBLISH poll handed out last, and the PUBACK/PUBREC/PUBREL/PUBCOMP it handled
+        # last: one view for both (each is valid until the next poll only, and a poll
+        # handles one packet), so a session holds one view, not two.
         self.msg = _c.PublishView()
-        self._ack = _c.PublishView()  # an AckView
         self.topic_buf = b""
         self.topic_start = 0
         self.topic_end = 0
@@ -361,10 +396,6 @@ class Session:
         self.ev_codes = None  # type: Any
         self.ev_props = None  # type: Any
         self.ev_session_present = False
-        self.ev_error = None  # type: Any
-        # (packet id, token) of QoS 2 messages a lost session left unconfirmed
-        # (PUBREC seen, PUBCOMP not): the driver fails their waiters after CONNACK.
-        self.ev_orphans = []
 
     # ------------------------------------------------------------ output --
 
@@ -398,12 +429,12 @@ class Session:
             p[_PROP_TOPIC_ALIAS_MAXIMUM] = len(self._alias_in) - 1
         if session_expiry_s:
             p[_PROP_SESSION_EXPIRY_INTERVAL] = session_expiry_s
-        self._expiry_was_zero = not p.get(_PROP_SESSION_EXPIRY_INTERVAL)
         self._encode_cold(_c.encode_connect, self.client_id, clean_start, keep_alive_s,
                           username, password, will, p)
         self.keep_alive_ms = keep_alive_s * 1000
-        self._auto_alias = auto_alias
-        self._clean_start = clean_start
+        self._connect_flags = ((_CF_AUTO_ALIAS if auto_alias else 0)
+                               | (_CF_CLEAN_START if clean_start else 0)
+                               | (0 if p.get(_PROP_SESSION_EXPIRY_INTERVAL) else _CF_EXPIRY_ZERO))
         self._mark_resend()  # also when the driver skipped connection_lost()
         self._msg_unacked = 0
         self.reader.reset()
@@ -425,19 +456,20 @@ class Session:
         self._ping_sent = -1
         self._msg_unacked = 0
         self._mark_resend()
-        tokens = self._pending_sub
+        tokens = {}
+        for pid, req in self._pending_sub.items():
+            tokens[pid] = req[0]
         self._pending_sub = {}
-        self._requested = {}
         return tokens
 
     def _mark_resend(self):
         sl = self._slots
         for i in range(0, len(sl), _SLOT):
             if sl[i + _STATE] != _FREE:
-                if not sl[i + _RESEND]:
+                f = sl[i + _FLAGS]
+                if not f & _F_RESEND:
                     self._resends += 1
-                sl[i + _RESEND] = True
-                sl[i + _CARRIED] = True
+                sl[i + _FLAGS] = f | _F_RESEND | _F_CARRIED
 
     # ---------------------------------------------------------- publishing --
 
@@ -480,7 +512,8 @@ class Session:
         queue is full and ``UsageError`` for what the server cannot accept.
         """
         if (not props and not topic_alias and self.state == CONNECTED and not self.out_len
-                and self.out_tail is None and not self._queue and not self._auto_alias
+                and self.out_tail is None and not self._queue
+                and not self._connect_flags & _CF_AUTO_ALIAS
                 and (not retain or self.limits.retain_available) and (not qos or (
                     0 < qos <= self.limits.maximum_qos and self._inflight < self._window
                     and not self._resends))):
@@ -509,7 +542,7 @@ class Session:
         lim = self.limits
         alias = 0
         send_topic = topic
-        if alias_req or self._auto_alias:
+        if alias_req or self._connect_flags & _CF_AUTO_ALIAS:
             alias = _rare_paths().outbound_alias(self, topic, alias_req)
             if alias > 0:
                 send_topic = b""  # the server knows this alias already
@@ -543,9 +576,7 @@ class Session:
         sl[slot + _STATE] = _WAIT_PUBACK if qos == 1 else _WAIT_PUBREC
         self._seq = (self._seq + 1) & _SEQ_MASK
         sl[slot + _SEQ] = self._seq
-        sl[slot + _RETAIN] = retain
-        sl[slot + _RESEND] = False
-        sl[slot + _CARRIED] = False
+        sl[slot + _FLAGS] = _F_RETAIN if retain else 0
         sl[slot + _TOPIC] = topic
         sl[slot + _PAYLOAD] = payload
         sl[slot + _PROPS] = props
@@ -565,10 +596,9 @@ class Session:
         sl = self._slots
         sl[i + _STATE] = _FREE
         self._pids[i // _SLOT] = 0
-        if sl[i + _RESEND]:
+        if sl[i + _FLAGS] & _F_RESEND:
             self._resends -= 1
-        sl[i + _RESEND] = False
-        sl[i + _CARRIED] = False
+        sl[i + _FLAGS] = 0
         sl[i + _TOPIC] = None
         sl[i + _PAYLOAD] = None
         sl[i + _PROPS] = None
@@ -596,10 +626,11 @@ class Session:
     def drop_requests(self):
         """Forget the SUBSCRIBE/UNSUBSCRIBE awaiting their ack (the connection is
         gone); returns their tokens."""
-        p = self._pending_sub
+        tokens = []
+        for req in self._pending_sub.values():
+            tokens.append(req[0])
         self._pending_sub = {}
-        self._requested = {}
-        return list(p.values())
+        return tokens
 
     def pump(self):
         """After CONNACK (and whenever the window opens), encode the next
@@ -626,7 +657,7 @@ class Session:
         n = len(payload)
         try:
             hlen = _c.encode_publish_header(out, topic, n, qos, pid, retain, dup, props, alias)
-        except UsageError as e:
+        except Exception as e:  # (a UsageError saying it did not fit: else raised again)
             _rare_paths().put_big_publish(self, e, topic, payload, qos, pid, retain, dup,
                                           props, alias)
             return
@@ -645,7 +676,7 @@ class Session:
             n = encode(self.out, *args)
             self.out_len = n
             return n
-        except UsageError as e:
+        except Exception as e:  # (a UsageError saying it did not fit: else raised again)
             return _rare_paths().encode_big(self, e, encode, args)
 
     # ------------------------------------------------------ subscriptions --
@@ -661,26 +692,18 @@ class Session:
             _rare_paths().check_subscribe(self, subscriptions, props)
         pid = self._peek_pid()
         n = self._encode_cold(_c.encode_subscribe, pid, subscriptions, props)
-        self._commit_request(pid, n, token)
+        if n > lim.maximum_packet_size:  # (_session_rare.unsubscribe has the same check)
+            self.out_len = 0
+            self.out_tail = None
+            # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
+            raise _c._err(_E_REQUEST_TOO_BIG, n, lim.maximum_packet_size)
         # What the SUBACK must match: one code per filter, none above the QoS asked.
         asked = bytearray(len(subscriptions))
         for k in range(len(subscriptions)):
             asked[k] = subscriptions[k][1] & 3
-        self._requested[pid] = asked
-        return pid
-
-    def unsubscribe(self, filters, props=None, token=None):
-        """Encode UNSUBSCRIBE; returns the packet id."""
-        return _rare_paths().unsubscribe(self, filters, props, token)
-
-    def _commit_request(self, pid, n, token):
-        if n > self.limits.maximum_packet_size:
-            self.out_len = 0
-            self.out_tail = None
-            # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
-            raise _c._err(_E_REQUEST_TOO_BIG, n, self.limits.maximum_packet_size)
         self._next_pid = pid
-        self._pending_sub[pid] = token
+        self._pending_sub[pid] = (token, asked)
+        return pid
 
     # ----------------------------------------------------------- leaving --
 
@@ -689,67 +712,51 @@ class Session:
         self._ready_out()
         if self.state == DISCONNECTED:
             raise _c._err(_E_NOT_CONNECTED)
-        if props and self._expiry_was_zero and props.get(_PROP_SESSION_EXPIRY_INTERVAL):
+        if (props and self._connect_flags & _CF_EXPIRY_ZERO
+                and props.get(_PROP_SESSION_EXPIRY_INTERVAL)):
             # [MQTT-3.14.2-2] a session CONNECT said ends now cannot be extended
             raise _c._err(_E_EXPIRY_ON_DISCONNECT)
         self._encode_cold(_c.encode_disconnect, reason_code, props)
         self.state = DISCONNECTED
-
-    def auth(self, reason_code, props):
-        """Encode AUTH (enhanced authentication)."""
-        _rare_paths().auth(self, reason_code, props)
 
     # ------------------------------------------------------------ timers --
 
     def next_timeout(self, now_ms):
         """Milliseconds until ``on_timer`` has work; -1 for none (sleep until data)."""
         if self.state == CONNECTING:
-            return max(0, self.connect_timeout_ms - ticks_diff(now_ms, self._connect_started))
+            return max(0, self._conf[_C_CONNECT_TIMEOUT_MS]
+                       - ticks_diff(now_ms, self._connect_started))
         if self.state != CONNECTED or not self.keep_alive_ms:
             return -1
+        ka = self.keep_alive_ms
         if self._ping_sent >= 0:
-            return max(0, self._ping_timeout() - ticks_diff(now_ms, self._ping_sent))
+            # The ping timeout (as on_timer): ours, else half the keep alive (a short one
+            # whole).
+            t = self._conf[_C_PING_TIMEOUT_MS] or (ka // 2 if ka > 2000 else ka)
+            return max(0, t - ticks_diff(now_ms, self._ping_sent))
         since = ticks_diff(now_ms, self._last_sent)
         since_recv = ticks_diff(now_ms, self._last_recv)
         if since_recv > since:
             since = since_recv
-        return max(0, self.keep_alive_ms - since)
-
-    def _ping_timeout(self):
-        if self.ping_timeout_ms:
-            return self.ping_timeout_ms
-        return self.keep_alive_ms // 2 if self.keep_alive_ms > 2000 else self.keep_alive_ms
-
-    def ping(self, now_ms):
-        """Encode a PINGREQ now, whether or not keep-alive wants one (a liveness
-        check); ``ping_pending()`` is True until the PINGRESP arrives, and the
-        usual ping timeout applies."""
-        self._ready_out()
-        if self.state != CONNECTED:
-            raise _c._err(_E_NOT_CONNECTED)
-        self.out[0] = 0xC0  # PINGREQ
-        self.out[1] = 0
-        self.out_len = 2
-        if self._ping_sent < 0:
-            self._ping_sent = now_ms
-
-    def ping_pending(self):
-        return self._ping_sent >= 0
+        return max(0, ka - since)
 
     def on_timer(self, now_ms):
         """Send PINGREQ when keep-alive is due [MQTT-3.1.2-22]; raise
         ``MqttTimeout`` when the link is dead or CONNACK is late."""
         if self.state == CONNECTING:
-            if ticks_diff(now_ms, self._connect_started) >= self.connect_timeout_ms:
+            t = self._conf[_C_CONNECT_TIMEOUT_MS]
+            if ticks_diff(now_ms, self._connect_started) >= t:
                 self.state = DISCONNECTED
-                raise _c._err(_E_NO_CONNACK, self.connect_timeout_ms)
+                raise _c._err(_E_NO_CONNACK, t)
             return
         if self.state != CONNECTED or not self.keep_alive_ms or self.out_len:
             return
         if self._ping_sent >= 0:
-            if ticks_diff(now_ms, self._ping_sent) >= self._ping_timeout():
+            ka = self.keep_alive_ms  # (the ping timeout as in next_timeout)
+            t = self._conf[_C_PING_TIMEOUT_MS] or (ka // 2 if ka > 2000 else ka)
+            if ticks_diff(now_ms, self._ping_sent) >= t:
                 self.state = DISCONNECTED
-                raise _c._err(_E_NO_PINGRESP, self._ping_timeout())
+                raise _c._err(_E_NO_PINGRESP, t)
             return
         if (ticks_diff(now_ms, self._last_sent) >= self.keep_alive_ms
                 or ticks_diff(now_ms, self._last_recv) >= self.keep_alive_ms):
@@ -790,7 +797,7 @@ class Session:
                 if pid and pid in self._pids:
                     i = self._pids.index(pid) * _SLOT
                     if self._slots[i + _STATE] == _WAIT_PUBACK:
-                        a = self._ack
+                        a = self.msg  # (the ack's view: see __init__)
                         a.type = _PUBACK
                         a.packet_id = pid
                         a.reason_code = 0
@@ -799,8 +806,52 @@ class Session:
             r = rd.reader.reset(rd.buf, rd.body_start, rd.body_end)
             t = first >> 4
             if self.state == CONNECTING:
-                if t == _CONNACK:
-                    return self._on_connack(r)
+                if t == _CONNACK:  # (here, not a method: one def less)
+                    pkt = _c.decode_body(first, r)
+                    if pkt.session_present and self._connect_flags & _CF_CLEAN_START:
+                        # [MQTT-3.2.2-2] [MQTT-3.2.2-4] we asked for a new session
+                        raise _c._err(_E_PRESENT_AFTER_CLEAN)
+                    self.ev_rc = pkt.reason_code
+                    self.ev_props = pkt.properties
+                    self.ev_session_present = pkt.session_present
+                    if pkt.reason_code >= 0x80:
+                        self.state = DISCONNECTED
+                        return EV_CONNACK
+                    lim = self.limits
+                    props = pkt.properties
+                    lim.receive_maximum = props.get(_PROP_RECEIVE_MAXIMUM, 65535)
+                    lim.maximum_qos = props.get(_PROP_MAXIMUM_QOS, 2)
+                    lim.retain_available = props.get(_PROP_RETAIN_AVAILABLE, 1) == 1
+                    lim.maximum_packet_size = props.get(_PROP_MAXIMUM_PACKET_SIZE,
+                                                        _DEFAULT_SERVER_MAX)
+                    lim.topic_alias_maximum = props.get(_PROP_TOPIC_ALIAS_MAXIMUM, 0)
+                    lim.wildcard_available = props.get(
+                        _PROP_WILDCARD_SUBSCRIPTION_AVAILABLE, 1) == 1
+                    lim.subscription_identifiers_available = props.get(
+                        _PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE, 1) == 1
+                    lim.shared_available = props.get(
+                        _PROP_SHARED_SUBSCRIPTION_AVAILABLE, 1) == 1
+                    lim.server_keep_alive = props.get(_PROP_SERVER_KEEP_ALIVE, -1)
+                    lim.session_expiry_interval = props.get(_PROP_SESSION_EXPIRY_INTERVAL, -1)
+                    lim.assigned_client_id = props.get(_PROP_ASSIGNED_CLIENT_IDENTIFIER)
+                    if lim.assigned_client_id:
+                        self.client_id = lim.assigned_client_id
+                    if lim.server_keep_alive >= 0:
+                        # [MQTT-3.2.2-21] the server's keep alive replaces ours
+                        self.keep_alive_ms = lim.server_keep_alive * 1000
+                    self._window = min(len(self._pids), lim.receive_maximum)
+                    self._alias_out = {}
+                    for i in range(len(self._alias_in)):
+                        self._alias_in[i] = None
+                    self.state = CONNECTED
+                    if not pkt.session_present:
+                        # The server has no session: our unacknowledged publishes go out
+                        # again as new messages, so nothing accepted is lost (MQTT 5.0 §4.1).
+                        for i in range(len(self._in_qos2)):
+                            self._in_qos2[i] = 0
+                        if self._inflight:
+                            _rare_paths().requeue(self)
+                    return EV_CONNACK
                 if t != _AUTH:
                     raise _c._err(_E_BEFORE_CONNACK, t)
             if t == _PUBLISH:
@@ -832,7 +883,7 @@ class Session:
                 self._msg_unacked = m.qos
                 return EV_MESSAGE
             if _PUBACK <= t <= _PUBCOMP:
-                a = _c.decode_ack_into(self._ack, first, r)
+                a = _c.decode_ack_into(self.msg, first, r)
                 pid = a.packet_id
                 i = -1
                 if t != _PUBREL and pid in self._pids:  # (a free slot's is 0)
@@ -853,87 +904,32 @@ class Session:
                 pid = pkt.packet_id
                 if pid not in self._pending_sub:
                     raise _c._err(_E_UNKNOWN_REQUEST, t, pid)
-                asked = self._requested.pop(pid, None)
+                token, asked = self._pending_sub[pid]  # (kept until the ack is good)
                 codes = pkt.reason_codes
-                if asked is not None:
-                    if len(codes) != len(asked):
-                        raise _c._err(_E_CODE_COUNT, t, len(codes), len(asked))
-                    if t == _SUBACK:
-                        for k in range(len(codes)):
-                            if codes[k] < 0x80 and codes[k] > asked[k]:
-                                raise _c._err(_E_GRANTS_MORE, codes[k], asked[k])
-                self.ev_token = self._pending_sub.pop(pid)
+                if len(codes) != len(asked):
+                    raise _c._err(_E_CODE_COUNT, t, len(codes), len(asked))
+                if t == _SUBACK:
+                    for k in range(len(codes)):
+                        if codes[k] < 0x80 and codes[k] > asked[k]:
+                            raise _c._err(_E_GRANTS_MORE, codes[k], asked[k])
+                del self._pending_sub[pid]
+                self.ev_token = token
                 self.ev_pid = pid
                 self.ev_codes = codes
                 self.ev_props = pkt.properties
                 return EV_SUBACK if t == _SUBACK else EV_UNSUBACK
             return _rare_paths().handle_other(self, first, r, t)
-        except ProtocolError as e:
-            self.abort(e.reason_code or 0x82)
+        except Exception as e:
+            from .errors import ProtocolError  # (loaded already: see the imports)
+
+            if isinstance(e, ProtocolError):
+                self.abort(e.reason_code or 0x82)
             raise
-
-    def abort(self, rc):
-        """The server broke the protocol (the driver found it, or ``poll``): queue
-        DISCONNECT ``rc``; the session is disconnected."""
-        self.out_len = 0
-        self.out_tail = None
-        if self.state != DISCONNECTED:
-            ok = _c.reason_allowed(_DISCONNECT, rc)
-            self.out_len = _c.encode_disconnect(self.out, rc if ok else 0x82)
-        self.state = DISCONNECTED
-
-    def _on_connack(self, r):
-        pkt = _c.decode_body(self.reader.first, r)
-        if pkt.session_present and self._clean_start:
-            # [MQTT-3.2.2-2] [MQTT-3.2.2-4] we asked for a new session
-            raise _c._err(_E_PRESENT_AFTER_CLEAN)
-        self.ev_rc = pkt.reason_code
-        self.ev_props = pkt.properties
-        self.ev_session_present = pkt.session_present
-        if pkt.reason_code >= 0x80:
-            self.state = DISCONNECTED
-            return EV_CONNACK
-        lim = self.limits
-        props = pkt.properties
-        lim.receive_maximum = props.get(_PROP_RECEIVE_MAXIMUM, 65535)
-        lim.maximum_qos = props.get(_PROP_MAXIMUM_QOS, 2)
-        lim.retain_available = props.get(_PROP_RETAIN_AVAILABLE, 1) == 1
-        lim.maximum_packet_size = props.get(_PROP_MAXIMUM_PACKET_SIZE, _DEFAULT_SERVER_MAX)
-        lim.topic_alias_maximum = props.get(_PROP_TOPIC_ALIAS_MAXIMUM, 0)
-        lim.wildcard_available = props.get(_PROP_WILDCARD_SUBSCRIPTION_AVAILABLE, 1) == 1
-        lim.subscription_identifiers_available = props.get(
-            _PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE, 1) == 1
-        lim.shared_available = props.get(_PROP_SHARED_SUBSCRIPTION_AVAILABLE, 1) == 1
-        lim.server_keep_alive = props.get(_PROP_SERVER_KEEP_ALIVE, -1)
-        lim.session_expiry_interval = props.get(_PROP_SESSION_EXPIRY_INTERVAL, -1)
-        lim.assigned_client_id = props.get(_PROP_ASSIGNED_CLIENT_IDENTIFIER)
-        if lim.assigned_client_id:
-            self.client_id = lim.assigned_client_id
-        if lim.server_keep_alive >= 0:
-            # [MQTT-3.2.2-21] the server's keep alive replaces ours
-            self.keep_alive_ms = lim.server_keep_alive * 1000
-        self._window = min(self.max_inflight, lim.receive_maximum)
-        self._alias_out = {}
-        for i in range(len(self._alias_in)):
-            self._alias_in[i] = None
-        self.state = CONNECTED
-        if not pkt.session_present:
-            # The server has no session: our unacknowledged publishes go out again
-            # as new messages, so nothing accepted is lost (MQTT 5.0 §4.1).
-            for i in range(len(self._in_qos2)):
-                self._in_qos2[i] = 0
-            if self._inflight:
-                _rare_paths().requeue(self)
-        return EV_CONNACK
 
     def owes_ack(self):
         """True if the next ``poll`` sends the acknowledgement of the message it
         handed out last (rather than handling another packet)."""
         return self._msg_unacked != 0
-
-    def last_ack(self):
-        """The PUBACK/PUBREC/PUBREL/PUBCOMP ``poll`` handled last (an AckView)."""
-        return self._ack
 
     def defer_ack(self):
         """Keep the message just handed out unacknowledged past the next ``poll``

@@ -11,7 +11,7 @@ _SLASH = const(0x2F)
 _PLUS = const(0x2B)
 _HASH = const(0x23)
 _DOLLAR = const(0x24)
-_SHARE_PREFIX = b"$share/"
+_SHARE_PREFIX = const(b"$share/")  # (folded into its users: no global)
 
 
 def topic_name_ok(buf, start=0, end=-1):
