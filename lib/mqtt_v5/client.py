@@ -347,17 +347,18 @@ class MqttClient:
         self._nagle = None  # type: Any
         self._target = None  # type: Any
         self._spare = []  # type: list  # Delivery objects publish() may reuse
-        self._subs = []  # type: list  # tuples: see _SUB_FILTER
+        # (Empty tuples until first needed: one object for all, not a list each.)
+        self._subs = ()  # type: Any  # tuples: see _SUB_FILTER (a list once subscribed)
         self._last_sid = 0
-        self._event_cbs = []  # type: list
-        self._message_cbs = []  # type: list
+        self._event_cbs = ()  # type: tuple  # (a new tuple at each registration: rare)
+        self._message_cbs = ()  # type: tuple
         self._queue = None  # type: Any  # messages() (with _queue_event, _queue_max)
         self._msg = _s.Message()
         self._coros = None  # type: Any  # the coroutine callbacks of the message dispatched
         # Counts connections (0: none yet, a transport given is then still open): a
         # deferred ack is for its own.
         self._link_no = 0
-        self._tasks = []  # type: list
+        self._tasks = ()  # type: Any  # the I/O tasks (a list from the first connection)
         # None until connect() succeeds and again after disconnect() or giving up;
         # True meanwhile, or while reconnecting the task that does it (_cold.supervise).
         self._supervisor = None  # type: Any
@@ -395,12 +396,12 @@ class MqttClient:
 
     def on_connection_event(self, callback):
         """Call ``callback(event)`` on Connected / Disconnected / Reconnecting."""
-        self._event_cbs.append(callback)
+        self._event_cbs += (callback,)
 
     def on_message(self, callback):
         """Call ``callback(message)`` for messages no subscription callback
         took (e.g. AWS IoT responses delivered without a subscription)."""
-        self._message_cbs.append(callback)
+        self._message_cbs += (callback,)
 
     # ---------------------------------------------------------- connect --
 
