@@ -706,7 +706,7 @@ class MqttClient:
             return _raise(self._gave_up)
         if self._held is None and _log_fn is None and (
                 not qos or self._session.window_open() or not self._connected):
-            return self._publish_now(topic, payload, qos, retain, options)
+            return self._publish_now(topic, payload, qos, retain, options, None)
         return self._publish(topic, payload, qos, retain, options)
 
     def _publish_now(self, topic, payload, qos, retain, options, token=None):
@@ -722,7 +722,7 @@ class MqttClient:
             else:
                 token = Delivery()
                 token._client = self
-        if isinstance(payload, str):
+        if type(payload) is not bytes and isinstance(payload, str):
             payload = payload.encode()
         tb = self._memo.get(topic) if type(topic) is str else topic
         if tb is None and type(topic) is str:  # not seen lately: encoded once, then looked up
@@ -730,9 +730,9 @@ class MqttClient:
                 self._memo.clear()
             tb = self._memo[topic] = topic.encode()
         try:
-            pid = s.publish(tb, payload, qos, retain,
-                            options.properties if options is not None else None,
-                            options.topic_alias if options is not None else 0, token)
+            pid = s.publish(tb, payload, qos, retain, None, 0, token) if options is None else \
+                s.publish(tb, payload, qos, retain, options.properties, options.topic_alias,
+                          token)
         except Exception as e:
             if token is not None and token._client is not None:
                 self._spare.append(token)  # refused before the session took it
