@@ -753,8 +753,7 @@ class MqttClient:
             # path. The kernel delivers what it holds without us; and since whatever
             # goes next turns TCP_NODELAY back on (_put), a packet someone waits for is
             # not held behind it. Switched on transitions only: no syscall in a run.
-            s.out_len = 0  # s.flushed(ticks_ms()) without its call (one packet, no tail)
-            s._last_sent = ticks_ms()  # type: ignore[assignment]  # (ticks, as flushed keeps)
+            s.flushed(ticks_ms())
             if self._nagle is False:
                 self._nagle = True
                 self._transport.nodelay(False)
