@@ -71,6 +71,18 @@ def test_session_rare_repeats_the_session_constants():
     assert checked >= 20  # _FREE.._SLOT, _SEQ_MASK, the EV_ codes, DISCONNECTED
 
 
+def test_properties_rare_repeats_the_property_tables():
+    # properties' _TYPES and _WHERE fold into its code on MicroPython (const()); the
+    # copies prop_type and allowed_in read in _properties_rare must be the same bytes.
+    from mqtt_v5 import _properties_rare, properties
+
+    assert _properties_rare._TYPES == properties._TYPES
+    assert _properties_rare._WHERE == properties._WHERE
+    assert properties.prop_type is _properties_rare.prop_type
+    assert properties.allowed_in(properties.PROP_USER_PROPERTY, properties.W_WILL)
+    assert not properties.allowed_in(properties.PROP_TOPIC_ALIAS, 1 << 1)
+
+
 @pytest.mark.parametrize(("module", "table", "base"),
                          [("codec", "CODEC", 0), ("session", "SESSION", 64)])
 def test_error_numbers_match_their_texts(module, table, base):
