@@ -175,6 +175,31 @@ async def test_messages_iterator_and_on_message(mosquitto):
     await c.disconnect()
 
 
+async def test_async_for_over_the_client_is_the_messages_iterator(mosquitto):
+    # ``async for m in client`` without messages() first (it used to find no queue).
+    root = unique("iter2")
+    c = await connected(mosquitto)
+    await c.subscribe(root + "/#", qos=1)
+    paho = Paho(mosquitto.plain_port).connect()
+    try:
+        got = []
+
+        async def take():
+            async for m in c:
+                got.append(m)
+                return
+
+        task = asyncio.ensure_future(take())
+        await asyncio.sleep(0.1)  # (iterating: the queue exists before the message comes)
+        paho.publish(root + "/x", b"hello", qos=1)
+        await asyncio.wait_for(task, 5)
+    finally:
+        paho.disconnect()
+    assert [(m.topic, m.payload) for m in got] == [(root + "/x", b"hello")]
+    await c.disconnect()
+
+
+
 # ------------------------------------------------------------------------------ publish --
 
 

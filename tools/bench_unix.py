@@ -56,8 +56,9 @@ OUR_MODULES = ("mqtt_v5", "mqtt_v5._compat", "mqtt_v5.errors", "mqtt_v5.properti
 TARGETS = {"heap .mpy KiB": 80, "heap frozen KiB": 52, "import .mpy B": 40_000,
            "import frozen B": 8_192}
 LIBS = ("ours", "umqtt", "mqtt_as", "bare")
-# scenario_more.py's modes (ours only): the reconnect, the heap after each step.
-MORE = ("again", "steps")
+# scenario_more.py's modes (ours only): the reconnect, the heap after each step; and
+# scenario_lost.py's: a reconnect after the broker dropped the link.
+MORE = ("again", "steps", "lost")
 
 _IMPORT_SCRIPT = """\
 import gc, json, sys
@@ -170,7 +171,8 @@ def _path(lib: str, frozen: bool) -> list:
 def _scenario_ok(exe, lib, kib, b, frozen) -> tuple[bool, str]:
     pki = b.pki
     proc = mp_unix.run_script(
-        exe, str(MP / ("scenario_more.py" if lib in MORE else "scenario.py")),
+        exe, str(MP / ("scenario_lost.py" if lib == "lost" else
+                       "scenario_more.py" if lib in MORE else "scenario.py")),
         args=[lib, b.broker.mtls_port, pki.ca_der, pki.client_cert_der, pki.client_key_der],
         heapsize=f"{kib}k", path=_path(lib, frozen), timeout=60)
     try:

@@ -331,10 +331,15 @@ class _LockedReads:
         self.locked = False
         self.stretches = 0
         self.error = None
+        from mqtt_v5 import client as client_module
+
         end = c._transport
         take = end._take
         readinto = end.readinto
-        link_failed = c._link_failed
+        # The reader's error handler calls _cold.link_failed (_cold loaded now: not
+        # under the lock). Wrapped for this client; others pass through.
+        cold = client_module._cold_paths()
+        link_failed = cold.link_failed
 
         def locked_take(buf):
             n = take(buf)
@@ -350,18 +355,19 @@ class _LockedReads:
                 self.stretches += 1
             return readinto(buf)
 
-        def unlocking_link_failed(e):
+        def unlocking_link_failed(client, e):
             # The reader's error handler: a MemoryError under the lock ends up here
             # (anything else done with the heap locked would fail again).
-            if self.locked:
-                micropython.heap_unlock()
-                self.locked = False
-            self.error = e
-            link_failed(e)
+            if client is c:
+                if self.locked:
+                    micropython.heap_unlock()
+                    self.locked = False
+                self.error = e
+            link_failed(client, e)
 
         end._take = locked_take
         end.readinto = unlocking_readinto
-        c._link_failed = unlocking_link_failed
+        cold.link_failed = unlocking_link_failed
 
     async def stretch(self, c):
         """Let the reader run one locked stretch; True if it completed without error."""

@@ -1,10 +1,12 @@
 """MqttClient's cold paths, imported on first use: a device that connects, publishes,
 receives and disconnects never loads this module (host_tests/test_unix_lazy.py checks
-it on the unix port). Here: the reconnect supervisor's work after a connection loss
-(backoff, redirection, giving up), ``status()`` / ``repr()``, ``unsubscribe``, the
-``messages()`` iterator, a refused CONNACK, the error texts, and the debug log's hooks.
-The client keeps one-line hooks (see client.py); ``_rare`` holds enhanced AUTH,
-redirection and the debug log's text."""
+it on the unix port). Here: what a lost link needs -- the reconnect supervisor's work
+(backoff, redirection, giving up), a refused CONNACK, a failed write or subscribe --
+and the error texts. The client keeps one-line hooks (see client.py). The API extras
+(``status()`` / ``repr()``, ``unsubscribe``, the ``messages()`` iterator, coroutine
+callbacks, the debug log's hooks) are in ``_client_extras``, handed out as this
+module's own names (see ``__getattr__`` below): a device that reconnected holds this
+module, not those. ``_rare`` holds enhanced AUTH, redirection and the debug log's text."""
 
 import asyncio
 
@@ -38,13 +40,6 @@ def log(msg):
     f = client._log_fn
     if f is not None:
         f("mqtt_v5: " + msg)
-
-
-def note(n, values):
-    """client.py's debug line ``n`` with its values (the text: ``_rare.NOTES``)."""
-    from . import _rare  # (debugging only: an import per line is no concern)
-
-    _rare.note(n, values)
 
 
 # client.py's errors, by its _E_ codes (in order): the class and the text, which takes
@@ -115,13 +110,15 @@ async def connect_failed(self, e, limit):
 
 
 def server_disconnect(self):
-    """The server's DISCONNECT (the session's ``ev_rc`` / ``ev_props``), kept for the
-    supervisor's Disconnected event; returns the NetworkError the reader raises."""
+    """The server's DISCONNECT (the session's ``ev_rc`` / ``ev_props``): returns the
+    NetworkError the reader raises, which keeps them for the supervisor's Disconnected
+    event (``server``)."""
     s = self._session
     reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
     log("DISCONNECT from server 0x%02X %s" % (s.ev_rc, reason or ""))
-    self._server_disconnect = (s.ev_rc, reason, s.ev_props)
-    return NetworkError("server disconnected: %s" % (reason or "reason code"), s.ev_rc)
+    e = NetworkError("server disconnected: %s" % (reason or "reason code"), s.ev_rc)
+    e.server = (s.ev_rc, reason, s.ev_props)  # type: ignore[attr-defined]
+    return e
 
 
 def delay(cfg, attempt):
@@ -138,22 +135,22 @@ def delay(cfg, attempt):
 
 
 async def supervise(self):
-    """The supervisor after the link failed (``self._lost`` is set): reconnect with
-    backoff, then wait for the next loss, until the client closes or gives up."""
+    """The supervisor, a task ``link_failed`` starts (``self._lost``: the error): reconnect
+    with backoff, until connected again (a link lost again meanwhile, as it re-subscribed:
+    again), the client closes or gives up. No task waits for a loss while the link is up."""
     from .client import Disconnected, Reconnecting
 
     rc_cfg = self.options.reconnect_config
     while not self._closing:
-        await self._lost.wait()
-        if self._closing:
+        if self._lost is False:  # connected again, and still up
+            self._supervisor = True  # (the next loss starts a supervisor again)
             return
-        error = getattr(self, "_lost_error", None)
+        error = self._lost
         self._connected = False
         await self._stop_tasks()
         self._fail_waiters(NetworkError("connection lost"), self._session.connection_lost())
         by_server = isinstance(error, NetworkError) and error.reason_code is not None
-        reason = getattr(self, "_server_disconnect", (None, None, None))
-        self._server_disconnect = (None, None, None)
+        reason = getattr(error, "server", None) or (None, None, None)  # (server_disconnect)
         log("connection lost: %r" % (error,))
         code = reason[0] if by_server else getattr(error, "reason_code", None)
         ref = reason[2].get(_p.PROP_SERVER_REFERENCE) if by_server and reason[2] else None
@@ -161,7 +158,7 @@ async def supervise(self):
         redirect(self, code, ref)
         # Closed after telling: a close may wait (bounded) to flush a stalled link.
         await close_quietly(self._transport)
-        self._window.set()
+        self._room.set()
         if not rc_cfg.enabled:
             give_up(self, NetworkError("connection lost and reconnect is disabled"))
             return
@@ -217,12 +214,14 @@ async def resubscribe(self):
 
 
 def link_failed(self, e):
-    """MqttClient._link_failed: the first failure of this link (``e``) wakes the
-    supervisor; publish() queues from now on (the session is disconnected) and nobody
-    waits for room behind a write on a dead link."""
-    if self._lost is not None and not self._lost.is_set():
-        self._lost_error = e
-        self._lost.set()
+    """The I/O tasks' hook (and write_failed's): the first failure of this link (``e``) starts the
+    supervisor (unless one runs: it sees the loss when its reconnect is done, or the
+    client is closing); publish() queues from now on (the session is disconnected) and
+    nobody waits for room behind a write on a dead link."""
+    if self._lost is False:
+        self._lost = e
+        if self._supervisor is True and not self._closing:
+            self._supervisor = asyncio.create_task(supervise(self))
         if self._reauth is not None:
             self._reauth.set()
         self._connected = False
@@ -230,8 +229,7 @@ def link_failed(self, e):
         # one waiting, re-subscribing in _after_connect).
         self._fail_waiters(error(10, None, None, None),  # _E_CONNECTION_LOST
                            self._session.connection_lost())
-        self._drop_writes()
-        self._window.set()
+        self._drop_writes()  # (sets _room: publish() queues from now on)
 
 
 def subscribe_failed(self, sub, old):
@@ -246,7 +244,7 @@ def subscribe_failed(self, sub, old):
 def write_failed(self, e):
     """A write failed: the link is gone. Returns the NetworkError to raise."""
     self._session.flushed(ticks_ms())
-    self._link_failed(e)
+    link_failed(self, e)
     if isinstance(e, NetworkError):
         return e
     return NetworkError("write failed: %r" % (e,))
@@ -268,7 +266,6 @@ def give_up(self, error):
     self._gave_up = error
     self._fail_waiters(error, None)
     self._supervisor = None
-    self._window.set()
     self._room.set()
     if self._queue is not None:
         self._queue_event.set()
@@ -301,139 +298,13 @@ def refused_or_orphans(s):
             None, pid))
 
 
-def status(self):
-    """MqttClient.status (see there)."""
-    s = self._session
-    if self._connected:
-        state = "connected"
-    elif self._gave_up is not None:
-        state = "gave up"
-    elif self._supervisor is not None and not self._closing:
-        state = "reconnecting"
-    else:
-        state = "disconnected"
-    return {"state": state, "client_id": s.client_id,
-            "server": self._target if isinstance(self._target, str) else None,
-            "in_flight": s.inflight(), "queued": s.queued(),
-            "subscriptions": len(self._subs), "limits": s.limits}
+def __getattr__(name):
+    # The client's API extras (_client_extras) are reached as _cold's own: loaded when
+    # first asked for, then found here by plain lookup.
+    if name[0] == "_":
+        raise AttributeError(name)
+    from . import _client_extras
 
-
-def client_repr(self):
-    st = status(self)
-    return "<MqttClient %r %s %s in_flight=%d queued=%d>" % (
-        st["client_id"], st["state"], st["server"] or "", st["in_flight"], st["queued"])
-
-
-def event_repr(ev):
-    """repr() of a Connected / Disconnected / Reconnecting event."""
-    from .client import Connected, Reconnecting
-
-    if isinstance(ev, Connected):
-        return "Connected(session_present=%r)" % ev.session_present
-    if isinstance(ev, Reconnecting):
-        return "Reconnecting(attempt=%d, delay=%.2f)" % (ev.attempt, ev.delay)
-    return "Disconnected(reason_code=%r, reason_string=%r, by_server=%r, error=%r)" % (
-        ev.reason_code, ev.reason_string, ev.by_server, ev.error)
-
-
-async def unsubscribe(self, topic_filter, properties):
-    """MqttClient.unsubscribe (see there)."""
-    from .client import Delivery
-
-    self._subs = [x for x in self._subs if x[0] != topic_filter]  # (x[0]: the filter)
-    if not self._connected:
-        raise NetworkError("not connected")
-    waiter = Delivery()
-    await self._wait_room()
-    if not self._connected:
-        raise NetworkError("not connected")
-    self._session.unsubscribe([topic_filter], properties, waiter)
-    self._put()
-    await waiter.wait()  # raises the error that failed it
-    codes = waiter.reason_code  # the UNSUBACK's
-    rc = codes[0]
-    if rc >= 0x80:
-        raise SubscribeFailed("unsubscribe from %r refused" % (topic_filter,), rc, codes)
-    return rc
-
-
-def messages(self, maxsize):
-    """MqttClient.messages (see there): the queue it reads, made on first use."""
-    if self._queue is None:
-        self._queue = []
-        self._queue_max = maxsize
-        self._queue_event = asyncio.Event()
-    return self
-
-
-async def next_message(self):
-    """MqttClient.__anext__ (the messages() iterator)."""
-    while not self._queue:
-        if (self._closing or self._gave_up is not None) and self._supervisor is None:
-            raise StopAsyncIteration
-        self._queue_event.clear()
-        await self._queue_event.wait()
-    return self._queue.pop(0)
-
-
-def queue_message(self, msg):
-    """A message no callback took, for the messages() iterator."""
-    if len(self._queue) >= self._queue_max:
-        log("message queue full: oldest message dropped")
-        self._queue.pop(0)
-    self._queue.append(msg.copy())
-    self._queue_event.set()
-
-
-def log_incoming(s):
-    """Log the packet the session just handled (debug only; see ``_rare``)."""
-    from . import _rare
-
-    _rare.log_incoming(s)
-
-
-def log_packet(buf, n):
-    """Log the packet the client is about to write (debug only; see ``_rare``)."""
-    from . import _rare
-
-    _rare.log_packet(buf, n)
-
-
-async def start_callbacks(self):
-    """One task runs the message's coroutine callbacks, one after the other, and
-    only then acknowledges a QoS 1/2 message: the server's in-flight window
-    (our Receive Maximum) bounds how many run at once. QoS 0 messages have no
-    window, and a server may ignore ours: past ``receive_maximum`` running, the
-    reader waits here until one ends (TCP pushes back). The running tasks
-    (``_cb_tasks``: CPython keeps only weak refs to tasks) and the Event one ending
-    sets (``_cb_done``) are made on first use."""
-    tasks = getattr(self, "_cb_tasks", None)
-    if tasks is None:
-        tasks = self._cb_tasks = set()
-        self._cb_done = asyncio.Event()
-    coros = self._coros
-    self._coros = None
-    key = self._session.defer_ack()
-    tasks.add(asyncio.create_task(run_callbacks(self, coros, key, self._link_no)))
-    while len(tasks) >= self.options.receive_maximum:
-        self._cb_done.clear()
-        await self._cb_done.wait()
-
-
-async def run_callbacks(self, coros, key, link_no):
-    try:
-        for coro in coros:
-            try:
-                await coro
-            except Exception as e:  # a user callback must not kill the client
-                log("message callback raised %r" % (e,))
-        if key and link_no == self._link_no and self._connected:
-            await self._wait_room()
-            if link_no == self._link_no and self._connected:
-                self._session.ack(key)
-                self._put()
-    except Exception as e:
-        log("acknowledgement after a callback not sent: %r" % (e,))
-    finally:
-        self._cb_tasks.discard(asyncio.current_task())
-        self._cb_done.set()
+    value = getattr(_client_extras, name)
+    globals()[name] = value
+    return value

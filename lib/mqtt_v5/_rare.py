@@ -94,7 +94,6 @@ async def reauthenticate(client, data):
         raise UsageError("a re-authentication is already under way")
     if not client._connected:
         raise NetworkError("not connected")
-    lost = client._lost
     client._auth_final = None
     client._reauth = done = asyncio.Event()
     try:
@@ -109,15 +108,17 @@ async def reauthenticate(client, data):
                 # authenticates from the start) is the way out.
                 late = MqttTimeout("re-authentication: no answer within %s s"
                                    % o.connect_timeout)
-                client._link_failed(late)
+                from . import _cold
+
+                _cold.link_failed(client, late)
                 raise late
     finally:
         client._reauth = None
     if client._auth_final is not None:
         return client._auth_final[0]
-    if not lost.is_set():
+    e = client._lost  # (False: the link is still up)
+    if not e:
         raise NetworkError("re-authentication: the client disconnected")
-    e = getattr(client, "_lost_error", None)
     rc = getattr(e, "reason_code", None)
     if type(e) is NetworkError and rc is not None and rc >= 0x80:
         # the server's DISCONNECT: how it refuses a re-authentication [MQTT-4.12.1-2]

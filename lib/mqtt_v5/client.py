@@ -4,8 +4,9 @@ The driver only moves bytes and time between a transport and the sans-IO
 ``Session``. Its parts:
 
 * connecting: ``connect`` / ``_connect_once`` / ``_handshake`` (bounded by
-  ``connect_timeout``), and the **supervisor** task (``_supervise``) that
-  reconnects with backoff, follows redirections, and gives up for good;
+  ``connect_timeout``), and the **supervisor** (``_cold.supervise``), a task
+  started when a link fails, that reconnects with backoff, follows redirections,
+  and gives up for good;
 * the **write path** (``_put``): every packet is encoded and handed to the
   transport with no await in between, so no lock; a write the transport could
   not finish at once is *held* and finished by a writer task, and nothing is
@@ -22,8 +23,10 @@ Nothing here polls.
 import asyncio
 
 from . import codec as _c
+from . import errors as _e
 from . import properties as _p
 from . import session as _s
+from . import topic as _t
 from ._compat import (
     BATCH_WRITES_DEFAULT,
     PENDING,
@@ -36,15 +39,16 @@ from ._compat import (
     ticks_diff,
     ticks_ms,
 )
-from .errors import ConnectRefused, MqttError, NetworkError, ProtocolError
-from .session import Message, Will  # noqa: F401  (one of each for both drivers; public here)
-from .topic import filter_ok, matches, share_prefix_len
 
 TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even compiled)
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Awaitable, Callable, Optional, Union  # noqa: F401
 
-_log_fn = None
+    from ._client_extras import set_debug  # noqa: F401
+    from ._publish_options import PublishOptions  # noqa: F401
+    from .session import Message, Will  # noqa: F401
+
+_log_fn = None  # type: Any
 _cold = None  # the module _cold once loaded: an import statement allocates on MicroPython
 
 
@@ -58,11 +62,20 @@ def _cold_paths():
     return _cold
 
 
-def set_debug(enabled=True, log=None):
-    """Turn debug logging on or off at run time. ``log`` is any callable
-    taking one str (default ``print``). Costs one ``if`` per packet when off."""
-    global _log_fn
-    _log_fn = (log or print) if enabled else None
+def __getattr__(name):
+    # Public here, looked up when asked for (no global each): Message and Will (the
+    # session's, one of each for both drivers); loaded then, as a device rarely asks:
+    # PublishOptions (its own module) and set_debug (_client_extras'; it sets _log_fn
+    # here).
+    if name == "Message" or name == "Will":
+        return getattr(_s, name)
+    if name == "PublishOptions":
+        from ._publish_options import PublishOptions
+
+        return PublishOptions
+    if name == "set_debug":
+        return _cold_paths().set_debug
+    raise AttributeError(name)
 
 
 # The debug lines (set_debug) and the error texts live in _cold, by number: their text
@@ -175,31 +188,6 @@ class ConnectOptions:
         self.on_auth = on_auth
         # Follow a CONNACK or DISCONNECT 0x9C/0x9D with a Server Reference (URL targets).
         self.follow_redirects = follow_redirects
-
-
-class PublishOptions:
-    """Per-message PUBLISH properties. ``topic_alias`` asks for that alias
-    (bounded by the server's Topic Alias Maximum)."""
-
-    def __init__(self, topic_alias=0, message_expiry_interval=None, content_type=None,
-                 response_topic=None, correlation_data=None, user_properties=None,
-                 payload_format_indicator=None, properties=None):
-        props = dict(properties) if properties else {}
-        # A raw Topic Alias would skip the server's Topic Alias Maximum: it is the alias.
-        self.topic_alias = props.pop(_p.PROP_TOPIC_ALIAS, 0) or topic_alias
-        if message_expiry_interval is not None:
-            props[_p.PROP_MESSAGE_EXPIRY_INTERVAL] = message_expiry_interval
-        if content_type is not None:
-            props[_p.PROP_CONTENT_TYPE] = content_type
-        if response_topic is not None:
-            props[_p.PROP_RESPONSE_TOPIC] = response_topic
-        if correlation_data is not None:
-            props[_p.PROP_CORRELATION_DATA] = correlation_data
-        if user_properties:
-            props[_p.PROP_USER_PROPERTY] = list(user_properties)
-        if payload_format_indicator is not None:
-            props[_p.PROP_PAYLOAD_FORMAT_INDICATOR] = payload_format_indicator
-        self.properties = props or None
 
 
 class ConnectionEvent:
@@ -331,8 +319,9 @@ class MqttClient:
             topic_alias_maximum=o.topic_alias_maximum, max_queued=o.max_queued,
             max_queued_bytes=o.max_queued_bytes,
             connect_timeout_ms=int(o.connect_timeout * 1000))
-        self._out_mv = memoryview(self._session.out)
-        self._views = {}  # type: dict  # see _view
+        # What the hot paths look up rather than make again: views of out / the batch by
+        # size (see _view), str topics' bytes (see _publish_now). One dict for both.
+        self._memo = {}  # type: dict
         # Small packets (acks, publishes) wait here to leave together in one write:
         # one syscall per packet was most of the CPU cost of publishing.
         self._batch_pub = BATCH_WRITES_DEFAULT if o.batch_writes is None else o.batch_writes
@@ -340,11 +329,15 @@ class MqttClient:
             bytearray(max(128, o.out_buffer_size) if self._batch_pub else 128))
         self._batch_len = 0
         # The write path (see _put): a write the transport could not finish at once
-        # (what goes after it and since when: _to_writer); set when none is held; wakes
-        # the writer.
+        # (what goes after it and since when: _to_writer); wakes the writer.
         self._held = None  # type: Any
+        # Set when room to send may have come: a held write finished (see _wait_room),
+        # the send window opened (an ack, see _publish), the link was lost. One Event
+        # for both: whoever waits checks its own condition again when woken.
         self._room = asyncio.Event()
-        self._write_wake = Delivery()  # (its event wakes the writer task: see _write_loop)
+        # Wakes the writer task (a Delivery: no coroutine per wake-up); made with the first
+        # writer (most devices never need one: see _to_writer).
+        self._write_wake = None  # type: Any
         self._writer = None  # type: Any  # the writer task, made when first needed
         self._gave_up = None  # type: Any  # the error publish() raises once reconnecting stopped
         self._reauth = None  # type: Any  # set when a re-authentication succeeded
@@ -354,22 +347,24 @@ class MqttClient:
         self._nagle = None  # type: Any
         self._target = None  # type: Any
         self._spare = []  # type: list  # Delivery objects publish() may reuse
-        self._window = asyncio.Event()
-        self._subs = []  # type: list  # tuples: see _SUB_FILTER
+        # (Empty tuples until first needed: one object for all, not a list each.)
+        self._subs = ()  # type: Any  # tuples: see _SUB_FILTER (a list once subscribed)
         self._last_sid = 0
-        self._event_cbs = []  # type: list
-        self._message_cbs = []  # type: list
+        self._event_cbs = ()  # type: tuple  # (a new tuple at each registration: rare)
+        self._message_cbs = ()  # type: tuple
         self._queue = None  # type: Any  # messages() (with _queue_event, _queue_max)
-        self._msg = Message()
+        self._msg = _s.Message()
         self._coros = None  # type: Any  # the coroutine callbacks of the message dispatched
         # Counts connections (0: none yet, a transport given is then still open): a
         # deferred ack is for its own.
         self._link_no = 0
-        self._topics = {}  # type: dict
-        self._tasks = []  # type: list
+        self._tasks = ()  # type: Any  # the I/O tasks (a list from the first connection)
+        # None until connect() succeeds and again after disconnect() or giving up;
+        # True meanwhile, or while reconnecting the task that does it (_cold.supervise).
         self._supervisor = None  # type: Any
         self._closing = False
         self._connected = False
+        # The link: None before the first, False while up, then the error that failed it.
         self._lost = None  # type: Any
 
     # ---------------------------------------------------------- properties --
@@ -401,12 +396,12 @@ class MqttClient:
 
     def on_connection_event(self, callback):
         """Call ``callback(event)`` on Connected / Disconnected / Reconnecting."""
-        self._event_cbs.append(callback)
+        self._event_cbs += (callback,)
 
     def on_message(self, callback):
         """Call ``callback(message)`` for messages no subscription callback
         took (e.g. AWS IoT responses delivered without a subscription)."""
-        self._message_cbs.append(callback)
+        self._message_cbs += (callback,)
 
     # ---------------------------------------------------------- connect --
 
@@ -426,10 +421,10 @@ class MqttClient:
             try:
                 event = await self._connect_once()
                 break
-            except ConnectRefused as e:
+            except _e.ConnectRefused as e:
                 if not _cold_paths().redirect(self, e.reason_code, e.server_reference):
                     raise
-        self._supervisor = asyncio.create_task(self._supervise())
+        self._supervisor = True  # (a lost link starts the task: see _cold.link_failed)
         await self._after_connect(event)
         return event
 
@@ -514,7 +509,7 @@ class MqttClient:
 
     async def _after_connect(self, event):
         """Start the I/O tasks, restore subscriptions, send what is owed."""
-        self._lost = asyncio.Event()
+        self._lost = False
         self._tasks = [asyncio.create_task(self._read_loop(self._transport)),
                        asyncio.create_task(self._timer_loop())]
         self._room.set()
@@ -523,7 +518,7 @@ class MqttClient:
             await _cold_paths().resubscribe(self)  # the server forgot us
         try:
             await self._pump()
-        except (MqttError, OSError) as e:
+        except (_e.MqttError, OSError) as e:
             _note(_N_RESEND_FAILED, e)  # the link is down again
         await self._emit(event)
 
@@ -555,12 +550,13 @@ class MqttClient:
     def _view(self, n):
         """``out[:n]``, or for a negative n the batch's first -n bytes, without
         allocating in steady state (sizes repeat)."""
-        v = self._views.get(n)
+        memo = self._memo
+        v = memo.get(n)
         if v is None:
-            if len(self._views) >= 32:
-                self._views.clear()
-            v = self._out_mv[:n] if n > 0 else self._batch_mv[:-n]
-            self._views[n] = v
+            if len(memo) >= 48:
+                memo.clear()
+            v = memoryview(self._session.out)[:n] if n > 0 else self._batch_mv[:-n]
+            memo[n] = v
         return v
 
     # The write path. Every packet is encoded into the session's ``out`` and handed to
@@ -619,9 +615,12 @@ class MqttClient:
             self._held_since = ticks_ms()
             self._room.clear()
         if self._writer is None and self._connected:
+            if self._write_wake is None:
+                self._write_wake = Delivery()
             self._writer = asyncio.create_task(self._write_loop())
             self._tasks.append(self._writer)
-        self._write_wake.event.set()
+        if self._write_wake is not None:
+            self._write_wake.event.set()
         return False
 
     async def _finish(self):
@@ -670,7 +669,7 @@ class MqttClient:
     async def _write_loop(self):
         """The writer task: finishes held writes, sends what was batched. Asleep on
         an Event otherwise (nothing allocated while idle)."""
-        wake = self._write_wake  # (a Delivery: no coroutine per wake-up)
+        wake = self._write_wake
         try:
             while True:
                 if self._held is not None:
@@ -683,7 +682,7 @@ class MqttClient:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            self._link_failed(e)
+            _cold_paths().link_failed(self, e)  # (the link failed: reconnect)
 
     # ---------------------------------------------------------- publish --
 
@@ -725,11 +724,11 @@ class MqttClient:
                 token._client = self
         if isinstance(payload, str):
             payload = payload.encode()
-        tb = self._topics.get(topic) if type(topic) is str else topic
+        tb = self._memo.get(topic) if type(topic) is str else topic
         if tb is None and type(topic) is str:  # not seen lately: encoded once, then looked up
-            if len(self._topics) >= 32:
-                self._topics.clear()
-            tb = self._topics[topic] = topic.encode()
+            if len(self._memo) >= 48:
+                self._memo.clear()
+            tb = self._memo[topic] = topic.encode()
         try:
             pid = s.publish(tb, payload, qos, retain,
                             options.properties if options is not None else None,
@@ -752,7 +751,7 @@ class MqttClient:
             if self._nagle is False:
                 self._nagle = True
                 self._transport.nodelay(False)
-            v = self._views.get(n)
+            v = self._memo.get(n)
             try:
                 w = self._transport.write(v if v is not None else self._view(n))
             except Exception as e:
@@ -772,7 +771,7 @@ class MqttClient:
                     self._to_writer(None, 0, None)
                 else:
                     self._put()
-            except NetworkError as e:
+            except _e.NetworkError as e:
                 if token is None:
                     return _raise(e)  # QoS 0: it may be lost, say so
                 # QoS 1/2: the session holds it and resends it after reconnecting;
@@ -804,8 +803,8 @@ class MqttClient:
         while True:
             if qos:
                 while self._connected and not s.window_open() and not self._closing:
-                    self._window.clear()
-                    await self._window.wait()
+                    self._room.clear()  # (set by an ack: see _room)
+                    await self._room.wait()
             await self._wait_room()
             if self._gave_up is not None:
                 raise self._gave_up
@@ -843,7 +842,7 @@ class MqttClient:
         (so it may await a ``publish``). Returns the granted QoS;
         raises ``SubscribeFailed`` with the reason code if refused."""
         f = topic_filter.encode() if isinstance(topic_filter, str) else topic_filter
-        if not filter_ok(f, 0, len(f)):
+        if not _t.filter_ok(f, 0, len(f)):
             raise _error(_E_INVALID_FILTER, topic_filter, 0x8F)
         # Subscription Identifier: the user's, or one we chose to route each copy of a
         # message that overlapping subscriptions match: one no other filter's
@@ -860,7 +859,7 @@ class MqttClient:
         if given is not None:
             sid = given if isinstance(given, int) else given[0]
         fb = bytes(f)
-        skip = share_prefix_len(fb)
+        skip = _t.share_prefix_len(fb)
         sub = (topic_filter, fb, skip if skip > 0 else 0, callback,
                _c.sub_options(qos, no_local, retain_as_published, retain_handling),
                properties, given is None, sid)
@@ -899,16 +898,18 @@ class MqttClient:
             raise _error(_E_SUBSCRIBE_REFUSED, sub[_SUB_FILTER], rc, codes)
         return rc
 
-    async def unsubscribe(self, topic_filter, properties=None):
-        """Unsubscribe; returns the UNSUBACK reason code (0 or 0x11)."""
-        return await _cold_paths().unsubscribe(self, topic_filter, properties)
+    def unsubscribe(self, topic_filter, properties=None):
+        # type: (str, Optional[dict]) -> Awaitable[int]
+        """Unsubscribe; returns the UNSUBACK reason code (0 or 0x11). (An awaitable:
+        _cold's coroutine.)"""
+        return _cold_paths().unsubscribe(self, topic_filter, properties)
 
     def messages(self, maxsize=64):
         """An async iterator of messages no callback took (detached copies)."""
         return _cold_paths().messages(self, maxsize)
 
-    def __aiter__(self):
-        return self
+    # ``async for m in client``: as over messages() (one function object for both).
+    __aiter__ = messages
 
     def __anext__(self):
         return _cold_paths().next_message(self)
@@ -932,21 +933,21 @@ class MqttClient:
             except Exception as e:
                 _note(_N_DISCONNECT_NOT_SENT, e)
         self._connected = False
-        if self._supervisor is not None:
+        if self._supervisor is not None and self._supervisor is not True:
             # Stopped with the I/O tasks, all cancelled at once: a supervisor in the
             # middle of a reconnect starts no new ones.
             self._tasks.append(self._supervisor)
-            self._supervisor = None
+        self._supervisor = None
         await self._stop_tasks()
         if t is not None:
             try:
                 await t.close()
             except Exception:
                 pass
-        err = NetworkError("client disconnected")
+        err = _e.NetworkError("client disconnected")
         self._fail_waiters(err, self._session.connection_lost())
         self._fail_waiters(err, None)
-        self._window.set()
+        self._room.set()
         if self._queue is not None:
             self._queue_event.set()
         await self._emit(Disconnected(reason_code, None, False))
@@ -986,10 +987,6 @@ class MqttClient:
                 w._done(0, None, error)
 
     # --------------------------------------------------------- I/O tasks --
-
-    def _link_failed(self, error):
-        """The link failed with ``error`` (from the I/O tasks; see ``_cold.link_failed``)."""
-        _cold_paths().link_failed(self, error)
 
     async def _read_loop(self, transport):
         """Handle what is buffered, then read more; forever: one coroutine for the
@@ -1045,7 +1042,7 @@ class MqttClient:
                         else:
                             tok._done(s.ev_pid, s.ev_rc, None)
                         tok._freed = True
-                    self._window.set()
+                    self._room.set()  # the window may be open
                     if s.queued():
                         await self._pump()
                 elif ev == _s.EV_SUBACK or ev == _s.EV_UNSUBACK:
@@ -1061,11 +1058,11 @@ class MqttClient:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            if isinstance(e, ProtocolError):
+            if isinstance(e, _e.ProtocolError):
                 _cold_paths().goodbye(self, e)  # the acks, then the DISCONNECT
-            elif not isinstance(e, MqttError) and hasattr(transport, "name_error"):
+            elif not isinstance(e, _e.MqttError) and hasattr(transport, "name_error"):
                 e = transport.name_error(e)
-            self._link_failed(e)
+            _cold_paths().link_failed(self, e)  # (the link failed: reconnect)
 
     def _dispatch(self):
         s = self._session
@@ -1086,7 +1083,7 @@ class MqttClient:
                     for sub in self._subs:
                         # (a user may give one identifier to several filters)
                         fb = sub[_SUB_BYTES]
-                        if sub[_SUB_SID] == c.value and matches(
+                        if sub[_SUB_SID] == c.value and _t.matches(
                                 fb, sub[_SUB_START], len(fb), s.topic_buf, s.topic_start,
                                 s.topic_end):
                             routed = True
@@ -1096,7 +1093,7 @@ class MqttClient:
         if not routed:
             for sub in self._subs:
                 fb = sub[_SUB_BYTES]
-                if sub[_SUB_CALLBACK] is not None and matches(
+                if sub[_SUB_CALLBACK] is not None and _t.matches(
                         fb, sub[_SUB_START], len(fb), s.topic_buf, s.topic_start, s.topic_end):
                     taken = True
                     self._call(sub[_SUB_CALLBACK], msg)
@@ -1121,7 +1118,7 @@ class MqttClient:
         if is_awaitable(r):
             if self._coros is None:
                 msg._detach()  # the coroutine holds this object: later messages get another
-                self._msg = Message()
+                self._msg = _s.Message()
                 self._coros = []
             self._coros.append(r)
 
@@ -1153,16 +1150,7 @@ class MqttClient:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            self._link_failed(e)
-
-    # -------------------------------------------------------- supervisor --
-
-    async def _supervise(self):
-        """Wait for the link to fail, then reconnect with backoff (loaded then)."""
-        await self._lost.wait()
-        if self._closing:
-            return
-        await _cold_paths().supervise(self)
+            _cold_paths().link_failed(self, e)  # (the link failed: reconnect)
 
 
 async def _raise(error):
