@@ -6,7 +6,7 @@ have this code's heap too. A device keeps only ``StreamTransport`` while connect
 
 import asyncio
 
-from ._compat import const, heap_collect, open_stream
+from ._compat import const, open_stream
 from .errors import NetworkError
 
 
@@ -130,11 +130,6 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
         return StreamTransport(stream, where, ctx is not None, has_cert)
     finally:
         _drop()  # (unloaded: see above)
-        # and its heap (with _tls_ctx's, unloaded too) free now, before the TLS session's
-        # buffers and the handshake take theirs: left to a failed allocation to collect, it
-        # became holes that a reconnect's TLS session ran short in (unix port, 32-bit,
-        # .mpy: it failed with 110 and 111 KiB of heap, though it got through with 107).
-        heap_collect()
 
 
 def _drop():
