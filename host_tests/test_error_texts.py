@@ -1,6 +1,6 @@
-"""Error texts kept out of RAM until raised: properties, _tls_ctx and _connect (transport's
-connect-time half) name each error by an _E_* number (folded by const()) into a table of
-texts in a cold module (_properties_rare, _pem, _neterr). Each number must have its text, and a few
+"""Error texts kept out of RAM until raised: properties, _tls_ctx and transport name
+each error by an _E_* number (folded by const()) into a table of texts in a cold
+module (_properties_rare, _pem, _neterr). Each number must have its text, and a few
 errors read as they did when the texts sat at the raise."""
 
 import re
@@ -18,7 +18,7 @@ from mqtt_v5.transport import parse_url
 @pytest.mark.parametrize(("module", "table"), [
     ("properties.py", _properties_rare._TEXTS),
     ("_tls_ctx.py", _pem._TEXTS),
-    ("_connect.py", _neterr._USAGE),
+    ("transport.py", _neterr._USAGE),
 ])
 def test_every_error_number_has_its_text(module, table):
     numbers = [int(n) for n in re.findall(r"^_E_\w+ = const\((\d+)\)$",

@@ -28,11 +28,13 @@ returning 0 as for a normal close. On MicroPython the whole handshake runs
 inside the first write/read, so every handshake failure surfaces there.
 """
 
+import asyncio
+
 # ``len`` as a global of this module: a builtin is looked up in the module's globals
 # first, and a miss probes the (nearly full) dict to a free slot; write() calls it per packet.
 from builtins import len
 
-from ._compat import READY, set_nodelay, stream_socket
+from ._compat import READY, const, open_stream, set_nodelay, stream_socket
 from .errors import NetworkError
 
 
@@ -42,26 +44,26 @@ def _error(*args):
     return error(*args)
 
 
-def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
-    """Connect over TCP, or TLS when the URL is ``mqtts://`` or ``tls`` is
-    given (a ``TlsConfig``, or True for a verifying default); awaitable. Returns a
-    ``StreamTransport``. ``timeout_s`` bounds DNS + TCP connect (+ the TLS
-    handshake on CPython; MicroPython does the handshake in the first I/O,
-    which ``MqttClient`` bounds by its ``connect_timeout``).
-    ``ws://`` and ``wss://`` URLs go to ``mqtt_v5.ws.open_ws`` (MQTT over WebSocket).
-    (The work is _connect's, a module unloaded again once it is done; not an ``async
-    def`` here, so no frame of this module holds that code while the connection lives.)"""
-    from ._connect import open_connection
+# parse_url's and open_connection's usage errors, as a number into _neterr's texts
+# (folded at compile time: no string in RAM until one is raised).
+_E_SCHEME = const(0)
+_E_PATH = const(1)
+_E_BRACKET = const(2)
+_E_HOST = const(3)
+_E_PORT = const(4)
+_E_NO_HOST = const(5)
+_E_PLAIN = const(6)
 
-    return open_connection(url_or_host, port, tls, timeout_s)
+
+def _usage(n, arg=None):
+    from ._neterr import usage_error
+
+    return usage_error(n, arg)
 
 
 def __getattr__(name):
-    # parse_url and the default ports (in _connect, see open_connection), and the other
-    # transports, in modules of their own that only their users import.
-    if name == "parse_url" or name == "DEFAULT_PORT" or name == "DEFAULT_TLS_PORT":
-        module = "_connect"
-    elif name == "TlsConfig":
+    # The other transports, in modules of their own that only their users import.
+    if name == "TlsConfig":
         module = "tls"
     elif name == "MemoryTransport" or name == "memory_pipe":
         module = "memory"
@@ -70,6 +72,100 @@ def __getattr__(name):
     else:
         raise AttributeError(name)
     return getattr(__import__("mqtt_v5." + module, None, None, (name,)), name)
+
+
+DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
+
+
+def parse_url(url):
+    """``mqtt://host[:port]``, ``mqtts://host[:port]`` or ``host[:port]`` ->
+    ``(host, port or None, tls)``. IPv6 literals go in brackets."""
+    tls = False
+    rest = url
+    i = url.find("://")
+    if i >= 0:
+        scheme = url[:i].lower()
+        rest = url[i + 3:]
+        if scheme == "mqtts" or scheme == "ssl" or scheme == "tls":
+            tls = True
+        elif scheme != "mqtt" and scheme != "tcp":
+            raise _usage(_E_SCHEME, scheme)
+    slash = rest.find("/")
+    if slash >= 0:
+        if rest[slash:] != "/":
+            raise _usage(_E_PATH, url)
+        rest = rest[:slash]
+    port = None
+    if rest.startswith("["):
+        end = rest.find("]")
+        if end < 0:
+            raise _usage(_E_BRACKET, url)
+        host = rest[1:end]
+        tail = rest[end + 1:]
+        if tail:
+            if not tail.startswith(":"):
+                raise _usage(_E_HOST, url)
+            port = tail[1:]
+    else:
+        host = rest
+        if rest.count(":") == 1:
+            host, port = rest.split(":")
+    if port is not None:
+        try:
+            port = int(port)
+        except ValueError:
+            port = -1
+        if not 0 < port < 65536:
+            raise _usage(_E_PORT, url)
+    if not host:
+        raise _usage(_E_NO_HOST, url)
+    return host, port, tls
+
+
+async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
+    """Connect over TCP, or TLS when the URL is ``mqtts://`` or ``tls`` is
+    given (a ``TlsConfig``, or True for a verifying default). Returns a
+    ``StreamTransport``. ``timeout_s`` bounds DNS + TCP connect (+ the TLS
+    handshake on CPython; MicroPython does the handshake in the first I/O,
+    which ``MqttClient`` bounds by its ``connect_timeout``).
+    ``ws://`` and ``wss://`` URLs go to ``mqtt_v5.ws.open_ws`` (MQTT over WebSocket)."""
+    i = url_or_host.find("://")
+    if 0 < i < 4 and url_or_host[:i].lower() in ("ws", "wss"):
+        from .ws import open_ws  # imported only by those who use WebSocket
+
+        return await open_ws(url_or_host, tls=tls, timeout_s=timeout_s)
+    host, url_port, url_tls = parse_url(url_or_host)
+    if port is None:
+        port = url_port
+    if url_or_host.find("://") >= 0 and not url_tls and tls:
+        raise _usage(_E_PLAIN)
+    if tls is True or (url_tls and tls is None):
+        from .tls import TlsConfig
+
+        tls = TlsConfig()
+    if port is None:
+        port = DEFAULT_TLS_PORT if tls else DEFAULT_PORT
+    ctx = None
+    sni = None
+    has_cert = False
+    if tls:
+        ctx = tls.context()
+        has_cert = tls.cert is not None
+        sni = tls.server_hostname or host
+    where = "%s:%d" % (host, port)
+    try:
+        stream = await asyncio.wait_for(  # type: ignore[var-annotated]
+            open_stream(host, port, ctx, sni), timeout_s)
+    except asyncio.TimeoutError:
+        from ._neterr import timeout_error
+
+        raise timeout_error(timeout_s, where, tls)
+    except NetworkError:
+        raise
+    except (OSError, ValueError) as e:
+        raise _error(e, where, ctx is not None, True, has_cert, "connect")
+    return StreamTransport(stream, where, ctx is not None, has_cert)
 
 
 class StreamTransport:
