@@ -257,6 +257,8 @@ def bench_unix(results: dict) -> None:
             heap[lib]["scenario .mpy KiB"] = smallest_heap(exe, lib, b)
         heap["ours"]["scenario frozen KiB"] = smallest_heap(frozen, "ours", b, frozen=True)
         heap["ours"]["scenario reconnect .mpy KiB"] = smallest_heap(exe, "again", b)
+        heap["ours"]["scenario lost .mpy KiB"] = smallest_heap(exe, "lost", b)
+        heap["ours"]["scenario lost frozen KiB"] = smallest_heap(frozen, "lost", b, frozen=True)
         heap["ours"]["scenario reconnect frozen KiB"] = smallest_heap(frozen, "again", b,
                                                                       frozen=True)
         heap["ours"]["interned names .mpy"] = interned_names(exe, b)
@@ -291,6 +293,9 @@ HOW = {
     "scenario reconnect .mpy KiB": "the scenario, then connect again and publish QoS 1 "
                                    "(.mpy)",
     "scenario reconnect frozen KiB": "the same, frozen",
+    "scenario lost .mpy KiB": "the scenario, connect again, the broker drops the link: the "
+                              "client reconnects by itself, publishes QoS 1 (.mpy)",
+    "scenario lost frozen KiB": "the same, frozen",
     "scenario .mpy KiB, EC": "the scenario with EC P-256 keys everywhere (CA, server, client) "
                              "instead of RSA 2048, .mpy",
     "scenario frozen KiB, EC": "the same, frozen",
@@ -336,7 +341,9 @@ def table(results: dict) -> str:
     rows = []
     for key in ("scenario .mpy KiB", "scenario frozen KiB", "scenario .mpy KiB, EC",
                 "scenario frozen KiB, EC", "scenario reconnect .mpy KiB",
-                "scenario reconnect frozen KiB", "import .mpy B", "import frozen B"):
+                "scenario reconnect frozen KiB", "scenario lost .mpy KiB",
+                "scenario lost frozen KiB", "import .mpy B", "import frozen B",
+                "interned names .mpy", "interned names frozen"):
         rows.append((key, [heap.get(c, {}).get(key) for c in cols], HOW[key]))
     keys = [k for k in HOW if any(k in opsr.get(c, {}) for c in cols)]
     for key in keys:
@@ -379,6 +386,10 @@ _README_ROWS = (
     ("the same, then connect again and publish QoS 1 (a device's reconnect): `.mpy` / "
      "frozen", "heap", ("scenario reconnect .mpy KiB", "scenario reconnect frozen KiB"),
      " KiB"),
+    ("the same, then the broker drops the link (a malformed packet written under the "
+     "client) and the client reconnects by itself and publishes QoS 1 (a device's outage: "
+     "it loads what a lost link needs): `.mpy` / frozen", "heap",
+     ("scenario lost .mpy KiB", "scenario lost frozen KiB"), " KiB"),
     ("the same two with EC P-256 keys everywhere (CA, server and client; AWS IoT accepts EC "
      "device certificates) instead of RSA 2048: `.mpy` / frozen", "heap",
      ("scenario .mpy KiB, EC", "scenario frozen KiB, EC"), " KiB"),

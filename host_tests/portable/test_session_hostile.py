@@ -215,6 +215,31 @@ def test_nothing_is_handled_after_a_server_disconnect():
     nothing_sent(s)
 
 
+def test_server_disconnect_forms_the_spec_allows():
+    # No body (0x00), a reason code alone (no properties), and both: each an
+    # EV_DISCONNECT with its code and properties, nothing sent back [MQTT-3.14.2.1].
+    from mqtt_v5._server_codec import Disconnect
+    for data, rc, props in ((b"\xe0\x00", 0, {}), (b"\xe0\x01\x8b", 0x8B, {}),
+                            (Disconnect(0x9C, {P.PROP_SERVER_REFERENCE: "b:1883"}), 0x9C,
+                             {P.PROP_SERVER_REFERENCE: "b:1883"})):
+        s = connected()
+        feed(s, data)
+        eq(poll(s), (S.EV_DISCONNECT, None))
+        eq((s.ev_rc, s.ev_props), (rc, props))
+        eq(s.state, S.DISCONNECTED)
+
+
+def test_server_disconnect_the_spec_forbids():
+    # 0x04 (with will) is the client's; a server sends no Session Expiry Interval
+    # [MQTT-3.14.2-2]; a reason code DISCONNECT does not have; bytes after the properties.
+    from mqtt_v5._server_codec import Disconnect
+    for data in (Disconnect(0x04), Disconnect(0x8B, {P.PROP_SESSION_EXPIRY_INTERVAL: 5}),
+                 b"\xe0\x01\x05", b"\xe0\x03\x8b\x00\x00"):
+        s = connected()
+        feed(s, data)
+        protocol_failure(s, 0x81 if isinstance(data, bytes) and len(data) == 5 else 0x82)
+
+
 def test_duplicate_pubrec_answered_twice_is_fine_but_failure_then_pubcomp_is_not():
     s = connected()
     pid = s.publish(b"t", b"", 2)

@@ -32,7 +32,6 @@ _F_RESEND = const(2)
 _F_CARRIED = const(4)
 _SEQ_MASK = const(0x3FFFFFF)
 _EV_CONTINUE = const(1)
-_EV_DISCONNECT = const(8)
 _EV_AUTH = const(9)
 _DISCONNECTED = const(0)
 _CONNECTED = const(2)
@@ -44,7 +43,6 @@ _PUBREL = const(6)
 _PUBCOMP = const(7)
 _DISCONNECT = const(14)
 _AUTH = const(15)
-_PROP_SESSION_EXPIRY_INTERVAL = const(0x11)
 
 
 def _no_room(e):
@@ -402,19 +400,16 @@ def unsubscribe(self, filters, props=None, token=None):
     return pid
 
 
+def refuse_disconnect(pkt):
+    """Raise for a server DISCONNECT the spec forbids (Session.poll decoded it)."""
+    if pkt.reason_code == 0x04:
+        raise ProtocolError("DISCONNECT 0x04 (with will) is the client's to send", 0x82)
+    # [MQTT-3.14.2-2] the server sends no Session Expiry Interval
+    raise ProtocolError("server DISCONNECT with a Session Expiry Interval", 0x82)
+
+
 def handle_other(self, first, r, t):
-    """Session._handle for a DISCONNECT, an AUTH, or a packet a server must not send."""
-    if t == _DISCONNECT:
-        pkt = _c.decode_body(first, r)
-        if pkt.reason_code == 0x04:
-            raise ProtocolError("DISCONNECT 0x04 (with will) is the client's to send", 0x82)
-        if pkt.properties and _PROP_SESSION_EXPIRY_INTERVAL in pkt.properties:
-            # [MQTT-3.14.2-2] the server sends no Session Expiry Interval
-            raise ProtocolError("server DISCONNECT with a Session Expiry Interval", 0x82)
-        self.ev_rc = pkt.reason_code
-        self.ev_props = pkt.properties
-        self.state = _DISCONNECTED
-        return _EV_DISCONNECT
+    """Session.poll for an AUTH, or a packet a server must not send."""
     if t == _AUTH:
         pkt = _c.decode_body(first, r)
         self.ev_rc = pkt.reason_code

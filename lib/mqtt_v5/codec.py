@@ -682,7 +682,23 @@ def decode_body(first, r):
         p.packet_id = pid  # type: ignore[attr-defined]
         p.reason_codes = codes  # type: ignore[attr-defined]
         return p
-    if t == _DISCONNECT or t == _AUTH:
+    if t == _DISCONNECT:
+        # [MQTT-3.14.2.1] no reason code means 0x00; "If the Remaining Length is less
+        # than 2, a value of 0 is used" for the Property Length (3.14.2.2.1). Here, not
+        # in _codec_rare: a server's DISCONNECT is an everyday outage's.
+        rc = 0
+        props = {}
+        if r.pos < r.end:
+            rc = r.u8()
+            if not reason_allowed(t, rc):
+                raise _err(_E_RC_IN, rc, t)
+            if r.pos < r.end:
+                _p.check(r, 1 << t)
+                props = _p.to_dict(r.buf, r.prop_start, r.prop_end)
+            if r.pos != r.end:
+                raise _err(_E_LEFT_OVER)
+        return Packet(t, rc, props)
+    if t == _AUTH:
         from . import _codec_rare
 
         return _codec_rare.decode_reason_only(r, t)

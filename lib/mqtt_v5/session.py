@@ -135,6 +135,7 @@ _PUBCOMP = const(7)
 _SUBACK = const(9)
 _UNSUBACK = const(11)
 _PINGRESP = const(13)
+_DISCONNECT = const(14)
 _AUTH = const(15)
 _PROP_SESSION_EXPIRY_INTERVAL = const(0x11)
 _PROP_ASSIGNED_CLIENT_IDENTIFIER = const(0x12)
@@ -918,6 +919,17 @@ class Session:
                 self.ev_codes = codes
                 self.ev_props = pkt.properties
                 return EV_SUBACK if t == _SUBACK else EV_UNSUBACK
+            if t == _DISCONNECT:
+                # The server's goodbye is part of an everyday outage: handled here, so
+                # that the reconnect after it loads no cold module (a device needs the
+                # heap for its TLS handshake then).
+                pkt = _c.decode_body(first, r)
+                if pkt.reason_code == 0x04 or _PROP_SESSION_EXPIRY_INTERVAL in pkt.properties:
+                    _rare_paths().refuse_disconnect(pkt)
+                self.ev_rc = pkt.reason_code
+                self.ev_props = pkt.properties
+                self.state = DISCONNECTED
+                return EV_DISCONNECT
             return _rare_paths().handle_other(self, first, r, t)
         except Exception as e:
             from .errors import ProtocolError  # (loaded already: see the imports)
