@@ -362,7 +362,7 @@ async def test_tls_server_hostname_override(mosquitto, pki):
 
 
 async def test_tls_insecure_opt_out_connects_and_warns_once(mosquitto, pki, capsys):
-    import mqtt_v5._tls_ctx as tls_mod  # the warning lives with the context code
+    import mqtt_v5.tls as tls_mod  # the flag lives there (_tls_ctx is unloaded after use)
 
     tls_mod._warned = False
     for listener in ("wrong_host", "tls"):

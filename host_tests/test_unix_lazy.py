@@ -15,7 +15,9 @@ pytestmark = pytest.mark.broker
 
 # What connect / subscribe / publish / receive / disconnect over TLS may load: a module
 # added here is heap every device pays for (see tools/bench_unix.py's import figures).
-EVERYDAY = ["mqtt_v5", "mqtt_v5._compat", "mqtt_v5._compat_micropython", "mqtt_v5._tls_ctx",
+# (_tls_ctx is loaded at each TLS connect too, and unloads itself once the SSL context is
+# made: not in sys.modules by then.)
+EVERYDAY = ["mqtt_v5", "mqtt_v5._compat", "mqtt_v5._compat_micropython",
             "mqtt_v5.client", "mqtt_v5.codec",
             "mqtt_v5.errors", "mqtt_v5.properties", "mqtt_v5.session", "mqtt_v5.tls",
             "mqtt_v5.topic", "mqtt_v5.transport"]
@@ -70,6 +72,18 @@ def test_session_rare_repeats_the_session_constants():
             assert getattr(_session_rare, name) == getattr(session, theirs), name
             checked += 1
     assert checked >= 20  # _FREE.._SLOT, _SEQ_MASK, the EV_ codes, DISCONNECTED
+
+
+def test_properties_rare_repeats_the_property_tables():
+    # properties' _TYPES and _WHERE fold into its code on MicroPython (const()); the
+    # copies prop_type and allowed_in read in _properties_rare must be the same bytes.
+    from mqtt_v5 import _properties_rare, properties
+
+    assert _properties_rare._TYPES == properties._TYPES
+    assert _properties_rare._WHERE == properties._WHERE
+    assert properties.prop_type is _properties_rare.prop_type
+    assert properties.allowed_in(properties.PROP_USER_PROPERTY, properties.W_WILL)
+    assert not properties.allowed_in(properties.PROP_TOPIC_ALIAS, 1 << 1)
 
 
 @pytest.mark.parametrize(("module", "table", "base"),

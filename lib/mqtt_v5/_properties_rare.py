@@ -1,6 +1,7 @@
 """The cold half of ``properties``: the texts of the errors it raises, loaded when the
-first one is raised (until then they cost a device no RAM), and the property identifiers
-no module a device imports uses (``properties.__getattr__`` hands them out)."""
+first one is raised (until then they cost a device no RAM), the property identifiers
+no module a device imports uses, and ``prop_type`` / ``allowed_in`` (``properties.__getattr__``
+hands them out)."""
 
 from .errors import ProtocolError, UsageError
 
@@ -22,6 +23,31 @@ PROP_SHARED_SUBSCRIPTION_AVAILABLE = 0x2A
 # Where a property may appear: the Will Properties of CONNECT (bit 0; bit n is packet
 # type n), as properties.allowed_in takes it.
 W_WILL = 1
+
+# properties' tables (const() there, so folded into its code: repeated here), for the two
+# lookups below. By identifier: the value type; two bytes of packet-kind bits.
+_TYPES = (
+    b"\x00\x01\x03\x05\x00\x00\x00\x00\x05\x06\x00\x04\x00\x00\x00\x00"
+    b"\x00\x03\x05\x02\x00\x05\x06\x01\x03\x01\x05\x00\x05\x00\x00\x05"
+    b"\x00\x02\x02\x02\x01\x01\x07\x03\x01\x01\x01")
+_WHERE = (
+    b"\x00\x00\x00\x09\x00\x09\x00\x09\x00\x00\x00\x00\x00\x00\x00\x00\x00\x09\x00\x09"
+    b"\x00\x00\x01\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x40\x06\x00\x04\x00\x04"
+    b"\x00\x00\x80\x06\x80\x06\x00\x02\x00\x01\x00\x02\x00\x04\x00\x00\x40\x04\x00\x00"
+    b"\x00\x00\xca\xf4\x00\x00\x00\x06\x00\x06\x00\x08\x00\x04\x00\x04\xcf\xff\x00\x06"
+    b"\x00\x04\x00\x04\x00\x04")
+
+
+def prop_type(pid):
+    """The value type of property ``pid``, or 0 if MQTT 5 defines no such property."""
+    return _TYPES[pid] if 0 <= pid <= 0x2A else 0
+
+
+def allowed_in(pid, where):
+    """True if property ``pid`` may appear in a packet of kind ``where``
+    (``1 << packet_type``, or ``W_WILL``)."""
+    return 0 <= pid <= 0x2A and ((_WHERE[2 * pid] << 8 | _WHERE[2 * pid + 1]) & where) != 0
+
 
 # Indexed by properties' _E_* numbers.
 _TEXTS = (

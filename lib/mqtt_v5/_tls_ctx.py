@@ -4,9 +4,7 @@ runtime's SSL context. What DER material (what a device usually stores) needs is
 here; ``_pem`` holds the PEM decoding and the texts of the errors, and is loaded only
 for PEM input or to explain a failure."""
 
-from ._compat import const, tls_context
-
-_warned = False
+from ._compat import const, heap_collect, tls_context
 
 # What went wrong, as an index into _pem's texts (folded at compile time: no name, no
 # string in RAM until an error is raised).
@@ -48,14 +46,35 @@ def context(self):
     again. Unix port, 32-bit, RSA 2048, .mpy: connect, disconnect, connect again needed
     144 KiB, 16 more than one connect; with the context kept, 132. Anything changed
     builds a new context, the old one dropped first."""
-    kept = getattr(self, "_ctx", None)
-    if kept is not None:
-        if kept[0] == _material(self):
-            return kept[1]
-        self._ctx = None
-    ctx = _build(self)
-    self._ctx = (_material(self), ctx)
-    return ctx
+    try:
+        kept = getattr(self, "_ctx", None)
+        if kept is not None:
+            if kept[0] == _material(self):
+                return kept[1]
+            self._ctx = None
+        ctx = _build(self)
+        self._ctx = (_material(self), ctx)
+        return ctx
+    finally:
+        _drop()
+        # (its heap free now, before the TLS session's buffers take theirs: left to a
+        # failed allocation to collect, it became holes in which a reconnect's session
+        # ran short: .mpy, disconnect + connect failed with 110 KiB, passed with 108)
+        heap_collect()
+
+
+def _drop():
+    """Unload this module once the context is made (the next connect loads it again):
+    the TLS handshake, which on MicroPython runs in the connection's first write, then
+    has its code's heap (unix port, 32-bit, .mpy: about 1.4 KB) for its own buffers.
+    The smallest heap for a mutual-TLS connect + publish: 109 -> 108 KiB."""
+    import sys
+
+    sys.modules.pop(__name__, None)  # "mqtt_v5._tls_ctx"
+    try:
+        delattr(sys.modules["mqtt_v5"], "_tls_ctx")  # as the import set it on the package
+    except (AttributeError, KeyError):
+        pass
 
 
 def _material(self):
@@ -81,9 +100,10 @@ def _build(self):
     """Build the runtime's SSL context (cold path; raises UsageError for bad material)."""
     verify = not self.insecure_skip_verify
     if not verify:
-        global _warned
-        if not _warned:
-            _warned = True
+        from . import tls  # (the flag lives there: this module is unloaded after use)
+
+        if not getattr(tls, "_warned", False):
+            tls._warned = True  # type: ignore[attr-defined]
             from ._pem import INSECURE_WARNING
 
             print(INSECURE_WARNING)

@@ -65,7 +65,9 @@ _AUTH = const(1 << 15)
 _ACKS = const(_PUBACK | _PUBREC | _PUBREL | _PUBCOMP)
 
 # Indexed by identifier (0x00..0x2A): value type, 0 = no such property. (This table and
-# _WHERE are const(): folded into their users, they are no globals of this module.)
+# _WHERE are const(): folded into their users, they are no globals of this module;
+# _properties_rare repeats both for prop_type and allowed_in, test_codec_roundtrip
+# checks they agree.)
 _TYPES = const(
     b"\x00\x01\x03\x05\x00\x00\x00\x00\x05\x06\x00\x04\x00\x00\x00\x00"
     b"\x00\x03\x05\x02\x00\x05\x06\x01\x03\x01\x05\x00\x05\x00\x00\x05"
@@ -159,15 +161,9 @@ def __getattr__(name):
     return value
 
 
-def prop_type(pid):
-    """The value type of property ``pid``, or 0 if MQTT 5 defines no such property."""
-    return _TYPES[pid] if 0 <= pid <= _LAST_ID else 0
-
-
-def allowed_in(pid, where):
-    """True if property ``pid`` may appear in a packet of kind ``where``
-    (``1 << packet_type``, or ``W_WILL``)."""
-    return 0 <= pid <= _LAST_ID and ((_WHERE[2 * pid] << 8 | _WHERE[2 * pid + 1]) & where) != 0
+# (``prop_type`` and ``allowed_in``, which no module a device imports calls, are
+# _properties_rare's, handed out by ``__getattr__``: ``size`` and ``check`` read the tables
+# inline.)
 
 
 # ---------------------------------------------------------------- UTF-8 ---
@@ -337,7 +333,7 @@ def size(props, where):
         ptype = _TYPES[pid] if isinstance(pid, int) and 0 <= pid <= _LAST_ID else 0
         if not ptype:
             raise _error(_E_UNKNOWN, (pid,))
-        if not allowed_in(pid, where):
+        if not (_WHERE[2 * pid] << 8 | _WHERE[2 * pid + 1]) & where:
             raise _error(_E_NOT_HERE, pid)
         if pid == PROP_USER_PROPERTY or (
                 pid == PROP_SUBSCRIPTION_IDENTIFIER and isinstance(value, _SEQ)):
