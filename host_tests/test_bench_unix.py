@@ -98,3 +98,16 @@ def test_table_and_chart_render_from_results(tmp_path):
     for shown in ("70,000", "61", "EC keys, frozen", "target 80", "umqtt.simple",
                   "asyncio's own cost"):
         assert shown in body
+
+
+def test_smallest_heap_is_past_every_failure_just_above_it(monkeypatch):
+    # A scenario that works from 50 KiB except at 53 (the heap's layout at that size):
+    # the figure is 54, not the 50 a binary search alone finds.
+    fails = {53}
+    monkeypatch.setattr(bench_unix, "_scenario_ok",
+                        lambda exe, lib, kib, b, frozen: (kib >= 50 and kib not in fails, ""))
+    assert bench_unix.smallest_heap(None, "ours", None) == 54
+    fails.clear()
+    assert bench_unix.smallest_heap(None, "ours", None) == 50
+    fails.add(50 + bench_unix.ABOVE)  # beyond the window checked: not seen
+    assert bench_unix.smallest_heap(None, "ours", None) == 50
