@@ -387,8 +387,9 @@ bench_unix.table = table  # type: ignore[attr-defined]
 # The README's rows: (how it was measured, where the figure is, unit).
 _README_ROWS = (
     ("smallest `-X heapsize` for: mutual-TLS connect, subscribe QoS 1, publish 64 B QoS 1, "
-     "receive it, disconnect (binary search, 1 KiB steps, then the 8 above checked), modules from `.mpy` (mqtt_v5: "
-     "the mip package's, `mpy/`, `mpy-cross -O3`; the peers: mpy-cross's defaults)",
+     "receive it, disconnect (binary search, 1 KiB steps, then the 8 above checked), "
+     "modules from `.mpy` (mqtt_v5: the mip package's, `mpy/`, `mpy-cross -O3`; the peers: "
+     "mpy-cross's defaults)",
      "heap", "scenario .mpy KiB", " KiB"),
     ("the same with mqtt_v5 frozen into the binary (`boards/unix/manifest.py`, the boards' "
      "module list)", "heap", "scenario frozen KiB", " KiB"),
