@@ -63,6 +63,19 @@ def test_mpy_package_lists_exactly_the_files_on_disk():
         assert head == b"M\x06\x00\x1f", (f, head)
 
 
+def test_each_mpy_records_its_module_name_as_its_source():
+    """Not its path: "mqtt_v5/client.py" would be one more name a device interns per module
+    loaded (see gen_package_json.source_name)."""
+    files = sorted(MPY.rglob("*.mpy"))
+    assert files
+    for p in files:
+        rel = p.relative_to(MPY).with_suffix(".py").as_posix()
+        assert rel.encode() not in p.read_bytes(), rel
+    assert gen_package_json.source_name("mqtt_v5/client.py") == "client"
+    assert gen_package_json.source_name("mqtt_v5/__init__.py") == "mqtt_v5"
+    assert gen_package_json.source_name("mqtt_v5/aws/shadow.py") == "shadow"
+
+
 def test_mpy_package_is_compiled_as_the_tests_and_the_bench_run_it():
     """mp_unix.mpy_tree() (what the unix-port tests and the bench load) is the committed
     package's .mpy, byte for byte, once `make package-json` ran (test_infra checks that).

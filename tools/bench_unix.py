@@ -57,7 +57,6 @@ TARGETS = {"heap .mpy KiB": 80, "heap frozen KiB": 52, "import .mpy B": 40_000,
            "import frozen B": 8_192}
 LIBS = ("ours", "umqtt", "mqtt_as", "bare")
 # scenario_more.py's modes (ours only): the reconnect, the heap after each step; and
-# scenario_lost.py's: a reconnect after the broker dropped the link.
 # smallest_heap checks this many KiB above its figure (see there).
 ABOVE = 8
 MORE = ("again", "steps", "lost")
@@ -173,8 +172,7 @@ def _path(lib: str, frozen: bool) -> list:
 def _scenario_ok(exe, lib, kib, b, frozen) -> tuple[bool, str]:
     pki = b.pki
     proc = mp_unix.run_script(
-        exe, str(MP / ("scenario_lost.py" if lib == "lost" else
-                       "scenario_more.py" if lib in MORE else "scenario.py")),
+        exe, str(MP / ("scenario_more.py" if lib in MORE else "scenario.py")),
         args=[lib, b.broker.mtls_port, pki.ca_der, pki.client_cert_der, pki.client_key_der],
         heapsize=f"{kib}k", path=_path(lib, frozen), timeout=60)
     try:
@@ -208,8 +206,13 @@ def smallest_heap(exe, lib, b, frozen=False) -> int:
     return hi
 
 
-def heap_steps(exe, b, frozen=False) -> list:
-    """[[step, bytes kept], ...] through ours' scenario (gc.collect() before each)."""
+def heap_steps(exe, b, frozen=False) -> tuple[list, int]:
+    """One run of ours' scenario in scenario_more.py's "steps" mode: ([[step, bytes kept],
+    ...] (gc.collect() before each), the names (qstrs) MicroPython interned at run time by
+    its end). Those names sit in pools of 20, 40, 80, 160, 320, 640 ... entries (7 B each
+    on 32-bit, plus the name): the 621st allocates a 4.5 KB pool at once."""
+    import re
+
     pki = b.pki
     proc = mp_unix.run_script(
         exe, str(MP / "scenario_more.py"),
@@ -218,24 +221,10 @@ def heap_steps(exe, b, frozen=False) -> list:
     r = mp_unix.last_json(proc)
     if not r.get("ok"):
         raise RuntimeError(f"heap steps: {r.get('error')}")
-    return r["steps"]
-
-
-def interned_names(exe, b, frozen=False) -> int:
-    """How many names (qstrs) MicroPython interned at run time by the end of ours'
-    scenario ("steps" mode). They sit in pools of 20, 40, 80, 160, 320, 640 ... entries
-    (7 B each on 32-bit, plus the name): the 621st name allocates a 4.5 KB pool at once."""
-    import re
-
-    pki = b.pki
-    proc = mp_unix.run_script(
-        exe, str(MP / "scenario_more.py"),
-        args=["steps", b.broker.mtls_port, pki.ca_der, pki.client_cert_der, pki.client_key_der],
-        heapsize="512k", path=_path("steps", frozen), timeout=60)
     m = re.search(r"n_qstr=(\d+)", proc.stdout)
     if m is None:
-        raise RuntimeError(f"interned names: no qstr_info line in {proc.stdout[-300:]!r}")
-    return int(m.group(1))
+        raise RuntimeError(f"heap steps: no qstr_info line in {proc.stdout[-300:]!r}")
+    return r["steps"], int(m.group(1))
 
 
 def import_heap(exe, lib, frozen=False, per_module=False) -> dict:
@@ -270,10 +259,11 @@ def bench_unix(results: dict) -> None:
         heap["ours"]["scenario lost frozen KiB"] = smallest_heap(frozen, "lost", b, frozen=True)
         heap["ours"]["scenario reconnect frozen KiB"] = smallest_heap(frozen, "again", b,
                                                                       frozen=True)
-        heap["ours"]["interned names .mpy"] = interned_names(exe, b)
-        heap["ours"]["interned names frozen"] = interned_names(frozen, b, frozen=True)
-        results["heap steps"] = {".mpy": heap_steps(exe, b),
-                                 "frozen": heap_steps(frozen, b, frozen=True)}
+        results["heap steps"] = {}
+        for build, e, fz in ((".mpy", exe, False), ("frozen", frozen, True)):
+            steps, names = heap_steps(e, b, frozen=fz)
+            results["heap steps"][build] = steps
+            heap["ours"]["interned names " + build] = names
         with _Broker(ec_only=True) as be:
             for lib in LIBS:
                 heap[lib]["scenario .mpy KiB, EC"] = smallest_heap(exe, lib, be)

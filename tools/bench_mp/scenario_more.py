@@ -4,6 +4,10 @@
 # MODE again: scenario.py's "ours", then connect again and publish QoS 1 (a device's
 #   reconnect: the second TLS session has to find room in a heap the first one used);
 #   prints {"ok": true} when it got through.
+# MODE lost: as "again", but once connected again the broker drops the link (a malformed
+#   packet written under the client): the client reconnects by itself (loading what a
+#   lost link needs, as a device's first outage does; a disconnect() and connect() loads
+#   none of that), then publishes QoS 1.
 # MODE steps: the same as "ours", reporting the heap kept after each step
 #   ({"steps": [[step, bytes], ...]}, gc.collect() before each figure: run it with room),
 #   and at the end MicroPython's qstr_info() line (the names interned at run time).
@@ -37,6 +41,10 @@ def run():
 
     async def main():
         o = ConnectOptions("heap-ours", keep_alive=60)
+        if MODE == "lost":
+            from mqtt_v5 import ReconnectConfig
+
+            o.reconnect_config = ReconnectConfig(initial_delay=0.05, jitter=0)
         o.tls = TlsConfig(ca=CA, cert=CERT, key=KEY, server_hostname="localhost")
         c = MqttClient(o)
         step("MqttClient()")
@@ -54,6 +62,15 @@ def run():
         step("subscribed, published, received")
         await c.disconnect()
         step("disconnected")
+        if MODE == "lost":
+            up = asyncio.Event()
+            c.on_connection_event(lambda e: up.set() if hasattr(e, "session_present") else 0)
+            await c.connect(URL)
+            up.clear()
+            await c._transport.write(b"\x00\x00")  # packet type 0: the broker drops us
+            await asyncio.wait_for(up.wait(), 10)  # reconnected by the client itself
+            await c.publish(TOPIC, PAYLOAD, qos=1)
+            await c.disconnect()
         if MODE == "again":
             await c.connect(URL)
             step("connected again")
