@@ -453,13 +453,14 @@ class PacketReader:
     """Frames packets out of a receive buffer allocated once.
 
     ``max_packet_size`` is the Maximum Packet Size we advertise (whole packet,
-    fixed header included); the buffer is exactly that large.
+    fixed header included); the buffer is exactly that large (``buf``: one made
+    already, of that size).
     """
 
-    def __init__(self, max_packet_size):
+    def __init__(self, max_packet_size, buf=None):
         if max_packet_size < 16:
             raise _err(_E_MAX_PACKET_SIZE)
-        self.buf = bytearray(max_packet_size)
+        self.buf = bytearray(max_packet_size) if buf is None else buf
         self._mv = memoryview(self.buf)
         self.max_packet_size = max_packet_size
         self.start = 0  # first unread byte
