@@ -64,8 +64,7 @@ def test_table_and_chart_render_from_results(tmp_path):
                          "import frozen B": 15_000, "scenario .mpy KiB, EC": 93,
                          "scenario frozen KiB, EC": 61, "scenario reconnect .mpy KiB": 129,
                          "scenario reconnect frozen KiB": 75,
-                         "interned names .mpy": 611, "interned names frozen": 31,
-                         "import + core .mpy B": 41_234, "import + core frozen B": 11_321})
+                         "interned names .mpy": 611, "interned names frozen": 31})
     heap["bare"]["scenario .mpy KiB, EC"] = 37
     heap["umqtt"]["scenario .mpy KiB, EC"] = 42
     ops = {"ours": {"publish qos0": 288, "publish qos1": 688, "wakeup": 288, "idle B/s": 0,
@@ -91,9 +90,6 @@ def test_table_and_chart_render_from_results(tmp_path):
     assert "| 37 KiB |" in ec_row
     pairs_row = next(line for line in readme.splitlines() if "pairs per second" in line)
     assert pairs_row.endswith("| 9,500 | 23 | - | - |")
-    core_row = next(line for line in readme.splitlines() if "protocol core" in line)
-    assert "| 41,234 / 11,321 B |" in core_row
-    assert "41,234" in text
     again_row = next(line for line in readme.splitlines() if "reconnect" in line)
     assert "**129 / 75 KiB**" in again_row
     svg = tmp_path / "chart.svg"

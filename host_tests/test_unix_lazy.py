@@ -39,21 +39,8 @@ def lazy_report(exe, mosquitto, pki, **kw):
     return report
 
 
-# What the import line and MqttClient() load: not the protocol core (codec, properties,
-# session, topic), which loads at the first connect once the TLS handshake is over.
-AT_IMPORT = ["mqtt_v5", "mqtt_v5._compat", "mqtt_v5.client",
-             "mqtt_v5.errors", "mqtt_v5.tls"]
-
-
 def check_lazy_report(report):
     assert report["got"] == [64]
-    assert report["at_import"] == AT_IMPORT
-    # The first connection's writes: CONNECT's first byte alone (MicroPython runs the TLS
-    # handshake inside it) with the core not loaded yet, then the rest of CONNECT.
-    first, rest = report["connect_writes"]
-    assert first == [1, False]
-    assert rest[0] > 10
-    assert rest[1] is True
     assert report["everyday"] == EVERYDAY, (
         "the everyday path loads another set of modules: "
         f"{sorted(set(report['everyday']) ^ set(EVERYDAY))}")

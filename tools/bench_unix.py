@@ -49,15 +49,10 @@ IMPORTS = {
     "umqtt": "from umqtt.simple import MQTTClient",
     "mqtt_as": "from mqtt_as import MQTTClient, config",
 }
-# The protocol core, which ours loads at a client's first connect (after the TLS
-# handshake), not at import: "import + core" is the import line and then this line,
-# the code a connected client has loaded.
-CORE_LINE = "from mqtt_v5 import codec, properties, session, topic"
-# Modules in the order the import line (then CORE_LINE) loads them (each one's figure is
-# what it adds).
-OUR_MODULES = ("mqtt_v5", "mqtt_v5._compat", "mqtt_v5.errors", "mqtt_v5.client",
-               "mqtt_v5._neterr", "mqtt_v5.transport", "mqtt_v5.tls", "mqtt_v5.properties",
-               "mqtt_v5.codec", "mqtt_v5.topic", "mqtt_v5.session")
+# Modules in the order the import line loads them (each one's figure is what it adds).
+OUR_MODULES = ("mqtt_v5", "mqtt_v5._compat", "mqtt_v5.errors", "mqtt_v5.properties",
+               "mqtt_v5.topic", "mqtt_v5.codec", "mqtt_v5.session", "mqtt_v5.client",
+               "mqtt_v5._neterr", "mqtt_v5.transport", "mqtt_v5.tls")
 TARGETS = {"heap .mpy KiB": 80, "heap frozen KiB": 52, "import .mpy B": 40_000,
            "import frozen B": 8_192}
 LIBS = ("ours", "umqtt", "mqtt_as", "bare")
@@ -232,12 +227,11 @@ def heap_steps(exe, b, frozen=False) -> tuple[list, int]:
     return r["steps"], int(m.group(1))
 
 
-def import_heap(exe, lib, frozen=False, per_module=False, core=False) -> dict:
+def import_heap(exe, lib, frozen=False, per_module=False) -> dict:
     pre = "import asyncio" if lib != "umqtt" else ""  # asyncio is frozen in the port
     if lib == "mqtt_as":
         pre += "\n" + _MACHINE
-    line = IMPORTS[lib] + ("\n" + CORE_LINE if core else "")
-    script = _IMPORT_SCRIPT % (pre, line, OUR_MODULES if per_module else ())
+    script = _IMPORT_SCRIPT % (pre, IMPORTS[lib], OUR_MODULES if per_module else ())
     proc = mp_unix.run_script(exe, script, heapsize="2m", path=_path(lib, frozen))
     return mp_unix.last_json(proc)
 
@@ -277,13 +271,10 @@ def bench_unix(results: dict) -> None:
                                                                    frozen=True)
         for lib in ("ours", "umqtt", "mqtt_as"):
             heap[lib]["import .mpy B"] = import_heap(exe, lib)["heap"]
-        heap["ours"]["import frozen B"] = import_heap(frozen, "ours", frozen=True)["heap"]
-        r = import_heap(frozen, "ours", frozen=True, per_module=True, core=True)
-        heap["ours"]["import + core frozen B"] = r["heap"]
+        r = import_heap(frozen, "ours", frozen=True, per_module=True)
+        heap["ours"]["import frozen B"] = r["heap"]
         per = {m: {"frozen B": n} for m, n in r["per_module"]}
-        r = import_heap(exe, "ours", per_module=True, core=True)
-        heap["ours"]["import + core .mpy B"] = r["heap"]
-        for m, n in r["per_module"]:
+        for m, n in import_heap(exe, "ours", per_module=True)["per_module"]:
             per[m][".mpy B"] = n
         results["heap"] = heap
         results["import per module"] = per
@@ -309,9 +300,6 @@ HOW = {
     "scenario frozen KiB, EC": "the same, frozen",
     "import .mpy B": "heap kept by the import line, .mpy (gc.collect() before/after)",
     "import frozen B": "the same, frozen",
-    "import + core .mpy B": "the import line, then the protocol core a client loads at its "
-                            "first connect (codec, properties, session, topic), .mpy",
-    "import + core frozen B": "the same, frozen",
     "interned names .mpy": "names (qstrs) interned at run time by the end of the scenario, "
                            ".mpy (the 621st allocates a 640-entry pool, 4.5 KB)",
     "interned names frozen": "the same, frozen",
@@ -354,8 +342,7 @@ def table(results: dict) -> str:
                 "scenario frozen KiB, EC", "scenario reconnect .mpy KiB",
                 "scenario reconnect frozen KiB", "scenario lost .mpy KiB",
                 "scenario lost frozen KiB", "import .mpy B", "import frozen B",
-                "import + core .mpy B", "import + core frozen B", "interned names .mpy",
-                "interned names frozen"):
+                "interned names .mpy", "interned names frozen"):
         rows.append((key, [heap.get(c, {}).get(key) for c in cols], HOW[key]))
     keys = [k for k in HOW if any(k in opsr.get(c, {}) for c in cols)]
     for key in keys:
@@ -368,7 +355,7 @@ def table(results: dict) -> str:
         out.append(key.ljust(w) + "".join(_fmt(v).rjust(10) for v in vals) + "   " + how)
     per = results.get("import per module", {})
     if per:
-        out.append("\nheap kept per module (import line, then core)  .mpy B   frozen B")
+        out.append("\nheap kept per module (import line order)   .mpy B   frozen B")
         for m, v in per.items():
             out.append(f"  {m:<40}{_fmt(v.get('.mpy B')):>8}{_fmt(v.get('frozen B')):>11}")
     steps = results.get("heap steps", {})
@@ -409,10 +396,6 @@ _README_ROWS = (
     ("heap kept by `from mqtt_v5 import MqttClient, ConnectOptions, TlsConfig` "
      "(`gc.collect()` before and after), from `.mpy`", "heap", "import .mpy B", " B"),
     ("the same, frozen", "heap", "import frozen B", " B"),
-    ("the import line, then the protocol core (codec, properties, session, topic), which "
-     "mqtt_v5 loads at a client's first connect, after the TLS handshake: the code a "
-     "connected client holds, `.mpy` / frozen", "heap",
-     ("import + core .mpy B", "import + core frozen B"), " B"),
     ("names MicroPython interned (qstrs made at run time) by the end of the scenario, "
      "`.mpy` / frozen: they fill pools of 20, 40, 80, 160, 320 entries, and the 621st "
      "allocates one of 640 (4.5 KB) at once", "heap",

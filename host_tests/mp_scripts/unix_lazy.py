@@ -2,17 +2,12 @@
 # mutual-TLS connect, subscribe QoS 1, publish 64 B QoS 1, receive it, disconnect -- the
 # bench's heap scenario. Then the cold paths the client loads on first use (status, repr,
 # unsubscribe, the messages() iterator), to show they work from where they are loaded.
-# Also what the import line and MqttClient() load (not the protocol core), and for each
-# write of the first connection its length and whether the core was loaded then: the TLS
-# handshake runs inside the first write (CONNECT's first byte), before the core loads.
 # argv: host port ca.der cert.der key.der. Prints one JSON report as its last line.
 import asyncio
 import json
 import sys
 
 from mqtt_v5 import ConnectOptions, MqttClient, TlsConfig
-
-CORE = "mqtt_v5.session"
 
 
 def loaded():
@@ -23,17 +18,6 @@ async def main(host, port, ca, cert, key):
     o = ConnectOptions("lazy-%d" % port, keep_alive=60)
     o.tls = TlsConfig(ca=ca, cert=cert, key=key, server_hostname="localhost")
     c = MqttClient(o)
-    at_import = loaded()
-    import mqtt_v5.transport as tr
-
-    write = tr.StreamTransport.write
-    writes = []
-
-    def spy(self, buf):
-        writes.append([len(buf), CORE in sys.modules])
-        return write(self, buf)
-
-    tr.StreamTransport.write = spy
     url = "mqtts://%s:%d" % (host, port)
     got = []
     ev = asyncio.Event()
@@ -43,7 +27,6 @@ async def main(host, port, ca, cert, key):
         ev.set()
 
     await c.connect(url)
-    tr.StreamTransport.write = write
     await c.subscribe("lazy/t", on, qos=1)
     await c.publish("lazy/t", bytes(64), qos=1)
     await asyncio.wait_for(ev.wait(), 10)
@@ -61,8 +44,7 @@ async def main(host, port, ca, cert, key):
     cold["message_repr"] = repr(msg)
     cold["unsubscribe"] = await c.unsubscribe("lazy/q")
     await c.disconnect()
-    return {"got": got, "everyday": everyday, "cold": cold, "after": loaded(),
-            "at_import": at_import, "connect_writes": writes}
+    return {"got": got, "everyday": everyday, "cold": cold, "after": loaded()}
 
 
 a = sys.argv[1:]
