@@ -28,7 +28,11 @@ import asyncio
 # per QoS 0 PUBLISH). A global is found at once (the lookup cache). See codec's len.
 from builtins import bytes, str, type  # noqa: UP029
 
+from . import codec as _c
 from . import errors as _e
+from . import properties as _p
+from . import session as _s
+from . import topic as _t
 from ._compat import (
     BATCH_WRITES_DEFAULT,
     PENDING,
@@ -53,30 +57,6 @@ if TYPE_CHECKING:  # pragma: no cover
 _log_fn = None  # type: Any
 _cold = None  # the module _cold once loaded: an import statement allocates on MicroPython
 
-# The protocol core (codec, properties, session, topic), loaded by _core() when a client
-# first needs its session: at its first connect, once the TLS handshake is over (see
-# _handshake), not at import. On a device the handshake is the heap's peak (mbedTLS'
-# buffers and bignums beside everything already loaded); the core's code (.mpy: ~18 KB)
-# then goes into what the handshake used and freed.
-_c = _p = _s = _t = None  # type: Any
-_CURSOR = None  # type: Any  # _dispatch's reader of a message's properties (see _core)
-
-
-def _core():
-    """The module ``session``, with codec, properties and topic: loaded on first use."""
-    global _c, _p, _s, _t, _CURSOR
-    if _s is None:
-        from . import codec, properties, session, topic
-
-        _c = codec
-        _p = properties
-        _t = topic
-        # One for every client: _dispatch runs to its end without yielding (user
-        # callbacks it calls cannot reach it).
-        _CURSOR = properties.PropertyCursor()
-        _s = session
-    return _s
-
 
 def _cold_paths():
     """``_cold``, loaded on first use; cached, for the per-message paths that use it."""
@@ -94,7 +74,7 @@ def __getattr__(name):
     # PublishOptions (its own module) and set_debug (_client_extras'; it sets _log_fn
     # here).
     if name == "Message" or name == "Will":
-        return getattr(_core(), name)
+        return getattr(_s, name)
     if name == "PublishOptions":
         from ._publish_options import PublishOptions
 
@@ -339,10 +319,12 @@ class MqttClient:
         # type: (Optional[ConnectOptions]) -> None
         o = options if options is not None else ConnectOptions()
         self.options = o
-        # _session and _msg are made on first use (see __getattr__), but the session's
-        # receive buffer is taken now, in one piece, while the heap is whole: after
-        # a TLS handshake it is full of small holes.
-        self._in_buf = bytearray(o.maximum_packet_size)  # type: Any
+        self._session = _s.Session(
+            o.client_id, max_packet_size=o.maximum_packet_size, out_size=o.out_buffer_size,
+            max_inflight=o.max_inflight, receive_maximum=o.receive_maximum,
+            topic_alias_maximum=o.topic_alias_maximum, max_queued=o.max_queued,
+            max_queued_bytes=o.max_queued_bytes,
+            connect_timeout_ms=int(o.connect_timeout * 1000))
         # What the hot paths look up rather than make again: views of out / the batch by
         # size (see _view), str topics' bytes (see _publish_now). One dict for both.
         self._memo = {}  # type: dict
@@ -377,6 +359,7 @@ class MqttClient:
         self._event_cbs = ()  # type: tuple  # (a new tuple at each registration: rare)
         self._message_cbs = ()  # type: tuple
         self._queue = None  # type: Any  # messages() (with _queue_event, _queue_max)
+        self._msg = _s.Message()
         self._coros = None  # type: Any  # the coroutine callbacks of the message dispatched
         # Counts connections (0: none yet, a transport given is then still open): a
         # deferred ack is for its own.
@@ -389,24 +372,6 @@ class MqttClient:
         self._connected = False
         # The link: None before the first, False while up, then the error that failed it.
         self._lost = None  # type: Any
-
-    def __getattr__(self, name):
-        # Only for a name the instance lacks: ``_session`` (the protocol state, with its
-        # buffers) and ``_msg`` are made when first used, which loads the protocol core
-        # (see _core): at the first connect, after the TLS handshake.
-        if name != "_session" and name != "_msg":
-            raise AttributeError(name)
-        s = _core()
-        o = self.options
-        self._session = s.Session(
-            o.client_id, max_packet_size=o.maximum_packet_size, out_size=o.out_buffer_size,
-            max_inflight=o.max_inflight, receive_maximum=o.receive_maximum,
-            topic_alias_maximum=o.topic_alias_maximum, max_queued=o.max_queued,
-            max_queued_bytes=o.max_queued_bytes,
-            connect_timeout_ms=int(o.connect_timeout * 1000), in_buf=self._in_buf)
-        self._in_buf = None
-        self._msg = s.Message()
-        return self._session if name == "_session" else self._msg
 
     # ---------------------------------------------------------- properties --
 
@@ -498,16 +463,6 @@ class MqttClient:
             transport = await _cold_paths().open_given(self, t)
         self._transport = transport
         self._nagle = False if hasattr(transport, "nodelay") else None  # (opened with it on)
-        # CONNECT's first byte (its type, always 0x10) goes ahead alone: MicroPython runs
-        # the TLS handshake inside a connection's first write, and only once that write
-        # is through does the session (at the first connect: the protocol core, see
-        # _core) take its heap. A byte stream, so any server reads one CONNECT.
-        try:
-            w = transport.write(_CONNECT_FIRST)
-            if w is not READY:
-                await w
-        except Exception as e:
-            raise _cold_paths().write_failed(self, e)
         o = self.options
         s = self._session
         self._drop_writes()  # packets for the old connection are void
@@ -527,21 +482,8 @@ class MqttClient:
                   o.will, props,
                   o.session_expiry_interval, o.auto_topic_alias)
         _note(_N_CONNECT, s.client_id, clean, o.keep_alive)
-        n = s.out_len
-        tail = s.out_tail
-        if _log_fn is not None and n:
-            _cold_paths().log_packet(s.out, n)
-        s.flushed(now)
-        try:  # the rest of CONNECT (its first byte went ahead): out[1:n], or a big one's tail
-            w = transport.write(memoryview(s.out)[1:n] if n else tail[1:])
-            if w is not READY:
-                await w
-            if n and tail is not None:
-                w = transport.write(tail)
-                if w is not READY:
-                    await w
-        except Exception as e:
-            raise _cold_paths().write_failed(self, e)
+        if not self._put():
+            await self._finish()
         rd = s.reader
         while True:
             n = await transport.readinto(rd.free())
@@ -906,7 +848,6 @@ class MqttClient:
         (so it may await a ``publish``). Returns the granted QoS;
         raises ``SubscribeFailed`` with the reason code if refused."""
         f = topic_filter.encode() if isinstance(topic_filter, str) else topic_filter
-        _core()
         if not _t.filter_ok(f, 0, len(f)):
             raise _error(_E_INVALID_FILTER, topic_filter, 0x8F)
         # Subscription Identifier: the user's, or one we chose to route each copy of a
@@ -1223,4 +1164,6 @@ async def _raise(error):
 
 
 _ZERO = Done(0)  # what publish() of QoS 0 gives when it made no coroutine
-_CONNECT_FIRST = b"\x10"  # (see _handshake)
+# _dispatch's reader of a message's properties: one for every client, as _dispatch
+# runs to its end without yielding (user callbacks it calls cannot reach it).
+_CURSOR = _p.PropertyCursor()

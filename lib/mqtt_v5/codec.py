@@ -453,14 +453,13 @@ class PacketReader:
     """Frames packets out of a receive buffer allocated once.
 
     ``max_packet_size`` is the Maximum Packet Size we advertise (whole packet,
-    fixed header included); the buffer is exactly that large (``buf``: one made
-    already, of that size).
+    fixed header included); the buffer is exactly that large.
     """
 
-    def __init__(self, max_packet_size, buf=None):
+    def __init__(self, max_packet_size):
         if max_packet_size < 16:
             raise _err(_E_MAX_PACKET_SIZE)
-        self.buf = bytearray(max_packet_size) if buf is None else buf
+        self.buf = bytearray(max_packet_size)
         self._mv = memoryview(self.buf)
         self.max_packet_size = max_packet_size
         self.start = 0  # first unread byte

@@ -308,9 +308,8 @@ def _same(known, buf, start, end):
 class Session:
     """One client's MQTT 5 session state machine.
 
-    ``max_packet_size``: the Maximum Packet Size we advertise (receive buffer;
-    ``in_buf``: one the driver made already, of that size). ``out_size``: the
-    send buffer; bigger payloads go out after the header.
+    ``max_packet_size``: the Maximum Packet Size we advertise (receive buffer).
+    ``out_size``: the send buffer; bigger payloads go out after the header.
     ``max_inflight``: outgoing QoS 1/2 slots (also capped by the server's
     Receive Maximum). ``receive_maximum``: incoming QoS 1/2 we accept at once.
     ``topic_alias_maximum``: inbound aliases we accept. ``max_queued`` and
@@ -339,8 +338,7 @@ class Session:
 
     def __init__(self, client_id="", max_packet_size=4096, out_size=1024, max_inflight=16,
                  receive_maximum=16, topic_alias_maximum=8, max_queued=64,
-                 max_queued_bytes=32768, ping_timeout_ms=0, connect_timeout_ms=10000,
-                 in_buf=None):
+                 max_queued_bytes=32768, ping_timeout_ms=0, connect_timeout_ms=10000):
         # 38 attributes: an instance dict grows through 29, 37, 47, 59 ... slots when
         # full, and every method call looks in it first (a miss probes up to a free
         # slot), so 38 in 47 is both smaller than 48 in 59 and as quick. Settings and
@@ -348,7 +346,7 @@ class Session:
         if max_inflight < 1 or receive_maximum < 1 or out_size < 64:
             raise _c._err(_E_SIZES)
         self.client_id = client_id
-        self.reader = _c.PacketReader(max_packet_size, in_buf)
+        self.reader = _c.PacketReader(max_packet_size)
         self.out = bytearray(out_size)
         self.out_len = 0
         self.out_tail = None
