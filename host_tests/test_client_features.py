@@ -408,6 +408,24 @@ async def test_will_on_abrupt_close_not_on_clean_disconnect(mosquitto):
     assert not crash.is_connected
 
 
+async def test_connect_bigger_than_the_send_buffer_arrives_whole(mosquitto):
+    # A CONNECT longer than out_buffer_size is encoded into a buffer of its own (the
+    # session's out_tail, written after out): the broker must read one CONNECT, with the
+    # Will's 2,819 bytes intact.
+    topic = unique("bigwill")
+    payload = bytes(range(256)) * 11 + b"end"
+    paho = Paho(mosquitto.plain_port).connect()
+    paho.subscribe(topic, qos=1)
+    try:
+        c = await connected(mosquitto, will=Will(topic, payload, qos=1), out_buffer_size=64)
+        assert c.options.out_buffer_size < len(payload)
+        _abort(c)
+        msgs = await paho.wait_messages(1, timeout=5)
+    finally:
+        paho.disconnect()
+    assert msgs[0].payload == payload
+
+
 async def test_will_delay(mosquitto):
     topic = unique("willdelay")
     paho = Paho(mosquitto.plain_port).connect()
