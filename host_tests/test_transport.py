@@ -91,6 +91,16 @@ async def test_plain_url_with_tls_config_is_a_usage_error():
         await open_connection("mqtt://127.0.0.1:1", tls=TlsConfig(insecure_skip_verify=True))
 
 
+def test_blocking_plain_url_with_tls_config_is_a_usage_error():
+    # As open_connection: a TlsConfig with mqtt:// must not quietly use TLS (or not).
+    from mqtt_v5.blocking_transport import BlockingTransport
+
+    with pytest.raises(UsageError, match="mqtts://"):
+        BlockingTransport.connect("mqtt://127.0.0.1:1", tls=TlsConfig(insecure_skip_verify=True))
+    with pytest.raises(UsageError, match="mqtts://"):
+        BlockingTransport.connect("tcp://127.0.0.1:1", tls=True)
+
+
 # -------------------------------------------------------------------------- PEM / DER
 
 

@@ -66,6 +66,10 @@ class BlockingTransport:
         host, url_port, url_tls = parse_url(url_or_host)
         if port is None:
             port = url_port
+        if url_or_host.find("://") >= 0 and not url_tls and tls:
+            from ._neterr import usage_error
+
+            raise usage_error(6, None)  # (transport's _E_PLAIN): mqtt:// is plain TCP
         if tls is True or (url_tls and tls is None):
             from .tls import TlsConfig
 
