@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mqtt_v5 import _server_codec as codec
 from mqtt_v5.errors import UsageError
 
+from .identity import TopicVerdicts
 from .limits import RECEIVE_MAXIMUM
 from .session import Message, Session, mono_now
 
@@ -27,25 +28,11 @@ class Delivery:
         self.conn = conn
         self.receive_max = RECEIVE_MAXIMUM  # the client's Receive Maximum (capped)
         self.max_packet_out = codec.VBI_MAX + 5  # the client's Maximum Packet Size
-        self._receive_cache: dict[str, bool] = {}
-
-    # --- iot:Receive ----------------------------------------------------------------------
-
-    def may_receive(self, topic: str) -> bool:
-        cache = self._receive_cache
-        ok = cache.get(topic)
-        if ok is None:
-            conn = self.conn
-            ok = conn.principal is None or conn.principal.allowed(
-                "iot:Receive", topic, conn.client_id
-            )
-            if len(cache) > 1024:
-                cache.clear()
-            cache[topic] = ok
-        return ok
+        # iot:Receive, asked once per topic: may_receive(topic) -> bool
+        self.may_receive = TopicVerdicts(conn, "iot:Receive")
 
     def forget_authorisations(self) -> None:
-        self._receive_cache.clear()
+        self.may_receive.clear()
 
     # --- sending --------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from mqtt_v5._server_codec import (
     Connect,
@@ -77,6 +78,34 @@ class Principal:
 
     def __repr__(self) -> str:
         return f"Principal({self.kind!r}, {self.name!r}, thing={self.thing!r})"
+
+
+class TopicVerdicts:
+    """One connection's policy answers for one action (``iot:Publish``,
+    ``iot:Receive``), by topic: each topic asked once, until ``clear()`` (the
+    connection's principal or policy changed). Call it with a topic: True if allowed.
+    At most 1,024 topics are kept (then it starts again)."""
+
+    def __init__(self, conn: Any, action: str) -> None:
+        self.conn = conn
+        self.action = action
+        self._cache: dict[str, bool] = {}
+
+    def __call__(self, topic: str) -> bool:
+        cache = self._cache
+        ok = cache.get(topic)
+        if ok is None:
+            conn = self.conn
+            ok = conn.principal is None or conn.principal.allowed(
+                self.action, topic, conn.client_id
+            )
+            if len(cache) > 1024:
+                cache.clear()
+            cache[topic] = ok
+        return ok
+
+    def clear(self) -> None:
+        self._cache.clear()
 
 
 Authenticate = Callable[[ConnInfo, Connect], "Awaitable[Principal | int] | Principal | int"]

@@ -14,6 +14,7 @@ from mqtt_v5 import properties as P
 from mqtt_v5._server_codec import PUBACK
 
 from . import topics
+from .identity import TopicVerdicts
 from .limits import MAXIMUM_QOS, RC_SUBSCRIPTION_QUOTA, TokenBucket
 from .routing import Subscription
 from .session import Message, Session, clamp_expiry, mono_now
@@ -31,25 +32,11 @@ class PubSub:
         self.conn = conn
         self.aliases: dict[int, str] = {}  # the client's topic aliases
         self._publish_quota = TokenBucket(conn.broker.limits.publishes_per_s, conn.loop.time())
-        self._publish_cache: dict[str, bool] = {}
-
-    # --- iot:Publish ----------------------------------------------------------------------
-
-    def may_publish(self, topic: str) -> bool:
-        cache = self._publish_cache
-        ok = cache.get(topic)
-        if ok is None:
-            conn = self.conn
-            ok = conn.principal is None or conn.principal.allowed(
-                "iot:Publish", topic, conn.client_id
-            )
-            if len(cache) > 1024:
-                cache.clear()
-            cache[topic] = ok
-        return ok
+        # iot:Publish, asked once per topic: may_publish(topic) -> bool
+        self.may_publish = TopicVerdicts(conn, "iot:Publish")
 
     def forget_authorisations(self) -> None:
-        self._publish_cache.clear()
+        self.may_publish.clear()
 
     # --- PUBLISH --------------------------------------------------------------------------
 
