@@ -3,6 +3,8 @@ first use: loaded at the first connect, not at import): TCP_NODELAY, reconnect j
 the SSL context from DER material and opening a TCP/TLS stream with asyncio. CPython's:
 ``_compat_cpython``."""
 
+from asyncio import core as _core  # type: ignore[attr-defined]  # (loaded: the client uses it)
+
 
 def set_nodelay(s, on=1):
     """TCP_NODELAY on (or, ``on`` false, off: Nagle's algorithm) for socket ``s``
@@ -21,13 +23,47 @@ def set_nodelay(s, on=1):
 
 
 def stream_socket(stream, tcp=False):
-    """The socket under asyncio's Stream (``Stream.s``), which StreamTransport.write
-    writes to as Stream.write would, one Python call less per packet; None for
-    anything else. ``tcp``: the TCP socket, for ``set_nodelay`` (under TLS, the one
-    ``open_stream`` kept: MicroPython's SSL socket has no setsockopt)."""
+    """The socket under the stream (``_Stream.s``, or asyncio's ``Stream.s``), which
+    StreamTransport.write writes to as Stream.write would, one Python call less per
+    packet; None for anything else. ``tcp``: the TCP socket, for ``set_nodelay`` (under
+    TLS, the one ``open_stream`` kept: MicroPython's SSL socket has no setsockopt)."""
     if not hasattr(stream, "out_buf"):
         return None
-    return stream.e.get("tcp", stream.s) if tcp else stream.s
+    return getattr(stream, "tcp", stream.s) if tcp else stream.s
+
+
+class _Stream:
+    """What StreamTransport uses of asyncio's Stream, the same code: the socket ``s``,
+    ``out_buf`` (what the socket did not take yet), ``readinto``, ``drain``, ``close``
+    and ``wait_closed``; and ``tcp``, the TCP socket (under TLS, the one below). Not
+    asyncio's own: its module (``asyncio.stream``: Stream, Server, open_connection,
+    start_server) would stay in RAM while connected, about 0.9 KB frozen, and it was
+    loaded just before the TLS handshake, the heap's peak."""
+
+    def __init__(self, s, tcp):
+        self.s = s
+        self.tcp = tcp
+        self.out_buf = b""
+
+    def readinto(self, buf):  # async (a generator, as asyncio's)
+        yield _core._io_queue.queue_read(self.s)  # type: ignore[attr-defined]
+        return self.s.readinto(buf)
+
+    def drain(self):  # async (StreamTransport awaits it only with out_buf not empty)
+        mv = memoryview(self.out_buf)
+        off = 0
+        while off < len(mv):
+            yield _core._io_queue.queue_write(self.s)  # type: ignore[attr-defined]
+            n = self.s.write(mv[off:])
+            if n is not None:
+                off += n
+        self.out_buf = b""
+
+    def close(self):
+        pass
+
+    async def wait_closed(self):
+        self.s.close()
 
 
 def random_ms(limit):
@@ -93,17 +129,14 @@ def tls_context(cas, certs, key, verify, alpn):
 def _writable(s):
     # A bare generator: awaiting it parks the task on asyncio's poller
     # until the socket is writable (TCP connect finished or failed).
-    from asyncio import core  # type: ignore[attr-defined]
-
-    yield core._io_queue.queue_write(s)  # type: ignore[attr-defined]
+    yield _core._io_queue.queue_write(s)  # type: ignore[attr-defined]
 
 
 async def open_stream(host, port, ctx, server_hostname):
-    """TCP (+TLS, handshake deferred to the first read/write) as asyncio's
-    Stream, with TCP_NODELAY where the port has it (under TLS the TCP socket is kept
-    in the Stream's extra info, ``e["tcp"]``, for ``stream_socket``)."""
+    """TCP (+TLS, handshake deferred to the first read/write) as a ``_Stream``, with
+    TCP_NODELAY where the port has it (under TLS the TCP socket is kept as its ``tcp``,
+    for ``stream_socket``)."""
     import socket
-    from asyncio import StreamReader
     from errno import EINPROGRESS
 
     try:
@@ -129,4 +162,4 @@ async def open_stream(host, port, ctx, server_hostname):
     except BaseException:  # also CancelledError from a timeout
         s.close()
         raise
-    return StreamReader(s, {"tcp": tcp}) if s is not tcp else StreamReader(s)
+    return _Stream(s, tcp)
