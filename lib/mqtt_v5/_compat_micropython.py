@@ -33,7 +33,7 @@ def stream_socket(stream, tcp=False):
 
 
 class _Stream:
-    """What StreamTransport uses of asyncio's Stream, the same code: the socket ``s``,
+    """What StreamTransport uses of asyncio's Stream, with its behaviour: the socket ``s``,
     ``out_buf`` (what the socket did not take yet), ``readinto``, ``drain``, ``close``
     and ``wait_closed``; and ``tcp``, the TCP socket (under TLS, the one below). Not
     asyncio's own: its module (``asyncio.stream``: Stream, Server, open_connection,
@@ -156,6 +156,13 @@ async def open_stream(host, port, ctx, server_hostname):
                 raise
         await _writable(s)
         if ctx is not None:
+            # wrap_socket takes the TLS session's largest blocks (mbedTLS' 16 KiB input
+            # buffer, its output buffer): a collection first frees what DNS, the socket
+            # and asyncio's tasks left, so they go into that room rather than above the
+            # garbage, whose holes would be too small for the handshake's bignums.
+            from gc import collect
+
+            collect()
             s = ctx.wrap_socket(s, server_hostname=server_hostname,
                                 do_handshake_on_connect=False)
             s.setblocking(False)
