@@ -111,6 +111,25 @@ def test_error_numbers_match_their_texts(module, table, base):
     assert _errtext.PACKET_NAMES.split() == list(_codec_rare.PACKET_NAMES)
 
 
+def test_client_error_numbers_match_their_texts():
+    # client.py raises its errors by number too (_E_X = const(n), n from 0 in order); the
+    # lines are _cold.ERRORS', one per number, each starting with a class of errors.py.
+    import re
+
+    from mqtt_v5 import _cold, errors
+
+    src = (mp_unix.ROOT / "lib" / "mqtt_v5" / "client.py").read_text()
+    numbers = [int(n) for n in re.findall(r"^_E_\w+ = const\((\d+)\)", src, re.M)]
+    lines = _cold.ERRORS.split("\n")
+    assert numbers == list(range(len(lines)))
+    for line in lines:
+        assert issubclass(getattr(errors, line.split(" ")[0]), errors.MqttError), line
+    e = _cold.error(9, "a/#", 0x87, [0x87])  # _E_SUBSCRIBE_REFUSED
+    assert type(e) is errors.SubscribeFailed
+    assert (str(e), e.reason_code, e.reason_codes) == (
+        "subscription to 'a/#' refused (reason code 0x87)", 0x87, [0x87])
+
+
 def test_errors_by_number_keep_their_texts():
     # a few of each kind, through the modules that raise them
     from mqtt_v5 import codec, session

@@ -1,7 +1,7 @@
 """The codec's cold half, loaded on first use (``_server_codec`` re-exports it): the
 public names a device's everyday path does not use (packet type numbers,
-``PACKET_NAMES``, ``AckView``, ``encode_publish``; ``codec.X`` finds them here through the
-codec's ``__getattr__``), the Will of a CONNECT, UNSUBSCRIBE, AUTH, and decoding the
+``PACKET_NAMES``, ``AckView``, ``encode_publish``, ``Will``; ``codec.X`` finds them here
+through the codec's ``__getattr__``), the Will of a CONNECT, UNSUBSCRIBE, AUTH, and decoding the
 DISCONNECT or AUTH a server sends. (The error texts are in ``_errtext``.) Sans-IO like
 the codec."""
 
@@ -9,7 +9,6 @@ from . import properties as _p
 from .codec import (
     Packet,
     PublishView,
-    Will,  # noqa: F401  (re-exported: _server_codec's, and codec.Will's home before)
     _check_id,
     _check_str,
     _err,
@@ -71,6 +70,19 @@ def encode_publish(buf, topic, payload, qos=0, packet_id=0, retain=False, dup=Fa
         raise _err(1, pos + n, len(buf))  # _E_NO_ROOM
     buf[pos:pos + n] = payload
     return pos + n
+
+
+class Will:
+    """The message the server publishes if we vanish: the Will of a CONNECT.
+    ``delay`` (seconds) goes out as the Will Delay Interval property."""
+
+    def __init__(self, topic, payload=b"", qos=0, retain=False, properties=None, delay=0):
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.properties = properties or {}
+        self.delay = delay
 
 
 def encode_will(will):

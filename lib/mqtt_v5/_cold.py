@@ -10,22 +10,16 @@ module, not those. ``_rare`` holds enhanced AUTH, redirection and the debug log'
 
 import asyncio
 
+from . import errors as _errors
 from . import properties as _p
-from ._compat import const, is_awaitable, random_ms, sleep_ms, ticks_diff, ticks_ms
+from ._compat import is_awaitable, random_ms, sleep_ms, ticks_diff, ticks_ms
 from .errors import (
     ConnectRefused,
     MqttError,
-    MqttTimeout,
     NetworkError,
     ProtocolError,
     PublishFailed,
-    SubscribeFailed,
-    UsageError,
 )
-
-TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even compiled)
-if TYPE_CHECKING:  # pragma: no cover
-    from typing import Any  # noqa: F401
 
 # CONNACK codes that retrying cannot fix: stop instead of hammering the server.
 # (0x95 packet too large, 0x99 payload format, 0x9A retain, 0x9B QoS: our CONNECT or
@@ -42,31 +36,33 @@ def log(msg):
         f("mqtt_v5: " + msg)
 
 
-# client.py's errors, by its _E_ codes (in order): the class and the text, which takes
-# the value given (if it has a % format).
+# client.py's errors, one a line in the order of its _E_ codes (test_unix_lazy checks the
+# count): the class (errors'), the text, which takes the value given (if it has a %
+# format). One str rather than a tuple per error: a fraction of the heap from .mpy.
 ERRORS = (
-    (UsageError, "already connected; call disconnect() first"),
-    (MqttTimeout, "connect: no CONNACK within %s s (TCP connect, TLS handshake or the "
-                  "server's answer)"),
-    (NetworkError, "the given transport is closed and cannot be reopened"),
-    (NetworkError, "connection closed before CONNACK"),
-    (ProtocolError, "unexpected packet before CONNACK"),
-    (UsageError, "begin_publish is for QoS 1 and 2"),
-    (PublishFailed, "queued message refused by the server's limits: %s"),
-    (UsageError, "invalid topic filter %r"),
-    (NetworkError, "not connected"),
-    (SubscribeFailed, "subscription to %r refused"),
-    (NetworkError, "connection lost"),
-    (PublishFailed, "publish refused by the server"),
-    (NetworkError, "connection closed by the server"),
-    (MqttTimeout, "a write waited %d ms for room to send: the link is dead"),
+    "UsageError already connected; call disconnect() first\n"
+    "MqttTimeout connect: no CONNACK within %s s (TCP connect, TLS handshake or the server's "
+    "answer)\n"
+    "NetworkError the given transport is closed and cannot be reopened\n"
+    "NetworkError connection closed before CONNACK\n"
+    "ProtocolError unexpected packet before CONNACK\n"
+    "UsageError begin_publish is for QoS 1 and 2\n"
+    "PublishFailed queued message refused by the server's limits: %s\n"
+    "UsageError invalid topic filter %r\n"
+    "NetworkError not connected\n"
+    "SubscribeFailed subscription to %r refused\n"
+    "NetworkError connection lost\n"
+    "PublishFailed publish refused by the server\n"
+    "NetworkError connection closed by the server\n"
+    "MqttTimeout a write waited %d ms for room to send: the link is dead"
 )
 
 
 def error(n, value, rc, more):
     """client.py's error ``n``: its text with ``value``, its reason code ``rc`` and
     the third argument ``more`` of PublishFailed / SubscribeFailed."""
-    cls, text = ERRORS[n]  # type: Any, str
+    kind, text = ERRORS.split("\n")[n].split(" ", 1)
+    cls = getattr(_errors, kind)
     if "%" in text:
         text = text % (value,)
     if cls is ProtocolError:

@@ -364,7 +364,7 @@ def check_subscribe(self, subscriptions, props):
 
 # ---------------------------------- Session's methods, through its __getattr__ --
 
-_METHODS = ("unsubscribe", "auth", "ping", "ping_pending", "abort", "last_ack")
+_METHODS = ("unsubscribe", "auth", "ping", "ping_pending", "abort", "last_ack", "has_output")
 # Session's settings, by name, in the order of its _conf tuple (see session's _C_*).
 _CONF = ("ping_timeout_ms", "connect_timeout_ms", "max_queued", "max_queued_bytes")
 
@@ -447,6 +447,11 @@ def last_ack(self):
     """The PUBACK/PUBREC/PUBREL/PUBCOMP ``poll`` handled last (an AckView: ``msg``, which
     also holds the last PUBLISH; valid until the next ``poll``)."""
     return self.msg
+
+
+def has_output(self):
+    """True while ``out`` (or ``out_tail``) holds a packet not yet ``flushed``."""
+    return self.out_len != 0 or self.out_tail is not None
 
 
 def ping_pending(self):

@@ -51,8 +51,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Awaitable, Callable, Optional, Union  # noqa: F401
 
     from ._client_extras import set_debug  # noqa: F401
+    from ._codec_rare import Will  # noqa: F401
     from ._publish_options import PublishOptions  # noqa: F401
-    from .session import Message, Will  # noqa: F401
+    from .session import Message  # noqa: F401
 
 _log_fn = None  # type: Any
 _cold = None  # the module _cold once loaded: an import statement allocates on MicroPython
@@ -69,12 +70,12 @@ def _cold_paths():
 
 
 def __getattr__(name):
-    # Public here, looked up when asked for (no global each): Message and Will (the
-    # session's, one of each for both drivers); loaded then, as a device rarely asks:
-    # PublishOptions (its own module) and set_debug (_client_extras'; it sets _log_fn
-    # here).
+    # Public here, looked up when asked for (no global each): Message (the session's) and
+    # Will (the codec's, in its cold half), one of each for both drivers; loaded then, as
+    # a device rarely asks: PublishOptions (its own module) and set_debug
+    # (_client_extras'; it sets _log_fn here).
     if name == "Message" or name == "Will":
-        return getattr(_s, name)
+        return getattr(_s if name == "Message" else _c, name)
     if name == "PublishOptions":
         from ._publish_options import PublishOptions
 
@@ -492,7 +493,7 @@ class MqttClient:
             rd.wrote(n)
             ev = s.poll(ticks_ms())  # (a ProtocolError: _connect_once writes the goodbye)
             while ev == _s.EV_CONTINUE:
-                if s.has_output() and not self._put():
+                if (s.out_len or s.out_tail is not None) and not self._put():
                     await self._finish()
                 ev = s.poll(ticks_ms())
             if ev == _s.EV_CONNACK:
@@ -985,7 +986,7 @@ class MqttClient:
             s = self._session
             if self._reauth is not None:
                 self._reauth.set()
-            waiters = s.inflight_tokens() + s.drop_queued() + s.drop_requests()
+            waiters = s.drop_waiting()
         else:
             waiters = waiters.values()
         for w in waiters:

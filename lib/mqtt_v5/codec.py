@@ -30,7 +30,7 @@ large. Encoders raise ``UsageError`` for arguments MQTT does not allow.
 On a device this module holds only what a client's everyday path runs: errors are
 raised by number (``_err``; their texts load with ``_errtext`` on the first one), and
 the public names the everyday path does not use (``CONNECT`` ... ``AUTH``,
-``PACKET_NAMES``, ``AckView``, ``encode_publish``, ``PINGREQ_BYTES``, ...) live in
+``PACKET_NAMES``, ``AckView``, ``encode_publish``, ``PINGREQ_BYTES``, ``Will``, ...) live in
 ``_codec_rare``, where ``codec.X`` finds them (``__getattr__``).
 """
 
@@ -189,19 +189,6 @@ class Packet:
         self.properties = properties
 
 
-class Will:
-    """The message the server publishes if we vanish: the Will of a CONNECT.
-    ``delay`` (seconds) goes out as the Will Delay Interval property."""
-
-    def __init__(self, topic, payload=b"", qos=0, retain=False, properties=None, delay=0):
-        self.topic = topic
-        self.payload = payload
-        self.qos = qos
-        self.retain = retain
-        self.properties = properties or {}
-        self.delay = delay
-
-
 # ------------------------------------------------------------ encoding ----
 
 def _header(buf, first, remaining, payload_len=0):
@@ -234,7 +221,8 @@ def _check_str(value, what):
 
 def encode_connect(buf, client_id, clean_start=True, keep_alive=0, username=None,
                    password=None, will=None, props=None):
-    """CONNECT (3.1). ``will`` is a ``Will`` or None. Returns the length."""
+    """CONNECT (3.1). ``will`` is a ``Will`` (``_codec_rare``'s) or None. Returns the
+    length."""
     cid = _check_str(client_id, _W_CLIENT_ID)
     if not 0 <= keep_alive <= 0xFFFF:
         raise _err(_E_KEEP_ALIVE)

@@ -298,8 +298,8 @@ def _value_size(pid, ptype, value):
     elif ptype == _T_UTF8:
         b = _str_bytes(value)
         n = -1 if b is None else len(b) + 2
-        if n > 0 and pid == PROP_RESPONSE_TOPIC and not _topic_name_ok(b, 0, len(b)):
-            n = -1
+        if n > 0 and pid == PROP_RESPONSE_TOPIC and (not b or is_wildcard(b, 0, len(b))):
+            n = -1  # [MQTT-3.3.2-14] no wildcards; [MQTT-4.7.3-1] at least one character
     elif isinstance(value, _BYTES) and len(value) <= 0xFFFF:
         n = 2 + len(value)
     if n < 0:
@@ -307,17 +307,18 @@ def _value_size(pid, ptype, value):
     return n
 
 
-def _topic_name_ok(buf, start, end):
-    """A non-empty name without wildcards (the UTF-8 is checked elsewhere); the
-    Response Topic's rules, kept here because topic.py imports this module."""
-    if start >= end:
-        return False
-    while start < end:
-        c = buf[start]
+def is_wildcard(buf, start=0, end=-1):
+    """True if ``buf[start:end]`` contains '+' or '#'. Allocates nothing. (topic's,
+    kept here because topic.py imports this module: the Response Topic's check too.)"""
+    if end < 0:
+        end = len(buf)
+    i = start
+    while i < end:
+        c = buf[i]
         if c == 0x2B or c == 0x23:  # '+' '#'
-            return False
-        start += 1
-    return True
+            return True
+        i += 1
+    return False
 
 
 def size(props, where):
@@ -566,7 +567,7 @@ def check(r, where):
             s = r.utf8()
             if ptype == _T_PAIR:
                 r.utf8()
-            elif pid == PROP_RESPONSE_TOPIC and not _topic_name_ok(r.buf, s, r.pos):
+            elif pid == PROP_RESPONSE_TOPIC and (s == r.pos or is_wildcard(r.buf, s, r.pos)):
                 # [MQTT-3.3.2-14] no wildcards; [MQTT-4.7.3-1] at least one character
                 raise _error(_E_RESPONSE_TOPIC, None, 0x82)
         if r.pos > end:

@@ -183,32 +183,32 @@ _E_PRESENT_AFTER_CLEAN = const(90)
 
 
 class Limits:
-    """What the server allowed in CONNACK (defaults are the spec's)."""
+    """What the server allowed in CONNACK: its properties ``props`` (a dict), where one
+    is absent the spec's default."""
 
-    def __init__(self):
-        self.receive_maximum = 65535
-        self.maximum_qos = 2
-        self.retain_available = True
-        self.maximum_packet_size = _DEFAULT_SERVER_MAX
-        self.topic_alias_maximum = 0
-        self.wildcard_available = True
-        self.subscription_identifiers_available = True
-        self.shared_available = True
-        self.server_keep_alive = -1  # -1: not given
-        self.session_expiry_interval = -1  # -1: not given, ours applies
-        self.assigned_client_id = None
+    def __init__(self, props=None):
+        get = (props or {}).get
+        self.receive_maximum = get(_PROP_RECEIVE_MAXIMUM, 65535)
+        self.maximum_qos = get(_PROP_MAXIMUM_QOS, 2)
+        self.retain_available = get(_PROP_RETAIN_AVAILABLE, 1) == 1
+        self.maximum_packet_size = get(_PROP_MAXIMUM_PACKET_SIZE, _DEFAULT_SERVER_MAX)
+        self.topic_alias_maximum = get(_PROP_TOPIC_ALIAS_MAXIMUM, 0)
+        self.wildcard_available = get(_PROP_WILDCARD_SUBSCRIPTION_AVAILABLE, 1) == 1
+        self.subscription_identifiers_available = get(
+            _PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE, 1) == 1
+        self.shared_available = get(_PROP_SHARED_SUBSCRIPTION_AVAILABLE, 1) == 1
+        self.server_keep_alive = get(_PROP_SERVER_KEEP_ALIVE, -1)  # -1: not given
+        # -1: not given, ours applies
+        self.session_expiry_interval = get(_PROP_SESSION_EXPIRY_INTERVAL, -1)
+        self.assigned_client_id = get(_PROP_ASSIGNED_CLIENT_IDENTIFIER)
 
-    reset = __init__  # back to the spec's defaults
+    reset = __init__  # (no argument: back to the spec's defaults)
 
     def __repr__(self):  # (Message's too: _session_rare tells them apart)
         return _rare_paths().repr_of(self)
 
 
 # ------------------------------------------------- the drivers' shared types --
-
-# The message the server publishes if we vanish (``delay`` in seconds): the codec's.
-Will = _c.Will
-
 
 class Message:
     """A received message. Passed to a plain callback, it is only valid during
@@ -287,14 +287,6 @@ class Message:
     __repr__ = Limits.__repr__  # (the same function object: one def fewer)
 
 
-def detached_message(session):
-    """The message ``poll`` just handed out, as a detached ``Message``."""
-    m = Message()
-    m._bind(session)
-    m._detach()
-    return m
-
-
 def _same(known, buf, start, end):
     """``known`` equals ``buf[start:end]`` (compared in place, allocating nothing)."""
     if len(known) != end - start:
@@ -327,9 +319,10 @@ class Session:
     def __getattr__(self, name):
         # Called only for a name neither the instance nor the class has. The methods
         # only rare paths call -- ``unsubscribe``, ``auth``, ``ping``, ``ping_pending``,
-        # ``abort``, ``last_ack`` (see there) -- are _session_rare's, bound here on each
-        # use: a def in this class costs a device RAM from import on. So are the
-        # settings read from ``_conf`` by name (``max_queued``, ...) and ``max_inflight``.
+        # ``abort``, ``last_ack``, ``has_output`` (see there) -- are _session_rare's,
+        # bound here on each use: a def in this class costs a device RAM from import on.
+        # So are the settings read from ``_conf`` by name (``max_queued``, ...) and
+        # ``max_inflight``.
         if name == "ev_orphans":
             return ()
         if name == "ev_error":
@@ -410,9 +403,6 @@ class Session:
             self._last_sent = now_ms
         self.out_len = 0
         self.out_tail = None
-
-    def has_output(self):
-        return self.out_len != 0 or self.out_tail is not None
 
     # -------------------------------------------------------- connecting --
 
@@ -606,28 +596,19 @@ class Session:
         sl[i + _TOKEN] = None
         self._inflight -= 1
 
-    def inflight_tokens(self):
-        """The tokens given with the QoS 1/2 messages in flight (a new list: cold path)."""
+    def drop_waiting(self):
+        """The tokens of all that waits on the server, in a new list (cold path): the
+        QoS 1/2 messages in flight (kept for a resend), the queued ones (the queue is
+        emptied) and the SUBSCRIBE/UNSUBSCRIBE awaiting their ack (forgotten)."""
         sl = self._slots
         tokens = []
         for i in range(0, len(sl), _SLOT):
             if sl[i + _STATE] != _FREE and sl[i + _TOKEN] is not None:
                 tokens.append(sl[i + _TOKEN])
-        return tokens
-
-    def drop_queued(self):
-        """Empty the offline queue; returns the tokens of the messages dropped."""
-        tokens = []
         for e in self._queue:
             tokens.append(e[5])
         self._queue = []
         self._queued_bytes = 0
-        return tokens
-
-    def drop_requests(self):
-        """Forget the SUBSCRIBE/UNSUBSCRIBE awaiting their ack (the connection is
-        gone); returns their tokens."""
-        tokens = []
         for req in self._pending_sub.values():
             tokens.append(req[0])
         self._pending_sub = {}
@@ -819,22 +800,7 @@ class Session:
                         self.state = DISCONNECTED
                         return EV_CONNACK
                     lim = self.limits
-                    props = pkt.properties
-                    lim.receive_maximum = props.get(_PROP_RECEIVE_MAXIMUM, 65535)
-                    lim.maximum_qos = props.get(_PROP_MAXIMUM_QOS, 2)
-                    lim.retain_available = props.get(_PROP_RETAIN_AVAILABLE, 1) == 1
-                    lim.maximum_packet_size = props.get(_PROP_MAXIMUM_PACKET_SIZE,
-                                                        _DEFAULT_SERVER_MAX)
-                    lim.topic_alias_maximum = props.get(_PROP_TOPIC_ALIAS_MAXIMUM, 0)
-                    lim.wildcard_available = props.get(
-                        _PROP_WILDCARD_SUBSCRIPTION_AVAILABLE, 1) == 1
-                    lim.subscription_identifiers_available = props.get(
-                        _PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE, 1) == 1
-                    lim.shared_available = props.get(
-                        _PROP_SHARED_SUBSCRIPTION_AVAILABLE, 1) == 1
-                    lim.server_keep_alive = props.get(_PROP_SERVER_KEEP_ALIVE, -1)
-                    lim.session_expiry_interval = props.get(_PROP_SESSION_EXPIRY_INTERVAL, -1)
-                    lim.assigned_client_id = props.get(_PROP_ASSIGNED_CLIENT_IDENTIFIER)
+                    lim.reset(pkt.properties)
                     if lim.assigned_client_id:
                         self.client_id = lim.assigned_client_id
                     if lim.server_keep_alive >= 0:

@@ -54,12 +54,19 @@ from .errors import (
     SubscribeFailed,
     UsageError,
 )
-from .session import Message, Will  # noqa: F401  (the ones MqttClient uses: public here)
+from .session import Message  # (MqttClient's, public here too, as Will below)
 from .topic import filter_ok
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any  # noqa: F401
+
+
+def __getattr__(name):
+    # Will: MqttClient's (the codec's cold half has it), loaded when asked for.
+    if name == "Will":
+        return _c.Will
+    raise AttributeError(name)
 
 
 class _Op:
@@ -374,7 +381,9 @@ class SyncClient:
             if ev == _s.EV_NONE:
                 return None
             if ev == _s.EV_MESSAGE:
-                msg = _s.detached_message(s)
+                msg = Message()  # detached: it stays valid
+                msg._bind(s)
+                msg._detach()
                 if self._cb is not None:
                     self._cb(msg)
                 elif not want_message:

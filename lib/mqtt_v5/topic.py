@@ -5,7 +5,7 @@ the receive buffer can be checked and routed without allocating.
 """
 
 from ._compat import const
-from .properties import utf8_ok
+from .properties import is_wildcard, utf8_ok  # (is_wildcard: public here too)
 
 _SLASH = const(0x2F)
 _PLUS = const(0x2B)
@@ -71,19 +71,6 @@ def filter_ok(buf, start=0, end=-1):
                 return False
         i += 1
     return utf8_ok(buf, start, end)
-
-
-def is_wildcard(buf, start=0, end=-1):
-    """True if ``buf[start:end]`` contains '+' or '#'. Allocates nothing."""
-    if end < 0:
-        end = len(buf)
-    i = start
-    while i < end:
-        c = buf[i]
-        if c == _PLUS or c == _HASH:
-            return True
-        i += 1
-    return False
 
 
 def matches(filt, fstart, fend, topic, tstart, tend):
