@@ -74,6 +74,21 @@ def test_session_rare_repeats_the_session_constants():
     assert checked >= 20  # _FREE.._SLOT, _SEQ_MASK, the EV_ codes, DISCONNECTED
 
 
+def test_client_repeats_the_session_and_property_constants():
+    # client.py repeats session's event codes and properties' identifiers as const()
+    # (they fold per module on MicroPython): _EV_X is session's EV_X, _PROP_X properties'.
+    from mqtt_v5 import client, properties, session
+
+    checked = 0
+    for name in vars(client):
+        theirs = name[1:]
+        for module in (session, properties):
+            if name.startswith("_") and theirs.isupper() and hasattr(module, theirs):
+                assert getattr(client, name) == getattr(module, theirs), name
+                checked += 1
+    assert checked >= 17  # the ten EV_ codes, DISCONNECTED, six PROP_ identifiers
+
+
 def test_properties_rare_repeats_the_property_tables():
     # properties' _TYPES and _WHERE fold into its code on MicroPython (const()); the
     # copies prop_type and allowed_in read in _properties_rare must be the same bytes.

@@ -121,6 +121,27 @@ _E_PUBLISH_REFUSED = const(11)
 _E_CLOSED_BY_SERVER = const(12)
 _E_WRITE_STALLED = const(13)
 
+# session's event codes and state, properties' identifiers: copies, as const() folds per
+# module on MicroPython (``_s.EV_NONE`` is two lookups a use, in the read loop too).
+# host_tests/test_unix_lazy.py checks they match.
+_DISCONNECTED = const(0)
+_EV_NONE = const(0)
+_EV_CONTINUE = const(1)
+_EV_CONNACK = const(2)
+_EV_MESSAGE = const(3)
+_EV_PUBLISH_DONE = const(4)
+_EV_PUBLISH_FAILED = const(5)
+_EV_SUBACK = const(6)
+_EV_UNSUBACK = const(7)
+_EV_DISCONNECT = const(8)
+_EV_AUTH = const(9)
+_PROP_SUBSCRIPTION_IDENTIFIER = const(0x0B)
+_PROP_ASSIGNED_CLIENT_IDENTIFIER = const(0x12)
+_PROP_RESPONSE_INFORMATION = const(0x1A)
+_PROP_SERVER_REFERENCE = const(0x1C)
+_PROP_REASON_STRING = const(0x1F)
+_PROP_USER_PROPERTY = const(0x26)
+
 
 def _error(n, value=None, rc=None, more=None):
     """The exception ``n`` (``_cold.ERRORS``), its text built there: an error
@@ -213,11 +234,11 @@ class Connected(ConnectionEvent):
         self.limits = limits
         p = properties or {}
         self.properties = p
-        self.assigned_client_id = p.get(_p.PROP_ASSIGNED_CLIENT_IDENTIFIER)
-        self.response_information = p.get(_p.PROP_RESPONSE_INFORMATION)
-        self.server_reference = p.get(_p.PROP_SERVER_REFERENCE)
-        self.reason_string = p.get(_p.PROP_REASON_STRING)
-        self.user_properties = p.get(_p.PROP_USER_PROPERTY)
+        self.assigned_client_id = p.get(_PROP_ASSIGNED_CLIENT_IDENTIFIER)
+        self.response_information = p.get(_PROP_RESPONSE_INFORMATION)
+        self.server_reference = p.get(_PROP_SERVER_REFERENCE)
+        self.reason_string = p.get(_PROP_REASON_STRING)
+        self.user_properties = p.get(_PROP_USER_PROPERTY)
 
 
 class Disconnected(ConnectionEvent):
@@ -467,11 +488,11 @@ class MqttClient:
         o = self.options
         s = self._session
         self._drop_writes()  # packets for the old connection are void
-        if s.state != _s.DISCONNECTED or s.out_len or s.out_tail is not None:
+        if s.state != _DISCONNECTED or s.out_len or s.out_tail is not None:
             s.connection_lost()  # also drops a goodbye a failed attempt could not send
         props = dict(o.properties) if o.properties else {}
         if o.user_properties:
-            props[_p.PROP_USER_PROPERTY] = list(o.user_properties)
+            props[_PROP_USER_PROPERTY] = list(o.user_properties)
         if o.auth_method is not None:
             from . import _rare
 
@@ -492,18 +513,18 @@ class MqttClient:
                 raise _error(_E_CLOSED_BEFORE_CONNACK)
             rd.wrote(n)
             ev = s.poll(ticks_ms())  # (a ProtocolError: _connect_once writes the goodbye)
-            while ev == _s.EV_CONTINUE:
+            while ev == _EV_CONTINUE:
                 if (s.out_len or s.out_tail is not None) and not self._put():
                     await self._finish()
                 ev = s.poll(ticks_ms())
-            if ev == _s.EV_CONNACK:
+            if ev == _EV_CONNACK:
                 break
-            if ev == _s.EV_AUTH:  # a step of enhanced authentication (its answer written)
+            if ev == _EV_AUTH:  # a step of enhanced authentication (its answer written)
                 from . import _rare
 
                 await _rare.step(self)
                 continue
-            if ev != _s.EV_NONE:
+            if ev != _EV_NONE:
                 raise _error(_E_UNEXPECTED_BEFORE_CONNACK)
         _note(_N_CONNACK, s.ev_rc, s.ev_session_present, s.limits)
         if s.ev_rc >= 0x80 or s.ev_orphans:
@@ -862,7 +883,7 @@ class MqttClient:
                     break
             else:
                 break
-        given = properties.get(_p.PROP_SUBSCRIPTION_IDENTIFIER) if properties else None
+        given = properties.get(_PROP_SUBSCRIPTION_IDENTIFIER) if properties else None
         if given is not None:
             sid = given if isinstance(given, int) else given[0]
         fb = bytes(f)
@@ -891,7 +912,7 @@ class MqttClient:
         props = sub[_SUB_PROPS]
         if sub[_SUB_AUTO_SID] and self._session.limits.subscription_identifiers_available:
             props = dict(props) if props else {}
-            props[_p.PROP_SUBSCRIPTION_IDENTIFIER] = sub[_SUB_SID]
+            props[_PROP_SUBSCRIPTION_IDENTIFIER] = sub[_SUB_SID]
         await self._wait_room()
         if not self._connected:
             raise _error(_E_NOT_CONNECTED)
@@ -1012,14 +1033,14 @@ class MqttClient:
                 # (this poll answers the last message: nothing to log)
                 acking = s.owes_ack() if _log_fn is not None else False
                 ev = s.poll(ticks_ms())  # (a ProtocolError: the goodbye is written below)
-                if _log_fn is not None and ev != _s.EV_NONE and not acking:
+                if _log_fn is not None and ev != _EV_NONE and not acking:
                     _cold_paths().log_incoming(s)
                 if s.out_len or s.out_tail is not None:
                     # Acks are batched while more packets wait in the buffer, so the
                     # acks of one read leave in one write, in order [MQTT-4.6.0-2].
                     if not self._batch_out() or rd.start == rd.end:
                         self._put()
-                if ev == _s.EV_NONE:
+                if ev == _EV_NONE:
                     if self._batch_len:
                         self._put()
                     if raw:
@@ -1032,18 +1053,18 @@ class MqttClient:
                         raise _error(_E_CLOSED_BY_SERVER)
                     rd.wrote(n)
                     continue
-                if ev == _s.EV_CONTINUE:
+                if ev == _EV_CONTINUE:
                     continue
-                if ev == _s.EV_MESSAGE:
+                if ev == _EV_MESSAGE:
                     self._dispatch()
                     if self._coros is not None:
                         # One task runs the message's coroutine callbacks; past
                         # receive_maximum of them running, reading waits (see _cold).
                         await _cold_paths().start_callbacks(self)
-                elif ev == _s.EV_PUBLISH_DONE or ev == _s.EV_PUBLISH_FAILED:
+                elif ev == _EV_PUBLISH_DONE or ev == _EV_PUBLISH_FAILED:
                     tok = s.ev_token
                     if tok is not None:
-                        if ev == _s.EV_PUBLISH_FAILED:
+                        if ev == _EV_PUBLISH_FAILED:
                             tok._done(s.ev_pid, s.ev_rc,
                                       _error(_E_PUBLISH_REFUSED, None, s.ev_rc, s.ev_pid))
                         else:
@@ -1052,15 +1073,15 @@ class MqttClient:
                     self._room.set()  # the window may be open
                     if s.queued():
                         await self._pump()
-                elif ev == _s.EV_SUBACK or ev == _s.EV_UNSUBACK:
+                elif ev == _EV_SUBACK or ev == _EV_UNSUBACK:
                     w = s.ev_token
                     if w is not None:
                         w._done(s.ev_pid, s.ev_codes, None)  # what its wait() returns
-                elif ev == _s.EV_AUTH:  # re-authentication (its answer written)
+                elif ev == _EV_AUTH:  # re-authentication (its answer written)
                     from . import _rare
 
                     await _rare.step(self)
-                elif ev == _s.EV_DISCONNECT:
+                elif ev == _EV_DISCONNECT:
                     raise _cold_paths().server_disconnect(self)
         except asyncio.CancelledError:
             raise
@@ -1086,7 +1107,7 @@ class MqttClient:
                 pid = c.next()
                 if not pid:
                     break
-                if pid == _p.PROP_SUBSCRIPTION_IDENTIFIER:
+                if pid == _PROP_SUBSCRIPTION_IDENTIFIER:
                     for sub in self._subs:
                         # (a user may give one identifier to several filters)
                         fb = sub[_SUB_BYTES]
