@@ -356,8 +356,8 @@ class MqttClient:
         self._batch_mv = memoryview(
             bytearray(max(128, o.out_buffer_size) if self._batch_pub else 128))
         self._batch_len = 0
-        # The write path (see _put): a write the transport could not finish at once
-        # (what goes after it and since when: _to_writer); wakes the writer.
+        # The write path (see _put): a write the transport could not finish at once, with
+        # what goes after it and since when (a tuple: see _to_writer); wakes the writer.
         self._held = None  # type: Any
         # Set when room to send may have come: a held write finished (see _wait_room),
         # the send window opened (an ack, see _publish), the link was lost. One Event
@@ -637,10 +637,7 @@ class MqttClient:
         after it (``out[:n]``, then ``tail``); without, the writer sends the batch.
         Returns False (``_put``'s "not all taken now")."""
         if w is not None:
-            self._held = w
-            self._held_n = n
-            self._held_tail = tail
-            self._held_since = ticks_ms()
+            self._held = (w, n, tail, ticks_ms())
             self._room.clear()
         if self._writer is None and self._connected:
             if self._write_wake is None:
@@ -654,22 +651,21 @@ class MqttClient:
     async def _finish(self):
         """Wait for the held write, then write what was behind it."""
         t = self._transport
+        w, n, tail, _ = self._held
         try:
-            await self._held
-            if self._held_n:
-                await t.write(self._view(self._held_n))
-            if self._held_tail is not None:
-                await t.write(self._held_tail)
+            await w
+            if n:
+                await t.write(self._view(n))
+            if tail is not None:
+                await t.write(tail)
         except Exception as e:
             raise _cold_paths().write_failed(self, e)
         self._held = None
-        self._held_tail = None
         self._room.set()
 
     def _drop_writes(self):
         """The connection is gone: what was held or batched for it is void."""
         self._held = None
-        self._held_tail = None
         self._batch_len = 0
         self._room.set()
 
@@ -1160,7 +1156,7 @@ class MqttClient:
                 now = ticks_ms()
                 ka = s.keep_alive_ms
                 if self._held is not None and ka:
-                    left = ka + ka // 2 - ticks_diff(now, self._held_since)
+                    left = ka + ka // 2 - ticks_diff(now, self._held[3])
                     if left <= 0:
                         raise _error(_E_WRITE_STALLED, ka + ka // 2)
                     await sleep_ms(left)
