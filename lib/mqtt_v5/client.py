@@ -474,18 +474,17 @@ class MqttClient:
         """Open the transport (``_transport``, which the caller closes on failure), send
         CONNECT and read up to the CONNACK; returns the ``Connected`` event."""
         self._transport = None  # (the last one is closed already)
+        o = self.options
         t = self._target
         if isinstance(t, str):
             from .transport import open_connection
 
             _note(_N_CONNECTING, t)
-            transport = await open_connection(t, tls=self.options.tls,
-                                              timeout_s=self.options.connect_timeout)
+            transport = await open_connection(t, tls=o.tls, timeout_s=o.connect_timeout)
         else:  # a transport, or what opens one (_cold: not the usual case)
             transport = await _cold_paths().open_given(self, t)
         self._transport = transport
         self._nagle = False if hasattr(transport, "nodelay") else None  # (opened with it on)
-        o = self.options
         s = self._session
         self._drop_writes()  # packets for the old connection are void
         if s.state != _DISCONNECTED or s.out_len or s.out_tail is not None:
