@@ -22,7 +22,7 @@ EVERYDAY = ["mqtt_v5", "mqtt_v5._compat", "mqtt_v5._compat_micropython",
             "mqtt_v5.errors", "mqtt_v5.properties", "mqtt_v5.session", "mqtt_v5.tls",
             "mqtt_v5.topic", "mqtt_v5.transport"]
 # Loaded on first use only; each must stay out of the everyday path.
-LAZY = ["mqtt_v5._cold", "mqtt_v5._client_extras", "mqtt_v5._session_rare",
+LAZY = ["mqtt_v5._cold", "mqtt_v5._clienterr", "mqtt_v5._client_extras", "mqtt_v5._session_rare",
         "mqtt_v5._codec_rare", "mqtt_v5._errtext",
         "mqtt_v5._rare", "mqtt_v5._server_codec", "mqtt_v5._pem", "mqtt_v5._properties_rare",
         "mqtt_v5._neterr", "mqtt_v5.reasons", "mqtt_v5.sync_client",
@@ -128,14 +128,16 @@ def test_error_numbers_match_their_texts(module, table, base):
 
 def test_client_error_numbers_match_their_texts():
     # client.py raises its errors by number too (_E_X = const(n), n from 0 in order); the
-    # lines are _cold.ERRORS', one per number, each starting with a class of errors.py.
+    # lines are _clienterr.ERRORS', one per number, each starting with a class of errors.py.
+    # _clienterr unloads itself once it made an error (_cold.error loads it again).
     import re
+    import sys
 
-    from mqtt_v5 import _cold, errors
+    from mqtt_v5 import _clienterr, _cold, errors
 
     src = (mp_unix.ROOT / "lib" / "mqtt_v5" / "client.py").read_text()
     numbers = [int(n) for n in re.findall(r"^_E_\w+ = const\((\d+)\)", src, re.M)]
-    lines = _cold.ERRORS.split("\n")
+    lines = _clienterr.ERRORS.split("\n")
     assert numbers == list(range(len(lines)))
     for line in lines:
         assert issubclass(getattr(errors, line.split(" ")[0]), errors.MqttError), line
@@ -143,6 +145,12 @@ def test_client_error_numbers_match_their_texts():
     assert type(e) is errors.SubscribeFailed
     assert (str(e), e.reason_code, e.reason_codes) == (
         "subscription to 'a/#' refused (reason code 0x87)", 0x87, [0x87])
+    assert "mqtt_v5._clienterr" not in sys.modules
+    assert "_clienterr" not in vars(sys.modules["mqtt_v5"])
+    e = _cold.error(4, None, None, None)  # _E_UNEXPECTED_BEFORE_CONNACK, loaded again
+    assert (type(e), str(e), e.reason_code) == (
+        errors.ProtocolError, "unexpected packet before CONNACK (reason code 0x82)", 0x82)
+    assert "mqtt_v5._clienterr" not in sys.modules
 
 
 def test_errors_by_number_keep_their_texts():

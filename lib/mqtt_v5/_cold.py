@@ -1,18 +1,19 @@
 """MqttClient's cold paths, imported on first use: a device that connects, publishes,
 receives and disconnects never loads this module (host_tests/test_unix_lazy.py checks
 it on the unix port). Here: what a lost link needs -- the reconnect supervisor's work
-(backoff, redirection, giving up), a refused CONNACK, a failed write or subscribe --
-and the error texts. The client keeps one-line hooks (see client.py). The API extras
-(``status()`` / ``repr()``, ``unsubscribe``, the ``messages()`` iterator, coroutine
-callbacks, the debug log's hooks) are in ``_client_extras``, handed out as this
-module's own names (see ``__getattr__`` below): a device that reconnected holds this
-module, not those. ``_rare`` holds enhanced AUTH, redirection and the debug log's text."""
+(backoff, redirection, giving up), a refused CONNACK, a failed write or subscribe.
+The error texts are in ``_clienterr`` (unloaded after use), the debug lines' in ``_rare``:
+neither is heap while a lost link's TLS handshake runs again. The client keeps
+one-line hooks (see client.py). The API extras (``status()`` / ``repr()``,
+``unsubscribe``, the ``messages()`` iterator, coroutine callbacks, the debug log's
+hooks) are in ``_client_extras``, handed out as this module's own names (see
+``__getattr__`` below): a device that reconnected holds this module, not those.
+``_rare`` holds enhanced AUTH, redirection and the debug log's text."""
 
 import asyncio
 
-from . import errors as _errors
 from . import properties as _p
-from ._compat import is_awaitable, random_ms, sleep_ms, ticks_diff, ticks_ms
+from ._compat import const, is_awaitable, random_ms, sleep_ms, ticks_diff, ticks_ms
 from .errors import (
     ConnectRefused,
     MqttError,
@@ -24,7 +25,16 @@ from .errors import (
 # CONNACK codes that retrying cannot fix: stop instead of hammering the server.
 # (0x95 packet too large, 0x99 payload format, 0x9A retain, 0x9B QoS: our CONNECT or
 # its Will asks what the server refuses, and will ask it again.)
-_PERMANENT_REFUSALS = (0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x95, 0x99, 0x9A, 0x9B)
+_PERMANENT_REFUSALS = b"\x84\x85\x86\x87\x8a\x8c\x95\x99\x9a\x9b"
+
+# This module's debug lines, by number: their texts are in _rare.NOTES, after client.py's
+# (no text in RAM unless debugging).
+_N_SERVER_DISCONNECT = const(11)
+_N_LOST = const(12)
+_N_REFUSED_FOR_GOOD = const(13)
+_N_ATTEMPT_FAILED = const(14)
+_N_RESUBSCRIBE_FAILED = const(15)
+_N_PROTOCOL_ERROR = const(16)
 
 
 def log(msg):
@@ -36,38 +46,21 @@ def log(msg):
         f("mqtt_v5: " + msg)
 
 
-# client.py's errors, one a line in the order of its _E_ codes (test_unix_lazy checks the
-# count): the class (errors'), the text, which takes the value given (if it has a %
-# format). One str rather than a tuple per error: a fraction of the heap from .mpy.
-ERRORS = (
-    "UsageError already connected; call disconnect() first\n"
-    "MqttTimeout connect: no CONNACK within %s s (TCP connect, TLS handshake or the server's "
-    "answer)\n"
-    "NetworkError the given transport is closed and cannot be reopened\n"
-    "NetworkError connection closed before CONNACK\n"
-    "ProtocolError unexpected packet before CONNACK\n"
-    "UsageError begin_publish is for QoS 1 and 2\n"
-    "PublishFailed queued message refused by the server's limits: %s\n"
-    "UsageError invalid topic filter %r\n"
-    "NetworkError not connected\n"
-    "SubscribeFailed subscription to %r refused\n"
-    "NetworkError connection lost\n"
-    "PublishFailed publish refused by the server\n"
-    "NetworkError connection closed by the server\n"
-    "MqttTimeout a write waited %d ms for room to send: the link is dead"
-)
+def _note(n, *values):
+    """Debug line ``n`` (``_rare.NOTES``) with its values, if debugging is on."""
+    from . import client
+
+    if client._log_fn is not None:
+        from . import _rare
+
+        _rare.note(n, values)
 
 
 def error(n, value, rc, more):
-    """client.py's error ``n``: its text with ``value``, its reason code ``rc`` and
-    the third argument ``more`` of PublishFailed / SubscribeFailed."""
-    kind, text = ERRORS.split("\n")[n].split(" ", 1)
-    cls = getattr(_errors, kind)
-    if "%" in text:
-        text = text % (value,)
-    if cls is ProtocolError:
-        rc = 0x82
-    return cls(text, rc) if more is None else cls(text, rc, more)
+    """client.py's error ``n`` (its text in ``_clienterr``, loaded for it)."""
+    from ._clienterr import error
+
+    return error(n, value, rc, more)
 
 
 async def open_given(self, t):
@@ -111,7 +104,7 @@ def server_disconnect(self):
     event (``server``)."""
     s = self._session
     reason = s.ev_props.get(_p.PROP_REASON_STRING) if s.ev_props else None
-    log("DISCONNECT from server 0x%02X %s" % (s.ev_rc, reason or ""))
+    _note(_N_SERVER_DISCONNECT, s.ev_rc, reason or "")
     e = NetworkError("server disconnected: %s" % (reason or "reason code"), s.ev_rc)
     e.server = (s.ev_rc, reason, s.ev_props)  # type: ignore[attr-defined]
     return e
@@ -147,7 +140,7 @@ async def supervise(self):
         self._fail_waiters(NetworkError("connection lost"), self._session.connection_lost())
         by_server = isinstance(error, NetworkError) and error.reason_code is not None
         reason = getattr(error, "server", None) or (None, None, None)  # (server_disconnect)
-        log("connection lost: %r" % (error,))
+        _note(_N_LOST, error)
         code = reason[0] if by_server else getattr(error, "reason_code", None)
         ref = reason[2].get(_p.PROP_SERVER_REFERENCE) if by_server and reason[2] else None
         await self._emit(Disconnected(code, reason[1], by_server, error, ref))
@@ -187,13 +180,13 @@ async def supervise(self):
                     continue
                 self._target = self._home  # a redirection (0x9C) lasts one attempt
                 if e.reason_code in _PERMANENT_REFUSALS:
-                    log("reconnect refused for good: %s" % e)
+                    _note(_N_REFUSED_FOR_GOOD, e)
                     give_up(self, e)
                     await self._emit(Disconnected(e.reason_code, str(e), True, e))
                     return
                 continue
             except (MqttError, OSError) as e:
-                log("reconnect attempt %d failed: %r" % (attempt, e))
+                _note(_N_ATTEMPT_FAILED, attempt, e)
                 self._target = self._home
                 continue
             await self._after_connect(event)
@@ -206,7 +199,7 @@ async def resubscribe(self):
         try:
             await self._subscribe_one(sub)
         except MqttError as e:
-            log("re-subscribe %r failed: %r" % (sub[0], e))  # (sub[0]: the filter)
+            _note(_N_RESUBSCRIBE_FAILED, sub[0], e)  # (sub[0]: the filter)
 
 
 def link_failed(self, e):
@@ -223,7 +216,7 @@ def link_failed(self, e):
         self._connected = False
         # A SUBACK will not come: release its waiter now (the supervisor may be the
         # one waiting, re-subscribing in _after_connect).
-        self._fail_waiters(error(10, None, None, None),  # _E_CONNECTION_LOST
+        self._fail_waiters(NetworkError("connection lost"),  # (_E_CONNECTION_LOST's)
                            self._session.connection_lost())
         self._drop_writes()  # (sets _room: publish() queues from now on)
 
@@ -270,7 +263,7 @@ def give_up(self, error):
 def goodbye(self, e):
     """The server broke the protocol (ProtocolError ``e``): write what the session
     queued (the acks before, then its DISCONNECT), if the link takes it."""
-    log("protocol error from server: %s" % e)
+    _note(_N_PROTOCOL_ERROR, e)
     try:
         self._put()
     except Exception:

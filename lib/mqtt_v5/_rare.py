@@ -178,8 +178,8 @@ def redirected(target, reference):
 
 # ---------------------------------------------------------------- debug text --
 
-# client.py's debug lines, by its _N_ codes (in order): each takes as many values as it
-# has % formats.
+# client.py's debug lines, by its _N_ codes (in order), then _cold's: each takes as many
+# values as it has % formats.
 NOTES = (
     "connecting to %s",
     "CONNECT client_id=%r clean_start=%r keep_alive=%d",
@@ -192,6 +192,13 @@ NOTES = (
     "DISCONNECT not sent: %r",
     "message callback raised %r",
     "PINGREQ",
+    # _cold's, by its _N_ codes
+    "DISCONNECT from server 0x%02X %s",
+    "connection lost: %r",
+    "reconnect refused for good: %s",
+    "reconnect attempt %d failed: %r",
+    "re-subscribe %r failed: %r",
+    "protocol error from server: %s",
 )
 
 
