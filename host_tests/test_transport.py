@@ -734,3 +734,27 @@ async def test_scripted_broker_can_hold_back_the_connack():
         with pytest.raises(NetworkError, match="reset"):
             await read_packet(t)
         await t.close()
+
+
+def test_naming_a_network_failure_unloads_its_texts():
+    """_neterr unloads itself once it made an error (a failed reconnect attempt keeps none
+    of its heap for the next one's TLS handshake); the next failure loads it again."""
+    import sys
+
+    from mqtt_v5 import _neterr
+
+    made = []
+    for make, args in ((_neterr.error, (None, "h:1", True, False, False, "read")),
+                       (_neterr.dns_error, ("h", OSError(-2))),
+                       (_neterr.usage_error, (0, "x://h")),
+                       (_neterr.timeout_error, (5, "h:1", True))):
+        made.append(make(*args))
+        assert "mqtt_v5._neterr" not in sys.modules, make
+        assert "_neterr" not in vars(sys.modules["mqtt_v5"]), make
+        sys.modules["mqtt_v5._neterr"] = _neterr  # (as if loaded again)
+    assert [type(e).__name__ for e in made] == [
+        "NetworkError", "NetworkError", "UsageError", "NetworkError"]
+    assert str(made[3]).startswith("timed out after 5 s connecting to h:1 (TCP connect")
+    from mqtt_v5._neterr import error  # loaded again
+
+    assert "EOF" in str(error(None, "h:1", False, False, False, "read"))
