@@ -101,7 +101,8 @@ _N_PINGREQ = const(10)
 
 
 def _note(n, *values):
-    """Debug line ``n`` (``_cold.NOTES``) with its values, when set_debug is on."""
+    """Debug line ``n`` (its text in ``_rare.NOTES``) with its values, when set_debug
+    is on."""
     if _log_fn is not None:
         _cold_paths().note(n, values)
 
@@ -144,9 +145,11 @@ _PROP_USER_PROPERTY = const(0x26)
 
 
 def _error(n, value=None, rc=None, more=None):
-    """The exception ``n`` (``_cold.ERRORS``), its text built there: an error
-    path loads ``_cold`` (as reconnecting does)."""
-    return _cold_paths().error(n, value, rc, more)
+    """The exception ``n``, its text built by ``_clienterr`` (loaded for it, and
+    unloaded again)."""
+    from ._clienterr import error
+
+    return error(n, value, rc, more)
 
 
 class ReconnectConfig:
