@@ -57,7 +57,8 @@ def _verify_hint(text):
 
 
 def _unloaded(e):
-    """``e``, this module unloaded."""
+    """``e``, this module unloaded (the lines of ``_tls_ctx._drop``, kept per module:
+    see ``_clienterr._drop``)."""
     import sys
 
     sys.modules.pop(__name__, None)  # "mqtt_v5._neterr"
