@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from fleet_template import fleet_template
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,28 +32,7 @@ from mqtt_v5.aws.shadow import Shadow
 
 from .conftest import device, run
 
-TEMPLATE = {
-    "Parameters": {
-        "SerialNumber": {"Type": "String"},
-        "AWS::IoT::Certificate::Id": {"Type": "String"},
-    },
-    "Resources": {
-        "thing": {
-            "Type": "AWS::IoT::Thing",
-            "Properties": {"ThingName": {"Fn::Join": ["", ["sensor-", {"Ref": "SerialNumber"}]]}},
-        },
-        "certificate": {
-            "Type": "AWS::IoT::Certificate",
-            "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"},
-                           "Status": "Active"},
-        },
-        "policy": {
-            "Type": "AWS::IoT::Policy",
-            "Properties": {"PolicyDocument": json.dumps(default_thing_policy())},
-        },
-    },
-    "DeviceConfiguration": {"interval": "60"},
-}
+TEMPLATE = fleet_template("sensor-", default_thing_policy(), {"interval": "60"})
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from pathlib import Path
 import device
 import mp_unix
 import pytest
+from fleet_template import fleet_template
 from twin._server_util import running_twin, wait_for
 
 from iot_twin.policy import claim_policy
@@ -271,25 +272,7 @@ def test_any_broker_without_aws(mp32, mosquitto, pki, tmp_path):
         spy.disconnect()
 
 
-TEMPLATE = {
-    "Parameters": {
-        "SerialNumber": {"Type": "String"},
-        "AWS::IoT::Certificate::Id": {"Type": "String"},
-    },
-    "Resources": {
-        "thing": {
-            "Type": "AWS::IoT::Thing",
-            "Properties": {"ThingName": {"Fn::Join": ["", ["sensor-", {"Ref": "SerialNumber"}]]}},
-        },
-        "certificate": {
-            "Type": "AWS::IoT::Certificate",
-            "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"},
-                           "Status": "Active"},
-        },
-        "policy": {"Type": "AWS::IoT::Policy",
-                   "Properties": {"PolicyName": "TwinDefaultThingPolicy"}},
-    },
-}
+TEMPLATE = fleet_template("sensor-", "TwinDefaultThingPolicy")
 
 
 def test_first_boot_provisions_by_claim(mp32, tw, tmp_path):

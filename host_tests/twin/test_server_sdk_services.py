@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from fleet_template import fleet_template
 
 from iot_twin import policy
 from iot_twin.registry import ACTIVE
@@ -420,27 +421,9 @@ def test_jobs_notify_next_and_notify_streams_when_the_twin_queues_a_job(tw, devi
 
 # --- Fleet provisioning (§5) -------------------------------------------------------------------
 
-TEMPLATE = {
-    "Parameters": {"SerialNumber": {"Type": "String"}},
-    "Resources": {
-        "thing": {
-            "Type": "AWS::IoT::Thing",
-            "Properties": {
-                "ThingName": {"Fn::Join": ["", ["sensor_", {"Ref": "SerialNumber"}]]},
-                "AttributePayload": {"serial": {"Ref": "SerialNumber"}},
-            },
-        },
-        "certificate": {
-            "Type": "AWS::IoT::Certificate",
-            "Properties": {
-                "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"},
-                "Status": "Active",
-            },
-        },
-        "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": "SensorPolicy"}},
-    },
-    "DeviceConfiguration": {"telemetry": {"Fn::Sub": "sensors/${SerialNumber}/data"}},
-}
+TEMPLATE = fleet_template("sensor_", "SensorPolicy",
+                          {"telemetry": {"Fn::Sub": "sensors/${SerialNumber}/data"}},
+                          thing={"AttributePayload": {"serial": {"Ref": "SerialNumber"}}})
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from fleet_template import fleet_template
 
 from iot_twin.authorizer import CustomAuthorizer
 from twin._server_util import PahoClient, client_context, running_twin, wait_for
@@ -154,37 +155,10 @@ def test_jobs_responses_go_to_the_requester_only(tw):
 
 # --- Fleet provisioning ------------------------------------------------------------------------
 
-TEMPLATE = {
-    "Parameters": {
-        "SerialNumber": {"Type": "String"},
-        "AWS::IoT::Certificate::Id": {"Type": "String"},
-    },
-    "Resources": {
-        "thing": {
-            "Type": "AWS::IoT::Thing",
-            "Properties": {"ThingName": {"Fn::Join": ["", ["dev_", {"Ref": "SerialNumber"}]]}},
-        },
-        "certificate": {
-            "Type": "AWS::IoT::Certificate",
-            "Properties": {
-                "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"},
-                "Status": "Active",
-            },
-        },
-        "policy": {
-            "Type": "AWS::IoT::Policy",
-            "Properties": {
-                "PolicyDocument": json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}],
-                    }
-                )
-            },
-        },
-    },
-    "DeviceConfiguration": {"Topic": {"Fn::Sub": "fleet/${SerialNumber}/data"}},
-}
+TEMPLATE = fleet_template(
+    "dev_", {"Version": "2012-10-17",
+             "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]},
+    {"Topic": {"Fn::Sub": "fleet/${SerialNumber}/data"}})
 
 
 def test_fleet_provisioning_end_to_end(tw):
