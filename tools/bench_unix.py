@@ -173,12 +173,32 @@ def _path(lib: str, frozen: bool) -> list:
     return [_peers_tree()] if lib != "bare" else []
 
 
+def _run(exe, lib, frozen, script, **kw):
+    """Run ``script`` (a file in tools/bench_mp/, or source text) for ``lib`` as a device
+    would: in a folder holding the script and ``lib/`` (the library's tree), with
+    MICROPYPATH ``lib``. Each module's ``__file__``, a name MicroPython interns in the
+    heap at import, is then ``lib/mqtt_v5/client.mpy`` (a device's ``/lib/...``, one
+    character more), not this checkout's absolute path, whose length moved the figures."""
+    trees = _path(lib, frozen)
+    root = BUILD / "device-root" / (("frozen-" if frozen else "") + lib)
+    root.mkdir(parents=True, exist_ok=True)
+    link = root / "lib"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    if trees:
+        link.symlink_to(trees[0].resolve(), target_is_directory=True)
+    if isinstance(script, Path):
+        (root / script.name).write_bytes(script.read_bytes())
+        script = Path(script.name)  # (a Path: run_script takes it as a file, found in cwd)
+    return mp_unix.run_script(exe, script, path=["lib"] if trees else [], cwd=root, **kw)
+
+
 def _scenario_ok(exe, lib, kib, b, frozen) -> tuple[bool, str]:
     pki = b.pki
-    proc = mp_unix.run_script(
-        exe, str(MP / ("scenario_more.py" if lib in MORE else "scenario.py")),
+    proc = _run(
+        exe, lib, frozen, MP / ("scenario_more.py" if lib in MORE else "scenario.py"),
         args=[lib, b.broker.mtls_port, pki.ca_der, pki.client_cert_der, pki.client_key_der],
-        heapsize=f"{kib}k", path=_path(lib, frozen), timeout=60)
+        heapsize=f"{kib}k", timeout=60)
     try:
         r = mp_unix.last_json(proc)
     except AssertionError as e:
@@ -218,10 +238,10 @@ def heap_steps(exe, b, frozen=False) -> tuple[list, int]:
     import re
 
     pki = b.pki
-    proc = mp_unix.run_script(
-        exe, str(MP / "scenario_more.py"),
+    proc = _run(
+        exe, "steps", frozen, MP / "scenario_more.py",
         args=["steps", b.broker.mtls_port, pki.ca_der, pki.client_cert_der, pki.client_key_der],
-        heapsize="512k", path=_path("steps", frozen), timeout=60)
+        heapsize="512k", timeout=60)
     r = mp_unix.last_json(proc)
     if not r.get("ok"):
         raise RuntimeError(f"heap steps: {r.get('error')}")
@@ -236,13 +256,13 @@ def import_heap(exe, lib, frozen=False, per_module=False) -> dict:
     if lib == "mqtt_as":
         pre += "\n" + _MACHINE
     script = _IMPORT_SCRIPT % (pre, IMPORTS[lib], OUR_MODULES if per_module else ())
-    proc = mp_unix.run_script(exe, script, heapsize="2m", path=_path(lib, frozen))
+    proc = _run(exe, lib, frozen, script, heapsize="2m")
     return mp_unix.last_json(proc)
 
 
 def ops(exe, lib, b) -> dict:
-    proc = mp_unix.run_script(exe, str(MP / "ops.py"), args=[lib, b.broker.plain_port],
-                              heapsize="8m", path=_path(lib, False), timeout=300)
+    proc = _run(exe, lib, False, MP / "ops.py", args=[lib, b.broker.plain_port],
+                heapsize="8m", timeout=300)
     return mp_unix.last_json(proc)
 
 
