@@ -13,6 +13,23 @@ from ._compat import const
 from .errors import ProtocolError, QueueFull, UsageError
 from .topic import is_wildcard, share_prefix_len
 
+# session.py's public constants (``session.X`` finds them here: see its ``__getattr__``).
+# Connection states:
+DISCONNECTED = const(0)
+CONNECTING = const(1)
+CONNECTED = const(2)
+# Events returned by Session.poll():
+EV_NONE = const(0)  # nothing more to do until more bytes arrive
+EV_CONTINUE = const(1)  # a packet was handled internally (output may be pending)
+EV_CONNACK = const(2)  # ev_rc, ev_session_present, ev_props
+EV_MESSAGE = const(3)  # msg, topic_buf/start/end
+EV_PUBLISH_DONE = const(4)  # ev_pid, ev_rc, ev_token: QoS 1 PUBACK or QoS 2 PUBCOMP
+EV_PUBLISH_FAILED = const(5)  # ev_pid, ev_rc >= 0x80, ev_token
+EV_SUBACK = const(6)  # ev_pid, ev_codes, ev_props
+EV_UNSUBACK = const(7)  # ev_pid, ev_codes, ev_props
+EV_DISCONNECT = const(8)  # ev_rc, ev_props (server sent DISCONNECT)
+EV_AUTH = const(9)  # ev_rc, ev_props
+
 # (session.py's, repeated: const() names are local to their module)
 _FREE = const(0)
 _WAIT_PUBACK = const(1)
@@ -31,10 +48,6 @@ _F_RETAIN = const(1)
 _F_RESEND = const(2)
 _F_CARRIED = const(4)
 _SEQ_MASK = const(0x3FFFFFF)
-_EV_CONTINUE = const(1)
-_EV_AUTH = const(9)
-_DISCONNECTED = const(0)
-_CONNECTED = const(2)
 # codec's packet types (codec.X would go through its __getattr__: an import each time)
 _CONNACK = const(2)
 _PUBLISH = const(3)
@@ -298,7 +311,7 @@ def publish_qos2(self, m):
             # A resend of a message we already have: acknowledge, do
             # not deliver twice (exactly once, MQTT 5.0 §4.3.3).
             self.out_len = _c.encode_ack(self.out, _PUBREC, pid)
-            return _EV_CONTINUE
+            return EV_CONTINUE
         if v == 0 and slot < 0:
             slot = i
     if slot < 0:
@@ -318,25 +331,25 @@ def ack_qos2(self, a, i, st):
             if self._in_qos2[k] == pid:
                 self._in_qos2[k] = 0
                 self.out_len = _c.encode_ack(self.out, _PUBCOMP, pid)
-                return _EV_CONTINUE
+                return EV_CONTINUE
         # Unknown id: PUBCOMP with 0x92 Packet Identifier not found (§3.7.2.1).
         self.out_len = _c.encode_ack(self.out, _PUBCOMP, pid, 0x92)
-        return _EV_CONTINUE
+        return EV_CONTINUE
     if t == _PUBREC:
         if st == _WAIT_PUBCOMP:
             # A duplicate PUBREC: answer with PUBREL again.
             self.out_len = _c.encode_ack(self.out, _PUBREL, pid)
-            return _EV_CONTINUE
+            return EV_CONTINUE
         if st != _WAIT_PUBREC:
             self.out_len = _c.encode_ack(self.out, _PUBREL, pid, 0x92)
-            return _EV_CONTINUE
+            return EV_CONTINUE
         if a.reason_code >= 0x80:
             # [MQTT-4.3.3-4] a failed PUBREC ends the exchange
             return self._complete(i, a.reason_code)
         self._slots[i + _STATE] = _WAIT_PUBCOMP
         self._slots[i + _PAYLOAD] = None  # the server has it; free the payload early
         self.out_len = _c.encode_ack(self.out, _PUBREL, pid)
-        return _EV_CONTINUE
+        return EV_CONTINUE
     # PUBCOMP
     if st != _WAIT_PUBCOMP:
         raise ProtocolError("PUBCOMP for unknown packet id %d" % pid, 0x82)
@@ -385,7 +398,7 @@ def attr(s, name):
 def unsubscribe(self, filters, props=None, token=None):
     """Encode UNSUBSCRIBE; returns the packet id."""
     self._ready_out()
-    if self.state != _CONNECTED:
+    if self.state != CONNECTED:
         raise _c._err(67)  # _E_NOT_CONNECTED
     pid = self._peek_pid()
     from ._codec_rare import encode_unsubscribe
@@ -414,7 +427,7 @@ def handle_other(self, first, r, t):
         pkt = _c.decode_body(first, r)
         self.ev_rc = pkt.reason_code
         self.ev_props = pkt.properties
-        return _EV_AUTH
+        return EV_AUTH
     if t == _CONNACK:
         raise ProtocolError("second CONNACK [MQTT-3.2.0-2]", 0x82)
     # CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ never go server -> client.
@@ -434,7 +447,7 @@ def ping(self, now_ms):
     check); ``ping_pending()`` is True until the PINGRESP arrives, and the
     usual ping timeout applies."""
     self._ready_out()
-    if self.state != _CONNECTED:
+    if self.state != CONNECTED:
         raise _c._err(67)  # _E_NOT_CONNECTED
     self.out[0] = 0xC0  # PINGREQ
     self.out[1] = 0
@@ -464,10 +477,10 @@ def abort(self, rc):
     DISCONNECT ``rc``; the session is disconnected."""
     self.out_len = 0
     self.out_tail = None
-    if self.state != _DISCONNECTED:
+    if self.state != DISCONNECTED:
         ok = _c.reason_allowed(_DISCONNECT, rc)
         self.out_len = _c.encode_disconnect(self.out, rc if ok else 0x82)
-    self.state = _DISCONNECTED
+    self.state = DISCONNECTED
 
 
 def repr_of(obj):

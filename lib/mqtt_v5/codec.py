@@ -311,11 +311,11 @@ def encode_publish_header(buf, topic, payload_len, qos=0, packet_id=0, retain=Fa
     pos = write_bin(buf, pos, topic)
     if qos:
         pos = write_u16(buf, pos, packet_id)
-    pos = _p.write_vbi(buf, pos, psize)
-    if topic_alias:
+    pos = _p.write(buf, pos, props, psize)
+    if topic_alias:  # (counted in psize)
         buf[pos] = _PROP_TOPIC_ALIAS
         pos = write_u16(buf, pos + 1, topic_alias)
-    return _p.write_content(buf, pos, props)
+    return pos
 
 
 def encode_publish_plain(buf, topic, payload, qos, packet_id, retain, limit):

@@ -347,15 +347,9 @@ def size(props, where):
 
 def write(buf, pos, props, content_size):
     """Write the length prefix and the properties; returns the new position.
-    ``content_size`` comes from ``size`` (which also validated them)."""
+    ``content_size`` comes from ``size`` (which also validated them); it may count
+    more than the caller writes behind them (PUBLISH: its Topic Alias)."""
     pos = write_vbi(buf, pos, content_size)
-    if not content_size:
-        return pos
-    return write_content(buf, pos, props)
-
-
-def write_content(buf, pos, props):
-    """Write the properties without a length prefix; returns the new position."""
     if not props:
         return pos
     for pid in props:

@@ -62,28 +62,38 @@ def _rare_paths():
     return _rare
 
 
+def __getattr__(name):
+    # session.CONNECTED, session.EV_NONE, ...: from _session_rare, then kept here (a
+    # second look-up allocates nothing). Not dunders: an import probes ``__path__``.
+    if name[0] == "_":
+        raise AttributeError(name)
+    value = globals()[name] = getattr(_rare_paths(), name)
+    return value
+
+
 # Folded by MicroPython (the block below is not even compiled) and, with its underscore,
 # no global of this module; mypy reads the block.
 _TYPE_CHECKING = const(0)
 if _TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
-# Connection states.
-DISCONNECTED = const(0)
-CONNECTING = const(1)
-CONNECTED = const(2)
+# Connection states and the events poll() returns: public as ``session.CONNECTED``,
+# ``session.EV_NONE``, ... (``_session_rare``'s, through ``__getattr__`` above): here, with
+# an underscore, const() folds them and they are no globals of this module.
+_DISCONNECTED = const(0)
+_CONNECTING = const(1)
+_CONNECTED = const(2)
 
-# Events returned by poll().
-EV_NONE = const(0)  # nothing more to do until more bytes arrive
-EV_CONTINUE = const(1)  # a packet was handled internally (output may be pending)
-EV_CONNACK = const(2)  # ev_rc, ev_session_present, ev_props
-EV_MESSAGE = const(3)  # msg, topic_buf/start/end
-EV_PUBLISH_DONE = const(4)  # ev_pid, ev_rc, ev_token: QoS 1 PUBACK or QoS 2 PUBCOMP
-EV_PUBLISH_FAILED = const(5)  # ev_pid, ev_rc >= 0x80, ev_token
-EV_SUBACK = const(6)  # ev_pid, ev_codes, ev_props
-EV_UNSUBACK = const(7)  # ev_pid, ev_codes, ev_props
-EV_DISCONNECT = const(8)  # ev_rc, ev_props (server sent DISCONNECT)
-EV_AUTH = const(9)  # ev_rc, ev_props
+_EV_NONE = const(0)  # nothing more to do until more bytes arrive
+_EV_CONTINUE = const(1)  # a packet was handled internally (output may be pending)
+_EV_CONNACK = const(2)  # ev_rc, ev_session_present, ev_props
+_EV_MESSAGE = const(3)  # msg, topic_buf/start/end
+_EV_PUBLISH_DONE = const(4)  # ev_pid, ev_rc, ev_token: QoS 1 PUBACK or QoS 2 PUBCOMP
+_EV_PUBLISH_FAILED = const(5)  # ev_pid, ev_rc >= 0x80, ev_token
+_EV_SUBACK = const(6)  # ev_pid, ev_codes, ev_props
+_EV_UNSUBACK = const(7)  # ev_pid, ev_codes, ev_props
+_EV_DISCONNECT = const(8)  # ev_rc, ev_props (server sent DISCONNECT)
+_EV_AUTH = const(9)  # ev_rc, ev_props
 
 # In-flight slot states (outgoing QoS 1/2).
 _FREE = const(0)
@@ -287,12 +297,12 @@ class Message:
     __repr__ = Limits.__repr__  # (the same function object: one def fewer)
 
 
-def _same(known, buf, start, end):
-    """``known`` equals ``buf[start:end]`` (compared in place, allocating nothing)."""
-    if len(known) != end - start:
+def _same(data, buf, start, end):
+    """``data`` equals ``buf[start:end]`` (compared in place, allocating nothing)."""
+    if len(data) != end - start:
         return False
     for k in range(end - start):
-        if known[k] != buf[start + k]:
+        if data[k] != buf[start + k]:
             return False
     return True
 
@@ -344,7 +354,7 @@ class Session:
         self.out_len = 0
         self.out_tail = None
         self.limits = Limits()
-        self.state = DISCONNECTED
+        self.state = _DISCONNECTED
         self.keep_alive_ms = 0
         self._conf = (ping_timeout_ms, connect_timeout_ms, max_queued, max_queued_bytes)
         # Outgoing in-flight table, fixed size (see _SLOT); max_inflight is len(_pids).
@@ -411,7 +421,7 @@ class Session:
         """Encode CONNECT. ``props`` are extra CONNECT properties (dict); ``will`` a
         ``Will``."""
         self._ready_out()
-        if self.state != DISCONNECTED:
+        if self.state != _DISCONNECTED:
             raise _c._err(_E_ALREADY)
         p = {} if props is None else dict(props)
         p[_PROP_RECEIVE_MAXIMUM] = len(self._in_qos2)
@@ -430,7 +440,7 @@ class Session:
         self._msg_unacked = 0
         self.reader.reset()
         self.limits.reset()
-        self.state = CONNECTING
+        self.state = _CONNECTING
         self._connect_started = now_ms
         self._last_recv = now_ms
         self._ping_sent = -1
@@ -440,7 +450,7 @@ class Session:
 
     def connection_lost(self):
         """The transport closed. Unacknowledged messages stay for a resend."""
-        self.state = DISCONNECTED
+        self.state = _DISCONNECTED
         self.out_len = 0
         self.out_tail = None
         self.reader.reset()
@@ -466,7 +476,7 @@ class Session:
 
     def window_open(self):
         """True if a QoS 1/2 PUBLISH may be sent now (Receive Maximum)."""
-        return self.state == CONNECTED and self._inflight < self._window and not self._resends
+        return self.state == _CONNECTED and self._inflight < self._window and not self._resends
 
     def inflight(self):
         return self._inflight
@@ -485,7 +495,7 @@ class Session:
             if _PROP_TOPIC_ALIAS in props:
                 # Only the alias argument is checked against the server's maximum.
                 raise _c._err(_E_ALIAS_PROPERTY)
-        if self.state == CONNECTED:
+        if self.state == _CONNECTED:
             lim = self.limits
             if qos > lim.maximum_qos:
                 # [MQTT-3.2.2-11] never above the server's Maximum QoS
@@ -502,7 +512,7 @@ class Session:
         is returned; ``pump`` sends it later. Raises ``QueueFull`` when the
         queue is full and ``UsageError`` for what the server cannot accept.
         """
-        if (not props and not topic_alias and self.state == CONNECTED and not self.out_len
+        if (not props and not topic_alias and self.state == _CONNECTED and not self.out_len
                 and self.out_tail is None and not self._queue
                 and not self._connect_flags & _CF_AUTO_ALIAS
                 and (not retain or self.limits.retain_available) and (not qos or (
@@ -521,20 +531,20 @@ class Session:
                                     payload, None, token)
                 return pid
         self.check_publish(topic, payload, qos, retain, props)
-        if self.state != CONNECTED or (qos and not self.window_open()) or self._queue:
+        if self.state != _CONNECTED or (qos and not self.window_open()) or self._queue:
             _rare_paths().enqueue(self, topic, payload, qos, retain, props, token, topic_alias)
             return 0
         self._ready_out()
         return self._send_publish(topic, payload, qos, retain, props, topic_alias, token)
 
-    def _send_publish(self, topic, payload, qos, retain, props, alias_req, token):
+    def _send_publish(self, topic, payload, qos, retain, props, topic_alias, token):
         # Nothing changes until the packet is encoded: a UsageError leaves the
         # alias table, the packet id counter and the in-flight table untouched.
         lim = self.limits
         alias = 0
         send_topic = topic
-        if alias_req or self._connect_flags & _CF_AUTO_ALIAS:
-            alias = _rare_paths().outbound_alias(self, topic, alias_req)
+        if topic_alias or self._connect_flags & _CF_AUTO_ALIAS:
+            alias = _rare_paths().outbound_alias(self, topic, topic_alias)
             if alias > 0:
                 send_topic = b""  # the server knows this alias already
         n = len(payload)
@@ -558,20 +568,20 @@ class Session:
             self._take_slot(slot, pid, qos, retain, topic, payload, props, token)
         return pid
 
-    def _take_slot(self, slot, pid, qos, retain, topic, payload, props, token):
-        """Record the PUBLISH just encoded in the free slot ``slot``."""
+    def _take_slot(self, start, pid, qos, retain, topic, payload, props, token):
+        """Record the PUBLISH just encoded in the free slot at ``start``."""
         self._next_pid = pid
-        self._pids[slot // _SLOT] = pid
+        self._pids[start // _SLOT] = pid
         sl = self._slots
-        sl[slot + _PID] = pid
-        sl[slot + _STATE] = _WAIT_PUBACK if qos == 1 else _WAIT_PUBREC
+        sl[start + _PID] = pid
+        sl[start + _STATE] = _WAIT_PUBACK if qos == 1 else _WAIT_PUBREC
         self._seq = (self._seq + 1) & _SEQ_MASK
-        sl[slot + _SEQ] = self._seq
-        sl[slot + _FLAGS] = _F_RETAIN if retain else 0
-        sl[slot + _TOPIC] = topic
-        sl[slot + _PAYLOAD] = payload
-        sl[slot + _PROPS] = props
-        sl[slot + _TOKEN] = token
+        sl[start + _SEQ] = self._seq
+        sl[start + _FLAGS] = _F_RETAIN if retain else 0
+        sl[start + _TOPIC] = topic
+        sl[start + _PAYLOAD] = payload
+        sl[start + _PROPS] = props
+        sl[start + _TOKEN] = token
         self._inflight += 1
 
     def _peek_pid(self):
@@ -583,17 +593,17 @@ class Session:
             if pid not in self._pids and pid not in self._pending_sub:
                 return pid
 
-    def _free_slot(self, i):
+    def _free_slot(self, start):
         sl = self._slots
-        sl[i + _STATE] = _FREE
-        self._pids[i // _SLOT] = 0
-        if sl[i + _FLAGS] & _F_RESEND:
+        sl[start + _STATE] = _FREE
+        self._pids[start // _SLOT] = 0
+        if sl[start + _FLAGS] & _F_RESEND:
             self._resends -= 1
-        sl[i + _FLAGS] = 0
-        sl[i + _TOPIC] = None
-        sl[i + _PAYLOAD] = None
-        sl[i + _PROPS] = None
-        sl[i + _TOKEN] = None
+        sl[start + _FLAGS] = 0
+        sl[start + _TOPIC] = None
+        sl[start + _PAYLOAD] = None
+        sl[start + _PROPS] = None
+        sl[start + _TOKEN] = None
         self._inflight -= 1
 
     def drop_waiting(self):
@@ -621,16 +631,16 @@ class Session:
         message sent (True if none was given), None when nothing is due, or
         False when a queued message can no longer be sent (the new server's
         limits refuse it): ``ev_token`` and ``ev_error`` then say which and why."""
-        if self.state != CONNECTED or self.out_len or not (self._resends or self._queue):
+        if self.state != _CONNECTED or self.out_len or not (self._resends or self._queue):
             return None
         return _rare_paths().pump(self)
 
-    def _put_publish(self, topic, payload, qos, pid, retain, dup, props, alias):
+    def _put_publish(self, topic, payload, qos, pid, retain, dup, props, topic_alias):
         """PUBLISH into ``out``: the payload copied behind the header when it fits,
         else left in ``out_tail``. A header larger than ``out`` (a long topic with
         many properties) gets a buffer of its own for this one packet."""
         out = self.out
-        if not props and not alias and not dup:
+        if not props and not topic_alias and not dup:
             m = _c.encode_publish_plain(out, topic, payload, qos, pid, retain,
                                         _DEFAULT_SERVER_MAX)  # (the size was checked)
             if m:
@@ -638,10 +648,11 @@ class Session:
                 return
         n = len(payload)
         try:
-            hlen = _c.encode_publish_header(out, topic, n, qos, pid, retain, dup, props, alias)
+            hlen = _c.encode_publish_header(out, topic, n, qos, pid, retain, dup, props,
+                                            topic_alias)
         except Exception as e:  # (a UsageError saying it did not fit: else raised again)
             _rare_paths().put_big_publish(self, e, topic, payload, qos, pid, retain, dup,
-                                          props, alias)
+                                          props, topic_alias)
             return
         if hlen + n <= len(out):
             out[hlen:hlen + n] = payload
@@ -666,7 +677,7 @@ class Session:
     def subscribe(self, subscriptions, props=None, token=None):
         """Encode SUBSCRIBE for ``[(filter, options), ...]``; returns the packet id."""
         self._ready_out()
-        if self.state != CONNECTED:
+        if self.state != _CONNECTED:
             raise _c._err(_E_NOT_CONNECTED)
         lim = self.limits
         if not (lim.shared_available and lim.wildcard_available
@@ -692,23 +703,23 @@ class Session:
     def disconnect(self, reason_code=0, props=None):
         """Encode DISCONNECT; the session is then disconnected."""
         self._ready_out()
-        if self.state == DISCONNECTED:
+        if self.state == _DISCONNECTED:
             raise _c._err(_E_NOT_CONNECTED)
         if (props and self._connect_flags & _CF_EXPIRY_ZERO
                 and props.get(_PROP_SESSION_EXPIRY_INTERVAL)):
             # [MQTT-3.14.2-2] a session CONNECT said ends now cannot be extended
             raise _c._err(_E_EXPIRY_ON_DISCONNECT)
         self._encode_cold(_c.encode_disconnect, reason_code, props)
-        self.state = DISCONNECTED
+        self.state = _DISCONNECTED
 
     # ------------------------------------------------------------ timers --
 
     def next_timeout(self, now_ms):
         """Milliseconds until ``on_timer`` has work; -1 for none (sleep until data)."""
-        if self.state == CONNECTING:
+        if self.state == _CONNECTING:
             return max(0, self._conf[_C_CONNECT_TIMEOUT_MS]
                        - ticks_diff(now_ms, self._connect_started))
-        if self.state != CONNECTED or not self.keep_alive_ms:
+        if self.state != _CONNECTED or not self.keep_alive_ms:
             return -1
         ka = self.keep_alive_ms
         if self._ping_sent >= 0:
@@ -725,19 +736,19 @@ class Session:
     def on_timer(self, now_ms):
         """Send PINGREQ when keep-alive is due [MQTT-3.1.2-22]; raise
         ``MqttTimeout`` when the link is dead or CONNACK is late."""
-        if self.state == CONNECTING:
+        if self.state == _CONNECTING:
             t = self._conf[_C_CONNECT_TIMEOUT_MS]
             if ticks_diff(now_ms, self._connect_started) >= t:
-                self.state = DISCONNECTED
+                self.state = _DISCONNECTED
                 raise _c._err(_E_NO_CONNACK, t)
             return
-        if self.state != CONNECTED or not self.keep_alive_ms or self.out_len:
+        if self.state != _CONNECTED or not self.keep_alive_ms or self.out_len:
             return
         if self._ping_sent >= 0:
             ka = self.keep_alive_ms  # (the ping timeout as in next_timeout)
             t = self._conf[_C_PING_TIMEOUT_MS] or (ka // 2 if ka > 2000 else ka)
             if ticks_diff(now_ms, self._ping_sent) >= t:
-                self.state = DISCONNECTED
+                self.state = _DISCONNECTED
                 raise _c._err(_E_NO_PINGRESP, t)
             return
         if (ticks_diff(now_ms, self._last_sent) >= self.keep_alive_ms
@@ -753,24 +764,24 @@ class Session:
         """Handle the next buffered packet; returns an ``EV_*`` code."""
         if self.out_len or self.out_tail is not None:
             raise _c._err(_E_NOT_FLUSHED)
-        if self.state == DISCONNECTED:
+        if self.state == _DISCONNECTED:
             # After a protocol error, a server DISCONNECT or a refused CONNACK
             # whatever else was buffered is not acted upon.
-            return EV_NONE
+            return _EV_NONE
         qos = self._msg_unacked
         if qos:
             # Acknowledge the message handed out by the previous poll.
             self._msg_unacked = 0
             self.out_len = _c.encode_ack(self.out, _PUBACK if qos == 1 else _PUBREC,
                                          self.msg.packet_id)
-            return EV_CONTINUE
+            return _EV_CONTINUE
         try:
             first = self.reader.next()
             if first < 0:
-                return EV_NONE
+                return _EV_NONE
             self._last_recv = now_ms
             rd = self.reader
-            if first == 0x40 and rd.body_end - rd.body_start == 2 and self.state == CONNECTED:
+            if first == 0x40 and rd.body_end - rd.body_start == 2 and self.state == _CONNECTED:
                 # The usual PUBACK (success: no reason code, no properties) for a
                 # QoS 1 message in flight; anything else about it (id 0, an id not
                 # in flight) takes the full way below, which says what is wrong.
@@ -787,7 +798,7 @@ class Session:
                         return self._complete(i, 0)
             r = rd.reader.reset(rd.buf, rd.body_start, rd.body_end)
             t = first >> 4
-            if self.state == CONNECTING:
+            if self.state == _CONNECTING:
                 if t == _CONNACK:  # (here, not a method: one def less)
                     pkt = _c.decode_body(first, r)
                     if pkt.session_present and self._connect_flags & _CF_CLEAN_START:
@@ -797,8 +808,8 @@ class Session:
                     self.ev_props = pkt.properties
                     self.ev_session_present = pkt.session_present
                     if pkt.reason_code >= 0x80:
-                        self.state = DISCONNECTED
-                        return EV_CONNACK
+                        self.state = _DISCONNECTED
+                        return _EV_CONNACK
                     lim = self.limits
                     lim.reset(pkt.properties)
                     if lim.assigned_client_id:
@@ -810,7 +821,7 @@ class Session:
                     self._alias_out = {}
                     for i in range(len(self._alias_in)):
                         self._alias_in[i] = None
-                    self.state = CONNECTED
+                    self.state = _CONNECTED
                     if not pkt.session_present:
                         # The server has no session: our unacknowledged publishes go out
                         # again as new messages, so nothing accepted is lost (MQTT 5.0 §4.1).
@@ -818,7 +829,7 @@ class Session:
                             self._in_qos2[i] = 0
                         if self._inflight:
                             _rare_paths().requeue(self)
-                    return EV_CONNACK
+                    return _EV_CONNACK
                 if t != _AUTH:
                     raise _c._err(_E_BEFORE_CONNACK, t)
             if t == _PUBLISH:
@@ -848,7 +859,7 @@ class Session:
                     if ev is not None:
                         return ev
                 self._msg_unacked = m.qos
-                return EV_MESSAGE
+                return _EV_MESSAGE
             if _PUBACK <= t <= _PUBCOMP:
                 a = _c.decode_ack_into(self.msg, first, r)
                 pid = a.packet_id
@@ -865,7 +876,7 @@ class Session:
                 if r.pos != r.end or first & 0x0F:
                     raise _c._err(_E_BAD_PINGRESP)
                 self._ping_sent = -1
-                return EV_CONTINUE
+                return _EV_CONTINUE
             if t == _SUBACK or t == _UNSUBACK:  # (here, not a method: one def less)
                 pkt = _c.decode_body(first, r)
                 pid = pkt.packet_id
@@ -884,7 +895,7 @@ class Session:
                 self.ev_pid = pid
                 self.ev_codes = codes
                 self.ev_props = pkt.properties
-                return EV_SUBACK if t == _SUBACK else EV_UNSUBACK
+                return _EV_SUBACK if t == _SUBACK else _EV_UNSUBACK
             if t == _DISCONNECT:
                 # The server's goodbye is part of an everyday outage: handled here, so
                 # that the reconnect after it loads no cold module (a device needs the
@@ -894,8 +905,8 @@ class Session:
                     _rare_paths().refuse_disconnect(pkt)
                 self.ev_rc = pkt.reason_code
                 self.ev_props = pkt.properties
-                self.state = DISCONNECTED
-                return EV_DISCONNECT
+                self.state = _DISCONNECTED
+                return _EV_DISCONNECT
             return _rare_paths().handle_other(self, first, r, t)
         except Exception as e:
             from .errors import ProtocolError  # (loaded already: see the imports)
@@ -921,13 +932,13 @@ class Session:
         """Encode the PUBACK / PUBREC ``defer_ack`` put off (nothing if the
         connection it came on is gone: the server sends the message again)."""
         self._ready_out()
-        if key and self.state == CONNECTED:
+        if key and self.state == _CONNECTED:
             self.out_len = _c.encode_ack(self.out, _PUBACK if key >> 16 == 1 else _PUBREC,
                                          key & 0xFFFF)
 
-    def _complete(self, i, rc):
-        self.ev_pid = self._slots[i + _PID]
+    def _complete(self, start, rc):
+        self.ev_pid = self._slots[start + _PID]
         self.ev_rc = rc
-        self.ev_token = self._slots[i + _TOKEN]
-        self._free_slot(i)
-        return EV_PUBLISH_FAILED if rc >= 0x80 else EV_PUBLISH_DONE
+        self.ev_token = self._slots[start + _TOKEN]
+        self._free_slot(start)
+        return _EV_PUBLISH_FAILED if rc >= 0x80 else _EV_PUBLISH_DONE
