@@ -11,29 +11,20 @@ paths, turned into such a dict by ``to_dict``.
 # the module's globals first, and a miss probes the dict to a free slot; this one held
 # 58 names in 59 slots, so each miss probed most of it (a publish with two user
 # properties makes some twenty such calls: 37 -> 29 us per QoS 0 publish on the unix
-# port). It holds 43 in 47 now (the rarely used identifiers moved out, see below).
+# port). It holds 26 in 29 now (the identifiers moved out, see below).
 from builtins import isinstance, len  # noqa: UP029  (see above)
 
 from ._compat import const
 
-PROP_PAYLOAD_FORMAT_INDICATOR = const(0x01)
-PROP_MESSAGE_EXPIRY_INTERVAL = const(0x02)
-PROP_CONTENT_TYPE = const(0x03)
-PROP_RESPONSE_TOPIC = const(0x08)
-PROP_CORRELATION_DATA = const(0x09)
-PROP_SUBSCRIPTION_IDENTIFIER = const(0x0B)
-PROP_ASSIGNED_CLIENT_IDENTIFIER = const(0x12)
-PROP_RESPONSE_INFORMATION = const(0x1A)
-PROP_SERVER_REFERENCE = const(0x1C)
-PROP_REASON_STRING = const(0x1F)
-PROP_TOPIC_ALIAS = const(0x23)
-PROP_USER_PROPERTY = const(0x26)
-
-# The identifiers no module a device imports uses (CONNECT/CONNACK limits, AUTH, the
-# will's delay: the server side and the cold paths) are ``_properties_rare``'s, handed
-# out by ``__getattr__`` below on first use (``properties.PROP_X`` and ``from
-# .properties import PROP_X`` work as before): here each would cost a device a global
-# and an interned name. Two of them, folded, for the checks below:
+# The property identifiers (``PROP_*``) are ``_properties_rare``'s, handed out by
+# ``__getattr__`` below on first use (``properties.PROP_X`` and ``from .properties import
+# PROP_X`` work as before): the modules a device imports fold their own const()s, and
+# here each would cost a device a global and an interned name. Those the checks below
+# need, folded:
+_PROP_RESPONSE_TOPIC = const(0x08)
+_PROP_SUBSCRIPTION_IDENTIFIER = const(0x0B)
+_PROP_TOPIC_ALIAS = const(0x23)
+_PROP_USER_PROPERTY = const(0x26)
 _PROP_RECEIVE_MAXIMUM = const(0x21)
 _PROP_MAXIMUM_PACKET_SIZE = const(0x27)
 
@@ -151,7 +142,7 @@ def _error(n, arg=None, code=0):
 
 
 def __getattr__(name):
-    # PROP_SESSION_EXPIRY_INTERVAL, W_WILL, ... (see the identifiers above): from
+    # PROP_USER_PROPERTY, W_WILL, ... (see the identifiers above): from
     # _properties_rare, then kept here. Not dunders: an import probes ``__path__``.
     if name[0] == "_":
         raise AttributeError(name)
@@ -283,7 +274,7 @@ def _value_size(pid, ptype, value):
         # no maximum as a constant: frozen, 0xFFFF in a tuple is a long int in ROM).
         # Receive Maximum, Topic Alias and Maximum Packet Size are never 0.
         if isinstance(value, int) and value >= 0 and not value >> (0, 1, 16, 32)[ptype] and (
-                value or pid not in (_PROP_RECEIVE_MAXIMUM, PROP_TOPIC_ALIAS,
+                value or pid not in (_PROP_RECEIVE_MAXIMUM, _PROP_TOPIC_ALIAS,
                                      _PROP_MAXIMUM_PACKET_SIZE)):
             n = 1 << (ptype - 1)
     elif ptype == _T_VBI:
@@ -298,7 +289,7 @@ def _value_size(pid, ptype, value):
     elif ptype == _T_UTF8:
         b = _str_bytes(value)
         n = -1 if b is None else len(b) + 2
-        if n > 0 and pid == PROP_RESPONSE_TOPIC and (not b or is_wildcard(b, 0, len(b))):
+        if n > 0 and pid == _PROP_RESPONSE_TOPIC and (not b or is_wildcard(b, 0, len(b))):
             n = -1  # [MQTT-3.3.2-14] no wildcards; [MQTT-4.7.3-1] at least one character
     elif isinstance(value, _BYTES) and len(value) <= 0xFFFF:
         n = 2 + len(value)
@@ -336,8 +327,8 @@ def size(props, where):
             raise _error(_E_UNKNOWN, (pid,))
         if not (_WHERE[2 * pid] << 8 | _WHERE[2 * pid + 1]) & where:
             raise _error(_E_NOT_HERE, pid)
-        if pid == PROP_USER_PROPERTY or (
-                pid == PROP_SUBSCRIPTION_IDENTIFIER and isinstance(value, _SEQ)):
+        if pid == _PROP_USER_PROPERTY or (
+                pid == _PROP_SUBSCRIPTION_IDENTIFIER and isinstance(value, _SEQ)):
             for v in value:
                 total += 1 + _value_size(pid, ptype, v)
         else:
@@ -354,8 +345,8 @@ def write(buf, pos, props, content_size):
         return pos
     for pid in props:
         value = props[pid]
-        if pid == PROP_USER_PROPERTY or (
-                pid == PROP_SUBSCRIPTION_IDENTIFIER and isinstance(value, _SEQ)):
+        if pid == _PROP_USER_PROPERTY or (
+                pid == _PROP_SUBSCRIPTION_IDENTIFIER and isinstance(value, _SEQ)):
             for v in value:
                 pos = _write_value(buf, pos, pid, v)
         else:
@@ -521,7 +512,7 @@ def check(r, where):
         if not (_WHERE[2 * pid] << 8 | _WHERE[2 * pid + 1]) & where:
             # MQTT 5.0 2.2.2.2: an Identifier not valid for its packet is Malformed.
             raise _error(_E_NOT_HERE, pid, 0x81)
-        if pid != PROP_USER_PROPERTY and not (pid == PROP_SUBSCRIPTION_IDENTIFIER
+        if pid != _PROP_USER_PROPERTY and not (pid == _PROP_SUBSCRIPTION_IDENTIFIER
                                               and where == _PUBLISH):
             # Only User Property (and Subscription Identifier in PUBLISH) may repeat.
             if pid < 30:
@@ -542,11 +533,11 @@ def check(r, where):
                     raise _error(_E_NOT_0_1, pid, 0x82)
             elif ptype == _T_U16:
                 v = r.u16()
-                if pid == PROP_TOPIC_ALIAS:
+                if pid == _PROP_TOPIC_ALIAS:
                     alias = v
             else:
                 v = r.u32()
-            if v == 0 and pid in (_PROP_RECEIVE_MAXIMUM, PROP_TOPIC_ALIAS,
+            if v == 0 and pid in (_PROP_RECEIVE_MAXIMUM, _PROP_TOPIC_ALIAS,
                                   _PROP_MAXIMUM_PACKET_SIZE):
                 # Receive Maximum 0 (spec 3.1.2.11.3, 3.2.2.3.3), Topic Alias 0
                 # [MQTT-3.3.2-8], Maximum Packet Size 0 (3.1.2.11.4)
@@ -561,7 +552,7 @@ def check(r, where):
             s = r.utf8()
             if ptype == _T_PAIR:
                 r.utf8()
-            elif pid == PROP_RESPONSE_TOPIC and (s == r.pos or is_wildcard(r.buf, s, r.pos)):
+            elif pid == _PROP_RESPONSE_TOPIC and (s == r.pos or is_wildcard(r.buf, s, r.pos)):
                 # [MQTT-3.3.2-14] no wildcards; [MQTT-4.7.3-1] at least one character
                 raise _error(_E_RESPONSE_TOPIC, None, 0x82)
         if r.pos > end:
@@ -630,7 +621,7 @@ def to_dict(buf, start, end):
             v = str(buf[c.start:c.end], "utf-8")
         elif ptype == _T_BINARY:
             v = bytes(buf[c.start:c.end])
-        if ptype == _T_PAIR or pid == PROP_SUBSCRIPTION_IDENTIFIER:
+        if ptype == _T_PAIR or pid == _PROP_SUBSCRIPTION_IDENTIFIER:
             out.setdefault(pid, []).append(v)  # the ones that may repeat: a list
         else:
             out[pid] = v
