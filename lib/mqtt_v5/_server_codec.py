@@ -33,11 +33,13 @@ from ._codec_rare import (  # noqa: F401  (the public names codec gives through 
     UNSUBACK,
     UNSUBSCRIBE,
     AckView,
+    _check_id,
     _expect_end,
     _props,
     encode_auth,
     encode_publish,
     encode_unsubscribe,
+    publish_size,
 )
 from ._compat import const
 from .codec import (  # noqa: F401  (the client half, re-exported; private ones used below)
@@ -46,7 +48,6 @@ from .codec import (  # noqa: F401  (the client half, re-exported; private ones 
     PublishView,
     Will,
     _check_flags,
-    _check_id,
     _header,
     decode_ack_into,
     decode_publish_into,
@@ -56,7 +57,6 @@ from .codec import (  # noqa: F401  (the client half, re-exported; private ones 
     encode_publish_header,
     encode_publish_plain,
     encode_subscribe,
-    publish_size,
     reason_allowed,
     sub_options,
 )

@@ -230,8 +230,10 @@ def _resend_refused(self, i):
         # [MQTT-3.2.2-11] never above the server's Maximum QoS
         return _c._err(78, lim.maximum_qos)  # _E_QOS_ABOVE_MAX
     props = sl[i + _PROPS]
-    size = _c.publish_size(len(sl[i + _TOPIC]), len(sl[i + _PAYLOAD]), qos,
-                           _p.size(props, 1 << _PUBLISH) if props else 0)
+    from ._codec_rare import publish_size
+
+    size = publish_size(len(sl[i + _TOPIC]), len(sl[i + _PAYLOAD]), qos,
+                        _p.size(props, 1 << _PUBLISH) if props else 0)
     if size > lim.maximum_packet_size:
         # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
         return _c._err(80, size, lim.maximum_packet_size)  # _E_PUBLISH_TOO_BIG

@@ -30,7 +30,7 @@ large. Encoders raise ``UsageError`` for arguments MQTT does not allow.
 On a device this module holds only what a client's everyday path runs: errors are
 raised by number (``_err``; their texts load with ``_errtext`` on the first one), and
 the public names the everyday path does not use (``CONNECT`` ... ``AUTH``,
-``PACKET_NAMES``, ``AckView``, ``encode_publish``, ``PINGREQ_BYTES``, ``Will``, ...) live in
+``PACKET_NAMES``, ``AckView``, ``encode_publish``, ``publish_size``, ``Will``, ...) live in
 ``_codec_rare``, where ``codec.X`` finds them (``__getattr__``).
 """
 
@@ -203,11 +203,6 @@ def _header(buf, first, remaining, payload_len=0):
     return _p.write_vbi(buf, 1, remaining)
 
 
-def _check_id(packet_id):
-    if not 0 < packet_id <= 0xFFFF:
-        raise _err(_E_PACKET_ID)
-
-
 def _check_str(value, what):
     """``value`` (str or bytes-like) as bytes, at most 65535 of them: a valid MQTT UTF-8
     string for ``what`` (a ``_W_*``) below ``_W_WILL_PAYLOAD``, binary data from there."""
@@ -260,12 +255,6 @@ def encode_connect(buf, client_id, clean_start=True, keep_alive=0, username=None
     return pos
 
 
-def publish_size(topic_len, payload_len, qos, psize):
-    """Total bytes of a PUBLISH with a property block of ``psize`` bytes."""
-    rem = 2 + topic_len + (2 if qos else 0) + vbi_size(psize) + psize + payload_len
-    return 1 + vbi_size(rem) + rem
-
-
 # The last bytes topic that passed topic_name_ok. bytes are immutable, so the same
 # object again is the same valid name: a device publishing to one topic skips the
 # byte-by-byte scan, a third of a PUBLISH encode. One reference, replaced whole, so
@@ -295,7 +284,8 @@ def encode_publish_header(buf, topic, payload_len, qos=0, packet_id=0, retain=Fa
     if not tlen and not topic_alias and not (props and _PROP_TOPIC_ALIAS in props):
         raise _err(_E_EMPTY_TOPIC)
     if qos:
-        _check_id(packet_id)
+        if not 0 < packet_id <= 0xFFFF:
+            raise _err(_E_PACKET_ID)
     elif dup:
         raise _err(_E_DUP_QOS0)
     psize = _p.size(props, 1 << _PUBLISH) if props else 0
@@ -364,7 +354,8 @@ def encode_publish_plain(buf, topic, payload, qos, packet_id, retain, limit):
 
 def encode_ack(buf, ptype, packet_id, reason_code=0, props=None):
     """PUBACK, PUBREC, PUBREL or PUBCOMP (3.4-3.7). Returns the length."""
-    _check_id(packet_id)
+    if not 0 < packet_id <= 0xFFFF:
+        raise _err(_E_PACKET_ID)
     if not reason_allowed(ptype, reason_code):  # (also refuses a ptype not of an ack)
         raise _err(_E_RC_HERE, reason_code)
     first = 0x62 if ptype == _PUBREL else (ptype << 4)
@@ -386,7 +377,8 @@ def encode_ack(buf, ptype, packet_id, reason_code=0, props=None):
 
 def encode_subscribe(buf, packet_id, subscriptions, props=None):
     """SUBSCRIBE (3.8); ``subscriptions`` is a list of ``(filter, options)``."""
-    _check_id(packet_id)
+    if not 0 < packet_id <= 0xFFFF:
+        raise _err(_E_PACKET_ID)
     if not subscriptions:
         raise _err(_E_NO_FILTERS)
     psize = _p.size(props, 1 << _SUBSCRIBE)

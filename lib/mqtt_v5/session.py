@@ -556,7 +556,8 @@ class Session:
             pid = self._peek_pid()
         tlen = len(send_topic) if not isinstance(send_topic, str) else len(send_topic.encode())
         psize = (_p.size(props, 1 << _PUBLISH) if props else 0) + (3 if alias else 0)
-        size = _c.publish_size(tlen, n, qos, psize)
+        rem = 2 + tlen + (2 if qos else 0) + _p.vbi_size(psize) + psize + n
+        size = 1 + _p.vbi_size(rem) + rem  # (codec.publish_size, a cold path's)
         if size > lim.maximum_packet_size:
             # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
             raise _c._err(_E_PUBLISH_TOO_BIG, size, lim.maximum_packet_size)
