@@ -300,6 +300,32 @@ def remember_alias(self, topic, alias):
     self._alias_out[key] = alias
 
 
+def inbound_alias(self, m):
+    """Session.poll for a PUBLISH ``m`` with a Topic Alias: a topic with it (re)maps the
+    alias; the alias alone stands for its topic, then in ``topic_buf``."""
+    alias = m.topic_alias
+    if alias >= len(self._alias_in):
+        # [MQTT-3.3.2-9] above the Topic Alias Maximum we sent
+        raise _c._err(87, alias, len(self._alias_in) - 1)  # _E_ALIAS_ABOVE_MAX
+    known = self._alias_in[alias]
+    start = m.topic_start
+    n = m.topic_end - start
+    if n:
+        if known is not None and len(known) == n:
+            for k in range(n):  # (compared in place: the same topic allocates nothing)
+                if known[k] != m.buf[start + k]:
+                    break
+            else:
+                return
+        self._alias_in[alias] = bytes(m.buf[start:m.topic_end])
+    elif known is None:
+        raise _c._err(88, alias)  # _E_UNKNOWN_ALIAS
+    else:
+        self.topic_buf = known
+        self.topic_start = 0
+        self.topic_end = len(known)
+
+
 # --------------------------------------------------------------------- QoS 2 --
 
 def publish_qos2(self, m):

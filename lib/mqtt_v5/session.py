@@ -838,23 +838,8 @@ class Session:
                 self.topic_buf = m.buf
                 self.topic_start = m.topic_start
                 self.topic_end = m.topic_end
-                alias = m.topic_alias
-                if alias:
-                    if alias >= len(self._alias_in):
-                        # [MQTT-3.3.2-9] above the Topic Alias Maximum we sent
-                        raise _c._err(_E_ALIAS_ABOVE_MAX, alias,
-                                                  len(self._alias_in) - 1)
-                    known = self._alias_in[alias]
-                    if m.topic_end > m.topic_start:  # topic and alias: (re)map it
-                        if known is None or not _same(known, m.buf, m.topic_start,
-                                                      m.topic_end):
-                            self._alias_in[alias] = bytes(m.buf[m.topic_start:m.topic_end])
-                    elif known is None:
-                        raise _c._err(_E_UNKNOWN_ALIAS, alias)
-                    else:  # the alias alone: its topic
-                        self.topic_buf = known
-                        self.topic_start = 0
-                        self.topic_end = len(known)
+                if m.topic_alias:  # (servers seldom send one: a cold path)
+                    _rare_paths().inbound_alias(self, m)
                 if m.qos == 2:
                     ev = _rare_paths().publish_qos2(self, m)
                     if ev is not None:
