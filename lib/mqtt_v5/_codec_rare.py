@@ -21,6 +21,17 @@ from .properties import vbi_size, write_bin, write_u16
 from .topic import filter_ok, topic_name_ok
 
 
+def check_flags(first):
+    """The flags of the fixed header's first byte [MQTT-2.1.3-1]."""
+    t = first >> 4
+    flags = first & 0x0F
+    if t == PUBREL or t == SUBSCRIBE or t == UNSUBSCRIBE:
+        if flags != 0x02:
+            raise _err(25, t)  # codec's _E_FLAGS_0010
+    elif t != PUBLISH and flags:
+        raise _err(26, t)  # codec's _E_FLAGS_0
+
+
 def _check_id(packet_id):
     if not 0 < packet_id <= 0xFFFF:
         raise _err(3)  # codec's _E_PACKET_ID

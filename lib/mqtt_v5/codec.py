@@ -44,7 +44,7 @@ from builtins import len
 from . import properties as _p
 from ._compat import const
 from .properties import vbi_size, write_bin, write_u16
-from .topic import filter_ok, is_wildcard, topic_name_ok
+from .topic import is_wildcard, topic_name_ok
 
 # Packet types. Public names (CONNECT, ..., AUTH, PACKET_NAMES, AckView, encode_publish, ...)
 # that a device's everyday path does not use live in ``_codec_rare``; this module's
@@ -136,6 +136,11 @@ _W_USERNAME = const(2)
 _W_FILTER = const(3)
 _W_WILL_PAYLOAD = const(4)
 _W_PASSWORD = const(5)
+
+# const() is folded at compile time on MicroPython: only CPython calls it (above). Not
+# kept as a global, its slot takes the next name: 29 globals (a frozen module's too, with
+# its __version__) fit a dict of 29; 32 took 37 slots.
+del const
 
 
 def _err(n, *a):
@@ -388,6 +393,8 @@ def encode_subscribe(buf, packet_id, subscriptions, props=None):
         if isinstance(sid, (list, tuple)) and len(sid) != 1:
             raise _err(_E_ONE_SID)
     rem = 2 + vbi_size(psize) + psize
+    from .topic import filter_ok  # (here: one global fewer; a SUBSCRIBE allocates anyway)
+
     encoded = []
     for filt, options in subscriptions:
         f = _check_str(filt, _W_FILTER)
@@ -549,16 +556,6 @@ class PublishView:
         return _p.to_dict(self.buf, self.prop_start, self.prop_end)
 
 
-def _check_flags(first):
-    t = first >> 4
-    flags = first & 0x0F
-    if t == _PUBREL or t == _SUBSCRIBE or t == _UNSUBSCRIBE:
-        if flags != 0x02:
-            raise _err(_E_FLAGS_0010, t)
-    elif t != _PUBLISH and flags:
-        raise _err(_E_FLAGS_0, t)
-
-
 def decode_publish_into(view, first, r):
     """Decode the PUBLISH body under reader ``r`` into ``view``, allocating nothing."""
     qos = (first >> 1) & 3
@@ -598,7 +595,8 @@ def decode_publish_into(view, first, r):
 def decode_ack_into(view, first, r):
     """Decode a PUBACK/PUBREC/PUBREL/PUBCOMP body into ``view``."""
     t = first >> 4
-    _check_flags(first)
+    if first & 0x0F != (2 if t == _PUBREL else 0):  # [MQTT-2.1.3-1]
+        raise _err(_E_FLAGS_0010 if t == _PUBREL else _E_FLAGS_0, t)
     view.type = t
     view.buf = r.buf
     pid = r.u16()
@@ -628,7 +626,12 @@ def decode_body(first, r):
     ``r``; returns a ``Packet``. PUBLISH and the acks have their allocation-free
     decoders above; every packet type both ways: ``_server_codec.decode_body``."""
     t = first >> 4
-    _check_flags(first)
+    if first & 0x0F:
+        # Wrong for all a client decodes here (a packet a server receives may have them:
+        # its check says which).
+        from ._codec_rare import check_flags
+
+        check_flags(first)
     if t == _CONNACK:
         ack_flags = r.u8()
         if ack_flags & 0xFE:

@@ -191,6 +191,11 @@ _E_UNKNOWN_ALIAS = const(88)
 _E_UNKNOWN_PUBACK = const(89)
 _E_PRESENT_AFTER_CLEAN = const(90)
 
+# const() is folded at compile time on MicroPython: only CPython calls it (above). Not
+# kept as a global, its slot takes the next name: 12 globals (a frozen module's too, with
+# its __version__) fit a dict of 12; 13 took 17 slots.
+del const
+
 
 class Limits:
     """What the server allowed in CONNACK: its properties ``props`` (a dict), where one
@@ -272,7 +277,15 @@ class Message:
         s = self._session
         if s is None:  # detached
             return self._topic.encode() == topic
-        return _same(topic, s.topic_buf, s.topic_start, s.topic_end)
+        start = s.topic_start
+        n = s.topic_end - start
+        if len(topic) != n:
+            return False
+        buf = s.topic_buf
+        for k in range(n):  # (compared in place)
+            if topic[k] != buf[start + k]:
+                return False
+        return True
 
     def payload_into(self, buf):
         """Copy the payload into ``buf``; returns its length."""
@@ -295,16 +308,6 @@ class Message:
         return _rare_paths().copy(self, Message())
 
     __repr__ = Limits.__repr__  # (the same function object: one def fewer)
-
-
-def _same(data, buf, start, end):
-    """``data`` equals ``buf[start:end]`` (compared in place, allocating nothing)."""
-    if len(data) != end - start:
-        return False
-    for k in range(end - start):
-        if data[k] != buf[start + k]:
-            return False
-    return True
 
 
 class Session:
