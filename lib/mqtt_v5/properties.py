@@ -336,11 +336,11 @@ def size(props, where):
     return total
 
 
-def write(buf, pos, props, content_size):
+def write(buf, pos, props, size):
     """Write the length prefix and the properties; returns the new position.
-    ``content_size`` comes from ``size`` (which also validated them); it may count
-    more than the caller writes behind them (PUBLISH: its Topic Alias)."""
-    pos = write_vbi(buf, pos, content_size)
+    ``size`` comes from ``size()`` (which also validated them); it may count more than
+    the caller writes behind them (PUBLISH: its Topic Alias)."""
+    pos = write_vbi(buf, pos, size)
     if not props:
         return pos
     for pid in props:
@@ -570,18 +570,18 @@ class PropertyCursor:
     """
 
     def __init__(self):
-        self._r = Reader()
+        self.reader = Reader()
         self.buf = b""
         self.value = 0
         self.start = self.end = self.start2 = self.end2 = 0
 
     def reset(self, buf, start, end):
         self.buf = buf
-        self._r.reset(buf, start, end)
+        self.reader.reset(buf, start, end)
         return self
 
     def next(self):
-        r = self._r
+        r = self.reader
         if r.pos >= r.end:
             return 0
         pid = r.vbi()

@@ -253,24 +253,30 @@ class Message:
         self.dup = m.dup
         self.packet_id = m.packet_id
 
-    @property
-    def topic(self):
-        if self._topic is None:
-            s = self._session
-            self._topic = str(s.topic_buf[s.topic_start:s.topic_end], "utf-8")
-        return self._topic
+    # ``topic`` (str), ``payload`` (bytes) and ``properties`` (dict) are built on first
+    # access by __getattr__, then kept: one def rather than three properties (each def and
+    # property object costs a device RAM). (Annotations without a value: MicroPython
+    # compiles none.)
+    topic: str
+    payload: bytes
+    properties: dict
 
-    @property
-    def payload(self):
-        if self._payload is None:
-            self._payload = self._session.msg.payload()
-        return self._payload
-
-    @property
-    def properties(self):
-        if self._props is None:
-            self._props = self._session.msg.properties()
-        return self._props
+    def __getattr__(self, name):
+        # Called only for a name neither the instance nor the class has.
+        s = self._session
+        if name == "topic":
+            if self._topic is None:
+                self._topic = str(s.topic_buf[s.topic_start:s.topic_end], "utf-8")
+            return self._topic
+        if name == "payload":
+            if self._payload is None:
+                self._payload = s.msg.payload()
+            return self._payload
+        if name == "properties":
+            if self._props is None:
+                self._props = s.msg.properties()
+            return self._props
+        raise AttributeError(name)
 
     def topic_is(self, topic):
         """True if the topic equals ``topic`` (bytes), without allocating."""
