@@ -373,7 +373,7 @@ def ack_qos2(self, a, i, st):
             return EV_CONTINUE
         if a.reason_code >= 0x80:
             # [MQTT-4.3.3-4] a failed PUBREC ends the exchange
-            return self._complete(i, a.reason_code)
+            return self._free_slot(i, a.reason_code)
         self._slots[i + _STATE] = _WAIT_PUBCOMP
         self._slots[i + _PAYLOAD] = None  # the server has it; free the payload early
         self.out_len = _c.encode_ack(self.out, _PUBREL, pid)
@@ -381,7 +381,7 @@ def ack_qos2(self, a, i, st):
     # PUBCOMP
     if st != _WAIT_PUBCOMP:
         raise ProtocolError("PUBCOMP for unknown packet id %d" % pid, 0x82)
-    return self._complete(i, a.reason_code)
+    return self._free_slot(i, a.reason_code)
 
 
 # ------------------------------------------------------------ other packets --
@@ -425,7 +425,6 @@ def attr(s, name):
 
 def unsubscribe(self, filters, props=None, token=None):
     """Encode UNSUBSCRIBE; returns the packet id."""
-    self._ready_out()
     if self.state != CONNECTED:
         raise _c._err(67)  # _E_NOT_CONNECTED
     pid = self._peek_pid()
@@ -464,7 +463,6 @@ def handle_other(self, first, r, t):
 
 def auth(self, reason_code, props):
     """Encode AUTH (enhanced authentication)."""
-    self._ready_out()
     from ._codec_rare import encode_auth
 
     self._encode_cold(encode_auth, reason_code, props)
@@ -474,7 +472,8 @@ def ping(self, now_ms):
     """Encode a PINGREQ now, whether or not keep-alive wants one (a liveness
     check); ``ping_pending()`` is True until the PINGRESP arrives, and the
     usual ping timeout applies."""
-    self._ready_out()
+    if self.out_len or self.out_tail is not None:
+        raise _c._err(65)  # _E_NOT_FLUSHED
     if self.state != CONNECTED:
         raise _c._err(67)  # _E_NOT_CONNECTED
     self.out[0] = 0xC0  # PINGREQ

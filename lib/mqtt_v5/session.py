@@ -412,10 +412,6 @@ class Session:
 
     # ------------------------------------------------------------ output --
 
-    def _ready_out(self):
-        if self.out_len or self.out_tail is not None:
-            raise _c._err(_E_NOT_FLUSHED)
-
     def flushed(self, now_ms):
         """The driver wrote ``out[:out_len]`` (and ``out_tail``)."""
         if self.out_len or self.out_tail is not None:
@@ -429,7 +425,6 @@ class Session:
                 will=None, props=None, session_expiry_s=0, auto_alias=False):
         """Encode CONNECT. ``props`` are extra CONNECT properties (dict); ``will`` a
         ``Will``."""
-        self._ready_out()
         if self.state != _DISCONNECTED:
             raise _c._err(_E_ALREADY)
         p = {} if props is None else dict(props)
@@ -543,7 +538,8 @@ class Session:
         if self.state != _CONNECTED or (qos and not self.window_open()) or self._queue:
             _rare_paths().enqueue(self, topic, payload, qos, retain, props, token, topic_alias)
             return 0
-        self._ready_out()
+        if self.out_len or self.out_tail is not None:
+            raise _c._err(_E_NOT_FLUSHED)
         return self._send_publish(topic, payload, qos, retain, props, topic_alias, token)
 
     def _send_publish(self, topic, payload, qos, retain, props, topic_alias, token):
@@ -603,8 +599,15 @@ class Session:
             if pid not in self._pids and pid not in self._pending_sub:
                 return pid
 
-    def _free_slot(self, start):
+    def _free_slot(self, start, rc=-1):
+        """Free the in-flight slot at ``start``. Given the reason code ``rc`` of the
+        acknowledgement that ends it, ``ev_*`` say which message, and the event
+        (EV_PUBLISH_DONE or EV_PUBLISH_FAILED) is returned."""
         sl = self._slots
+        if rc >= 0:
+            self.ev_pid = sl[start + _PID]
+            self.ev_rc = rc
+            self.ev_token = sl[start + _TOKEN]
         sl[start + _STATE] = _FREE
         self._pids[start // _SLOT] = 0
         if sl[start + _FLAGS] & _F_RESEND:
@@ -615,6 +618,7 @@ class Session:
         sl[start + _PROPS] = None
         sl[start + _TOKEN] = None
         self._inflight -= 1
+        return _EV_PUBLISH_FAILED if rc >= 0x80 else _EV_PUBLISH_DONE
 
     def drop_waiting(self):
         """The tokens of all that waits on the server, in a new list (cold path): the
@@ -674,7 +678,11 @@ class Session:
     def _encode_cold(self, encode, *args):
         """A cold-path packet (CONNECT, SUBSCRIBE, ...) into ``out``; one larger than
         ``out`` (long credentials, a big will) gets a buffer of its own, sent as
-        ``out_tail``. Returns its length; ``out_len``/``out_tail`` are set."""
+        ``out_tail``. Returns its length; ``out_len``/``out_tail`` are set. Refused
+        while the last packet is not ``flushed`` (checked here, before anything is
+        encoded: the callers change no state before)."""
+        if self.out_len or self.out_tail is not None:
+            raise _c._err(_E_NOT_FLUSHED)
         try:
             n = encode(self.out, *args)
             self.out_len = n
@@ -686,7 +694,6 @@ class Session:
 
     def subscribe(self, subscriptions, props=None, token=None):
         """Encode SUBSCRIBE for ``[(filter, options), ...]``; returns the packet id."""
-        self._ready_out()
         if self.state != _CONNECTED:
             raise _c._err(_E_NOT_CONNECTED)
         lim = self.limits
@@ -712,7 +719,6 @@ class Session:
 
     def disconnect(self, reason_code=0, props=None):
         """Encode DISCONNECT; the session is then disconnected."""
-        self._ready_out()
         if self.state == _DISCONNECTED:
             raise _c._err(_E_NOT_CONNECTED)
         if (props and self._connect_flags & _CF_EXPIRY_ZERO
@@ -805,7 +811,7 @@ class Session:
                         a.packet_id = pid
                         a.reason_code = 0
                         a.prop_start = a.prop_end = 0
-                        return self._complete(i, 0)
+                        return self._free_slot(i, 0)
             r = rd.reader.reset(rd.buf, rd.body_start, rd.body_end)
             t = first >> 4
             if self.state == _CONNECTING:
@@ -865,7 +871,7 @@ class Session:
                 if t == _PUBACK:
                     if st != _WAIT_PUBACK:
                         raise _c._err(_E_UNKNOWN_PUBACK, pid)
-                    return self._complete(i, a.reason_code)
+                    return self._free_slot(i, a.reason_code)
                 return _rare_paths().ack_qos2(self, a, i, st)
             if t == _PINGRESP:
                 if r.pos != r.end or first & 0x0F:
@@ -926,14 +932,8 @@ class Session:
     def ack(self, key):
         """Encode the PUBACK / PUBREC ``defer_ack`` put off (nothing if the
         connection it came on is gone: the server sends the message again)."""
-        self._ready_out()
+        if self.out_len or self.out_tail is not None:
+            raise _c._err(_E_NOT_FLUSHED)
         if key and self.state == _CONNECTED:
             self.out_len = _c.encode_ack(self.out, _PUBACK if key >> 16 == 1 else _PUBREC,
                                          key & 0xFFFF)
-
-    def _complete(self, start, rc):
-        self.ev_pid = self._slots[start + _PID]
-        self.ev_rc = rc
-        self.ev_token = self._slots[start + _TOKEN]
-        self._free_slot(start)
-        return _EV_PUBLISH_FAILED if rc >= 0x80 else _EV_PUBLISH_DONE
