@@ -393,7 +393,7 @@ def encode_subscribe(buf, packet_id, subscriptions, props=None):
         if isinstance(sid, (list, tuple)) and len(sid) != 1:
             raise _err(_E_ONE_SID)
     rem = 2 + vbi_size(psize) + psize
-    from .topic import filter_ok  # (here: one global fewer; a SUBSCRIBE allocates anyway)
+    from .topic import filter_ok, share_prefix_len  # (here: two globals fewer; cold)
 
     encoded = []
     for filt, options in subscriptions:
@@ -403,7 +403,7 @@ def encode_subscribe(buf, packet_id, subscriptions, props=None):
         if (not isinstance(options, int) or options & 0xC0 or (options & 3) == 3
                 or (options >> 4) & 3 == 3):
             raise _err(_E_SUB_OPTIONS, options)
-        if options & 4 and f[:7] == b"$share/":
+        if options & 4 and share_prefix_len(f) > 0:
             raise _err(_E_NO_LOCAL_SHARED)
         encoded.append(f)
         rem += 2 + len(f) + 1

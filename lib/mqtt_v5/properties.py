@@ -305,13 +305,14 @@ def size(props, where):
             n = -1
             if ptype <= _T_U32:
                 # One, two or four bytes: the value fits in 1 bit (every one-byte property
-                # is 0 or 1, Maximum QoS too: absent means 2), 16 or 32 bits (a tuple of
-                # small ints, no maximum as a constant: frozen, 0xFFFF in a tuple is a long
-                # int in ROM). Receive Maximum, Topic Alias and Maximum Packet Size are
-                # never 0.
-                if isinstance(v, int) and v >= 0 and not v >> (0, 1, 16, 32)[ptype] and (
-                        v or pid not in (_PROP_RECEIVE_MAXIMUM, _PROP_TOPIC_ALIAS,
-                                         _PROP_MAXIMUM_PACKET_SIZE)):
+                # is 0 or 1, Maximum QoS too: absent means 2), 16 or 32 bits (shifts, not
+                # a maximum: 0xFFFFFFFF is a long int). Receive Maximum, Topic Alias and
+                # Maximum Packet Size are never 0. (No constant tuples here and in check:
+                # loaded from a .mpy, each is an object in RAM.)
+                if isinstance(v, int) and v >= 0 and not v >> (
+                        1 if ptype == _T_BYTE else 16 * (ptype - 1)) and (
+                        v or not (pid == _PROP_RECEIVE_MAXIMUM or pid == _PROP_TOPIC_ALIAS
+                                  or pid == _PROP_MAXIMUM_PACKET_SIZE)):
                     n = 1 << (ptype - 1)
             elif ptype == _T_VBI:
                 if isinstance(v, int) and 1 <= v <= _VBI_MAX:
@@ -533,8 +534,8 @@ def check(r, where):
                     alias = v
             else:
                 v = r.u32()
-            if v == 0 and pid in (_PROP_RECEIVE_MAXIMUM, _PROP_TOPIC_ALIAS,
-                                  _PROP_MAXIMUM_PACKET_SIZE):
+            if v == 0 and (pid == _PROP_RECEIVE_MAXIMUM or pid == _PROP_TOPIC_ALIAS
+                           or pid == _PROP_MAXIMUM_PACKET_SIZE):
                 # Receive Maximum 0 (spec 3.1.2.11.3, 3.2.2.3.3), Topic Alias 0
                 # [MQTT-3.3.2-8], Maximum Packet Size 0 (3.1.2.11.4)
                 raise _error(_E_ZERO, pid, 0x82)
