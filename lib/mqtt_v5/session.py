@@ -263,18 +263,18 @@ class Message:
 
     def __getattr__(self, name):
         # Called only for a name neither the instance nor the class has.
-        s = self._session
         if name == "topic":
             if self._topic is None:
+                s = self._session
                 self._topic = str(s.topic_buf[s.topic_start:s.topic_end], "utf-8")
             return self._topic
         if name == "payload":
             if self._payload is None:
-                self._payload = s.msg.payload()
+                self._payload = self._session.msg.payload()
             return self._payload
         if name == "properties":
             if self._props is None:
-                self._props = s.msg.properties()
+                self._props = self._session.msg.properties()
             return self._props
         raise AttributeError(name)
 
