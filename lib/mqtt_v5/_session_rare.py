@@ -304,9 +304,12 @@ def inbound_alias(self, m):
     """Session.poll for a PUBLISH ``m`` with a Topic Alias: a topic with it (re)maps the
     alias; the alias alone stands for its topic, then in ``topic_buf``."""
     alias = m.topic_alias
-    if alias >= len(self._alias_in):
+    amax = self._conf[5]  # topic_alias_maximum
+    if alias > amax:
         # [MQTT-3.3.2-9] above the Topic Alias Maximum we sent
-        raise _c._err(87, alias, len(self._alias_in) - 1)  # _E_ALIAS_ABOVE_MAX
+        raise _c._err(87, alias, amax)  # _E_ALIAS_ABOVE_MAX
+    if self._alias_in is None:
+        self._alias_in = [None] * (amax + 1)
     known = self._alias_in[alias]
     start = m.topic_start
     n = m.topic_end - start
@@ -332,6 +335,8 @@ def publish_qos2(self, m):
     """An incoming QoS 2 PUBLISH: EV_CONTINUE (PUBREC again) for a resend of one
     already delivered, else None (deliver it; it is recorded now)."""
     pid = m.packet_id
+    if self._in_qos2 is None:
+        self._in_qos2 = [0] * self._conf[4]  # receive_maximum
     slot = -1
     for i in range(len(self._in_qos2)):
         v = self._in_qos2[i]
@@ -355,7 +360,7 @@ def ack_qos2(self, a, i, st):
     t = a.type
     pid = a.packet_id
     if t == _PUBREL:
-        for k in range(len(self._in_qos2)):
+        for k in range(len(self._in_qos2 or ())):
             if self._in_qos2[k] == pid:
                 self._in_qos2[k] = 0
                 self.out_len = _c.encode_ack(self.out, _PUBCOMP, pid)

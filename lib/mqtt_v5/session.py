@@ -125,6 +125,8 @@ _C_PING_TIMEOUT_MS = const(0)
 _C_CONNECT_TIMEOUT_MS = const(1)
 _C_MAX_QUEUED = const(2)
 _C_MAX_QUEUED_BYTES = const(3)
+_C_RECEIVE_MAXIMUM = const(4)
+_C_TOPIC_ALIAS_MAXIMUM = const(5)
 
 # What the last CONNECT asked (``_connect_flags`` bits).
 _CF_AUTO_ALIAS = const(1)
@@ -365,7 +367,8 @@ class Session:
         self.limits = Limits()
         self.state = _DISCONNECTED
         self.keep_alive_ms = 0
-        self._conf = (ping_timeout_ms, connect_timeout_ms, max_queued, max_queued_bytes)
+        self._conf = (ping_timeout_ms, connect_timeout_ms, max_queued, max_queued_bytes,
+                      receive_maximum, topic_alias_maximum)
         # Outgoing in-flight table, fixed size (see _SLOT); max_inflight is len(_pids).
         free = [0, _FREE, 0, 0, None, None, None, None]  # type: list
         self._slots = free * max_inflight
@@ -377,16 +380,19 @@ class Session:
         self._inflight = 0
         self._window = max_inflight
         self._next_pid = 0
-        # Incoming QoS 2 packet ids awaiting PUBREL.
-        self._in_qos2 = [0] * receive_maximum
+        # Incoming QoS 2 packet ids awaiting PUBREL: a list of receive_maximum, made by
+        # the first such message of a connection (None until then).
+        self._in_qos2 = None  # type: Any
         # SUBSCRIBE/UNSUBSCRIBE awaiting their ack: pid -> (token, what the ack must
         # match: the QoS asked per filter, bytes-like) (cold path).
         self._pending_sub = {}
         # Offline queue: [topic, payload, qos, retain, props, token] entries.
         self._queue = []
         self._queued_bytes = 0
-        # Topic aliases: inbound alias -> topic bytes; outbound topic -> alias.
-        self._alias_in = [None] * (topic_alias_maximum + 1)  # type: list
+        # Topic aliases: inbound alias -> topic bytes (a list made by the first inbound
+        # alias of a connection, None until then; a server seldom sends one); outbound
+        # topic -> alias.
+        self._alias_in = None  # type: Any
         self._alias_out = {}
         self._connect_flags = _CF_CLEAN_START | _CF_EXPIRY_ZERO
         # Timers.
@@ -428,10 +434,10 @@ class Session:
         if self.state != _DISCONNECTED:
             raise _c._err(_E_ALREADY)
         p = {} if props is None else dict(props)
-        p[_PROP_RECEIVE_MAXIMUM] = len(self._in_qos2)
+        p[_PROP_RECEIVE_MAXIMUM] = self._conf[_C_RECEIVE_MAXIMUM]
         p[_PROP_MAXIMUM_PACKET_SIZE] = self.reader.max_packet_size
-        if len(self._alias_in) > 1:
-            p[_PROP_TOPIC_ALIAS_MAXIMUM] = len(self._alias_in) - 1
+        if self._conf[_C_TOPIC_ALIAS_MAXIMUM] > 0:
+            p[_PROP_TOPIC_ALIAS_MAXIMUM] = self._conf[_C_TOPIC_ALIAS_MAXIMUM]
         if session_expiry_s:
             p[_PROP_SESSION_EXPIRY_INTERVAL] = session_expiry_s
         self._encode_cold(_c.encode_connect, self.client_id, clean_start, keep_alive_s,
@@ -449,8 +455,7 @@ class Session:
         self._last_recv = now_ms
         self._ping_sent = -1
         if clean_start:
-            for i in range(len(self._in_qos2)):
-                self._in_qos2[i] = 0
+            self._in_qos2 = None
 
     def connection_lost(self):
         """The transport closed. Unacknowledged messages stay for a resend."""
@@ -835,14 +840,12 @@ class Session:
                         self.keep_alive_ms = lim.server_keep_alive * 1000
                     self._window = min(len(self._pids), lim.receive_maximum)
                     self._alias_out = {}
-                    for i in range(len(self._alias_in)):
-                        self._alias_in[i] = None
+                    self._alias_in = None
                     self.state = _CONNECTED
                     if not pkt.session_present:
                         # The server has no session: our unacknowledged publishes go out
                         # again as new messages, so nothing accepted is lost (MQTT 5.0 §4.1).
-                        for i in range(len(self._in_qos2)):
-                            self._in_qos2[i] = 0
+                        self._in_qos2 = None
                         if self._inflight:
                             _rare_paths().requeue(self)
                     return _EV_CONNACK
