@@ -132,7 +132,8 @@ def requeue(self):
             self.ev_orphans.append((sl[i + _PID], sl[i + _TOKEN]))
         self._free_slot(i)
     if front:
-        self._queue = front + self._queue
+        front.extend(self._queue)
+        self._queue = front
 
 
 def oldest(self, resend_only, pubrel_only=False):
@@ -248,6 +249,8 @@ def enqueue(self, topic, payload, qos, retain, props, token, alias=0):
         raise QueueFull("offline queue full (%d messages, %d bytes)"
                         % (len(self._queue), self._queued_bytes))
     # The message waits as given; the caller must not change a mutable payload.
+    if not self._queue:
+        self._queue = []  # (the first: see Session.__init__)
     self._queue.append([topic, payload, qos, retain, props, token, alias])
     self._queued_bytes += size
 
@@ -266,6 +269,8 @@ def outbound_alias(self, topic, requested):
             raise UsageError("the server allows no topic aliases", 0x94)
         return 0
     key = topic if not isinstance(topic, str) else topic.encode()
+    if self._alias_out is None:
+        self._alias_out = {}  # (the first use on this connection: see Session.__init__)
     known = self._alias_out.get(key, 0)
     if requested:
         if requested > amax:

@@ -386,14 +386,16 @@ class Session:
         # SUBSCRIBE/UNSUBSCRIBE awaiting their ack: pid -> (token, what the ack must
         # match: the QoS asked per filter, bytes-like) (cold path).
         self._pending_sub = {}
-        # Offline queue: [topic, payload, qos, retain, props, token] entries.
-        self._queue = []
+        # Offline queue: [topic, payload, qos, retain, props, token, alias] entries, a list
+        # once one was queued (() until then: nothing to allocate for a client that
+        # never queues).
+        self._queue = ()  # type: Any
         self._queued_bytes = 0
-        # Topic aliases: inbound alias -> topic bytes (a list made by the first inbound
-        # alias of a connection, None until then; a server seldom sends one); outbound
-        # topic -> alias.
+        # Topic aliases, each table made on a connection's first use (None until then):
+        # inbound alias -> topic bytes (a list; a server seldom sends one); outbound
+        # topic -> alias (a dict).
         self._alias_in = None  # type: Any
-        self._alias_out = {}
+        self._alias_out = None  # type: Any
         self._connect_flags = _CF_CLEAN_START | _CF_EXPIRY_ZERO
         # Timers.
         self._last_sent = 0
@@ -636,7 +638,7 @@ class Session:
                 tokens.append(sl[i + _TOKEN])
         for e in self._queue:
             tokens.append(e[5])
-        self._queue = []
+        self._queue = ()
         self._queued_bytes = 0
         for req in self._pending_sub.values():
             tokens.append(req[0])
@@ -839,7 +841,7 @@ class Session:
                         # [MQTT-3.2.2-21] the server's keep alive replaces ours
                         self.keep_alive_ms = lim.server_keep_alive * 1000
                     self._window = min(len(self._pids), lim.receive_maximum)
-                    self._alias_out = {}
+                    self._alias_out = None
                     self._alias_in = None
                     self.state = _CONNECTED
                     if not pkt.session_present:
