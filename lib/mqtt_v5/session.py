@@ -23,7 +23,8 @@ blocking facade, or a test) moves data:
   ``on_timer(now_ms)`` sends PINGREQ when due and raises ``MqttTimeout`` for a
   dead link or a CONNACK that never came.
 
-Buffers and the in-flight table are allocated once, in ``__init__``. In
+Buffers and the in-flight table are allocated once, in ``__init__`` (the tables of
+incoming QoS 2 ids and topic aliases, and the offline queue, by their first use). In
 steady state, publishing and receiving QoS 0/1 allocate nothing here.
 
 Errors: a peer that breaks the protocol makes ``poll`` queue a DISCONNECT
