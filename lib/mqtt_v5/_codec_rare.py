@@ -9,7 +9,6 @@ from . import properties as _p
 from .codec import (
     Packet,
     PublishView,
-    _check_id,
     _check_str,
     _err,
     _header,
@@ -20,6 +19,28 @@ from .codec import (
 from .errors import ProtocolError, UsageError
 from .properties import vbi_size, write_bin, write_u16
 from .topic import filter_ok, topic_name_ok
+
+
+def check_flags(first):
+    """The flags of the fixed header's first byte [MQTT-2.1.3-1]."""
+    t = first >> 4
+    flags = first & 0x0F
+    if t == PUBREL or t == SUBSCRIBE or t == UNSUBSCRIBE:
+        if flags != 0x02:
+            raise _err(25, t)  # codec's _E_FLAGS_0010
+    elif t != PUBLISH and flags:
+        raise _err(26, t)  # codec's _E_FLAGS_0
+
+
+def _check_id(packet_id):
+    if not 0 < packet_id <= 0xFFFF:
+        raise _err(3)  # codec's _E_PACKET_ID
+
+
+def publish_size(topic_len, payload_len, qos, psize):
+    """Total bytes of a PUBLISH with a property block of ``psize`` bytes."""
+    rem = 2 + topic_len + (2 if qos else 0) + vbi_size(psize) + psize + payload_len
+    return 1 + vbi_size(rem) + rem
 
 
 def _expect_end(r):

@@ -1,10 +1,22 @@
 """The cold half of ``properties``: the texts of the errors it raises, loaded when the
 first one is raised (until then they cost a device no RAM), the property identifiers
-no module a device imports uses, and ``prop_type`` / ``allowed_in`` (``properties.__getattr__``
-hands them out)."""
+(the modules a device imports fold their own), and ``prop_type`` / ``allowed_in``
+(``properties.__getattr__`` hands them out)."""
 
 from .errors import ProtocolError, UsageError
 
+PROP_PAYLOAD_FORMAT_INDICATOR = 0x01
+PROP_MESSAGE_EXPIRY_INTERVAL = 0x02
+PROP_CONTENT_TYPE = 0x03
+PROP_RESPONSE_TOPIC = 0x08
+PROP_CORRELATION_DATA = 0x09
+PROP_SUBSCRIPTION_IDENTIFIER = 0x0B
+PROP_ASSIGNED_CLIENT_IDENTIFIER = 0x12
+PROP_RESPONSE_INFORMATION = 0x1A
+PROP_SERVER_REFERENCE = 0x1C
+PROP_REASON_STRING = 0x1F
+PROP_TOPIC_ALIAS = 0x23
+PROP_USER_PROPERTY = 0x26
 PROP_SESSION_EXPIRY_INTERVAL = 0x11
 PROP_SERVER_KEEP_ALIVE = 0x13
 PROP_AUTHENTICATION_METHOD = 0x15

@@ -33,11 +33,14 @@ from ._codec_rare import (  # noqa: F401  (the public names codec gives through 
     UNSUBACK,
     UNSUBSCRIBE,
     AckView,
+    _check_id,
     _expect_end,
     _props,
+    check_flags,
     encode_auth,
     encode_publish,
     encode_unsubscribe,
+    publish_size,
 )
 from ._compat import const
 from .codec import (  # noqa: F401  (the client half, re-exported; private ones used below)
@@ -45,8 +48,6 @@ from .codec import (  # noqa: F401  (the client half, re-exported; private ones 
     PacketReader,
     PublishView,
     Will,
-    _check_flags,
-    _check_id,
     _header,
     decode_ack_into,
     decode_publish_into,
@@ -56,7 +57,6 @@ from .codec import (  # noqa: F401  (the client half, re-exported; private ones 
     encode_publish_header,
     encode_publish_plain,
     encode_subscribe,
-    publish_size,
     reason_allowed,
     sub_options,
 )
@@ -440,7 +440,7 @@ def decode_body(first, r):  # type: ignore[no-redef]
     """Decode the packet whose first byte is ``first`` and whose body is under
     reader ``r``, of any type, either direction; returns a packet object (cold path)."""
     t = first >> 4
-    _check_flags(first)
+    check_flags(first)
     if t == PUBLISH:
         v = decode_publish_into(PublishView(), first, r)
         return Publish(v.topic(), v.payload(), v.qos, v.retain, v.dup, v.packet_id,

@@ -13,6 +13,23 @@ from ._compat import const
 from .errors import ProtocolError, QueueFull, UsageError
 from .topic import is_wildcard, share_prefix_len
 
+# session.py's public constants (``session.X`` finds them here: see its ``__getattr__``).
+# Connection states:
+DISCONNECTED = const(0)
+CONNECTING = const(1)
+CONNECTED = const(2)
+# Events returned by Session.poll():
+EV_NONE = const(0)  # nothing more to do until more bytes arrive
+EV_CONTINUE = const(1)  # a packet was handled internally (output may be pending)
+EV_CONNACK = const(2)  # ev_rc, ev_session_present, ev_props
+EV_MESSAGE = const(3)  # msg, topic_buf/start/end
+EV_PUBLISH_DONE = const(4)  # ev_pid, ev_rc, ev_token: QoS 1 PUBACK or QoS 2 PUBCOMP
+EV_PUBLISH_FAILED = const(5)  # ev_pid, ev_rc >= 0x80, ev_token
+EV_SUBACK = const(6)  # ev_pid, ev_codes, ev_props
+EV_UNSUBACK = const(7)  # ev_pid, ev_codes, ev_props
+EV_DISCONNECT = const(8)  # ev_rc, ev_props (server sent DISCONNECT)
+EV_AUTH = const(9)  # ev_rc, ev_props
+
 # (session.py's, repeated: const() names are local to their module)
 _FREE = const(0)
 _WAIT_PUBACK = const(1)
@@ -31,10 +48,6 @@ _F_RETAIN = const(1)
 _F_RESEND = const(2)
 _F_CARRIED = const(4)
 _SEQ_MASK = const(0x3FFFFFF)
-_EV_CONTINUE = const(1)
-_EV_AUTH = const(9)
-_DISCONNECTED = const(0)
-_CONNECTED = const(2)
 # codec's packet types (codec.X would go through its __getattr__: an import each time)
 _CONNACK = const(2)
 _PUBLISH = const(3)
@@ -119,7 +132,8 @@ def requeue(self):
             self.ev_orphans.append((sl[i + _PID], sl[i + _TOKEN]))
         self._free_slot(i)
     if front:
-        self._queue = front + self._queue
+        front.extend(self._queue)
+        self._queue = front
 
 
 def oldest(self, resend_only, pubrel_only=False):
@@ -217,8 +231,10 @@ def _resend_refused(self, i):
         # [MQTT-3.2.2-11] never above the server's Maximum QoS
         return _c._err(78, lim.maximum_qos)  # _E_QOS_ABOVE_MAX
     props = sl[i + _PROPS]
-    size = _c.publish_size(len(sl[i + _TOPIC]), len(sl[i + _PAYLOAD]), qos,
-                           _p.size(props, 1 << _PUBLISH) if props else 0)
+    from ._codec_rare import publish_size
+
+    size = publish_size(len(sl[i + _TOPIC]), len(sl[i + _PAYLOAD]), qos,
+                        _p.size(props, 1 << _PUBLISH) if props else 0)
     if size > lim.maximum_packet_size:
         # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
         return _c._err(80, size, lim.maximum_packet_size)  # _E_PUBLISH_TOO_BIG
@@ -233,6 +249,8 @@ def enqueue(self, topic, payload, qos, retain, props, token, alias=0):
         raise QueueFull("offline queue full (%d messages, %d bytes)"
                         % (len(self._queue), self._queued_bytes))
     # The message waits as given; the caller must not change a mutable payload.
+    if not self._queue:
+        self._queue = []  # (the first: see Session.__init__)
     self._queue.append([topic, payload, qos, retain, props, token, alias])
     self._queued_bytes += size
 
@@ -251,6 +269,8 @@ def outbound_alias(self, topic, requested):
             raise UsageError("the server allows no topic aliases", 0x94)
         return 0
     key = topic if not isinstance(topic, str) else topic.encode()
+    if self._alias_out is None:
+        self._alias_out = {}  # (the first use on this connection: see Session.__init__)
     known = self._alias_out.get(key, 0)
     if requested:
         if requested > amax:
@@ -285,12 +305,43 @@ def remember_alias(self, topic, alias):
     self._alias_out[key] = alias
 
 
+def inbound_alias(self, m):
+    """Session.poll for a PUBLISH ``m`` with a Topic Alias: a topic with it (re)maps the
+    alias; the alias alone stands for its topic, then in ``topic_buf``."""
+    alias = m.topic_alias
+    amax = self._conf[5]  # topic_alias_maximum
+    if alias > amax:
+        # [MQTT-3.3.2-9] above the Topic Alias Maximum we sent
+        raise _c._err(87, alias, amax)  # _E_ALIAS_ABOVE_MAX
+    if self._alias_in is None:
+        self._alias_in = [None] * (amax + 1)
+    known = self._alias_in[alias]
+    start = m.topic_start
+    n = m.topic_end - start
+    if n:
+        if known is not None and len(known) == n:
+            for k in range(n):  # (compared in place: the same topic allocates nothing)
+                if known[k] != m.buf[start + k]:
+                    break
+            else:
+                return
+        self._alias_in[alias] = bytes(m.buf[start:m.topic_end])
+    elif known is None:
+        raise _c._err(88, alias)  # _E_UNKNOWN_ALIAS
+    else:
+        self.topic_buf = known
+        self.topic_start = 0
+        self.topic_end = len(known)
+
+
 # --------------------------------------------------------------------- QoS 2 --
 
 def publish_qos2(self, m):
     """An incoming QoS 2 PUBLISH: EV_CONTINUE (PUBREC again) for a resend of one
     already delivered, else None (deliver it; it is recorded now)."""
     pid = m.packet_id
+    if self._in_qos2 is None:
+        self._in_qos2 = [0] * self._conf[4]  # receive_maximum
     slot = -1
     for i in range(len(self._in_qos2)):
         v = self._in_qos2[i]
@@ -298,7 +349,7 @@ def publish_qos2(self, m):
             # A resend of a message we already have: acknowledge, do
             # not deliver twice (exactly once, MQTT 5.0 §4.3.3).
             self.out_len = _c.encode_ack(self.out, _PUBREC, pid)
-            return _EV_CONTINUE
+            return EV_CONTINUE
         if v == 0 and slot < 0:
             slot = i
     if slot < 0:
@@ -314,33 +365,33 @@ def ack_qos2(self, a, i, st):
     t = a.type
     pid = a.packet_id
     if t == _PUBREL:
-        for k in range(len(self._in_qos2)):
+        for k in range(len(self._in_qos2 or ())):
             if self._in_qos2[k] == pid:
                 self._in_qos2[k] = 0
                 self.out_len = _c.encode_ack(self.out, _PUBCOMP, pid)
-                return _EV_CONTINUE
+                return EV_CONTINUE
         # Unknown id: PUBCOMP with 0x92 Packet Identifier not found (§3.7.2.1).
         self.out_len = _c.encode_ack(self.out, _PUBCOMP, pid, 0x92)
-        return _EV_CONTINUE
+        return EV_CONTINUE
     if t == _PUBREC:
         if st == _WAIT_PUBCOMP:
             # A duplicate PUBREC: answer with PUBREL again.
             self.out_len = _c.encode_ack(self.out, _PUBREL, pid)
-            return _EV_CONTINUE
+            return EV_CONTINUE
         if st != _WAIT_PUBREC:
             self.out_len = _c.encode_ack(self.out, _PUBREL, pid, 0x92)
-            return _EV_CONTINUE
+            return EV_CONTINUE
         if a.reason_code >= 0x80:
             # [MQTT-4.3.3-4] a failed PUBREC ends the exchange
-            return self._complete(i, a.reason_code)
+            return self._free_slot(i, a.reason_code)
         self._slots[i + _STATE] = _WAIT_PUBCOMP
         self._slots[i + _PAYLOAD] = None  # the server has it; free the payload early
         self.out_len = _c.encode_ack(self.out, _PUBREL, pid)
-        return _EV_CONTINUE
+        return EV_CONTINUE
     # PUBCOMP
     if st != _WAIT_PUBCOMP:
         raise ProtocolError("PUBCOMP for unknown packet id %d" % pid, 0x82)
-    return self._complete(i, a.reason_code)
+    return self._free_slot(i, a.reason_code)
 
 
 # ------------------------------------------------------------ other packets --
@@ -384,8 +435,7 @@ def attr(s, name):
 
 def unsubscribe(self, filters, props=None, token=None):
     """Encode UNSUBSCRIBE; returns the packet id."""
-    self._ready_out()
-    if self.state != _CONNECTED:
+    if self.state != CONNECTED:
         raise _c._err(67)  # _E_NOT_CONNECTED
     pid = self._peek_pid()
     from ._codec_rare import encode_unsubscribe
@@ -414,7 +464,7 @@ def handle_other(self, first, r, t):
         pkt = _c.decode_body(first, r)
         self.ev_rc = pkt.reason_code
         self.ev_props = pkt.properties
-        return _EV_AUTH
+        return EV_AUTH
     if t == _CONNACK:
         raise ProtocolError("second CONNACK [MQTT-3.2.0-2]", 0x82)
     # CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ never go server -> client.
@@ -423,7 +473,6 @@ def handle_other(self, first, r, t):
 
 def auth(self, reason_code, props):
     """Encode AUTH (enhanced authentication)."""
-    self._ready_out()
     from ._codec_rare import encode_auth
 
     self._encode_cold(encode_auth, reason_code, props)
@@ -433,8 +482,9 @@ def ping(self, now_ms):
     """Encode a PINGREQ now, whether or not keep-alive wants one (a liveness
     check); ``ping_pending()`` is True until the PINGRESP arrives, and the
     usual ping timeout applies."""
-    self._ready_out()
-    if self.state != _CONNECTED:
+    if self.out_len or self.out_tail is not None:
+        raise _c._err(65)  # _E_NOT_FLUSHED
+    if self.state != CONNECTED:
         raise _c._err(67)  # _E_NOT_CONNECTED
     self.out[0] = 0xC0  # PINGREQ
     self.out[1] = 0
@@ -464,10 +514,10 @@ def abort(self, rc):
     DISCONNECT ``rc``; the session is disconnected."""
     self.out_len = 0
     self.out_tail = None
-    if self.state != _DISCONNECTED:
+    if self.state != DISCONNECTED:
         ok = _c.reason_allowed(_DISCONNECT, rc)
         self.out_len = _c.encode_disconnect(self.out, rc if ok else 0x82)
-    self.state = _DISCONNECTED
+    self.state = DISCONNECTED
 
 
 def repr_of(obj):

@@ -30,7 +30,7 @@ large. Encoders raise ``UsageError`` for arguments MQTT does not allow.
 On a device this module holds only what a client's everyday path runs: errors are
 raised by number (``_err``; their texts load with ``_errtext`` on the first one), and
 the public names the everyday path does not use (``CONNECT`` ... ``AUTH``,
-``PACKET_NAMES``, ``AckView``, ``encode_publish``, ``PINGREQ_BYTES``, ``Will``, ...) live in
+``PACKET_NAMES``, ``AckView``, ``encode_publish``, ``publish_size``, ``Will``, ...) live in
 ``_codec_rare``, where ``codec.X`` finds them (``__getattr__``).
 """
 
@@ -44,7 +44,7 @@ from builtins import len
 from . import properties as _p
 from ._compat import const
 from .properties import vbi_size, write_bin, write_u16
-from .topic import filter_ok, is_wildcard, topic_name_ok
+from .topic import is_wildcard, topic_name_ok
 
 # Packet types. Public names (CONNECT, ..., AUTH, PACKET_NAMES, AckView, encode_publish, ...)
 # that a device's everyday path does not use live in ``_codec_rare``; this module's
@@ -137,6 +137,11 @@ _W_FILTER = const(3)
 _W_WILL_PAYLOAD = const(4)
 _W_PASSWORD = const(5)
 
+# const() is folded at compile time on MicroPython: only CPython calls it (above). Not
+# kept as a global, its slot takes the next name: 29 globals (a frozen module's too, with
+# its __version__) fit a dict of 29; 32 took 37 slots.
+del const
+
 
 def _err(n, *a):
     """Error number ``n`` (codec's ``_E_*``, session's), formatted with ``a``, to raise."""
@@ -203,11 +208,6 @@ def _header(buf, first, remaining, payload_len=0):
     return _p.write_vbi(buf, 1, remaining)
 
 
-def _check_id(packet_id):
-    if not 0 < packet_id <= 0xFFFF:
-        raise _err(_E_PACKET_ID)
-
-
 def _check_str(value, what):
     """``value`` (str or bytes-like) as bytes, at most 65535 of them: a valid MQTT UTF-8
     string for ``what`` (a ``_W_*``) below ``_W_WILL_PAYLOAD``, binary data from there."""
@@ -260,12 +260,6 @@ def encode_connect(buf, client_id, clean_start=True, keep_alive=0, username=None
     return pos
 
 
-def publish_size(topic_len, payload_len, qos, psize):
-    """Total bytes of a PUBLISH with a property block of ``psize`` bytes."""
-    rem = 2 + topic_len + (2 if qos else 0) + vbi_size(psize) + psize + payload_len
-    return 1 + vbi_size(rem) + rem
-
-
 # The last bytes topic that passed topic_name_ok. bytes are immutable, so the same
 # object again is the same valid name: a device publishing to one topic skips the
 # byte-by-byte scan, a third of a PUBLISH encode. One reference, replaced whole, so
@@ -295,7 +289,8 @@ def encode_publish_header(buf, topic, payload_len, qos=0, packet_id=0, retain=Fa
     if not tlen and not topic_alias and not (props and _PROP_TOPIC_ALIAS in props):
         raise _err(_E_EMPTY_TOPIC)
     if qos:
-        _check_id(packet_id)
+        if not 0 < packet_id <= 0xFFFF:
+            raise _err(_E_PACKET_ID)
     elif dup:
         raise _err(_E_DUP_QOS0)
     psize = _p.size(props, 1 << _PUBLISH) if props else 0
@@ -311,11 +306,11 @@ def encode_publish_header(buf, topic, payload_len, qos=0, packet_id=0, retain=Fa
     pos = write_bin(buf, pos, topic)
     if qos:
         pos = write_u16(buf, pos, packet_id)
-    pos = _p.write_vbi(buf, pos, psize)
-    if topic_alias:
+    pos = _p.write(buf, pos, props, psize)
+    if topic_alias:  # (counted in psize)
         buf[pos] = _PROP_TOPIC_ALIAS
         pos = write_u16(buf, pos + 1, topic_alias)
-    return _p.write_content(buf, pos, props)
+    return pos
 
 
 def encode_publish_plain(buf, topic, payload, qos, packet_id, retain, limit):
@@ -364,7 +359,8 @@ def encode_publish_plain(buf, topic, payload, qos, packet_id, retain, limit):
 
 def encode_ack(buf, ptype, packet_id, reason_code=0, props=None):
     """PUBACK, PUBREC, PUBREL or PUBCOMP (3.4-3.7). Returns the length."""
-    _check_id(packet_id)
+    if not 0 < packet_id <= 0xFFFF:
+        raise _err(_E_PACKET_ID)
     if not reason_allowed(ptype, reason_code):  # (also refuses a ptype not of an ack)
         raise _err(_E_RC_HERE, reason_code)
     first = 0x62 if ptype == _PUBREL else (ptype << 4)
@@ -386,7 +382,8 @@ def encode_ack(buf, ptype, packet_id, reason_code=0, props=None):
 
 def encode_subscribe(buf, packet_id, subscriptions, props=None):
     """SUBSCRIBE (3.8); ``subscriptions`` is a list of ``(filter, options)``."""
-    _check_id(packet_id)
+    if not 0 < packet_id <= 0xFFFF:
+        raise _err(_E_PACKET_ID)
     if not subscriptions:
         raise _err(_E_NO_FILTERS)
     psize = _p.size(props, 1 << _SUBSCRIBE)
@@ -396,6 +393,8 @@ def encode_subscribe(buf, packet_id, subscriptions, props=None):
         if isinstance(sid, (list, tuple)) and len(sid) != 1:
             raise _err(_E_ONE_SID)
     rem = 2 + vbi_size(psize) + psize
+    from .topic import filter_ok, share_prefix_len  # (here: two globals fewer; cold)
+
     encoded = []
     for filt, options in subscriptions:
         f = _check_str(filt, _W_FILTER)
@@ -404,7 +403,7 @@ def encode_subscribe(buf, packet_id, subscriptions, props=None):
         if (not isinstance(options, int) or options & 0xC0 or (options & 3) == 3
                 or (options >> 4) & 3 == 3):
             raise _err(_E_SUB_OPTIONS, options)
-        if options & 4 and f[:7] == b"$share/":
+        if options & 4 and share_prefix_len(f) > 0:
             raise _err(_E_NO_LOCAL_SHARED)
         encoded.append(f)
         rem += 2 + len(f) + 1
@@ -557,16 +556,6 @@ class PublishView:
         return _p.to_dict(self.buf, self.prop_start, self.prop_end)
 
 
-def _check_flags(first):
-    t = first >> 4
-    flags = first & 0x0F
-    if t == _PUBREL or t == _SUBSCRIBE or t == _UNSUBSCRIBE:
-        if flags != 0x02:
-            raise _err(_E_FLAGS_0010, t)
-    elif t != _PUBLISH and flags:
-        raise _err(_E_FLAGS_0, t)
-
-
 def decode_publish_into(view, first, r):
     """Decode the PUBLISH body under reader ``r`` into ``view``, allocating nothing."""
     qos = (first >> 1) & 3
@@ -606,7 +595,8 @@ def decode_publish_into(view, first, r):
 def decode_ack_into(view, first, r):
     """Decode a PUBACK/PUBREC/PUBREL/PUBCOMP body into ``view``."""
     t = first >> 4
-    _check_flags(first)
+    if first & 0x0F != (2 if t == _PUBREL else 0):  # [MQTT-2.1.3-1]
+        raise _err(_E_FLAGS_0010 if t == _PUBREL else _E_FLAGS_0, t)
     view.type = t
     view.buf = r.buf
     pid = r.u16()
@@ -636,7 +626,12 @@ def decode_body(first, r):
     ``r``; returns a ``Packet``. PUBLISH and the acks have their allocation-free
     decoders above; every packet type both ways: ``_server_codec.decode_body``."""
     t = first >> 4
-    _check_flags(first)
+    if first & 0x0F:
+        # Wrong for all a client decodes here (a packet a server receives may have them:
+        # its check says which).
+        from ._codec_rare import check_flags
+
+        check_flags(first)
     if t == _CONNACK:
         ack_flags = r.u8()
         if ack_flags & 0xFE:

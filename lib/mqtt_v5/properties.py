@@ -11,29 +11,20 @@ paths, turned into such a dict by ``to_dict``.
 # the module's globals first, and a miss probes the dict to a free slot; this one held
 # 58 names in 59 slots, so each miss probed most of it (a publish with two user
 # properties makes some twenty such calls: 37 -> 29 us per QoS 0 publish on the unix
-# port). It holds 43 in 47 now (the rarely used identifiers moved out, see below).
+# port). It holds 23 in 23 now (full again, but a probe of 23, not 59: see del const).
 from builtins import isinstance, len  # noqa: UP029  (see above)
 
 from ._compat import const
 
-PROP_PAYLOAD_FORMAT_INDICATOR = const(0x01)
-PROP_MESSAGE_EXPIRY_INTERVAL = const(0x02)
-PROP_CONTENT_TYPE = const(0x03)
-PROP_RESPONSE_TOPIC = const(0x08)
-PROP_CORRELATION_DATA = const(0x09)
-PROP_SUBSCRIPTION_IDENTIFIER = const(0x0B)
-PROP_ASSIGNED_CLIENT_IDENTIFIER = const(0x12)
-PROP_RESPONSE_INFORMATION = const(0x1A)
-PROP_SERVER_REFERENCE = const(0x1C)
-PROP_REASON_STRING = const(0x1F)
-PROP_TOPIC_ALIAS = const(0x23)
-PROP_USER_PROPERTY = const(0x26)
-
-# The identifiers no module a device imports uses (CONNECT/CONNACK limits, AUTH, the
-# will's delay: the server side and the cold paths) are ``_properties_rare``'s, handed
-# out by ``__getattr__`` below on first use (``properties.PROP_X`` and ``from
-# .properties import PROP_X`` work as before): here each would cost a device a global
-# and an interned name. Two of them, folded, for the checks below:
+# The property identifiers (``PROP_*``) are ``_properties_rare``'s, handed out by
+# ``__getattr__`` below on first use (``properties.PROP_X`` and ``from .properties import
+# PROP_X`` work as before): the modules a device imports fold their own const()s, and
+# here each would cost a device a global and an interned name. Those the checks below
+# need, folded:
+_PROP_RESPONSE_TOPIC = const(0x08)
+_PROP_SUBSCRIPTION_IDENTIFIER = const(0x0B)
+_PROP_TOPIC_ALIAS = const(0x23)
+_PROP_USER_PROPERTY = const(0x26)
 _PROP_RECEIVE_MAXIMUM = const(0x21)
 _PROP_MAXIMUM_PACKET_SIZE = const(0x27)
 
@@ -151,7 +142,7 @@ def _error(n, arg=None, code=0):
 
 
 def __getattr__(name):
-    # PROP_SESSION_EXPIRY_INTERVAL, W_WILL, ... (see the identifiers above): from
+    # PROP_USER_PROPERTY, W_WILL, ... (see the identifiers above): from
     # _properties_rare, then kept here. Not dunders: an import probes ``__path__``.
     if name[0] == "_":
         raise AttributeError(name)
@@ -247,6 +238,10 @@ _BYTES = (bytes, bytearray, memoryview)
 _CACHE_SLOTS = const(8)
 _CACHE_MAX = const(64)
 _cache = [None] * _CACHE_SLOTS + [0]  # type: list  # the pairs, then the next slot to replace
+# const() is folded at compile time on MicroPython: only CPython calls it (above). Not
+# kept as a global: 23 globals fit a dict of 23 (24, a frozen module's with its
+# __version__, take 29).
+del const
 
 
 def _str_bytes(s):
@@ -272,41 +267,6 @@ def _str_bytes(s):
     return None
 
 
-def _value_size(pid, ptype, value):
-    """Encoded size of one property value, after checking it by the rules ``check``
-    applies on receipt (never send what a strict peer, or our own decoder, must
-    refuse); UsageError for a bad one."""
-    n = -1
-    if ptype <= _T_U32:
-        # One, two or four bytes: the value fits in 1 bit (every one-byte property is 0
-        # or 1, Maximum QoS too: absent means 2), 16 or 32 bits (a tuple of small ints,
-        # no maximum as a constant: frozen, 0xFFFF in a tuple is a long int in ROM).
-        # Receive Maximum, Topic Alias and Maximum Packet Size are never 0.
-        if isinstance(value, int) and value >= 0 and not value >> (0, 1, 16, 32)[ptype] and (
-                value or pid not in (_PROP_RECEIVE_MAXIMUM, PROP_TOPIC_ALIAS,
-                                     _PROP_MAXIMUM_PACKET_SIZE)):
-            n = 1 << (ptype - 1)
-    elif ptype == _T_VBI:
-        if isinstance(value, int) and 1 <= value <= _VBI_MAX:
-            n = vbi_size(value)
-    elif ptype == _T_PAIR:
-        if isinstance(value, _SEQ) and len(value) == 2:
-            k = _str_bytes(value[0])
-            v = _str_bytes(value[1])
-            if k is not None and v is not None:
-                n = len(k) + len(v) + 4
-    elif ptype == _T_UTF8:
-        b = _str_bytes(value)
-        n = -1 if b is None else len(b) + 2
-        if n > 0 and pid == PROP_RESPONSE_TOPIC and (not b or is_wildcard(b, 0, len(b))):
-            n = -1  # [MQTT-3.3.2-14] no wildcards; [MQTT-4.7.3-1] at least one character
-    elif isinstance(value, _BYTES) and len(value) <= 0xFFFF:
-        n = 2 + len(value)
-    if n < 0:
-        raise _error(_E_BAD_VALUE, (pid, value))
-    return n
-
-
 def is_wildcard(buf, start=0, end=-1):
     """True if ``buf[start:end]`` contains '+' or '#'. Allocates nothing. (topic's,
     kept here because topic.py imports this module: the Response Topic's check too.)"""
@@ -323,9 +283,11 @@ def is_wildcard(buf, start=0, end=-1):
 
 def size(props, where):
     """Byte length of the encoded property block *content* (without its length
-    prefix). Validates every property for packet kind ``where``; raises
-    UsageError on anything the spec does not allow. No generator, no list: plain
-    loops over the dict and the repeated values allocate nothing on MicroPython."""
+    prefix). Validates every property for packet kind ``where``, each value by the rules
+    ``check`` applies on receipt (never send what a strict peer, or our own decoder, must
+    refuse); raises UsageError on anything the spec does not allow. No generator, no
+    list: plain loops over the dict and the repeated values allocate nothing on
+    MicroPython."""
     if not props:
         return 0
     total = 0
@@ -336,62 +298,82 @@ def size(props, where):
             raise _error(_E_UNKNOWN, (pid,))
         if not (_WHERE[2 * pid] << 8 | _WHERE[2 * pid + 1]) & where:
             raise _error(_E_NOT_HERE, pid)
-        if pid == PROP_USER_PROPERTY or (
-                pid == PROP_SUBSCRIPTION_IDENTIFIER and isinstance(value, _SEQ)):
-            for v in value:
-                total += 1 + _value_size(pid, ptype, v)
-        else:
-            total += vbi_size(pid) + _value_size(pid, ptype, value)
+        many = (pid == _PROP_USER_PROPERTY or pid == _PROP_SUBSCRIPTION_IDENTIFIER) and \
+            isinstance(value, _SEQ)  # (the two that repeat: a list or tuple of values)
+        for k in range(len(value) if many else 1):
+            v = value[k] if many else value
+            n = -1
+            if ptype <= _T_U32:
+                # One, two or four bytes: the value fits in 1 bit (every one-byte property
+                # is 0 or 1, Maximum QoS too: absent means 2), 16 or 32 bits (shifts, not
+                # a maximum: 0xFFFFFFFF is a long int). Receive Maximum, Topic Alias and
+                # Maximum Packet Size are never 0. (No constant tuples here and in check:
+                # loaded from a .mpy, each is an object in RAM.)
+                if isinstance(v, int) and v >= 0 and not v >> (
+                        1 if ptype == _T_BYTE else 16 * (ptype - 1)) and (
+                        v or not (pid == _PROP_RECEIVE_MAXIMUM or pid == _PROP_TOPIC_ALIAS
+                                  or pid == _PROP_MAXIMUM_PACKET_SIZE)):
+                    n = 1 << (ptype - 1)
+            elif ptype == _T_VBI:
+                if isinstance(v, int) and 1 <= v <= _VBI_MAX:
+                    n = vbi_size(v)
+            elif ptype == _T_PAIR:
+                if isinstance(v, _SEQ) and len(v) == 2:
+                    key = _str_bytes(v[0])
+                    b = _str_bytes(v[1])
+                    if key is not None and b is not None:
+                        n = len(key) + len(b) + 4
+            elif ptype == _T_UTF8:
+                b = _str_bytes(v)
+                n = -1 if b is None else len(b) + 2
+                if n > 0 and pid == _PROP_RESPONSE_TOPIC and (
+                        not b or is_wildcard(b, 0, len(b))):
+                    n = -1  # [MQTT-3.3.2-14] no wildcards; [MQTT-4.7.3-1] one character
+            elif isinstance(v, _BYTES) and len(v) <= 0xFFFF:
+                n = 2 + len(v)
+            if n < 0:
+                raise _error(_E_BAD_VALUE, (pid, v))
+            total += 1 + n  # (every identifier is below 128: one byte)
     return total
 
 
-def write(buf, pos, props, content_size):
+def write(buf, pos, props, size):
     """Write the length prefix and the properties; returns the new position.
-    ``content_size`` comes from ``size`` (which also validated them)."""
-    pos = write_vbi(buf, pos, content_size)
-    if not content_size:
-        return pos
-    return write_content(buf, pos, props)
-
-
-def write_content(buf, pos, props):
-    """Write the properties without a length prefix; returns the new position."""
+    ``size`` comes from ``size()`` (which also validated them); it may count more than
+    the caller writes behind them (PUBLISH: its Topic Alias)."""
+    pos = write_vbi(buf, pos, size)
     if not props:
         return pos
     for pid in props:
         value = props[pid]
-        if pid == PROP_USER_PROPERTY or (
-                pid == PROP_SUBSCRIPTION_IDENTIFIER and isinstance(value, _SEQ)):
-            for v in value:
-                pos = _write_value(buf, pos, pid, v)
-        else:
-            pos = _write_value(buf, pos, pid, value)
+        ptype = _TYPES[pid]
+        many = (pid == _PROP_USER_PROPERTY or pid == _PROP_SUBSCRIPTION_IDENTIFIER) and \
+            isinstance(value, _SEQ)
+        for k in range(len(value) if many else 1):
+            v = value[k] if many else value
+            buf[pos] = pid
+            pos += 1
+            if ptype == _T_BYTE:
+                buf[pos] = v
+                pos += 1
+            elif ptype == _T_U16:
+                pos = write_u16(buf, pos, v)
+            elif ptype == _T_U32:
+                buf[pos] = (v >> 24) & 0xFF
+                buf[pos + 1] = (v >> 16) & 0xFF
+                buf[pos + 2] = (v >> 8) & 0xFF
+                buf[pos + 3] = v & 0xFF
+                pos += 4
+            elif ptype == _T_VBI:
+                pos = write_vbi(buf, pos, v)
+            elif ptype == _T_PAIR:
+                pos = write_bin(buf, pos, _str_bytes(v[0]))
+                pos = write_bin(buf, pos, _str_bytes(v[1]))
+            elif ptype == _T_UTF8:
+                pos = write_bin(buf, pos, _str_bytes(v))
+            else:
+                pos = write_bin(buf, pos, v)
     return pos
-
-
-def _write_value(buf, pos, pid, value):
-    buf[pos] = pid
-    pos += 1
-    ptype = _TYPES[pid]
-    if ptype == _T_BYTE:
-        buf[pos] = value
-        return pos + 1
-    if ptype == _T_U16:
-        return write_u16(buf, pos, value)
-    if ptype == _T_U32:
-        buf[pos] = (value >> 24) & 0xFF
-        buf[pos + 1] = (value >> 16) & 0xFF
-        buf[pos + 2] = (value >> 8) & 0xFF
-        buf[pos + 3] = value & 0xFF
-        return pos + 4
-    if ptype == _T_VBI:
-        return write_vbi(buf, pos, value)
-    if ptype == _T_PAIR:
-        pos = write_bin(buf, pos, _str_bytes(value[0]))
-        return write_bin(buf, pos, _str_bytes(value[1]))
-    if ptype == _T_UTF8:
-        return write_bin(buf, pos, _str_bytes(value))
-    return write_bin(buf, pos, value)
 
 
 def write_u16(buf, pos, value):
@@ -527,7 +509,7 @@ def check(r, where):
         if not (_WHERE[2 * pid] << 8 | _WHERE[2 * pid + 1]) & where:
             # MQTT 5.0 2.2.2.2: an Identifier not valid for its packet is Malformed.
             raise _error(_E_NOT_HERE, pid, 0x81)
-        if pid != PROP_USER_PROPERTY and not (pid == PROP_SUBSCRIPTION_IDENTIFIER
+        if pid != _PROP_USER_PROPERTY and not (pid == _PROP_SUBSCRIPTION_IDENTIFIER
                                               and where == _PUBLISH):
             # Only User Property (and Subscription Identifier in PUBLISH) may repeat.
             if pid < 30:
@@ -548,12 +530,12 @@ def check(r, where):
                     raise _error(_E_NOT_0_1, pid, 0x82)
             elif ptype == _T_U16:
                 v = r.u16()
-                if pid == PROP_TOPIC_ALIAS:
+                if pid == _PROP_TOPIC_ALIAS:
                     alias = v
             else:
                 v = r.u32()
-            if v == 0 and pid in (_PROP_RECEIVE_MAXIMUM, PROP_TOPIC_ALIAS,
-                                  _PROP_MAXIMUM_PACKET_SIZE):
+            if v == 0 and (pid == _PROP_RECEIVE_MAXIMUM or pid == _PROP_TOPIC_ALIAS
+                           or pid == _PROP_MAXIMUM_PACKET_SIZE):
                 # Receive Maximum 0 (spec 3.1.2.11.3, 3.2.2.3.3), Topic Alias 0
                 # [MQTT-3.3.2-8], Maximum Packet Size 0 (3.1.2.11.4)
                 raise _error(_E_ZERO, pid, 0x82)
@@ -567,7 +549,7 @@ def check(r, where):
             s = r.utf8()
             if ptype == _T_PAIR:
                 r.utf8()
-            elif pid == PROP_RESPONSE_TOPIC and (s == r.pos or is_wildcard(r.buf, s, r.pos)):
+            elif pid == _PROP_RESPONSE_TOPIC and (s == r.pos or is_wildcard(r.buf, s, r.pos)):
                 # [MQTT-3.3.2-14] no wildcards; [MQTT-4.7.3-1] at least one character
                 raise _error(_E_RESPONSE_TOPIC, None, 0x82)
         if r.pos > end:
@@ -585,18 +567,18 @@ class PropertyCursor:
     """
 
     def __init__(self):
-        self._r = Reader()
+        self.reader = Reader()
         self.buf = b""
         self.value = 0
         self.start = self.end = self.start2 = self.end2 = 0
 
     def reset(self, buf, start, end):
         self.buf = buf
-        self._r.reset(buf, start, end)
+        self.reader.reset(buf, start, end)
         return self
 
     def next(self):
-        r = self._r
+        r = self.reader
         if r.pos >= r.end:
             return 0
         pid = r.vbi()
@@ -636,7 +618,7 @@ def to_dict(buf, start, end):
             v = str(buf[c.start:c.end], "utf-8")
         elif ptype == _T_BINARY:
             v = bytes(buf[c.start:c.end])
-        if ptype == _T_PAIR or pid == PROP_SUBSCRIPTION_IDENTIFIER:
+        if ptype == _T_PAIR or pid == _PROP_SUBSCRIPTION_IDENTIFIER:
             out.setdefault(pid, []).append(v)  # the ones that may repeat: a list
         else:
             out[pid] = v

@@ -23,7 +23,8 @@ blocking facade, or a test) moves data:
   ``on_timer(now_ms)`` sends PINGREQ when due and raises ``MqttTimeout`` for a
   dead link or a CONNACK that never came.
 
-Buffers and the in-flight table are allocated once, in ``__init__``. In
+Buffers and the in-flight table are allocated once, in ``__init__`` (the tables of
+incoming QoS 2 ids and topic aliases, and the offline queue, by their first use). In
 steady state, publishing and receiving QoS 0/1 allocate nothing here.
 
 Errors: a peer that breaks the protocol makes ``poll`` queue a DISCONNECT
@@ -62,28 +63,38 @@ def _rare_paths():
     return _rare
 
 
+def __getattr__(name):
+    # session.CONNECTED, session.EV_NONE, ...: from _session_rare, then kept here (a
+    # second look-up allocates nothing). Not dunders: an import probes ``__path__``.
+    if name[0] == "_":
+        raise AttributeError(name)
+    value = globals()[name] = getattr(_rare_paths(), name)
+    return value
+
+
 # Folded by MicroPython (the block below is not even compiled) and, with its underscore,
 # no global of this module; mypy reads the block.
 _TYPE_CHECKING = const(0)
 if _TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
-# Connection states.
-DISCONNECTED = const(0)
-CONNECTING = const(1)
-CONNECTED = const(2)
+# Connection states and the events poll() returns: public as ``session.CONNECTED``,
+# ``session.EV_NONE``, ... (``_session_rare``'s, through ``__getattr__`` above): here, with
+# an underscore, const() folds them and they are no globals of this module.
+_DISCONNECTED = const(0)
+_CONNECTING = const(1)
+_CONNECTED = const(2)
 
-# Events returned by poll().
-EV_NONE = const(0)  # nothing more to do until more bytes arrive
-EV_CONTINUE = const(1)  # a packet was handled internally (output may be pending)
-EV_CONNACK = const(2)  # ev_rc, ev_session_present, ev_props
-EV_MESSAGE = const(3)  # msg, topic_buf/start/end
-EV_PUBLISH_DONE = const(4)  # ev_pid, ev_rc, ev_token: QoS 1 PUBACK or QoS 2 PUBCOMP
-EV_PUBLISH_FAILED = const(5)  # ev_pid, ev_rc >= 0x80, ev_token
-EV_SUBACK = const(6)  # ev_pid, ev_codes, ev_props
-EV_UNSUBACK = const(7)  # ev_pid, ev_codes, ev_props
-EV_DISCONNECT = const(8)  # ev_rc, ev_props (server sent DISCONNECT)
-EV_AUTH = const(9)  # ev_rc, ev_props
+_EV_NONE = const(0)  # nothing more to do until more bytes arrive
+_EV_CONTINUE = const(1)  # a packet was handled internally (output may be pending)
+_EV_CONNACK = const(2)  # ev_rc, ev_session_present, ev_props
+_EV_MESSAGE = const(3)  # msg, topic_buf/start/end
+_EV_PUBLISH_DONE = const(4)  # ev_pid, ev_rc, ev_token: QoS 1 PUBACK or QoS 2 PUBCOMP
+_EV_PUBLISH_FAILED = const(5)  # ev_pid, ev_rc >= 0x80, ev_token
+_EV_SUBACK = const(6)  # ev_pid, ev_codes, ev_props
+_EV_UNSUBACK = const(7)  # ev_pid, ev_codes, ev_props
+_EV_DISCONNECT = const(8)  # ev_rc, ev_props (server sent DISCONNECT)
+_EV_AUTH = const(9)  # ev_rc, ev_props
 
 # In-flight slot states (outgoing QoS 1/2).
 _FREE = const(0)
@@ -115,6 +126,8 @@ _C_PING_TIMEOUT_MS = const(0)
 _C_CONNECT_TIMEOUT_MS = const(1)
 _C_MAX_QUEUED = const(2)
 _C_MAX_QUEUED_BYTES = const(3)
+_C_RECEIVE_MAXIMUM = const(4)
+_C_TOPIC_ALIAS_MAXIMUM = const(5)
 
 # What the last CONNECT asked (``_connect_flags`` bits).
 _CF_AUTO_ALIAS = const(1)
@@ -181,6 +194,11 @@ _E_UNKNOWN_ALIAS = const(88)
 _E_UNKNOWN_PUBACK = const(89)
 _E_PRESENT_AFTER_CLEAN = const(90)
 
+# const() is folded at compile time on MicroPython: only CPython calls it (above). Not
+# kept as a global, its slot takes the next name: 12 globals (a frozen module's too, with
+# its __version__) fit a dict of 12; 13 took 17 slots.
+del const
+
 
 class Limits:
     """What the server allowed in CONNACK: its properties ``props`` (a dict), where one
@@ -238,31 +256,45 @@ class Message:
         self.dup = m.dup
         self.packet_id = m.packet_id
 
-    @property
-    def topic(self):
-        if self._topic is None:
-            s = self._session
-            self._topic = str(s.topic_buf[s.topic_start:s.topic_end], "utf-8")
-        return self._topic
+    # ``topic`` (str), ``payload`` (bytes) and ``properties`` (dict) are built on first
+    # access by __getattr__, then kept: one def rather than three properties (each def and
+    # property object costs a device RAM). (Annotations without a value: MicroPython
+    # compiles none.)
+    topic: str
+    payload: bytes
+    properties: dict
 
-    @property
-    def payload(self):
-        if self._payload is None:
-            self._payload = self._session.msg.payload()
-        return self._payload
-
-    @property
-    def properties(self):
-        if self._props is None:
-            self._props = self._session.msg.properties()
-        return self._props
+    def __getattr__(self, name):
+        # Called only for a name neither the instance nor the class has.
+        if name == "topic":
+            if self._topic is None:
+                s = self._session
+                self._topic = str(s.topic_buf[s.topic_start:s.topic_end], "utf-8")
+            return self._topic
+        if name == "payload":
+            if self._payload is None:
+                self._payload = self._session.msg.payload()
+            return self._payload
+        if name == "properties":
+            if self._props is None:
+                self._props = self._session.msg.properties()
+            return self._props
+        raise AttributeError(name)
 
     def topic_is(self, topic):
         """True if the topic equals ``topic`` (bytes), without allocating."""
         s = self._session
         if s is None:  # detached
             return self._topic.encode() == topic
-        return _same(topic, s.topic_buf, s.topic_start, s.topic_end)
+        start = s.topic_start
+        n = s.topic_end - start
+        if len(topic) != n:
+            return False
+        buf = s.topic_buf
+        for k in range(n):  # (compared in place)
+            if topic[k] != buf[start + k]:
+                return False
+        return True
 
     def payload_into(self, buf):
         """Copy the payload into ``buf``; returns its length."""
@@ -285,16 +317,6 @@ class Message:
         return _rare_paths().copy(self, Message())
 
     __repr__ = Limits.__repr__  # (the same function object: one def fewer)
-
-
-def _same(known, buf, start, end):
-    """``known`` equals ``buf[start:end]`` (compared in place, allocating nothing)."""
-    if len(known) != end - start:
-        return False
-    for k in range(end - start):
-        if known[k] != buf[start + k]:
-            return False
-    return True
 
 
 class Session:
@@ -344,9 +366,10 @@ class Session:
         self.out_len = 0
         self.out_tail = None
         self.limits = Limits()
-        self.state = DISCONNECTED
+        self.state = _DISCONNECTED
         self.keep_alive_ms = 0
-        self._conf = (ping_timeout_ms, connect_timeout_ms, max_queued, max_queued_bytes)
+        self._conf = (ping_timeout_ms, connect_timeout_ms, max_queued, max_queued_bytes,
+                      receive_maximum, topic_alias_maximum)
         # Outgoing in-flight table, fixed size (see _SLOT); max_inflight is len(_pids).
         free = [0, _FREE, 0, 0, None, None, None, None]  # type: list
         self._slots = free * max_inflight
@@ -358,17 +381,22 @@ class Session:
         self._inflight = 0
         self._window = max_inflight
         self._next_pid = 0
-        # Incoming QoS 2 packet ids awaiting PUBREL.
-        self._in_qos2 = [0] * receive_maximum
+        # Incoming QoS 2 packet ids awaiting PUBREL: a list of receive_maximum, made by
+        # the first such message of a connection (None until then).
+        self._in_qos2 = None  # type: Any
         # SUBSCRIBE/UNSUBSCRIBE awaiting their ack: pid -> (token, what the ack must
         # match: the QoS asked per filter, bytes-like) (cold path).
         self._pending_sub = {}
-        # Offline queue: [topic, payload, qos, retain, props, token] entries.
-        self._queue = []
+        # Offline queue: [topic, payload, qos, retain, props, token, alias] entries, a list
+        # once one was queued (() until then: nothing to allocate for a client that
+        # never queues).
+        self._queue = ()  # type: Any
         self._queued_bytes = 0
-        # Topic aliases: inbound alias -> topic bytes; outbound topic -> alias.
-        self._alias_in = [None] * (topic_alias_maximum + 1)  # type: list
-        self._alias_out = {}
+        # Topic aliases, each table made on a connection's first use (None until then):
+        # inbound alias -> topic bytes (a list; a server seldom sends one); outbound
+        # topic -> alias (a dict).
+        self._alias_in = None  # type: Any
+        self._alias_out = None  # type: Any
         self._connect_flags = _CF_CLEAN_START | _CF_EXPIRY_ZERO
         # Timers.
         self._last_sent = 0
@@ -393,10 +421,6 @@ class Session:
 
     # ------------------------------------------------------------ output --
 
-    def _ready_out(self):
-        if self.out_len or self.out_tail is not None:
-            raise _c._err(_E_NOT_FLUSHED)
-
     def flushed(self, now_ms):
         """The driver wrote ``out[:out_len]`` (and ``out_tail``)."""
         if self.out_len or self.out_tail is not None:
@@ -410,14 +434,13 @@ class Session:
                 will=None, props=None, session_expiry_s=0, auto_alias=False):
         """Encode CONNECT. ``props`` are extra CONNECT properties (dict); ``will`` a
         ``Will``."""
-        self._ready_out()
-        if self.state != DISCONNECTED:
+        if self.state != _DISCONNECTED:
             raise _c._err(_E_ALREADY)
         p = {} if props is None else dict(props)
-        p[_PROP_RECEIVE_MAXIMUM] = len(self._in_qos2)
+        p[_PROP_RECEIVE_MAXIMUM] = self._conf[_C_RECEIVE_MAXIMUM]
         p[_PROP_MAXIMUM_PACKET_SIZE] = self.reader.max_packet_size
-        if len(self._alias_in) > 1:
-            p[_PROP_TOPIC_ALIAS_MAXIMUM] = len(self._alias_in) - 1
+        if self._conf[_C_TOPIC_ALIAS_MAXIMUM] > 0:
+            p[_PROP_TOPIC_ALIAS_MAXIMUM] = self._conf[_C_TOPIC_ALIAS_MAXIMUM]
         if session_expiry_s:
             p[_PROP_SESSION_EXPIRY_INTERVAL] = session_expiry_s
         self._encode_cold(_c.encode_connect, self.client_id, clean_start, keep_alive_s,
@@ -430,17 +453,16 @@ class Session:
         self._msg_unacked = 0
         self.reader.reset()
         self.limits.reset()
-        self.state = CONNECTING
+        self.state = _CONNECTING
         self._connect_started = now_ms
         self._last_recv = now_ms
         self._ping_sent = -1
         if clean_start:
-            for i in range(len(self._in_qos2)):
-                self._in_qos2[i] = 0
+            self._in_qos2 = None
 
     def connection_lost(self):
         """The transport closed. Unacknowledged messages stay for a resend."""
-        self.state = DISCONNECTED
+        self.state = _DISCONNECTED
         self.out_len = 0
         self.out_tail = None
         self.reader.reset()
@@ -466,7 +488,7 @@ class Session:
 
     def window_open(self):
         """True if a QoS 1/2 PUBLISH may be sent now (Receive Maximum)."""
-        return self.state == CONNECTED and self._inflight < self._window and not self._resends
+        return self.state == _CONNECTED and self._inflight < self._window and not self._resends
 
     def inflight(self):
         return self._inflight
@@ -485,7 +507,7 @@ class Session:
             if _PROP_TOPIC_ALIAS in props:
                 # Only the alias argument is checked against the server's maximum.
                 raise _c._err(_E_ALIAS_PROPERTY)
-        if self.state == CONNECTED:
+        if self.state == _CONNECTED:
             lim = self.limits
             if qos > lim.maximum_qos:
                 # [MQTT-3.2.2-11] never above the server's Maximum QoS
@@ -502,7 +524,7 @@ class Session:
         is returned; ``pump`` sends it later. Raises ``QueueFull`` when the
         queue is full and ``UsageError`` for what the server cannot accept.
         """
-        if (not props and not topic_alias and self.state == CONNECTED and not self.out_len
+        if (not props and not topic_alias and self.state == _CONNECTED and not self.out_len
                 and self.out_tail is None and not self._queue
                 and not self._connect_flags & _CF_AUTO_ALIAS
                 and (not retain or self.limits.retain_available) and (not qos or (
@@ -521,20 +543,21 @@ class Session:
                                     payload, None, token)
                 return pid
         self.check_publish(topic, payload, qos, retain, props)
-        if self.state != CONNECTED or (qos and not self.window_open()) or self._queue:
+        if self.state != _CONNECTED or (qos and not self.window_open()) or self._queue:
             _rare_paths().enqueue(self, topic, payload, qos, retain, props, token, topic_alias)
             return 0
-        self._ready_out()
+        if self.out_len or self.out_tail is not None:
+            raise _c._err(_E_NOT_FLUSHED)
         return self._send_publish(topic, payload, qos, retain, props, topic_alias, token)
 
-    def _send_publish(self, topic, payload, qos, retain, props, alias_req, token):
+    def _send_publish(self, topic, payload, qos, retain, props, topic_alias, token):
         # Nothing changes until the packet is encoded: a UsageError leaves the
         # alias table, the packet id counter and the in-flight table untouched.
         lim = self.limits
         alias = 0
         send_topic = topic
-        if alias_req or self._connect_flags & _CF_AUTO_ALIAS:
-            alias = _rare_paths().outbound_alias(self, topic, alias_req)
+        if topic_alias or self._connect_flags & _CF_AUTO_ALIAS:
+            alias = _rare_paths().outbound_alias(self, topic, topic_alias)
             if alias > 0:
                 send_topic = b""  # the server knows this alias already
         n = len(payload)
@@ -546,7 +569,8 @@ class Session:
             pid = self._peek_pid()
         tlen = len(send_topic) if not isinstance(send_topic, str) else len(send_topic.encode())
         psize = (_p.size(props, 1 << _PUBLISH) if props else 0) + (3 if alias else 0)
-        size = _c.publish_size(tlen, n, qos, psize)
+        rem = 2 + tlen + (2 if qos else 0) + _p.vbi_size(psize) + psize + n
+        size = 1 + _p.vbi_size(rem) + rem  # (codec.publish_size, a cold path's)
         if size > lim.maximum_packet_size:
             # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
             raise _c._err(_E_PUBLISH_TOO_BIG, size, lim.maximum_packet_size)
@@ -558,20 +582,20 @@ class Session:
             self._take_slot(slot, pid, qos, retain, topic, payload, props, token)
         return pid
 
-    def _take_slot(self, slot, pid, qos, retain, topic, payload, props, token):
-        """Record the PUBLISH just encoded in the free slot ``slot``."""
+    def _take_slot(self, start, pid, qos, retain, topic, payload, props, token):
+        """Record the PUBLISH just encoded in the free slot at ``start``."""
         self._next_pid = pid
-        self._pids[slot // _SLOT] = pid
+        self._pids[start // _SLOT] = pid
         sl = self._slots
-        sl[slot + _PID] = pid
-        sl[slot + _STATE] = _WAIT_PUBACK if qos == 1 else _WAIT_PUBREC
+        sl[start + _PID] = pid
+        sl[start + _STATE] = _WAIT_PUBACK if qos == 1 else _WAIT_PUBREC
         self._seq = (self._seq + 1) & _SEQ_MASK
-        sl[slot + _SEQ] = self._seq
-        sl[slot + _FLAGS] = _F_RETAIN if retain else 0
-        sl[slot + _TOPIC] = topic
-        sl[slot + _PAYLOAD] = payload
-        sl[slot + _PROPS] = props
-        sl[slot + _TOKEN] = token
+        sl[start + _SEQ] = self._seq
+        sl[start + _FLAGS] = _F_RETAIN if retain else 0
+        sl[start + _TOPIC] = topic
+        sl[start + _PAYLOAD] = payload
+        sl[start + _PROPS] = props
+        sl[start + _TOKEN] = token
         self._inflight += 1
 
     def _peek_pid(self):
@@ -583,18 +607,26 @@ class Session:
             if pid not in self._pids and pid not in self._pending_sub:
                 return pid
 
-    def _free_slot(self, i):
+    def _free_slot(self, start, rc=-1):
+        """Free the in-flight slot at ``start``. Given the reason code ``rc`` of the
+        acknowledgement that ends it, ``ev_*`` say which message, and the event
+        (EV_PUBLISH_DONE or EV_PUBLISH_FAILED) is returned."""
         sl = self._slots
-        sl[i + _STATE] = _FREE
-        self._pids[i // _SLOT] = 0
-        if sl[i + _FLAGS] & _F_RESEND:
+        if rc >= 0:
+            self.ev_pid = sl[start + _PID]
+            self.ev_rc = rc
+            self.ev_token = sl[start + _TOKEN]
+        sl[start + _STATE] = _FREE
+        self._pids[start // _SLOT] = 0
+        if sl[start + _FLAGS] & _F_RESEND:
             self._resends -= 1
-        sl[i + _FLAGS] = 0
-        sl[i + _TOPIC] = None
-        sl[i + _PAYLOAD] = None
-        sl[i + _PROPS] = None
-        sl[i + _TOKEN] = None
+        sl[start + _FLAGS] = 0
+        sl[start + _TOPIC] = None
+        sl[start + _PAYLOAD] = None
+        sl[start + _PROPS] = None
+        sl[start + _TOKEN] = None
         self._inflight -= 1
+        return _EV_PUBLISH_FAILED if rc >= 0x80 else _EV_PUBLISH_DONE
 
     def drop_waiting(self):
         """The tokens of all that waits on the server, in a new list (cold path): the
@@ -607,7 +639,7 @@ class Session:
                 tokens.append(sl[i + _TOKEN])
         for e in self._queue:
             tokens.append(e[5])
-        self._queue = []
+        self._queue = ()
         self._queued_bytes = 0
         for req in self._pending_sub.values():
             tokens.append(req[0])
@@ -621,16 +653,16 @@ class Session:
         message sent (True if none was given), None when nothing is due, or
         False when a queued message can no longer be sent (the new server's
         limits refuse it): ``ev_token`` and ``ev_error`` then say which and why."""
-        if self.state != CONNECTED or self.out_len or not (self._resends or self._queue):
+        if self.state != _CONNECTED or self.out_len or not (self._resends or self._queue):
             return None
         return _rare_paths().pump(self)
 
-    def _put_publish(self, topic, payload, qos, pid, retain, dup, props, alias):
+    def _put_publish(self, topic, payload, qos, pid, retain, dup, props, topic_alias):
         """PUBLISH into ``out``: the payload copied behind the header when it fits,
         else left in ``out_tail``. A header larger than ``out`` (a long topic with
         many properties) gets a buffer of its own for this one packet."""
         out = self.out
-        if not props and not alias and not dup:
+        if not props and not topic_alias and not dup:
             m = _c.encode_publish_plain(out, topic, payload, qos, pid, retain,
                                         _DEFAULT_SERVER_MAX)  # (the size was checked)
             if m:
@@ -638,10 +670,11 @@ class Session:
                 return
         n = len(payload)
         try:
-            hlen = _c.encode_publish_header(out, topic, n, qos, pid, retain, dup, props, alias)
+            hlen = _c.encode_publish_header(out, topic, n, qos, pid, retain, dup, props,
+                                            topic_alias)
         except Exception as e:  # (a UsageError saying it did not fit: else raised again)
             _rare_paths().put_big_publish(self, e, topic, payload, qos, pid, retain, dup,
-                                          props, alias)
+                                          props, topic_alias)
             return
         if hlen + n <= len(out):
             out[hlen:hlen + n] = payload
@@ -653,7 +686,11 @@ class Session:
     def _encode_cold(self, encode, *args):
         """A cold-path packet (CONNECT, SUBSCRIBE, ...) into ``out``; one larger than
         ``out`` (long credentials, a big will) gets a buffer of its own, sent as
-        ``out_tail``. Returns its length; ``out_len``/``out_tail`` are set."""
+        ``out_tail``. Returns its length; ``out_len``/``out_tail`` are set. Refused
+        while the last packet is not ``flushed`` (checked here, before anything is
+        encoded: the callers change no state before)."""
+        if self.out_len or self.out_tail is not None:
+            raise _c._err(_E_NOT_FLUSHED)
         try:
             n = encode(self.out, *args)
             self.out_len = n
@@ -665,8 +702,7 @@ class Session:
 
     def subscribe(self, subscriptions, props=None, token=None):
         """Encode SUBSCRIBE for ``[(filter, options), ...]``; returns the packet id."""
-        self._ready_out()
-        if self.state != CONNECTED:
+        if self.state != _CONNECTED:
             raise _c._err(_E_NOT_CONNECTED)
         lim = self.limits
         if not (lim.shared_available and lim.wildcard_available
@@ -691,24 +727,23 @@ class Session:
 
     def disconnect(self, reason_code=0, props=None):
         """Encode DISCONNECT; the session is then disconnected."""
-        self._ready_out()
-        if self.state == DISCONNECTED:
+        if self.state == _DISCONNECTED:
             raise _c._err(_E_NOT_CONNECTED)
         if (props and self._connect_flags & _CF_EXPIRY_ZERO
                 and props.get(_PROP_SESSION_EXPIRY_INTERVAL)):
             # [MQTT-3.14.2-2] a session CONNECT said ends now cannot be extended
             raise _c._err(_E_EXPIRY_ON_DISCONNECT)
         self._encode_cold(_c.encode_disconnect, reason_code, props)
-        self.state = DISCONNECTED
+        self.state = _DISCONNECTED
 
     # ------------------------------------------------------------ timers --
 
     def next_timeout(self, now_ms):
         """Milliseconds until ``on_timer`` has work; -1 for none (sleep until data)."""
-        if self.state == CONNECTING:
+        if self.state == _CONNECTING:
             return max(0, self._conf[_C_CONNECT_TIMEOUT_MS]
                        - ticks_diff(now_ms, self._connect_started))
-        if self.state != CONNECTED or not self.keep_alive_ms:
+        if self.state != _CONNECTED or not self.keep_alive_ms:
             return -1
         ka = self.keep_alive_ms
         if self._ping_sent >= 0:
@@ -725,19 +760,19 @@ class Session:
     def on_timer(self, now_ms):
         """Send PINGREQ when keep-alive is due [MQTT-3.1.2-22]; raise
         ``MqttTimeout`` when the link is dead or CONNACK is late."""
-        if self.state == CONNECTING:
+        if self.state == _CONNECTING:
             t = self._conf[_C_CONNECT_TIMEOUT_MS]
             if ticks_diff(now_ms, self._connect_started) >= t:
-                self.state = DISCONNECTED
+                self.state = _DISCONNECTED
                 raise _c._err(_E_NO_CONNACK, t)
             return
-        if self.state != CONNECTED or not self.keep_alive_ms or self.out_len:
+        if self.state != _CONNECTED or not self.keep_alive_ms or self.out_len:
             return
         if self._ping_sent >= 0:
             ka = self.keep_alive_ms  # (the ping timeout as in next_timeout)
             t = self._conf[_C_PING_TIMEOUT_MS] or (ka // 2 if ka > 2000 else ka)
             if ticks_diff(now_ms, self._ping_sent) >= t:
-                self.state = DISCONNECTED
+                self.state = _DISCONNECTED
                 raise _c._err(_E_NO_PINGRESP, t)
             return
         if (ticks_diff(now_ms, self._last_sent) >= self.keep_alive_ms
@@ -753,24 +788,24 @@ class Session:
         """Handle the next buffered packet; returns an ``EV_*`` code."""
         if self.out_len or self.out_tail is not None:
             raise _c._err(_E_NOT_FLUSHED)
-        if self.state == DISCONNECTED:
+        if self.state == _DISCONNECTED:
             # After a protocol error, a server DISCONNECT or a refused CONNACK
             # whatever else was buffered is not acted upon.
-            return EV_NONE
+            return _EV_NONE
         qos = self._msg_unacked
         if qos:
             # Acknowledge the message handed out by the previous poll.
             self._msg_unacked = 0
             self.out_len = _c.encode_ack(self.out, _PUBACK if qos == 1 else _PUBREC,
                                          self.msg.packet_id)
-            return EV_CONTINUE
+            return _EV_CONTINUE
         try:
             first = self.reader.next()
             if first < 0:
-                return EV_NONE
+                return _EV_NONE
             self._last_recv = now_ms
             rd = self.reader
-            if first == 0x40 and rd.body_end - rd.body_start == 2 and self.state == CONNECTED:
+            if first == 0x40 and rd.body_end - rd.body_start == 2 and self.state == _CONNECTED:
                 # The usual PUBACK (success: no reason code, no properties) for a
                 # QoS 1 message in flight; anything else about it (id 0, an id not
                 # in flight) takes the full way below, which says what is wrong.
@@ -784,10 +819,10 @@ class Session:
                         a.packet_id = pid
                         a.reason_code = 0
                         a.prop_start = a.prop_end = 0
-                        return self._complete(i, 0)
+                        return self._free_slot(i, 0)
             r = rd.reader.reset(rd.buf, rd.body_start, rd.body_end)
             t = first >> 4
-            if self.state == CONNECTING:
+            if self.state == _CONNECTING:
                 if t == _CONNACK:  # (here, not a method: one def less)
                     pkt = _c.decode_body(first, r)
                     if pkt.session_present and self._connect_flags & _CF_CLEAN_START:
@@ -797,8 +832,8 @@ class Session:
                     self.ev_props = pkt.properties
                     self.ev_session_present = pkt.session_present
                     if pkt.reason_code >= 0x80:
-                        self.state = DISCONNECTED
-                        return EV_CONNACK
+                        self.state = _DISCONNECTED
+                        return _EV_CONNACK
                     lim = self.limits
                     lim.reset(pkt.properties)
                     if lim.assigned_client_id:
@@ -807,18 +842,16 @@ class Session:
                         # [MQTT-3.2.2-21] the server's keep alive replaces ours
                         self.keep_alive_ms = lim.server_keep_alive * 1000
                     self._window = min(len(self._pids), lim.receive_maximum)
-                    self._alias_out = {}
-                    for i in range(len(self._alias_in)):
-                        self._alias_in[i] = None
-                    self.state = CONNECTED
+                    self._alias_out = None
+                    self._alias_in = None
+                    self.state = _CONNECTED
                     if not pkt.session_present:
                         # The server has no session: our unacknowledged publishes go out
                         # again as new messages, so nothing accepted is lost (MQTT 5.0 §4.1).
-                        for i in range(len(self._in_qos2)):
-                            self._in_qos2[i] = 0
+                        self._in_qos2 = None
                         if self._inflight:
                             _rare_paths().requeue(self)
-                    return EV_CONNACK
+                    return _EV_CONNACK
                 if t != _AUTH:
                     raise _c._err(_E_BEFORE_CONNACK, t)
             if t == _PUBLISH:
@@ -826,29 +859,14 @@ class Session:
                 self.topic_buf = m.buf
                 self.topic_start = m.topic_start
                 self.topic_end = m.topic_end
-                alias = m.topic_alias
-                if alias:
-                    if alias >= len(self._alias_in):
-                        # [MQTT-3.3.2-9] above the Topic Alias Maximum we sent
-                        raise _c._err(_E_ALIAS_ABOVE_MAX, alias,
-                                                  len(self._alias_in) - 1)
-                    known = self._alias_in[alias]
-                    if m.topic_end > m.topic_start:  # topic and alias: (re)map it
-                        if known is None or not _same(known, m.buf, m.topic_start,
-                                                      m.topic_end):
-                            self._alias_in[alias] = bytes(m.buf[m.topic_start:m.topic_end])
-                    elif known is None:
-                        raise _c._err(_E_UNKNOWN_ALIAS, alias)
-                    else:  # the alias alone: its topic
-                        self.topic_buf = known
-                        self.topic_start = 0
-                        self.topic_end = len(known)
+                if m.topic_alias:  # (servers seldom send one: a cold path)
+                    _rare_paths().inbound_alias(self, m)
                 if m.qos == 2:
                     ev = _rare_paths().publish_qos2(self, m)
                     if ev is not None:
                         return ev
                 self._msg_unacked = m.qos
-                return EV_MESSAGE
+                return _EV_MESSAGE
             if _PUBACK <= t <= _PUBCOMP:
                 a = _c.decode_ack_into(self.msg, first, r)
                 pid = a.packet_id
@@ -859,13 +877,13 @@ class Session:
                 if t == _PUBACK:
                     if st != _WAIT_PUBACK:
                         raise _c._err(_E_UNKNOWN_PUBACK, pid)
-                    return self._complete(i, a.reason_code)
+                    return self._free_slot(i, a.reason_code)
                 return _rare_paths().ack_qos2(self, a, i, st)
             if t == _PINGRESP:
                 if r.pos != r.end or first & 0x0F:
                     raise _c._err(_E_BAD_PINGRESP)
                 self._ping_sent = -1
-                return EV_CONTINUE
+                return _EV_CONTINUE
             if t == _SUBACK or t == _UNSUBACK:  # (here, not a method: one def less)
                 pkt = _c.decode_body(first, r)
                 pid = pkt.packet_id
@@ -884,7 +902,7 @@ class Session:
                 self.ev_pid = pid
                 self.ev_codes = codes
                 self.ev_props = pkt.properties
-                return EV_SUBACK if t == _SUBACK else EV_UNSUBACK
+                return _EV_SUBACK if t == _SUBACK else _EV_UNSUBACK
             if t == _DISCONNECT:
                 # The server's goodbye is part of an everyday outage: handled here, so
                 # that the reconnect after it loads no cold module (a device needs the
@@ -894,8 +912,8 @@ class Session:
                     _rare_paths().refuse_disconnect(pkt)
                 self.ev_rc = pkt.reason_code
                 self.ev_props = pkt.properties
-                self.state = DISCONNECTED
-                return EV_DISCONNECT
+                self.state = _DISCONNECTED
+                return _EV_DISCONNECT
             return _rare_paths().handle_other(self, first, r, t)
         except Exception as e:
             from .errors import ProtocolError  # (loaded already: see the imports)
@@ -920,14 +938,8 @@ class Session:
     def ack(self, key):
         """Encode the PUBACK / PUBREC ``defer_ack`` put off (nothing if the
         connection it came on is gone: the server sends the message again)."""
-        self._ready_out()
-        if key and self.state == CONNECTED:
+        if self.out_len or self.out_tail is not None:
+            raise _c._err(_E_NOT_FLUSHED)
+        if key and self.state == _CONNECTED:
             self.out_len = _c.encode_ack(self.out, _PUBACK if key >> 16 == 1 else _PUBREC,
                                          key & 0xFFFF)
-
-    def _complete(self, i, rc):
-        self.ev_pid = self._slots[i + _PID]
-        self.ev_rc = rc
-        self.ev_token = self._slots[i + _TOKEN]
-        self._free_slot(i)
-        return EV_PUBLISH_FAILED if rc >= 0x80 else EV_PUBLISH_DONE

@@ -13,6 +13,10 @@ _HASH = const(0x23)
 _DOLLAR = const(0x24)
 _SHARE_PREFIX = const(b"$share/")  # (folded into its users: no global)
 
+# const() is folded at compile time on MicroPython: only CPython calls it (above). Not
+# kept as a global (a frozen module's 10 then fit a dict of 10, not 12).
+del const
+
 
 def topic_name_ok(buf, start=0, end=-1):
     """True if ``buf[start:end]`` is a valid PUBLISH Topic Name: UTF-8, no
