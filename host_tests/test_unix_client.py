@@ -665,3 +665,46 @@ def test_dropped_publish_costs_one_message(mp_unix_port, mosquitto, tmp_path):
     assert [m.payload for m in got if m.payload.startswith(b"next")] == [
         b"next-0", b"next-1", b"next-2"]
 
+
+
+@pytest.mark.parametrize("spare", [2000, 8000])
+async def test_out_of_heap_when_the_link_drops(mp_unix_port, mosquitto, tmp_path, spare):
+    """The link drops while the heap is full, so what a lost link needs (_cold, a new
+    connection) cannot be loaded or made: the client keeps trying, as through a network
+    outage, and once there is heap again it reconnects and delivers the QoS 1 message
+    that was waiting for its PUBACK (keep-alive off: no other task would notice). It used
+    to die of the MemoryError, leaving that publish waiting for good: with 2,000 B free
+    the task that saw the link drop (it could not load _cold), with 8,000 B the
+    reconnecting task (_cold loaded, a reconnect attempt ran out of heap; unix32)."""
+    root = unique("unix-oom")
+    stalled, hogged = tmp_path / "stalled", tmp_path / "hogged"
+    paho = Paho(mosquitto.plain_port).connect()
+    paho.subscribe(root + "/#", qos=1)
+    with FaultProxy(mosquitto.host, mosquitto.plain_port) as proxy:
+        params = {"url": proxy.url, "client_id": root, "root": root,
+                  "stalled": str(stalled), "hogged": str(hogged), "spare": spare}
+        script = asyncio.create_task(asyncio.to_thread(
+            run, mp_unix_port, "unix_oom.py", params, tmp_path, heapsize="256k"))
+        try:
+            await _seen(paho, root + "/ready", script)
+            proxy.stall()
+            stalled.write_text("1")
+            for _ in range(2000):
+                if hogged.exists() or script.done():
+                    break
+                await asyncio.sleep(0.01)
+            if not hogged.exists():
+                raise AssertionError(f"the script did not fill its heap: {await script}")
+            proxy.cut()  # (the PUBACK of b"x" never reaches the client)
+            proxy.resume()
+            report = await asyncio.wait_for(script, 60)
+            got = await paho.wait_for(
+                lambda ms: {b"x", b"y"} <= {m.payload for m in ms}, 10, "x and y")
+        finally:
+            paho.disconnect()
+        assert proxy.connections >= 2
+    assert report["during"] is False, report  # no heap, no reconnect: still waiting
+    assert isinstance(report["waiter"], int), report  # not "hang", nor an error
+    assert report["waiter"] > 0, report
+    assert report["after"] > 0, report
+    assert [m.payload for m in got if m.topic == root + "/t"][-1] == b"y"

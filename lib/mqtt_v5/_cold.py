@@ -185,7 +185,7 @@ async def supervise(self):
                     await self._emit(Disconnected(e.reason_code, str(e), True, e))
                     return
                 continue
-            except (MqttError, OSError) as e:
+            except (MqttError, OSError, MemoryError) as e:  # (no heap now: maybe later)
                 _note(_N_ATTEMPT_FAILED, attempt, e)
                 self._target = self._home
                 continue

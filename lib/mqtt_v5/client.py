@@ -708,7 +708,8 @@ class MqttClient:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            _cold_paths().link_failed(self, e)  # (the link failed: reconnect)
+            while not self._link_failed(e):
+                await sleep_ms(500)
 
     # ---------------------------------------------------------- publish --
 
@@ -1084,11 +1085,26 @@ class MqttClient:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            if isinstance(e, _e.ProtocolError):
-                _cold_paths().goodbye(self, e)  # the acks, then the DISCONNECT
-            elif not isinstance(e, _e.MqttError) and hasattr(transport, "name_error"):
-                e = transport.name_error(e)
-            _cold_paths().link_failed(self, e)  # (the link failed: reconnect)
+            try:
+                if isinstance(e, _e.ProtocolError):
+                    _cold_paths().goodbye(self, e)  # the acks, then the DISCONNECT
+                elif not isinstance(e, _e.MqttError) and hasattr(transport, "name_error"):
+                    e = transport.name_error(e)
+            except MemoryError:
+                pass  # (no goodbye, the error as it was)
+            while not self._link_failed(e):
+                await sleep_ms(500)
+
+    def _link_failed(self, e):
+        """The end of an I/O task: the link failed (``e``), reconnecting starts (see
+        _cold). False when there is no heap to load that now: the task tries again
+        shortly (allocating nothing meanwhile), as a reconnect attempt would; a task
+        that died here left every waiter waiting for good."""
+        try:
+            _cold_paths().link_failed(self, e)
+            return True
+        except MemoryError:
+            return False
 
     def _dispatch(self):
         s = self._session
@@ -1176,7 +1192,8 @@ class MqttClient:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            _cold_paths().link_failed(self, e)  # (the link failed: reconnect)
+            while not self._link_failed(e):
+                await sleep_ms(500)
 
 
 async def _raise(error):
