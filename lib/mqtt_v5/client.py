@@ -46,6 +46,15 @@ from ._compat import (
     ticks_ms,
 )
 
+_ZERO = Done(0)  # what publish() of QoS 0 gives when it made no coroutine
+# _dispatch's reader of a message's properties: one for every client, as _dispatch
+# runs to its end without yielding (user callbacks it calls cannot reach it).
+_CURSOR = _p.PropertyCursor()
+# (their makers are needed no more: each global is a slot of this module's dict, which
+# grows in steps when full; with these two gone it keeps its 37 names in 37 slots, 47
+# otherwise)
+del Done, _p
+
 TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even compiled)
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Awaitable, Callable, Optional, Union  # noqa: F401
@@ -144,12 +153,12 @@ _PROP_REASON_STRING = const(0x1F)
 _PROP_USER_PROPERTY = const(0x26)
 
 
-def _error(n, value=None, rc=None, more=None):
-    """The exception ``n``, its text built by ``_clienterr`` (loaded for it, and
-    unloaded again)."""
+def _error(*args):
+    """The exception ``_clienterr.error(n, value, rc, more)`` builds (loaded for it, and
+    unloaded again). (No defaults here: a tuple of them would be heap on every device.)"""
     from ._clienterr import error
 
-    return error(n, value, rc, more)
+    return error(*args)
 
 
 class ReconnectConfig:
@@ -733,9 +742,9 @@ class MqttClient:
         if self._held is None and _log_fn is None and (
                 not qos or self._session.window_open() or not self._connected):
             return self._publish_now(topic, payload, qos, retain, options, None)
-        return self._publish(topic, payload, qos, retain, options)
+        return self._publish(topic, payload, qos, retain, options, None)
 
-    def _publish_now(self, topic, payload, qos, retain, options, token=None):
+    def _publish_now(self, topic, payload, qos, retain, options, token):
         """``publish`` (and ``begin_publish``, with its ``token``) when nothing has to
         be waited for before the write. The packet is encoded and handed to the
         transport here; if the transport could not take it all, the writer task
@@ -822,7 +831,7 @@ class MqttClient:
         await self._publish(topic, payload, qos, retain, options, d)
         return d
 
-    async def _publish(self, topic, payload, qos, retain, options, token=None):
+    async def _publish(self, topic, payload, qos, retain, options, token):
         """``_publish_now`` once the send window has room (QoS 1/2) and no write is
         held: the coroutine publish() makes only when it has to wait."""
         s = self._session
@@ -1181,9 +1190,3 @@ class MqttClient:
 
 async def _raise(error):
     raise error
-
-
-_ZERO = Done(0)  # what publish() of QoS 0 gives when it made no coroutine
-# _dispatch's reader of a message's properties: one for every client, as _dispatch
-# runs to its end without yielding (user callbacks it calls cannot reach it).
-_CURSOR = _p.PropertyCursor()
