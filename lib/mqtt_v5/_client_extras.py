@@ -123,8 +123,8 @@ def log_packet(buf, n):
     _rare.log_packet(buf, n)
 
 
-async def start_callbacks(self):
-    """One task runs the message's coroutine callbacks, one after the other, and
+async def start_callbacks(self, coros):
+    """One task runs the message's coroutine callbacks (``coros``), one after the other, and
     only then acknowledges a QoS 1/2 message: the server's in-flight window
     (our Receive Maximum) bounds how many run at once. QoS 0 messages have no
     window, and a server may ignore ours: past ``receive_maximum`` running, the
@@ -135,8 +135,6 @@ async def start_callbacks(self):
     if tasks is None:
         tasks = self._cb_tasks = set()
         self._cb_done = asyncio.Event()
-    coros = self._coros
-    self._coros = None
     key = self._session.defer_ack()
     tasks.add(asyncio.create_task(run_callbacks(self, coros, key, self._link_no)))
     while len(tasks) >= self.options.receive_maximum:
