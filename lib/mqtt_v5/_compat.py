@@ -199,12 +199,13 @@ if IS_MICROPYTHON:
 if IS_MICROPYTHON:
 
     def __getattr__(name):
-        if (name == "tls_context" or name == "open_stream" or name == "has_alpn"
-                or name == "set_nodelay" or name == "random_ms" or name == "stream_socket"):
-            from . import _compat_micropython
+        # (any public name of it: testing for its six by name kept their six strings in
+        # RAM, from .mpy)
+        if name[0] == "_":
+            raise AttributeError(name)
+        from . import _compat_micropython
 
-            return getattr(_compat_micropython, name)
-        raise AttributeError(name)
+        return getattr(_compat_micropython, name)
 
 
 if not IS_MICROPYTHON:

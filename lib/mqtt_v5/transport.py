@@ -53,6 +53,9 @@ _E_HOST = const(3)
 _E_PORT = const(4)
 _E_NO_HOST = const(5)
 _E_PLAIN = const(6)
+# (these two: _compat_micropython's)
+_E_NO_CA = const(7)
+_E_NO_ALPN = const(8)
 
 
 def _usage(n, arg=None):
