@@ -134,7 +134,8 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
     which ``MqttClient`` bounds by its ``connect_timeout``).
     ``ws://`` and ``wss://`` URLs go to ``mqtt_v5.ws.open_ws`` (MQTT over WebSocket)."""
     i = url_or_host.find("://")
-    if 0 < i < 4 and url_or_host[:i].lower() in ("ws", "wss"):
+    scheme = url_or_host[:i].lower() if 0 < i < 4 else None
+    if scheme == "ws" or scheme == "wss":  # (no tuple of them in RAM while connected)
         from .ws import open_ws  # imported only by those who use WebSocket
 
         return await open_ws(url_or_host, tls=tls, timeout_s=timeout_s)
