@@ -77,8 +77,9 @@ def __getattr__(name):
     return getattr(__import__("mqtt_v5." + module, None, None, (name,)), name)
 
 
-DEFAULT_PORT = 1883
-DEFAULT_TLS_PORT = 8883
+# (const(): no global each, and the module's dict keeps its 16 names in 17 slots, not 23)
+_DEFAULT_PORT = const(1883)
+_DEFAULT_TLS_PORT = const(8883)
 
 
 def parse_url(url):
@@ -149,7 +150,7 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
 
         tls = TlsConfig()
     if port is None:
-        port = DEFAULT_TLS_PORT if tls else DEFAULT_PORT
+        port = _DEFAULT_TLS_PORT if tls else _DEFAULT_PORT
     ctx = None
     sni = None
     has_cert = False
