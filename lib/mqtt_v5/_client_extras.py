@@ -1,13 +1,16 @@
 """The client's API extras, loaded on first use through ``_cold`` (``_cold.X`` finds them
 by its module ``__getattr__``): ``status()`` / ``repr()``, ``unsubscribe``, the
-``messages()`` iterator, the runner of coroutine callbacks, and the debug log's hooks.
-Apart from ``_cold`` so that a device whose link was lost (which loads ``_cold`` to
-reconnect) does not hold them too."""
+``messages()`` iterator, the runner of coroutine callbacks, and the debug log's hooks;
+and the rare outcomes a lost link does not meet: a transport given rather than a URL,
+a refused CONNACK, a failed subscribe. Apart from ``_cold`` so that a device whose link
+was lost (which loads ``_cold`` to reconnect) does not hold them too."""
 
 import asyncio
 
-from ._cold import log
-from .errors import NetworkError, SubscribeFailed
+from . import properties as _p
+from ._cold import error, log
+from ._compat import is_awaitable
+from .errors import ConnectRefused, NetworkError, PublishFailed, SubscribeFailed
 
 
 def set_debug(enabled=True, log=None):
@@ -123,8 +126,8 @@ def log_packet(buf, n):
     _rare.log_packet(buf, n)
 
 
-async def start_callbacks(self):
-    """One task runs the message's coroutine callbacks, one after the other, and
+async def start_callbacks(self, coros):
+    """One task runs the message's coroutine callbacks (``coros``), one after the other, and
     only then acknowledges a QoS 1/2 message: the server's in-flight window
     (our Receive Maximum) bounds how many run at once. QoS 0 messages have no
     window, and a server may ignore ours: past ``receive_maximum`` running, the
@@ -135,8 +138,6 @@ async def start_callbacks(self):
     if tasks is None:
         tasks = self._cb_tasks = set()
         self._cb_done = asyncio.Event()
-    coros = self._coros
-    self._coros = None
     key = self._session.defer_ack()
     tasks.add(asyncio.create_task(run_callbacks(self, coros, key, self._link_no)))
     while len(tasks) >= self.options.receive_maximum:
@@ -161,3 +162,42 @@ async def run_callbacks(self, coros, key, link_no):
     finally:
         self._cb_tasks.discard(asyncio.current_task())
         self._cb_done.set()
+
+
+async def open_given(self, t):
+    """MqttClient._handshake's transport when the target is not a URL: the transport
+    given (once: it cannot be reopened), or what the async callable given returns."""
+    if hasattr(t, "readinto"):
+        if self._link_no:
+            raise error(2, None, None, None)  # _E_TRANSPORT_CLOSED
+        return t
+    t = t()
+    if is_awaitable(t):
+        t = await t
+    return t
+
+
+def subscribe_failed(self, sub, old):
+    """MqttClient.subscribe failed: its subscription ``sub`` goes, the ones it replaced
+    (``old``: the same filter's) come back."""
+    subs = self._subs
+    if sub in subs:
+        subs.remove(sub)
+    self._subs = subs + old
+
+
+def refused_or_orphans(s):
+    """A CONNACK with a reason code >= 0x80: raise its ConnectRefused. Otherwise QoS 2
+    messages the server forgot after PUBREC (its session is gone) fail."""
+    props = s.ev_props
+    if s.ev_rc >= 0x80:
+        reason = props.get(_p.PROP_REASON_STRING) if props else None
+        e = ConnectRefused("connection refused%s" % (": " + reason if reason else ""), s.ev_rc)
+        e.server_reference = props.get(_p.PROP_SERVER_REFERENCE) if props else None
+        raise e
+    o = s.ev_orphans
+    s.ev_orphans = []
+    for pid, tok in o:
+        tok._done(pid, None, PublishFailed(
+            "the server lost the session after PUBREC: QoS 2 delivery unconfirmed",
+            None, pid))

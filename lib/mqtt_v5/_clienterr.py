@@ -27,7 +27,7 @@ ERRORS = (
 )
 
 
-def error(n, value, rc, more):
+def error(n, value=None, rc=None, more=None):
     """client.py's error ``n``: its text with ``value``, its reason code ``rc`` and
     the third argument ``more`` of PublishFailed / SubscribeFailed."""
     try:

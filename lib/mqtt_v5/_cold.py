@@ -1,25 +1,26 @@
 """MqttClient's cold paths, imported on first use: a device that connects, publishes,
 receives and disconnects never loads this module (host_tests/test_unix_lazy.py checks
 it on the unix port). Here: what a lost link needs -- the reconnect supervisor's work
-(backoff, redirection, giving up), a refused CONNACK, a failed write or subscribe.
+(backoff, redirection, giving up), a failed write.
 The error texts are in ``_clienterr`` (unloaded after use), the debug lines' in ``_rare``:
 neither is heap while a lost link's TLS handshake runs again. The client keeps
 one-line hooks (see client.py). The API extras (``status()`` / ``repr()``,
 ``unsubscribe``, the ``messages()`` iterator, coroutine callbacks, the debug log's
-hooks) are in ``_client_extras``, handed out as this module's own names (see
-``__getattr__`` below): a device that reconnected holds this module, not those.
+hooks) and the rare outcomes a lost link does not meet (a transport given rather than
+a URL, a refused CONNACK, a failed subscribe) are in ``_client_extras``, handed out as
+this module's own names (see ``__getattr__`` below): a device that reconnected holds
+this module, not those.
 ``_rare`` holds enhanced AUTH, redirection and the debug log's text."""
 
 import asyncio
 
 from . import properties as _p
-from ._compat import const, is_awaitable, random_ms, sleep_ms, ticks_diff, ticks_ms
+from ._compat import const, random_ms, sleep_ms, ticks_diff, ticks_ms
 from .errors import (
     ConnectRefused,
     MqttError,
     NetworkError,
     ProtocolError,
-    PublishFailed,
 )
 
 # CONNACK codes that retrying cannot fix: stop instead of hammering the server.
@@ -61,19 +62,6 @@ def error(n, value, rc, more):
     from ._clienterr import error
 
     return error(n, value, rc, more)
-
-
-async def open_given(self, t):
-    """MqttClient._handshake's transport when the target is not a URL: the transport
-    given (once: it cannot be reopened), or what the async callable given returns."""
-    if hasattr(t, "readinto"):
-        if self._link_no:
-            raise error(2, None, None, None)  # _E_TRANSPORT_CLOSED
-        return t
-    t = t()
-    if is_awaitable(t):
-        t = await t
-    return t
 
 
 async def close_quietly(transport):
@@ -221,15 +209,6 @@ def link_failed(self, e):
         self._drop_writes()  # (sets _room: publish() queues from now on)
 
 
-def subscribe_failed(self, sub, old):
-    """MqttClient.subscribe failed: its subscription ``sub`` goes, the ones it replaced
-    (``old``: the same filter's) come back."""
-    subs = self._subs
-    if sub in subs:
-        subs.remove(sub)
-    self._subs = subs + old
-
-
 def write_failed(self, e):
     """A write failed: the link is gone. Returns the NetworkError to raise."""
     self._session.flushed(ticks_ms())
@@ -268,23 +247,6 @@ def goodbye(self, e):
         self._put()
     except Exception:
         pass
-
-
-def refused_or_orphans(s):
-    """A CONNACK with a reason code >= 0x80: raise its ConnectRefused. Otherwise QoS 2
-    messages the server forgot after PUBREC (its session is gone) fail."""
-    props = s.ev_props
-    if s.ev_rc >= 0x80:
-        reason = props.get(_p.PROP_REASON_STRING) if props else None
-        e = ConnectRefused("connection refused%s" % (": " + reason if reason else ""), s.ev_rc)
-        e.server_reference = props.get(_p.PROP_SERVER_REFERENCE) if props else None
-        raise e
-    o = s.ev_orphans
-    s.ev_orphans = []
-    for pid, tok in o:
-        tok._done(pid, None, PublishFailed(
-            "the server lost the session after PUBREC: QoS 2 delivery unconfirmed",
-            None, pid))
 
 
 def __getattr__(name):

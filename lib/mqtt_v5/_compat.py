@@ -19,24 +19,32 @@ del sys
 PENDING = object()
 
 
-class _Ready:
-    """An awaitable that is already complete (result None) and can be awaited again
-    and again: ``await READY`` allocates nothing on MicroPython, where calling an
-    ``async def`` allocates its generator (48 B or more). For a method that usually
-    has nothing to wait for: return READY then, a coroutine otherwise. Awaiting it
-    iterates one shared, exhausted iterator, which ends at once without raising
-    (cheaper than a StopIteration on CPython too). ``send``/``throw``/``close`` let
-    ``asyncio.create_task`` and ``gather`` take it as a coroutine on both runtimes
-    (``Done`` and MicroPython's ``Waiter`` inherit ``throw`` and ``close`` from here:
-    two functions fewer each)."""
+class Done:
+    """An awaitable already complete with ``value``, which can be awaited again and
+    again: its one StopIteration is raised at each await (0 B on MicroPython, where
+    calling an ``async def`` allocates its generator, 48 B or more, and a raise of a
+    preallocated exception allocates nothing once its traceback is cleared; on CPython
+    about 0.9 us). ``READY`` is ``Done(None)``: for a method that usually has nothing to
+    wait for, return READY then, a coroutine otherwise. ``send``/``throw``/``close``
+    let ``asyncio.create_task`` and ``gather`` take it as a coroutine on both runtimes
+    (MicroPython's ``Waiter`` inherits ``wait``, ``throw`` and ``close`` from here)."""
+
+    def __init__(self, value):
+        self._stop = StopIteration(value)
 
     def __await__(self):
-        return _EXHAUSTED
+        return self
 
-    __iter__ = __await__  # (one function object for both names: RAM on a device)
+    # (one function object for the three names: each def costs a device RAM)
+    wait = __iter__ = __await__
+
+    def __next__(self):
+        e = self._stop
+        e.__traceback__ = None
+        raise e
 
     def send(self, value):
-        raise StopIteration
+        return self.__next__()
 
     def throw(self, typ, val=None, tb=None):
         raise typ if val is None else val  # (a Waiter: cancelled while parked)
@@ -45,16 +53,7 @@ class _Ready:
         pass
 
 
-_EXHAUSTED = iter(())
-
-
-def _itself(self):
-    """``wait``, ``__await__`` and ``__iter__`` of Waiter and Done: one function object
-    shared by the five names (each def costs a device RAM)."""
-    return self
-
-
-READY = _Ready()
+READY = Done(None)
 
 
 if IS_MICROPYTHON:
@@ -137,7 +136,7 @@ if IS_MICROPYTHON:
         e.__traceback__ = None
         return e
 
-    class Waiter(_Ready):
+    class Waiter(Done):
         """A reusable awaitable that waits without a coroutine: ``await w.wait()``
         returns ``w.poll()``'s value; while poll() returns ``PENDING`` the current
         task is parked on ``w.event`` (an asyncio.Event) exactly as asyncio's
@@ -161,8 +160,6 @@ if IS_MICROPYTHON:
 
         def poll(self):
             raise NotImplementedError("Waiter.poll")
-
-        wait = __await__ = __iter__ = _itself
 
         def _park(self):
             t = _core.cur_task  # type: ignore[union-attr]
@@ -192,26 +189,6 @@ if IS_MICROPYTHON:
 
 
 
-class Done(_Ready):
-    """An awaitable already complete with ``value``, reusable like ``READY``:
-    its one StopIteration is raised again at each await (0 B on MicroPython,
-    where a raise of a preallocated exception allocates nothing once its
-    traceback is cleared; on CPython about 0.9 us)."""
-
-    def __init__(self, value):
-        self._stop = StopIteration(value)
-
-    __await__ = __iter__ = _itself
-
-    def __next__(self):
-        e = self._stop
-        e.__traceback__ = None
-        raise e
-
-    def send(self, value):
-        return self.__next__()
-
-
 # ---------------------------------------------------------------- network ----
 # Used at connect only; socket, ssl and asyncio are imported inside the functions so the
 # sans-IO modules that import _compat never load them. On MicroPython tls_context and
@@ -222,12 +199,13 @@ class Done(_Ready):
 if IS_MICROPYTHON:
 
     def __getattr__(name):
-        if (name == "tls_context" or name == "open_stream" or name == "has_alpn"
-                or name == "set_nodelay" or name == "random_ms" or name == "stream_socket"):
-            from . import _compat_micropython
+        # (any public name of it: testing for its six by name kept their six strings in
+        # RAM, from .mpy)
+        if name[0] == "_":
+            raise AttributeError(name)
+        from . import _compat_micropython
 
-            return getattr(_compat_micropython, name)
-        raise AttributeError(name)
+        return getattr(_compat_micropython, name)
 
 
 if not IS_MICROPYTHON:

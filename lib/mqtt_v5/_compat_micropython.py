@@ -91,10 +91,9 @@ def tls_context(cas, certs, key, verify, alpn):
     import tls as ssl  # type: ignore[import-not-found]
 
     if verify and not cas:
-        from .errors import UsageError
+        from ._neterr import usage_error  # (the texts: no heap while connected)
 
-        raise UsageError("TLS: MicroPython has no system CA store: pass "
-                         "TlsConfig(ca=...) or insecure_skip_verify=True")
+        raise usage_error(7, None)  # transport's _E_NO_CA
     try:
         # (short of heap, even this fails as "52": its random generator's seeding)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -113,15 +112,16 @@ def tls_context(cas, certs, key, verify, alpn):
         try:
             bytearray(16384)
         except MemoryError:
+            # (this text here: loading a module for it would fail for want of heap)
             raise MemoryError("memory allocation failed, allocating the TLS certificates "
                               "and key (MicroPython's tls reports it as an invalid cert or "
                               "key); a TLS session needs more than 16 KiB free in one block")
         raise
     if alpn:
         if not hasattr(ctx, "set_alpn_protocols"):
-            from .errors import UsageError
+            from ._neterr import usage_error
 
-            raise UsageError("TLS: this MicroPython firmware has no ALPN")
+            raise usage_error(8, None)  # transport's _E_NO_ALPN
         ctx.set_alpn_protocols(alpn)
     return ctx
 

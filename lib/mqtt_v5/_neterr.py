@@ -118,7 +118,8 @@ def dns_error(host, e):
     return _unloaded(NetworkError("DNS: cannot resolve host %r: %s" % (host, e)))
 
 
-# transport's usage errors, by its _E_* number (each formatted with one argument, but the last).
+# transport's usage errors, by its _E_* number (each formatted with one argument, but the last
+# three; the last two are _compat_micropython's).
 _USAGE = (
     "unsupported URL scheme %r (use mqtt:// or mqtts://)",
     "an MQTT URL has no path: %r",
@@ -127,6 +128,9 @@ _USAGE = (
     "bad port in %r",
     "no host in %r",
     "mqtt:// is plain TCP: use mqtts:// with a TlsConfig",
+    "TLS: MicroPython has no system CA store: pass TlsConfig(ca=...) or "
+    "insecure_skip_verify=True",
+    "TLS: this MicroPython firmware has no ALPN",
 )
 
 

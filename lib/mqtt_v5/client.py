@@ -46,6 +46,15 @@ from ._compat import (
     ticks_ms,
 )
 
+_ZERO = Done(0)  # what publish() of QoS 0 gives when it made no coroutine
+# _dispatch's reader of a message's properties: one for every client, as _dispatch
+# runs to its end without yielding (user callbacks it calls cannot reach it).
+_CURSOR = _p.PropertyCursor()
+# (their makers are needed no more: each global is a slot of this module's dict, which
+# grows in steps when full; with these two gone it keeps its 37 names in 37 slots, 47
+# otherwise)
+del Done, _p
+
 TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even compiled)
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Awaitable, Callable, Optional, Union  # noqa: F401
@@ -144,12 +153,12 @@ _PROP_REASON_STRING = const(0x1F)
 _PROP_USER_PROPERTY = const(0x26)
 
 
-def _error(n, value=None, rc=None, more=None):
-    """The exception ``n``, its text built by ``_clienterr`` (loaded for it, and
-    unloaded again)."""
+def _error(*args):
+    """The exception ``_clienterr.error(n, value, rc, more)`` builds (loaded for it, and
+    unloaded again). (No defaults here: a tuple of them would be heap on every device.)"""
     from ._clienterr import error
 
-    return error(n, value, rc, more)
+    return error(*args)
 
 
 class ReconnectConfig:
@@ -366,10 +375,10 @@ class MqttClient:
         # the send window opened (an ack, see _publish), the link was lost. One Event
         # for both: whoever waits checks its own condition again when woken.
         self._room = asyncio.Event()
-        # Wakes the writer task (a Delivery: no coroutine per wake-up); made with the first
-        # writer (most devices never need one: see _to_writer).
-        self._write_wake = None  # type: Any
-        self._writer = None  # type: Any  # the writer task, made when first needed
+        # The writer task's wake-up (a Delivery: no coroutine per wake-up) while the task
+        # runs: both made when first needed on a connection (most devices never need
+        # them: see _to_writer).
+        self._writer = None  # type: Any
         self._gave_up = None  # type: Any  # the error publish() raises once reconnecting stopped
         self._reauth = None  # type: Any  # set when a re-authentication succeeded
         self._transport = None  # type: Any
@@ -385,7 +394,6 @@ class MqttClient:
         self._message_cbs = ()  # type: tuple
         self._queue = None  # type: Any  # messages() (with _queue_event, _queue_max)
         self._msg = _s.Message()
-        self._coros = None  # type: Any  # the coroutine callbacks of the message dispatched
         # Counts connections (0: none yet, a transport given is then still open): a
         # deferred ack is for its own.
         self._link_no = 0
@@ -642,12 +650,10 @@ class MqttClient:
             self._held = (w, n, tail, ticks_ms())
             self._room.clear()
         if self._writer is None and self._connected:
-            if self._write_wake is None:
-                self._write_wake = Delivery()
-            self._writer = asyncio.create_task(self._write_loop())
-            self._tasks.append(self._writer)
-        if self._write_wake is not None:
-            self._write_wake.event.set()
+            self._writer = Delivery()
+            self._tasks.append(asyncio.create_task(self._write_loop(self._writer)))
+        if self._writer is not None:
+            self._writer.event.set()
         return False
 
     async def _finish(self):
@@ -692,10 +698,9 @@ class MqttClient:
         s.flushed(ticks_ms())
         return True
 
-    async def _write_loop(self):
+    async def _write_loop(self, wake):
         """The writer task: finishes held writes, sends what was batched. Asleep on
-        an Event otherwise (nothing allocated while idle)."""
-        wake = self._write_wake
+        an Event otherwise (nothing allocated while idle): ``wake``, its wake-up."""
         try:
             while True:
                 if self._held is not None:
@@ -734,9 +739,9 @@ class MqttClient:
         if self._held is None and _log_fn is None and (
                 not qos or self._session.window_open() or not self._connected):
             return self._publish_now(topic, payload, qos, retain, options, None)
-        return self._publish(topic, payload, qos, retain, options)
+        return self._publish(topic, payload, qos, retain, options, None)
 
-    def _publish_now(self, topic, payload, qos, retain, options, token=None):
+    def _publish_now(self, topic, payload, qos, retain, options, token):
         """``publish`` (and ``begin_publish``, with its ``token``) when nothing has to
         be waited for before the write. The packet is encoded and handed to the
         transport here; if the transport could not take it all, the writer task
@@ -823,7 +828,7 @@ class MqttClient:
         await self._publish(topic, payload, qos, retain, options, d)
         return d
 
-    async def _publish(self, topic, payload, qos, retain, options, token=None):
+    async def _publish(self, topic, payload, qos, retain, options, token):
         """``_publish_now`` once the send window has room (QoS 1/2) and no write is
         held: the coroutine publish() makes only when it has to wait."""
         s = self._session
@@ -1055,11 +1060,11 @@ class MqttClient:
                 if ev == _EV_CONTINUE:
                     continue
                 if ev == _EV_MESSAGE:
-                    self._dispatch()
-                    if self._coros is not None:
+                    coros = self._dispatch()
+                    if coros is not None:
                         # One task runs the message's coroutine callbacks; past
                         # receive_maximum of them running, reading waits (see _cold).
-                        await _cold_paths().start_callbacks(self)
+                        await _cold_paths().start_callbacks(self, coros)
                 elif ev == _EV_PUBLISH_DONE or ev == _EV_PUBLISH_FAILED:
                     tok = s.ev_token
                     if tok is not None:
@@ -1107,11 +1112,14 @@ class MqttClient:
             return False
 
     def _dispatch(self):
+        """Hand the message read to its callbacks; returns the coroutines they returned
+        (a list), or None."""
         s = self._session
         msg = self._msg
         msg._bind(s)
         taken = False
         routed = False
+        coros = None
         m = s.msg
         if m.prop_end > m.prop_start:
             # Route by Subscription Identifier: with overlapping subscriptions the
@@ -1131,38 +1139,40 @@ class MqttClient:
                             routed = True
                             if sub[_SUB_CALLBACK] is not None:
                                 taken = True
-                                self._call(sub[_SUB_CALLBACK], msg)
+                                coros = self._call(sub[_SUB_CALLBACK], msg, coros)
         if not routed:
             for sub in self._subs:
                 fb = sub[_SUB_BYTES]
                 if sub[_SUB_CALLBACK] is not None and _t.matches(
                         fb, sub[_SUB_START], len(fb), s.topic_buf, s.topic_start, s.topic_end):
                     taken = True
-                    self._call(sub[_SUB_CALLBACK], msg)
+                    coros = self._call(sub[_SUB_CALLBACK], msg, coros)
         if not taken:
             for cb in self._message_cbs:
-                self._call(cb, msg)
+                coros = self._call(cb, msg, coros)
             # The iterator, like on_message, gets what no subscription callback took.
             if self._queue is not None:
                 _cold_paths().queue_message(self, msg)
+        return coros
 
-    def _call(self, callback, msg):
+    def _call(self, callback, msg, coros):
         """Run a message callback. A plain function runs now, on the message as it
         sits in the receive buffer. A coroutine function runs as a task (see
-        ``_start_callbacks``) on a detached message, so it may await anything,
-        including a QoS 1/2 ``publish`` whose acknowledgement this reader has yet
-        to read."""
+        ``_client_extras.start_callbacks``) on a detached message, so it may await
+        anything, including a QoS 1/2 ``publish`` whose acknowledgement this reader has
+        yet to read: its coroutine joins ``coros`` (a list made for the first), returned."""
         try:
             r = callback(msg)
         except Exception as e:  # a user callback must not kill the client
             _note(_N_CALLBACK_RAISED, e)
-            return
+            return coros
         if is_awaitable(r):
-            if self._coros is None:
+            if coros is None:
                 msg._detach()  # the coroutine holds this object: later messages get another
                 self._msg = _s.Message()
-                self._coros = []
-            self._coros.append(r)
+                coros = []
+            coros.append(r)
+        return coros
 
     async def _timer_loop(self):
         """Keep-alive: PINGREQ when due, and a dead link found within 1.5x keep-alive
@@ -1198,9 +1208,3 @@ class MqttClient:
 
 async def _raise(error):
     raise error
-
-
-_ZERO = Done(0)  # what publish() of QoS 0 gives when it made no coroutine
-# _dispatch's reader of a message's properties: one for every client, as _dispatch
-# runs to its end without yielding (user callbacks it calls cannot reach it).
-_CURSOR = _p.PropertyCursor()

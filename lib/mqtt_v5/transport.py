@@ -53,6 +53,9 @@ _E_HOST = const(3)
 _E_PORT = const(4)
 _E_NO_HOST = const(5)
 _E_PLAIN = const(6)
+# (these two: _compat_micropython's)
+_E_NO_CA = const(7)
+_E_NO_ALPN = const(8)
 
 
 def _usage(n, arg=None):
@@ -74,8 +77,9 @@ def __getattr__(name):
     return getattr(__import__("mqtt_v5." + module, None, None, (name,)), name)
 
 
-DEFAULT_PORT = 1883
-DEFAULT_TLS_PORT = 8883
+# (const(): no global each, and the module's dict keeps its 16 names in 17 slots, not 23)
+_DEFAULT_PORT = const(1883)
+_DEFAULT_TLS_PORT = const(8883)
 
 
 def parse_url(url):
@@ -131,7 +135,8 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
     which ``MqttClient`` bounds by its ``connect_timeout``).
     ``ws://`` and ``wss://`` URLs go to ``mqtt_v5.ws.open_ws`` (MQTT over WebSocket)."""
     i = url_or_host.find("://")
-    if 0 < i < 4 and url_or_host[:i].lower() in ("ws", "wss"):
+    scheme = url_or_host[:i].lower() if 0 < i < 4 else None
+    if scheme == "ws" or scheme == "wss":  # (no tuple of them in RAM while connected)
         from .ws import open_ws  # imported only by those who use WebSocket
 
         return await open_ws(url_or_host, tls=tls, timeout_s=timeout_s)
@@ -145,7 +150,7 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
 
         tls = TlsConfig()
     if port is None:
-        port = DEFAULT_TLS_PORT if tls else DEFAULT_PORT
+        port = _DEFAULT_TLS_PORT if tls else _DEFAULT_PORT
     ctx = None
     sni = None
     has_cert = False
