@@ -51,6 +51,7 @@ from ._compat import const, ticks_diff
 # statement allocates on MicroPython (it builds the module's full name each time), and
 # paths it holds must not allocate once warm (a QoS 2 exchange, a known topic alias).
 _rare = None
+_publish_rare = None  # (likewise, for a PUBLISH off the plain path: see publish)
 
 
 def _rare_paths():
@@ -523,8 +524,9 @@ class Session:
                                     payload, None, token)
                 return pid
         # Properties, an alias, a payload larger than ``out``, the offline queue: cold.
-        from . import _publish_rare
-
+        global _publish_rare
+        if _publish_rare is None:
+            from . import _publish_rare
         return _publish_rare.publish(self, topic, payload, qos, retain, props, topic_alias,
                                      token)
 
