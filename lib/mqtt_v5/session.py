@@ -51,7 +51,7 @@ from ._compat import const, ticks_diff
 # statement allocates on MicroPython (it builds the module's full name each time), and
 # paths it holds must not allocate once warm (a QoS 2 exchange, a known topic alias).
 _rare = None
-_publish_rare = None  # (likewise, for a PUBLISH off the plain path: see publish)
+_publish_rare = None  # type: Any  # (likewise: a PUBLISH off the plain path, see publish)
 
 
 def _rare_paths():
