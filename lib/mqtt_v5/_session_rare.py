@@ -53,12 +53,14 @@ _SEQ_MASK = const(0x3FFFFFF)
 # codec's packet types (codec.X would go through its __getattr__: an import each time)
 _CONNACK = const(2)
 _PUBLISH = const(3)
+_PUBACK = const(4)
 _PUBREC = const(5)
 _PUBREL = const(6)
 _PUBCOMP = const(7)
 _DISCONNECT = const(14)
 _AUTH = const(15)
-_E_QOS_ABOVE_MAX = const(78)  # (session's error numbers: see _errtext.SESSION)
+_E_NOT_FLUSHED = const(65)  # (session's error numbers: see _errtext.SESSION)
+_E_QOS_ABOVE_MAX = const(78)
 _E_PUBLISH_TOO_BIG = const(80)
 
 
@@ -333,7 +335,7 @@ def check_subscribe(self, subscriptions, props):
 # ---------------------------------- Session's methods, through its __getattr__ --
 
 _METHODS = ("unsubscribe", "auth", "ping", "ping_pending", "abort", "last_ack", "has_output",
-            "check_publish")
+            "check_publish", "defer_ack", "ack")
 # Session's settings, by name, in the order of its _conf tuple (see session's _C_*).
 _CONF = ("ping_timeout_ms", "connect_timeout_ms", "max_queued", "max_queued_bytes")
 
@@ -366,6 +368,25 @@ def unsubscribe(self, filters, props=None, token=None):
     self._next_pid = pid
     self._pending_sub[pid] = (token, bytes(len(filters)))  # (UNSUBACK: any codes)
     return pid
+
+
+def defer_ack(self):
+    """Keep the message just handed out unacknowledged past the next ``poll``
+    (its callback runs on; the server's Receive Maximum then bounds how many
+    such messages wait). Returns the key to give ``ack`` (0 for QoS 0)."""
+    qos = self._msg_unacked
+    self._msg_unacked = 0
+    return (qos << 16) | self.msg.packet_id if qos else 0
+
+
+def ack(self, key):
+    """Encode the PUBACK / PUBREC ``defer_ack`` put off (nothing if the
+    connection it came on is gone: the server sends the message again)."""
+    if self.out_len or self.out_tail is not None:
+        raise _c._err(_E_NOT_FLUSHED)
+    if key and self.state == CONNECTED:
+        self.out_len = _c.encode_ack(self.out, _PUBACK if key >> 16 == 1 else _PUBREC,
+                                     key & 0xFFFF)
 
 
 def refuse_disconnect(pkt):

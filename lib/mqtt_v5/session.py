@@ -341,8 +341,9 @@ class Session:
     def __getattr__(self, name):
         # Called only for a name neither the instance nor the class has. The methods
         # only rare paths call -- ``unsubscribe``, ``auth``, ``ping``, ``ping_pending``,
-        # ``abort``, ``last_ack``, ``has_output`` (see there) -- are _session_rare's,
-        # bound here on each use: a def in this class costs a device RAM from import on.
+        # ``abort``, ``last_ack``, ``has_output``, ``check_publish``, ``defer_ack``, ``ack``
+        # (see there) -- are _session_rare's, bound here on each use: a def in this class
+        # costs a device RAM from import on.
         # So are the settings read from ``_conf`` by name (``max_queued``, ...) and
         # ``max_inflight``.
         if name == "ev_orphans":
@@ -848,20 +849,3 @@ class Session:
         """True if the next ``poll`` sends the acknowledgement of the message it
         handed out last (rather than handling another packet)."""
         return self._msg_unacked != 0
-
-    def defer_ack(self):
-        """Keep the message just handed out unacknowledged past the next ``poll``
-        (its callback runs on; the server's Receive Maximum then bounds how many
-        such messages wait). Returns the key to give ``ack`` (0 for QoS 0)."""
-        qos = self._msg_unacked
-        self._msg_unacked = 0
-        return (qos << 16) | self.msg.packet_id if qos else 0
-
-    def ack(self, key):
-        """Encode the PUBACK / PUBREC ``defer_ack`` put off (nothing if the
-        connection it came on is gone: the server sends the message again)."""
-        if self.out_len or self.out_tail is not None:
-            raise _c._err(_E_NOT_FLUSHED)
-        if key and self.state == _CONNECTED:
-            self.out_len = _c.encode_ack(self.out, _PUBACK if key >> 16 == 1 else _PUBREC,
-                                         key & 0xFFFF)
