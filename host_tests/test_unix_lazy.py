@@ -23,6 +23,7 @@ EVERYDAY = ["mqtt_v5", "mqtt_v5._compat", "mqtt_v5._compat_micropython",
             "mqtt_v5.topic", "mqtt_v5.transport"]
 # Loaded on first use only; each must stay out of the everyday path.
 LAZY = ["mqtt_v5._cold", "mqtt_v5._clienterr", "mqtt_v5._client_extras", "mqtt_v5._session_rare",
+        "mqtt_v5._publish_rare",
         "mqtt_v5._codec_rare", "mqtt_v5._errtext",
         "mqtt_v5._rare", "mqtt_v5._server_codec", "mqtt_v5._pem", "mqtt_v5._properties_rare",
         "mqtt_v5._neterr", "mqtt_v5.reasons", "mqtt_v5.sync_client",

@@ -5,12 +5,14 @@ when the server lost the session, QoS 2 (PUBREC / PUBREL / PUBCOMP, both ways),
 outbound topic aliases, UNSUBSCRIBE, AUTH, packets larger than the send buffer, the
 checks against a server without shared or wildcard subscriptions, and the packets the
 server should not send. Functions of the ``Session`` (``self``); it keeps one-line
-hooks. Sans-IO like the session."""
+hooks. Sans-IO like the session. (A PUBLISH off the plain path, the offline queue and
+outbound topic aliases: ``_publish_rare``'s, below it.)"""
 
 from . import codec as _c
 from . import properties as _p
 from ._compat import const
-from .errors import ProtocolError, QueueFull, UsageError
+from ._publish_rare import _no_room, _put_publish, _queued_size, _send_publish, check_publish
+from .errors import ProtocolError, UsageError
 from .topic import is_wildcard, share_prefix_len
 
 # session.py's public constants (``session.X`` finds them here: see its ``__getattr__``).
@@ -51,16 +53,15 @@ _SEQ_MASK = const(0x3FFFFFF)
 # codec's packet types (codec.X would go through its __getattr__: an import each time)
 _CONNACK = const(2)
 _PUBLISH = const(3)
+_PUBACK = const(4)
 _PUBREC = const(5)
 _PUBREL = const(6)
 _PUBCOMP = const(7)
 _DISCONNECT = const(14)
 _AUTH = const(15)
-
-
-def _no_room(e):
-    """True for the codec's "does not fit the buffer" (not "too large for MQTT")."""
-    return isinstance(e, UsageError) and e.reason_code == 0x95 and "does not fit" in e.args[0]
+_E_NOT_FLUSHED = const(65)  # (session's error numbers: see _errtext.SESSION)
+_E_QOS_ABOVE_MAX = const(78)
+_E_PUBLISH_TOO_BIG = const(80)
 
 
 def encode_big(self, e, encode, args):
@@ -81,27 +82,6 @@ def encode_big(self, e, encode, args):
     self.out_len = 0
     self.out_tail = memoryview(buf)[:n]
     return n
-
-
-def put_big_publish(self, e, topic, payload, qos, pid, retain, dup, props, alias):
-    """Session._put_publish when the PUBLISH header did not fit ``out`` (``e`` said
-    so, or something else, raised again): the whole packet in a buffer of its own."""
-    if not _no_room(e):
-        raise e
-    n = len(payload)
-    buf = bytearray(4 * len(self.out) + n)
-    while True:
-        try:
-            m = _c.encode_publish_header(buf, topic, n, qos, pid, retain, dup, props, alias)
-            if m + n <= len(buf):
-                break
-        except UsageError as e2:
-            if not _no_room(e2):
-                raise
-        buf = bytearray(4 * len(buf))
-    buf[m:m + n] = payload
-    self.out_len = 0
-    self.out_tail = memoryview(buf)[:m + n]
 
 
 def requeue(self):
@@ -184,9 +164,9 @@ def pump(self):
                 self.ev_error = err
                 self._free_slot(i)
                 return False
-            self._put_publish(sl[i + _TOPIC], sl[i + _PAYLOAD],
-                              1 if sl[i + _STATE] == _WAIT_PUBACK else 2, sl[i + _PID],
-                              (sl[i + _FLAGS] & _F_RETAIN) != 0, True, sl[i + _PROPS], 0)
+            _put_publish(self, sl[i + _TOPIC], sl[i + _PAYLOAD],
+                         1 if sl[i + _STATE] == _WAIT_PUBACK else 2, sl[i + _PID],
+                         (sl[i + _FLAGS] & _F_RETAIN) != 0, True, sl[i + _PROPS], 0)
             sl[i + _FLAGS] &= ~_F_CARRIED
         return sl[i + _TOKEN] or True
     if not self._queue:
@@ -201,8 +181,8 @@ def pump(self):
     if alias > self.limits.topic_alias_maximum:
         alias = 0  # this server allows fewer aliases: the topic goes in full
     try:
-        self.check_publish(entry[0], entry[1], qos, entry[3], entry[4])
-        self._send_publish(entry[0], entry[1], qos, entry[3], entry[4], alias, entry[5])
+        check_publish(self, entry[0], entry[1], qos, entry[3], entry[4])
+        _send_publish(self, entry[0], entry[1], qos, entry[3], entry[4], alias, entry[5])
     except UsageError as e:
         # The new server cannot take it (lower limits than when queued).
         self.ev_rc = e.reason_code or 0x80
@@ -229,7 +209,7 @@ def _resend_refused(self, i):
     qos = 1 if sl[i + _STATE] == _WAIT_PUBACK else 2
     if qos > lim.maximum_qos:
         # [MQTT-3.2.2-11] never above the server's Maximum QoS
-        return _c._err(78, lim.maximum_qos)  # _E_QOS_ABOVE_MAX
+        return _c._err(_E_QOS_ABOVE_MAX, lim.maximum_qos)
     props = sl[i + _PROPS]
     from ._codec_rare import publish_size
 
@@ -237,72 +217,11 @@ def _resend_refused(self, i):
                         _p.size(props, 1 << _PUBLISH) if props else 0)
     if size > lim.maximum_packet_size:
         # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
-        return _c._err(80, size, lim.maximum_packet_size)  # _E_PUBLISH_TOO_BIG
+        return _c._err(_E_PUBLISH_TOO_BIG, size, lim.maximum_packet_size)
     return None
 
 
-def enqueue(self, topic, payload, qos, retain, props, token, alias=0):
-    """Into the offline queue (``QueueFull`` past its bounds)."""
-    size = _queued_size(topic, payload, props)
-    if (len(self._queue) >= self._conf[2]  # max_queued
-            or self._queued_bytes + size > self._conf[3]):  # max_queued_bytes
-        raise QueueFull("offline queue full (%d messages, %d bytes)"
-                        % (len(self._queue), self._queued_bytes))
-    # The message waits as given; the caller must not change a mutable payload.
-    if not self._queue:
-        self._queue = []  # (the first: see Session.__init__)
-    self._queue.append([topic, payload, qos, retain, props, token, alias])
-    self._queued_bytes += size
-
-
 # ------------------------------------------------------------- topic aliases --
-
-def outbound_alias(self, topic, requested):
-    """The Topic Alias for ``topic`` within the server's Topic Alias Maximum:
-    ``a > 0`` if the server already knows it (send an empty topic), ``-a``
-    for a new mapping (send topic and alias, then ``remember_alias``), 0
-    for none. Changes nothing; an int rather than a tuple, as this runs
-    for every PUBLISH in auto-alias mode."""
-    amax = self.limits.topic_alias_maximum
-    if not amax:
-        if requested:
-            raise UsageError("the server allows no topic aliases", 0x94)
-        return 0
-    key = topic if not isinstance(topic, str) else topic.encode()
-    if self._alias_out is None:
-        self._alias_out = {}  # (the first use on this connection: see Session.__init__)
-    known = self._alias_out.get(key, 0)
-    if requested:
-        if requested > amax:
-            # [MQTT-3.2.2-17] never above the server's Topic Alias Maximum
-            raise UsageError("topic alias %d above the server's maximum %d"
-                             % (requested, amax), 0x94)
-        return requested if known == requested else -requested
-    if known:
-        return known
-    if len(self._alias_out) < amax:
-        # The lowest free alias (explicit requests may have taken any of them).
-        for alias in range(1, amax + 1):
-            if not _alias_taken(self, alias):
-                return -alias
-    return 0
-
-
-def _alias_taken(self, alias):
-    for v in self._alias_out.values():
-        if v == alias:
-            return True
-    return False
-
-
-def remember_alias(self, topic, alias):
-    """Record that the PUBLISH being sent maps ``alias`` to ``topic``."""
-    key = topic.encode() if isinstance(topic, str) else bytes(topic)
-    # Re-map: forget whichever topic held this alias, and this topic's old alias.
-    for k in list(self._alias_out):
-        if k == key or self._alias_out[k] == alias:
-            del self._alias_out[k]
-    self._alias_out[key] = alias
 
 
 def inbound_alias(self, m):
@@ -415,7 +334,8 @@ def check_subscribe(self, subscriptions, props):
 
 # ---------------------------------- Session's methods, through its __getattr__ --
 
-_METHODS = ("unsubscribe", "auth", "ping", "ping_pending", "abort", "last_ack", "has_output")
+_METHODS = ("unsubscribe", "auth", "ping", "ping_pending", "abort", "last_ack", "has_output",
+            "check_publish", "defer_ack", "ack")
 # Session's settings, by name, in the order of its _conf tuple (see session's _C_*).
 _CONF = ("ping_timeout_ms", "connect_timeout_ms", "max_queued", "max_queued_bytes")
 
@@ -448,6 +368,25 @@ def unsubscribe(self, filters, props=None, token=None):
     self._next_pid = pid
     self._pending_sub[pid] = (token, bytes(len(filters)))  # (UNSUBACK: any codes)
     return pid
+
+
+def defer_ack(self):
+    """Keep the message just handed out unacknowledged past the next ``poll``
+    (its callback runs on; the server's Receive Maximum then bounds how many
+    such messages wait). Returns the key to give ``ack`` (0 for QoS 0)."""
+    qos = self._msg_unacked
+    self._msg_unacked = 0
+    return (qos << 16) | self.msg.packet_id if qos else 0
+
+
+def ack(self, key):
+    """Encode the PUBACK / PUBREC ``defer_ack`` put off (nothing if the
+    connection it came on is gone: the server sends the message again)."""
+    if self.out_len or self.out_tail is not None:
+        raise _c._err(_E_NOT_FLUSHED)
+    if key and self.state == CONNECTED:
+        self.out_len = _c.encode_ack(self.out, _PUBACK if key >> 16 == 1 else _PUBREC,
+                                     key & 0xFFFF)
 
 
 def refuse_disconnect(pkt):
@@ -551,6 +490,3 @@ def copy(m, c):
     return c
 
 
-def _queued_size(topic, payload, props):
-    """What a queued message counts against max_queued_bytes."""
-    return len(topic) + len(payload) + (_p.size(props, 1 << _PUBLISH) if props else 0)

@@ -42,7 +42,6 @@ What it does not do: sockets, TLS, reconnect timing and user callbacks (the
 driver), and topic routing to callbacks (``topic.matches``).
 """
 from . import codec as _c
-from . import properties as _p
 from ._compat import const, ticks_diff
 
 # ``errors`` is not imported here: its classes are only needed once something was raised,
@@ -52,6 +51,7 @@ from ._compat import const, ticks_diff
 # statement allocates on MicroPython (it builds the module's full name each time), and
 # paths it holds must not allocate once warm (a QoS 2 exchange, a known topic alias).
 _rare = None
+_publish_rare = None  # type: Any  # (likewise: a PUBLISH off the plain path, see publish)
 
 
 def _rare_paths():
@@ -195,8 +195,8 @@ _E_UNKNOWN_PUBACK = const(89)
 _E_PRESENT_AFTER_CLEAN = const(90)
 
 # const() is folded at compile time on MicroPython: only CPython calls it (above). Not
-# kept as a global, its slot takes the next name: 12 globals (a frozen module's too, with
-# its __version__) fit a dict of 12; 13 took 17 slots.
+# kept as a global, its slot takes the next name: 11 globals (a frozen module's too, with
+# its __version__, 12) fit a dict of 12; 13 took 17 slots.
 del const
 
 
@@ -341,8 +341,9 @@ class Session:
     def __getattr__(self, name):
         # Called only for a name neither the instance nor the class has. The methods
         # only rare paths call -- ``unsubscribe``, ``auth``, ``ping``, ``ping_pending``,
-        # ``abort``, ``last_ack``, ``has_output`` (see there) -- are _session_rare's,
-        # bound here on each use: a def in this class costs a device RAM from import on.
+        # ``abort``, ``last_ack``, ``has_output``, ``check_publish``, ``defer_ack``, ``ack``
+        # (see there) -- are _session_rare's, bound here on each use: a def in this class
+        # costs a device RAM from import on.
         # So are the settings read from ``_conf`` by name (``max_queued``, ...) and
         # ``max_inflight``.
         if name == "ev_orphans":
@@ -496,25 +497,6 @@ class Session:
     def queued(self):
         return len(self._queue)
 
-    def check_publish(self, topic, payload, qos, retain, props=None):
-        """Raise UsageError if the server's limits forbid this PUBLISH."""
-        if qos != 0 and qos != 1 and qos != 2:
-            raise _c._err(_E_QOS)
-        if props:
-            if _PROP_SUBSCRIPTION_IDENTIFIER in props:
-                # [MQTT-3.3.4-6] only the server puts one on a PUBLISH
-                raise _c._err(_E_SID_ON_PUBLISH)
-            if _PROP_TOPIC_ALIAS in props:
-                # Only the alias argument is checked against the server's maximum.
-                raise _c._err(_E_ALIAS_PROPERTY)
-        if self.state == _CONNECTED:
-            lim = self.limits
-            if qos > lim.maximum_qos:
-                # [MQTT-3.2.2-11] never above the server's Maximum QoS
-                raise _c._err(_E_QOS_ABOVE_MAX, lim.maximum_qos)
-            if retain and not lim.retain_available:
-                raise _c._err(_E_NO_RETAIN)
-
     def publish(self, topic, payload, qos=0, retain=False, props=None, topic_alias=0,
                 token=None):
         """Encode a PUBLISH into ``out`` and return its packet id (0 for QoS 0).
@@ -542,45 +524,12 @@ class Session:
                     self._take_slot(self._pids.index(0) * _SLOT, pid, qos, retain, topic,
                                     payload, None, token)
                 return pid
-        self.check_publish(topic, payload, qos, retain, props)
-        if self.state != _CONNECTED or (qos and not self.window_open()) or self._queue:
-            _rare_paths().enqueue(self, topic, payload, qos, retain, props, token, topic_alias)
-            return 0
-        if self.out_len or self.out_tail is not None:
-            raise _c._err(_E_NOT_FLUSHED)
-        return self._send_publish(topic, payload, qos, retain, props, topic_alias, token)
-
-    def _send_publish(self, topic, payload, qos, retain, props, topic_alias, token):
-        # Nothing changes until the packet is encoded: a UsageError leaves the
-        # alias table, the packet id counter and the in-flight table untouched.
-        lim = self.limits
-        alias = 0
-        send_topic = topic
-        if topic_alias or self._connect_flags & _CF_AUTO_ALIAS:
-            alias = _rare_paths().outbound_alias(self, topic, topic_alias)
-            if alias > 0:
-                send_topic = b""  # the server knows this alias already
-        n = len(payload)
-        pid = slot = 0
-        if qos:
-            if 0 not in self._pids:
-                raise _c._err(_E_NO_SLOT)  # window_open() prevents this
-            slot = self._pids.index(0) * _SLOT
-            pid = self._peek_pid()
-        tlen = len(send_topic) if not isinstance(send_topic, str) else len(send_topic.encode())
-        psize = (_p.size(props, 1 << _PUBLISH) if props else 0) + (3 if alias else 0)
-        rem = 2 + tlen + (2 if qos else 0) + _p.vbi_size(psize) + psize + n
-        size = 1 + _p.vbi_size(rem) + rem  # (codec.publish_size, a cold path's)
-        if size > lim.maximum_packet_size:
-            # [MQTT-3.2.2-15] never send more than the server's Maximum Packet Size
-            raise _c._err(_E_PUBLISH_TOO_BIG, size, lim.maximum_packet_size)
-        self._put_publish(send_topic, payload, qos, pid, retain, False, props,
-                          alias if alias > 0 else -alias)
-        if alias < 0:
-            _rare_paths().remember_alias(self, topic, -alias)
-        if qos:
-            self._take_slot(slot, pid, qos, retain, topic, payload, props, token)
-        return pid
+        # Properties, an alias, a payload larger than ``out``, the offline queue: cold.
+        global _publish_rare
+        if _publish_rare is None:
+            from . import _publish_rare
+        return _publish_rare.publish(self, topic, payload, qos, retain, props, topic_alias,
+                                     token)
 
     def _take_slot(self, start, pid, qos, retain, topic, payload, props, token):
         """Record the PUBLISH just encoded in the free slot at ``start``."""
@@ -656,32 +605,6 @@ class Session:
         if self.state != _CONNECTED or self.out_len or not (self._resends or self._queue):
             return None
         return _rare_paths().pump(self)
-
-    def _put_publish(self, topic, payload, qos, pid, retain, dup, props, topic_alias):
-        """PUBLISH into ``out``: the payload copied behind the header when it fits,
-        else left in ``out_tail``. A header larger than ``out`` (a long topic with
-        many properties) gets a buffer of its own for this one packet."""
-        out = self.out
-        if not props and not topic_alias and not dup:
-            m = _c.encode_publish_plain(out, topic, payload, qos, pid, retain,
-                                        _DEFAULT_SERVER_MAX)  # (the size was checked)
-            if m:
-                self.out_len = m
-                return
-        n = len(payload)
-        try:
-            hlen = _c.encode_publish_header(out, topic, n, qos, pid, retain, dup, props,
-                                            topic_alias)
-        except Exception as e:  # (a UsageError saying it did not fit: else raised again)
-            _rare_paths().put_big_publish(self, e, topic, payload, qos, pid, retain, dup,
-                                          props, topic_alias)
-            return
-        if hlen + n <= len(out):
-            out[hlen:hlen + n] = payload
-            self.out_len = hlen + n
-        else:
-            self.out_len = hlen
-            self.out_tail = payload
 
     def _encode_cold(self, encode, *args):
         """A cold-path packet (CONNECT, SUBSCRIBE, ...) into ``out``; one larger than
@@ -926,20 +849,3 @@ class Session:
         """True if the next ``poll`` sends the acknowledgement of the message it
         handed out last (rather than handling another packet)."""
         return self._msg_unacked != 0
-
-    def defer_ack(self):
-        """Keep the message just handed out unacknowledged past the next ``poll``
-        (its callback runs on; the server's Receive Maximum then bounds how many
-        such messages wait). Returns the key to give ``ack`` (0 for QoS 0)."""
-        qos = self._msg_unacked
-        self._msg_unacked = 0
-        return (qos << 16) | self.msg.packet_id if qos else 0
-
-    def ack(self, key):
-        """Encode the PUBACK / PUBREC ``defer_ack`` put off (nothing if the
-        connection it came on is gone: the server sends the message again)."""
-        if self.out_len or self.out_tail is not None:
-            raise _c._err(_E_NOT_FLUSHED)
-        if key and self.state == _CONNECTED:
-            self.out_len = _c.encode_ack(self.out, _PUBACK if key >> 16 == 1 else _PUBREC,
-                                         key & 0xFFFF)
