@@ -1,7 +1,7 @@
 """mqtt_v5: an MQTT v5 client for MicroPython and CPython.
 
 Names are imported lazily, so ``import mqtt_v5`` costs little heap and a
-device pays only for the parts it uses.
+device pays only for the parts it uses (their types, for type checkers: ``__init__.pyi``).
 """
 
 __version__ = "0.1.0"
@@ -33,36 +33,3 @@ def __getattr__(name):
     except ImportError:
         raise AttributeError(name) from None
     return globals()[name]
-
-
-# For type checkers only (never true at run time, nothing is imported): the public names
-# with their types, which the lazy __getattr__ above hides from them.
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # pragma: no cover
-    from .client import (  # noqa: F401
-        Connected,
-        ConnectionEvent,
-        ConnectOptions,
-        Delivery,
-        Disconnected,
-        Message,
-        MqttClient,
-        PublishOptions,
-        ReconnectConfig,
-        Reconnecting,
-        Will,
-        set_debug,
-    )
-    from .errors import (  # noqa: F401
-        ConnectRefused,
-        MqttError,
-        MqttTimeout,
-        NetworkError,
-        ProtocolError,
-        PublishFailed,
-        QueueFull,
-        SubscribeFailed,
-        UsageError,
-    )
-    from .sync_client import SyncClient  # noqa: F401
-    from .tls import TlsConfig  # noqa: F401
