@@ -12,8 +12,9 @@ __version__ = "0.1.0"
 # cost a qstr or a str object per name at import.
 _NAMES = ("errors MqttError UsageError ProtocolError NetworkError ConnectRefused "
           "PublishFailed SubscribeFailed MqttTimeout QueueFull|"
-          "client MqttClient ConnectOptions ReconnectConfig PublishOptions Will Message "
-          "Delivery ConnectionEvent Connected Disconnected Reconnecting set_debug|"
+          "client MqttClient ConnectOptions ReconnectConfig Delivery ConnectionEvent "
+          "Connected Disconnected Reconnecting|codec Will|session Message|"
+          "_publish_options PublishOptions|_client_extras set_debug|"
           "tls TlsConfig|sync_client SyncClient")
 
 

@@ -11,7 +11,7 @@ first connect).
 import sys
 
 IS_MICROPYTHON = sys.implementation.name == "micropython"
-# Names used only while this module runs are deleted after use (``sys``, ``_gen``): each
+# Names used only while this module runs are deleted after use (``sys``): each
 # global is a slot of the module's dict (a dict grows when full, in steps).
 del sys
 
@@ -46,8 +46,8 @@ class Done:
     def send(self, value):
         return self.__next__()
 
-    def throw(self, typ, val=None, tb=None):
-        raise typ if val is None else val  # (a Waiter: cancelled while parked)
+    def throw(self, exc_type, val=None, tb=None):
+        raise exc_type if val is None else val  # (a Waiter: cancelled while parked)
 
     def close(self):
         pass
@@ -69,20 +69,17 @@ if IS_MICROPYTHON:
     # tls.py calls it (see there). CPython's does nothing.
     from gc import collect as heap_collect
 
-    def _gen():
-        yield
+    # (a generator expression's type: a coroutine's on MicroPython)
+    _GENERATOR = type(x for x in b"")
 
-    _GENERATOR = type(_gen())
-    del _gen
-
-    def is_awaitable(obj):
+    def is_awaitable(value):
         """True for what a callback may return to be awaited (a coroutine)."""
-        return isinstance(obj, _GENERATOR) or hasattr(obj, "__await__")
+        return isinstance(value, _GENERATOR) or hasattr(value, "__await__")
 
-    def sleep_ms(ms):
+    def sleep_ms(n):
         import asyncio
 
-        return asyncio.sleep_ms(ms)
+        return asyncio.sleep_ms(n)
 
     # ------------------------------------------------ awaiting, no coroutine --
     # ``await obj`` on an object whose __next__ raises StopIteration(value) ends

@@ -55,8 +55,10 @@ _CURSOR = _p.PropertyCursor()
 # otherwise)
 del Done, _p
 
-TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even compiled)
-if TYPE_CHECKING:  # pragma: no cover
+# Folded by MicroPython (the block below is not even compiled) and, with its underscore,
+# no global of this module; mypy reads the block.
+_TYPE_CHECKING = const(0)
+if _TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Awaitable, Callable, Optional, Union  # noqa: F401
 
     from ._client_extras import set_debug  # noqa: F401
@@ -79,19 +81,12 @@ def _cold_paths():
 
 
 def __getattr__(name):
-    # Public here, looked up when asked for (no global each): Message (the session's) and
-    # Will (the codec's, in its cold half), one of each for both drivers; loaded then, as
-    # a device rarely asks: PublishOptions (its own module) and set_debug
-    # (_client_extras'; it sets _log_fn here).
-    if name == "Message" or name == "Will":
-        return getattr(_s if name == "Message" else _c, name)
-    if name == "PublishOptions":
-        from ._publish_options import PublishOptions
+    # Public here too, with no global (nor string) each: Message (the session's), Will
+    # (the codec's), PublishOptions (its own module's), set_debug (_client_extras'); found
+    # where they live by the package's lookup (``mqtt_v5._NAMES``) when asked for.
+    from . import __getattr__ as find
 
-        return PublishOptions
-    if name == "set_debug":
-        return _cold_paths().set_debug
-    raise AttributeError(name)
+    return find(name)
 
 
 # The debug lines (set_debug) and the error texts live in _cold, by number: their text
@@ -346,7 +341,7 @@ class MqttClient:
     ``await client.connect("mqtts://host:8883")``.
     """
 
-    if TYPE_CHECKING:  # (made when first needed; see __init__)
+    if _TYPE_CHECKING:  # (made when first needed; see __init__)
         _queue_event = None  # type: Any
 
     def __init__(self, options=None):
@@ -491,7 +486,7 @@ class MqttClient:
             from .transport import open_connection
 
             _note(_N_CONNECTING, t)
-            transport = await open_connection(t, tls=o.tls, timeout_s=o.connect_timeout)
+            transport = await open_connection(t, None, o.tls, o.connect_timeout)
         else:  # a transport, or what opens one (_cold: not the usual case)
             transport = await _cold_paths().open_given(self, t)
         self._transport = transport
@@ -640,20 +635,21 @@ class MqttClient:
             raise _cold_paths().write_failed(self, e)
         return True
 
-    def _to_writer(self, w, n, tail):
+    def _to_writer(self, waiter, n, out_tail):
         # type: (Any, int, Any) -> bool
-        """Wake the writer task (made on first need). With ``w``, a write the
-        transport could not finish at once, that write is *held*, with what goes
-        after it (``out[:n]``, then ``tail``); without, the writer sends the batch.
-        Returns False (``_put``'s "not all taken now")."""
-        if w is not None:
-            self._held = (w, n, tail, ticks_ms())
+        """Wake the writer task (made on first need). With ``waiter``, the awaitable of
+        a write the transport could not finish at once, that write is *held*, with what
+        goes after it (``out[:n]``, then ``out_tail``); without, the writer sends the
+        batch. Returns False (``_put``'s "not all taken now")."""
+        if waiter is not None:
+            self._held = (waiter, n, out_tail, ticks_ms())
             self._room.clear()
-        if self._writer is None and self._connected:
-            self._writer = Delivery()
-            self._tasks.append(asyncio.create_task(self._write_loop(self._writer)))
-        if self._writer is not None:
-            self._writer.event.set()
+        wr = self._writer
+        if wr is None and self._connected:
+            wr = self._writer = Delivery()
+            self._tasks.append(asyncio.create_task(self._write_loop(wr)))
+        if wr is not None:
+            wr.event.set()
         return False
 
     async def _finish(self):
@@ -698,9 +694,9 @@ class MqttClient:
         s.flushed(ticks_ms())
         return True
 
-    async def _write_loop(self, wake):
+    async def _write_loop(self, waiter):
         """The writer task: finishes held writes, sends what was batched. Asleep on
-        an Event otherwise (nothing allocated while idle): ``wake``, its wake-up."""
+        an Event otherwise (nothing allocated while idle): ``waiter``, its wake-up."""
         try:
             while True:
                 if self._held is not None:
@@ -708,8 +704,8 @@ class MqttClient:
                 elif self._batch_len:
                     self._put()
                 else:
-                    wake.event.clear()
-                    await wake.wait()
+                    waiter.event.clear()
+                    await waiter.wait()
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -1002,25 +998,24 @@ class MqttClient:
         self._writer = None
         self._drop_writes()
 
-    def _fail_waiters(self, error, waiters):
-        """Fail with ``error`` the SUBACK/UNSUBACK waiters given (``{pid: waiter}``, as
+    def _fail_waiters(self, error, waiting):
+        """Fail with ``error`` the SUBACK/UNSUBACK waiters ``waiting`` (``{pid: waiter}``, as
         ``Session.connection_lost`` returns them) or else everything waiting on the
         server: in-flight and queued publishes (the queue is emptied), SUBACK/UNSUBACK
         waiters, a re-authentication."""
-        if waiters is None:
-            s = self._session
+        if waiting is None:
             if self._reauth is not None:
                 self._reauth.set()
-            waiters = s.drop_waiting()
+            waiting = self._session.drop_waiting()
         else:
-            waiters = waiters.values()
-        for w in waiters:
+            waiting = waiting.values()
+        for w in waiting:
             if w is not None and not w.done():
                 w._done(0, None, error)
 
     # --------------------------------------------------------- I/O tasks --
 
-    async def _read_loop(self, transport):
+    async def _read_loop(self, t):
         """Handle what is buffered, then read more; forever: one coroutine for the
         connection's life, not one per read (under MicroPython a coroutine's frame is
         allocated at each call). Packets that came in the same read
@@ -1028,8 +1023,9 @@ class MqttClient:
         handled before the first read."""
         s = self._session
         rd = s.reader
-        # A transport's read_raw costs no coroutine of ours per read (see transport.py).
-        raw = hasattr(transport, "read_raw")
+        # The transport's (``t``'s) read_raw costs no coroutine of ours per read (see
+        # transport.py).
+        raw = hasattr(t, "read_raw")
         try:
             while True:
                 if self._held is not None:
@@ -1048,9 +1044,9 @@ class MqttClient:
                     if self._batch_len:
                         self._put()
                     if raw:
-                        n = await transport.read_raw(rd.free())
+                        n = await t.read_raw(rd.free())
                     else:
-                        n = await transport.readinto(rd.free())
+                        n = await t.readinto(rd.free())
                     if n is None:
                         continue  # (read_raw: nothing whole yet)
                     if not n:
@@ -1093,8 +1089,8 @@ class MqttClient:
             try:
                 if isinstance(e, _e.ProtocolError):
                     _cold_paths().goodbye(self, e)  # the acks, then the DISCONNECT
-                elif not isinstance(e, _e.MqttError) and hasattr(transport, "name_error"):
-                    e = transport.name_error(e)
+                elif not isinstance(e, _e.MqttError) and hasattr(t, "name_error"):
+                    e = t.name_error(e)
             except MemoryError:
                 pass  # (no goodbye, the error as it was)
             while not self._link_failed(e):
