@@ -6,25 +6,25 @@ device pays only for the parts it uses (their types, for type checkers: ``__init
 
 __version__ = "0.1.0"
 
-# Where each public name lives: "module name name ...", modules apart by "|". One
-# string constant, read only when a name is first asked for: loaded from a .mpy it is
-# one object in RAM (frozen, it stays in flash), where a dict or tuples of the names
-# cost a qstr or a str object per name at import.
-_NAMES = ("errors MqttError UsageError ProtocolError NetworkError ConnectRefused "
-          "PublishFailed SubscribeFailed MqttTimeout QueueFull|"
-          "client MqttClient ConnectOptions ReconnectConfig Delivery ConnectionEvent "
-          "Connected Disconnected Reconnecting|codec Will|session Message|"
-          "_publish_options PublishOptions|_client_extras set_debug|"
-          "tls TlsConfig|sync_client SyncClient")
+# Where each public name lives: "module name name ...", modules apart by "|"; a module
+# alone (errors, client: last, errors first) for the public names in its globals, all
+# capitalized. One string constant, read only when a name is first asked for: loaded
+# from a .mpy it is one object in RAM (frozen, it stays in flash), where a dict or tuples
+# of the names cost a qstr or a str object per name at import.
+_NAMES = ("tls TlsConfig|sync_client SyncClient|codec Will|session Message|"
+          "_publish_options PublishOptions|_client_extras set_debug|errors|client")
 
 
 def __getattr__(name):
     for group in _NAMES.split("|"):
         words = group.split(" ")
-        if name in words[1:]:
-            value = getattr(__import__("mqtt_v5." + words[0], None, None, (name,)), name)
-            globals()[name] = value  # found by plain lookup from now on
-            return value
+        if name in words[1:] or (len(words) == 1 and "A" <= name[0] <= "Z"):
+            module = __import__("mqtt_v5." + words[0], None, None, (name,))
+            # (a module alone: its globals, not its __getattr__, which may ask here)
+            value = getattr(module, name) if len(words) > 1 else module.__dict__.get(name)
+            if value is not None:
+                globals()[name] = value  # found by plain lookup from now on
+                return value
     # MicroPython asks here before it imports a submodule by
     # ``from mqtt_v5 import codec``: import it for it (``_server_codec`` too).
     if name.startswith("__"):

@@ -57,9 +57,9 @@ READY = Done(None)
 
 
 if IS_MICROPYTHON:
-    from time import ticks_add, ticks_diff, ticks_ms
+    from time import ticks_add, ticks_diff, ticks_ms  # noqa: F401
 
-    from micropython import const
+    from micropython import const  # noqa: F401
 
     # ConnectOptions(batch_writes=None): on a device each publish leaves in a write of
     # its own (batching costs a buffer, a flush task and allocations per lone publish).
@@ -67,7 +67,7 @@ if IS_MICROPYTHON:
 
     # A full collection, before what needs large blocks of a small, non-moving heap:
     # tls.py calls it (see there). CPython's does nothing.
-    from gc import collect as heap_collect
+    from gc import collect as heap_collect  # noqa: F401
 
     # (a generator expression's type: a coroutine's on MicroPython)
     _GENERATOR = type(x for x in b"")
@@ -208,21 +208,9 @@ if IS_MICROPYTHON:
 if not IS_MICROPYTHON:
     # CPython's half lives in a module of its own, which a device never loads (nor
     # installs: the manifest and package.json leave it out): .mpy code of a branch not
-    # taken would still be loaded into RAM, its names interned.
-    from ._compat_cpython import (  # type: ignore[assignment, no-redef]  # noqa: F401
-        BATCH_WRITES_DEFAULT,
-        Waiter,
-        const,
-        has_alpn,
-        heap_collect,
-        is_awaitable,
-        open_stream,
-        random_ms,
-        set_nodelay,
-        sleep_ms,
-        stream_socket,
-        ticks_add,
-        ticks_diff,
-        ticks_ms,
-        tls_context,
-    )
+    # taken would still be loaded into RAM, its names interned -- hence ``*``: a list of
+    # them would intern at import the names _compat_micropython has (connect-time) only.
+    # What it gives: BATCH_WRITES_DEFAULT, Waiter, const, has_alpn, heap_collect,
+    # is_awaitable, open_stream, random_ms, set_nodelay, sleep_ms, stream_socket,
+    # ticks_add, ticks_diff, ticks_ms, tls_context.
+    from ._compat_cpython import *  # type: ignore[assignment, no-redef]  # noqa: F403
