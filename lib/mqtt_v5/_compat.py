@@ -35,8 +35,9 @@ class Done:
     def __await__(self):
         return self
 
-    # (one function object for the three names: each def costs a device RAM)
-    wait = __iter__ = __await__
+    # (one function object for these names: each def costs a device RAM; what close()
+    # returns goes unread)
+    wait = __iter__ = close = __await__
 
     def __next__(self):
         e = self._stop
@@ -48,9 +49,6 @@ class Done:
 
     def throw(self, exc_type, val=None, tb=None):
         raise exc_type if val is None else val  # (a Waiter: cancelled while parked)
-
-    def close(self):
-        pass
 
 
 READY = Done(None)
@@ -135,9 +133,9 @@ if IS_MICROPYTHON:
 
     class Waiter(Done):
         """A reusable awaitable that waits without a coroutine: ``await w.wait()``
-        returns ``w.poll()``'s value; while poll() returns ``PENDING`` the current
-        task is parked on ``w.event`` (an asyncio.Event) exactly as asyncio's
-        Event.wait parks it, and polls again once the event is set. ``poll``
+        returns ``w.poll()``'s value (a subclass defines ``poll``); while poll() returns
+        ``PENDING`` the current task is parked on ``w.event`` (an asyncio.Event) exactly
+        as asyncio's Event.wait parks it, and polls again once the event is set. ``poll``
         must leave the event clear when it says PENDING (else the task would
         never wake: it is then queued to run again at once). What ``poll``
         raises reaches the awaiting caller.
@@ -155,9 +153,6 @@ if IS_MICROPYTHON:
                 _setup()
             self.event = event
 
-        def poll(self):
-            raise NotImplementedError("Waiter.poll")
-
         def _park(self):
             t = _core.cur_task  # type: ignore[union-attr]
             ev = self.event
@@ -170,7 +165,7 @@ if IS_MICROPYTHON:
         def __next__(self):
             # Awaited inside a coroutine: the VM takes the value from the shared
             # StopIteration as it is raised.
-            v = self.poll()
+            v = self.poll()  # type: ignore[attr-defined]
             if v is PENDING:
                 self._park()
                 return None  # to the scheduler, until event.set() queues the task
@@ -178,7 +173,7 @@ if IS_MICROPYTHON:
 
         def send(self, value):
             # Run as a Task's own coroutine: the Task keeps the exception as its result.
-            v = self.poll()
+            v = self.poll()  # type: ignore[attr-defined]
             if v is PENDING:
                 self._park()
                 return None
