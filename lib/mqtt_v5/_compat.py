@@ -92,12 +92,12 @@ if IS_MICROPYTHON:
     # object layout) each value gets a StopIteration of its own.
 
     _core = None  # asyncio.core, once the first Waiter is made
-    _stop = None  # the reusable StopIteration, when its value can be rewritten
-    _stop_word = None  # its args[0], as a writable word
-    _pack_into = None
+    # When its value can be rewritten: the reusable StopIteration, its args[0] as a
+    # writable word, struct's pack_into (one global for the three).
+    _stop = None
 
     def _setup():
-        global _core, _stop, _stop_word, _pack_into
+        global _core, _stop
         from asyncio import core  # type: ignore[attr-defined]
 
         _core = core
@@ -118,16 +118,16 @@ if IS_MICROPYTHON:
             if e.args[0] != 4660:
                 pack_into("P", word, 0, id(0))
                 return
-            _stop, _stop_word, _pack_into = e, word, pack_into
+            _stop = (e, word, pack_into)
         except Exception:
             pass
 
     def _stop_with(value):
         """A StopIteration carrying ``value``, to raise at once (never to keep)."""
-        e = _stop
-        if e is None or type(value) is not int or not 0 <= value < 0x10000000:
+        if _stop is None or type(value) is not int or not 0 <= value < 0x10000000:
             return StopIteration(value)
-        _pack_into("P", _stop_word, 0, id(value))  # type: ignore[misc]
+        e, word, pack_into = _stop
+        pack_into("P", word, 0, id(value))
         e.__traceback__ = None
         return e
 
@@ -153,7 +153,14 @@ if IS_MICROPYTHON:
                 _setup()
             self.event = event
 
-        def _park(self):
+        def __next__(self):
+            # Awaited inside a coroutine: the VM takes the value from the shared
+            # StopIteration as it is raised.
+            v = self.poll()  # type: ignore[attr-defined]
+            if v is not PENDING:
+                raise _stop_with(v)
+            # Parked as asyncio's Event.wait parks the task: to the scheduler, until
+            # event.set() queues it.
             t = _core.cur_task  # type: ignore[union-attr]
             ev = self.event
             if ev.state:  # type: ignore[attr-defined]
@@ -161,24 +168,15 @@ if IS_MICROPYTHON:
             else:
                 ev.waiting.push(t)  # type: ignore[attr-defined]
                 t.data = ev.waiting  # type: ignore[attr-defined]  # (cancel() unlinks it)
-
-        def __next__(self):
-            # Awaited inside a coroutine: the VM takes the value from the shared
-            # StopIteration as it is raised.
-            v = self.poll()  # type: ignore[attr-defined]
-            if v is PENDING:
-                self._park()
-                return None  # to the scheduler, until event.set() queues the task
-            raise _stop_with(v)
+            return None
 
         def send(self, value):
-            # Run as a Task's own coroutine: the Task keeps the exception as its result.
-            v = self.poll()  # type: ignore[attr-defined]
-            if v is PENDING:
-                self._park()
-                return None
-            raise StopIteration(v)
-
+            # Run as a Task's own coroutine: the Task keeps the exception as its result,
+            # so one of its own rather than the shared one.
+            try:
+                return self.__next__()
+            except StopIteration as e:
+                raise StopIteration(e.value) from None
 
 
 # ---------------------------------------------------------------- network ----

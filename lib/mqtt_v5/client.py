@@ -28,6 +28,10 @@ import asyncio
 # per QoS 0 PUBLISH). A global is found at once (the lookup cache). See codec's len.
 from builtins import bytes, str, type  # noqa: UP029
 
+# The package's own __getattr__, as this module's: Message (the session's), Will (the
+# codec's), PublishOptions (its own module's), set_debug (_client_extras') are public here
+# too, with no global (nor string) each, found where they live (see ``mqtt_v5._NAMES``).
+from . import __getattr__  # noqa: F401
 from . import codec as _c
 from . import errors as _e
 from . import properties as _p
@@ -78,15 +82,6 @@ def _cold_paths():
 
         _cold = cold
     return _cold
-
-
-def __getattr__(name):
-    # Public here too, with no global (nor string) each: Message (the session's), Will
-    # (the codec's), PublishOptions (its own module's), set_debug (_client_extras'); found
-    # where they live by the package's lookup (``mqtt_v5._NAMES``) when asked for.
-    from . import __getattr__ as find
-
-    return find(name)
 
 
 # The debug lines (set_debug) and the error texts live in _cold, by number: their text
@@ -706,9 +701,7 @@ class MqttClient:
                 else:
                     waiter.event.clear()
                     await waiter.wait()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
+        except Exception as e:  # (not CancelledError: a BaseException)
             while not self._link_failed(e):
                 await sleep_ms(500)
 
@@ -1083,9 +1076,7 @@ class MqttClient:
                     await _rare.step(self)
                 elif ev == _EV_DISCONNECT:
                     raise _cold_paths().server_disconnect(self)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
+        except Exception as e:  # (not CancelledError: a BaseException)
             try:
                 if isinstance(e, _e.ProtocolError):
                     _cold_paths().goodbye(self, e)  # the acks, then the DISCONNECT
@@ -1195,9 +1186,7 @@ class MqttClient:
                 if s.out_len or s.out_tail is not None:
                     _note(_N_PINGREQ)
                     self._put()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
+        except Exception as e:  # (not CancelledError: a BaseException)
             while not self._link_failed(e):
                 await sleep_ms(500)
 
