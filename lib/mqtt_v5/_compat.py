@@ -97,10 +97,11 @@ if IS_MICROPYTHON:
     _stop = None
 
     def _setup():
-        global _core, _stop
+        global _core, _stop, _setup
         from asyncio import core  # type: ignore[attr-defined]
 
         _core = core
+        del _setup  # run once (see Waiter.__init__): its code is heap no more
         try:
             from struct import calcsize, pack, pack_into
 
