@@ -497,8 +497,7 @@ class MqttClient:
             from . import _rare
 
             _rare.auth_props(o, o.auth_data, props)
-        clean = o.clean_start if not self._link_no else (
-            o.clean_start and not o.session_expiry_interval)
+        clean = o.clean_start and (not self._link_no or not o.session_expiry_interval)
         now = ticks_ms()
         s.connect(now, clean, o.keep_alive, o.username, o.password,
                   o.will, props,
@@ -612,8 +611,8 @@ class MqttClient:
             self._nagle = False
             t.nodelay(True)
         try:
-            if self._batch_len:
-                b = self._batch_len
+            b = self._batch_len
+            if b:
                 self._batch_len = 0
                 w = t.write(self._view(-b))
                 if w is not READY:
@@ -745,11 +744,12 @@ class MqttClient:
                 token._client = self
         if type(payload) is not bytes and isinstance(payload, str):
             payload = payload.encode()
-        tb = self._memo.get(topic) if type(topic) is str else topic
+        memo = self._memo
+        tb = memo.get(topic) if type(topic) is str else topic
         if tb is None and type(topic) is str:  # not seen lately: encoded once, then looked up
-            if len(self._memo) >= 48:
-                self._memo.clear()
-            tb = self._memo[topic] = topic.encode()
+            if len(memo) >= 48:
+                memo.clear()
+            tb = memo[topic] = topic.encode()
         try:
             pid = s.publish(tb, payload, qos, retain, None, 0, token) if options is None else \
                 s.publish(tb, payload, qos, retain, options.properties, options.topic_alias,
@@ -772,7 +772,7 @@ class MqttClient:
             if self._nagle is False:
                 self._nagle = True
                 self._transport.nodelay(False)
-            v = self._memo.get(n)
+            v = memo.get(n)
             try:
                 w = self._transport.write(v if v is not None else self._view(n))
             except Exception as e:
@@ -903,13 +903,14 @@ class MqttClient:
             raise _error(_E_NOT_CONNECTED)
         waiter = Delivery()
         props = sub[_SUB_PROPS]
-        if sub[_SUB_AUTO_SID] and self._session.limits.subscription_identifiers_available:
+        s = self._session
+        if sub[_SUB_AUTO_SID] and s.limits.subscription_identifiers_available:
             props = dict(props) if props else {}
             props[_PROP_SUBSCRIPTION_IDENTIFIER] = sub[_SUB_SID]
         await self._wait_room()
         if not self._connected:
             raise _error(_E_NOT_CONNECTED)
-        pid = self._session.subscribe([(sub[_SUB_FILTER], sub[_SUB_OPTIONS])], props, waiter)
+        pid = s.subscribe([(sub[_SUB_FILTER], sub[_SUB_OPTIONS])], props, waiter)
         _note(_N_SUBSCRIBE, sub[_SUB_FILTER], pid)
         self._put()
         await waiter.wait()  # raises the error that failed it
@@ -1170,10 +1171,12 @@ class MqttClient:
             while True:
                 now = ticks_ms()
                 ka = s.keep_alive_ms
-                if self._held is not None and ka:
-                    left = ka + ka // 2 - ticks_diff(now, self._held[3])
+                held = self._held
+                if held is not None and ka:
+                    limit = ka + ka // 2
+                    left = limit - ticks_diff(now, held[3])
                     if left <= 0:
-                        raise _error(_E_WRITE_STALLED, ka + ka // 2)
+                        raise _error(_E_WRITE_STALLED, limit)
                     await sleep_ms(left)
                     continue
                 wait = s.next_timeout(now)
