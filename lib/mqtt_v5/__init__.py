@@ -1,29 +1,30 @@
 """mqtt_v5: an MQTT v5 client for MicroPython and CPython.
 
 Names are imported lazily, so ``import mqtt_v5`` costs little heap and a
-device pays only for the parts it uses.
+device pays only for the parts it uses (their types, for type checkers: ``__init__.pyi``).
 """
 
 __version__ = "0.1.0"
 
-# Where each public name lives: "module name name ...", modules apart by "|". One
-# string constant, read only when a name is first asked for: loaded from a .mpy it is
-# one object in RAM (frozen, it stays in flash), where a dict or tuples of the names
-# cost a qstr or a str object per name at import.
-_NAMES = ("errors MqttError UsageError ProtocolError NetworkError ConnectRefused "
-          "PublishFailed SubscribeFailed MqttTimeout QueueFull|"
-          "client MqttClient ConnectOptions ReconnectConfig PublishOptions Will Message "
-          "Delivery ConnectionEvent Connected Disconnected Reconnecting set_debug|"
-          "tls TlsConfig|sync_client SyncClient")
+# Where each public name lives: "module name name ...", modules apart by "|"; a module
+# alone (errors, client: last, errors first) for the public names in its globals, all
+# capitalized. One string constant, read only when a name is first asked for: loaded
+# from a .mpy it is one object in RAM (frozen, it stays in flash), where a dict or tuples
+# of the names cost a qstr or a str object per name at import.
+_NAMES = ("tls TlsConfig|sync_client SyncClient|codec Will|session Message|"
+          "_publish_options PublishOptions|_client_extras set_debug|errors|client")
 
 
 def __getattr__(name):
     for group in _NAMES.split("|"):
         words = group.split(" ")
-        if name in words[1:]:
-            value = getattr(__import__("mqtt_v5." + words[0], None, None, (name,)), name)
-            globals()[name] = value  # found by plain lookup from now on
-            return value
+        if name in words[1:] or (len(words) == 1 and "A" <= name[0] <= "Z"):
+            module = __import__("mqtt_v5." + words[0], None, None, (name,))
+            # (a module alone: its globals, not its __getattr__, which may ask here)
+            value = getattr(module, name) if len(words) > 1 else module.__dict__.get(name)
+            if value is not None:
+                globals()[name] = value  # found by plain lookup from now on
+                return value
     # MicroPython asks here before it imports a submodule by
     # ``from mqtt_v5 import codec``: import it for it (``_server_codec`` too).
     if name.startswith("__"):
@@ -33,36 +34,3 @@ def __getattr__(name):
     except ImportError:
         raise AttributeError(name) from None
     return globals()[name]
-
-
-# For type checkers only (never true at run time, nothing is imported): the public names
-# with their types, which the lazy __getattr__ above hides from them.
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # pragma: no cover
-    from .client import (  # noqa: F401
-        Connected,
-        ConnectionEvent,
-        ConnectOptions,
-        Delivery,
-        Disconnected,
-        Message,
-        MqttClient,
-        PublishOptions,
-        ReconnectConfig,
-        Reconnecting,
-        Will,
-        set_debug,
-    )
-    from .errors import (  # noqa: F401
-        ConnectRefused,
-        MqttError,
-        MqttTimeout,
-        NetworkError,
-        ProtocolError,
-        PublishFailed,
-        QueueFull,
-        SubscribeFailed,
-        UsageError,
-    )
-    from .sync_client import SyncClient  # noqa: F401
-    from .tls import TlsConfig  # noqa: F401

@@ -11,7 +11,7 @@ first connect).
 import sys
 
 IS_MICROPYTHON = sys.implementation.name == "micropython"
-# Names used only while this module runs are deleted after use (``sys``, ``_gen``): each
+# Names used only while this module runs are deleted after use (``sys``): each
 # global is a slot of the module's dict (a dict grows when full, in steps).
 del sys
 
@@ -35,8 +35,9 @@ class Done:
     def __await__(self):
         return self
 
-    # (one function object for the three names: each def costs a device RAM)
-    wait = __iter__ = __await__
+    # (one function object for these names: each def costs a device RAM; what close()
+    # returns goes unread)
+    wait = __iter__ = close = __await__
 
     def __next__(self):
         e = self._stop
@@ -46,20 +47,17 @@ class Done:
     def send(self, value):
         return self.__next__()
 
-    def throw(self, typ, val=None, tb=None):
-        raise typ if val is None else val  # (a Waiter: cancelled while parked)
-
-    def close(self):
-        pass
+    def throw(self, exc_type, val=None, tb=None):
+        raise exc_type if val is None else val  # (a Waiter: cancelled while parked)
 
 
 READY = Done(None)
 
 
 if IS_MICROPYTHON:
-    from time import ticks_add, ticks_diff, ticks_ms
+    from time import ticks_add, ticks_diff, ticks_ms  # noqa: F401
 
-    from micropython import const
+    from micropython import const  # noqa: F401
 
     # ConnectOptions(batch_writes=None): on a device each publish leaves in a write of
     # its own (batching costs a buffer, a flush task and allocations per lone publish).
@@ -67,22 +65,19 @@ if IS_MICROPYTHON:
 
     # A full collection, before what needs large blocks of a small, non-moving heap:
     # tls.py calls it (see there). CPython's does nothing.
-    from gc import collect as heap_collect
+    from gc import collect as heap_collect  # noqa: F401
 
-    def _gen():
-        yield
+    # (a generator expression's type: a coroutine's on MicroPython)
+    _GENERATOR = type(x for x in b"")
 
-    _GENERATOR = type(_gen())
-    del _gen
-
-    def is_awaitable(obj):
+    def is_awaitable(value):
         """True for what a callback may return to be awaited (a coroutine)."""
-        return isinstance(obj, _GENERATOR) or hasattr(obj, "__await__")
+        return isinstance(value, _GENERATOR) or hasattr(value, "__await__")
 
-    def sleep_ms(ms):
+    def sleep_ms(n):
         import asyncio
 
-        return asyncio.sleep_ms(ms)
+        return asyncio.sleep_ms(n)
 
     # ------------------------------------------------ awaiting, no coroutine --
     # ``await obj`` on an object whose __next__ raises StopIteration(value) ends
@@ -97,15 +92,16 @@ if IS_MICROPYTHON:
     # object layout) each value gets a StopIteration of its own.
 
     _core = None  # asyncio.core, once the first Waiter is made
-    _stop = None  # the reusable StopIteration, when its value can be rewritten
-    _stop_word = None  # its args[0], as a writable word
-    _pack_into = None
+    # When its value can be rewritten: the reusable StopIteration, its args[0] as a
+    # writable word, struct's pack_into (one global for the three).
+    _stop = None
 
     def _setup():
-        global _core, _stop, _stop_word, _pack_into
+        global _core, _stop, _setup
         from asyncio import core  # type: ignore[attr-defined]
 
         _core = core
+        del _setup  # run once (see Waiter.__init__): its code is heap no more
         try:
             from struct import calcsize, pack, pack_into
 
@@ -123,24 +119,24 @@ if IS_MICROPYTHON:
             if e.args[0] != 4660:
                 pack_into("P", word, 0, id(0))
                 return
-            _stop, _stop_word, _pack_into = e, word, pack_into
+            _stop = (e, word, pack_into)
         except Exception:
             pass
 
     def _stop_with(value):
         """A StopIteration carrying ``value``, to raise at once (never to keep)."""
-        e = _stop
-        if e is None or type(value) is not int or not 0 <= value < 0x10000000:
+        if _stop is None or type(value) is not int or not 0 <= value < 0x10000000:
             return StopIteration(value)
-        _pack_into("P", _stop_word, 0, id(value))  # type: ignore[misc]
+        e, word, pack_into = _stop
+        pack_into("P", word, 0, id(value))
         e.__traceback__ = None
         return e
 
     class Waiter(Done):
         """A reusable awaitable that waits without a coroutine: ``await w.wait()``
-        returns ``w.poll()``'s value; while poll() returns ``PENDING`` the current
-        task is parked on ``w.event`` (an asyncio.Event) exactly as asyncio's
-        Event.wait parks it, and polls again once the event is set. ``poll``
+        returns ``w.poll()``'s value (a subclass defines ``poll``); while poll() returns
+        ``PENDING`` the current task is parked on ``w.event`` (an asyncio.Event) exactly
+        as asyncio's Event.wait parks it, and polls again once the event is set. ``poll``
         must leave the event clear when it says PENDING (else the task would
         never wake: it is then queued to run again at once). What ``poll``
         raises reaches the awaiting caller.
@@ -158,10 +154,14 @@ if IS_MICROPYTHON:
                 _setup()
             self.event = event
 
-        def poll(self):
-            raise NotImplementedError("Waiter.poll")
-
-        def _park(self):
+        def __next__(self):
+            # Awaited inside a coroutine: the VM takes the value from the shared
+            # StopIteration as it is raised.
+            v = self.poll()  # type: ignore[attr-defined]
+            if v is not PENDING:
+                raise _stop_with(v)
+            # Parked as asyncio's Event.wait parks the task: to the scheduler, until
+            # event.set() queues it.
             t = _core.cur_task  # type: ignore[union-attr]
             ev = self.event
             if ev.state:  # type: ignore[attr-defined]
@@ -169,24 +169,15 @@ if IS_MICROPYTHON:
             else:
                 ev.waiting.push(t)  # type: ignore[attr-defined]
                 t.data = ev.waiting  # type: ignore[attr-defined]  # (cancel() unlinks it)
-
-        def __next__(self):
-            # Awaited inside a coroutine: the VM takes the value from the shared
-            # StopIteration as it is raised.
-            v = self.poll()
-            if v is PENDING:
-                self._park()
-                return None  # to the scheduler, until event.set() queues the task
-            raise _stop_with(v)
+            return None
 
         def send(self, value):
-            # Run as a Task's own coroutine: the Task keeps the exception as its result.
-            v = self.poll()
-            if v is PENDING:
-                self._park()
-                return None
-            raise StopIteration(v)
-
+            # Run as a Task's own coroutine: the Task keeps the exception as its result,
+            # so one of its own rather than the shared one.
+            try:
+                return self.__next__()
+            except StopIteration as e:
+                raise StopIteration(e.value) from None
 
 
 # ---------------------------------------------------------------- network ----
@@ -211,21 +202,9 @@ if IS_MICROPYTHON:
 if not IS_MICROPYTHON:
     # CPython's half lives in a module of its own, which a device never loads (nor
     # installs: the manifest and package.json leave it out): .mpy code of a branch not
-    # taken would still be loaded into RAM, its names interned.
-    from ._compat_cpython import (  # type: ignore[assignment, no-redef]  # noqa: F401
-        BATCH_WRITES_DEFAULT,
-        Waiter,
-        const,
-        has_alpn,
-        heap_collect,
-        is_awaitable,
-        open_stream,
-        random_ms,
-        set_nodelay,
-        sleep_ms,
-        stream_socket,
-        ticks_add,
-        ticks_diff,
-        ticks_ms,
-        tls_context,
-    )
+    # taken would still be loaded into RAM, its names interned -- hence ``*``: a list of
+    # them would intern at import the names _compat_micropython has (connect-time) only.
+    # What it gives: BATCH_WRITES_DEFAULT, Waiter, const, has_alpn, heap_collect,
+    # is_awaitable, open_stream, random_ms, set_nodelay, sleep_ms, stream_socket,
+    # ticks_add, ticks_diff, ticks_ms, tls_context.
+    from ._compat_cpython import *  # type: ignore[assignment, no-redef]  # noqa: F403

@@ -8,16 +8,14 @@ from asyncio import core as _core  # type: ignore[attr-defined]  # (loaded: the 
 
 def set_nodelay(s, on=1):
     """TCP_NODELAY on (or, ``on`` false, off: Nagle's algorithm) for socket ``s``
-    where the port allows it. The unix port's socket module names neither constant:
-    Linux and lwIP agree on 6 and 1. Without it a payload written after its header
-    waits out the peer's delayed ACK each time. Turned on, Linux sends at once what
-    Nagle was holding; lwIP only sets the flag, and the next write's tcp_output sends
-    everything queued: either way the packet written next is not held behind it."""
-    import socket
-
+    where the port allows it. Linux and lwIP agree on IPPROTO_TCP 6 and TCP_NODELAY 1
+    (the unix port's socket module names neither; their names would be heap). Without
+    it a payload written after its header waits out the peer's delayed ACK each time.
+    Turned on, Linux sends at once what Nagle was holding; lwIP only sets the flag, and
+    the next write's tcp_output sends everything queued: either way the packet written
+    next is not held behind it."""
     try:
-        s.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1),
-                     1 if on else 0)
+        s.setsockopt(6, 1, 1 if on else 0)  # IPPROTO_TCP, TCP_NODELAY
     except (OSError, AttributeError):  # (AttributeError: no socket, or none of its own)
         pass
 
@@ -79,7 +77,11 @@ def has_alpn():
     """True if this firmware's ``tls`` can offer ALPN (stock 1.28 builds cannot)."""
     import tls  # type: ignore[import-not-found]
 
-    return hasattr(tls.SSLContext, "set_alpn_protocols")
+    try:  # (an attribute, not a hasattr string: a str object in RAM from .mpy)
+        tls.SSLContext.set_alpn_protocols  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError:
+        return False
+    return True
 
 
 def tls_context(cas, certs, key, verify, alpn):
@@ -118,11 +120,13 @@ def tls_context(cas, certs, key, verify, alpn):
                               "key); a TLS session needs more than 16 KiB free in one block")
         raise
     if alpn:
-        if not hasattr(ctx, "set_alpn_protocols"):
+        try:
+            set_alpn = ctx.set_alpn_protocols  # type: ignore[attr-defined]
+        except AttributeError:
             from ._neterr import usage_error
 
-            raise usage_error(8, None)  # transport's _E_NO_ALPN
-        ctx.set_alpn_protocols(alpn)
+            raise usage_error(8, None) from None  # transport's _E_NO_ALPN
+        set_alpn(alpn)
     return ctx
 
 

@@ -28,6 +28,10 @@ import asyncio
 # per QoS 0 PUBLISH). A global is found at once (the lookup cache). See codec's len.
 from builtins import bytes, str, type  # noqa: UP029
 
+# The package's own __getattr__, as this module's: Message (the session's), Will (the
+# codec's), PublishOptions (its own module's), set_debug (_client_extras') are public here
+# too, with no global (nor string) each, found where they live (see ``mqtt_v5._NAMES``).
+from . import __getattr__  # noqa: F401
 from . import codec as _c
 from . import errors as _e
 from . import properties as _p
@@ -55,8 +59,10 @@ _CURSOR = _p.PropertyCursor()
 # otherwise)
 del Done, _p
 
-TYPE_CHECKING = const(0)  # (folded by MicroPython: the block below is not even compiled)
-if TYPE_CHECKING:  # pragma: no cover
+# Folded by MicroPython (the block below is not even compiled) and, with its underscore,
+# no global of this module; mypy reads the block.
+_TYPE_CHECKING = const(0)
+if _TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Awaitable, Callable, Optional, Union  # noqa: F401
 
     from ._client_extras import set_debug  # noqa: F401
@@ -76,22 +82,6 @@ def _cold_paths():
 
         _cold = cold
     return _cold
-
-
-def __getattr__(name):
-    # Public here, looked up when asked for (no global each): Message (the session's) and
-    # Will (the codec's, in its cold half), one of each for both drivers; loaded then, as
-    # a device rarely asks: PublishOptions (its own module) and set_debug
-    # (_client_extras'; it sets _log_fn here).
-    if name == "Message" or name == "Will":
-        return getattr(_s if name == "Message" else _c, name)
-    if name == "PublishOptions":
-        from ._publish_options import PublishOptions
-
-        return PublishOptions
-    if name == "set_debug":
-        return _cold_paths().set_debug
-    raise AttributeError(name)
 
 
 # The debug lines (set_debug) and the error texts live in _cold, by number: their text
@@ -346,7 +336,7 @@ class MqttClient:
     ``await client.connect("mqtts://host:8883")``.
     """
 
-    if TYPE_CHECKING:  # (made when first needed; see __init__)
+    if _TYPE_CHECKING:  # (made when first needed; see __init__)
         _queue_event = None  # type: Any
 
     def __init__(self, options=None):
@@ -491,7 +481,7 @@ class MqttClient:
             from .transport import open_connection
 
             _note(_N_CONNECTING, t)
-            transport = await open_connection(t, tls=o.tls, timeout_s=o.connect_timeout)
+            transport = await open_connection(t, None, o.tls, o.connect_timeout)
         else:  # a transport, or what opens one (_cold: not the usual case)
             transport = await _cold_paths().open_given(self, t)
         self._transport = transport
@@ -507,8 +497,7 @@ class MqttClient:
             from . import _rare
 
             _rare.auth_props(o, o.auth_data, props)
-        clean = o.clean_start if not self._link_no else (
-            o.clean_start and not o.session_expiry_interval)
+        clean = o.clean_start and (not self._link_no or not o.session_expiry_interval)
         now = ticks_ms()
         s.connect(now, clean, o.keep_alive, o.username, o.password,
                   o.will, props,
@@ -622,8 +611,8 @@ class MqttClient:
             self._nagle = False
             t.nodelay(True)
         try:
-            if self._batch_len:
-                b = self._batch_len
+            b = self._batch_len
+            if b:
                 self._batch_len = 0
                 w = t.write(self._view(-b))
                 if w is not READY:
@@ -640,20 +629,21 @@ class MqttClient:
             raise _cold_paths().write_failed(self, e)
         return True
 
-    def _to_writer(self, w, n, tail):
+    def _to_writer(self, waiter, n, out_tail):
         # type: (Any, int, Any) -> bool
-        """Wake the writer task (made on first need). With ``w``, a write the
-        transport could not finish at once, that write is *held*, with what goes
-        after it (``out[:n]``, then ``tail``); without, the writer sends the batch.
-        Returns False (``_put``'s "not all taken now")."""
-        if w is not None:
-            self._held = (w, n, tail, ticks_ms())
+        """Wake the writer task (made on first need). With ``waiter``, the awaitable of
+        a write the transport could not finish at once, that write is *held*, with what
+        goes after it (``out[:n]``, then ``out_tail``); without, the writer sends the
+        batch. Returns False (``_put``'s "not all taken now")."""
+        if waiter is not None:
+            self._held = (waiter, n, out_tail, ticks_ms())
             self._room.clear()
-        if self._writer is None and self._connected:
-            self._writer = Delivery()
-            self._tasks.append(asyncio.create_task(self._write_loop(self._writer)))
-        if self._writer is not None:
-            self._writer.event.set()
+        wr = self._writer
+        if wr is None and self._connected:
+            wr = self._writer = Delivery()
+            self._tasks.append(asyncio.create_task(self._write_loop(wr)))
+        if wr is not None:
+            wr.event.set()
         return False
 
     async def _finish(self):
@@ -698,9 +688,9 @@ class MqttClient:
         s.flushed(ticks_ms())
         return True
 
-    async def _write_loop(self, wake):
+    async def _write_loop(self, waiter):
         """The writer task: finishes held writes, sends what was batched. Asleep on
-        an Event otherwise (nothing allocated while idle): ``wake``, its wake-up."""
+        an Event otherwise (nothing allocated while idle): ``waiter``, its wake-up."""
         try:
             while True:
                 if self._held is not None:
@@ -708,11 +698,9 @@ class MqttClient:
                 elif self._batch_len:
                     self._put()
                 else:
-                    wake.event.clear()
-                    await wake.wait()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
+                    waiter.event.clear()
+                    await waiter.wait()
+        except Exception as e:  # (not CancelledError: a BaseException)
             while not self._link_failed(e):
                 await sleep_ms(500)
 
@@ -756,11 +744,12 @@ class MqttClient:
                 token._client = self
         if type(payload) is not bytes and isinstance(payload, str):
             payload = payload.encode()
-        tb = self._memo.get(topic) if type(topic) is str else topic
+        memo = self._memo
+        tb = memo.get(topic) if type(topic) is str else topic
         if tb is None and type(topic) is str:  # not seen lately: encoded once, then looked up
-            if len(self._memo) >= 48:
-                self._memo.clear()
-            tb = self._memo[topic] = topic.encode()
+            if len(memo) >= 48:
+                memo.clear()
+            tb = memo[topic] = topic.encode()
         try:
             pid = s.publish(tb, payload, qos, retain, None, 0, token) if options is None else \
                 s.publish(tb, payload, qos, retain, options.properties, options.topic_alias,
@@ -783,7 +772,7 @@ class MqttClient:
             if self._nagle is False:
                 self._nagle = True
                 self._transport.nodelay(False)
-            v = self._memo.get(n)
+            v = memo.get(n)
             try:
                 w = self._transport.write(v if v is not None else self._view(n))
             except Exception as e:
@@ -914,13 +903,14 @@ class MqttClient:
             raise _error(_E_NOT_CONNECTED)
         waiter = Delivery()
         props = sub[_SUB_PROPS]
-        if sub[_SUB_AUTO_SID] and self._session.limits.subscription_identifiers_available:
+        s = self._session
+        if sub[_SUB_AUTO_SID] and s.limits.subscription_identifiers_available:
             props = dict(props) if props else {}
             props[_PROP_SUBSCRIPTION_IDENTIFIER] = sub[_SUB_SID]
         await self._wait_room()
         if not self._connected:
             raise _error(_E_NOT_CONNECTED)
-        pid = self._session.subscribe([(sub[_SUB_FILTER], sub[_SUB_OPTIONS])], props, waiter)
+        pid = s.subscribe([(sub[_SUB_FILTER], sub[_SUB_OPTIONS])], props, waiter)
         _note(_N_SUBSCRIBE, sub[_SUB_FILTER], pid)
         self._put()
         await waiter.wait()  # raises the error that failed it
@@ -1002,25 +992,24 @@ class MqttClient:
         self._writer = None
         self._drop_writes()
 
-    def _fail_waiters(self, error, waiters):
-        """Fail with ``error`` the SUBACK/UNSUBACK waiters given (``{pid: waiter}``, as
+    def _fail_waiters(self, error, waiting):
+        """Fail with ``error`` the SUBACK/UNSUBACK waiters ``waiting`` (``{pid: waiter}``, as
         ``Session.connection_lost`` returns them) or else everything waiting on the
         server: in-flight and queued publishes (the queue is emptied), SUBACK/UNSUBACK
         waiters, a re-authentication."""
-        if waiters is None:
-            s = self._session
+        if waiting is None:
             if self._reauth is not None:
                 self._reauth.set()
-            waiters = s.drop_waiting()
+            waiting = self._session.drop_waiting()
         else:
-            waiters = waiters.values()
-        for w in waiters:
+            waiting = waiting.values()
+        for w in waiting:
             if w is not None and not w.done():
                 w._done(0, None, error)
 
     # --------------------------------------------------------- I/O tasks --
 
-    async def _read_loop(self, transport):
+    async def _read_loop(self, t):
         """Handle what is buffered, then read more; forever: one coroutine for the
         connection's life, not one per read (under MicroPython a coroutine's frame is
         allocated at each call). Packets that came in the same read
@@ -1028,8 +1017,9 @@ class MqttClient:
         handled before the first read."""
         s = self._session
         rd = s.reader
-        # A transport's read_raw costs no coroutine of ours per read (see transport.py).
-        raw = hasattr(transport, "read_raw")
+        # The transport's (``t``'s) read_raw costs no coroutine of ours per read (see
+        # transport.py).
+        raw = hasattr(t, "read_raw")
         try:
             while True:
                 if self._held is not None:
@@ -1048,9 +1038,9 @@ class MqttClient:
                     if self._batch_len:
                         self._put()
                     if raw:
-                        n = await transport.read_raw(rd.free())
+                        n = await t.read_raw(rd.free())
                     else:
-                        n = await transport.readinto(rd.free())
+                        n = await t.readinto(rd.free())
                     if n is None:
                         continue  # (read_raw: nothing whole yet)
                     if not n:
@@ -1087,14 +1077,12 @@ class MqttClient:
                     await _rare.step(self)
                 elif ev == _EV_DISCONNECT:
                     raise _cold_paths().server_disconnect(self)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
+        except Exception as e:  # (not CancelledError: a BaseException)
             try:
                 if isinstance(e, _e.ProtocolError):
                     _cold_paths().goodbye(self, e)  # the acks, then the DISCONNECT
-                elif not isinstance(e, _e.MqttError) and hasattr(transport, "name_error"):
-                    e = transport.name_error(e)
+                elif not isinstance(e, _e.MqttError) and hasattr(t, "name_error"):
+                    e = t.name_error(e)
             except MemoryError:
                 pass  # (no goodbye, the error as it was)
             while not self._link_failed(e):
@@ -1183,10 +1171,12 @@ class MqttClient:
             while True:
                 now = ticks_ms()
                 ka = s.keep_alive_ms
-                if self._held is not None and ka:
-                    left = ka + ka // 2 - ticks_diff(now, self._held[3])
+                held = self._held
+                if held is not None and ka:
+                    limit = ka + ka // 2
+                    left = limit - ticks_diff(now, held[3])
                     if left <= 0:
-                        raise _error(_E_WRITE_STALLED, ka + ka // 2)
+                        raise _error(_E_WRITE_STALLED, limit)
                     await sleep_ms(left)
                     continue
                 wait = s.next_timeout(now)
@@ -1199,9 +1189,7 @@ class MqttClient:
                 if s.out_len or s.out_tail is not None:
                     _note(_N_PINGREQ)
                     self._put()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
+        except Exception as e:  # (not CancelledError: a BaseException)
             while not self._link_failed(e):
                 await sleep_ms(500)
 

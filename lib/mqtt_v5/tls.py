@@ -64,7 +64,4 @@ def __getattr__(name):
         raise AttributeError(name)
     from . import _pem, _tls_ctx
 
-    for mod in (_tls_ctx, _pem):
-        if hasattr(mod, name):
-            return getattr(mod, name)
-    raise AttributeError(name)
+    return getattr(_tls_ctx if hasattr(_tls_ctx, name) else _pem, name)
