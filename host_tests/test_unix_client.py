@@ -677,24 +677,28 @@ async def test_out_of_heap_when_the_link_drops(mp_unix_port, mosquitto, tmp_path
     the task that saw the link drop (it could not load _cold), with 8,000 B the
     reconnecting task (_cold loaded, a reconnect attempt ran out of heap; unix32)."""
     root = unique("unix-oom")
-    stalled, hogged = tmp_path / "stalled", tmp_path / "hogged"
+    ready, stalled, hogged = tmp_path / "ready", tmp_path / "stalled", tmp_path / "hogged"
     paho = Paho(mosquitto.plain_port).connect()
     paho.subscribe(root + "/#", qos=1)
+
+    async def written(path):  # (by the script; or its own failure if it ended first)
+        for _ in range(2000):
+            if path.exists() or script.done():
+                break
+            await asyncio.sleep(0.01)
+        if not path.exists():
+            raise AssertionError(f"the script did not write {path.name}: {await script}")
+
     with FaultProxy(mosquitto.host, mosquitto.plain_port) as proxy:
-        params = {"url": proxy.url, "client_id": root, "root": root,
+        params = {"url": proxy.url, "client_id": root, "root": root, "ready": str(ready),
                   "stalled": str(stalled), "hogged": str(hogged), "spare": spare}
         script = asyncio.create_task(asyncio.to_thread(
             run, mp_unix_port, "unix_oom.py", params, tmp_path, heapsize="256k"))
         try:
-            await _seen(paho, root + "/ready", script)
+            await written(ready)  # (not paho seeing root/ready: its PUBACK may be behind)
             proxy.stall()
             stalled.write_text("1")
-            for _ in range(2000):
-                if hogged.exists() or script.done():
-                    break
-                await asyncio.sleep(0.01)
-            if not hogged.exists():
-                raise AssertionError(f"the script did not fill its heap: {await script}")
+            await written(hogged)
             proxy.cut()  # (the PUBACK of b"x" never reaches the client)
             proxy.resume()
             report = await asyncio.wait_for(script, 60)

@@ -2,9 +2,10 @@
 # be loaded or made until there is heap again. The client must go on trying, as in a
 # network outage, and deliver what waited once it can: never a task dead of MemoryError
 # leaving a publish waiting for good.
-# argv[1]: JSON (or a JSON file) {"url", "client_id", "root", "stalled", "hogged", "spare"}:
-# connect (keep-alive off: nothing else would notice a dead reader), publish root/ready, wait for
-# the file "stalled" (the test stopped the proxy's flow), start a QoS 1 publish of b"x" (its
+# argv[1]: JSON (or a JSON file) {"url", "client_id", "root", "ready", "stalled", "hogged",
+# "spare"}: connect (keep-alive off: nothing else would notice a dead reader), publish
+# root/ready QoS 1, write the file "ready", wait for the file "stalled" (the test stopped
+# the proxy's flow), start a QoS 1 publish of b"x" (its
 # PUBACK will not come on this link), fill the heap but "spare" bytes, write the file "hogged"
 # (the test cuts the link), wait 1.5 s with the heap full, free it, wait for the publish.
 # Prints {"during": done while the heap was full, "waiter": its packet id or "hang" or an
@@ -32,6 +33,8 @@ async def main():
         initial_delay=0.1, max_delay=0.2, jitter=0)))
     await c.connect(p["url"])
     await c.publish(p["root"] + "/ready", b"1", qos=1)
+    with open(p["ready"], "w") as f:  # its PUBACK is in: the test may stop the flow
+        f.write("1")
     while not exists(p["stalled"]):
         await asyncio.sleep_ms(10)
     waiter = asyncio.create_task(c.publish(p["root"] + "/t", b"x", qos=1))
