@@ -46,6 +46,10 @@ from ._compat import const
 from .properties import vbi_size, write_bin, write_u16
 from .topic import is_wildcard, topic_name_ok
 
+_TYPE_CHECKING = const(0)  # (folded by MicroPython: mypy alone reads the block)
+if _TYPE_CHECKING:  # pragma: no cover
+    from typing import Any  # noqa: F401 (type comments)
+
 # Packet types. Public names (CONNECT, ..., AUTH, PACKET_NAMES, AckView, encode_publish, ...)
 # that a device's everyday path does not use live in ``_codec_rare``; this module's
 # ``__getattr__`` gives them (``codec.CONNECT`` works as before).
@@ -446,8 +450,11 @@ class PacketReader:
     def __init__(self, max_packet_size):
         if max_packet_size < 16:
             raise _err(_E_MAX_PACKET_SIZE)
-        self.buf = bytearray(max_packet_size)
-        self._mv = memoryview(self.buf)
+        # Made at the first read, not here: on MicroPython that read follows the TLS
+        # handshake (run inside the first write), whose transient peak is then not on
+        # top of it (2 KiB less heap needed to connect, by default).
+        self.buf = b""  # type: Any
+        self._mv = None  # type: Any
         self.max_packet_size = max_packet_size
         self.start = 0  # first unread byte
         self.end = 0  # end of received bytes
@@ -459,8 +466,13 @@ class PacketReader:
     def free(self):
         """A writable view of the free space (the whole buffer when empty)."""
         if self.end == 0:
-            return self._mv
+            return self._mv or self._alloc()
         return self._mv[self.end:]
+
+    def _alloc(self):
+        self.buf = bytearray(self.max_packet_size)
+        self._mv = memoryview(self.buf)
+        return self._mv
 
     def wrote(self, n):
         """Record that ``n`` bytes were written into ``free()``."""
@@ -468,6 +480,8 @@ class PacketReader:
 
     def feed(self, data):
         """Copy ``data`` in (tests and servers); returns how many bytes fitted."""
+        if self._mv is None:
+            self._alloc()
         room = len(self.buf) - self.end
         n = len(data) if len(data) < room else room
         self.buf[self.end:self.end + n] = data[:n] if n < len(data) else data
