@@ -189,6 +189,9 @@ def _run(exe, lib, frozen, script, **kw):
         link.symlink_to(trees[0].resolve(), target_is_directory=True)
     if isinstance(script, Path):
         (root / script.name).write_bytes(script.read_bytes())
+        own = script.with_name(f"{script.stem}_{lib}.py")  # scenario.py's part for lib
+        if own.exists():
+            (root / own.name).write_bytes(own.read_bytes())
         script = Path(script.name)  # (a Path: run_script takes it as a file, found in cwd)
     return mp_unix.run_script(exe, script, path=["lib"] if trees else [], cwd=root, **kw)
 
