@@ -86,18 +86,21 @@ async def test_receive_buffer_is_made_at_the_first_read_then_kept(mosquitto):
     assert len(rd.buf) == 0
     await c.connect(url(mosquitto))
     buf = rd.buf
-    assert isinstance(buf, bytearray) and len(buf) == 3000
+    assert isinstance(buf, bytearray)
+    assert len(buf) == 3000
     got = []
     topic = unique("rxbuf")
     await c.subscribe(topic, lambda m: got.append(m.payload), qos=1)
     await c.publish(topic, b"x" * 2900, qos=1)
     await wait_until(lambda: got, what="the message")
-    assert got == [b"x" * 2900] and rd.buf is buf
+    assert got == [b"x" * 2900]
+    assert rd.buf is buf
     await c.disconnect()
     await c.connect(url(mosquitto))
     await c.publish(topic, b"y", qos=1)
     await wait_until(lambda: len(got) == 2, what="the message after a reconnect")
-    assert got[1] == b"y" and rd.buf is buf
+    assert got[1] == b"y"
+    assert rd.buf is buf
     await c.disconnect()
 
 
