@@ -467,9 +467,11 @@ class MqttClient:
         MicroPython runs inside the first write) cannot hang connect() or the
         reconnect loop. (DNS on MicroPython blocks the whole event loop: no timeout
         can bound it; connect by address where that matters.)"""
+        from ._compat import within  # (asyncio.wait_for; on MicroPython in this task)
+
         limit = self.options.connect_timeout
         try:
-            return await asyncio.wait_for(self._handshake(), limit)
+            return await within(self._handshake(), limit)
         except BaseException as e:
             # (a failed attempt, as reconnecting, loads _cold: closes, raises)
             await _cold_paths().connect_failed(self, e, limit)
@@ -485,7 +487,8 @@ class MqttClient:
             from .transport import open_connection
 
             _note(_N_CONNECTING, t)
-            transport = await open_connection(t, None, o.tls, o.connect_timeout)
+            # (no timeout of its own: _connect_once bounds all of connecting)
+            transport = await open_connection(t, None, o.tls, None)
         else:  # a transport, or what opens one (_cold: not the usual case)
             transport = await _cold_paths().open_given(self, t)
         self._transport = transport
