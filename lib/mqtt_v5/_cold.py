@@ -15,7 +15,7 @@ this module, not those.
 import asyncio
 
 from . import properties as _p
-from ._compat import const, random_ms, sleep_ms, ticks_diff, ticks_ms
+from ._compat import const, heap_collect, random_ms, sleep_ms, ticks_diff, ticks_ms
 from .errors import (
     ConnectRefused,
     MqttError,
@@ -135,6 +135,7 @@ async def supervise(self):
         redirect(self, code, ref)
         # Closed after telling: a close may wait (bounded) to flush a stalled link.
         await close_quietly(self._transport)
+        heap_collect()
         self._room.set()
         if not rc_cfg.enabled:
             give_up(self, NetworkError("connection lost and reconnect is disabled"))

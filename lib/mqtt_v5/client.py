@@ -479,7 +479,11 @@ class MqttClient:
 
     async def _handshake(self):
         """Open the transport (``_transport``, which the caller closes on failure), send
-        CONNECT and read up to the CONNACK; returns the ``Connected`` event."""
+        CONNECT and read up to the CONNACK; returns the ``Connected`` event.
+        At the first CONNACK the heap is collected: on MicroPython the first TLS handshake
+        (run in CONNECT's write) left garbage below, whose room then takes what the client
+        keeps from now on rather than fresh heap above the session's buffers, where the
+        next connection's handshake needs it. Not at later CONNACKs (worse there)."""
         self._transport = None  # (the last one is closed already)
         o = self.options
         t = self._target
@@ -536,6 +540,9 @@ class MqttClient:
         if s.ev_rc >= 0x80 or s.ev_orphans:
             _cold_paths().refused_or_orphans(s)  # raises ConnectRefused if refused
         if self._msg is None:  # the first CONNACK: see __init__
+            from ._compat import heap_collect
+
+            heap_collect()  # (see the docstring)
             self._msg = _s.Message()
             self._batch_mv = memoryview(
                 bytearray(max(128, o.out_buffer_size) if self._batch_pub else 128))
