@@ -15,9 +15,6 @@ IS_MICROPYTHON = sys.implementation.name == "micropython"
 # global is a slot of the module's dict (a dict grows when full, in steps).
 del sys
 
-# What Waiter.poll() returns while there is nothing to return yet.
-PENDING = object()
-
 
 class Done:
     """An awaitable already complete with ``value``, which can be awaited again and
@@ -47,37 +44,31 @@ class Done:
     def send(self, value):
         return self.__next__()
 
-    def throw(self, exc_type, val=None, tb=None):
-        raise exc_type if val is None else val  # (a Waiter: cancelled while parked)
+    def throw(self, exc_type, *val_tb):
+        # (a Waiter: cancelled while parked; ``*``, not defaults: a def with defaults
+        # takes 32 B of a device's RAM, 16 without)
+        raise val_tb[0] if val_tb and val_tb[0] is not None else exc_type
 
 
 READY = Done(None)
 
 
 if IS_MICROPYTHON:
-    from time import ticks_add, ticks_diff, ticks_ms  # noqa: F401
-
-    from micropython import const  # noqa: F401
-
-    # ConnectOptions(batch_writes=None): on a device each publish leaves in a write of
-    # its own (batching costs a buffer, a flush task and allocations per lone publish).
-    BATCH_WRITES_DEFAULT = False
-
-    # A full collection, before what needs large blocks of a small, non-moving heap:
-    # tls.py calls it (see there). CPython's does nothing.
-    from gc import collect as heap_collect  # noqa: F401
-
-    # (a generator expression's type: a coroutine's on MicroPython)
-    _GENERATOR = type(x for x in b"")
+    # Names a device keeps in no slot of this module's dict (one each, and the dict grows
+    # in steps), handed out by __getattr__ below: IS_MICROPYTHON; PENDING, what
+    # Waiter.poll() returns while there is nothing to return yet (``...``, a constant of
+    # the firmware, found by identity); BATCH_WRITES_DEFAULT False (ConnectOptions(
+    # batch_writes=None): on a device each publish leaves in a write of its own: batching
+    # costs a buffer, a flush task and allocations per lone publish); and the builtin
+    # modules' const, ticks_ms, ticks_diff, asyncio's sleep_ms and gc's collect as
+    # heap_collect (a full collection before what needs large blocks of a small,
+    # non-moving heap: tls.py calls it, see there; CPython's does nothing).
+    del IS_MICROPYTHON
 
     def is_awaitable(value):
-        """True for what a callback may return to be awaited (a coroutine)."""
-        return isinstance(value, _GENERATOR) or hasattr(value, "__await__")
-
-    def sleep_ms(n):
-        import asyncio
-
-        return asyncio.sleep_ms(n)
+        """True for what a callback may return to be awaited (a coroutine: a generator on
+        MicroPython, its type's name compared rather than kept as a global)."""
+        return type(value).__name__ == "generator" or hasattr(value, "__await__")
 
     # ------------------------------------------------ awaiting, no coroutine --
     # ``await obj`` on an object whose __next__ raises StopIteration(value) ends
@@ -158,7 +149,7 @@ if IS_MICROPYTHON:
             # Awaited inside a coroutine: the VM takes the value from the shared
             # StopIteration as it is raised.
             v = self.poll()  # type: ignore[attr-defined]
-            if v is not PENDING:
+            if v is not ...:  # (PENDING)
                 raise _stop_with(v)
             # Parked as asyncio's Event.wait parks the task: to the scheduler, until
             # event.set() queues it.
@@ -179,27 +170,49 @@ if IS_MICROPYTHON:
             except StopIteration as e:
                 raise StopIteration(e.value) from None
 
-
-# ---------------------------------------------------------------- network ----
-# Used at connect only; socket, ssl and asyncio are imported inside the functions so the
-# sans-IO modules that import _compat never load them. On MicroPython tls_context and
-# open_stream live in _compat_micropython, loaded when first asked for (at connect), and
-# so do set_nodelay, stream_socket (transport, imported at connect) and random_ms
-# (reconnect jitter): used at connect or later, they cost the import nothing there.
-
-if IS_MICROPYTHON:
+    # ------------------------------------------------------------ network ----
+    # Used at connect only; socket, ssl and asyncio are imported inside the functions so
+    # the sans-IO modules that import _compat never load them. tls_context and
+    # open_stream live in _compat_micropython, loaded when first asked for (at connect),
+    # and so do set_nodelay, stream_socket (transport, imported at connect) and random_ms
+    # (reconnect jitter): used at connect or later, they cost the import nothing there.
 
     def __getattr__(name):
         # (any public name of it: testing for its six by name kept their six strings in
-        # RAM, from .mpy)
+        # RAM, from .mpy; the names above are compared here as qstrs, which a device
+        # has in firmware)
         if name[0] == "_":
             raise AttributeError(name)
+        if name == "PENDING":
+            return ...
+        if name == "const":
+            from micropython import const
+
+            return const
+        if name.startswith("ticks"):
+            import time
+
+            return getattr(time, name)
+        if name == "sleep_ms":
+            from asyncio import sleep_ms
+
+            return sleep_ms
+        if name == "heap_collect":
+            from gc import collect
+
+            return collect
+        if name == "BATCH_WRITES_DEFAULT":
+            return False
+        if name == "IS_MICROPYTHON":
+            return True
         from . import _compat_micropython
 
         return getattr(_compat_micropython, name)
 
+else:
+    # What Waiter.poll() returns while there is nothing to return yet.
+    PENDING = ...
 
-if not IS_MICROPYTHON:
     # CPython's half lives in a module of its own, which a device never loads (nor
     # installs: the manifest and package.json leave it out): .mpy code of a branch not
     # taken would still be loaded into RAM, its names interned -- hence ``*``: a list of

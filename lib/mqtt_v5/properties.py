@@ -16,6 +16,10 @@ from builtins import isinstance, len  # noqa: UP029  (see above)
 
 from ._compat import const
 
+_TYPE_CHECKING = const(0)  # (folded by MicroPython: mypy alone reads the block)
+if _TYPE_CHECKING:  # pragma: no cover
+    from typing import Any  # noqa: F401 (type comments)
+
 # The property identifiers (``PROP_*``) are ``_properties_rare``'s, handed out by
 # ``__getattr__`` below on first use (``properties.PROP_X`` and ``from .properties import
 # PROP_X`` work as before): the modules a device imports fold their own const()s, and
@@ -135,7 +139,7 @@ _E_UNKNOWN = const(16)
 _VBI_MAX = const(268435455)
 
 
-def _error(n, arg=None, code=0):
+def _error(n, arg, code):
     from ._properties_rare import error  # cold: loaded at the first error
 
     return error(n, arg, code)
@@ -211,7 +215,7 @@ def to_utf8(s):
         try:
             return s.encode()
         except UnicodeError:
-            raise _error(_E_SURROGATE)
+            raise _error(_E_SURROGATE, None, 0)
     return s
 
 
@@ -226,10 +230,6 @@ def vbi_size(value):
     return 4
 
 
-_SEQ = (tuple, list)
-_BYTES = (bytes, bytearray, memoryview)
-
-
 # The last short str property strings encoded, as (str, its valid UTF-8) pairs: a device
 # sending the same user properties with every publish (one PublishOptions, or a dict kept
 # by the caller) encodes each string once, not twice per publish. Found by identity (str is
@@ -237,7 +237,8 @@ _BYTES = (bytes, bytearray, memoryview)
 # str paired with another's bytes.
 _CACHE_SLOTS = const(8)
 _CACHE_MAX = const(64)
-_cache = [None] * _CACHE_SLOTS + [0]  # type: list  # the pairs, then the next slot to replace
+# The pairs, then the next slot to replace: made at the first str encoded (none at import).
+_cache = None  # type: Any
 # const() is folded at compile time on MicroPython: only CPython calls it (above). Not
 # kept as a global: 23 globals fit a dict of 23 (24, a frozen module's with its
 # __version__, take 29).
@@ -246,9 +247,13 @@ del const
 
 def _str_bytes(s):
     """The UTF-8 bytes of a valid MQTT string given as str or bytes-like, or None."""
+    global _cache
     if isinstance(s, str):
+        c = _cache
+        if c is None:
+            c = _cache = [None] * _CACHE_SLOTS + [0]
         for i in range(_CACHE_SLOTS):
-            e = _cache[i]
+            e = c[i]
             if e is not None and e[0] is s:
                 return e[1]
         try:
@@ -258,11 +263,12 @@ def _str_bytes(s):
         if len(b) > 0xFFFF or not utf8_ok(b, 0, len(b)):
             return None
         if len(b) <= _CACHE_MAX:
-            i = _cache[_CACHE_SLOTS]
-            _cache[i] = (s, b)
-            _cache[_CACHE_SLOTS] = (i + 1) % _CACHE_SLOTS
+            i = c[_CACHE_SLOTS]
+            c[i] = (s, b)
+            c[_CACHE_SLOTS] = (i + 1) % _CACHE_SLOTS
         return b
-    if isinstance(s, _BYTES) and len(s) <= 0xFFFF and utf8_ok(s, 0, len(s)):
+    if (isinstance(s, bytes) or isinstance(s, bytearray) or isinstance(s, memoryview)) \
+            and len(s) <= 0xFFFF and utf8_ok(s, 0, len(s)):
         return s
     return None
 
@@ -295,11 +301,11 @@ def size(props, where):
         value = props[pid]
         ptype = _TYPES[pid] if isinstance(pid, int) and 0 <= pid <= _LAST_ID else 0
         if not ptype:
-            raise _error(_E_UNKNOWN, (pid,))
+            raise _error(_E_UNKNOWN, (pid,), 0)
         if not (_WHERE[2 * pid] << 8 | _WHERE[2 * pid + 1]) & where:
-            raise _error(_E_NOT_HERE, pid)
+            raise _error(_E_NOT_HERE, pid, 0)
         many = (pid == _PROP_USER_PROPERTY or pid == _PROP_SUBSCRIPTION_IDENTIFIER) and \
-            isinstance(value, _SEQ)  # (the two that repeat: a list or tuple of values)
+            (isinstance(value, list) or isinstance(value, tuple))  # (the two that repeat)
         for k in range(len(value) if many else 1):
             v = value[k] if many else value
             n = -1
@@ -318,7 +324,7 @@ def size(props, where):
                 if isinstance(v, int) and 1 <= v <= _VBI_MAX:
                     n = vbi_size(v)
             elif ptype == _T_PAIR:
-                if isinstance(v, _SEQ) and len(v) == 2:
+                if (isinstance(v, tuple) or isinstance(v, list)) and len(v) == 2:
                     key = _str_bytes(v[0])
                     b = _str_bytes(v[1])
                     if key is not None and b is not None:
@@ -329,10 +335,11 @@ def size(props, where):
                 if n > 0 and pid == _PROP_RESPONSE_TOPIC and (
                         not b or is_wildcard(b, 0, len(b))):
                     n = -1  # [MQTT-3.3.2-14] no wildcards; [MQTT-4.7.3-1] one character
-            elif isinstance(v, _BYTES) and len(v) <= 0xFFFF:
+            elif (isinstance(v, bytes) or isinstance(v, bytearray) or isinstance(v, memoryview)) \
+                    and len(v) <= 0xFFFF:
                 n = 2 + len(v)
             if n < 0:
-                raise _error(_E_BAD_VALUE, (pid, v))
+                raise _error(_E_BAD_VALUE, (pid, v), 0)
             total += 1 + n  # (every identifier is below 128: one byte)
     return total
 
@@ -348,7 +355,7 @@ def write(buf, pos, props, size):
         value = props[pid]
         ptype = _TYPES[pid]
         many = (pid == _PROP_USER_PROPERTY or pid == _PROP_SUBSCRIPTION_IDENTIFIER) and \
-            isinstance(value, _SEQ)
+            (isinstance(value, list) or isinstance(value, tuple))
         for k in range(len(value) if many else 1):
             v = value[k] if many else value
             buf[pos] = pid
