@@ -8,7 +8,6 @@ the codec."""
 from . import codec as _c
 from . import properties as _p
 from .codec import (
-    Packet,
     PublishView,
     _check_str,
     _err,
@@ -78,7 +77,7 @@ PACKET_NAMES = (
 )
 PINGREQ_BYTES = b"\xc0\x00"
 PINGRESP_BYTES = b"\xd0\x00"
-AckView = PublishView
+AckView = Packet = PublishView
 
 def encode_publish_header(buf, topic, payload_len, qos=0, packet_id=0, retain=False,
                           dup=False, props=None, topic_alias=0):

@@ -39,12 +39,12 @@ from ._codec_rare import (  # noqa: F401  (the public names codec gives through 
     check_flags,
     encode_auth,
     encode_publish,
+    encode_publish_header,
     encode_unsubscribe,
     publish_size,
 )
 from ._compat import const
 from .codec import (  # noqa: F401  (the client half, re-exported; private ones used below)
-    Packet,
     PacketReader,
     PublishView,
     Will,
@@ -54,7 +54,6 @@ from .codec import (  # noqa: F401  (the client half, re-exported; private ones 
     encode_ack,
     encode_connect,
     encode_disconnect,
-    encode_publish_header,
     encode_publish_plain,
     encode_subscribe,
     reason_allowed,
@@ -137,10 +136,20 @@ def _will_repr(self):
 
 
 # codec's packet objects compare and print only where they are compared and printed.
-Packet.__eq__ = _packet_eq  # type: ignore[method-assign]
-Packet.__repr__ = _packet_repr  # type: ignore[method-assign]
 Will.__eq__ = _will_eq  # type: ignore[method-assign]
 Will.__repr__ = _will_repr  # type: ignore[method-assign]
+
+
+class Packet:
+    """A packet as an object, of one class per type (below), which compare and print;
+    the client's ``decode_body`` gives its packets as ``codec.PublishView`` objects
+    (``codec.Packet``), turned into these by ``decode_body`` here."""
+
+    type = 0
+
+
+Packet.__eq__ = _packet_eq  # type: ignore[method-assign]
+Packet.__repr__ = _packet_repr  # type: ignore[method-assign]
 
 
 class Connack(Packet):

@@ -179,23 +179,6 @@ def sub_options(qos=0, no_local=False, retain_as_published=False, retain_handlin
             | (retain_handling << 4))
 
 
-# ------------------------------------------------------------ packets -----
-
-class Packet:
-    """A packet as an object (cold path); ``type`` is the packet type. ``decode_body``
-    gives one of this class with the fields of its type (CONNACK: reason_code,
-    session_present, properties; SUBACK/UNSUBACK: packet_id, reason_codes, properties;
-    DISCONNECT/AUTH: reason_code, properties). ``_server_codec`` has a subclass per
-    packet type, and adds equality and repr, which a device has no use for."""
-
-    type = 0
-
-    def __init__(self, ptype, reason_code, properties):
-        self.type = ptype
-        self.reason_code = reason_code
-        self.properties = properties
-
-
 # ------------------------------------------------------------ encoding ----
 
 def _header(buf, first, remaining, payload_len):
@@ -500,9 +483,20 @@ class PublishView:
     """An incoming PUBLISH as offsets into the receive buffer (hot path), or, as
     ``AckView``, an incoming PUBACK/PUBREC/PUBREL/PUBCOMP (``type``, ``packet_id``,
     ``reason_code``). One class for both: a device keeps one view of each. Valid
-    until the reader frames the next packet."""
+    until the reader frames the next packet.
 
-    def __init__(self):
+    Made with ``(type, reason_code, properties)``, it is a packet as an object instead
+    (``codec.Packet``, the cold path): what ``decode_body`` gives, with the fields of its
+    type (CONNACK: reason_code, session_present, properties; SUBACK/UNSUBACK: packet_id,
+    reason_codes, properties; DISCONNECT/AUTH: reason_code, properties), ``properties``
+    a dict, in place of the view's method. (One class for the three: each class costs a
+    device about 130 B of RAM.) ``_server_codec`` has a packet class per type, with
+    equality and repr, which a device has no use for."""
+
+    def __init__(self, *packet):
+        if packet:
+            self.type, self.reason_code, self.properties = packet  # type: ignore[method-assign]
+            return
         self.buf = b""
         self.type = 0
         self.reason_code = 0
@@ -592,8 +586,9 @@ def decode_ack_into(view, first, r):
 def decode_body(first, r):
     """Decode a packet a server sends on a cold path -- CONNACK, SUBACK, UNSUBACK,
     DISCONNECT, AUTH -- whose first byte is ``first`` and whose body is under reader
-    ``r``; returns a ``Packet``. PUBLISH and the acks have their allocation-free
-    decoders above; every packet type both ways: ``_server_codec.decode_body``."""
+    ``r``; returns a packet (a ``PublishView`` made as a packet: see there). PUBLISH and
+    the acks have their allocation-free decoders above; every packet type both ways:
+    ``_server_codec.decode_body``."""
     t = first >> 4
     if first & 0x0F:
         # Wrong for all a client decodes here (a packet a server receives may have them:
@@ -611,7 +606,7 @@ def decode_body(first, r):
         if rc and ack_flags:
             raise _err(_E_PRESENT_FAILED)
         _p.check(r, 1 << _CONNACK)
-        p = Packet(t, rc, _p.to_dict(r.buf, r.prop_start, r.prop_end))
+        p = PublishView(t, rc, _p.to_dict(r.buf, r.prop_start, r.prop_end))
         if r.pos != r.end:
             raise _err(_E_LEFT_OVER)
         p.session_present = bool(ack_flags)  # type: ignore[attr-defined]
@@ -630,7 +625,7 @@ def decode_body(first, r):
             codes.append(rc)
         if not codes:
             raise _err(_E_NO_CODES, t)
-        p = Packet(t, 0, props)
+        p = PublishView(t, 0, props)
         p.packet_id = pid  # type: ignore[attr-defined]
         p.reason_codes = codes  # type: ignore[attr-defined]
         return p
@@ -649,7 +644,7 @@ def decode_body(first, r):
                 props = _p.to_dict(r.buf, r.prop_start, r.prop_end)
             if r.pos != r.end:
                 raise _err(_E_LEFT_OVER)
-        return Packet(t, rc, props)
+        return PublishView(t, rc, props)
     if t == _AUTH:
         from . import _codec_rare
 
