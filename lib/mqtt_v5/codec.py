@@ -404,13 +404,11 @@ class PacketReader:
     def free(self):
         """A writable view of the free space (the whole buffer when empty)."""
         if self.end == 0:
-            return self._mv or self._alloc()
+            if self._mv is None:  # (the first read: see __init__)
+                self.buf = bytearray(self.max_packet_size)
+                self._mv = memoryview(self.buf)
+            return self._mv
         return self._mv[self.end:]
-
-    def _alloc(self):
-        self.buf = bytearray(self.max_packet_size)
-        self._mv = memoryview(self.buf)
-        return self._mv
 
     def wrote(self, n):
         """Record that ``n`` bytes were written into ``free()``."""
@@ -419,7 +417,7 @@ class PacketReader:
     def feed(self, data):
         """Copy ``data`` in (tests and servers); returns how many bytes fitted."""
         if self._mv is None:
-            self._alloc()
+            self.free()  # (makes the buffer)
         room = len(self.buf) - self.end
         n = len(data) if len(data) < room else room
         self.buf[self.end:self.end + n] = data[:n] if n < len(data) else data

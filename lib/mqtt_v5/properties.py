@@ -415,7 +415,13 @@ def write_bin(buf, pos, data):
 
 class Reader:
     """A bounds-checked cursor over a receive buffer. Every read past ``end``
-    raises ProtocolError 0x81 Malformed Packet; nothing allocates."""
+    raises ProtocolError 0x81 Malformed Packet; nothing allocates.
+
+    Also the walker of an already checked property block (as ``PropertyCursor``):
+    ``reset`` it to the block, then each ``next()`` returns an identifier, 0 at the end,
+    and leaves in ``value`` an int value, or in ``start``/``stop`` the bounds of a string
+    or binary value in ``buf`` (and in ``start2``/``stop2`` the value of a User Property
+    pair). Allocates nothing either."""
 
     def __init__(self):
         self.buf = b""
@@ -423,6 +429,7 @@ class Reader:
         self.end = 0
         self.prop_start = 0
         self.prop_end = 0
+        self.value = self.start = self.stop = self.start2 = self.stop2 = 0
 
     def reset(self, buf, start, end):
         self.buf = buf
@@ -492,6 +499,28 @@ class Reader:
 
     # (A string or binary value as a new object, and a length check alone, only the
     # server side needs: _server_codec's read_string / read_binary: a def fewer each.)
+
+    def next(self):
+        """The next property of the block (see the class): its identifier, 0 at the end."""
+        if self.pos >= self.end:
+            return 0
+        pid = self.vbi()
+        ptype = _TYPES[pid]
+        if ptype == _T_BYTE:
+            self.value = self.u8()
+        elif ptype == _T_U16:
+            self.value = self.u16()
+        elif ptype == _T_U32:
+            self.value = self.u32()
+        elif ptype == _T_VBI:
+            self.value = self.vbi()
+        else:
+            self.start = self.span()
+            self.stop = self.pos
+            if ptype == _T_PAIR:
+                self.start2 = self.span()
+                self.stop2 = self.pos
+        return pid
 
 
 def check(r, where):
@@ -565,46 +594,9 @@ def check(r, where):
     return alias
 
 
-class PropertyCursor:
-    """Walks an already checked property block without allocating.
-
-    After ``next()`` returns an identifier: ``value`` holds an int value, or
-    ``start``/``end`` bound a string or binary value in ``buf`` (and
-    ``start2``/``end2`` the value of a User Property pair). Returns 0 at the end.
-    """
-
-    def __init__(self):
-        self.reader = Reader()
-        self.buf = b""
-        self.value = 0
-        self.start = self.end = self.start2 = self.end2 = 0
-
-    def reset(self, buf, start, end):
-        self.buf = buf
-        self.reader.reset(buf, start, end)
-        return self
-
-    def next(self):
-        r = self.reader
-        if r.pos >= r.end:
-            return 0
-        pid = r.vbi()
-        ptype = _TYPES[pid]
-        if ptype == _T_BYTE:
-            self.value = r.u8()
-        elif ptype == _T_U16:
-            self.value = r.u16()
-        elif ptype == _T_U32:
-            self.value = r.u32()
-        elif ptype == _T_VBI:
-            self.value = r.vbi()
-        else:
-            self.start = r.span()
-            self.end = r.pos
-            if ptype == _T_PAIR:
-                self.start2 = r.span()
-                self.end2 = r.pos
-        return pid
+# (The walker of a checked property block is a Reader: one class less, each costing a
+# device its type object, its dict and its defs.)
+PropertyCursor = Reader
 
 
 def to_dict(buf, start, end):
@@ -612,7 +604,7 @@ def to_dict(buf, start, end):
     User Property becomes a list of (key, value) str pairs; Subscription
     Identifier a list of ints."""
     out = {}  # type: dict
-    c = PropertyCursor().reset(buf, start, end)
+    c = Reader().reset(buf, start, end)
     while True:
         pid = c.next()
         if not pid:
@@ -620,11 +612,11 @@ def to_dict(buf, start, end):
         ptype = _TYPES[pid]
         v = c.value  # type: object
         if ptype == _T_PAIR:
-            v = (str(buf[c.start:c.end], "utf-8"), str(buf[c.start2:c.end2], "utf-8"))
+            v = (str(buf[c.start:c.stop], "utf-8"), str(buf[c.start2:c.stop2], "utf-8"))
         elif ptype == _T_UTF8:
-            v = str(buf[c.start:c.end], "utf-8")
+            v = str(buf[c.start:c.stop], "utf-8")
         elif ptype == _T_BINARY:
-            v = bytes(buf[c.start:c.end])
+            v = bytes(buf[c.start:c.stop])
         if ptype == _T_PAIR or pid == _PROP_SUBSCRIPTION_IDENTIFIER:
             out.setdefault(pid, []).append(v)  # the ones that may repeat: a list
         else:
