@@ -140,8 +140,8 @@ _W_WILL_PAYLOAD = const(4)
 _W_PASSWORD = const(5)
 
 # const() is folded at compile time on MicroPython: only CPython calls it (above). Not
-# kept as a global, its slot takes the next name: 29 globals (a frozen module's too, with
-# its __version__) fit a dict of 29; 32 took 37 slots.
+# kept as a global, its slot takes the next name: 22 globals (a frozen module's too, with
+# its __version__) fit a dict of 23; 24 took 29 slots.
 del const
 
 

@@ -11,7 +11,7 @@ paths, turned into such a dict by ``to_dict``.
 # the module's globals first, and a miss probes the dict to a free slot; this one held
 # 58 names in 59 slots, so each miss probed most of it (a publish with two user
 # properties makes some twenty such calls: 37 -> 29 us per QoS 0 publish on the unix
-# port). It holds 23 in 23 now (full again, but a probe of 23, not 59: see del const).
+# port). It holds 22 in 23 now (frozen, with its __version__: see del const).
 from builtins import isinstance, len  # noqa: UP029  (see above)
 
 from ._compat import const
@@ -240,8 +240,8 @@ _CACHE_MAX = const(64)
 # The pairs, then the next slot to replace: made at the first str encoded (none at import).
 _cache = None  # type: Any
 # const() is folded at compile time on MicroPython: only CPython calls it (above). Not
-# kept as a global: 23 globals fit a dict of 23 (24, a frozen module's with its
-# __version__, take 29).
+# kept as a global: 22 globals, a frozen module's with its __version__, fit a dict of 23
+# (24 took 29 slots).
 del const
 
 
