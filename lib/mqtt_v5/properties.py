@@ -451,14 +451,6 @@ class Reader:
         self.pos = p + 2
         return (self.buf[p] << 8) | self.buf[p + 1]
 
-    def u32(self):
-        p = self.pos
-        if p + 4 > self.end:
-            raise _error(_E_SHORT, None, 0x81)
-        self.pos = p + 4
-        b = self.buf
-        return (b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]
-
     def vbi(self):
         """A Variable Byte Integer: at most 4 bytes, minimally encoded [MQTT-1.5.5-1]."""
         value = 0
@@ -511,7 +503,7 @@ class Reader:
         elif ptype == _T_U16:
             self.value = self.u16()
         elif ptype == _T_U32:
-            self.value = self.u32()
+            self.value = self.u16() << 16 | self.u16()  # (no u32(): a def less)
         elif ptype == _T_VBI:
             self.value = self.vbi()
         else:
@@ -569,7 +561,7 @@ def check(r, where):
                 if pid == _PROP_TOPIC_ALIAS:
                     alias = v
             else:
-                v = r.u32()
+                v = r.u16() << 16 | r.u16()  # (four bytes, big-endian)
             if v == 0 and (pid == _PROP_RECEIVE_MAXIMUM or pid == _PROP_TOPIC_ALIAS
                            or pid == _PROP_MAXIMUM_PACKET_SIZE):
                 # Receive Maximum 0 (spec 3.1.2.11.3, 3.2.2.3.3), Topic Alias 0
