@@ -22,19 +22,24 @@ class Done:
     calling an ``async def`` allocates its generator, 48 B or more, and a raise of a
     preallocated exception allocates nothing once its traceback is cleared; on CPython
     about 0.9 us). ``READY`` is ``Done(None)``: for a method that usually has nothing to
-    wait for, return READY then, a coroutine otherwise. ``send``/``throw``/``close``
-    let ``asyncio.create_task`` and ``gather`` take it as a coroutine on both runtimes
-    (MicroPython's ``Waiter`` inherits ``wait``, ``throw`` and ``close`` from here)."""
+    wait for, return READY then, a coroutine otherwise. ``send``/``throw`` (and on
+    CPython ``close``) let ``asyncio.create_task`` and ``gather`` take it as a coroutine
+    on both runtimes (MicroPython's ``Waiter`` inherits ``wait`` and ``throw`` from
+    here)."""
 
     def __init__(self, value):
         self._stop = StopIteration(value)
 
-    def __await__(self):
+    def __iter__(self):
         return self
 
     # (one function object for these names: each def costs a device RAM; what close()
-    # returns goes unread)
-    wait = __iter__ = close = __await__
+    # returns goes unread. MicroPython's await is a yield from, which asks for __iter__,
+    # and its asyncio never closes a coroutine: __await__ and close are CPython's alone,
+    # two names fewer in the class's dict on a device.)
+    wait = __iter__
+    if not IS_MICROPYTHON:
+        __await__ = close = __iter__
 
     def __next__(self):
         e = self._stop
@@ -68,7 +73,8 @@ if IS_MICROPYTHON:
     def is_awaitable(value):
         """True for what a callback may return to be awaited (a coroutine: a generator on
         MicroPython, its type's name compared rather than kept as a global)."""
-        return type(value).__name__ == "generator" or hasattr(value, "__await__")
+        return (type(value).__name__ == "generator" or isinstance(value, Done)
+                or hasattr(value, "__await__"))
 
     # ------------------------------------------------ awaiting, no coroutine --
     # ``await obj`` on an object whose __next__ raises StopIteration(value) ends
