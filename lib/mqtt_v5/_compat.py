@@ -120,15 +120,6 @@ if IS_MICROPYTHON:
         except Exception:
             pass
 
-    def _stop_with(value):
-        """A StopIteration carrying ``value``, to raise at once (never to keep)."""
-        if _stop is None or type(value) is not int or not 0 <= value < 0x10000000:
-            return StopIteration(value)
-        e, word, pack_into = _stop
-        pack_into("P", word, 0, id(value))
-        e.__traceback__ = None
-        return e
-
     class Waiter(Done):
         """A reusable awaitable that waits without a coroutine: ``await w.wait()``
         returns ``w.poll()``'s value (a subclass defines ``poll``); while poll() returns
@@ -139,7 +130,7 @@ if IS_MICROPYTHON:
         raises reaches the awaiting caller.
 
         On MicroPython ``wait()`` returns the object itself: no coroutine, no
-        allocation (see ``_stop_with``). Like a coroutine it is awaited once
+        allocation (see ``__next__``). Like a coroutine it is awaited once
         per ``wait()``, and one task at a time awaits it. Driven by a Task of
         its own (``create_task``, ``gather``, ``wait_for``) it works too; that
         Task keeps its result, so that result is a StopIteration of its own.
@@ -156,7 +147,14 @@ if IS_MICROPYTHON:
             # StopIteration as it is raised.
             v = self.poll()  # type: ignore[attr-defined]
             if v is not ...:  # (PENDING)
-                raise _stop_with(v)
+                # Its value in the shared StopIteration when it can carry it (see above;
+                # here, not in a function of its own: a def less, a call less per await)
+                if _stop is None or type(v) is not int or not 0 <= v < 0x10000000:
+                    raise StopIteration(v)
+                e, word, pack_into = _stop
+                pack_into("P", word, 0, id(v))
+                e.__traceback__ = None
+                raise e
             # Parked as asyncio's Event.wait parks the task: to the scheduler, until
             # event.set() queues it.
             t = _core.cur_task  # type: ignore[union-attr]
