@@ -10,6 +10,9 @@ first connect).
 
 import sys
 
+if 0:  # (the type checker's alone: MicroPython compiles no code for it)
+    from typing import Any  # noqa: F401 (type comments)
+
 IS_MICROPYTHON = sys.implementation.name == "micropython"
 # Names used only while this module runs are deleted after use (``sys``): each
 # global is a slot of the module's dict (a dict grows when full, in steps).
@@ -88,16 +91,15 @@ if IS_MICROPYTHON:
     # that args[0] reads back what was written. Otherwise (no uctypes, another
     # object layout) each value gets a StopIteration of its own.
 
-    _core = None  # asyncio.core, once the first Waiter is made
     # When its value can be rewritten: the reusable StopIteration, its args[0] as a
     # writable word, struct's pack_into (one global for the three).
     _stop = None
 
     def _setup():
-        global _core, _stop, _setup
+        global _stop, _setup
         from asyncio import core  # type: ignore[attr-defined]
 
-        _core = core
+        Waiter._core = core
         del _setup  # run once (see Waiter.__init__): its code is heap no more
         try:
             from struct import calcsize, pack, pack_into
@@ -137,8 +139,11 @@ if IS_MICROPYTHON:
         Cancelling the parked task unlinks it from the event (asyncio's
         ``cancel`` follows ``task.data``), then ``throw`` raises in it."""
 
+        # asyncio.core, once the first Waiter is made (the class's: one global less)
+        _core = None  # type: Any
+
         def __init__(self, event):
-            if _core is None:
+            if self._core is None:
                 _setup()
             self.event = event
 
@@ -157,10 +162,11 @@ if IS_MICROPYTHON:
                 raise e
             # Parked as asyncio's Event.wait parks the task: to the scheduler, until
             # event.set() queues it.
-            t = _core.cur_task  # type: ignore[union-attr]
+            core = self._core
+            t = core.cur_task
             ev = self.event
             if ev.state:  # type: ignore[attr-defined]
-                _core._task_queue.push(t)  # type: ignore[union-attr]  # poll broke its word
+                core._task_queue.push(t)  # poll broke its word
             else:
                 ev.waiting.push(t)  # type: ignore[attr-defined]
                 t.data = ev.waiting  # type: ignore[attr-defined]  # (cancel() unlinks it)
