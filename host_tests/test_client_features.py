@@ -86,19 +86,75 @@ async def test_receive_buffer_is_made_at_the_first_read_then_kept(mosquitto):
     assert len(rd.buf) == 0
     await c.connect(url(mosquitto))
     buf = rd.buf
-    assert isinstance(buf, bytearray) and len(buf) == 3000
+    assert isinstance(buf, bytearray)
+    assert len(buf) == 3000
     got = []
     topic = unique("rxbuf")
     await c.subscribe(topic, lambda m: got.append(m.payload), qos=1)
     await c.publish(topic, b"x" * 2900, qos=1)
     await wait_until(lambda: got, what="the message")
-    assert got == [b"x" * 2900] and rd.buf is buf
+    assert got == [b"x" * 2900]
+    assert rd.buf is buf
     await c.disconnect()
     await c.connect(url(mosquitto))
     await c.publish(topic, b"y", qos=1)
     await wait_until(lambda: len(got) == 2, what="the message after a reconnect")
-    assert got[1] == b"y" and rd.buf is buf
+    assert got[1] == b"y"
+    assert rd.buf is buf
     await c.disconnect()
+
+
+async def test_tables_and_buffers_are_made_at_the_first_connack_then_kept(mosquitto):
+    """Not at MqttClient(): what the client holds during the TLS handshake (on MicroPython
+    inside the CONNECT's write) sits under its transient peak. The in-flight table, the
+    packet view, the batch buffer, the Message given to callbacks and the room Event come
+    with the first CONNACK, then serve every connection."""
+    c = MqttClient(opts(max_inflight=3, batch_writes=True, out_buffer_size=300))
+    s = c._session
+    assert s.max_inflight == 3  # (the setting, before the table exists)
+    made = (s._slots, s._pids, s.msg, c._msg, c._room, c._batch_mv)
+    assert made == ((), (), None, None, None, None)
+    await c.connect(url(mosquitto))
+    assert len(s._pids) == 3
+    assert len(s._slots) == 3 * 8
+    assert len(c._batch_mv) == 300
+    made = (s._slots, s._pids, s.msg, c._msg, c._room, c._batch_mv)
+    assert None not in made
+    got = []
+    topic = unique("tables")
+    await c.subscribe(topic, lambda m: got.append(m.payload), qos=1)
+    await c.publish(topic, b"x", qos=1)
+    await wait_until(lambda: got, what="the message")
+    await c.disconnect()
+    await c.connect(url(mosquitto))
+    await c.publish(topic, b"y", qos=1)
+    await wait_until(lambda: len(got) == 2, what="the message after a reconnect")
+    assert got == [b"x", b"y"]
+    now = (s._slots, s._pids, s.msg, c._msg, c._room, c._batch_mv)
+    for a, b in zip(made, now, strict=True):
+        assert a is b
+    await c.disconnect()
+
+
+async def test_publish_waiting_on_the_first_connect_is_sent_after_it(mosquitto):
+    """A publish made while the first CONNECT's write is held waits for room (in an
+    Event made then: see MqttClient.__init__), then goes out once connected."""
+    topic = unique("early")
+    sub = await connected(mosquitto)
+    got = []
+    await sub.subscribe(topic, lambda m: got.append(m.payload), qos=1)
+    c = MqttClient(opts())
+    connecting = asyncio.create_task(c.connect(url(mosquitto)))
+    c._held = (None, 0, None, 0)  # as the CONNECT's write is while TLS handshakes
+    pub = asyncio.create_task(c.publish(topic, b"early", qos=1))
+    await asyncio.sleep(0)
+    assert c._room is not None  # (the publish waits on it)
+    await connecting  # (which drops the stale write, and sets the Event)
+    await asyncio.wait_for(pub, 5)
+    await wait_until(lambda: got, what="the message")
+    assert got == [b"early"]
+    await c.disconnect()
+    await sub.disconnect()
 
 
 # ---------------------------------------------------------------------------- subscribe --

@@ -712,3 +712,48 @@ async def test_out_of_heap_when_the_link_drops(mp_unix_port, mosquitto, tmp_path
     assert report["waiter"] > 0, report
     assert report["after"] > 0, report
     assert [m.payload for m in got if m.topic == root + "/t"][-1] == b"y"
+
+
+_WITHIN = """
+import asyncio, json
+from mqtt_v5._compat import within
+
+async def forever():
+    await asyncio.sleep(60)
+
+async def value():
+    await asyncio.sleep_ms(10)
+    return 7
+
+async def main():
+    out = {}
+    try:
+        await within(forever(), 0.05)
+    except asyncio.TimeoutError:
+        out["timeout"] = True
+    out["after"] = await within(value(), 1)  # the task goes on, undisturbed
+    task = asyncio.create_task(within(forever(), 5))
+    await asyncio.sleep_ms(20)
+    task.cancel()  # by someone else: CancelledError, not a timeout
+    try:
+        await task
+    except asyncio.CancelledError:
+        out["cancelled"] = True
+    except asyncio.TimeoutError:
+        out["cancelled"] = "timeout"
+    import sys
+    out["funcs"] = "asyncio.funcs" in sys.modules
+    return out
+
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+def test_within_bounds_a_coroutine_in_the_calling_task(mp_unix_port):
+    """_compat.within, asyncio.wait_for as MqttClient bounds its connect with: on
+    MicroPython the coroutine runs in the calling task, a watchdog task cancels it when
+    time is up (TimeoutError); a cancel from elsewhere stays a CancelledError; the value
+    comes back; asyncio's funcs module (wait_for's) is never loaded."""
+    proc = mp_unix.run_script(mp_unix_port, _WITHIN)
+    out = mp_unix.last_json(proc)
+    assert out == {"timeout": True, "after": 7, "cancelled": True, "funcs": False}

@@ -42,6 +42,10 @@ def lazy_report(exe, mosquitto, pki, **kw):
 
 def check_lazy_report(report):
     assert report["got"] == [64]
+    # Under the TLS handshake's peak (the first write), no asyncio module the client can
+    # do without there: not funcs (wait_for: connect is bounded by _compat's within) nor
+    # event (the client's Events come with the CONNACK), about 1.1 KB between them.
+    assert report["at_handshake"] == ["asyncio", "asyncio.core"]
     assert report["everyday"] == EVERYDAY, (
         "the everyday path loads another set of modules: "
         f"{sorted(set(report['everyday']) ^ set(EVERYDAY))}")

@@ -229,5 +229,5 @@ else:
     # them would intern at import the names _compat_micropython has (connect-time) only.
     # What it gives: BATCH_WRITES_DEFAULT, Waiter, const, has_alpn, heap_collect,
     # is_awaitable, open_stream, random_ms, set_nodelay, sleep_ms, stream_socket,
-    # ticks_add, ticks_diff, ticks_ms, tls_context.
+    # ticks_add, ticks_diff, ticks_ms, tls_context, within.
     from ._compat_cpython import *  # type: ignore[assignment, no-redef]  # noqa: F403

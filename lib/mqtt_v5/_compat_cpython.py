@@ -64,6 +64,13 @@ def set_nodelay(s, on=1):
         pass
 
 
+def within(coro, seconds):
+    """``asyncio.wait_for`` (MicroPython's runs ``coro`` in the calling task: see there)."""
+    import asyncio
+
+    return asyncio.wait_for(coro, seconds)
+
+
 def sleep_ms(ms):
     import asyncio
 

@@ -130,6 +130,28 @@ def tls_context(cas, certs, key, verify, alpn):
     return ctx
 
 
+async def within(coro, seconds):
+    """``asyncio.wait_for(coro, seconds)`` (asyncio's TimeoutError when time is up), with
+    ``coro`` run in the calling task, which a watchdog task cancels then. wait_for runs it in
+    a task of its own and sleeps beside it: that task, both frames and asyncio's funcs
+    module (loaded by the first wait_for, about 0.5 KB) were on the heap through MqttClient's
+    TLS handshake, which runs inside ``coro`` here (in the CONNECT's write)."""
+    dog = _core.create_task(_watchdog(_core.cur_task, seconds))
+    try:
+        return await coro
+    except _core.CancelledError:
+        if dog.done():  # time was up (else the caller's task was cancelled: as it is)
+            raise _core.TimeoutError from None
+        raise
+    finally:
+        dog.cancel()
+
+
+async def _watchdog(task, seconds):
+    await _core.sleep(seconds)
+    task.cancel()
+
+
 def _writable(s):
     # A bare generator: awaiting it parks the task on asyncio's poller
     # until the socket is writable (TCP connect finished or failed).

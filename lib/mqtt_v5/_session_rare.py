@@ -349,7 +349,7 @@ def attr(s, name):
     if name in _CONF:
         return s._conf[_CONF.index(name)]
     if name == "max_inflight":
-        return len(s._pids)
+        return s._conf[6]  # _C_MAX_INFLIGHT
     raise AttributeError(name)
 
 

@@ -355,16 +355,20 @@ class MqttClient:
         # Small packets (acks, publishes) wait here to leave together in one write:
         # one syscall per packet was most of the CPU cost of publishing.
         self._batch_pub = BATCH_WRITES_DEFAULT if o.batch_writes is None else o.batch_writes
-        self._batch_mv = memoryview(
-            bytearray(max(128, o.out_buffer_size) if self._batch_pub else 128))
+        # The batch buffer, ``_room`` and ``_msg`` are made at the first CONNACK (see
+        # _handshake), then kept: on MicroPython the TLS handshake runs inside CONNECT's
+        # write, and what the client holds then sits under its transient peak.
+        self._batch_mv = None  # type: Any
         self._batch_len = 0
         # The write path (see _put): a write the transport could not finish at once, with
         # what goes after it and since when (a tuple: see _to_writer); wakes the writer.
         self._held = None  # type: Any
         # Set when room to send may have come: a held write finished (see _wait_room),
         # the send window opened (an ack, see _publish), the link was lost. One Event
-        # for both: whoever waits checks its own condition again when woken.
-        self._room = asyncio.Event()
+        # for both: whoever waits checks its own condition again when woken. (None until
+        # the first CONNACK, or a wait before it: none waits on it then, and the first
+        # Event loads asyncio's event module, about 0.7 KB.)
+        self._room = None  # type: Any
         # The writer task's wake-up (a Delivery: no coroutine per wake-up) while the task
         # runs: both made when first needed on a connection (most devices never need
         # them: see _to_writer).
@@ -383,7 +387,7 @@ class MqttClient:
         self._event_cbs = ()  # type: tuple  # (a new tuple at each registration: rare)
         self._message_cbs = ()  # type: tuple
         self._queue = None  # type: Any  # messages() (with _queue_event, _queue_max)
-        self._msg = _s.Message()
+        self._msg = None  # type: Any  # (the Message callbacks get, reused)
         # Counts connections (0: none yet, a transport given is then still open): a
         # deferred ack is for its own.
         self._link_no = 0
@@ -463,9 +467,11 @@ class MqttClient:
         MicroPython runs inside the first write) cannot hang connect() or the
         reconnect loop. (DNS on MicroPython blocks the whole event loop: no timeout
         can bound it; connect by address where that matters.)"""
+        from ._compat import within  # (asyncio.wait_for; on MicroPython in this task)
+
         limit = self.options.connect_timeout
         try:
-            return await asyncio.wait_for(self._handshake(), limit)
+            return await within(self._handshake(), limit)
         except BaseException as e:
             # (a failed attempt, as reconnecting, loads _cold: closes, raises)
             await _cold_paths().connect_failed(self, e, limit)
@@ -481,7 +487,8 @@ class MqttClient:
             from .transport import open_connection
 
             _note(_N_CONNECTING, t)
-            transport = await open_connection(t, None, o.tls, o.connect_timeout)
+            # (no timeout of its own: _connect_once bounds all of connecting)
+            transport = await open_connection(t, None, o.tls, None)
         else:  # a transport, or what opens one (_cold: not the usual case)
             transport = await _cold_paths().open_given(self, t)
         self._transport = transport
@@ -528,6 +535,12 @@ class MqttClient:
         _note(_N_CONNACK, s.ev_rc, s.ev_session_present, s.limits)
         if s.ev_rc >= 0x80 or s.ev_orphans:
             _cold_paths().refused_or_orphans(s)  # raises ConnectRefused if refused
+        if self._msg is None:  # the first CONNACK: see __init__
+            self._msg = _s.Message()
+            self._batch_mv = memoryview(
+                bytearray(max(128, o.out_buffer_size) if self._batch_pub else 128))
+            if self._room is None:
+                self._room = asyncio.Event()
         self._connected = True
         self._link_no += 1
         self._up_since = ticks_ms()  # (see _cold.supervise)
@@ -637,7 +650,8 @@ class MqttClient:
         batch. Returns False (``_put``'s "not all taken now")."""
         if waiter is not None:
             self._held = (waiter, n, out_tail, ticks_ms())
-            self._room.clear()
+            if self._room is not None:
+                self._room.clear()
         wr = self._writer
         if wr is None and self._connected:
             wr = self._writer = Delivery()
@@ -659,17 +673,21 @@ class MqttClient:
         except Exception as e:
             raise _cold_paths().write_failed(self, e)
         self._held = None
-        self._room.set()
+        if self._room is not None:
+            self._room.set()
 
     def _drop_writes(self):
         """The connection is gone: what was held or batched for it is void."""
         self._held = None
         self._batch_len = 0
-        self._room.set()
+        if self._room is not None:
+            self._room.set()
 
     async def _wait_room(self):
         """Until no write is held (a lost link voids it)."""
         while self._held is not None:
+            if self._room is None:  # (a wait before the first CONNACK: see __init__)
+                self._room = asyncio.Event()
             self._room.clear()
             await self._room.wait()
 
@@ -969,7 +987,8 @@ class MqttClient:
         err = _e.NetworkError("client disconnected")
         self._fail_waiters(err, self._session.connection_lost())
         self._fail_waiters(err, None)
-        self._room.set()
+        if self._room is not None:
+            self._room.set()
         if self._queue is not None:
             self._queue_event.set()
         await self._emit(Disconnected(reason_code, None, False))

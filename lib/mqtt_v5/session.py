@@ -23,9 +23,10 @@ blocking facade, or a test) moves data:
   ``on_timer(now_ms)`` sends PINGREQ when due and raises ``MqttTimeout`` for a
   dead link or a CONNACK that never came.
 
-Buffers and the in-flight table are allocated once, in ``__init__`` (the tables of
-incoming QoS 2 ids and topic aliases, and the offline queue, by their first use). In
-steady state, publishing and receiving QoS 0/1 allocate nothing here.
+Buffers are allocated once, in ``__init__``; the in-flight table and ``msg`` once, at the
+first CONNACK (the tables of incoming QoS 2 ids and topic aliases, and the offline queue,
+by their first use). In steady state, publishing and receiving QoS 0/1 allocate nothing
+here.
 
 Errors: a peer that breaks the protocol makes ``poll`` queue a DISCONNECT
 with the right reason code in ``out`` and then raise ``ProtocolError``; once
@@ -128,6 +129,7 @@ _C_MAX_QUEUED = const(2)
 _C_MAX_QUEUED_BYTES = const(3)
 _C_RECEIVE_MAXIMUM = const(4)
 _C_TOPIC_ALIAS_MAXIMUM = const(5)
+_C_MAX_INFLIGHT = const(6)
 
 # What the last CONNECT asked (``_connect_flags`` bits).
 _CF_AUTO_ALIAS = const(1)
@@ -370,13 +372,14 @@ class Session:
         self.state = _DISCONNECTED
         self.keep_alive_ms = 0
         self._conf = (ping_timeout_ms, connect_timeout_ms, max_queued, max_queued_bytes,
-                      receive_maximum, topic_alias_maximum)
-        # Outgoing in-flight table, fixed size (see _SLOT); max_inflight is len(_pids).
-        free = [0, _FREE, 0, 0, None, None, None, None]  # type: list
-        self._slots = free * max_inflight
-        # Each slot's packet id, 0 while free: found by the list's own (C) ``in`` and
-        # ``index`` rather than a Python loop over the slots, twice per QoS 1 message.
-        self._pids = [0] * max_inflight
+                      receive_maximum, topic_alias_maximum, max_inflight)
+        # Outgoing in-flight table, fixed size (see _SLOT), and each slot's packet id, 0
+        # while free: found by the list's own (C) ``in`` and ``index`` rather than a Python
+        # loop over the slots, twice per QoS 1 message. Both made at the first CONNACK
+        # (nothing is in flight before), as is ``msg``, then kept: on MicroPython the TLS
+        # handshake runs inside CONNECT's write, and whatever is held then sits under its
+        # transient peak (the smallest heap that connects).
+        self._slots = self._pids = ()  # type: Any
         self._resends = 0  # slots with _F_RESEND set (window_open is per publish)
         self._seq = 0
         self._inflight = 0
@@ -408,7 +411,7 @@ class Session:
         # The PUBLISH poll handed out last, and the PUBACK/PUBREC/PUBREL/PUBCOMP it handled
         # last: one view for both (each is valid until the next poll only, and a poll
         # handles one packet), so a session holds one view, not two.
-        self.msg = _c.PublishView()
+        self.msg = None  # type: Any  # (a PublishView from the first CONNACK)
         self.topic_buf = b""
         self.topic_start = 0
         self.topic_end = 0
@@ -757,6 +760,11 @@ class Session:
                     if pkt.reason_code >= 0x80:
                         self.state = _DISCONNECTED
                         return _EV_CONNACK
+                    if self.msg is None:  # the first CONNACK (see __init__)
+                        n = self._conf[_C_MAX_INFLIGHT]
+                        self._slots = [0, _FREE, 0, 0, None, None, None, None] * n
+                        self._pids = [0] * n
+                        self.msg = _c.PublishView()
                     lim = self.limits
                     lim.reset(pkt.properties)
                     if lim.assigned_client_id:

@@ -132,7 +132,8 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
     given (a ``TlsConfig``, or True for a verifying default). Returns a
     ``StreamTransport``. ``timeout_s`` bounds DNS + TCP connect (+ the TLS
     handshake on CPython; MicroPython does the handshake in the first I/O,
-    which ``MqttClient`` bounds by its ``connect_timeout``).
+    which ``MqttClient`` bounds by its ``connect_timeout``); None: not bounded
+    here (``MqttClient`` bounds the whole connect).
     ``ws://`` and ``wss://`` URLs go to ``mqtt_v5.ws.open_ws`` (MQTT over WebSocket)."""
     i = url_or_host.find("://")
     scheme = url_or_host[:i].lower() if 0 < i < 4 else None
@@ -160,8 +161,11 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
         sni = tls.server_hostname or host
     where = "%s:%d" % (host, port)
     try:
-        stream = await asyncio.wait_for(  # type: ignore[var-annotated]
-            open_stream(host, port, ctx, sni), timeout_s)
+        if timeout_s is None:
+            stream = await open_stream(host, port, ctx, sni)
+        else:
+            stream = await asyncio.wait_for(  # type: ignore[var-annotated]
+                open_stream(host, port, ctx, sni), timeout_s)
     except asyncio.TimeoutError:
         from ._neterr import timeout_error
 

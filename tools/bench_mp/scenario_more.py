@@ -1,5 +1,5 @@
-# Two more figures for mqtt_v5 beside tools/bench_mp/scenario.py's (kept apart so that
-# script, whose own size counts in every library's smallest heap, stays as it is):
+# More figures for mqtt_v5 beside tools/bench_mp/scenario.py's (a script of their own, so
+# the modes' code does not count in the plain scenario's heap):
 #   micropython scenario_more.py MODE PORT CA_DER CERT_DER KEY_DER
 # MODE again: scenario.py's "ours", then connect again and publish QoS 1 (a device's
 #   reconnect: the second TLS session has to find room in a heap the first one used);
