@@ -5,15 +5,14 @@ through the codec's ``__getattr__``), the Will of a CONNECT, UNSUBSCRIBE, AUTH, 
 DISCONNECT or AUTH a server sends. (The error texts are in ``_errtext``.) Sans-IO like
 the codec."""
 
+from . import codec as _c
 from . import properties as _p
 from .codec import (
-    Packet,
     PublishView,
     _check_str,
     _err,
     _header,
     encode_disconnect,
-    encode_publish_header,
     reason_allowed,
 )
 from .errors import ProtocolError, UsageError
@@ -78,7 +77,52 @@ PACKET_NAMES = (
 )
 PINGREQ_BYTES = b"\xc0\x00"
 PINGRESP_BYTES = b"\xd0\x00"
-AckView = PublishView
+AckView = Packet = PublishView
+
+def encode_publish_header(buf, topic, payload_len, qos=0, packet_id=0, retain=False,
+                          dup=False, props=None, topic_alias=0):
+    """Fixed and variable header of a PUBLISH (3.3), without the payload.
+
+    ``topic`` is bytes-like (no allocation) or str; it may be empty when
+    ``topic_alias`` is given. Returns the header length; the payload must
+    follow it on the wire. (Here, not in the codec: the everyday PUBLISH is
+    ``encode_publish_plain``'s; the session's others, and resends, come here.)
+    """
+    if qos != 0 and qos != 1 and qos != 2:
+        raise _err(2)  # codec's _E_QOS
+    if isinstance(topic, str):
+        topic = _p.to_utf8(topic)
+    tlen = len(topic)
+    if topic is not _c._valid_topic:  # (the codec's last valid topic: see there)
+        if not topic_name_ok(topic, 0, tlen):
+            raise _err(8)  # _E_TOPIC
+        if type(topic) is bytes:
+            _c._valid_topic = topic
+    if not tlen and not topic_alias and not (props and 0x23 in props):  # Topic Alias
+        raise _err(9)  # _E_EMPTY_TOPIC
+    if qos:
+        _check_id(packet_id)
+    elif dup:
+        raise _err(10)  # _E_DUP_QOS0
+    psize = _p.size(props, 1 << PUBLISH) if props else 0
+    if topic_alias:
+        if not 0 < topic_alias <= 0xFFFF:
+            raise _err(11)  # _E_ALIAS_RANGE
+        if props and 0x23 in props:
+            raise _err(12)  # _E_ALIAS_TWICE
+        psize += 3
+    rem = 2 + tlen + (2 if qos else 0) + vbi_size(psize) + psize + payload_len
+    first = 0x30 | (qos << 1) | (0x08 if dup else 0) | (1 if retain else 0)
+    pos = _header(buf, first, rem, payload_len)
+    pos = write_bin(buf, pos, topic)
+    if qos:
+        pos = write_u16(buf, pos, packet_id)
+    pos = _p.write(buf, pos, props, psize)
+    if topic_alias:  # (counted in psize)
+        buf[pos] = 0x23  # Topic Alias
+        pos = write_u16(buf, pos + 1, topic_alias)
+    return pos
+
 
 def encode_publish(buf, topic, payload, qos=0, packet_id=0, retain=False, dup=False,
                    props=None, topic_alias=0):
@@ -141,7 +185,7 @@ def encode_unsubscribe(buf, packet_id, filters, props=None):
             raise UsageError("invalid topic filter %r" % (filt,), 0x8F)
         encoded.append(f)
         rem += 2 + len(f)
-    pos = _header(buf, 0xA2, rem)
+    pos = _header(buf, 0xA2, rem, 0)
     pos = write_u16(buf, pos, packet_id)
     pos = _p.write(buf, pos, props, psize)
     for f in encoded:

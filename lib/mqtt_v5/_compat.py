@@ -10,13 +10,13 @@ first connect).
 
 import sys
 
+if 0:  # (the type checker's alone: MicroPython compiles no code for it)
+    from typing import Any  # noqa: F401 (type comments)
+
 IS_MICROPYTHON = sys.implementation.name == "micropython"
 # Names used only while this module runs are deleted after use (``sys``): each
 # global is a slot of the module's dict (a dict grows when full, in steps).
 del sys
-
-# What Waiter.poll() returns while there is nothing to return yet.
-PENDING = object()
 
 
 class Done:
@@ -25,19 +25,24 @@ class Done:
     calling an ``async def`` allocates its generator, 48 B or more, and a raise of a
     preallocated exception allocates nothing once its traceback is cleared; on CPython
     about 0.9 us). ``READY`` is ``Done(None)``: for a method that usually has nothing to
-    wait for, return READY then, a coroutine otherwise. ``send``/``throw``/``close``
-    let ``asyncio.create_task`` and ``gather`` take it as a coroutine on both runtimes
-    (MicroPython's ``Waiter`` inherits ``wait``, ``throw`` and ``close`` from here)."""
+    wait for, return READY then, a coroutine otherwise. ``send``/``throw`` (and on
+    CPython ``close``) let ``asyncio.create_task`` and ``gather`` take it as a coroutine
+    on both runtimes (MicroPython's ``Waiter`` inherits ``wait`` and ``throw`` from
+    here)."""
 
     def __init__(self, value):
         self._stop = StopIteration(value)
 
-    def __await__(self):
+    def __iter__(self):
         return self
 
     # (one function object for these names: each def costs a device RAM; what close()
-    # returns goes unread)
-    wait = __iter__ = close = __await__
+    # returns goes unread. MicroPython's await is a yield from, which asks for __iter__,
+    # and its asyncio never closes a coroutine: __await__ and close are CPython's alone,
+    # two names fewer in the class's dict on a device.)
+    wait = __iter__
+    if not IS_MICROPYTHON:
+        __await__ = close = __iter__
 
     def __next__(self):
         e = self._stop
@@ -47,37 +52,32 @@ class Done:
     def send(self, value):
         return self.__next__()
 
-    def throw(self, exc_type, val=None, tb=None):
-        raise exc_type if val is None else val  # (a Waiter: cancelled while parked)
+    def throw(self, exc_type, *val_tb):
+        # (a Waiter: cancelled while parked; ``*``, not defaults: a def with defaults
+        # takes 32 B of a device's RAM, 16 without)
+        raise val_tb[0] if val_tb and val_tb[0] is not None else exc_type
 
 
 READY = Done(None)
 
 
 if IS_MICROPYTHON:
-    from time import ticks_add, ticks_diff, ticks_ms  # noqa: F401
-
-    from micropython import const  # noqa: F401
-
-    # ConnectOptions(batch_writes=None): on a device each publish leaves in a write of
-    # its own (batching costs a buffer, a flush task and allocations per lone publish).
-    BATCH_WRITES_DEFAULT = False
-
-    # A full collection, before what needs large blocks of a small, non-moving heap:
-    # tls.py calls it (see there). CPython's does nothing.
-    from gc import collect as heap_collect  # noqa: F401
-
-    # (a generator expression's type: a coroutine's on MicroPython)
-    _GENERATOR = type(x for x in b"")
+    # Names a device keeps in no slot of this module's dict (one each, and the dict grows
+    # in steps), handed out by __getattr__ below: IS_MICROPYTHON; PENDING, what
+    # Waiter.poll() returns while there is nothing to return yet (``...``, a constant of
+    # the firmware, found by identity); BATCH_WRITES_DEFAULT False (ConnectOptions(
+    # batch_writes=None): on a device each publish leaves in a write of its own: batching
+    # costs a buffer, a flush task and allocations per lone publish); and the builtin
+    # modules' const, ticks_ms, ticks_diff, asyncio's sleep_ms and gc's collect as
+    # heap_collect (a full collection before what needs large blocks of a small,
+    # non-moving heap: tls.py calls it, see there; CPython's does nothing).
+    del IS_MICROPYTHON
 
     def is_awaitable(value):
-        """True for what a callback may return to be awaited (a coroutine)."""
-        return isinstance(value, _GENERATOR) or hasattr(value, "__await__")
-
-    def sleep_ms(n):
-        import asyncio
-
-        return asyncio.sleep_ms(n)
+        """True for what a callback may return to be awaited (a coroutine: a generator on
+        MicroPython, its type's name compared rather than kept as a global)."""
+        return (type(value).__name__ == "generator" or isinstance(value, Done)
+                or hasattr(value, "__await__"))
 
     # ------------------------------------------------ awaiting, no coroutine --
     # ``await obj`` on an object whose __next__ raises StopIteration(value) ends
@@ -91,16 +91,15 @@ if IS_MICROPYTHON:
     # that args[0] reads back what was written. Otherwise (no uctypes, another
     # object layout) each value gets a StopIteration of its own.
 
-    _core = None  # asyncio.core, once the first Waiter is made
     # When its value can be rewritten: the reusable StopIteration, its args[0] as a
     # writable word, struct's pack_into (one global for the three).
     _stop = None
 
     def _setup():
-        global _core, _stop, _setup
+        global _stop, _setup
         from asyncio import core  # type: ignore[attr-defined]
 
-        _core = core
+        Waiter._core = core
         del _setup  # run once (see Waiter.__init__): its code is heap no more
         try:
             from struct import calcsize, pack, pack_into
@@ -123,15 +122,6 @@ if IS_MICROPYTHON:
         except Exception:
             pass
 
-    def _stop_with(value):
-        """A StopIteration carrying ``value``, to raise at once (never to keep)."""
-        if _stop is None or type(value) is not int or not 0 <= value < 0x10000000:
-            return StopIteration(value)
-        e, word, pack_into = _stop
-        pack_into("P", word, 0, id(value))
-        e.__traceback__ = None
-        return e
-
     class Waiter(Done):
         """A reusable awaitable that waits without a coroutine: ``await w.wait()``
         returns ``w.poll()``'s value (a subclass defines ``poll``); while poll() returns
@@ -142,15 +132,18 @@ if IS_MICROPYTHON:
         raises reaches the awaiting caller.
 
         On MicroPython ``wait()`` returns the object itself: no coroutine, no
-        allocation (see ``_stop_with``). Like a coroutine it is awaited once
+        allocation (see ``__next__``). Like a coroutine it is awaited once
         per ``wait()``, and one task at a time awaits it. Driven by a Task of
         its own (``create_task``, ``gather``, ``wait_for``) it works too; that
         Task keeps its result, so that result is a StopIteration of its own.
         Cancelling the parked task unlinks it from the event (asyncio's
         ``cancel`` follows ``task.data``), then ``throw`` raises in it."""
 
+        # asyncio.core, once the first Waiter is made (the class's: one global less)
+        _core = None  # type: Any
+
         def __init__(self, event):
-            if _core is None:
+            if self._core is None:
                 _setup()
             self.event = event
 
@@ -158,14 +151,22 @@ if IS_MICROPYTHON:
             # Awaited inside a coroutine: the VM takes the value from the shared
             # StopIteration as it is raised.
             v = self.poll()  # type: ignore[attr-defined]
-            if v is not PENDING:
-                raise _stop_with(v)
+            if v is not ...:  # (PENDING)
+                # Its value in the shared StopIteration when it can carry it (see above;
+                # here, not in a function of its own: a def less, a call less per await)
+                if _stop is None or type(v) is not int or not 0 <= v < 0x10000000:
+                    raise StopIteration(v)
+                e, word, pack_into = _stop
+                pack_into("P", word, 0, id(v))
+                e.__traceback__ = None
+                raise e
             # Parked as asyncio's Event.wait parks the task: to the scheduler, until
             # event.set() queues it.
-            t = _core.cur_task  # type: ignore[union-attr]
+            core = self._core
+            t = core.cur_task
             ev = self.event
             if ev.state:  # type: ignore[attr-defined]
-                _core._task_queue.push(t)  # type: ignore[union-attr]  # poll broke its word
+                core._task_queue.push(t)  # poll broke its word
             else:
                 ev.waiting.push(t)  # type: ignore[attr-defined]
                 t.data = ev.waiting  # type: ignore[attr-defined]  # (cancel() unlinks it)
@@ -179,27 +180,49 @@ if IS_MICROPYTHON:
             except StopIteration as e:
                 raise StopIteration(e.value) from None
 
-
-# ---------------------------------------------------------------- network ----
-# Used at connect only; socket, ssl and asyncio are imported inside the functions so the
-# sans-IO modules that import _compat never load them. On MicroPython tls_context and
-# open_stream live in _compat_micropython, loaded when first asked for (at connect), and
-# so do set_nodelay, stream_socket (transport, imported at connect) and random_ms
-# (reconnect jitter): used at connect or later, they cost the import nothing there.
-
-if IS_MICROPYTHON:
+    # ------------------------------------------------------------ network ----
+    # Used at connect only; socket, ssl and asyncio are imported inside the functions so
+    # the sans-IO modules that import _compat never load them. tls_context and
+    # open_stream live in _compat_micropython, loaded when first asked for (at connect),
+    # and so do set_nodelay, stream_socket (transport, imported at connect) and random_ms
+    # (reconnect jitter): used at connect or later, they cost the import nothing there.
 
     def __getattr__(name):
         # (any public name of it: testing for its six by name kept their six strings in
-        # RAM, from .mpy)
+        # RAM, from .mpy; the names above are compared here as qstrs, which a device
+        # has in firmware)
         if name[0] == "_":
             raise AttributeError(name)
+        if name == "PENDING":
+            return ...
+        if name == "const":
+            from micropython import const
+
+            return const
+        if name.startswith("ticks"):
+            import time
+
+            return getattr(time, name)
+        if name == "sleep_ms":
+            from asyncio import sleep_ms
+
+            return sleep_ms
+        if name == "heap_collect":
+            from gc import collect
+
+            return collect
+        if name == "BATCH_WRITES_DEFAULT":
+            return False
+        if name == "IS_MICROPYTHON":
+            return True
         from . import _compat_micropython
 
         return getattr(_compat_micropython, name)
 
+else:
+    # What Waiter.poll() returns while there is nothing to return yet.
+    PENDING = ...
 
-if not IS_MICROPYTHON:
     # CPython's half lives in a module of its own, which a device never loads (nor
     # installs: the manifest and package.json leave it out): .mpy code of a branch not
     # taken would still be loaded into RAM, its names interned -- hence ``*``: a list of

@@ -39,12 +39,12 @@ from ._codec_rare import (  # noqa: F401  (the public names codec gives through 
     check_flags,
     encode_auth,
     encode_publish,
+    encode_publish_header,
     encode_unsubscribe,
     publish_size,
 )
 from ._compat import const
 from .codec import (  # noqa: F401  (the client half, re-exported; private ones used below)
-    Packet,
     PacketReader,
     PublishView,
     Will,
@@ -54,7 +54,6 @@ from .codec import (  # noqa: F401  (the client half, re-exported; private ones 
     encode_ack,
     encode_connect,
     encode_disconnect,
-    encode_publish_header,
     encode_publish_plain,
     encode_subscribe,
     reason_allowed,
@@ -137,10 +136,20 @@ def _will_repr(self):
 
 
 # codec's packet objects compare and print only where they are compared and printed.
-Packet.__eq__ = _packet_eq  # type: ignore[method-assign]
-Packet.__repr__ = _packet_repr  # type: ignore[method-assign]
 Will.__eq__ = _will_eq  # type: ignore[method-assign]
 Will.__repr__ = _will_repr  # type: ignore[method-assign]
+
+
+class Packet:
+    """A packet as an object, of one class per type (below), which compare and print;
+    the client's ``decode_body`` gives its packets as ``codec.PublishView`` objects
+    (``codec.Packet``), turned into these by ``decode_body`` here."""
+
+    type = 0
+
+
+Packet.__eq__ = _packet_eq  # type: ignore[method-assign]
+Packet.__repr__ = _packet_repr  # type: ignore[method-assign]
 
 
 class Connack(Packet):
@@ -252,7 +261,7 @@ def encode_connack(buf, reason_code=0, session_present=False, props=None):
     if session_present and reason_code:
         raise UsageError("session present needs reason code 0 [MQTT-3.2.2-6]")
     psize = _p.size(props, 1 << CONNACK)
-    pos = _header(buf, 0x20, 2 + vbi_size(psize) + psize)
+    pos = _header(buf, 0x20, 2 + vbi_size(psize) + psize, 0)
     buf[pos] = 1 if session_present else 0
     buf[pos + 1] = reason_code
     return _p.write(buf, pos + 2, props, psize)
@@ -264,7 +273,7 @@ def _encode_subacks(buf, first, ptype, packet_id, reason_codes, props):
         if not reason_allowed(ptype, rc):
             raise UsageError("reason code 0x%02X not allowed here" % rc)
     psize = _p.size(props, 1 << ptype)
-    pos = _header(buf, first, 2 + vbi_size(psize) + psize + len(reason_codes))
+    pos = _header(buf, first, 2 + vbi_size(psize) + psize + len(reason_codes), 0)
     pos = write_u16(buf, pos, packet_id)
     pos = _p.write(buf, pos, props, psize)
     for rc in reason_codes:
@@ -305,7 +314,7 @@ def encode(packet, buf):
     if t == UNSUBACK:
         return encode_unsuback(buf, packet.packet_id, packet.reason_codes, packet.properties)
     if t == PINGREQ or t == PINGRESP:
-        return _header(buf, t << 4, 0)
+        return _header(buf, t << 4, 0, 0)
     if t == DISCONNECT:
         return encode_disconnect(buf, packet.reason_code, packet.properties)
     if t == AUTH:

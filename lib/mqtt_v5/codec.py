@@ -30,7 +30,8 @@ large. Encoders raise ``UsageError`` for arguments MQTT does not allow.
 On a device this module holds only what a client's everyday path runs: errors are
 raised by number (``_err``; their texts load with ``_errtext`` on the first one), and
 the public names the everyday path does not use (``CONNECT`` ... ``AUTH``,
-``PACKET_NAMES``, ``AckView``, ``encode_publish``, ``publish_size``, ``Will``, ...) live in
+``PACKET_NAMES``, ``AckView``, ``encode_publish``, ``encode_publish_header``,
+``publish_size``, ``Will``, ...) live in
 ``_codec_rare``, where ``codec.X`` finds them (``__getattr__``).
 """
 
@@ -43,8 +44,6 @@ from builtins import len
 
 from . import properties as _p
 from ._compat import const
-from .properties import vbi_size, write_bin, write_u16
-from .topic import is_wildcard, topic_name_ok
 
 _TYPE_CHECKING = const(0)  # (folded by MicroPython: mypy alone reads the block)
 if _TYPE_CHECKING:  # pragma: no cover
@@ -68,7 +67,6 @@ _DISCONNECT = const(14)
 _AUTH = const(15)
 
 _PROP_SUBSCRIPTION_IDENTIFIER = const(0x0B)
-_PROP_TOPIC_ALIAS = const(0x23)
 
 # The reason codes each packet type may carry (MQTT 5.0, 3.2.2.2, 3.4.2.1, ...), one bytes
 # constant: those of type t are _RC[_RC[2t]:_RC[2t + 1]] (an empty span: none).
@@ -142,8 +140,8 @@ _W_WILL_PAYLOAD = const(4)
 _W_PASSWORD = const(5)
 
 # const() is folded at compile time on MicroPython: only CPython calls it (above). Not
-# kept as a global, its slot takes the next name: 29 globals (a frozen module's too, with
-# its __version__) fit a dict of 29; 32 took 37 slots.
+# kept as a global, its slot takes the next name: 22 globals (a frozen module's too, with
+# its __version__) fit a dict of 23; 24 took 29 slots.
 del const
 
 
@@ -181,31 +179,15 @@ def sub_options(qos=0, no_local=False, retain_as_published=False, retain_handlin
             | (retain_handling << 4))
 
 
-# ------------------------------------------------------------ packets -----
-
-class Packet:
-    """A packet as an object (cold path); ``type`` is the packet type. ``decode_body``
-    gives one of this class with the fields of its type (CONNACK: reason_code,
-    session_present, properties; SUBACK/UNSUBACK: packet_id, reason_codes, properties;
-    DISCONNECT/AUTH: reason_code, properties). ``_server_codec`` has a subclass per
-    packet type, and adds equality and repr, which a device has no use for."""
-
-    type = 0
-
-    def __init__(self, ptype, reason_code, properties):
-        self.type = ptype
-        self.reason_code = reason_code
-        self.properties = properties
-
-
 # ------------------------------------------------------------ encoding ----
 
-def _header(buf, first, remaining, payload_len=0):
+def _header(buf, first, remaining, payload_len):
     """Check capacity, write the fixed header; returns the body offset.
-    ``payload_len`` bytes of the packet are not meant for ``buf``."""
+    ``payload_len`` bytes of the packet are not meant for ``buf`` (0 but for a PUBLISH
+    header: no default, which would cost a device 16 B of RAM)."""
     if remaining > _VBI_MAX:
         raise _err(_E_TOO_LARGE)
-    total = 1 + vbi_size(remaining) + remaining - payload_len
+    total = 1 + _p.vbi_size(remaining) + remaining - payload_len
     if total > len(buf):
         raise _err(_E_NO_ROOM, total, len(buf))
     buf[0] = first
@@ -232,7 +214,7 @@ def encode_connect(buf, client_id, clean_start=True, keep_alive=0, username=None
         raise _err(_E_KEEP_ALIVE)
     flags = 0x02 if clean_start else 0
     psize = _p.size(props, 1 << _CONNECT)
-    rem = 6 + 1 + 1 + 2 + vbi_size(psize) + psize + 2 + len(cid)
+    rem = 6 + 1 + 1 + 2 + _p.vbi_size(psize) + psize + 2 + len(cid)
     if will is not None:
         from . import _codec_rare  # the Will's checks and encoding: cold
 
@@ -247,20 +229,20 @@ def encode_connect(buf, client_id, clean_start=True, keep_alive=0, username=None
         pw = _check_str(password, _W_PASSWORD)
         rem += 2 + len(pw)
         flags |= 0x40
-    pos = _header(buf, 0x10, rem)
+    pos = _header(buf, 0x10, rem, 0)
     buf[pos:pos + 6] = b"\x00\x04MQTT"  # the protocol name
     buf[pos + 6] = _PROTOCOL_LEVEL
     buf[pos + 7] = flags
-    pos = write_u16(buf, pos + 8, keep_alive)
+    pos = _p.write_u16(buf, pos + 8, keep_alive)
     pos = _p.write(buf, pos, props, psize)
-    pos = write_bin(buf, pos, cid)
+    pos = _p.write_bin(buf, pos, cid)
     if will is not None:
         buf[pos:pos + len(wblock)] = wblock
         pos += len(wblock)
     if username is not None:
-        pos = write_bin(buf, pos, user)
+        pos = _p.write_bin(buf, pos, user)
     if password is not None:
-        pos = write_bin(buf, pos, pw)
+        pos = _p.write_bin(buf, pos, pw)
     return pos
 
 
@@ -269,52 +251,6 @@ def encode_connect(buf, client_id, clean_start=True, keep_alive=0, username=None
 # byte-by-byte scan, a third of a PUBLISH encode. One reference, replaced whole, so
 # concurrent callers (CPython threads) never see half an update.
 _valid_topic = None
-
-
-def encode_publish_header(buf, topic, payload_len, qos=0, packet_id=0, retain=False,
-                          dup=False, props=None, topic_alias=0):
-    """Fixed and variable header of a PUBLISH (3.3), without the payload.
-
-    ``topic`` is bytes-like (no allocation) or str; it may be empty when
-    ``topic_alias`` is given. Returns the header length; the payload must
-    follow it on the wire.
-    """
-    global _valid_topic
-    if qos != 0 and qos != 1 and qos != 2:
-        raise _err(_E_QOS)
-    if isinstance(topic, str):
-        topic = _p.to_utf8(topic)
-    tlen = len(topic)
-    if topic is not _valid_topic:
-        if not topic_name_ok(topic, 0, tlen):
-            raise _err(_E_TOPIC)
-        if type(topic) is bytes:
-            _valid_topic = topic
-    if not tlen and not topic_alias and not (props and _PROP_TOPIC_ALIAS in props):
-        raise _err(_E_EMPTY_TOPIC)
-    if qos:
-        if not 0 < packet_id <= 0xFFFF:
-            raise _err(_E_PACKET_ID)
-    elif dup:
-        raise _err(_E_DUP_QOS0)
-    psize = _p.size(props, 1 << _PUBLISH) if props else 0
-    if topic_alias:
-        if not 0 < topic_alias <= 0xFFFF:
-            raise _err(_E_ALIAS_RANGE)
-        if props and _PROP_TOPIC_ALIAS in props:
-            raise _err(_E_ALIAS_TWICE)
-        psize += 3
-    rem = 2 + tlen + (2 if qos else 0) + vbi_size(psize) + psize + payload_len
-    first = 0x30 | (qos << 1) | (0x08 if dup else 0) | (1 if retain else 0)
-    pos = _header(buf, first, rem, payload_len)
-    pos = write_bin(buf, pos, topic)
-    if qos:
-        pos = write_u16(buf, pos, packet_id)
-    pos = _p.write(buf, pos, props, psize)
-    if topic_alias:  # (counted in psize)
-        buf[pos] = _PROP_TOPIC_ALIAS
-        pos = write_u16(buf, pos + 1, topic_alias)
-    return pos
 
 
 def encode_publish_plain(buf, topic, payload, qos, packet_id, retain, limit):
@@ -326,6 +262,8 @@ def encode_publish_plain(buf, topic, payload, qos, packet_id, retain, limit):
     check, and that only for a topic object other than the last one checked."""
     global _valid_topic
     if topic is not _valid_topic:
+        from .topic import topic_name_ok  # (here, not a global: seldom, see above)
+
         if type(topic) is not bytes or not topic or not topic_name_ok(topic, 0, len(topic)):
             return 0
         _valid_topic = topic  # bytes are immutable: the same object stays valid
@@ -371,15 +309,15 @@ def encode_ack(buf, ptype, packet_id, reason_code=0, props=None):
     if not props:
         if reason_code == 0:
             # [MQTT-3.4.2-1] reason code and properties may be omitted on success
-            pos = _header(buf, first, 2)
-            return write_u16(buf, pos, packet_id)
-        pos = _header(buf, first, 3)
-        pos = write_u16(buf, pos, packet_id)
+            pos = _header(buf, first, 2, 0)
+            return _p.write_u16(buf, pos, packet_id)
+        pos = _header(buf, first, 3, 0)
+        pos = _p.write_u16(buf, pos, packet_id)
         buf[pos] = reason_code
         return pos + 1
     psize = _p.size(props, 1 << ptype)
-    pos = _header(buf, first, 3 + vbi_size(psize) + psize)
-    pos = write_u16(buf, pos, packet_id)
+    pos = _header(buf, first, 3 + _p.vbi_size(psize) + psize, 0)
+    pos = _p.write_u16(buf, pos, packet_id)
     buf[pos] = reason_code
     return _p.write(buf, pos + 1, props, psize)
 
@@ -396,7 +334,7 @@ def encode_subscribe(buf, packet_id, subscriptions, props=None):
         sid = props.get(_PROP_SUBSCRIPTION_IDENTIFIER)
         if isinstance(sid, (list, tuple)) and len(sid) != 1:
             raise _err(_E_ONE_SID)
-    rem = 2 + vbi_size(psize) + psize
+    rem = 2 + _p.vbi_size(psize) + psize
     from .topic import filter_ok, share_prefix_len  # (here: two globals fewer; cold)
 
     encoded = []
@@ -411,11 +349,11 @@ def encode_subscribe(buf, packet_id, subscriptions, props=None):
             raise _err(_E_NO_LOCAL_SHARED)
         encoded.append(f)
         rem += 2 + len(f) + 1
-    pos = _header(buf, 0x82, rem)
-    pos = write_u16(buf, pos, packet_id)
+    pos = _header(buf, 0x82, rem, 0)
+    pos = _p.write_u16(buf, pos, packet_id)
     pos = _p.write(buf, pos, props, psize)
     for i in range(len(encoded)):
-        pos = write_bin(buf, pos, encoded[i])
+        pos = _p.write_bin(buf, pos, encoded[i])
         buf[pos] = subscriptions[i][1]
         pos += 1
     return pos
@@ -429,13 +367,13 @@ def encode_disconnect(buf, reason_code=0, props=None, ptype=_DISCONNECT):
     first = ptype << 4
     if not props:
         if reason_code == 0:
-            return _header(buf, first, 0)
+            return _header(buf, first, 0, 0)
         # DISCONNECT only: a reason code without a Property Length (3.14.2.2.1)
-        pos = _header(buf, first, 1)
+        pos = _header(buf, first, 1, 0)
         buf[pos] = reason_code
         return pos + 1
     psize = _p.size(props, 1 << ptype)
-    pos = _header(buf, first, 1 + vbi_size(psize) + psize)
+    pos = _header(buf, first, 1 + _p.vbi_size(psize) + psize, 0)
     buf[pos] = reason_code
     return _p.write(buf, pos + 1, props, psize)
 
@@ -466,13 +404,11 @@ class PacketReader:
     def free(self):
         """A writable view of the free space (the whole buffer when empty)."""
         if self.end == 0:
-            return self._mv or self._alloc()
+            if self._mv is None:  # (the first read: see __init__)
+                self.buf = bytearray(self.max_packet_size)
+                self._mv = memoryview(self.buf)
+            return self._mv
         return self._mv[self.end:]
-
-    def _alloc(self):
-        self.buf = bytearray(self.max_packet_size)
-        self._mv = memoryview(self.buf)
-        return self._mv
 
     def wrote(self, n):
         """Record that ``n`` bytes were written into ``free()``."""
@@ -481,7 +417,7 @@ class PacketReader:
     def feed(self, data):
         """Copy ``data`` in (tests and servers); returns how many bytes fitted."""
         if self._mv is None:
-            self._alloc()
+            self.free()  # (makes the buffer)
         room = len(self.buf) - self.end
         n = len(data) if len(data) < room else room
         self.buf[self.end:self.end + n] = data[:n] if n < len(data) else data
@@ -545,9 +481,20 @@ class PublishView:
     """An incoming PUBLISH as offsets into the receive buffer (hot path), or, as
     ``AckView``, an incoming PUBACK/PUBREC/PUBREL/PUBCOMP (``type``, ``packet_id``,
     ``reason_code``). One class for both: a device keeps one view of each. Valid
-    until the reader frames the next packet."""
+    until the reader frames the next packet.
 
-    def __init__(self):
+    Made with ``(type, reason_code, properties)``, it is a packet as an object instead
+    (``codec.Packet``, the cold path): what ``decode_body`` gives, with the fields of its
+    type (CONNACK: reason_code, session_present, properties; SUBACK/UNSUBACK: packet_id,
+    reason_codes, properties; DISCONNECT/AUTH: reason_code, properties), ``properties``
+    a dict, in place of the view's method. (One class for the three: each class costs a
+    device about 130 B of RAM.) ``_server_codec`` has a packet class per type, with
+    equality and repr, which a device has no use for."""
+
+    def __init__(self, *packet):
+        if packet:
+            self.type, self.reason_code, self.properties = packet  # type: ignore[method-assign]
+            return
         self.buf = b""
         self.type = 0
         self.reason_code = 0
@@ -584,7 +531,7 @@ def decode_publish_into(view, first, r):
     view.retain = (first & 1) != 0
     ts = r.utf8()  # ill-formed UTF-8 or U+0000: Malformed Packet [MQTT-1.5.4-1] [MQTT-1.5.4-2]
     te = r.pos
-    if is_wildcard(r.buf, ts, te):
+    if _p.is_wildcard(r.buf, ts, te):
         raise _err(_E_WILDCARD)
     view.topic_start = ts
     view.topic_end = te
@@ -637,8 +584,9 @@ def decode_ack_into(view, first, r):
 def decode_body(first, r):
     """Decode a packet a server sends on a cold path -- CONNACK, SUBACK, UNSUBACK,
     DISCONNECT, AUTH -- whose first byte is ``first`` and whose body is under reader
-    ``r``; returns a ``Packet``. PUBLISH and the acks have their allocation-free
-    decoders above; every packet type both ways: ``_server_codec.decode_body``."""
+    ``r``; returns a packet (a ``PublishView`` made as a packet: see there). PUBLISH and
+    the acks have their allocation-free decoders above; every packet type both ways:
+    ``_server_codec.decode_body``."""
     t = first >> 4
     if first & 0x0F:
         # Wrong for all a client decodes here (a packet a server receives may have them:
@@ -656,7 +604,7 @@ def decode_body(first, r):
         if rc and ack_flags:
             raise _err(_E_PRESENT_FAILED)
         _p.check(r, 1 << _CONNACK)
-        p = Packet(t, rc, _p.to_dict(r.buf, r.prop_start, r.prop_end))
+        p = PublishView(t, rc, _p.to_dict(r.buf, r.prop_start, r.prop_end))
         if r.pos != r.end:
             raise _err(_E_LEFT_OVER)
         p.session_present = bool(ack_flags)  # type: ignore[attr-defined]
@@ -675,7 +623,7 @@ def decode_body(first, r):
             codes.append(rc)
         if not codes:
             raise _err(_E_NO_CODES, t)
-        p = Packet(t, 0, props)
+        p = PublishView(t, 0, props)
         p.packet_id = pid  # type: ignore[attr-defined]
         p.reason_codes = codes  # type: ignore[attr-defined]
         return p
@@ -694,7 +642,7 @@ def decode_body(first, r):
                 props = _p.to_dict(r.buf, r.prop_start, r.prop_end)
             if r.pos != r.end:
                 raise _err(_E_LEFT_OVER)
-        return Packet(t, rc, props)
+        return PublishView(t, rc, props)
     if t == _AUTH:
         from . import _codec_rare
 

@@ -11,10 +11,14 @@ paths, turned into such a dict by ``to_dict``.
 # the module's globals first, and a miss probes the dict to a free slot; this one held
 # 58 names in 59 slots, so each miss probed most of it (a publish with two user
 # properties makes some twenty such calls: 37 -> 29 us per QoS 0 publish on the unix
-# port). It holds 23 in 23 now (full again, but a probe of 23, not 59: see del const).
+# port). It holds 22 in 23 now (frozen, with its __version__: see del const).
 from builtins import isinstance, len  # noqa: UP029  (see above)
 
 from ._compat import const
+
+_TYPE_CHECKING = const(0)  # (folded by MicroPython: mypy alone reads the block)
+if _TYPE_CHECKING:  # pragma: no cover
+    from typing import Any  # noqa: F401 (type comments)
 
 # The property identifiers (``PROP_*``) are ``_properties_rare``'s, handed out by
 # ``__getattr__`` below on first use (``properties.PROP_X`` and ``from .properties import
@@ -135,7 +139,7 @@ _E_UNKNOWN = const(16)
 _VBI_MAX = const(268435455)
 
 
-def _error(n, arg=None, code=0):
+def _error(n, arg, code):
     from ._properties_rare import error  # cold: loaded at the first error
 
     return error(n, arg, code)
@@ -211,7 +215,7 @@ def to_utf8(s):
         try:
             return s.encode()
         except UnicodeError:
-            raise _error(_E_SURROGATE)
+            raise _error(_E_SURROGATE, None, 0)
     return s
 
 
@@ -226,10 +230,6 @@ def vbi_size(value):
     return 4
 
 
-_SEQ = (tuple, list)
-_BYTES = (bytes, bytearray, memoryview)
-
-
 # The last short str property strings encoded, as (str, its valid UTF-8) pairs: a device
 # sending the same user properties with every publish (one PublishOptions, or a dict kept
 # by the caller) encodes each string once, not twice per publish. Found by identity (str is
@@ -237,18 +237,23 @@ _BYTES = (bytes, bytearray, memoryview)
 # str paired with another's bytes.
 _CACHE_SLOTS = const(8)
 _CACHE_MAX = const(64)
-_cache = [None] * _CACHE_SLOTS + [0]  # type: list  # the pairs, then the next slot to replace
+# The pairs, then the next slot to replace: made at the first str encoded (none at import).
+_cache = None  # type: Any
 # const() is folded at compile time on MicroPython: only CPython calls it (above). Not
-# kept as a global: 23 globals fit a dict of 23 (24, a frozen module's with its
-# __version__, take 29).
+# kept as a global: 22 globals, a frozen module's with its __version__, fit a dict of 23
+# (24 took 29 slots).
 del const
 
 
 def _str_bytes(s):
     """The UTF-8 bytes of a valid MQTT string given as str or bytes-like, or None."""
+    global _cache
     if isinstance(s, str):
+        c = _cache
+        if c is None:
+            c = _cache = [None] * _CACHE_SLOTS + [0]
         for i in range(_CACHE_SLOTS):
-            e = _cache[i]
+            e = c[i]
             if e is not None and e[0] is s:
                 return e[1]
         try:
@@ -258,11 +263,12 @@ def _str_bytes(s):
         if len(b) > 0xFFFF or not utf8_ok(b, 0, len(b)):
             return None
         if len(b) <= _CACHE_MAX:
-            i = _cache[_CACHE_SLOTS]
-            _cache[i] = (s, b)
-            _cache[_CACHE_SLOTS] = (i + 1) % _CACHE_SLOTS
+            i = c[_CACHE_SLOTS]
+            c[i] = (s, b)
+            c[_CACHE_SLOTS] = (i + 1) % _CACHE_SLOTS
         return b
-    if isinstance(s, _BYTES) and len(s) <= 0xFFFF and utf8_ok(s, 0, len(s)):
+    if (isinstance(s, bytes) or isinstance(s, bytearray) or isinstance(s, memoryview)) \
+            and len(s) <= 0xFFFF and utf8_ok(s, 0, len(s)):
         return s
     return None
 
@@ -295,11 +301,11 @@ def size(props, where):
         value = props[pid]
         ptype = _TYPES[pid] if isinstance(pid, int) and 0 <= pid <= _LAST_ID else 0
         if not ptype:
-            raise _error(_E_UNKNOWN, (pid,))
+            raise _error(_E_UNKNOWN, (pid,), 0)
         if not (_WHERE[2 * pid] << 8 | _WHERE[2 * pid + 1]) & where:
-            raise _error(_E_NOT_HERE, pid)
+            raise _error(_E_NOT_HERE, pid, 0)
         many = (pid == _PROP_USER_PROPERTY or pid == _PROP_SUBSCRIPTION_IDENTIFIER) and \
-            isinstance(value, _SEQ)  # (the two that repeat: a list or tuple of values)
+            (isinstance(value, list) or isinstance(value, tuple))  # (the two that repeat)
         for k in range(len(value) if many else 1):
             v = value[k] if many else value
             n = -1
@@ -318,7 +324,7 @@ def size(props, where):
                 if isinstance(v, int) and 1 <= v <= _VBI_MAX:
                     n = vbi_size(v)
             elif ptype == _T_PAIR:
-                if isinstance(v, _SEQ) and len(v) == 2:
+                if (isinstance(v, tuple) or isinstance(v, list)) and len(v) == 2:
                     key = _str_bytes(v[0])
                     b = _str_bytes(v[1])
                     if key is not None and b is not None:
@@ -329,10 +335,11 @@ def size(props, where):
                 if n > 0 and pid == _PROP_RESPONSE_TOPIC and (
                         not b or is_wildcard(b, 0, len(b))):
                     n = -1  # [MQTT-3.3.2-14] no wildcards; [MQTT-4.7.3-1] one character
-            elif isinstance(v, _BYTES) and len(v) <= 0xFFFF:
+            elif (isinstance(v, bytes) or isinstance(v, bytearray) or isinstance(v, memoryview)) \
+                    and len(v) <= 0xFFFF:
                 n = 2 + len(v)
             if n < 0:
-                raise _error(_E_BAD_VALUE, (pid, v))
+                raise _error(_E_BAD_VALUE, (pid, v), 0)
             total += 1 + n  # (every identifier is below 128: one byte)
     return total
 
@@ -348,7 +355,7 @@ def write(buf, pos, props, size):
         value = props[pid]
         ptype = _TYPES[pid]
         many = (pid == _PROP_USER_PROPERTY or pid == _PROP_SUBSCRIPTION_IDENTIFIER) and \
-            isinstance(value, _SEQ)
+            (isinstance(value, list) or isinstance(value, tuple))
         for k in range(len(value) if many else 1):
             v = value[k] if many else value
             buf[pos] = pid
@@ -408,7 +415,13 @@ def write_bin(buf, pos, data):
 
 class Reader:
     """A bounds-checked cursor over a receive buffer. Every read past ``end``
-    raises ProtocolError 0x81 Malformed Packet; nothing allocates."""
+    raises ProtocolError 0x81 Malformed Packet; nothing allocates.
+
+    Also the walker of an already checked property block (as ``PropertyCursor``):
+    ``reset`` it to the block, then each ``next()`` returns an identifier, 0 at the end,
+    and leaves in ``value`` an int value, or in ``start``/``stop`` the bounds of a string
+    or binary value in ``buf`` (and in ``start2``/``stop2`` the value of a User Property
+    pair). Allocates nothing either."""
 
     def __init__(self):
         self.buf = b""
@@ -416,6 +429,7 @@ class Reader:
         self.end = 0
         self.prop_start = 0
         self.prop_end = 0
+        self.value = self.start = self.stop = self.start2 = self.stop2 = 0
 
     def reset(self, buf, start, end):
         self.buf = buf
@@ -436,14 +450,6 @@ class Reader:
             raise _error(_E_SHORT, None, 0x81)
         self.pos = p + 2
         return (self.buf[p] << 8) | self.buf[p + 1]
-
-    def u32(self):
-        p = self.pos
-        if p + 4 > self.end:
-            raise _error(_E_SHORT, None, 0x81)
-        self.pos = p + 4
-        b = self.buf
-        return (b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]
 
     def vbi(self):
         """A Variable Byte Integer: at most 4 bytes, minimally encoded [MQTT-1.5.5-1]."""
@@ -485,6 +491,28 @@ class Reader:
 
     # (A string or binary value as a new object, and a length check alone, only the
     # server side needs: _server_codec's read_string / read_binary: a def fewer each.)
+
+    def next(self):
+        """The next property of the block (see the class): its identifier, 0 at the end."""
+        if self.pos >= self.end:
+            return 0
+        pid = self.vbi()
+        ptype = _TYPES[pid]
+        if ptype == _T_BYTE:
+            self.value = self.u8()
+        elif ptype == _T_U16:
+            self.value = self.u16()
+        elif ptype == _T_U32:
+            self.value = self.u16() << 16 | self.u16()  # (no u32(): a def less)
+        elif ptype == _T_VBI:
+            self.value = self.vbi()
+        else:
+            self.start = self.span()
+            self.stop = self.pos
+            if ptype == _T_PAIR:
+                self.start2 = self.span()
+                self.stop2 = self.pos
+        return pid
 
 
 def check(r, where):
@@ -533,7 +561,7 @@ def check(r, where):
                 if pid == _PROP_TOPIC_ALIAS:
                     alias = v
             else:
-                v = r.u32()
+                v = r.u16() << 16 | r.u16()  # (four bytes, big-endian)
             if v == 0 and (pid == _PROP_RECEIVE_MAXIMUM or pid == _PROP_TOPIC_ALIAS
                            or pid == _PROP_MAXIMUM_PACKET_SIZE):
                 # Receive Maximum 0 (spec 3.1.2.11.3, 3.2.2.3.3), Topic Alias 0
@@ -558,46 +586,9 @@ def check(r, where):
     return alias
 
 
-class PropertyCursor:
-    """Walks an already checked property block without allocating.
-
-    After ``next()`` returns an identifier: ``value`` holds an int value, or
-    ``start``/``end`` bound a string or binary value in ``buf`` (and
-    ``start2``/``end2`` the value of a User Property pair). Returns 0 at the end.
-    """
-
-    def __init__(self):
-        self.reader = Reader()
-        self.buf = b""
-        self.value = 0
-        self.start = self.end = self.start2 = self.end2 = 0
-
-    def reset(self, buf, start, end):
-        self.buf = buf
-        self.reader.reset(buf, start, end)
-        return self
-
-    def next(self):
-        r = self.reader
-        if r.pos >= r.end:
-            return 0
-        pid = r.vbi()
-        ptype = _TYPES[pid]
-        if ptype == _T_BYTE:
-            self.value = r.u8()
-        elif ptype == _T_U16:
-            self.value = r.u16()
-        elif ptype == _T_U32:
-            self.value = r.u32()
-        elif ptype == _T_VBI:
-            self.value = r.vbi()
-        else:
-            self.start = r.span()
-            self.end = r.pos
-            if ptype == _T_PAIR:
-                self.start2 = r.span()
-                self.end2 = r.pos
-        return pid
+# (The walker of a checked property block is a Reader: one class less, each costing a
+# device its type object, its dict and its defs.)
+PropertyCursor = Reader
 
 
 def to_dict(buf, start, end):
@@ -605,7 +596,7 @@ def to_dict(buf, start, end):
     User Property becomes a list of (key, value) str pairs; Subscription
     Identifier a list of ints."""
     out = {}  # type: dict
-    c = PropertyCursor().reset(buf, start, end)
+    c = Reader().reset(buf, start, end)
     while True:
         pid = c.next()
         if not pid:
@@ -613,11 +604,11 @@ def to_dict(buf, start, end):
         ptype = _TYPES[pid]
         v = c.value  # type: object
         if ptype == _T_PAIR:
-            v = (str(buf[c.start:c.end], "utf-8"), str(buf[c.start2:c.end2], "utf-8"))
+            v = (str(buf[c.start:c.stop], "utf-8"), str(buf[c.start2:c.stop2], "utf-8"))
         elif ptype == _T_UTF8:
-            v = str(buf[c.start:c.end], "utf-8")
+            v = str(buf[c.start:c.stop], "utf-8")
         elif ptype == _T_BINARY:
-            v = bytes(buf[c.start:c.end])
+            v = bytes(buf[c.start:c.stop])
         if ptype == _T_PAIR or pid == _PROP_SUBSCRIPTION_IDENTIFIER:
             out.setdefault(pid, []).append(v)  # the ones that may repeat: a list
         else:
