@@ -19,14 +19,14 @@ pytestmark = pytest.mark.broker
 # made: not in sys.modules by then.)
 EVERYDAY = ["mqtt_v5", "mqtt_v5._compat", "mqtt_v5._compat_micropython",
             "mqtt_v5.client", "mqtt_v5.codec",
-            "mqtt_v5.errors", "mqtt_v5.properties", "mqtt_v5.session", "mqtt_v5.tls",
+            "mqtt_v5.properties", "mqtt_v5.session", "mqtt_v5.tls",
             "mqtt_v5.topic", "mqtt_v5.transport"]
 # Loaded on first use only; each must stay out of the everyday path.
 LAZY = ["mqtt_v5._cold", "mqtt_v5._clienterr", "mqtt_v5._client_extras", "mqtt_v5._session_rare",
         "mqtt_v5._publish_rare",
         "mqtt_v5._codec_rare", "mqtt_v5._errtext",
         "mqtt_v5._rare", "mqtt_v5._server_codec", "mqtt_v5._pem", "mqtt_v5._properties_rare",
-        "mqtt_v5._neterr", "mqtt_v5.reasons", "mqtt_v5.sync_client",
+        "mqtt_v5._neterr", "mqtt_v5.errors", "mqtt_v5.reasons", "mqtt_v5.sync_client",
         "mqtt_v5.blocking_transport", "mqtt_v5.memory", "mqtt_v5.ws"]
 
 
@@ -199,3 +199,52 @@ def test_errors_by_number_keep_their_texts():
     s.flushed(0)
     s.reader.feed(b"\x90\x03\x00\x01\x00")  # a SUBACK before the CONNACK
     assert caught(s.poll, 0) == ("ProtocolError", "SUBACK before CONNACK", 0x82)
+
+
+# The error classes cost nothing until one is needed: not at the import line, not for
+# MqttClient (the package finds the error names without loading client, and client's
+# without loading errors); once loaded, each is one class whatever the import path.
+ERRORS_LAZY = """
+import sys
+from mqtt_v5 import ConnectOptions, MqttClient, TlsConfig
+MqttClient(ConnectOptions("c"))
+line = "mqtt_v5.errors" in sys.modules
+for m in [k for k in sys.modules if k.startswith("mqtt_v5.")]:  # as if in a new process
+    sys.modules.pop(m)
+    delattr(sys.modules["mqtt_v5"], m[8:])
+for n in ("MqttClient", "ConnectOptions", "TlsConfig"):
+    delattr(sys.modules["mqtt_v5"], n)
+from mqtt_v5 import NetworkError
+name = "mqtt_v5.client" in sys.modules
+import mqtt_v5
+from mqtt_v5 import errors
+from mqtt_v5.client import NetworkError as via_client
+from mqtt_v5.errors import MqttError, NetworkError as via_errors
+same = NetworkError is via_errors is via_client is mqtt_v5.NetworkError is errors.NetworkError
+names = [n for n in dir(errors) if "A" <= n[0] <= "Z"]
+found = [n for n in names if getattr(mqtt_v5, n) is getattr(errors, n)]
+try:
+    raise NetworkError("x")
+except MqttError as e:
+    caught = str(e)
+print(line, name, same, len(names), len(found), caught)
+"""
+
+
+LIB = mp_unix.ROOT / "lib"
+
+
+def test_error_classes_load_on_first_use_cpython():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, "
+                          f"{str(LIB)!r})\n" + ERRORS_LAZY],
+                         check=True, capture_output=True, text=True).stdout.split()
+    assert out == ["False", "False", "True", "9", "9", "x"]
+
+
+def test_error_classes_load_on_first_use(mp_unix_port):
+    proc = mp_unix.run_script(mp_unix_port, ERRORS_LAZY, mpy=mp_unix_port == "unix32")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False", "True", "9", "9", "x"]

@@ -4,16 +4,18 @@ as ``mip`` installs them), for `make bench` (section ``aws``).
 Each figure is ``gc.mem_alloc()`` after a collection, before and after the import, in one
 interpreter, in the order a device would load them. The baseline already holds what any
 device talking TLS to AWS has loaded anyway: ``mqtt_v5.client`` and ``mqtt_v5.tls``
-(``TlsConfig``, which the client's transport imports for every TLS connection); their cost
-is reported apart (``core``). Budgets (issue 9): the connection preset plus Shadow
-<= 10 KB; Jobs and Provisioning each <= 8 KB more. The objects a device makes are measured
-too: an ``AwsClient`` less a plain ``MqttClient`` with the same options, a ``Shadow``
-with its answer topics registered (no I/O), a ``Jobs``. And the hot path: bytes allocated
-per publish by ``MqttClient`` and by ``AwsClient`` (whose limit checks run on every
-publish), against the twin's plain listener. And Fleet Provisioning through JSON and
-through CBOR: bytes allocated by a CreateKeysAndCertificate and a CreateCertificateFromCsr
-round against the twin over mutual TLS, and by decoding the same answer with each codec
-(the figures behind JSON being the default: see mqtt_v5/aws/provisioning.py).
+(``TlsConfig``, which the client's transport imports for every TLS connection), and
+``mqtt_v5.errors`` (loaded by the client only once an error is raised, but every aws module
+raises or extends its classes); their cost is reported apart (``core``). Budgets (issue 9):
+the connection preset plus Shadow <= 10 KB; Jobs and Provisioning each <= 8 KB more. The
+objects a device makes are measured too: an ``AwsClient`` less a plain ``MqttClient`` with
+the same options, a ``Shadow`` with its answer topics registered (no I/O), a ``Jobs``. And
+the hot path: bytes allocated per publish by ``MqttClient`` and by ``AwsClient`` (whose
+limit checks run on every publish), against the twin's plain listener. And Fleet
+Provisioning through JSON and through CBOR: bytes allocated by a CreateKeysAndCertificate
+and a CreateCertificateFromCsr round against the twin over mutual TLS, and by decoding the
+same answer with each codec (the figures behind JSON being the default: see
+mqtt_v5/aws/provisioning.py).
 
     python tools/bench_aws.py            # table
     python tools/bench_aws.py --json
@@ -76,8 +78,11 @@ import mqtt_v5.client
 b = m()
 import mqtt_v5.tls
 c = m()
+import mqtt_v5.errors
+d = m()
 r.append(("core: mqtt_v5.client", b - a))
 r.append(("core: mqtt_v5.tls", c - b))
+r.append(("core: mqtt_v5.errors", d - c))
 # Interned names live in qstr pools, each twice the size of the last, allocated when the
 # last one is full: one that happened to fall inside a measured import (a few KB) would be
 # charged to it whole, however few names it added. Intern throw-away names until the next

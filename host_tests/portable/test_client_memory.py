@@ -184,6 +184,29 @@ async def test_begin_publish_pipelines_up_to_the_receive_maximum():
         await _stop(c, srv)
 
 
+async def test_disconnect_fails_what_waits_with_one_network_error():
+    # disconnect() makes its error only for a waiter it fails (none in the everyday case),
+    # then one error for all of them.
+    from mqtt_v5 import NetworkError
+
+    srv = ScriptedServer()
+    srv.auto_ack = False
+    c, _ = await _started(srv)
+    deliveries = []
+    for _ in range(2):  # (no await in a comprehension: MicroPython has none)
+        deliveries.append(await c.begin_publish("p", b"x", qos=1))
+    await srv.wait_for(lambda: len(srv.of_type(C.PUBLISH)) == 2)
+    await _stop(c, srv)
+    errors = []
+    for d in deliveries:
+        try:
+            await d.wait()
+        except NetworkError as e:
+            errors.append(e)
+    assert len(errors) == 2 and errors[0] is errors[1]
+    assert (str(errors[0]), errors[0].reason_code) == ("client disconnected", None)
+
+
 async def test_keep_alive_sends_pingreq_when_idle():
     srv = ScriptedServer()
     c, _ = await _started(srv, keep_alive=1)

@@ -7,12 +7,15 @@ device pays only for the parts it uses (their types, for type checkers: ``__init
 __version__ = "0.1.0"
 
 # Where each public name lives: "module name name ...", modules apart by "|"; a module
-# alone (errors, client: last, errors first) for the public names in its globals, all
-# capitalized. One string constant, read only when a name is first asked for: loaded
-# from a .mpy it is one object in RAM (frozen, it stays in flash), where a dict or tuples
-# of the names cost a qstr or a str object per name at import.
+# alone (client, last) for the public names in its globals, all capitalized. The error
+# classes are named: ``MqttClient`` must not load ``errors`` (not on a device's everyday
+# path), ``NetworkError`` not ``client``. One string constant, read only when a name is
+# first asked for: loaded from a .mpy it is one object in RAM (frozen, it stays in flash),
+# where a dict or tuples of the names cost a qstr or a str object per name at import.
 _NAMES = ("tls TlsConfig|sync_client SyncClient|codec Will|session Message|"
-          "_publish_options PublishOptions|_client_extras set_debug|errors|client")
+          "_publish_options PublishOptions|_client_extras set_debug|errors MqttError "
+          "UsageError ProtocolError NetworkError ConnectRefused PublishFailed SubscribeFailed "
+          "MqttTimeout QueueFull|client")
 
 
 def __getattr__(name):

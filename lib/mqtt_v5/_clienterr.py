@@ -23,7 +23,8 @@ ERRORS = (
     "NetworkError connection lost\n"
     "PublishFailed publish refused by the server\n"
     "NetworkError connection closed by the server\n"
-    "MqttTimeout a write waited %d ms for room to send: the link is dead"
+    "MqttTimeout a write waited %d ms for room to send: the link is dead\n"
+    "NetworkError client disconnected"
 )
 
 

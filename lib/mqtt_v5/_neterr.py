@@ -71,8 +71,9 @@ def _unloaded(e):
 
 def error(e, peer, tls, before_first_byte, client_cert, op):
     """A NetworkError naming the cause of ``e`` (None = EOF) during ``op``
-    ("connect", "read" or "write")."""
-    return _unloaded(_named(e, peer, tls, before_first_byte, client_cert, op))
+    ("connect", "read" or "write"); ``e`` itself if it is one."""
+    return _unloaded(e if isinstance(e, NetworkError)
+                     else _named(e, peer, tls, before_first_byte, client_cert, op))
 
 
 def _named(e, peer, tls, before_first_byte, client_cert, op):

@@ -33,7 +33,6 @@ from builtins import bytes, str, type  # noqa: UP029
 # too, with no global (nor string) each, found where they live (see ``mqtt_v5._NAMES``).
 from . import __getattr__  # noqa: F401
 from . import codec as _c
-from . import errors as _e
 from . import properties as _p
 from . import session as _s
 from . import topic as _t
@@ -120,6 +119,7 @@ _E_CONNECTION_LOST = const(10)
 _E_PUBLISH_REFUSED = const(11)
 _E_CLOSED_BY_SERVER = const(12)
 _E_WRITE_STALLED = const(13)
+_E_CLIENT_DISCONNECTED = const(14)
 
 # session's event codes and state, properties' identifiers: copies, as const() folds per
 # module on MicroPython (``_s.EV_NONE`` is two lookups a use, in the read loop too).
@@ -141,6 +141,14 @@ _PROP_RESPONSE_INFORMATION = const(0x1A)
 _PROP_SERVER_REFERENCE = const(0x1C)
 _PROP_REASON_STRING = const(0x1F)
 _PROP_USER_PROPERTY = const(0x26)
+
+
+def _errors():
+    """``errors``, loaded when an error class is first named (an except clause is evaluated
+    only once something was raised): not on a device's everyday path."""
+    from . import errors
+
+    return errors
 
 
 def _error(*args):
@@ -454,7 +462,7 @@ class MqttClient:
             try:
                 event = await self._connect_once()
                 break
-            except _e.ConnectRefused as e:
+            except _errors().ConnectRefused as e:
                 if not _cold_paths().redirect(self, e.reason_code, e.server_reference):
                     raise
         self._supervisor = True  # (a lost link starts the task: see _cold.link_failed)
@@ -565,7 +573,7 @@ class MqttClient:
             await _cold_paths().resubscribe(self)  # the server forgot us
         try:
             await self._pump()
-        except (_e.MqttError, OSError) as e:
+        except (_errors().MqttError, OSError) as e:
             _note(_N_RESEND_FAILED, e)  # the link is down again
         await self._emit(event)
 
@@ -817,7 +825,7 @@ class MqttClient:
                     self._to_writer(None, 0, None)
                 else:
                     self._put()
-            except _e.NetworkError as e:
+            except _errors().NetworkError as e:
                 if token is None:
                     return _raise(e)  # QoS 0: it may be lost, say so
                 # QoS 1/2: the session holds it and resends it after reconnecting;
@@ -991,8 +999,8 @@ class MqttClient:
                 await t.close()
             except Exception:
                 pass
-        err = _e.NetworkError("client disconnected")
-        self._fail_waiters(err, self._session.connection_lost())
+        # (the error is made for the first waiter it fails: none in the everyday case)
+        err = self._fail_waiters(None, self._session.connection_lost())
         self._fail_waiters(err, None)
         if self._room is not None:
             self._room.set()
@@ -1022,7 +1030,8 @@ class MqttClient:
         """Fail with ``error`` the SUBACK/UNSUBACK waiters ``waiting`` (``{pid: waiter}``, as
         ``Session.connection_lost`` returns them) or else everything waiting on the
         server: in-flight and queued publishes (the queue is emptied), SUBACK/UNSUBACK
-        waiters, a re-authentication."""
+        waiters, a re-authentication. ``error`` None: "client disconnected", made if a
+        waiter is failed. Returns the error (None if none was needed)."""
         if waiting is None:
             if self._reauth is not None:
                 self._reauth.set()
@@ -1031,7 +1040,10 @@ class MqttClient:
             waiting = waiting.values()
         for w in waiting:
             if w is not None and not w.done():
+                if error is None:
+                    error = _error(_E_CLIENT_DISCONNECTED)
                 w._done(0, None, error)
+        return error
 
     # --------------------------------------------------------- I/O tasks --
 
@@ -1105,9 +1117,9 @@ class MqttClient:
                     raise _cold_paths().server_disconnect(self)
         except Exception as e:  # (not CancelledError: a BaseException)
             try:
-                if isinstance(e, _e.ProtocolError):
+                if isinstance(e, _errors().ProtocolError):
                     _cold_paths().goodbye(self, e)  # the acks, then the DISCONNECT
-                elif not isinstance(e, _e.MqttError) and hasattr(t, "name_error"):
+                elif not isinstance(e, _errors().MqttError) and hasattr(t, "name_error"):
                     e = t.name_error(e)
             except MemoryError:
                 pass  # (no goodbye, the error as it was)

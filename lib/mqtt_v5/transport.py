@@ -35,7 +35,8 @@ import asyncio
 from builtins import len
 
 from ._compat import READY, const, open_stream, set_nodelay, stream_socket
-from .errors import NetworkError
+
+# (``errors`` is not imported here: only _neterr, which makes the errors, needs it)
 
 
 def _error(*args):
@@ -170,8 +171,6 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
         from ._neterr import timeout_error
 
         raise timeout_error(timeout_s, where, tls)
-    except NetworkError:
-        raise
     except (OSError, ValueError) as e:
         raise _error(e, where, ctx is not None, True, has_cert, "connect")
     return StreamTransport(stream, where, ctx is not None, has_cert)
@@ -221,9 +220,7 @@ class StreamTransport:
         return self.readinto(buf)
 
     def name_error(self, e, op="read"):
-        """A NetworkError naming ``e``, raised by ``read_raw``."""
-        if isinstance(e, NetworkError):
-            return e
+        """A NetworkError naming ``e``, raised by ``read_raw`` (``e`` if it is one)."""
         return _error(e, self.peer, self.tls, not self._got, self._cert, op)
 
     def write(self, buf):
