@@ -80,6 +80,21 @@ def test_encode_publish_qos1_allocates_nothing():
     eq(encode_qos1(), 1 + 1 + 2 + 20 + 2 + 1 + 64)
 
 
+def test_publishing_to_topics_in_turn_allocates_nothing():
+    # Each publish then checks its topic again (only the last one checked is remembered):
+    # that check must not allocate either, as a device publishing to a few topics does.
+    other = b"sensors/room2/humid"
+    turn = [0]
+
+    def encode_in_turn():
+        turn[0] ^= 1
+        return codec.encode_publish_plain(BUF, other if turn[0] else TOPIC, PAYLOAD, 0, 0,
+                                          False, 256)
+
+    eq(allocated(encode_in_turn), 0, "bytes allocated by %d QoS 0 encodes" % ITERATIONS)
+    eq(encode_in_turn() + encode_in_turn(), 2 * (1 + 1 + 2 + 64 + 1) + 20 + 19)
+
+
 def test_encode_publish_header_allocates_nothing():
     def header():
         return codec.encode_publish_header(BUF, TOPIC, 4096, 1, 9)

@@ -44,6 +44,7 @@ from builtins import len
 
 from . import properties as _p
 from ._compat import const
+from .topic import topic_name_ok  # (a global: an import in a function allocates per call)
 
 _TYPE_CHECKING = const(0)  # (folded by MicroPython: mypy alone reads the block)
 if _TYPE_CHECKING:  # pragma: no cover
@@ -140,7 +141,7 @@ _W_WILL_PAYLOAD = const(4)
 _W_PASSWORD = const(5)
 
 # const() is folded at compile time on MicroPython: only CPython calls it (above). Not
-# kept as a global, its slot takes the next name: 22 globals (a frozen module's too, with
+# kept as a global, its slot takes the next name: 23 globals (a frozen module's too, with
 # its __version__) fit a dict of 23; 24 took 29 slots.
 del const
 
@@ -262,8 +263,6 @@ def encode_publish_plain(buf, topic, payload, qos, packet_id, retain, limit):
     check, and that only for a topic object other than the last one checked."""
     global _valid_topic
     if topic is not _valid_topic:
-        from .topic import topic_name_ok  # (here, not a global: seldom, see above)
-
         if type(topic) is not bytes or not topic or not topic_name_ok(topic, 0, len(topic)):
             return 0
         _valid_topic = topic  # bytes are immutable: the same object stays valid
