@@ -208,6 +208,15 @@ if IS_MICROPYTHON:
 
             return sleep_ms
         if name == "heap_collect":
+            # (A full collection. Each module of the import line calls it before it
+            # defines anything, and _compat_micropython does the same: loaded from .mpy,
+            # an import leaves garbage (import paths, what module bodies made) among
+            # what it keeps; collected at once, its room takes the next module's code,
+            # where collected later it leaves holes of a block or two between code, too
+            # small for the TLS handshake's allocations (mbedTLS' have 8 B of header
+            # each). Unix port, 32-bit, tools/bench_unix.py's scenario from .mpy: its
+            # smallest heap 87,872 -> 84,496 B. Not in the cold modules a reconnect
+            # loads: collections there left a dropped link needing more heap.)
             from gc import collect
 
             return collect

@@ -5,6 +5,8 @@ the SSL context from DER material and opening a TCP/TLS stream with asyncio. CPy
 
 from asyncio import core as _core  # type: ignore[attr-defined]  # (loaded: the client uses it)
 
+__import__("gc").collect()  # (as the import line's modules do: see _compat's heap_collect)
+
 
 def set_nodelay(s, on=1):
     """TCP_NODELAY on (or, ``on`` false, off: Nagle's algorithm) for socket ``s``

@@ -43,11 +43,14 @@ from ._compat import (
     Done,
     Waiter,
     const,
+    heap_collect,
     is_awaitable,
     sleep_ms,
     ticks_diff,
     ticks_ms,
 )
+
+heap_collect()  # (before this module defines anything: see _compat's heap_collect)
 
 _ZERO = Done(0)  # what publish() of QoS 0 gives when it made no coroutine
 # _dispatch's reader of a message's properties: one for every client, as _dispatch
@@ -548,8 +551,6 @@ class MqttClient:
         if s.ev_rc >= 0x80 or s.ev_orphans:
             _cold_paths().refused_or_orphans(s)  # raises ConnectRefused if refused
         if self._msg is None:  # the first CONNACK: see __init__
-            from ._compat import heap_collect
-
             heap_collect()  # (see the docstring)
             self._msg = _s.Message()
             self._batch_mv = memoryview(

@@ -43,8 +43,10 @@ the public names the everyday path does not use (``CONNECT`` ... ``AUTH``,
 from builtins import len
 
 from . import properties as _p
-from ._compat import const
+from ._compat import const, heap_collect
 from .topic import topic_name_ok  # (a global: an import in a function allocates per call)
+
+heap_collect()  # (before this module defines anything: see _compat's heap_collect)
 
 _TYPE_CHECKING = const(0)  # (folded by MicroPython: mypy alone reads the block)
 if _TYPE_CHECKING:  # pragma: no cover

@@ -14,7 +14,9 @@ paths, turned into such a dict by ``to_dict``.
 # port). It holds 22 in 23 now (frozen, with its __version__: see del const).
 from builtins import isinstance, len  # noqa: UP029  (see above)
 
-from ._compat import const
+from ._compat import const, heap_collect
+
+heap_collect()  # (before this module defines anything: see _compat's heap_collect)
 
 _TYPE_CHECKING = const(0)  # (folded by MicroPython: mypy alone reads the block)
 if _TYPE_CHECKING:  # pragma: no cover

@@ -43,7 +43,9 @@ What it does not do: sockets, TLS, reconnect timing and user callbacks (the
 driver), and topic routing to callbacks (``topic.matches``).
 """
 from . import codec as _c
-from ._compat import const, ticks_diff
+from ._compat import const, heap_collect, ticks_diff
+
+heap_collect()  # (before this module defines anything: see _compat's heap_collect)
 
 # ``errors`` is not imported here: its classes are only needed once something was raised,
 # and then whoever raised it loaded them (a device's import line need not hold them).

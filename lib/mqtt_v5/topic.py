@@ -4,8 +4,10 @@ Everything works on bytes-like objects and offsets, so a topic that sits in
 the receive buffer can be checked and routed without allocating.
 """
 
-from ._compat import const
+from ._compat import const, heap_collect
 from .properties import is_wildcard, utf8_ok  # (is_wildcard: public here too)
+
+heap_collect()  # (before this module defines anything: see _compat's heap_collect)
 
 _SLASH = const(0x2F)
 _PLUS = const(0x2B)

@@ -34,7 +34,9 @@ import asyncio
 # first, and a miss probes the (nearly full) dict to a free slot; write() calls it per packet.
 from builtins import len
 
-from ._compat import READY, const, open_stream, set_nodelay, stream_socket
+from ._compat import READY, const, heap_collect, open_stream, set_nodelay, stream_socket
+
+heap_collect()  # (before this module defines anything: see _compat's heap_collect)
 
 # (``errors`` is not imported here: only _neterr, which makes the errors, needs it)
 
