@@ -15,8 +15,8 @@ pytestmark = pytest.mark.broker
 
 # What connect / subscribe / publish / receive / disconnect over TLS may load: a module
 # added here is heap every device pays for (see tools/bench_unix.py's import figures).
-# (_tls_ctx is loaded at each TLS connect too, and unloads itself once the SSL context is
-# made: not in sys.modules by then.)
+# (_tls_ctx and _compat_micropython_tls are loaded at each TLS connect that builds an SSL
+# context too, and unloaded once it is made: not in sys.modules by then.)
 EVERYDAY = ["mqtt_v5", "mqtt_v5._compat", "mqtt_v5._compat_micropython",
             "mqtt_v5.client", "mqtt_v5.codec",
             "mqtt_v5.properties", "mqtt_v5.session", "mqtt_v5.tls",

@@ -1,5 +1,5 @@
 # The SSL context built with almost no heap left (test_unix_client.py): MicroPython's tls
-# calls a certificate or key it ran out of heap parsing "invalid"; _compat_micropython says
+# calls a certificate or key it ran out of heap parsing "invalid"; _compat_micropython_tls says
 # MemoryError instead. For each room left (bytes freed after filling the heap) prints what
 # tls_context did: "ok", "MemoryError: ..." or "refused: ...", and what a key that does not
 # match the certificate gets with room to spare.
@@ -8,7 +8,7 @@ import gc
 import json
 import sys
 
-from mqtt_v5 import _compat_micropython as cm
+from mqtt_v5 import _compat_micropython_tls as cm
 
 
 def read(path):

@@ -182,8 +182,9 @@ if IS_MICROPYTHON:
 
     # ------------------------------------------------------------ network ----
     # Used at connect only; socket, ssl and asyncio are imported inside the functions so
-    # the sans-IO modules that import _compat never load them. tls_context and
-    # open_stream live in _compat_micropython, loaded when first asked for (at connect),
+    # the sans-IO modules that import _compat never load them. open_stream lives in
+    # _compat_micropython, loaded when first asked for (at connect), tls_context in
+    # _compat_micropython_tls (which _tls_ctx unloads once the context is made),
     # and so do set_nodelay, stream_socket (transport, imported at connect) and random_ms
     # (reconnect jitter): used at connect or later, they cost the import nothing there.
 
@@ -224,6 +225,10 @@ if IS_MICROPYTHON:
             return False
         if name == "IS_MICROPYTHON":
             return True
+        if name == "tls_context" or name == "has_alpn":
+            from . import _compat_micropython_tls
+
+            return getattr(_compat_micropython_tls, name)
         from . import _compat_micropython
 
         return getattr(_compat_micropython, name)

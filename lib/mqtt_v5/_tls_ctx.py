@@ -64,17 +64,20 @@ def context(self):
 
 
 def _drop():
-    """Unload this module once the context is made (the next connect loads it again):
-    the TLS handshake, which on MicroPython runs in the connection's first write, then
-    has its code's heap (unix port, 32-bit, .mpy: about 1.4 KB) for its own buffers.
-    The smallest heap for a mutual-TLS connect + publish: 109 -> 108 KiB."""
+    """Unload this module once the context is made (the next connect loads it again), and
+    MicroPython's ``_compat_micropython_tls`` (tls_context) with it: the TLS handshake,
+    which on MicroPython runs in the connection's first write, then has their code's heap
+    (unix port, 32-bit, .mpy: about 1.4 + 0.5 KB) for its own buffers. The smallest heap
+    for a mutual-TLS connect + publish: 109 -> 108 KiB (this module)."""
     import sys
 
-    sys.modules.pop(__name__, None)  # "mqtt_v5._tls_ctx"
-    try:
-        delattr(sys.modules["mqtt_v5"], "_tls_ctx")  # as the import set it on the package
-    except (AttributeError, KeyError):
-        pass
+    package = sys.modules["mqtt_v5"]
+    for name in ("_tls_ctx", "_compat_micropython_tls"):
+        sys.modules.pop("mqtt_v5." + name, None)
+        try:
+            delattr(package, name)  # as the import set it on the package
+        except AttributeError:
+            pass
 
 
 def _material(self):
