@@ -112,13 +112,14 @@ async def test_heap_is_collected_at_the_first_connack_before_the_client_keeps_mo
     the session's buffers, where the next connection's handshake needs room (EC, frozen:
     disconnect + connect 62 -> 60 KiB). Not at later CONNACKs: there it made a lost link's
     figure worse (frozen 61 -> 72 KiB: the client's own reconnect then kept failing)."""
-    from mqtt_v5 import _compat
+    from mqtt_v5 import client as client_module
     from mqtt_v5.session import _CONNECTED
 
     c = MqttClient(opts(maximum_packet_size=3000))
     s = c._session
     seen = []
-    monkeypatch.setattr(_compat, "heap_collect", lambda: seen.append(
+    # (client's own global: it imports heap_collect from _compat, and calls it at import)
+    monkeypatch.setattr(client_module, "heap_collect", lambda: seen.append(
         (s.state, len(s._pids), len(s.reader.buf), c._msg, c._batch_mv, c._room)))
     await c.connect(url(mosquitto))
     # (the CONNACK handled, the receive buffer and the in-flight table made, not the rest)
