@@ -183,10 +183,11 @@ if IS_MICROPYTHON:
     # ------------------------------------------------------------ network ----
     # Used at connect only; socket, ssl and asyncio are imported inside the functions so
     # the sans-IO modules that import _compat never load them. open_stream lives in
-    # _compat_micropython, loaded when first asked for (at connect), tls_context in
-    # _compat_micropython_tls (which _tls_ctx unloads once the context is made),
-    # and so do set_nodelay, stream_socket (transport, imported at connect) and random_ms
+    # _compat_micropython, loaded when first asked for (at connect), and so do
+    # set_nodelay, stream_socket (transport, imported at connect) and random_ms
     # (reconnect jitter): used at connect or later, they cost the import nothing there.
+    # tls_context and has_alpn live in _compat_micropython_tls, which _tls_ctx unloads
+    # once the SSL context is made.
 
     def __getattr__(name):
         # (any public name of it: testing for its six by name kept their six strings in
