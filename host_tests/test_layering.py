@@ -26,10 +26,12 @@ BANNED = {"asyncio", "socket", "ssl", "time", "network", "select"}
 # (_codec_rare and _session_rare: the cold halves of codec and session, loaded on first
 # use; _codec_rare imports codec back, so it is not checked as CORE. _publish_rare: session's
 # PUBLISH off its plain path, below _session_rare, which resends through it.
-# _properties_rare: properties' error texts; _errtext: codec's and session's.)
+# _properties_rare: properties' error texts; _errtext: codec's and session's. _connect:
+# session's CONNECT, loaded for each connect and unloaded again; it imports codec back, as
+# _codec_rare does.)
 LAYER = {"_compat": 0, "errors": 0, "_properties_rare": 0.5, "_errtext": 0.5, "reasons": 1,
          "properties": 1, "topic": 2,
-         "_codec_rare": 2.5, "codec": 3, "_publish_rare": 3.4, "_session_rare": 3.5,
+         "_codec_rare": 2.5, "_connect": 2.6, "codec": 3, "_publish_rare": 3.4, "_session_rare": 3.5,
          "session": 4}
 CORE = ("_properties_rare", "properties", "topic", "codec", "_publish_rare", "_session_rare",
         "session")

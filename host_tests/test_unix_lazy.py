@@ -16,7 +16,8 @@ pytestmark = pytest.mark.broker
 # What connect / subscribe / publish / receive / disconnect over TLS may load: a module
 # added here is heap every device pays for (see tools/bench_unix.py's import figures).
 # (_tls_ctx and _compat_micropython_tls are loaded at each TLS connect that builds an SSL
-# context too, and unloaded once it is made: not in sys.modules by then.)
+# context too, and unloaded once it is made, and _connect at each connect, unloaded once
+# the CONNECT is encoded: not in sys.modules by then, nor at the TLS handshake.)
 EVERYDAY = ["mqtt_v5", "mqtt_v5._compat", "mqtt_v5._compat_micropython",
             "mqtt_v5.client", "mqtt_v5.codec",
             "mqtt_v5.properties", "mqtt_v5.session", "mqtt_v5.tls",
@@ -46,6 +47,9 @@ def check_lazy_report(report):
     # do without there: not funcs (wait_for: connect is bounded by _compat's within) nor
     # event (the client's Events come with the CONNACK), about 1.1 KB between them.
     assert report["at_handshake"] == ["asyncio", "asyncio.core"]
+    # Nor any of mqtt_v5's connect-time modules (_tls_ctx, _compat_micropython_tls,
+    # _connect): each unloaded itself before the CONNECT's write.
+    assert report["mqtt_at_handshake"] == EVERYDAY
     assert report["everyday"] == EVERYDAY, (
         "the everyday path loads another set of modules: "
         f"{sorted(set(report['everyday']) ^ set(EVERYDAY))}")
@@ -67,6 +71,7 @@ def test_everyday_path_loads_no_cold_module(mp_unix_port, mosquitto, pki):
 @pytest.mark.parametrize(("rare", "least"), [
     ("_session_rare", 20),  # _FREE.._SLOT, _SEQ_MASK, the EV_ codes, DISCONNECTED
     ("_publish_rare", 15),  # _CONNECTED, _SLOT, the _PROP_ and _E_ numbers, ...
+    ("_connect", 12),  # the states, _conf indexes, _CF_ flags, _PROP_ ids, _E_ALREADY
 ])
 def test_session_rare_repeats_the_session_constants(rare, least):
     # The session's cold modules repeat its const() names (they fold per module on
@@ -85,6 +90,37 @@ def test_session_rare_repeats_the_session_constants(rare, least):
             assert getattr(module, name) == getattr(session, theirs), name
             checked += 1
     assert checked >= least
+
+
+def test_connect_repeats_the_codec_constants():
+    # _connect encodes CONNECT with codec's numbers (const() folds per module): its error
+    # and string-kind numbers, the packet type, the protocol level.
+    from mqtt_v5 import _connect, codec
+
+    src = (mp_unix.ROOT / "lib" / "mqtt_v5" / "codec.py").read_text()
+    names = ("_E_KEEP_ALIVE", "_W_CLIENT_ID", "_W_USERNAME", "_W_PASSWORD", "_CONNECT")
+    for name in names:
+        assert getattr(_connect, name) == getattr(codec, name), name
+    assert _connect._PROTOCOL_LEVEL == 5
+    assert "_PROTOCOL_LEVEL" not in src  # (only _connect encodes it)
+
+
+def test_connect_unloads_itself():
+    # Session.connect loads _connect, which unloads itself once the CONNECT is encoded;
+    # codec.encode_connect is it too, and is not kept in codec (or _connect would stay).
+    import sys
+
+    from mqtt_v5 import codec, session
+
+    s = session.Session("unload-1")
+    s.connect(0)
+    assert s.out_len > 0
+    assert "mqtt_v5._connect" not in sys.modules
+    assert "_connect" not in vars(sys.modules["mqtt_v5"])
+    buf = bytearray(64)
+    assert codec.encode_connect(buf, "unload-1") == 23
+    assert bytes(buf[:s.out_len]) != b""
+    assert "encode_connect" not in vars(codec)
 
 
 def test_client_repeats_the_session_and_property_constants():

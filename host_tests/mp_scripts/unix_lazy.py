@@ -14,7 +14,8 @@ def loaded(package="mqtt_v5"):
     return sorted(k for k in sys.modules if k == package or k.startswith(package + "."))
 
 
-# asyncio's modules loaded at the connection's first write, which runs the TLS handshake.
+# asyncio's and mqtt_v5's modules loaded at the connection's first write, which runs the
+# TLS handshake.
 at_handshake = []
 
 
@@ -26,6 +27,7 @@ def _patch_first_write():
     def first_write(self, buf):
         if not at_handshake:
             at_handshake.append(loaded("asyncio"))
+            at_handshake.append(loaded())
         return write(self, buf)
 
     transport.StreamTransport.write = first_write
@@ -63,7 +65,7 @@ async def main(host, port, ca, cert, key):
     cold["unsubscribe"] = await c.unsubscribe("lazy/q")
     await c.disconnect()
     return {"got": got, "everyday": everyday, "cold": cold, "after": loaded(),
-            "at_handshake": at_handshake[0]}
+            "at_handshake": at_handshake[0], "mqtt_at_handshake": at_handshake[1]}
 
 
 a = sys.argv[1:]

@@ -32,7 +32,8 @@ raised by number (``_err``; their texts load with ``_errtext`` on the first one)
 the public names the everyday path does not use (``CONNECT`` ... ``AUTH``,
 ``PACKET_NAMES``, ``AckView``, ``encode_publish``, ``encode_publish_header``,
 ``publish_size``, ``Will``, ...) live in
-``_codec_rare``, where ``codec.X`` finds them (``__getattr__``).
+``_codec_rare``, where ``codec.X`` finds them (``__getattr__``); ``encode_connect`` lives
+in ``_connect``, which ``Session.connect`` loads for each connect and unloads again.
 """
 
 # ``len`` as a global of this module: MicroPython looks a builtin up in the module's
@@ -89,7 +90,6 @@ _RC = const(b"\x00\x00\x00\x00\x20\x36\x00\x00\x36\x3f\x36\x3f\x3f\x41\x3f\x41" 
             b"\x99\x9a\x9b\x9c\x9d\x9e\x9f\xa0\xa1\xa2"
             b"\x00\x18\x19")  # 0x71 AUTH
 
-_PROTOCOL_LEVEL = const(5)
 _VBI_MAX = const(268435455)
 
 # Errors, by number: their class, reason code and text are in _errtext.CODEC (text kept
@@ -161,6 +161,10 @@ def __getattr__(name):
     # ``__path__`` (with _codec_rare half loaded).
     if name[0] == "_":
         raise AttributeError(name)
+    if name == "encode_connect":  # (not kept here: _connect is dropped after each use)
+        from ._connect import encode_connect
+
+        return encode_connect
     from . import _codec_rare
 
     value = globals()[name] = getattr(_codec_rare, name)
@@ -206,47 +210,6 @@ def _check_str(value, what):
     if len(b) > 0xFFFF or (what < _W_WILL_PAYLOAD and not _p.utf8_ok(b, 0, len(b))):
         raise _err(_E_BAD_STRING, what)
     return b
-
-
-def encode_connect(buf, client_id, clean_start=True, keep_alive=0, username=None,
-                   password=None, will=None, props=None):
-    """CONNECT (3.1). ``will`` is a ``Will`` (``_codec_rare``'s) or None. Returns the
-    length."""
-    cid = _check_str(client_id, _W_CLIENT_ID)
-    if not 0 <= keep_alive <= 0xFFFF:
-        raise _err(_E_KEEP_ALIVE)
-    flags = 0x02 if clean_start else 0
-    psize = _p.size(props, 1 << _CONNECT)
-    rem = 6 + 1 + 1 + 2 + _p.vbi_size(psize) + psize + 2 + len(cid)
-    if will is not None:
-        from . import _codec_rare  # the Will's checks and encoding: cold
-
-        wblock = _codec_rare.encode_will(will)
-        rem += len(wblock)
-        flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
-    if username is not None:
-        user = _check_str(username, _W_USERNAME)
-        rem += 2 + len(user)
-        flags |= 0x80
-    if password is not None:
-        pw = _check_str(password, _W_PASSWORD)
-        rem += 2 + len(pw)
-        flags |= 0x40
-    pos = _header(buf, 0x10, rem, 0)
-    buf[pos:pos + 6] = b"\x00\x04MQTT"  # the protocol name
-    buf[pos + 6] = _PROTOCOL_LEVEL
-    buf[pos + 7] = flags
-    pos = _p.write_u16(buf, pos + 8, keep_alive)
-    pos = _p.write(buf, pos, props, psize)
-    pos = _p.write_bin(buf, pos, cid)
-    if will is not None:
-        buf[pos:pos + len(wblock)] = wblock
-        pos += len(wblock)
-    if username is not None:
-        pos = _p.write_bin(buf, pos, user)
-    if password is not None:
-        pos = _p.write_bin(buf, pos, pw)
-    return pos
 
 
 # The last bytes topic that passed topic_name_ok. bytes are immutable, so the same

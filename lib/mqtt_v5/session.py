@@ -439,32 +439,13 @@ class Session:
     def connect(self, now_ms, clean_start=True, keep_alive_s=60, username=None, password=None,
                 will=None, props=None, session_expiry_s=0, auto_alias=False):
         """Encode CONNECT. ``props`` are extra CONNECT properties (dict); ``will`` a
-        ``Will``."""
-        if self.state != _DISCONNECTED:
-            raise _c._err(_E_ALREADY)
-        p = {} if props is None else dict(props)
-        p[_PROP_RECEIVE_MAXIMUM] = self._conf[_C_RECEIVE_MAXIMUM]
-        p[_PROP_MAXIMUM_PACKET_SIZE] = self.reader.max_packet_size
-        if self._conf[_C_TOPIC_ALIAS_MAXIMUM] > 0:
-            p[_PROP_TOPIC_ALIAS_MAXIMUM] = self._conf[_C_TOPIC_ALIAS_MAXIMUM]
-        if session_expiry_s:
-            p[_PROP_SESSION_EXPIRY_INTERVAL] = session_expiry_s
-        self._encode_cold(_c.encode_connect, self.client_id, clean_start, keep_alive_s,
-                          username, password, will, p)
-        self.keep_alive_ms = keep_alive_s * 1000
-        self._connect_flags = ((_CF_AUTO_ALIAS if auto_alias else 0)
-                               | (_CF_CLEAN_START if clean_start else 0)
-                               | (0 if p.get(_PROP_SESSION_EXPIRY_INTERVAL) else _CF_EXPIRY_ZERO))
-        self._mark_resend()  # also when the driver skipped connection_lost()
-        self._msg_unacked = 0
-        self.reader.reset()
-        self.limits.reset()
-        self.state = _CONNECTING
-        self._connect_started = now_ms
-        self._last_recv = now_ms
-        self._ping_sent = -1
-        if clean_start:
-            self._in_qos2 = None
+        ``Will``. (The work is ``_connect``'s, loaded for it and unloaded again: not in
+        the heap while connected, nor under the TLS handshake that CONNECT's write runs
+        on MicroPython.)"""
+        from ._connect import connect
+
+        connect(self, now_ms, clean_start, keep_alive_s, username, password, will, props,
+                session_expiry_s, auto_alias)
 
     def connection_lost(self):
         """The transport closed. Unacknowledged messages stay for a resend."""
