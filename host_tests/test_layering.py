@@ -31,8 +31,8 @@ BANNED = {"asyncio", "socket", "ssl", "time", "network", "select"}
 # _codec_rare does.)
 LAYER = {"_compat": 0, "errors": 0, "_properties_rare": 0.5, "_errtext": 0.5, "reasons": 1,
          "properties": 1, "topic": 2,
-         "_codec_rare": 2.5, "_connect": 2.6, "codec": 3, "_publish_rare": 3.4, "_session_rare": 3.5,
-         "session": 4}
+         "_codec_rare": 2.5, "_connect": 2.6, "codec": 3, "_publish_rare": 3.4,
+         "_session_rare": 3.5, "session": 4}
 CORE = ("_properties_rare", "properties", "topic", "codec", "_publish_rare", "_session_rare",
         "session")
 
