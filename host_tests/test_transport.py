@@ -209,6 +209,23 @@ async def test_plain_tcp_connect_and_connack(mosquitto):
     assert connack.reason_code == 0
 
 
+async def test_the_opening_code_unloads_itself(mosquitto):
+    # _open (parse_url, open_connection's work) is connect-time code: loaded for each
+    # connection and unloaded once it is open, before the TLS session is made
+    # (MicroPython's _compat_micropython_open the same: test_unix_lazy checks the port).
+    import sys
+
+    import mqtt_v5
+
+    t = await open_connection(f"mqtt://{mosquitto.host}:{mosquitto.plain_port}")
+    assert "mqtt_v5._open" not in sys.modules
+    assert "_open" not in vars(mqtt_v5)
+    assert (await mqtt_hello(t)).reason_code == 0
+    with pytest.raises(UsageError):
+        await open_connection("http://h")  # (a failure unloads it too)
+    assert "mqtt_v5._open" not in sys.modules
+
+
 async def test_host_and_port_arguments(mosquitto):
     t = await open_connection(mosquitto.host, mosquitto.plain_port)
     assert (await mqtt_hello(t)).reason_code == 0

@@ -182,12 +182,13 @@ if IS_MICROPYTHON:
 
     # ------------------------------------------------------------ network ----
     # Used at connect only; socket, ssl and asyncio are imported inside the functions so
-    # the sans-IO modules that import _compat never load them. open_stream lives in
-    # _compat_micropython, loaded when first asked for (at connect), and so do
-    # set_nodelay, stream_socket (transport, imported at connect) and random_ms
-    # (reconnect jitter): used at connect or later, they cost the import nothing there.
-    # tls_context and has_alpn live in _compat_micropython_tls, which _tls_ctx unloads
-    # once the SSL context is made.
+    # the sans-IO modules that import _compat never load them. set_nodelay, stream_socket
+    # (transport, imported at connect), within and random_ms (reconnect jitter) live in
+    # _compat_micropython, loaded when first asked for (at connect): used at connect or
+    # later, they cost the import nothing there. open_stream lives in
+    # _compat_micropython_open, which unloads itself once the connection is open, and
+    # tls_context and has_alpn in _compat_micropython_tls, which _tls_ctx unloads once
+    # the SSL context is made.
 
     def __getattr__(name):
         # (any public name of it: testing for its six by name kept their six strings in
@@ -230,6 +231,10 @@ if IS_MICROPYTHON:
             from . import _compat_micropython_tls
 
             return getattr(_compat_micropython_tls, name)
+        if name == "open_stream":
+            from ._compat_micropython_open import open_stream
+
+            return open_stream
         from . import _compat_micropython
 
         return getattr(_compat_micropython, name)

@@ -35,15 +35,42 @@ def stream_socket(stream, tcp=False):
 class _Stream:
     """What StreamTransport uses of asyncio's Stream, with its behaviour: the socket ``s``,
     ``out_buf`` (what the socket did not take yet), ``readinto``, ``drain``, ``close``
-    and ``wait_closed``; and ``tcp``, the TCP socket (under TLS, the one below). Not
+    and ``wait_closed``; and ``tcp``, the TCP socket (under TLS, the one below), and
+    ``start``, which makes the TLS session once the stream is open. Not
     asyncio's own: its module (``asyncio.stream``: Stream, Server, open_connection,
     start_server) would stay in RAM while connected, about 0.9 KB frozen, and it was
     loaded just before the TLS handshake, the heap's peak."""
 
-    def __init__(self, s, tcp):
-        self.s = s
-        self.tcp = tcp
+    def __init__(self, tcp, ctx, server_hostname):
+        self.s = self.tcp = tcp
         self.out_buf = b""
+        self._tls = (ctx, server_hostname) if ctx is not None else None
+
+    def start(self):
+        """Make the TLS session over ``tcp`` (its handshake runs in the first read or
+        write), if the stream was opened with an SSL context: here, not where the
+        connection was opened, whose code (``_open``, ``_compat_micropython_open``) has
+        unloaded itself by now. wrap_socket takes the session's largest blocks (mbedTLS'
+        16 KiB input buffer, its output buffer) at the top of what is in use, and the 2 KiB
+        receive buffer, made after the handshake, needs room above them: that code's heap
+        (about 2 KB from .mpy) was under them. A collection first frees what DNS, the
+        socket and asyncio's tasks left, so the buffers go into that room rather than
+        above the garbage, whose holes would be too small for the handshake's bignums."""
+        tls = self._tls
+        if tls is None:
+            return
+        self._tls = None
+        try:
+            from gc import collect
+
+            collect()
+            s = tls[0].wrap_socket(self.tcp, server_hostname=tls[1],
+                                   do_handshake_on_connect=False)
+            s.setblocking(False)
+        except BaseException:
+            self.tcp.close()
+            raise
+        self.s = s
 
     def readinto(self, buf):  # async (a generator, as asyncio's)
         yield _core._io_queue.queue_read(self.s)  # type: ignore[attr-defined]
@@ -95,49 +122,3 @@ async def within(coro, seconds):
 async def _watchdog(task, seconds):
     await _core.sleep(seconds)
     task.cancel()
-
-
-def _writable(s):
-    # A bare generator: awaiting it parks the task on asyncio's poller
-    # until the socket is writable (TCP connect finished or failed).
-    yield _core._io_queue.queue_write(s)  # type: ignore[attr-defined]
-
-
-async def open_stream(host, port, ctx, server_hostname):
-    """TCP (+TLS, handshake deferred to the first read/write) as a ``_Stream``, with
-    TCP_NODELAY where the port has it (under TLS the TCP socket is kept as its ``tcp``,
-    for ``stream_socket``)."""
-    import socket
-    from errno import EINPROGRESS
-
-    try:
-        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
-    except OSError as e:
-        from ._neterr import dns_error
-
-        raise dns_error(host, e)
-    s = tcp = socket.socket(ai[0], ai[1], ai[2])
-    try:
-        set_nodelay(s)
-        s.setblocking(False)
-        try:
-            s.connect(ai[-1])
-        except OSError as e:
-            if e.errno != EINPROGRESS:
-                raise
-        await _writable(s)
-        if ctx is not None:
-            # wrap_socket takes the TLS session's largest blocks (mbedTLS' 16 KiB input
-            # buffer, its output buffer): a collection first frees what DNS, the socket
-            # and asyncio's tasks left, so they go into that room rather than above the
-            # garbage, whose holes would be too small for the handshake's bignums.
-            from gc import collect
-
-            collect()
-            s = ctx.wrap_socket(s, server_hostname=server_hostname,
-                                do_handshake_on_connect=False)
-            s.setblocking(False)
-    except BaseException:  # also CancelledError from a timeout
-        s.close()
-        raise
-    return _Stream(s, tcp)

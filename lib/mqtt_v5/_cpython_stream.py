@@ -45,6 +45,10 @@ class Stream(asyncio.BufferedProtocol):
         self._broken = False
         self._lost = None
 
+    def start(self):
+        """(The TLS handshake ran while opening: nothing to start. MicroPython's stream
+        makes its TLS session here.)"""
+
     # -- protocol callbacks ------------------------------------------------
 
     def connection_made(self, transport):

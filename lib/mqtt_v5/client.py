@@ -499,6 +499,14 @@ class MqttClient:
         o = self.options
         t = self._target
         if isinstance(t, str):
+            if o.tls:
+                # The SSL context first (a TlsConfig keeps it: open_connection gets the same
+                # one), before the first connect loads transport: building it loads and
+                # unloads _tls_ctx and reads the certificate files, and transport's code
+                # then fills those holes rather than the heap above them, under the TLS
+                # session's buffers (unix port, 32-bit, .mpy: the scenario's smallest heap
+                # 84,320 -> 83,232 B).
+                o.tls.context()
             from .transport import open_connection
 
             _note(_N_CONNECTING, t)

@@ -28,13 +28,11 @@ returning 0 as for a normal close. On MicroPython the whole handshake runs
 inside the first write/read, so every handshake failure surfaces there.
 """
 
-import asyncio
-
 # ``len`` as a global of this module: a builtin is looked up in the module's globals
 # first, and a miss probes the (nearly full) dict to a free slot; write() calls it per packet.
 from builtins import len
 
-from ._compat import READY, const, heap_collect, open_stream, set_nodelay, stream_socket
+from ._compat import READY, const, heap_collect, set_nodelay, stream_socket
 
 heap_collect()  # (before this module defines anything: see _compat's heap_collect)
 
@@ -47,16 +45,9 @@ def _error(*args):
     return error(*args)
 
 
-# parse_url's and open_connection's usage errors, as a number into _neterr's texts
-# (folded at compile time: no string in RAM until one is raised).
-_E_SCHEME = const(0)
-_E_PATH = const(1)
-_E_BRACKET = const(2)
-_E_HOST = const(3)
-_E_PORT = const(4)
-_E_NO_HOST = const(5)
-_E_PLAIN = const(6)
-# (these two: _compat_micropython's)
+# Usage errors, as a number into _neterr's texts (folded at compile time: no string in
+# RAM until one is raised): 0-6 are parse_url's and open_connection's (in _open), these
+# two _compat_micropython_tls's.
 _E_NO_CA = const(7)
 _E_NO_ALPN = const(8)
 
@@ -73,61 +64,13 @@ def __getattr__(name):
         module = "tls"
     elif name == "MemoryTransport" or name == "memory_pipe":
         module = "memory"
+    elif name == "parse_url":
+        module = "_open"
     elif name == "BlockingTransport":
         module = "blocking_transport"
     else:
         raise AttributeError(name)
     return getattr(__import__("mqtt_v5." + module, None, None, (name,)), name)
-
-
-# (const(): no global each, and the module's dict keeps its 16 names in 17 slots, not 23)
-_DEFAULT_PORT = const(1883)
-_DEFAULT_TLS_PORT = const(8883)
-
-
-def parse_url(url):
-    """``mqtt://host[:port]``, ``mqtts://host[:port]`` or ``host[:port]`` ->
-    ``(host, port or None, tls)``. IPv6 literals go in brackets."""
-    tls = False
-    rest = url
-    i = url.find("://")
-    if i >= 0:
-        scheme = url[:i].lower()
-        rest = url[i + 3:]
-        if scheme == "mqtts" or scheme == "ssl" or scheme == "tls":
-            tls = True
-        elif scheme != "mqtt" and scheme != "tcp":
-            raise _usage(_E_SCHEME, scheme)
-    slash = rest.find("/")
-    if slash >= 0:
-        if rest[slash:] != "/":
-            raise _usage(_E_PATH, url)
-        rest = rest[:slash]
-    port = None
-    if rest.startswith("["):
-        end = rest.find("]")
-        if end < 0:
-            raise _usage(_E_BRACKET, url)
-        host = rest[1:end]
-        tail = rest[end + 1:]
-        if tail:
-            if not tail.startswith(":"):
-                raise _usage(_E_HOST, url)
-            port = tail[1:]
-    else:
-        host = rest
-        if rest.count(":") == 1:
-            host, port = rest.split(":")
-    if port is not None:
-        try:
-            port = int(port)
-        except ValueError:
-            port = -1
-        if not 0 < port < 65536:
-            raise _usage(_E_PORT, url)
-    if not host:
-        raise _usage(_E_NO_HOST, url)
-    return host, port, tls
 
 
 async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
@@ -138,44 +81,18 @@ async def open_connection(url_or_host, port=None, tls=None, timeout_s=10):
     which ``MqttClient`` bounds by its ``connect_timeout``); None: not bounded
     here (``MqttClient`` bounds the whole connect).
     ``ws://`` and ``wss://`` URLs go to ``mqtt_v5.ws.open_ws`` (MQTT over WebSocket)."""
-    i = url_or_host.find("://")
-    scheme = url_or_host[:i].lower() if 0 < i < 4 else None
-    if scheme == "ws" or scheme == "wss":  # (no tuple of them in RAM while connected)
-        from .ws import open_ws  # imported only by those who use WebSocket
+    from ._open import open_connection as opening  # (connect-time code: it unloads itself)
 
-        return await open_ws(url_or_host, tls=tls, timeout_s=timeout_s)
-    host, url_port, url_tls = parse_url(url_or_host)
-    if port is None:
-        port = url_port
-    if url_or_host.find("://") >= 0 and not url_tls and tls:
-        raise _usage(_E_PLAIN)
-    if tls is True or (url_tls and tls is None):
-        from .tls import TlsConfig
-
-        tls = TlsConfig()
-    if port is None:
-        port = _DEFAULT_TLS_PORT if tls else _DEFAULT_PORT
-    ctx = None
-    sni = None
-    has_cert = False
-    if tls:
-        ctx = tls.context()
-        has_cert = tls.cert is not None
-        sni = tls.server_hostname or host
-    where = "%s:%d" % (host, port)
+    r = await opening(url_or_host, port, tls, timeout_s)
+    del opening  # (its module is garbage from here: see _Stream.start)
+    if type(r) is not tuple:  # (a ws:// URL's transport)
+        return r
+    stream, where, tls, client_cert = r
     try:
-        if timeout_s is None:
-            stream = await open_stream(host, port, ctx, sni)
-        else:
-            stream = await asyncio.wait_for(  # type: ignore[var-annotated]
-                open_stream(host, port, ctx, sni), timeout_s)
-    except asyncio.TimeoutError:
-        from ._neterr import timeout_error
-
-        raise timeout_error(timeout_s, where, tls)
+        stream.start()  # the TLS session, now that the opening code is gone (MicroPython)
     except (OSError, ValueError) as e:
-        raise _error(e, where, ctx is not None, True, has_cert, "connect")
-    return StreamTransport(stream, where, ctx is not None, has_cert)
+        raise _error(e, where, tls, True, client_cert, "connect")
+    return StreamTransport(stream, where, tls, client_cert)
 
 
 class StreamTransport:
