@@ -1,6 +1,6 @@
 # Connect attempts that go wrong, for the README's troubleshooting table: each scenario of
 # the JSON file in argv[1] ({"name", "url", "client_id", "ca", "cert", "key",
-# "server_hostname"}) is tried once; the report maps name -> [exception type, str(e)].
+# "server_hostname", optionally "maximum_packet_size"}) is tried once; the report maps name -> [exception type, str(e)].
 import asyncio
 import json
 import sys
@@ -11,7 +11,8 @@ from mqtt_v5 import ConnectOptions, MqttClient, ReconnectConfig, TlsConfig
 async def attempt(s):
     try:
         opts = ConnectOptions(s["client_id"], connect_timeout=5,
-                              reconnect_config=ReconnectConfig(enabled=False))
+                              reconnect_config=ReconnectConfig(enabled=False),
+                              maximum_packet_size=s.get("maximum_packet_size", 2048))
         if s.get("ca"):
             opts.tls = TlsConfig(ca=s["ca"], cert=s.get("cert"), key=s.get("key"),
                                  server_hostname=s.get("server_hostname"))
