@@ -1,6 +1,7 @@
 # Connect attempts that go wrong, for the README's troubleshooting table: each scenario of
 # the JSON file in argv[1] ({"name", "url", "client_id", "ca", "cert", "key",
-# "server_hostname", optionally "maximum_packet_size"}) is tried once; the report maps name -> [exception type, str(e)].
+# "server_hostname", optionally "maximum_packet_size"}) is tried once; the report maps
+# name -> [exception type, str(e)].
 import asyncio
 import json
 import sys
