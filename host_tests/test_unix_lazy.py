@@ -119,7 +119,8 @@ def test_connect_unloads_itself():
     assert "_connect" not in vars(sys.modules["mqtt_v5"])
     buf = bytearray(64)
     assert codec.encode_connect(buf, "unload-1") == 23
-    assert bytes(buf[:s.out_len]) != b""
+    assert buf[0] == 0x10  # CONNECT
+    assert bytes(buf[2:9]) == b"\x00\x04MQTT\x05"  # the protocol name and level
     assert "encode_connect" not in vars(codec)
 
 

@@ -1,7 +1,9 @@
 """MicroPython's connect-time half of ``_compat`` (``_compat`` hands its names out on
-first use: loaded at the first connect, not at import): TCP_NODELAY, reconnect jitter
-and opening a TCP/TLS stream with asyncio (the SSL context: ``_compat_micropython_tls``).
-CPython's: ``_compat_cpython``."""
+first use: loaded at the first connect, not at import): TCP_NODELAY, reconnect jitter,
+connect's timeout, and the stream a connection is read and written through, with its TLS
+session (opening it: ``_compat_micropython_open``; the SSL context:
+``_compat_micropython_tls``; both unload themselves after use). CPython's:
+``_compat_cpython``."""
 
 from asyncio import core as _core  # type: ignore[attr-defined]  # (loaded: the client uses it)
 

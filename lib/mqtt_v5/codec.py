@@ -161,7 +161,7 @@ def __getattr__(name):
     # ``__path__`` (with _codec_rare half loaded).
     if name[0] == "_":
         raise AttributeError(name)
-    if name == "encode_connect":  # (not kept here: _connect is dropped after each use)
+    if name == "encode_connect":  # (not kept here: a global would keep _connect loaded)
         from ._connect import encode_connect
 
         return encode_connect
