@@ -376,3 +376,52 @@ async def test_session_takeover_ping_pong_backs_off(mosquitto):
         delays = [e.delay for e in r.of(Reconnecting)]
         assert delays == sorted(delays), delays
         assert delays[-1] >= 0.2, delays
+
+
+async def test_no_heap_for_the_lost_link_fails_the_suback_waiter_not_hangs(mosquitto,
+                                                                         monkeypatch):
+    """The reader runs out of heap (a MemoryError in its poll) and there is none to load
+    what handling a lost link needs (_cold): the task tries again every 500 ms, and
+    meanwhile the SUBSCRIBE awaiting its SUBACK fails with the MemoryError instead of
+    waiting for good behind a reader that died (the unix port hung there, heap full).
+    Once _cold loads, the link is handled as lost: reconnected, subscribed again."""
+    from mqtt_v5 import client as client_module
+
+    rec = Recorder()
+    c = MqttClient(ConnectOptions(unique("no-heap"), reconnect_config=ReconnectConfig(**FAST)))
+    c.on_connection_event(rec)
+    await c.connect(f"mqtt://{mosquitto.host}:{mosquitto.plain_port}")
+    s = c._session
+    poll = s.poll
+    starved = [True]
+
+    def starving_poll(now):
+        if starved[0] and s.reader.end > s.reader.start:  # the SUBACK is in
+            raise MemoryError("memory allocation failed (test)")
+        return poll(now)
+
+    def no_cold():
+        raise MemoryError("memory allocation failed (test: _cold)")
+
+    real_cold_paths = client_module._cold_paths
+    monkeypatch.setattr(s, "poll", starving_poll)
+    monkeypatch.setattr(client_module, "_cold_paths", no_cold)
+    topic = unique("no-heap")
+    got = []
+    with pytest.raises(MemoryError) as caught:
+        await asyncio.wait_for(c.subscribe(topic, lambda m: got.append(m.payload), qos=1), 5)
+    # The waiter failed with the reader's error (and subscribe's own clean-up, in _cold,
+    # found no heap either), not wait_for's cancellation 5 s later.
+    assert str(caught.value.__context__) == "memory allocation failed (test)"
+    assert not c.is_connected
+    assert rec.kinds() == ["Connected"]  # no heap for the loss's events yet
+    # The heap is back: the reader's next try hands the loss to _cold, which reconnects.
+    starved[0] = False
+    monkeypatch.setattr(client_module, "_cold_paths", real_cold_paths)
+    await rec.wait(Connected, 2)
+    assert rec.kinds() == ["Connected", "Disconnected", "Reconnecting", "Connected"]
+    assert await c.subscribe(topic, lambda m: got.append(m.payload), qos=1) == 1
+    assert await c.publish(topic, b"after", qos=1) > 0
+    await wait_until(lambda: got, what="the message after the reconnect")
+    assert got == [b"after"]
+    await c.disconnect()

@@ -1128,8 +1128,9 @@ class MqttClient:
             try:
                 if isinstance(e, _errors().ProtocolError):
                     _cold_paths().goodbye(self, e)  # the acks, then the DISCONNECT
-                elif not isinstance(e, _errors().MqttError) and hasattr(t, "name_error"):
-                    e = t.name_error(e)
+                elif (not isinstance(e, MemoryError) and not isinstance(e, _errors().MqttError)
+                      and hasattr(t, "name_error")):
+                    e = t.name_error(e)  # (not a MemoryError: the link may be fine)
             except MemoryError:
                 pass  # (no goodbye, the error as it was)
             while not self._link_failed(e):
@@ -1139,11 +1140,20 @@ class MqttClient:
         """The end of an I/O task: the link failed (``e``), reconnecting starts (see
         _cold). False when there is no heap to load that now: the task tries again
         shortly (allocating nothing meanwhile), as a reconnect attempt would; a task
-        that died here left every waiter waiting for good."""
+        that died here left every waiter waiting for good. Meanwhile the link counts as
+        lost (publish() queues) and a SUBSCRIBE awaiting its ack fails with ``e``: with
+        the heap full, nothing else would ever wake it."""
         try:
             _cold_paths().link_failed(self, e)
             return True
         except MemoryError:
+            if self._connected:
+                self._connected = False
+                try:
+                    self._fail_waiters(e, self._session.connection_lost())
+                except MemoryError:
+                    pass
+                self._drop_writes()
             return False
 
     def _dispatch(self):
