@@ -1,6 +1,6 @@
 # The reader runs out of heap while the link is up (a MemoryError in its poll, as the SUBACK
 # comes in) and there is none to load _cold, what handling a lost link needs: the subscribe
-# waiting for that SUBACK must fail with the reader's MemoryError, not wait for good (with
+# waiting for that SUBACK must fail with the reader's error, not wait for good (with
 # the heap full nothing else would wake it); once _cold loads, the link is handled as lost:
 # the client reconnects, and subscribes and receives again. Stand-ins raise the two
 # MemoryErrors (a poll, _cold's link_failed), so that they come at that point.

@@ -1128,9 +1128,8 @@ class MqttClient:
             try:
                 if isinstance(e, _errors().ProtocolError):
                     _cold_paths().goodbye(self, e)  # the acks, then the DISCONNECT
-                elif (not isinstance(e, MemoryError) and not isinstance(e, _errors().MqttError)
-                      and hasattr(t, "name_error")):
-                    e = t.name_error(e)  # (not a MemoryError: the link may be fine)
+                elif not isinstance(e, _errors().MqttError) and hasattr(t, "name_error"):
+                    e = t.name_error(e)
             except MemoryError:
                 pass  # (no goodbye, the error as it was)
             while not self._link_failed(e):
