@@ -382,8 +382,9 @@ async def test_no_heap_for_the_lost_link_fails_the_suback_waiter_not_hangs(mosqu
                                                                          monkeypatch):
     """The reader runs out of heap (a MemoryError in its poll) and there is none to load
     what handling a lost link needs (_cold): the task tries again every 500 ms, and
-    meanwhile the SUBSCRIBE awaiting its SUBACK fails with the MemoryError instead of
-    waiting for good behind a reader that died (the unix port hung there, heap full).
+    meanwhile the SUBSCRIBE awaiting its SUBACK fails with the reader's error (the
+    transport's NetworkError naming the MemoryError) instead of waiting for good behind a
+    reader that died (the unix port hung there, heap full).
     Once _cold loads, the link is handled as lost: reconnected, subscribed again."""
     from mqtt_v5 import client as client_module
 
