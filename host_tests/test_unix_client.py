@@ -735,6 +735,36 @@ def test_reader_out_of_heap_fails_the_subscribe_not_hangs(mp_unix_port, mosquitt
     assert report["got"] == ["after"], report
 
 
+def test_reconnecting_holds_the_lost_tls_sessions_block(mp_unix_port, mosquitto, pki, tmp_path):
+    """Where mbedTLS allocates from MicroPython's heap (the 32-bit port: its first session
+    took 16 KiB and more of it), a client whose link was lost holds a block of the size of
+    the session's input buffer while it backs off, so that what runs meanwhile cannot split
+    the block the next session needs; it lets go of it as that session is made (none held
+    once reconnected) and when disconnect() stops the backoff. Where mbedTLS takes another
+    heap (the 64-bit port, like ESP32) it holds nothing. The reconnected client receives
+    (mp_scripts/unix_tls_room.py)."""
+    topic = unique("unix-tls-room")
+    report = run(mp_unix_port, "unix_tls_room.py",
+                 {"url": f"mqtts://{mosquitto.host}:{mosquitto.mtls_port}", "client_id": topic,
+                  "topic": topic,
+                  "tls": {"ca": pki.ca_der, "cert": pki.client_cert_der,
+                          "key": pki.client_key_der}}, tmp_path)
+    in_buffer = 16725  # _cold._TLS_IN_BUFFER: 16 KiB of records, their overhead, 8 B header
+    if mp_unix_port == "unix32":
+        assert report["tls_heap"] > in_buffer, report
+    else:  # (mbedTLS in the C library's heap: what wrap_socket took is its Python object)
+        assert 0 < report["tls_heap"] < 2048, report
+    held = in_buffer if report["tls_heap"] >= in_buffer else None
+    assert report["room_lost"] == held, report
+    assert report["room_lost_again"] == held, report
+    assert report["room_up"] is None, report
+    assert report["room_closed"] is None, report
+    assert report["got"] == ["after"], report
+    assert [e["kind"] for e in report["events"]] == [
+        "Connected", "Disconnected", "Reconnecting", "Connected", "Disconnected",
+        "Reconnecting", "Disconnected"], report
+
+
 _WITHIN = """
 import asyncio, json
 from mqtt_v5._compat import within

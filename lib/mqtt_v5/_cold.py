@@ -28,6 +28,11 @@ from .errors import (
 # its Will asks what the server refuses, and will ask it again.)
 _PERMANENT_REFUSALS = b"\x84\x85\x86\x87\x8a\x8c\x95\x99\x9a\x9b"
 
+# mbedTLS' input buffer under MicroPython's configuration (extmod/mbedtls: 16 KiB of
+# record content and 333 B of record overhead; plus the 8 B header of MicroPython's
+# tracked allocations), the one block of 16 KiB a TLS session needs
+_TLS_IN_BUFFER = const(16725)
+
 # This module's debug lines, by number: their texts are in _rare.NOTES, after client.py's
 # (no text in RAM unless debugging).
 _N_SERVER_DISCONNECT = const(11)
@@ -111,10 +116,41 @@ def delay(cfg, attempt):
     return d
 
 
+def hold_tls_heap(self, hold):
+    """While reconnecting, keep the block the lost TLS session's input buffer had (``hold``),
+    or let it go.
+
+    Where mbedTLS allocates from MicroPython's heap (``_Stream.tls_heap``: the unix port,
+    rp2, stm32; not ESP32), a session needs one free block for its input buffer, 16 KiB of
+    records and their overhead. Closing the lost session frees one; left free through the
+    backoff, what reconnecting and the application allocate meanwhile lands in it, and the
+    next session may find no such block while tens of KB are free: every attempt then
+    fails. A bytearray of that size takes it at once (first fit: that block, or a lower one
+    as good), and ``_Stream.start`` lets it go just before the next session is made."""
+    cls = getattr(__import__("sys").modules.get("mqtt_v5._compat_micropython"), "_Stream", None)
+    if not hold or getattr(cls, "tls_heap", 0) < _TLS_IN_BUFFER:
+        if getattr(cls, "tls_room", None) is not None:
+            cls.tls_room = None
+        return
+    if cls.tls_room is None:
+        try:
+            cls.tls_room = bytearray(_TLS_IN_BUFFER)
+        except MemoryError:  # (no such block now: as without it)
+            pass
+
+
 async def supervise(self):
     """The supervisor, a task ``link_failed`` starts (``self._lost``: the error): reconnect
     with backoff, until connected again (a link lost again meanwhile, as it re-subscribed:
-    again), the client closes or gives up. No task waits for a loss while the link is up."""
+    again), the client closes or gives up. No task waits for a loss while the link is up.
+    Meanwhile it holds the heap of the TLS session lost (see ``hold_tls_heap``)."""
+    try:
+        await _supervise(self)
+    finally:
+        hold_tls_heap(self, False)
+
+
+async def _supervise(self):
     from .client import Disconnected, Reconnecting
 
     rc_cfg = self.options.reconnect_config
@@ -136,6 +172,7 @@ async def supervise(self):
         # Closed after telling: a close may wait (bounded) to flush a stalled link.
         await close_quietly(self._transport)
         heap_collect()
+        hold_tls_heap(self, True)  # (before anything else takes a piece of it)
         self._room.set()
         if not rc_cfg.enabled:
             give_up(self, NetworkError("connection lost and reconnect is disabled"))
@@ -175,6 +212,7 @@ async def supervise(self):
                     return
                 continue
             except (MqttError, OSError, MemoryError) as e:  # (no heap now: maybe later)
+                hold_tls_heap(self, True)  # (the failed attempt's session is closed)
                 _note(_N_ATTEMPT_FAILED, attempt, e)
                 self._target = self._home
                 continue

@@ -41,7 +41,16 @@ class _Stream:
     ``start``, which makes the TLS session once the stream is open. Not
     asyncio's own: its module (``asyncio.stream``: Stream, Server, open_connection,
     start_server) would stay in RAM while connected, about 0.9 KB frozen, and it was
-    loaded just before the TLS handshake, the heap's peak."""
+    loaded just before the TLS handshake, the heap's peak.
+
+    ``tls_heap``: what the last ``wrap_socket`` took of MicroPython's heap (mbedTLS' 16 KiB
+    input buffer and the rest where mbedTLS allocates from it: the unix port, rp2, stm32;
+    on ESP32 it takes ESP-IDF's heap, and this is a few hundred bytes). ``tls_room``: the
+    block of the input buffer's size a reconnecting client holds (``_cold.hold_tls_heap``),
+    let go of here, just before the next session takes it."""
+
+    tls_heap = 0
+    tls_room = None
 
     def __init__(self, tcp, ctx, server_hostname):
         self.s = self.tcp = tcp
@@ -62,13 +71,16 @@ class _Stream:
         if tls is None:
             return
         self._tls = None
+        _Stream.tls_room = None
         try:
-            from gc import collect
+            from gc import collect, mem_free
 
             collect()
+            free = mem_free()
             s = tls[0].wrap_socket(self.tcp, server_hostname=tls[1],
                                    do_handshake_on_connect=False)
             s.setblocking(False)
+            _Stream.tls_heap = free - mem_free()
         except BaseException:
             self.tcp.close()
             raise

@@ -1,6 +1,6 @@
 # More figures for mqtt_v5 beside tools/bench_mp/scenario.py's (a script of their own, so
 # the modes' code does not count in the plain scenario's heap):
-#   micropython scenario_more.py MODE PORT CA_DER CERT_DER KEY_DER
+#   micropython scenario_more.py MODE PORT CA_DER CERT_DER KEY_DER [PAD]
 # MODE again: scenario.py's "ours", then connect again and publish QoS 1 (a device's
 #   reconnect: the second TLS session has to find room in a heap the first one used);
 #   prints {"ok": true} when it got through.
@@ -17,6 +17,9 @@ import sys
 
 MODE, PORT, CA, CERT, KEY = sys.argv[1:6]
 PORT = int(PORT)
+# PAD (optional): bytes this program keeps before it imports anything, for a layout other
+# than this program's own (tools/bench_unix.py LOST_PADS)
+PADDING = bytearray(int(sys.argv[6])) if len(sys.argv) > 6 else None
 URL = "mqtts://127.0.0.1:%d" % PORT
 TOPIC = "bench/heap"
 PAYLOAD = bytes(64)
