@@ -15,6 +15,9 @@ this module, not those.
 import asyncio
 
 from . import properties as _p
+
+if 0:  # (the type checker's alone: MicroPython compiles no code for it)
+    from typing import Any  # noqa: F401 (type comments)
 from ._compat import const, heap_collect, random_ms, sleep_ms, ticks_diff, ticks_ms
 from .errors import (
     ConnectRefused,
@@ -127,12 +130,13 @@ def hold_tls_heap(self, hold):
     next session may find no such block while tens of KB are free: every attempt then
     fails. A bytearray of that size takes it at once (first fit: that block, or a lower one
     as good), and ``_Stream.start`` lets it go just before the next session is made."""
-    cls = getattr(__import__("sys").modules.get("mqtt_v5._compat_micropython"), "_Stream", None)
-    if not hold or getattr(cls, "tls_heap", 0) < _TLS_IN_BUFFER:
-        if getattr(cls, "tls_room", None) is not None:
-            cls.tls_room = None
+    m = __import__("sys").modules.get("mqtt_v5._compat_micropython")
+    cls = getattr(m, "_Stream", 0)  # type: Any
+    if not cls:  # (CPython, or no connection made yet)
         return
-    if cls.tls_room is None:
+    if not hold or cls.tls_heap < _TLS_IN_BUFFER:
+        cls.tls_room = None
+    elif cls.tls_room is None:
         try:
             cls.tls_room = bytearray(_TLS_IN_BUFFER)
         except MemoryError:  # (no such block now: as without it)
