@@ -64,6 +64,15 @@ class Events:
         return out
 
 
+async def until(test, timeout_s=5):
+    """Poll ``test()`` every 10 ms until it is true (True) or ``timeout_s`` passed (False)."""
+    for _ in range(int(timeout_s * 100)):
+        if test():
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
 def run(main):
     """asyncio.run(main()), reporting an escaped exception as {"crash": ...}."""
     try:

@@ -9,7 +9,7 @@
 # events, "granted": the QoS the next subscribe got, "got": what it received}.
 import asyncio
 
-from mp_kit import Events, error_info, params, report, run
+from mp_kit import Events, error_info, params, report, run, until
 
 from mqtt_v5 import client as client_module
 from mqtt_v5.client import Connected, ConnectOptions, MqttClient, ReconnectConfig
@@ -63,10 +63,7 @@ async def main():
     out["events"] = events.summary()
     out["granted"] = await c.subscribe(p["topic"], lambda m: got.append(bytes(m.payload)), qos=1)
     await c.publish(p["topic"], b"after", qos=1)
-    for _ in range(500):
-        if got:
-            break
-        await asyncio.sleep_ms(10)
+    await until(lambda: got)
     out["got"] = [g.decode() for g in got]
     await c.disconnect()
     report(out)

@@ -11,7 +11,7 @@
 import asyncio
 import sys
 
-from mp_kit import Events, params, report, run
+from mp_kit import Events, params, report, run, until
 
 from mqtt_v5.client import Connected, ConnectOptions, MqttClient, ReconnectConfig
 from mqtt_v5.tls import TlsConfig
@@ -26,11 +26,8 @@ def room():
 async def dropped(c):
     """Have the broker drop the link (packet type 0), then wait for the client to see it."""
     await c._transport.write(b"\x00\x00")
-    for _ in range(300):
-        if not c.is_connected:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the broker did not drop the link")
+    if not await until(lambda: not c.is_connected, 3):
+        raise AssertionError("the broker did not drop the link")
 
 
 async def main():
@@ -52,10 +49,7 @@ async def main():
     await events.wait(Connected, 2)
     out["room_up"] = room()
     await c.publish(p["topic"], b"after", qos=1)
-    for _ in range(300):
-        if got:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: got, 3)
     out["got"] = [g.decode() for g in got]
     await dropped(c)
     await asyncio.sleep(0.1)

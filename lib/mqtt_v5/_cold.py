@@ -15,9 +15,6 @@ this module, not those.
 import asyncio
 
 from . import properties as _p
-
-if 0:  # (the type checker's alone: MicroPython compiles no code for it)
-    from typing import Any  # noqa: F401 (type comments)
 from ._compat import const, heap_collect, random_ms, sleep_ms, ticks_diff, ticks_ms
 from .errors import (
     ConnectRefused,
@@ -25,6 +22,9 @@ from .errors import (
     NetworkError,
     ProtocolError,
 )
+
+if 0:  # (the type checker's alone: MicroPython compiles no code for it)
+    from typing import Any  # noqa: F401 (type comments)
 
 # CONNACK codes that retrying cannot fix: stop instead of hammering the server.
 # (0x95 packet too large, 0x99 payload format, 0x9A retain, 0x9B QoS: our CONNECT or
