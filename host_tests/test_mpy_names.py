@@ -1,0 +1,151 @@
+"""The .mpy build renames the library's internal names to names MicroPython holds in ROM
+(tools/mpy_names.py): never a name users or other code reach, one-to-one, the same program;
+and on the unix port the package as shipped interns none of the names it renamed."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import inspect
+import io
+import keyword
+import re
+import sys
+import tokenize
+from pathlib import Path
+
+import gen_package_json
+import mp_unix
+import mpy_names
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE = mpy_names.core_files(gen_package_json.core_modules())
+NAMES = gen_package_json.renamed_names()
+STUB = ROOT / "lib" / "mqtt_v5" / "__init__.pyi"
+
+
+def _public_objects():
+    """The package's public names (its stub), with every module users import by name."""
+    import mqtt_v5
+
+    tree = ast.parse(STUB.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:  # (from .client import X as X)
+            for a in node.names:
+                yield a.name, getattr(mqtt_v5, a.name)
+    for p in CORE:
+        if not p.stem.startswith("_"):
+            module = __import__(f"mqtt_v5.{p.stem}", fromlist=["_"])
+            for name, value in vars(module).items():
+                # (not what it imports: _compat's set_nodelay, inspect's isawaitable)
+                home = getattr(value, "__module__", None) or module.__name__
+                if not name.startswith("_") and home == module.__name__:
+                    yield name, value
+
+
+def test_the_map_renames_no_public_name():
+    assert NAMES, "nothing renamed: the .mpy build would intern every name"
+    reached = set()
+    for name, value in _public_objects():
+        reached.add(name)
+        members = vars(value).items() if inspect.isclass(value) else ()
+        for member, attr in members:
+            if not member.startswith("_"):
+                reached.add(member)
+            if callable(attr) and (not member.startswith("_") or member == "__init__"):
+                try:
+                    reached.update(inspect.signature(attr).parameters)
+                except (TypeError, ValueError):
+                    pass
+        if callable(value) and not inspect.isclass(value):
+            try:
+                reached.update(inspect.signature(value).parameters)
+            except (TypeError, ValueError):
+                pass
+    assert reached & set(NAMES) == set()
+    # the names a user's program passes by keyword or reads off a message
+    assert {"keep_alive", "topic_alias", "payload", "session_present", "is_connected",
+            "reconnect_config", "on_connection_event", "publish_qos1"} <= reached
+
+
+def test_new_names_are_rom_names_or_short_ones_and_meet_nothing():
+    api, rom = mpy_names._firmware_names()
+    rom = set(rom)
+    new = list(NAMES.values())
+    assert len(set(new)) == len(new), "two names renamed to one"
+    used = set()
+    for p in CORE:
+        used |= set(re.findall(r"[A-Za-z_]\w*", p.read_text()))
+    for n in new:
+        assert n in rom or re.fullmatch(r"z[a-z]{1,3}", n), n
+        assert n not in used, n
+        assert not keyword.iskeyword(n), n
+        assert not hasattr(builtins, n), n
+        assert not n.startswith("_"), n
+    assert set(NAMES) & api == set()
+    # most of what a device loads gets a ROM name (a free one)
+    assert sum(n in rom for n in new) > len(new) // 2
+
+
+def test_names_in_strings_and_other_files_are_kept():
+    for p in CORE:
+        text = p.read_text()
+        for t in tokenize.generate_tokens(io.StringIO(text).readline):
+            if t.type == tokenize.STRING and not t.string.startswith(('"""', "'''")):
+                words = set(re.findall(r"[A-Za-z_]\w*", t.string))
+                assert not words & set(NAMES), (p.name, t.string)
+    # getattr(self, "_cb_tasks", None) in _client_extras; mp_scripts reach c._transport
+    assert "_cb_tasks" not in NAMES
+    assert "_transport" not in NAMES
+    # a name of a module of the package is never renamed (from . import _cold)
+    assert not {p.stem for p in CORE} & set(NAMES)
+
+
+def test_renaming_keeps_the_program():
+    """Each module renamed is the same tree with the names substituted, and compiles."""
+    for p in CORE:
+        text = p.read_text()
+        renamed = mpy_names.rename(text, NAMES)
+        compile(renamed, p.name, "exec")
+
+        def shape(src, names):
+            out = []
+            for t in tokenize.generate_tokens(io.StringIO(src).readline):
+                if t.type == tokenize.NAME:
+                    out.append(names.get(t.string, t.string))
+                elif t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE):
+                    out.append(t.string)
+            return out
+
+        assert shape(text, NAMES) == shape(renamed, {}), p.name
+    explained = mpy_names.explain("in " + " ".join(NAMES.values()), NAMES)
+    assert explained == "in " + " ".join(NAMES)
+
+
+def test_the_mpy_package_interns_none_of_the_renamed_names():
+    """On the 32-bit unix port: import what a connecting client loads from the .mpy
+    package, and list the names MicroPython made at run time."""
+    if mp_unix.binary("unix32") is None:
+        pytest.skip(mp_unix.why_missing())
+    modules = [p.stem for p in CORE if p.stem in mpy_names.FIRST and p.stem != "__init__"]
+    imports = "\n".join(f"import mqtt_v5.{m}" for m in modules)
+    script = f"import micropython\nimport mqtt_v5\n{imports}\nmicropython.qstr_info(1)\n"
+    proc = mp_unix.run_script("unix32", script, mpy=True)
+    assert proc.returncode == 0, proc.stderr
+    made = set(re.findall(r"^Q\((.*)\)$", proc.stdout, re.M))
+    assert "mqtt_v5.client" in made  # (the listing works)
+    assert made & set(NAMES) == set()
+    # what the .py tree interns for the same imports includes renamed names
+    proc = mp_unix.run_script("unix32", script, mpy=False)
+    assert set(re.findall(r"^Q\((.*)\)$", proc.stdout, re.M)) & set(NAMES)
+
+
+def test_explain_reads_a_traceback_back():
+    shipped = {v: k for k, v in NAMES.items()}
+    some = sorted(shipped)[:3]
+    tb = "Traceback:\n" + "".join(f'  File "client", line 1, in {n}\n' for n in some)
+    out = mpy_names.explain(tb, NAMES)
+    for n in some:
+        assert f"in {shipped[n]}\n" in out
+    assert sys.modules["mpy_names"] is mpy_names
