@@ -71,6 +71,23 @@ def mpy_tree(arch: str = "host") -> Path:
         None if arch == "host" else arch)
 
 
+def renamed(path: str | Path) -> str | Path:
+    """``path`` as it runs against the .mpy package: a test or bench program that reaches
+    internals by name (tools/mpy_names.py RENAMED_PARTS), or a folder of them, as a copy
+    with the names the package renamed (in .build/mpy-renamed/<map>/); anything else as
+    it is."""
+    if str(ROOT / "tools") not in sys.path:
+        sys.path.append(str(ROOT / "tools"))
+    import gen_package_json
+    import mpy_names
+
+    names = gen_package_json.renamed_names()
+    stamp = gen_package_json.hashlib.sha256(json.dumps(names).encode()).hexdigest()[:16]
+    if not isinstance(path, Path) and ("\n" in path or not Path(path).exists()):
+        return path  # (source text)
+    return mpy_names.renamed_copy(Path(path), BUILD / "mpy-renamed" / stamp, names)
+
+
 def run_script(
     port: str | Path,
     script: str | Path,
@@ -86,13 +103,20 @@ def run_script(
     """Run ``script`` (a file, or source text) on a unix port and return the finished process.
 
     ``path`` is MICROPYPATH before ``.frozen`` (default: lib/ as .py, or as .mpy with
-    ``mpy=True``, then host_tests/mp_scripts/). ``heapsize`` is passed as ``-X heapsize``.
+    ``mpy=True``, then host_tests/mp_scripts/). With ``mpy=True`` the script, the path's
+    folders and the ``.py`` arguments that are tests or bench programs run ``renamed`` (as
+    the .mpy package names what they reach). ``heapsize`` is passed as ``-X heapsize``.
     """
     exe = Path(port) if isinstance(port, Path) else binary(port)
     if exe is None:
         raise FileNotFoundError(why_missing())
     if path is None:
         path = [mpy_tree() if mpy else LIB, ROOT / "host_tests" / "mp_scripts"]
+    if mpy:  # (the tests' own scripts reach internals by the names the package has)
+        path = [renamed(p) for p in path]
+        script = renamed(script)
+        args = [renamed(a) if isinstance(a, Path) or str(a).endswith(".py") else a
+                for a in args]
     tmp = None
     if (isinstance(script, str) and "\n" in script) or (
         isinstance(script, str) and not Path(script).exists()

@@ -193,10 +193,11 @@ def _run(exe, lib, frozen, script, **kw):
     if trees:
         link.symlink_to(trees[0].resolve(), target_is_directory=True)
     if isinstance(script, Path):
-        (root / script.name).write_bytes(script.read_bytes())
         own = script.with_name(f"{script.stem}_{lib}.py")  # scenario.py's part for lib
-        if own.exists():
-            (root / own.name).write_bytes(own.read_bytes())
+        for src in (script, own) if own.exists() else (script,):
+            if trees and (lib == "ours" or lib in MORE):  # (ours from .mpy: as it names them)
+                src = Path(mp_unix.renamed(src))
+            (root / src.name).write_bytes(src.read_bytes())
         script = Path(script.name)  # (a Path: run_script takes it as a file, found in cwd)
     return mp_unix.run_script(exe, script, path=["lib"] if trees else [], cwd=root, **kw)
 

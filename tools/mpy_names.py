@@ -55,13 +55,16 @@ ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "lib"
 CORE_DIR = LIB / "mqtt_v5"
 NAMES_FILE = Path(__file__).resolve().parent / "micropython_names.txt"
-# What is kept (not renamed): every word of the docs and stubs users read, and every name
-# and string word of the Python files that run on MicroPython against the package (which
-# may reach internals) or may hand it code to run: those in MICROPYTHON_PARTS, or that
-# mention MicroPython. (The rest run on CPython only: the twin, CPython's tests and tools.)
-MICROPYTHON_PARTS = ("lib/mqtt_v5/aws/", "firmware/", "boards/", "tools/bench_mp/",
-                     "tools/iot_twin/demo_device.py", "host_tests/portable/",
-                     "host_tests/mp_scripts/", "host_tests/device/", "host_tests/aws/mp/")
+# What users reach is what the docs and stubs name (every word of the .md and .pyi files),
+# with the members of the classes they name and the parameters of the functions and methods
+# they name, and every PREFIX_* family they name (README: "PROP_*"); plus every name and
+# string of the code users write or that runs against the package as theirs does:
+USER_PARTS = ("lib/mqtt_v5/aws/", "firmware/", "boards/", "tools/iot_twin/demo_device.py",
+              "host_tests/device/", "host_tests/aws/mp/")
+# The tests and bench programs that reach internals run renamed against the .mpy package
+# (``renamed_copy``, as mp_unix.run_script and the bench do): only their strings are kept.
+RENAMED_PARTS = ("host_tests/mp_scripts/", "host_tests/portable/", "tools/bench_mp/")
+# Other files that hand MicroPython code to run (in strings): their strings are kept.
 _MENTIONS_MICROPYTHON = re.compile(r"micropython|mp_unix|run_script", re.I)
 # (this tool and its test name internals to check them: what they mention is not kept)
 ABOUT_THE_MAP = ("tools/mpy_names.py", "host_tests/test_mpy_names.py")
@@ -85,8 +88,8 @@ def core_files(files: list[str] | None = None) -> list[Path]:
 
 
 def _keep_files(core: list[Path]) -> list[Path]:
-    """The repository's files (those git tracks, in a git checkout) whose words are kept
-    (see MICROPYTHON_PARTS): not ``core`` nor the modules beside it."""
+    """The repository's files (those git tracks, in a git checkout) whose words may be kept
+    (see USER_PARTS): not ``core`` nor the modules beside it."""
     try:
         out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
                              check=True).stdout.decode()
@@ -103,7 +106,7 @@ def _keep_files(core: list[Path]) -> list[Path]:
         if p.suffix in (".md", ".pyi"):
             found.append(p)
         elif p.suffix == ".py" and (
-                p.relative_to(ROOT).as_posix().startswith(MICROPYTHON_PARTS)
+                p.relative_to(ROOT).as_posix().startswith(USER_PARTS + RENAMED_PARTS)
                 or _MENTIONS_MICROPYTHON.search(p.read_text(errors="replace"))):
             found.append(p)
     return found
@@ -127,24 +130,16 @@ class _Scan(ast.NodeVisitor):
 
     def __init__(self):
         self.defined, self.costly, self.consts = set(), set(), set()
-        self.public = set()  # defined where users may reach it (see _in_public)
+        self.members = {}  # a class's members (self.x included), a function's parameters
         self.scopes = [None]  # the local names of each enclosing function (None: not one)
-        self.owners = []  # the names of the enclosing classes and functions
-        self.module = ""
-
-    def _in_public(self):
-        """In a public module (no leading underscore), outside private classes and
-        functions (a dunder method, __init__ say, is public)."""
-        return not self.module.startswith("_") and all(
-            not o.startswith("_") or o.startswith("__") for o in self.owners)
+        self.owners = []  # the enclosing classes and functions: (name, is a class)
 
     def _define(self, name):
         self.defined.add(name)
-        if not name.startswith("_") and self._in_public():
-            self.public.add(name)
-
-    def visit_Module(self, node):
-        self.generic_visit(node)
+        for owner, is_class in reversed(self.owners):  # (self.x in a method: the class's)
+            if is_class:
+                self.members.setdefault(owner, set()).add(name)
+                break
 
     def _local(self, name):
         return self.scopes[-1] is not None and name in self.scopes[-1]
@@ -152,8 +147,9 @@ class _Scan(ast.NodeVisitor):
     def _function(self, node, args, body):
         names = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs}
         names |= {a.arg for a in (args.vararg, args.kwarg) if a}
-        for n in names:
-            self._define(n)
+        self.defined |= names
+        if self.owners:
+            self.members.setdefault(self.owners[-1][0], set()).update(names)
         self.costly |= names  # (a parameter's name is in its function's prelude)
         declared = set()
         for n in ast.walk(node):
@@ -181,14 +177,14 @@ class _Scan(ast.NodeVisitor):
         self.costly.add(node.name)
         for d in node.decorator_list:
             self.visit(d)
-        self.owners.append(node.name)
+        self.owners.append((node.name, False))
         self._function(node, node.args, node.body)
         self.owners.pop()
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_Lambda(self, node):
-        self.owners.append("_lambda")  # (its parameters: nobody passes them by name)
+        self.owners.append(("<lambda>", False))  # (its parameters: no one names them)
         self._function(node, node.args, node.body)
         self.owners.pop()
 
@@ -198,7 +194,7 @@ class _Scan(ast.NodeVisitor):
         for n in node.bases + node.keywords + node.decorator_list:
             self.visit(n)
         self.scopes.append(None)  # a class body's names are its attributes
-        self.owners.append(node.name)
+        self.owners.append((node.name, True))
         for n in node.body:
             self.visit(n)
         self.owners.pop()
@@ -271,15 +267,17 @@ def _string_words(text: str, tree: ast.AST) -> set:
     return found
 
 
-def _code_words(text: str) -> set:
-    """The names and the words of the string literals of a Python file (not its comments:
-    they reach nothing); all its words if it does not tokenize."""
+def _code_words(text: str, names: bool = True) -> set:
+    """The names (unless not ``names``) and the words of the string literals of a Python
+    file, but for its docstrings and comments (they reach nothing); all its words if it does
+    not parse."""
     try:
+        docs = _docstring_lines(ast.parse(text))
         found = set()
         for t in tokenize.generate_tokens(io.StringIO(text).readline):
-            if t.type == tokenize.NAME:
+            if t.type == tokenize.NAME and names:
                 found.add(t.string)
-            elif t.type == tokenize.STRING:
+            elif t.type == tokenize.STRING and t.start[0] not in docs:
                 found |= set(_WORD.findall(t.string))
         return found
     except (tokenize.TokenError, SyntaxError):
@@ -309,22 +307,29 @@ def _plan(sources: tuple) -> tuple:
     modules = {"mqtt_v5", "aws"} | {p.stem for p in CORE_DIR.rglob("*.py")}
     for name, text in sources:
         tree = ast.parse(text, name)
-        scan.module = name[:-3] if name != "__init__.py" else "mqtt_v5"
         scan.visit(tree)
         strings |= _string_words(text, tree)
         used |= set(_WORD.findall(text))
-    keep, keep_code = set(), set()
+    keep, keep_code = set(), set()  # (keep_code: names no new name may take)
+    docs = []
     for p in _keep_files([CORE_DIR / name for name, _ in sources]):
         text = p.read_text(errors="replace")
+        rel = p.relative_to(ROOT).as_posix()
         if p.suffix != ".py":  # (a new name may be a word of the docs' prose)
             keep |= set(_WORD.findall(text))
-        else:
-            words = _code_words(text)
-            keep |= words
-            keep_code |= words
+            docs.append(text)
+            continue
+        words = _code_words(text)
+        keep_code |= words
+        keep |= words if rel.startswith(USER_PARTS) else _code_words(text, names=False)
+    for owner, members in scan.members.items():  # a named class's, a named function's
+        if owner in keep:
+            keep |= {n for n in members if not n.startswith("_")}
+    for prefix in set(re.findall(r"\b([A-Z][A-Z0-9]*_)\*", "\n".join(docs))):
+        keep |= {n for n in scan.defined if n.startswith(prefix)}
     api, rom = _firmware_names()
     rename = sorted(
-        n for n in scan.defined & scan.costly - scan.public - scan.consts
+        n for n in scan.defined & scan.costly - scan.consts
         - keep - strings - modules - api - _BUILTIN_ATTRS if not n.startswith("__"))
     taken = used | keep_code | api.difference(rom) | _BUILTIN_ATTRS | set(keyword.kwlist)
     targets = [n for n in rom if n not in taken and not n.startswith("_") and n.islower()]
@@ -352,6 +357,28 @@ def rename(text: str, names: dict[str, str]) -> str:
             line = line[:a] + new + line[b:]
         lines[row] = line
     return "".join(lines)
+
+
+def renamed_copy(path: Path, out: Path, names: dict[str, str]) -> Path:
+    """Where ``path`` (a file or folder of RENAMED_PARTS; anything else is returned as it
+    is) runs against the .mpy package: a copy under ``out`` with its names renamed as the
+    package's, remade where older than its source. (The tests and bench programs that reach
+    internals by name: ``c._transport``, ``codec.decode_body``.)"""
+    path = Path(path)
+    try:
+        rel = path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return path
+    part = next((r for r in RENAMED_PARTS if (rel + "/").startswith(r)), None)
+    if part is None:
+        return path
+    top = ROOT / part
+    for src in sorted(top.rglob("*.py")):  # (the whole part: a test imports its helpers)
+        dst = out / src.relative_to(ROOT)
+        if not dst.exists() or dst.stat().st_mtime < src.stat().st_mtime:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_text(rename(src.read_text(), names))
+    return out / rel
 
 
 def explain(text: str, names: dict[str, str]) -> str:

@@ -206,10 +206,10 @@ def test_deployed_tree_runs_on_micropython(tmp_path):
     if exe is None:
         pytest.skip(mp_unix.why_missing())
     tree = device.compile_library("xtensawin", tmp_path / "tree")
-    proc = mp_unix.run_script(
+    proc = mp_unix.run_script(  # (mpy=True: the tests as the .mpy package names things)
         exe, ROOT / "host_tests" / "mp_scripts" / "run_portable.py",
         args=[(ROOT / "host_tests" / "portable" / "test_smoke.py").as_posix()],
-        path=[tree / "lib", ROOT / "host_tests" / "mp_scripts"])
+        path=[tree / "lib", ROOT / "host_tests" / "mp_scripts"], mpy=True)
     report = mp_unix.last_json(proc)
     assert report["failed"] == 0, report
     assert report["passed"] > 0

@@ -569,7 +569,9 @@ class MqttClient:
         self._link_no += 1
         self._up_since = ticks_ms()  # (see _cold.supervise)
         self._hops = 0
-        return Connected(s.ev_session_present, s.limits, s.ev_props)
+        props = s.ev_props
+        s.ev_props = None  # (the event has them: not kept while connected)
+        return Connected(s.ev_session_present, s.limits, props)
 
     async def _after_connect(self, event):
         """Start the I/O tasks, restore subscriptions, send what is owed."""
