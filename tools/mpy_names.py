@@ -16,13 +16,18 @@ micropython-unix32, README "Memory".
 
 What is renamed: every name the core modules (lib/mqtt_v5/*.py a device runs, not
 mqtt_v5.aws) define (a def, class, parameter, assignment or attribute target, import alias)
-where users cannot reach it (a leading underscore, or inside a private module, class or
-function: ``_cold``, ``_Stream``) and that costs a name at run time (anything but a local
-variable), EXCEPT
-- any word of the repository's other files (``KEEP_SUFFIXES``; the docs, the stubs,
-  mqtt_v5.aws, the firmware, the tests and the bench, which may reach internals), of a
-  string literal of the core (``getattr``, ``hasattr``, lazy-attribute tables, messages), or
-  naming a module of the package;
+that costs a name at run time (anything but a local variable), EXCEPT what users reach:
+- the words of the docs and the stubs (README.md, the other .md files, __init__.pyi): the
+  documented API; with the public members (class attributes, methods, what methods set on
+  ``self``) and the parameters of the classes and functions they name, and every
+  ``PREFIX_*`` family they name (README: "PROP_*");
+- every name and string of the code users write or that runs as theirs (``USER_PARTS``:
+  mqtt_v5.aws, the firmware, the boards, the device demo, the device and AWS tests'
+  programs), and the strings of any other file that hands MicroPython code to run (the
+  tests and bench programs of ``RENAMED_PARTS``, which reach internals by name, run
+  renamed against the .mpy package: ``renamed_copy``);
+- the words of the core's own string literals (``getattr``, ``hasattr``, lazy-attribute
+  tables, messages), and the names of the package's modules;
 - names any MicroPython firmware uses (``micropython_names.txt``: the MP_QSTR names of its
   sources, all ports): a protocol or API name (``write``, ``send``, ``server_hostname``);
 - dunder names, and ``const()`` names (folded away: they cost nothing).
