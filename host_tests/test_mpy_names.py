@@ -9,7 +9,6 @@ import inspect
 import io
 import keyword
 import re
-import sys
 import tokenize
 from pathlib import Path
 
@@ -160,4 +159,4 @@ def test_explain_reads_a_traceback_back():
     out = mpy_names.explain(tb, NAMES)
     for n in some:
         assert f"in {shipped[n]}\n" in out
-    assert sys.modules["mpy_names"] is mpy_names
+    assert out.startswith("Traceback:\n")  # (only names are replaced)
