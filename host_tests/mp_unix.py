@@ -76,16 +76,15 @@ def renamed(path: str | Path) -> str | Path:
     internals by name (tools/mpy_names.py RENAMED_PARTS), or a folder of them, as a copy
     with the names the package renamed (in .build/mpy-renamed/<map>/); anything else as
     it is."""
+    if not isinstance(path, Path) and ("\n" in path or not Path(path).exists()):
+        return path  # (source text)
     if str(ROOT / "tools") not in sys.path:
         sys.path.append(str(ROOT / "tools"))
     import gen_package_json
     import mpy_names
 
-    names = gen_package_json.renamed_names()
-    stamp = gen_package_json.hashlib.sha256(json.dumps(names).encode()).hexdigest()[:16]
-    if not isinstance(path, Path) and ("\n" in path or not Path(path).exists()):
-        return path  # (source text)
-    return mpy_names.renamed_copy(Path(path), BUILD / "mpy-renamed" / stamp, names)
+    out = BUILD / "mpy-renamed" / gen_package_json.names_stamp()
+    return mpy_names.renamed_copy(Path(path), out, gen_package_json.renamed_names())
 
 
 def run_script(

@@ -132,6 +132,11 @@ def renamed_names() -> dict[str, str]:
     return mpy_names.plan(mpy_names.core_files(core_modules()))
 
 
+def names_stamp() -> str:
+    """A short digest of ``renamed_names()``: trees compiled with another map are stale."""
+    return hashlib.sha256(json.dumps(renamed_names()).encode()).hexdigest()[:16]
+
+
 def core_modules() -> list[str]:
     """lib/mqtt_v5/*.py a device runs (not the aws part), relative to lib/: the modules
     whose internal names the .mpy build renames."""
@@ -166,8 +171,8 @@ def compile_tree(out: Path, files: list[str], arch: str | None = None) -> Path:
     and the whole tree is remade when the flags or mpy-cross change (a stamp file records
     them). Returns ``out``."""
     stamp = out / ".mpy-cross"
-    names = hashlib.sha256(json.dumps(renamed_names()).encode()).hexdigest()[:16]
-    how = json.dumps([mpy_cross_version(), *MPY_CROSS_FLAGS, arch or "", "-s module", names])
+    how = json.dumps([mpy_cross_version(), *MPY_CROSS_FLAGS, arch or "", "-s module",
+                      names_stamp()])
     if not stamp.is_file() or stamp.read_text() != how:
         shutil.rmtree(out, ignore_errors=True)
     want = set()

@@ -83,12 +83,13 @@ FIRST = ("client", "session", "codec", "properties", "topic", "_compat", "__init
 
 
 def core_files(files: list[str] | None = None) -> list[Path]:
-    """The modules renamed: ``files`` (relative to lib/) in mqtt_v5/ itself, or all."""
+    """The modules renamed: ``files`` (relative to lib/) in mqtt_v5/ itself, by default
+    gen_package_json.core_modules() (what the .mpy build renames)."""
     if files is None:
         sys.path.insert(0, str(ROOT / "tools"))
         import gen_package_json
 
-        files = gen_package_json.device_files(tracked_only=False)
+        files = gen_package_json.core_modules()
     return sorted(LIB / f for f in files if "/" not in f[len("mqtt_v5/"):])
 
 
@@ -222,8 +223,7 @@ class _Scan(ast.NodeVisitor):
 
     def visit_Attribute(self, node):
         if isinstance(node.ctx, (ast.Store, ast.Del)):
-            # (an attribute a public method stores is the public class's: self.x = ...)
-            self._define(node.attr)
+            self._define(node.attr)  # (self.x = ... in a method: a member of its class)
         self.costly.add(node.attr)
         self.visit(node.value)
 
@@ -260,16 +260,6 @@ def _docstring_lines(tree: ast.AST) -> set:
                     and isinstance(b[0].value.value, str):
                 lines.add(b[0].lineno)
     return lines
-
-
-def _string_words(text: str, tree: ast.AST) -> set:
-    """Words in the string literals (f-strings included) that are not docstrings."""
-    docs = _docstring_lines(tree)
-    found = set()
-    for t in tokenize.generate_tokens(io.StringIO(text).readline):
-        if t.type == tokenize.STRING and t.start[0] not in docs:
-            found |= set(_WORD.findall(t.string))
-    return found
 
 
 def _code_words(text: str, names: bool = True) -> set:
@@ -311,9 +301,8 @@ def _plan(sources: tuple) -> tuple:
     strings, used = set(), set()
     modules = {"mqtt_v5", "aws"} | {p.stem for p in CORE_DIR.rglob("*.py")}
     for name, text in sources:
-        tree = ast.parse(text, name)
-        scan.visit(tree)
-        strings |= _string_words(text, tree)
+        scan.visit(ast.parse(text, name))
+        strings |= _code_words(text, names=False)  # (f-strings included)
         used |= set(_WORD.findall(text))
     keep, keep_code = set(), set()  # (keep_code: names no new name may take)
     docs = []
@@ -395,7 +384,6 @@ def refresh(src: Path, unix32: Path) -> None:
     """micropython_names.txt from a MicroPython source tree (``src``) and its unix32 binary:
     "api NAME" for every MP_QSTR name of its sources, "rom NAME" for those of py/, extmod/
     and the asyncio package that the binary holds in ROM."""
-    import subprocess
     import tempfile
 
     def qstrs(paths):
